@@ -1,0 +1,422 @@
+//! The one definition of the bundle's archive format, used by both writing and checking.
+//!
+//! A bundle is a plain ustar stream, compressed with zstd (multithreaded mode, checksummed) or
+//! gzip (header mtime 0, OS byte 255). Canonical form:
+//! - every entry lives under one top directory `<name>-<version>/`, whose entry comes first;
+//! - then directories, files and symlinks sorted bytewise by path;
+//! - then `MANIFEST.json` and `SHA256SUMS`, always last, so every file is read exactly once:
+//!   hashed while it streams into the archive;
+//! - directory entries are explicit; modes are 0755 (directories, executables), 0644 (other
+//!   files) or 0777 (symlinks); uid/gid 0; empty user and group names; one mtime for all.
+//!
+//! Names must fit plain ustar headers (no PAX or GNU extensions are ever written).
+
+pub mod manifest;
+
+use std::io::{self, Read, Write};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::config::Format;
+
+/// File name of the manifest inside the top directory.
+pub const MANIFEST: &str = "MANIFEST.json";
+/// File name of the checksum list inside the top directory.
+pub const SHA256SUMS: &str = "SHA256SUMS";
+
+pub const MODE_DIR: u32 = 0o755;
+pub const MODE_EXEC: u32 = 0o755;
+pub const MODE_FILE: u32 = 0o644;
+pub const MODE_SYMLINK: u32 = 0o777;
+
+/// Largest file a ustar header can describe (11 octal digits).
+pub const MAX_FILE_SIZE: u64 = 0o777_7777_7777;
+/// Largest mtime a ustar header can hold.
+pub const MAX_MTIME: u64 = 0o777_7777_7777;
+
+const BLOCK: usize = 512;
+const BUFFER: usize = 256 * 1024;
+
+/// Split a full archive name into ustar `(prefix, name)` fields, or `None` if it cannot fit.
+pub fn split_ustar_name(path: &str) -> Option<(&str, &str)> {
+    if path.len() <= 100 {
+        return Some(("", path));
+    }
+    // The longest name field that fits, so the prefix is as short as possible.
+    path.match_indices('/')
+        .map(|(i, _)| (&path[..i], &path[i + 1..]))
+        .find(|(prefix, name)| name.len() <= 100 && !name.is_empty() && prefix.len() <= 155)
+}
+
+/// Why a path inside the bundle cannot be stored, if it cannot.
+pub fn check_entry_name(full_path: &str) -> Result<(), String> {
+    if full_path.bytes().any(|b| b.is_ascii_control()) {
+        return Err("contains a control character".into());
+    }
+    if full_path.contains('\\') {
+        return Err("contains a backslash".into());
+    }
+    if split_ustar_name(full_path).is_none() {
+        return Err(format!(
+            "is too long for a plain ustar header ({} bytes; at most 100, or 255 split at a `/` into 155 + 100)",
+            full_path.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Why a symlink target cannot be stored, if it cannot.
+pub fn check_link_target(target: &str) -> Result<(), String> {
+    if target.len() > 100 {
+        return Err(format!(
+            "target is too long for a plain ustar header ({} bytes; at most 100)",
+            target.len()
+        ));
+    }
+    if target.bytes().any(|b| b.is_ascii_control() || b == b'\\') {
+        return Err("target contains a control character or backslash".into());
+    }
+    Ok(())
+}
+
+/// Compression settings; everything that changes the output bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    pub format: Format,
+    pub level: i32,
+}
+
+/// The libzstd version compiled in (recorded in the manifest).
+pub fn zstd_version() -> &'static str {
+    zstd::zstd_safe::version_string()
+}
+
+/// zstd worker threads. Multithreaded mode gives the same bytes for any count >= 1, so the
+/// count only changes speed; single-threaded mode (0) would change the bytes and is never used.
+fn zstd_workers() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+        .clamp(1, 64)
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Tee<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Compressor<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Gzip(flate2::write::GzEncoder<W>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn new(out: W, c: Compression) -> io::Result<Self> {
+        Ok(match c.format {
+            Format::TarZst => {
+                let mut enc = zstd::stream::write::Encoder::new(out, c.level)?;
+                enc.include_checksum(true)?;
+                enc.multithread(zstd_workers())?;
+                Compressor::Zstd(enc)
+            }
+            Format::TarGz => Compressor::Gzip(
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    // Invariant: config restricts gzip levels to 1..=9.
+                    .write(out, flate2::Compression::new(c.level.clamp(0, 9) as u32)),
+            ),
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Zstd(enc) => enc.finish(),
+            Compressor::Gzip(enc) => enc.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Zstd(e) => e.write(buf),
+            Compressor::Gzip(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Zstd(e) => e.flush(),
+            Compressor::Gzip(e) => e.flush(),
+        }
+    }
+}
+
+/// What [`ArchiveWriter::finish`] reports about the compressed archive.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub sha256: String,
+    pub size: u64,
+    pub entries: usize,
+}
+
+/// Writes canonical entries; the caller supplies them in canonical order.
+pub struct ArchiveWriter<W: Write> {
+    out: Compressor<Tee<W>>,
+    top: String,
+    mtime: u64,
+    entries: usize,
+    buf: Vec<u8>,
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    /// Start an archive whose entries live under `top/`. Writes the top directory entry.
+    pub fn new(out: W, compression: Compression, top: &str, mtime: u64) -> Result<Self> {
+        if mtime > MAX_MTIME {
+            bail!("timestamp {mtime} does not fit a ustar header");
+        }
+        let tee = Tee {
+            inner: out,
+            hasher: Sha256::new(),
+            len: 0,
+        };
+        let mut w = ArchiveWriter {
+            out: Compressor::new(tee, compression).context("cannot start the compressor")?,
+            top: top.to_string(),
+            mtime,
+            entries: 0,
+            buf: vec![0; BUFFER],
+        };
+        w.header(tar::EntryType::Directory, "", MODE_DIR, 0, "")?;
+        Ok(w)
+    }
+
+    fn header(
+        &mut self,
+        kind: tar::EntryType,
+        path: &str,
+        mode: u32,
+        size: u64,
+        link: &str,
+    ) -> Result<()> {
+        let full = if path.is_empty() {
+            self.top.clone()
+        } else {
+            format!("{}/{path}", self.top)
+        };
+        check_entry_name(&full).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
+        let (prefix, name) = split_ustar_name(&full)
+            .ok_or_else(|| anyhow::anyhow!("`{full}` does not fit a ustar header"))?;
+        if size > MAX_FILE_SIZE {
+            bail!("`{full}` is larger than 8 GiB, which a plain ustar header cannot describe");
+        }
+        check_link_target(link).map_err(|why| anyhow::anyhow!("`{full}`: symlink {why}"))?;
+
+        let mut header = tar::Header::new_ustar();
+        {
+            // Invariant: new_ustar() always has a ustar view.
+            let ustar = header
+                .as_ustar_mut()
+                .ok_or_else(|| anyhow::anyhow!("tar header is not ustar"))?;
+            ustar.name[..name.len()].copy_from_slice(name.as_bytes());
+            ustar.prefix[..prefix.len()].copy_from_slice(prefix.as_bytes());
+            ustar.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(size);
+        header.set_mtime(self.mtime);
+        header.set_username("")?;
+        header.set_groupname("")?;
+        header.set_device_major(0)?;
+        header.set_device_minor(0)?;
+        header.set_cksum();
+        self.out.write_all(header.as_bytes())?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    pub fn dir(&mut self, path: &str) -> Result<()> {
+        self.header(tar::EntryType::Directory, path, MODE_DIR, 0, "")
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
+        self.header(tar::EntryType::Symlink, path, MODE_SYMLINK, 0, target)
+    }
+
+    /// Stream exactly `size` bytes from `data` into a file entry; returns the SHA-256 (hex).
+    /// Fails if `data` is shorter or longer than `size` (a file that changed while bundling).
+    pub fn file(&mut self, path: &str, mode: u32, size: u64, mut data: impl Read) -> Result<String> {
+        self.header(tar::EntryType::Regular, path, mode, size, "")?;
+        let mut hasher = Sha256::new();
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match data.read(&mut self.buf[..want]) {
+                Ok(0) => bail!("`{path}` shrank while it was being bundled ({left} bytes missing)"),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read `{path}`")),
+            };
+            hasher.update(&self.buf[..n]);
+            self.out.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        if data.read(&mut self.buf[..1])? != 0 {
+            bail!("`{path}` grew while it was being bundled");
+        }
+        self.pad(size)?;
+        Ok(hex(&hasher.finalize()))
+    }
+
+    /// A small file generated in memory (manifest, checksums).
+    pub fn generated(&mut self, path: &str, mode: u32, content: &[u8]) -> Result<String> {
+        self.file(path, mode, content.len() as u64, content)
+    }
+
+    fn pad(&mut self, size: u64) -> Result<()> {
+        let rem = (size % BLOCK as u64) as usize;
+        if rem != 0 {
+            self.out.write_all(&[0; BLOCK][..BLOCK - rem])?;
+        }
+        Ok(())
+    }
+
+    /// Write the end-of-archive marker and finish compression.
+    pub fn finish(mut self) -> Result<(W, Written)> {
+        self.out.write_all(&[0; 2 * BLOCK])?;
+        let tee = self.out.finish().context("cannot finish compression")?;
+        let written = Written {
+            sha256: hex(&tee.hasher.finalize()),
+            size: tee.len,
+            entries: self.entries,
+        };
+        Ok((tee.inner, written))
+    }
+}
+
+/// Decompressing reader for a bundle, chosen by file name.
+pub fn decoder<'a, R: io::BufRead + 'a>(format: Format, input: R) -> Result<Box<dyn Read + 'a>> {
+    Ok(match format {
+        Format::TarZst => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+        Format::TarGz => Box::new(flate2::bufread::GzDecoder::new(input)),
+    })
+}
+
+/// The format a bundle file name implies.
+pub fn format_of(file_name: &str) -> Option<Format> {
+    if file_name.ends_with(".tar.zst") {
+        Some(Format::TarZst)
+    } else if file_name.ends_with(".tar.gz") {
+        Some(Format::TarGz)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ustar_name_split() {
+        assert_eq!(split_ustar_name("a/b"), Some(("", "a/b")));
+        let long = format!("{}/{}", "d".repeat(150), "f".repeat(100));
+        assert_eq!(split_ustar_name(&long), Some((&long[..150], &long[151..])));
+        assert_eq!(split_ustar_name(&"x".repeat(101)), None);
+        assert_eq!(split_ustar_name(&format!("{}/{}", "d".repeat(156), "f")), None);
+        assert!(check_entry_name("a\nb").is_err());
+        assert!(check_entry_name("a\\b").is_err());
+    }
+
+    fn write(c: Compression, data: &[u8]) -> (Vec<u8>, Written) {
+        let mut w = ArchiveWriter::new(Vec::new(), c, "top-1.0", 1_700_000_000).unwrap();
+        w.dir("d").unwrap();
+        w.file("d/f", MODE_FILE, data.len() as u64, data).unwrap();
+        w.symlink("d/l", "f").unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn headers_are_canonical_and_readable() {
+        for format in [Format::TarZst, Format::TarGz] {
+            let (bytes, written) = write(Compression { format, level: 3 }, b"hello");
+            assert_eq!(written.size, bytes.len() as u64);
+            assert_eq!(written.sha256, hex(&Sha256::digest(&bytes)));
+            let reader = decoder(format, &bytes[..]).unwrap();
+            let mut ar = tar::Archive::new(reader);
+            let mut seen = Vec::new();
+            for e in ar.entries().unwrap() {
+                let e = e.unwrap();
+                let h = e.header();
+                assert_eq!(h.uid().unwrap(), 0);
+                assert_eq!(h.gid().unwrap(), 0);
+                assert_eq!(h.username_bytes(), Some(&b""[..]));
+                assert_eq!(h.mtime().unwrap(), 1_700_000_000);
+                assert!(h.as_ustar().is_some());
+                seen.push((e.path().unwrap().display().to_string(), h.mode().unwrap()));
+            }
+            assert_eq!(
+                seen,
+                [
+                    ("top-1.0".to_string(), 0o755),
+                    ("top-1.0/d".to_string(), 0o755),
+                    ("top-1.0/d/f".to_string(), 0o644),
+                    ("top-1.0/d/l".to_string(), 0o777)
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn short_and_long_sources_are_errors() {
+        let c = Compression { format: Format::TarZst, level: 1 };
+        let mut w = ArchiveWriter::new(Vec::new(), c, "t", 0).unwrap();
+        let e = w.file("f", MODE_FILE, 10, &b"short"[..]).unwrap_err();
+        assert!(e.to_string().contains("shrank"), "{e}");
+        let mut w = ArchiveWriter::new(Vec::new(), c, "t", 0).unwrap();
+        let e = w.file("f", MODE_FILE, 2, &b"longer"[..]).unwrap_err();
+        assert!(e.to_string().contains("grew"), "{e}");
+    }
+
+    #[test]
+    fn zstd_bytes_do_not_depend_on_worker_count() {
+        // Enough data for several multithreaded jobs at level 1.
+        let data: Vec<u8> = (0..24u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 & 0x3f).collect();
+        let compress = |workers: u32| {
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+            enc.include_checksum(true).unwrap();
+            enc.multithread(workers).unwrap();
+            enc.write_all(&data).unwrap();
+            enc.finish().unwrap()
+        };
+        assert_eq!(compress(1), compress(3));
+    }
+}

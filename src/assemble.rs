@@ -1,0 +1,141 @@
+//! Assembly: stream the planned entries and the built executables into the archive, then the
+//! manifest and checksums; write to a temporary file in the output directory and rename it into
+//! place only when complete.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+
+use anyhow::{Context, Result, anyhow};
+use camino::{Utf8Path, Utf8PathBuf};
+use tempfile::NamedTempFile;
+
+use crate::archive::manifest::{CompressionInfo, FileKind, FileRecord, Manifest};
+use crate::archive::{self, ArchiveWriter, Compression};
+use crate::build::Artifacts;
+use crate::config::Format;
+use crate::plan::{BundlePlan, Content};
+
+/// A finished bundle on disk.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub path: Utf8PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub files: usize,
+}
+
+pub fn compression_info(c: Compression) -> CompressionInfo {
+    CompressionInfo {
+        format: c.format.extension().into(),
+        level: c.level,
+        encoder: match c.format {
+            Format::TarZst => format!("libzstd {}, multithreaded, checksummed", archive::zstd_version()),
+            Format::TarGz => "flate2 1.1.11 (miniz_oxide 0.9.1), mtime 0, OS 255".into(),
+        },
+    }
+}
+
+/// A hidden temporary file next to its final name, readable like any published file.
+fn temp_in(dir: &Utf8Path, name: &str) -> Result<NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{dir}`"))
+}
+
+/// Write the bundle for `plan`. `manifest` carries everything but `files`, which is filled here.
+pub fn assemble(
+    plan: &BundlePlan,
+    artifacts: &Artifacts,
+    mut manifest: Manifest,
+    compression: Compression,
+    out_dir: &Utf8Path,
+) -> Result<Bundle> {
+    fs::create_dir_all(out_dir).with_context(|| format!("cannot create `{out_dir}`"))?;
+    let final_path = out_dir.join(&plan.file_name);
+    let tmp = temp_in(out_dir, &plan.file_name)?;
+    let out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
+    let mut ar = ArchiveWriter::new(out, compression, &plan.top_dir, manifest.timestamp.epoch)?;
+
+    let mut files = Vec::new();
+    for entry in &plan.entries {
+        let source = match &entry.content {
+            Content::Dir => {
+                ar.dir(&entry.path)?;
+                continue;
+            }
+            Content::Symlink(target) => {
+                ar.symlink(&entry.path, target)?;
+                files.push(FileRecord {
+                    path: entry.path.clone(),
+                    kind: FileKind::Symlink,
+                    mode: format!("{:04o}", entry.mode),
+                    size: 0,
+                    sha256: None,
+                    target: Some(target.clone()),
+                });
+                continue;
+            }
+            Content::File { source, .. } => source,
+            Content::Binary(bin) => artifacts
+                .executables
+                .get(bin)
+                .ok_or_else(|| anyhow!("no executable was built for `{bin}`"))?,
+        };
+        let file = File::open(source).with_context(|| format!("cannot open `{source}`"))?;
+        let size = file.metadata().with_context(|| format!("cannot stat `{source}`"))?.len();
+        let sha256 = ar
+            .file(&entry.path, entry.mode, size, std::io::BufReader::with_capacity(1 << 18, file))
+            .with_context(|| format!("cannot add `{source}` to the bundle"))?;
+        files.push(FileRecord {
+            path: entry.path.clone(),
+            // Invariant: the planner gives every non-directory entry a kind.
+            kind: entry.kind.unwrap_or(FileKind::Priv),
+            mode: format!("{:04o}", entry.mode),
+            size,
+            sha256: Some(sha256),
+            target: None,
+        });
+    }
+    manifest.files = files;
+    let manifest_json = manifest.to_json();
+    let manifest_sha = ar.generated(archive::MANIFEST, archive::MODE_FILE, &manifest_json)?;
+    ar.generated(archive::SHA256SUMS, archive::MODE_FILE, &manifest.sha256sums(&manifest_sha))?;
+    let file_count = manifest.files.len() + 2;
+    let (out, written) = ar.finish()?;
+    let file = out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
+    file.sync_all().with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
+
+    // The sidecar, then the swap: remove the old sidecar first so a crash between the renames
+    // can leave a bundle without a sidecar, but never one with the wrong sidecar.
+    let sidecar_path = out_dir.join(format!("{}.sha256", plan.file_name));
+    let mut sidecar = temp_in(out_dir, &format!("{}.sha256", plan.file_name))?;
+    writeln!(sidecar, "{}  {}", written.sha256, plan.file_name)
+        .and_then(|_| sidecar.as_file().sync_all())
+        .with_context(|| format!("cannot write `{sidecar_path}`"))?;
+    match fs::remove_file(&sidecar_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot replace `{sidecar_path}`"));
+        }
+        _ => {}
+    }
+    tmp.persist(&final_path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move the bundle into place at `{final_path}`"))?;
+    sidecar
+        .persist(&sidecar_path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move `{sidecar_path}` into place"))?;
+    if let Ok(dir) = File::open(out_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(Bundle {
+        path: final_path,
+        sha256: written.sha256,
+        size: written.size,
+        files: file_count,
+    })
+}

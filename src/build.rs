@@ -1,0 +1,126 @@
+//! The only module that runs `cargo build`. Executables are located from cargo's JSON
+//! artifact messages, never guessed from `target/<profile>/`.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Write};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use cargo_metadata::{Message, Package, TargetKind};
+
+use crate::cli::BundleOpts;
+use crate::project;
+use crate::shell::Shell;
+
+/// What the build produced for one package.
+#[derive(Debug, Clone, Default)]
+pub struct Artifacts {
+    /// bin target name → executable path.
+    pub executables: BTreeMap<String, Utf8PathBuf>,
+    /// Features cargo activated for the package.
+    pub features: Vec<String>,
+}
+
+/// The cargo command line for one package (pure; exposed for `-v` and tests).
+pub fn command_args(opts: &BundleOpts, manifest: &Utf8Path, package: &Package, bins: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "--message-format=json-render-diagnostics".into(),
+        "--manifest-path".into(),
+        manifest.to_string(),
+        "--package".into(),
+        format!("{}@{}", package.name, package.version),
+        "--profile".into(),
+        opts.profile.clone(),
+    ];
+    for bin in bins {
+        args.extend(["--bin".into(), bin.clone()]);
+    }
+    if let Some(target) = &opts.target {
+        args.extend(["--target".into(), target.clone()]);
+    }
+    if let Some(dir) = &opts.target_dir {
+        args.extend(["--target-dir".into(), dir.to_string()]);
+    }
+    for f in &opts.features {
+        args.extend(["--features".into(), f.clone()]);
+    }
+    for (flag, on) in [
+        ("--all-features", opts.all_features),
+        ("--no-default-features", opts.no_default_features),
+        ("--locked", opts.locked),
+        ("--frozen", opts.frozen),
+        ("--offline", opts.offline),
+        ("--quiet", opts.quiet),
+    ] {
+        if on {
+            args.push(flag.into());
+        }
+    }
+    for _ in 0..opts.verbose.saturating_sub(1) {
+        args.push("--verbose".into());
+    }
+    if let Some(color) = opts.color {
+        let value = clap::ValueEnum::to_possible_value(&color).map(|v| v.get_name().to_string());
+        args.push(format!("--color={}", value.unwrap_or_else(|| "auto".into())));
+    }
+    args
+}
+
+/// Build the package's bins; cargo's diagnostics go straight to the user's stderr.
+pub fn build(
+    opts: &BundleOpts,
+    manifest: &Utf8Path,
+    package: &Package,
+    bins: &[String],
+    shell: &Shell,
+) -> Result<Artifacts> {
+    let cargo = project::cargo();
+    let args = command_args(opts, manifest, package, bins);
+    shell.verbose_status("Running", format!("`{cargo} {}`", args.join(" ")));
+    let mut child = Command::new(&cargo)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot run `{cargo}`"))?;
+    let stdout = child.stdout.take().context("cargo's stdout was not captured")?;
+    let mut artifacts = Artifacts::default();
+    let mut reading = Ok(());
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                reading = Err(e);
+                continue;
+            }
+        };
+        match message {
+            Message::CompilerArtifact(a)
+                if a.package_id == package.id && a.target.kind.contains(&TargetKind::Bin) =>
+            {
+                if let Some(exe) = a.executable {
+                    artifacts.executables.insert(a.target.name.clone(), exe);
+                    artifacts.features = a.features.clone();
+                }
+            }
+            Message::TextLine(line) => {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+            _ => {}
+        }
+    }
+    let status = child.wait().with_context(|| format!("cannot wait for `{cargo}`"))?;
+    if !status.success() {
+        bail!("`cargo build` failed for package `{}` ({status}); no bundle was written", package.name);
+    }
+    reading.with_context(|| format!("cannot read `{cargo}`'s JSON messages"))?;
+    for bin in bins {
+        if !artifacts.executables.contains_key(bin) {
+            bail!("cargo did not report an executable for bin target `{bin}` of package `{}`", package.name);
+        }
+    }
+    artifacts.features.sort();
+    Ok(artifacts)
+}

@@ -1,0 +1,520 @@
+//! One layer of configuration (workspace, package, or a profile override of either),
+//! parsed from a metadata table with every field optional so layers can be merged.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::value::{self, ConfigError, Origin, Result, Spanned};
+use super::{ConfigWarning, Format, PrivDir};
+
+/// An `include` rule: cargo-deb style `{ source = "glob", dest = "dir/", mode = "0644" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncludeRule {
+    pub source: String,
+    pub dest: String,
+    pub mode: Option<u32>,
+}
+
+/// A custom launcher command: `migrate = { bin = "billing-migrate", args = ["up"] }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub bin: Spanned<String>,
+    pub args: Vec<String>,
+    pub description: Option<String>,
+}
+
+/// Launcher hook points, run in this order around start and stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HookName {
+    PreStart,
+    PostStart,
+    PreStop,
+    PostStop,
+}
+
+impl HookName {
+    pub const ALL: [(&'static str, HookName); 4] = [
+        ("pre-start", HookName::PreStart),
+        ("post-start", HookName::PostStart),
+        ("pre-stop", HookName::PreStop),
+        ("post-stop", HookName::PostStop),
+    ];
+}
+
+/// Keys this tool reads.
+pub const KNOWN_KEYS: &[&str] = &[
+    "name",
+    "bins",
+    "priv",
+    "exclude",
+    "include",
+    "format",
+    "compression-level",
+    "profile",
+    "main",
+    "env",
+    "required-env",
+    "env-file",
+    "stop-timeout",
+    "launcher",
+    "commands",
+    "hooks",
+];
+
+/// Keys owned by cargo-release in the shared `[package.metadata.release]` table.
+pub const CARGO_RELEASE_KEYS: &[&str] = &[
+    "allow-branch",
+    "sign-commit",
+    "sign-tag",
+    "push-remote",
+    "registry",
+    "release",
+    "publish",
+    "verify",
+    "owners",
+    "push",
+    "push-options",
+    "shared-version",
+    "consolidate-commits",
+    "pre-release-commit-message",
+    "tag-message",
+    "tag-prefix",
+    "tag-name",
+    "tag",
+    "enable-features",
+    "enable-all-features",
+    "dependent-version",
+    "metadata",
+    "target",
+    "rate-limit",
+    "pre-release-replacements",
+    "pre-release-hook",
+    "certs-source",
+];
+
+/// Launcher built-ins that custom commands may not shadow.
+pub const BUILTIN_COMMANDS: &[&str] = &[
+    "start",
+    "foreground",
+    "daemon",
+    "stop",
+    "restart",
+    "pid",
+    "status",
+    "version",
+    "env",
+    "run",
+    "help",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct Layer {
+    pub name: Option<Spanned<String>>,
+    pub bins: Option<Vec<Spanned<String>>>,
+    pub priv_dir: Option<PrivDir>,
+    pub exclude: Option<Vec<Spanned<String>>>,
+    pub include: Option<Vec<Spanned<IncludeRule>>>,
+    pub format: Option<Spanned<Format>>,
+    pub compression_level: Option<Spanned<i64>>,
+    pub main: Option<Spanned<String>>,
+    pub env: BTreeMap<String, Spanned<String>>,
+    pub required_env: Option<Vec<Spanned<String>>>,
+    pub env_file: Option<Spanned<String>>,
+    pub stop_timeout: Option<u32>,
+    pub launcher: Option<bool>,
+    pub commands: BTreeMap<String, Spanned<Command>>,
+    pub hooks: BTreeMap<HookName, Spanned<String>>,
+    pub profiles: BTreeMap<String, Layer>,
+}
+
+fn unknown_key(
+    key: &str,
+    origin: &Origin,
+    known: &[&str],
+    warnings: &mut Vec<ConfigWarning>,
+) {
+    let help = value::closest(key, known).map(|k| format!("did you mean `{k}`?"));
+    warnings.push(ConfigWarning {
+        origin: origin.child(key),
+        message: "unknown key, ignored".into(),
+        help,
+    });
+}
+
+pub fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+pub fn is_release_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    s.len() <= 64
+        && matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+}
+
+fn is_command_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn env_name(value: &Value, origin: &Origin) -> Result<Spanned<String>> {
+    let name = value::string(value, origin)?;
+    if !is_env_name(&name.value) {
+        return Err(origin.error(format!(
+            "{:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)",
+            name.value
+        )));
+    }
+    Ok(name)
+}
+
+/// A relative path inside the package (no absolute paths, no NUL).
+fn relative_path(value: &Value, origin: &Origin) -> Result<Spanned<String>> {
+    let path = value::string(value, origin)?;
+    if path.value.is_empty() {
+        return Err(origin.error("must not be empty"));
+    }
+    if path.value.starts_with('/') {
+        return Err(origin.error(format!(
+            "{:?} is absolute: paths are relative to the package directory",
+            path.value
+        )));
+    }
+    Ok(path)
+}
+
+fn parse_mode(value: &Value, origin: &Origin) -> Result<u32> {
+    let s = value::string(value, origin)?;
+    match s.value.trim_start_matches('0') {
+        "644" => Ok(0o644),
+        "755" => Ok(0o755),
+        _ => Err(origin
+            .error(format!("{:?} is not an allowed mode", s.value))
+            .with_help("bundle files are \"0644\" or \"0755\" (modes are normalised for reproducibility)")),
+    }
+}
+
+fn parse_include(value: &Value, origin: &Origin) -> Result<Spanned<IncludeRule>> {
+    let rule = match value {
+        Value::Object(map) => {
+            let known = ["source", "dest", "mode"];
+            for key in map.keys() {
+                if !known.contains(&key.as_str()) {
+                    let mut err = origin.child(key).error("unknown key in include rule");
+                    if let Some(k) = value::closest(key, &known) {
+                        err = err.with_help(format!("did you mean `{k}`?"));
+                    }
+                    return Err(err);
+                }
+            }
+            let get = |key: &str| {
+                map.get(key)
+                    .ok_or_else(|| origin.error(format!("missing `{key}`")))
+            };
+            IncludeRule {
+                source: relative_path(get("source")?, &origin.child("source"))?.value,
+                dest: value::string(get("dest")?, &origin.child("dest"))?.value,
+                mode: map
+                    .get("mode")
+                    .map(|m| parse_mode(m, &origin.child("mode")))
+                    .transpose()?,
+            }
+        }
+        Value::Array(items) if (2..=3).contains(&items.len()) => IncludeRule {
+            source: relative_path(&items[0], &origin.index(0))?.value,
+            dest: value::string(&items[1], &origin.index(1))?.value,
+            mode: items
+                .get(2)
+                .map(|m| parse_mode(m, &origin.index(2)))
+                .transpose()?,
+        },
+        other => {
+            return Err(origin.error(format!(
+                "expected a table `{{ source = \"...\", dest = \"...\" }}`, found {}",
+                value::describe(other)
+            )));
+        }
+    };
+    if let Err(e) = globset::Glob::new(&rule.source) {
+        return Err(origin
+            .child("source")
+            .error(format!("{:?} is not a valid glob: {}", rule.source, e.kind())));
+    }
+    Ok(Spanned {
+        value: rule,
+        origin: origin.clone(),
+    })
+}
+
+fn parse_command(name: &str, value: &Value, origin: &Origin) -> Result<Spanned<Command>> {
+    if !is_command_name(name) {
+        return Err(origin.error(format!(
+            "{name:?} is not a valid command name (lowercase letters, digits, `-` and `_`)"
+        )));
+    }
+    if BUILTIN_COMMANDS.contains(&name) {
+        return Err(origin.error(format!("`{name}` is a built-in launcher command and cannot be redefined")));
+    }
+    let map = value::table(value, origin)?;
+    for key in map.keys() {
+        if !["bin", "args", "description"].contains(&key.as_str()) {
+            return Err(origin.child(key).error("unknown key in command"));
+        }
+    }
+    let bin = map
+        .get("bin")
+        .ok_or_else(|| origin.error("missing `bin`"))?;
+    let command = Command {
+        bin: value::string(bin, &origin.child("bin"))?,
+        args: match map.get("args") {
+            None => Vec::new(),
+            Some(a) => value::string_list(a, &origin.child("args"))?
+                .into_iter()
+                .map(|s| s.value)
+                .collect(),
+        },
+        description: map
+            .get("description")
+            .map(|d| value::string(d, &origin.child("description")))
+            .transpose()?
+            .map(|d| d.value),
+    };
+    if command.args.iter().chain(&command.description).any(|s| s.contains('\0')) {
+        return Err(origin.error("contains a NUL byte"));
+    }
+    Ok(Spanned {
+        value: command,
+        origin: origin.clone(),
+    })
+}
+
+impl Layer {
+    /// Parse a release table. `shared` is true for `[*.metadata.release]`, where cargo-release's
+    /// keys live too; `top` is false inside `profile.<name>`.
+    pub fn parse(
+        value: &Value,
+        origin: &Origin,
+        shared: bool,
+        top: bool,
+        warnings: &mut Vec<ConfigWarning>,
+    ) -> std::result::Result<Layer, ConfigError> {
+        let map = value::table(value, origin)?;
+        let mut layer = Layer::default();
+        for (key, v) in map {
+            let o = origin.child(key);
+            match key.as_str() {
+                "name" => {
+                    let name = value::string(v, &o)?;
+                    if !is_release_name(&name.value) {
+                        return Err(o.error(format!(
+                            "{:?} is not a valid release name (ASCII letters, digits, `.`, `_`, `+`, `-`; at most 64)",
+                            name.value
+                        )));
+                    }
+                    layer.name = Some(name);
+                }
+                "bins" => {
+                    let bins = value::string_list(v, &o)?;
+                    if bins.is_empty() {
+                        return Err(o.error("lists no binaries").with_help(
+                            "leave `bins` out to ship every bin target of the package",
+                        ));
+                    }
+                    layer.bins = Some(bins);
+                }
+                "priv" => {
+                    layer.priv_dir = Some(match v {
+                        Value::Bool(false) => PrivDir::Disabled,
+                        Value::Bool(true) => PrivDir::Dir(Spanned {
+                            value: "priv".into(),
+                            origin: o.clone(),
+                        }),
+                        _ => PrivDir::Dir(relative_path(v, &o).map_err(|e| {
+                            if v.is_string() {
+                                e
+                            } else {
+                                o.error(format!(
+                                    "expected a directory path or `false`, found {}",
+                                    value::describe(v)
+                                ))
+                            }
+                        })?),
+                    });
+                }
+                "exclude" => {
+                    let globs = value::string_list(v, &o)?;
+                    for (i, g) in globs.iter().enumerate() {
+                        if let Err(e) = globset::Glob::new(&g.value) {
+                            return Err(o
+                                .index(i)
+                                .error(format!("{:?} is not a valid glob: {}", g.value, e.kind())));
+                        }
+                    }
+                    layer.exclude = Some(globs);
+                }
+                "include" => {
+                    let Value::Array(items) = v else {
+                        return Err(o.error(format!(
+                            "expected an array of `{{ source, dest }}` tables, found {}",
+                            value::describe(v)
+                        )));
+                    };
+                    layer.include = Some(
+                        items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, item)| parse_include(item, &o.index(i)))
+                            .collect::<Result<_>>()?,
+                    );
+                }
+                "format" => {
+                    let s = value::string(v, &o)?;
+                    let format = Format::parse(&s.value).ok_or_else(|| {
+                        o.error(format!("unknown format {:?}", s.value))
+                            .with_help("expected \"tar.zst\" or \"tar.gz\"")
+                    })?;
+                    layer.format = Some(Spanned {
+                        value: format,
+                        origin: o,
+                    });
+                }
+                // The range depends on the format, which may be set in another layer:
+                // checked once the layers are merged.
+                "compression-level" => layer.compression_level = Some(value::integer(v, &o, 1, 22)?),
+                "main" => layer.main = Some(value::string(v, &o)?),
+                "env" => {
+                    for (name, val) in value::table(v, &o)? {
+                        let vo = o.child(name);
+                        if !is_env_name(name) {
+                            return Err(vo.error(format!(
+                                "{name:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
+                            )));
+                        }
+                        let text = match val {
+                            Value::String(s) => s.clone(),
+                            Value::Number(n) => n.to_string(),
+                            Value::Bool(b) => b.to_string(),
+                            other => {
+                                return Err(vo.error(format!(
+                                    "expected a string, found {}",
+                                    value::describe(other)
+                                )));
+                            }
+                        };
+                        if text.contains('\0') {
+                            return Err(vo.error("contains a NUL byte"));
+                        }
+                        layer.env.insert(
+                            name.clone(),
+                            Spanned {
+                                value: text,
+                                origin: vo,
+                            },
+                        );
+                    }
+                }
+                "required-env" => {
+                    let Value::Array(items) = v else {
+                        return Err(o.error(format!(
+                            "expected an array of variable names, found {}",
+                            value::describe(v)
+                        )));
+                    };
+                    layer.required_env = Some(
+                        items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, item)| env_name(item, &o.index(i)))
+                            .collect::<Result<_>>()?,
+                    );
+                }
+                "env-file" => {
+                    let path = value::string(v, &o)?;
+                    if !path.value.starts_with('/') || path.value.contains('\0') {
+                        return Err(o
+                            .error(format!("{:?} is not an absolute path", path.value))
+                            .with_help("the env file holds secrets and lives outside the bundle, e.g. \"/etc/billing/env\""));
+                    }
+                    layer.env_file = Some(path);
+                }
+                "stop-timeout" => {
+                    // Invariant: the range fits in u32.
+                    layer.stop_timeout = Some(value::integer(v, &o, 1, 86_400)?.value as u32);
+                }
+                "launcher" => layer.launcher = Some(value::boolean(v, &o)?),
+                "commands" => {
+                    for (name, c) in value::table(v, &o)? {
+                        layer
+                            .commands
+                            .insert(name.clone(), parse_command(name, c, &o.child(name))?);
+                    }
+                }
+                "hooks" => {
+                    let names: Vec<&str> = HookName::ALL.iter().map(|(n, _)| *n).collect();
+                    for (name, path) in value::table(v, &o)? {
+                        let ho = o.child(name);
+                        let Some((_, hook)) = HookName::ALL.iter().find(|(n, _)| n == name) else {
+                            let mut err = ho.error(format!(
+                                "unknown hook (expected one of {})",
+                                names.join(", ")
+                            ));
+                            if let Some(k) = value::closest(name, &names) {
+                                err = err.with_help(format!("did you mean `{k}`?"));
+                            }
+                            return Err(err);
+                        };
+                        layer.hooks.insert(*hook, relative_path(path, &ho)?);
+                    }
+                }
+                "profile" if top => {
+                    for (name, p) in value::table(v, &o)? {
+                        let profile = Layer::parse(p, &o.child(name), false, false, warnings)?;
+                        layer.profiles.insert(name.clone(), profile);
+                    }
+                }
+                _ if shared && top && CARGO_RELEASE_KEYS.contains(&key.as_str()) => {}
+                _ => {
+                    let known: Vec<&str> = KNOWN_KEYS
+                        .iter()
+                        .copied()
+                        .filter(|k| top || *k != "profile")
+                        .collect();
+                    unknown_key(key, origin, &known, warnings);
+                }
+            }
+        }
+        Ok(layer)
+    }
+
+    /// `other` over `self`: scalars and lists replace, tables merge key by key.
+    pub fn merge(mut self, other: Layer) -> Layer {
+        fn pick<T>(base: Option<T>, over: Option<T>) -> Option<T> {
+            over.or(base)
+        }
+        self.env.extend(other.env);
+        self.commands.extend(other.commands);
+        self.hooks.extend(other.hooks);
+        Layer {
+            name: pick(self.name, other.name),
+            bins: pick(self.bins, other.bins),
+            priv_dir: pick(self.priv_dir, other.priv_dir),
+            exclude: pick(self.exclude, other.exclude),
+            include: pick(self.include, other.include),
+            format: pick(self.format, other.format),
+            compression_level: pick(self.compression_level, other.compression_level),
+            main: pick(self.main, other.main),
+            env: self.env,
+            required_env: pick(self.required_env, other.required_env),
+            env_file: pick(self.env_file, other.env_file),
+            stop_timeout: pick(self.stop_timeout, other.stop_timeout),
+            launcher: pick(self.launcher, other.launcher),
+            commands: self.commands,
+            hooks: self.hooks,
+            profiles: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Configuration: the `[package.metadata.release]` table (or `release-bundle`), layered over
+//! `[workspace.metadata.release]` and built-in defaults, with per-profile overrides.
+//!
+//! This module does no I/O. It takes the JSON tables `cargo metadata` produced and returns a
+//! validated [`ReleaseConfig`] or a [`ConfigError`] naming the manifest file and the key.
+//! Unknown keys become [`ConfigWarning`]s with a suggestion; cargo-release's own keys are
+//! ignored silently in the shared `release` table.
+
+mod layer;
+pub mod value;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use camino::Utf8PathBuf;
+use serde_json::Value;
+
+pub use layer::{Command, HookName, IncludeRule, Layer};
+pub use value::{ConfigError, Origin, Spanned};
+
+/// Archive compression format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Format {
+    TarZst,
+    TarGz,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "tar.zst" => Some(Format::TarZst),
+            "tar.gz" => Some(Format::TarGz),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::TarZst => "tar.zst",
+            Format::TarGz => "tar.gz",
+        }
+    }
+
+    /// Allowed compression levels and the default.
+    pub fn levels(self) -> (i64, i64, i64) {
+        match self {
+            Format::TarZst => (1, 22, 3),
+            Format::TarGz => (1, 9, 6),
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.extension())
+    }
+}
+
+/// Where the priv directory comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivDir {
+    /// Not configured: ship `priv/` when the package has one.
+    Default,
+    /// `priv = false`.
+    Disabled,
+    /// `priv = "dir"` (or `true`, meaning `"priv"`): must exist.
+    Dir(Spanned<String>),
+}
+
+/// A non-fatal configuration problem (an error under `--strict`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub origin: Origin,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\nhelp: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Launcher settings. Parsed and validated here; rendered by the launcher stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LauncherConfig {
+    pub enabled: bool,
+    pub main: Option<Spanned<String>>,
+    pub env: BTreeMap<String, Spanned<String>>,
+    pub required_env: Vec<Spanned<String>>,
+    pub env_file: Option<Spanned<String>>,
+    pub stop_timeout: u32,
+    pub commands: BTreeMap<String, Spanned<Command>>,
+    pub hooks: BTreeMap<HookName, Spanned<String>>,
+}
+
+/// The validated, merged configuration of one package for one profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseConfig {
+    /// Release name (launcher and archive prefix).
+    pub name: String,
+    /// Bin targets to ship; `None` means all of the package's bin targets.
+    pub bins: Option<Vec<Spanned<String>>>,
+    pub priv_dir: PrivDir,
+    pub exclude: Vec<Spanned<String>>,
+    pub include: Vec<Spanned<IncludeRule>>,
+    pub format: Format,
+    pub compression_level: i32,
+    pub launcher: LauncherConfig,
+}
+
+/// One metadata table as found by `cargo metadata`.
+pub struct TableSource<'a> {
+    /// The manifest file, as shown to the user.
+    pub file: Utf8PathBuf,
+    /// `[package.metadata]` or `[workspace.metadata]`, or `None` when absent.
+    pub metadata: Option<&'a Value>,
+    /// `"package"` or `"workspace"`.
+    pub scope: &'static str,
+}
+
+impl TableSource<'_> {
+    /// The table that applies: `release-bundle` when present, else `release`.
+    fn table(&self) -> Option<(&Value, Origin, bool)> {
+        let metadata = self.metadata?.as_object()?;
+        let (key, shared) = if metadata.contains_key("release-bundle") {
+            ("release-bundle", false)
+        } else if metadata.contains_key("release") {
+            ("release", true)
+        } else {
+            return None;
+        };
+        let origin = Origin::new(self.file.clone(), format!("{}.metadata.{key}", self.scope));
+        Some((&metadata[key], origin, shared))
+    }
+
+    /// Whether the package or workspace has a release table at all.
+    pub fn has_table(&self) -> bool {
+        self.table().is_some()
+    }
+}
+
+/// What the command line adds to the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub profile: String,
+    pub format: Option<Format>,
+}
+
+/// The result of reading a package's configuration.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: ReleaseConfig,
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Read, validate and merge: defaults < workspace < package, then the `profile.<name>`
+/// overrides (workspace < package) on top.
+pub fn load(
+    package_name: &str,
+    workspace: &TableSource<'_>,
+    package: &TableSource<'_>,
+    overrides: &Overrides,
+) -> Result<Loaded, ConfigError> {
+    let mut warnings = Vec::new();
+    let mut read = |source: &TableSource<'_>| -> Result<(Layer, Layer), ConfigError> {
+        match source.table() {
+            None => Ok((Layer::default(), Layer::default())),
+            Some((value, origin, shared)) => {
+                let mut base = Layer::parse(value, &origin, shared, true, &mut warnings)?;
+                let profile = base.profiles.remove(&overrides.profile).unwrap_or_default();
+                Ok((base, profile))
+            }
+        }
+    };
+    let (ws_base, ws_profile) = read(workspace)?;
+    let (pkg_base, pkg_profile) = read(package)?;
+    let merged = ws_base.merge(pkg_base).merge(ws_profile.merge(pkg_profile));
+    let config = finish(package_name, merged, overrides)?;
+    Ok(Loaded { config, warnings })
+}
+
+fn finish(package_name: &str, layer: Layer, overrides: &Overrides) -> Result<ReleaseConfig, ConfigError> {
+    let format = overrides
+        .format
+        .or(layer.format.as_ref().map(|f| f.value))
+        .unwrap_or(Format::TarZst);
+    let (min, max, default) = format.levels();
+    let compression_level = match &layer.compression_level {
+        None => default,
+        Some(level) if (min..=max).contains(&level.value) => level.value,
+        Some(level) => {
+            return Err(level
+                .origin
+                .error(format!(
+                    "{} is out of range for {format}: expected an integer from {min} to {max}",
+                    level.value
+                )));
+        }
+    };
+    let launcher = LauncherConfig {
+        enabled: layer.launcher.unwrap_or(true),
+        main: layer.main,
+        env: layer.env,
+        required_env: layer.required_env.unwrap_or_default(),
+        env_file: layer.env_file,
+        stop_timeout: layer.stop_timeout.unwrap_or(30),
+        commands: layer.commands,
+        hooks: layer.hooks,
+    };
+    Ok(ReleaseConfig {
+        name: layer
+            .name
+            .map(|n| n.value)
+            .unwrap_or_else(|| package_name.to_string()),
+        bins: layer.bins,
+        priv_dir: layer.priv_dir.unwrap_or(PrivDir::Default),
+        exclude: layer.exclude.unwrap_or_default(),
+        include: layer.include.unwrap_or_default(),
+        format,
+        // Invariant: levels() ranges fit in i32.
+        compression_level: compression_level as i32,
+        launcher,
+    })
+}
+
+#[cfg(test)]
+mod tests;

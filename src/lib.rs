@@ -1,0 +1,162 @@
+//! cargo-release-bundle: build a Rust service and write a reproducible release bundle.
+//!
+//! The pipeline, one module per stage, data flowing one way:
+//! `cli::BundleOpts` → [`config`] → [`sources`] (scan) → [`plan`] → [`build`] → [`assemble`]
+//! (through [`archive`], the one definition of the format).
+
+pub mod archive;
+pub mod assemble;
+pub mod build;
+pub mod cli;
+pub mod config;
+pub mod plan;
+pub mod project;
+pub mod shell;
+pub mod sources;
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use camino::Utf8PathBuf;
+use cargo_metadata::Package;
+
+use crate::archive::Compression;
+use crate::archive::manifest::{FORMAT_VERSION, Manifest};
+use crate::cli::{BundleOpts, FormatArg, MessageFormat};
+use crate::config::{Format, Overrides};
+use crate::plan::BundlePlan;
+use crate::shell::Shell;
+
+struct Planned<'a> {
+    package: &'a Package,
+    plan: BundlePlan,
+    compression: Compression,
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+/// `cargo release-bundle`: validate everything, then build and bundle each selected package.
+pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
+    let started = Instant::now();
+    // Validate what does not depend on the project first: nothing is built on bad input.
+    let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    if let Some(value) = &source_date_epoch {
+        project::parse_source_date_epoch(value)?;
+    }
+    let ws = project::load(opts)?;
+    let packages = project::select(&ws, opts)?;
+    let rustc = project::rustc(ws.root())?;
+    let target = opts.target.clone().unwrap_or_else(|| rustc.host.clone());
+    let overrides = Overrides {
+        profile: opts.profile.clone(),
+        format: opts.format.map(|f| match f {
+            FormatArg::TarZst => Format::TarZst,
+            FormatArg::TarGz => Format::TarGz,
+        }),
+    };
+
+    // Config → scan → plan for every package before anything is built.
+    let mut planned = Vec::new();
+    for &package in &packages {
+        let loaded = config::load(&package.name, &ws.workspace_table(), &ws.package_table(package), &overrides)?;
+        for warning in &loaded.warnings {
+            if opts.strict {
+                bail!("{warning}\nnote: `--strict` turns configuration warnings into errors");
+            }
+            shell.warn(warning);
+        }
+        let root = package.manifest_path.parent().unwrap_or(ws.root());
+        let sources = sources::scan(root, &ws.target_dir, &loaded.config)?;
+        let facts = plan::PackageFacts {
+            name: package.name.to_string(),
+            version: package.version.to_string(),
+            manifest: project::display_path(&package.manifest_path),
+            bin_targets: project::bin_targets(package),
+        };
+        let plan = plan::plan(&facts, &loaded.config, &sources, &target)?;
+        let compression = Compression {
+            format: loaded.config.format,
+            level: loaded.config.compression_level,
+        };
+        if shell.verbose() > 0 {
+            shell.verbose_status("Config", format!("{}: {:?}", package.name, loaded.config));
+        }
+        planned.push(Planned { package, plan, compression });
+    }
+
+    let git = project::git(ws.root());
+    let timestamp = project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
+    let cargo_lock = project::cargo_lock_sha256(ws.root())?;
+    let out_dir = match &opts.out_dir {
+        Some(dir) => dir.clone(),
+        None => ws.target_dir.join("release-bundle").join(&opts.profile),
+    };
+    let out_dir = std::path::absolute(&out_dir)
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or(out_dir);
+
+    for Planned { package, plan, compression } in &planned {
+        shell.status(
+            "Bundling",
+            format!("{} v{} ({}, {})", plan.name, plan.version, opts.profile, plan.target),
+        );
+        let artifacts = build::build(opts, &ws.manifest, package, &plan.binaries, shell)?;
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            generator: format!("cargo-release-bundle {}", env!("CARGO_PKG_VERSION")),
+            name: plan.name.clone(),
+            package: package.name.to_string(),
+            version: plan.version.clone(),
+            profile: opts.profile.clone(),
+            target: plan.target.clone(),
+            top_dir: plan.top_dir.clone(),
+            rustc: rustc.clone(),
+            features: artifacts.features.clone(),
+            timestamp: timestamp.clone(),
+            git: git.as_ref().map(|(g, _)| g.clone()),
+            cargo_lock_sha256: cargo_lock.clone(),
+            compression: assemble::compression_info(*compression),
+            files: Vec::new(),
+        };
+        let bundle = assemble::assemble(plan, &artifacts, manifest, *compression, &out_dir)?;
+        shell.status(
+            "Finished",
+            format!(
+                "{} ({}, {} files) in {:.1}s",
+                project::display_path(&bundle.path),
+                human_size(bundle.size),
+                bundle.files,
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        if opts.message_format == MessageFormat::Json {
+            shell.json(&serde_json::json!({
+                "reason": "bundle",
+                "package": package.name.to_string(),
+                "name": plan.name,
+                "version": plan.version,
+                "profile": opts.profile,
+                "target": plan.target,
+                "path": bundle.path,
+                "sha256": bundle.sha256,
+                "size": bundle.size,
+                "files": bundle.files,
+            }));
+        }
+    }
+    Ok(())
+}

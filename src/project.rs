@@ -1,0 +1,284 @@
+//! The project around the bundle: `cargo metadata`, package selection, and the facts the
+//! manifest records about the build machine's inputs (rustc, git, timestamp, Cargo.lock).
+//!
+//! Everything here reads the outside world; the decisions it feeds are made elsewhere.
+
+use std::env;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use cargo_metadata::{Metadata, MetadataCommand, Package, TargetKind};
+
+use crate::archive::manifest::{Git, Rustc, Timestamp};
+use crate::archive::{self, MAX_MTIME};
+use crate::cli::BundleOpts;
+use crate::config::TableSource;
+
+/// Timestamp used when there is neither `SOURCE_DATE_EPOCH` nor a git commit:
+/// 1980-01-01T00:00:00Z, the earliest time every archive format can represent.
+pub const CONSTANT_EPOCH: u64 = 315_532_800;
+
+/// `$CARGO` when cargo runs us, else `cargo` from `PATH`.
+pub fn cargo() -> Utf8PathBuf {
+    env::var("CARGO").map(Utf8PathBuf::from).unwrap_or_else(|_| "cargo".into())
+}
+
+/// A path as the user should see it: relative to the working directory when below it.
+pub fn display_path(path: &Utf8Path) -> Utf8PathBuf {
+    env::current_dir()
+        .ok()
+        .and_then(|cwd| Utf8PathBuf::from_path_buf(cwd).ok())
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Utf8Path::to_owned))
+        .filter(|p| !p.as_str().is_empty())
+        .unwrap_or_else(|| path.to_owned())
+}
+
+pub struct Workspace {
+    pub metadata: Metadata,
+    /// The manifest cargo was pointed at (explicitly or found from the working directory).
+    pub manifest: Utf8PathBuf,
+    pub target_dir: Utf8PathBuf,
+}
+
+impl Workspace {
+    pub fn root(&self) -> &Utf8Path {
+        &self.metadata.workspace_root
+    }
+
+    pub fn root_manifest(&self) -> Utf8PathBuf {
+        self.root().join("Cargo.toml")
+    }
+
+    pub fn workspace_table(&self) -> TableSource<'_> {
+        TableSource {
+            file: display_path(&self.root_manifest()),
+            metadata: Some(&self.metadata.workspace_metadata).filter(|m| !m.is_null()),
+            scope: "workspace",
+        }
+    }
+
+    pub fn package_table<'a>(&self, package: &'a Package) -> TableSource<'a> {
+        TableSource {
+            file: display_path(&package.manifest_path),
+            metadata: Some(&package.metadata).filter(|m| !m.is_null()),
+            scope: "package",
+        }
+    }
+
+    pub fn members(&self) -> Vec<&Package> {
+        self.metadata.workspace_packages()
+    }
+}
+
+fn find_manifest(opts: &BundleOpts) -> Result<Utf8PathBuf> {
+    if let Some(path) = &opts.manifest_path {
+        if !path.is_file() {
+            bail!("`{path}`: manifest path does not exist");
+        }
+        let path = path
+            .canonicalize_utf8()
+            .with_context(|| format!("`{path}`: cannot resolve the manifest path"))?;
+        return Ok(path);
+    }
+    let cwd = Utf8PathBuf::from_path_buf(env::current_dir().context("cannot read the working directory")?)
+        .map_err(|p| anyhow::anyhow!("`{}`: working directory is not UTF-8", p.display()))?;
+    cwd.ancestors()
+        .map(|d| d.join("Cargo.toml"))
+        .find(|m| m.is_file())
+        .with_context(|| format!("could not find `Cargo.toml` in `{cwd}` or any parent directory"))
+}
+
+/// Run `cargo metadata --no-deps` for the manifest the user means.
+pub fn load(opts: &BundleOpts) -> Result<Workspace> {
+    let manifest = find_manifest(opts)?;
+    let mut cmd = MetadataCommand::new();
+    cmd.cargo_path(cargo()).manifest_path(&manifest).no_deps();
+    let mut other = Vec::new();
+    for (flag, on) in [("--locked", opts.locked), ("--frozen", opts.frozen), ("--offline", opts.offline)] {
+        if on {
+            other.push(flag.to_string());
+        }
+    }
+    cmd.other_options(other);
+    let metadata = cmd
+        .exec()
+        .with_context(|| format!("`{}`: cargo metadata failed", display_path(&manifest)))?;
+    let target_dir = match &opts.target_dir {
+        Some(dir) => env::current_dir()
+            .ok()
+            .and_then(|c| Utf8PathBuf::from_path_buf(c).ok())
+            .map(|c| c.join(dir))
+            .unwrap_or_else(|| dir.clone()),
+        None => metadata.target_directory.clone(),
+    };
+    Ok(Workspace { metadata, manifest, target_dir })
+}
+
+pub fn bin_targets(package: &Package) -> Vec<String> {
+    let mut bins: Vec<String> = package
+        .targets
+        .iter()
+        .filter(|t| t.kind.contains(&TargetKind::Bin))
+        .map(|t| t.name.clone())
+        .collect();
+    bins.sort();
+    bins
+}
+
+/// Which packages to bundle: `-p`, `--workspace`, the current package, or at a virtual
+/// workspace root every member with a release table.
+pub fn select<'a>(ws: &'a Workspace, opts: &BundleOpts) -> Result<Vec<&'a Package>> {
+    let members = ws.members();
+    let has_table = |p: &Package| ws.package_table(p).has_table();
+    let names = |ps: &[&Package]| ps.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ");
+    if !opts.package.is_empty() {
+        let mut out: Vec<&Package> = Vec::new();
+        for spec in &opts.package {
+            let name = spec.split('@').next().unwrap_or(spec);
+            let Some(p) = members.iter().find(|p| p.name.as_str() == name) else {
+                bail!("package `{spec}` is not a member of the workspace at `{}` (members: {})", ws.root(), names(&members));
+            };
+            if !out.iter().any(|o| o.id == p.id) {
+                out.push(p);
+            }
+        }
+        return Ok(out);
+    }
+    let with_tables: Vec<&Package> = members.iter().copied().filter(|p| has_table(p)).collect();
+    if opts.workspace {
+        if with_tables.is_empty() {
+            bail!(
+                "no workspace member has a `[package.metadata.release]` table (members: {})\nhelp: add one, or pick packages with `-p`",
+                names(&members)
+            );
+        }
+        return Ok(with_tables);
+    }
+    if let Some(p) = members.iter().find(|p| p.manifest_path == ws.manifest) {
+        return Ok(vec![p]);
+    }
+    if with_tables.is_empty() {
+        bail!(
+            "`{}` is a virtual workspace and no member has a `[package.metadata.release]` table\nhelp: pick packages with `-p` (candidates: {})",
+            display_path(&ws.manifest),
+            names(&members)
+        );
+    }
+    Ok(with_tables)
+}
+
+fn run(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `rustc -vV`, run where cargo would run it (so toolchain overrides apply).
+pub fn rustc(dir: &Utf8Path) -> Result<Rustc> {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(&rustc)
+        .arg("-vV")
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run `{rustc} -vV`"))?;
+    if !out.status.success() {
+        bail!("`{rustc} -vV` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let host = field("host:");
+    if host.is_empty() {
+        bail!("`{rustc} -vV` did not report a host triple");
+    }
+    Ok(Rustc {
+        release: field("release:"),
+        commit_hash: field("commit-hash:"),
+        host,
+    })
+}
+
+/// Parse `SOURCE_DATE_EPOCH`: a decimal Unix time; anything else is an error.
+pub fn parse_source_date_epoch(value: &str) -> Result<u64> {
+    let valid = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    match value.parse::<u64>() {
+        Ok(n) if valid && n <= MAX_MTIME => Ok(n),
+        Ok(n) if valid => bail!("SOURCE_DATE_EPOCH: {n} is too large for a ustar archive (at most {MAX_MTIME})"),
+        _ => bail!("SOURCE_DATE_EPOCH: {value:?} is not a decimal Unix time"),
+    }
+}
+
+/// The git state of `dir`, if it is inside a git work tree and git is installed.
+pub fn git(dir: &Utf8Path) -> Option<(Git, u64)> {
+    let git = |args: &[&str]| run(Command::new("git").arg("-C").arg(dir).args(args));
+    let commit = git(&["rev-parse", "--verify", "HEAD"])?;
+    let time = git(&["log", "-1", "--format=%ct", "HEAD"])?.parse().ok()?;
+    let dirty = git(&["status", "--porcelain", "--", "."]).is_none_or(|s| !s.is_empty());
+    Some((Git { commit, dirty }, time))
+}
+
+/// `SOURCE_DATE_EPOCH`, else the commit time of `HEAD`, else [`CONSTANT_EPOCH`].
+pub fn timestamp(source_date_epoch: Option<&str>, git_time: Option<u64>) -> Result<Timestamp> {
+    if let Some(value) = source_date_epoch {
+        return Ok(Timestamp {
+            epoch: parse_source_date_epoch(value)?,
+            source: "SOURCE_DATE_EPOCH".into(),
+        });
+    }
+    Ok(match git_time {
+        Some(t) if t <= MAX_MTIME => Timestamp { epoch: t, source: "git-commit".into() },
+        _ => Timestamp { epoch: CONSTANT_EPOCH, source: "constant".into() },
+    })
+}
+
+/// SHA-256 of the workspace's `Cargo.lock`, if it has one.
+pub fn cargo_lock_sha256(root: &Utf8Path) -> Result<Option<String>> {
+    use sha2::{Digest, Sha256};
+    let path = root.join("Cargo.lock");
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{path}`")),
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf).with_context(|| format!("cannot read `{path}`"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Some(archive::hex(&hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_parsing() {
+        assert_eq!(parse_source_date_epoch("1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(parse_source_date_epoch("0").unwrap(), 0);
+        for bad in ["", " 1", "1.5", "-1", "+1", "abc", "1e9", "99999999999999999999"] {
+            let e = parse_source_date_epoch(bad).unwrap_err().to_string();
+            assert!(e.starts_with("SOURCE_DATE_EPOCH: "), "{bad:?}: {e}");
+        }
+        assert!(parse_source_date_epoch("9999999999").unwrap_err().to_string().contains("too large"));
+    }
+
+    #[test]
+    fn timestamp_precedence() {
+        assert_eq!(timestamp(Some("5"), Some(7)).unwrap().source, "SOURCE_DATE_EPOCH");
+        let t = timestamp(None, Some(7)).unwrap();
+        assert_eq!((t.epoch, t.source.as_str()), (7, "git-commit"));
+        let t = timestamp(None, None).unwrap();
+        assert_eq!((t.epoch, t.source.as_str()), (CONSTANT_EPOCH, "constant"));
+        assert!(timestamp(Some("x"), Some(7)).is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! All human output: cargo-style status lines, warnings and errors on stderr.
+//! Machine output (`--message-format json`) goes to stdout, also only from here.
+
+use std::io::{IsTerminal, Write};
+
+use crate::cli::ColorChoice;
+
+pub struct Shell {
+    color: bool,
+    quiet: bool,
+    verbose: u8,
+}
+
+const GREEN: &str = "\x1b[1m\x1b[92m";
+const CYAN: &str = "\x1b[1m\x1b[96m";
+const YELLOW: &str = "\x1b[1m\x1b[93m";
+const RED: &str = "\x1b[1m\x1b[91m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// Decide colour the way cargo does: `--color`, then `CARGO_TERM_COLOR`, `NO_COLOR`,
+/// `CLICOLOR_FORCE`, then whether stderr is a terminal.
+pub fn use_color(choice: Option<ColorChoice>, env: impl Fn(&str) -> Option<String>, tty: bool) -> bool {
+    let choice = choice.or_else(|| match env("CARGO_TERM_COLOR").as_deref() {
+        Some("always") => Some(ColorChoice::Always),
+        Some("never") => Some(ColorChoice::Never),
+        _ => None,
+    });
+    match choice {
+        Some(ColorChoice::Always) => true,
+        Some(ColorChoice::Never) => false,
+        _ => {
+            if env("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+                false
+            } else if env("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") {
+                true
+            } else {
+                tty
+            }
+        }
+    }
+}
+
+impl Shell {
+    pub fn new(color: Option<ColorChoice>, quiet: bool, verbose: u8) -> Shell {
+        let tty = std::io::stderr().is_terminal();
+        Shell {
+            color: use_color(color, |k| std::env::var(k).ok(), tty),
+            quiet,
+            verbose,
+        }
+    }
+
+    pub fn color(&self) -> bool {
+        self.color
+    }
+
+    pub fn verbose(&self) -> u8 {
+        self.verbose
+    }
+
+    fn paint(&self, style: &str, text: &str) -> String {
+        if self.color {
+            format!("{style}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
+    }
+
+    /// `    Bundling billing v1.2.0 (...)`: verb right-aligned in 12 columns, bold green.
+    pub fn status(&self, verb: &str, message: impl std::fmt::Display) {
+        if !self.quiet {
+            self.line(&format!("{} {message}", self.paint(GREEN, &format!("{verb:>12}"))));
+        }
+    }
+
+    /// Like [`Shell::status`], shown only with `-v`.
+    pub fn verbose_status(&self, verb: &str, message: impl std::fmt::Display) {
+        if self.verbose > 0 && !self.quiet {
+            self.line(&format!("{} {message}", self.paint(CYAN, &format!("{verb:>12}"))));
+        }
+    }
+
+    pub fn warn(&self, message: impl std::fmt::Display) {
+        self.line(&format!("{}{} {message}", self.paint(YELLOW, "warning"), self.paint(BOLD, ":")));
+    }
+
+    pub fn error(&self, message: impl std::fmt::Display) {
+        self.line(&format!("{}{} {message}", self.paint(RED, "error"), self.paint(BOLD, ":")));
+    }
+
+    /// One line of JSON on stdout.
+    pub fn json(&self, value: &serde_json::Value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+        let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn color_choice() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert!(!use_color(None, env(&[]), false));
+        assert!(use_color(None, env(&[]), true));
+        assert!(!use_color(None, env(&[("NO_COLOR", "1")]), true));
+        assert!(use_color(None, env(&[("CLICOLOR_FORCE", "1")]), false));
+        assert!(!use_color(None, env(&[("CLICOLOR_FORCE", "0")]), false));
+        assert!(use_color(Some(ColorChoice::Always), env(&[("NO_COLOR", "1")]), false));
+        assert!(!use_color(Some(ColorChoice::Never), env(&[]), true));
+        assert!(use_color(None, env(&[("CARGO_TERM_COLOR", "always")]), false));
+    }
+}
