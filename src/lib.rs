@@ -99,7 +99,6 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
 
     let git = project::git(ws.root());
     let timestamp = project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
-    let cargo_lock = project::cargo_lock_sha256(ws.root())?;
     let out_dir = match &opts.out_dir {
         Some(dir) => dir.clone(),
         None => ws.target_dir.join("release-bundle").join(&opts.profile),
@@ -115,6 +114,8 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             format!("{} v{} ({}, {})", plan.name, plan.version, opts.profile, plan.target),
         );
         let artifacts = build::build(opts, &ws.manifest, package, &plan.binaries, shell)?;
+        // After the build, which may have created or updated the lock file.
+        let cargo_lock = project::cargo_lock_sha256(ws.root())?;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             generator: format!("cargo-release-bundle {}", env!("CARGO_PKG_VERSION")),
@@ -128,7 +129,7 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             features: artifacts.features.clone(),
             timestamp: timestamp.clone(),
             git: git.as_ref().map(|(g, _)| g.clone()),
-            cargo_lock_sha256: cargo_lock.clone(),
+            cargo_lock_sha256: cargo_lock,
             compression: assemble::compression_info(*compression),
             files: Vec::new(),
         };

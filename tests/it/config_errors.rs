@@ -1,0 +1,75 @@
+//! Every configuration under `fixtures/broken/` fails before anything is built, with the
+//! expected first line, exit code 1, and nothing written.
+
+use std::fs;
+
+use crate::support::*;
+
+/// `expected` may contain `…`, standing for any text (temporary paths).
+fn matches(expected: &str, actual: &str) -> bool {
+    let mut rest = actual;
+    let parts: Vec<&str> = expected.split('…').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else { return false };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            let Some(at) = rest.find(part) else { return false };
+            rest = &rest[at + part.len()..];
+        }
+    }
+    rest.is_empty()
+}
+
+#[test]
+fn wildcard_matching() {
+    assert!(matches("a…c", "abbbc"));
+    assert!(matches("a…c…e", "abcde"));
+    assert!(!matches("a…c", "abd"));
+    assert!(matches("abc", "abc"));
+    assert!(!matches("abc", "abcd"));
+}
+
+#[test]
+fn broken_configs_fail_cleanly() {
+    let cases = repo().join("fixtures/broken");
+    let mut count = 0;
+    let mut failures = Vec::new();
+    let mut dirs: Vec<_> = fs::read_dir(&cases).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    for case in dirs {
+        count += 1;
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let expected = fs::read_to_string(case.join("expected-error")).unwrap();
+        let expected = format!("error: {}", expected.trim_end());
+        let fx = Fixture::from_path(&case);
+        let out_dir = fx.out();
+        let mut args: Vec<String> = vec!["--out-dir".into(), out_dir.display().to_string()];
+        if let Ok(extra) = fs::read_to_string(case.join("args")) {
+            args.extend(extra.split_whitespace().map(String::from));
+        }
+        let env_text = fs::read_to_string(case.join("env")).unwrap_or_default();
+        let env: Vec<(&str, &str)> = env_text.lines().filter_map(|l| l.split_once('=')).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = fx.run_env(&args, &env);
+        let err = stderr(&out);
+        let first = err.lines().next().unwrap_or_default();
+        if out.status.code() != Some(1) {
+            failures.push(format!("{name}: exit {:?}, expected 1\n{err}", out.status.code()));
+        } else if !matches(&expected, first) {
+            failures.push(format!("{name}:\n  got:  {first}\n  want: {expected}"));
+        } else if err.contains("panicked") {
+            failures.push(format!("{name}: panicked\n{err}"));
+        }
+        if out_dir.exists() {
+            failures.push(format!("{name}: the out dir was created"));
+        }
+        if fx.root.join("target").exists() {
+            failures.push(format!("{name}: something was built"));
+        }
+    }
+    assert!(count >= 15, "only {count} broken fixtures found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real tool, run through the real cargo on copies of `fixtures/`,
+//! checked with real GNU tar, bsdtar, zstd and sha256sum.
+
+mod bundle;
+mod config_errors;
+mod determinism;
+mod support;
+mod workspace;

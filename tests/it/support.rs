@@ -1,0 +1,300 @@
+//! Test support: fixture copies in temp dirs (kept when a test fails), running the tool,
+//! reading bundles, and external tools that must exist in CI.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tool() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cargo-release-bundle"))
+}
+
+/// A temporary directory that is kept (and its path printed) when the test panics.
+pub struct Scratch {
+    dir: Option<tempfile::TempDir>,
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = tempfile::Builder::new().prefix("crb-test-").tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        Scratch { dir: Some(dir), path }
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("kept test directory: {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+/// Copy a directory tree, keeping symlinks and modes, skipping `target/`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let ft = entry.file_type().unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_name() == "target" {
+            continue;
+        }
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path()).unwrap(), &dest).unwrap();
+        } else if ft.is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A copy of `fixtures/<name>` in a fresh scratch directory, at `<scratch>/<name>`.
+pub struct Fixture {
+    pub scratch: Scratch,
+    pub root: PathBuf,
+}
+
+impl Fixture {
+    pub fn new(name: &str) -> Fixture {
+        Self::from_path(&repo().join("fixtures").join(name))
+    }
+
+    pub fn from_path(src: &Path) -> Fixture {
+        let scratch = Scratch::new();
+        let root = scratch.join(src.file_name().unwrap());
+        copy_tree(src, &root);
+        Fixture { scratch, root }
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.scratch.join("out")
+    }
+
+    /// Run the tool in the fixture root: `cargo-release-bundle release-bundle ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        run_tool(&self.root, args, env)
+    }
+
+    /// Run, assert success, and return the parsed JSON bundle messages.
+    pub fn bundle(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        self.bundle_env(args, &[])
+    }
+
+    pub fn bundle_env(&self, args: &[&str], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+        let mut all = vec!["--message-format", "json"];
+        all.extend_from_slice(args);
+        let out = self.run_env(&all, env);
+        assert_success(&out);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+pub fn tool_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(tool());
+    cmd.arg("release-bundle").current_dir(dir);
+    for var in ["SOURCE_DATE_EPOCH", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "CLICOLOR_FORCE", "RUSTFLAGS"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+pub fn run_tool(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tool_command(dir);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "tool failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+/// Whether an external tool is installed. In CI (`CI` set) a missing tool fails the test;
+/// elsewhere the caller skips, and this says so.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "`{tool}` is required in CI but not installed");
+        eprintln!("skipped: `{tool}` is not installed (it is required when CI is set)");
+    }
+    found
+}
+
+/// Run an external command, asserting success.
+pub fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed in {}:\n{}{}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every path below `root` with its kind and mode, sorted (for comparing extractions).
+pub fn listing(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name().min_depth(1) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+        let meta = fs::symlink_metadata(e.path()).unwrap();
+        let desc = if meta.file_type().is_symlink() {
+            format!("{rel} -> {}", fs::read_link(e.path()).unwrap().display())
+        } else {
+            format!("{rel} {:o}", meta.permissions().mode() & 0o7777)
+        };
+        out.push(desc);
+    }
+    out
+}
+
+/// One tar header as read back by the `tar` crate.
+#[derive(Debug)]
+pub struct HeaderInfo {
+    pub path: String,
+    pub kind: tar::EntryType,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub uname: Vec<u8>,
+    pub gname: Vec<u8>,
+    pub is_ustar: bool,
+    pub cksum_ok: bool,
+    pub link: Option<String>,
+}
+
+pub fn headers(bundle: &Path) -> Vec<HeaderInfo> {
+    let file = fs::File::open(bundle).unwrap();
+    let reader: Box<dyn Read> = if bundle.to_string_lossy().ends_with(".tar.gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(zstd::stream::read::Decoder::new(file).unwrap())
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            let mut copy = h.clone();
+            copy.set_cksum();
+            HeaderInfo {
+                path: String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+                kind: h.entry_type(),
+                mode: h.mode().unwrap(),
+                uid: h.uid().unwrap(),
+                gid: h.gid().unwrap(),
+                mtime: h.mtime().unwrap(),
+                uname: h.username_bytes().unwrap_or_default().to_vec(),
+                gname: h.groupname_bytes().unwrap_or_default().to_vec(),
+                is_ustar: h.as_ustar().is_some(),
+                cksum_ok: copy.as_bytes() == h.as_bytes(),
+                link: e.link_name_bytes().map(|b| String::from_utf8(b.into_owned()).unwrap()),
+            }
+        })
+        .collect()
+}
+
+/// Extract with an external tool into a fresh directory; returns the directory.
+pub fn extract(bundle: &Path, into: &Path, tool: &str) -> PathBuf {
+    fs::create_dir_all(into).unwrap();
+    let b = bundle.to_str().unwrap();
+    let i = into.to_str().unwrap();
+    let gz = b.ends_with(".tar.gz");
+    match tool {
+        "gnu" if gz => sh(into, "tar", &["-xzf", b, "-C", i]),
+        "gnu" => sh(into, "tar", &["--zstd", "-xf", b, "-C", i]),
+        "bsdtar" => sh(into, "bsdtar", &["-xf", b, "-C", i]),
+        other => panic!("unknown extractor {other}"),
+    };
+    into.to_path_buf()
+}
+
+pub fn manifest(top: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(top.join("MANIFEST.json")).unwrap()).unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET path` over loopback, retrying until the server answers or `timeout` passes.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(mut s) => {
+                use std::io::Write;
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+                let mut resp = String::new();
+                s.read_to_string(&mut resp).unwrap();
+                return resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+            }
+            Err(e) if start.elapsed() > timeout => panic!("no server on port {port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Kills the child when dropped, so a failing test leaves no server behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = fs::read(path).unwrap();
+    sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
