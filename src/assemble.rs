@@ -29,7 +29,10 @@ pub fn compression_info(c: Compression) -> CompressionInfo {
         format: c.format.extension().into(),
         level: c.level,
         encoder: match c.format {
-            Format::TarZst => format!("libzstd {}, multithreaded, checksummed", archive::zstd_version()),
+            Format::TarZst => format!(
+                "libzstd {}, multithreaded, checksummed",
+                archive::zstd_version()
+            ),
             Format::TarGz => "flate2 1.1.11 (miniz_oxide 0.9.1), mtime 0, OS 255".into(),
         },
     }
@@ -86,9 +89,17 @@ pub fn assemble(
                 .ok_or_else(|| anyhow!("no executable was built for `{bin}`"))?,
         };
         let file = File::open(source).with_context(|| format!("cannot open `{source}`"))?;
-        let size = file.metadata().with_context(|| format!("cannot stat `{source}`"))?.len();
+        let size = file
+            .metadata()
+            .with_context(|| format!("cannot stat `{source}`"))?
+            .len();
         let sha256 = ar
-            .file(&entry.path, entry.mode, size, std::io::BufReader::with_capacity(1 << 18, file))
+            .file(
+                &entry.path,
+                entry.mode,
+                size,
+                std::io::BufReader::with_capacity(1 << 18, file),
+            )
             .with_context(|| format!("cannot add `{source}` to the bundle"))?;
         files.push(FileRecord {
             path: entry.path.clone(),
@@ -103,11 +114,19 @@ pub fn assemble(
     manifest.files = files;
     let manifest_json = manifest.to_json();
     let manifest_sha = ar.generated(archive::MANIFEST, archive::MODE_FILE, &manifest_json)?;
-    ar.generated(archive::SHA256SUMS, archive::MODE_FILE, &manifest.sha256sums(&manifest_sha))?;
+    ar.generated(
+        archive::SHA256SUMS,
+        archive::MODE_FILE,
+        &manifest.sha256sums(&manifest_sha),
+    )?;
     let file_count = manifest.files.len() + 2;
     let (out, written) = ar.finish()?;
-    let file = out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
-    file.sync_all().with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
 
     // The sidecar, then the swap: remove the old sidecar first so a crash between the renames
     // can leave a bundle without a sidecar, but never one with the wrong sidecar.

@@ -23,7 +23,12 @@ pub struct Artifacts {
 }
 
 /// The cargo command line for one package (pure; exposed for `-v` and tests).
-pub fn command_args(opts: &BundleOpts, manifest: &Utf8Path, package: &Package, bins: &[String]) -> Vec<String> {
+pub fn command_args(
+    opts: &BundleOpts,
+    manifest: &Utf8Path,
+    package: &Package,
+    bins: &[String],
+) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "build".into(),
         "--message-format=json-render-diagnostics".into(),
@@ -63,7 +68,10 @@ pub fn command_args(opts: &BundleOpts, manifest: &Utf8Path, package: &Package, b
     }
     if let Some(color) = opts.color {
         let value = clap::ValueEnum::to_possible_value(&color).map(|v| v.get_name().to_string());
-        args.push(format!("--color={}", value.unwrap_or_else(|| "auto".into())));
+        args.push(format!(
+            "--color={}",
+            value.unwrap_or_else(|| "auto".into())
+        ));
     }
     args
 }
@@ -85,7 +93,10 @@ pub fn build(
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot run `{cargo}`"))?;
-    let stdout = child.stdout.take().context("cargo's stdout was not captured")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("cargo's stdout was not captured")?;
     let mut artifacts = Artifacts::default();
     let mut reading = Ok(());
     for message in Message::parse_stream(BufReader::new(stdout)) {
@@ -111,14 +122,22 @@ pub fn build(
             _ => {}
         }
     }
-    let status = child.wait().with_context(|| format!("cannot wait for `{cargo}`"))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for `{cargo}`"))?;
     if !status.success() {
-        bail!("`cargo build` failed for package `{}` ({status}); no bundle was written", package.name);
+        bail!(
+            "`cargo build` failed for package `{}` ({status}); no bundle was written",
+            package.name
+        );
     }
     reading.with_context(|| format!("cannot read `{cargo}`'s JSON messages"))?;
     for bin in bins {
         if !artifacts.executables.contains_key(bin) {
-            bail!("cargo did not report an executable for bin target `{bin}` of package `{}`", package.name);
+            bail!(
+                "cargo did not report an executable for bin target `{bin}` of package `{}`",
+                package.name
+            );
         }
     }
     artifacts.features.sort();

@@ -46,7 +46,12 @@ pub struct BundleOpts {
     pub manifest_path: Option<Utf8PathBuf>,
 
     /// Package(s) to bundle
-    #[arg(short = 'p', long = "package", value_name = "SPEC", help_heading = "Package Selection")]
+    #[arg(
+        short = 'p',
+        long = "package",
+        value_name = "SPEC",
+        help_heading = "Package Selection"
+    )]
     pub package: Vec<String>,
 
     /// Bundle every workspace member that has a release table
@@ -54,7 +59,12 @@ pub struct BundleOpts {
     pub workspace: bool,
 
     /// Build with the given profile
-    #[arg(long, value_name = "PROFILE-NAME", default_value = "release", help_heading = "Compilation Options")]
+    #[arg(
+        long,
+        value_name = "PROFILE-NAME",
+        default_value = "release",
+        help_heading = "Compilation Options"
+    )]
     pub profile: String,
 
     /// Accepted for symmetry with cargo; bundles are built with `--profile` (default `release`)
@@ -70,7 +80,12 @@ pub struct BundleOpts {
     pub target_dir: Option<Utf8PathBuf>,
 
     /// Space or comma separated list of features to activate
-    #[arg(short = 'F', long, value_name = "FEATURES", help_heading = "Feature Selection")]
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "FEATURES",
+        help_heading = "Feature Selection"
+    )]
     pub features: Vec<String>,
 
     /// Activate all available features
@@ -144,8 +159,25 @@ mod tests {
     #[test]
     fn both_invocations_parse() {
         for argv in [
-            vec!["cargo-release-bundle", "release-bundle", "--profile", "prod", "-p", "a", "-p", "b"],
-            vec!["cargo-release-bundle", "--profile", "prod", "-p", "a", "-p", "b"],
+            vec![
+                "cargo-release-bundle",
+                "release-bundle",
+                "--profile",
+                "prod",
+                "-p",
+                "a",
+                "-p",
+                "b",
+            ],
+            vec![
+                "cargo-release-bundle",
+                "--profile",
+                "prod",
+                "-p",
+                "a",
+                "-p",
+                "b",
+            ],
         ] {
             let args = normalize_args(argv.into_iter().map(Into::into).collect());
             let Cli::ReleaseBundle(opts) = Cli::try_parse_from(args).unwrap();

@@ -71,7 +71,12 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
     // Config → scan → plan for every package before anything is built.
     let mut planned = Vec::new();
     for &package in &packages {
-        let loaded = config::load(&package.name, &ws.workspace_table(), &ws.package_table(package), &overrides)?;
+        let loaded = config::load(
+            &package.name,
+            &ws.workspace_table(),
+            &ws.package_table(package),
+            &overrides,
+        )?;
         for warning in &loaded.warnings {
             if opts.strict {
                 bail!("{warning}\nnote: `--strict` turns configuration warnings into errors");
@@ -94,11 +99,16 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
         if shell.verbose() > 0 {
             shell.verbose_status("Config", format!("{}: {:?}", package.name, loaded.config));
         }
-        planned.push(Planned { package, plan, compression });
+        planned.push(Planned {
+            package,
+            plan,
+            compression,
+        });
     }
 
     let git = project::git(ws.root());
-    let timestamp = project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
+    let timestamp =
+        project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
     let out_dir = match &opts.out_dir {
         Some(dir) => dir.clone(),
         None => ws.target_dir.join("release-bundle").join(&opts.profile),
@@ -108,10 +118,18 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .unwrap_or(out_dir);
 
-    for Planned { package, plan, compression } in &planned {
+    for Planned {
+        package,
+        plan,
+        compression,
+    } in &planned
+    {
         shell.status(
             "Bundling",
-            format!("{} v{} ({}, {})", plan.name, plan.version, opts.profile, plan.target),
+            format!(
+                "{} v{} ({}, {})",
+                plan.name, plan.version, opts.profile, plan.target
+            ),
         );
         let artifacts = build::build(opts, &ws.manifest, package, &plan.binaries, shell)?;
         // After the build, which may have created or updated the lock file.

@@ -32,7 +32,10 @@ pub enum Content {
     /// A bin target, located after the build.
     Binary(String),
     /// A file copied from disk.
-    File { source: Utf8PathBuf, size: u64 },
+    File {
+        source: Utf8PathBuf,
+        size: u64,
+    },
     Symlink(String),
 }
 
@@ -98,7 +101,13 @@ impl Tree {
                         mode: MODE_DIR,
                         kind: None,
                     };
-                    self.entries.insert(p.to_string(), Claim { entry: dir, by: by.clone() });
+                    self.entries.insert(
+                        p.to_string(),
+                        Claim {
+                            entry: dir,
+                            by: by.clone(),
+                        },
+                    );
                 }
             }
         }
@@ -121,7 +130,9 @@ impl Tree {
 /// Returns the directory-or-file path and whether it names a directory.
 fn normalize_dest(dest: &str, origin: &Origin) -> Result<(String, bool)> {
     if dest.starts_with('/') {
-        bail!("{origin}: {dest:?} is absolute; destinations are relative to the bundle's top directory");
+        bail!(
+            "{origin}: {dest:?} is absolute; destinations are relative to the bundle's top directory"
+        );
     }
     let is_dir = dest.is_empty() || dest.ends_with('/') || dest == "." || dest.ends_with("/.");
     let mut parts: Vec<&str> = Vec::new();
@@ -158,9 +169,18 @@ fn entry_for(found: &Found, path: String, kind: FileKind, mode: Option<u32>) -> 
             mode.unwrap_or(if *exec { MODE_EXEC } else { MODE_FILE }),
             Some(kind),
         ),
-        Node::Symlink { target } => (Content::Symlink(target.clone()), MODE_SYMLINK, Some(FileKind::Symlink)),
+        Node::Symlink { target } => (
+            Content::Symlink(target.clone()),
+            MODE_SYMLINK,
+            Some(FileKind::Symlink),
+        ),
     };
-    Entry { path, content, mode, kind }
+    Entry {
+        path,
+        content,
+        mode,
+        kind,
+    }
 }
 
 fn exclude_set(config: &ReleaseConfig) -> Result<GlobSet> {
@@ -169,7 +189,14 @@ fn exclude_set(config: &ReleaseConfig) -> Result<GlobSet> {
         let glob = GlobBuilder::new(&g.value)
             .literal_separator(true)
             .build()
-            .map_err(|e| anyhow!("{}: {:?} is not a valid glob: {}", g.origin, g.value, e.kind()))?;
+            .map_err(|e| {
+                anyhow!(
+                    "{}: {:?} is not a valid glob: {}",
+                    g.origin,
+                    g.value,
+                    e.kind()
+                )
+            })?;
         set.add(glob);
     }
     Ok(set.build()?)
@@ -205,7 +232,11 @@ pub fn plan(
     target: &str,
 ) -> Result<BundlePlan> {
     let top_dir = format!("{}-{}", config.name, package.version);
-    let exe_suffix = if target.contains("windows") { ".exe" } else { "" };
+    let exe_suffix = if target.contains("windows") {
+        ".exe"
+    } else {
+        ""
+    };
 
     // Binaries.
     let available = package.bin_targets.join(", ");
@@ -216,7 +247,9 @@ pub fn plan(
                 if !package.bin_targets.contains(&b.value) {
                     bail!(
                         "{}: {:?} is not a bin target of package `{}` (it has: {available})",
-                        b.origin, b.value, package.name
+                        b.origin,
+                        b.value,
+                        package.name
                     );
                 }
                 if !seen.insert(&b.value) {
@@ -228,18 +261,26 @@ pub fn plan(
         None => package.bin_targets.clone(),
     };
     if binaries.is_empty() {
-        bail!("{}: package `{}` has no bin targets to ship", package.manifest, package.name);
+        bail!(
+            "{}: package `{}` has no bin targets to ship",
+            package.manifest,
+            package.name
+        );
     }
+    // Every binary the launcher will run must be shipped.
     let launcher = &config.launcher;
-    if let Some(main) = &launcher.main {
-        if !binaries.contains(&main.value) {
-            bail!("{}: {:?} is not one of the shipped binaries ({})", main.origin, main.value, binaries.join(", "));
-        }
-    }
-    for command in launcher.commands.values() {
-        let bin = &command.value.bin;
+    let launched = launcher
+        .main
+        .iter()
+        .chain(launcher.commands.values().map(|c| &c.value.bin));
+    for bin in launched {
         if !binaries.contains(&bin.value) {
-            bail!("{}: {:?} is not one of the shipped binaries ({})", bin.origin, bin.value, binaries.join(", "));
+            bail!(
+                "{}: {:?} is not one of the shipped binaries ({})",
+                bin.origin,
+                bin.value,
+                binaries.join(", ")
+            );
         }
     }
 
@@ -272,7 +313,9 @@ pub fn plan(
         if files > 1 && !dest_is_dir {
             bail!(
                 "{}: {:?} matches {files} files but dest {:?} names a single file\nhelp: end `dest` with `/` to copy them into a directory",
-                rule.origin.child("dest"), rule.value.source, rule.value.dest
+                rule.origin.child("dest"),
+                rule.value.source,
+                rule.value.dest
             );
         }
         let mut shipped = 0;
@@ -284,7 +327,11 @@ pub fn plan(
                 dest.clone()
             };
             if base.is_empty() {
-                bail!("{}: {:?} would replace the bundle's top directory", rule.origin.child("dest"), rule.value.dest);
+                bail!(
+                    "{}: {:?} would replace the bundle's top directory",
+                    rule.origin.child("dest"),
+                    rule.value.dest
+                );
             }
             for found in found_tree {
                 let path = join(&base, &found.rel);
@@ -292,7 +339,10 @@ pub fn plan(
                     continue;
                 }
                 if path == archive::MANIFEST || path == archive::SHA256SUMS {
-                    bail!("{}: `{path}` is reserved for the bundle's own {path}", rule.origin.child("dest"));
+                    bail!(
+                        "{}: `{path}` is reserved for the bundle's own {path}",
+                        rule.origin.child("dest")
+                    );
                 }
                 let entry = entry_for(found, path, FileKind::Include, rule.value.mode);
                 let by = format!("{} (`{}`)", rule.origin.key, found.source);
@@ -301,8 +351,16 @@ pub fn plan(
             }
         }
         if shipped == 0 {
-            let why = if files == 0 { "" } else { " (everything it matches is excluded)" };
-            bail!("{}: {:?} matches nothing{why}", rule.origin.child("source"), rule.value.source);
+            let why = if files == 0 {
+                ""
+            } else {
+                " (everything it matches is excluded)"
+            };
+            bail!(
+                "{}: {:?} matches nothing{why}",
+                rule.origin.child("source"),
+                rule.value.source
+            );
         }
     }
 
@@ -310,26 +368,46 @@ pub fn plan(
     let mut folded: BTreeMap<String, &str> = BTreeMap::new();
     for (path, claim) in &tree.entries {
         let full = format!("{top_dir}/{path}");
-        archive::check_entry_name(&full).map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", claim.by))?;
+        archive::check_entry_name(&full)
+            .map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", claim.by))?;
         if let Some(other) = folded.insert(path.to_lowercase(), path) {
-            bail!("`{other}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})", claim.by);
+            bail!(
+                "`{other}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
+                claim.by
+            );
         }
         if let Content::Symlink(target) = &claim.entry.content {
-            archive::check_link_target(target).map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", claim.by))?;
+            archive::check_link_target(target)
+                .map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", claim.by))?;
             if target.starts_with('/') {
-                bail!("symlink `{path}` (from {}) points to the absolute path `{target}`; only relative links inside the bundle are allowed", claim.by);
+                bail!(
+                    "symlink `{path}` (from {}) points to the absolute path `{target}`; only relative links inside the bundle are allowed",
+                    claim.by
+                );
             }
             match resolve_link(path, target) {
-                None => bail!("symlink `{path}` (from {}) points to `{target}`, which leaves the bundle", claim.by),
+                None => bail!(
+                    "symlink `{path}` (from {}) points to `{target}`, which leaves the bundle",
+                    claim.by
+                ),
                 Some(resolved) if !resolved.is_empty() && !tree.entries.contains_key(&resolved) => {
-                    bail!("symlink `{path}` (from {}) points to `{target}`, which is not in the bundle", claim.by)
+                    bail!(
+                        "symlink `{path}` (from {}) points to `{target}`, which is not in the bundle",
+                        claim.by
+                    )
                 }
                 Some(_) => {}
             }
         }
     }
-    if tree.entries.contains_key(archive::MANIFEST) || tree.entries.contains_key(archive::SHA256SUMS) {
-        bail!("`{}` and `{}` are reserved for the bundle's own metadata", archive::MANIFEST, archive::SHA256SUMS);
+    if tree.entries.contains_key(archive::MANIFEST)
+        || tree.entries.contains_key(archive::SHA256SUMS)
+    {
+        bail!(
+            "`{}` and `{}` are reserved for the bundle's own metadata",
+            archive::MANIFEST,
+            archive::SHA256SUMS
+        );
     }
 
     Ok(BundlePlan {

@@ -21,7 +21,9 @@ pub const CONSTANT_EPOCH: u64 = 315_532_800;
 
 /// `$CARGO` when cargo runs us, else `cargo` from `PATH`.
 pub fn cargo() -> Utf8PathBuf {
-    env::var("CARGO").map(Utf8PathBuf::from).unwrap_or_else(|_| "cargo".into())
+    env::var("CARGO")
+        .map(Utf8PathBuf::from)
+        .unwrap_or_else(|_| "cargo".into())
 }
 
 /// A path as the user should see it: relative to the working directory when below it.
@@ -81,8 +83,10 @@ fn find_manifest(opts: &BundleOpts) -> Result<Utf8PathBuf> {
             .with_context(|| format!("`{path}`: cannot resolve the manifest path"))?;
         return Ok(path);
     }
-    let cwd = Utf8PathBuf::from_path_buf(env::current_dir().context("cannot read the working directory")?)
-        .map_err(|p| anyhow::anyhow!("`{}`: working directory is not UTF-8", p.display()))?;
+    let cwd = Utf8PathBuf::from_path_buf(
+        env::current_dir().context("cannot read the working directory")?,
+    )
+    .map_err(|p| anyhow::anyhow!("`{}`: working directory is not UTF-8", p.display()))?;
     cwd.ancestors()
         .map(|d| d.join("Cargo.toml"))
         .find(|m| m.is_file())
@@ -95,7 +99,11 @@ pub fn load(opts: &BundleOpts) -> Result<Workspace> {
     let mut cmd = MetadataCommand::new();
     cmd.cargo_path(cargo()).manifest_path(&manifest).no_deps();
     let mut other = Vec::new();
-    for (flag, on) in [("--locked", opts.locked), ("--frozen", opts.frozen), ("--offline", opts.offline)] {
+    for (flag, on) in [
+        ("--locked", opts.locked),
+        ("--frozen", opts.frozen),
+        ("--offline", opts.offline),
+    ] {
         if on {
             other.push(flag.to_string());
         }
@@ -112,7 +120,11 @@ pub fn load(opts: &BundleOpts) -> Result<Workspace> {
             .unwrap_or_else(|| dir.clone()),
         None => metadata.target_directory.clone(),
     };
-    Ok(Workspace { metadata, manifest, target_dir })
+    Ok(Workspace {
+        metadata,
+        manifest,
+        target_dir,
+    })
 }
 
 pub fn bin_targets(package: &Package) -> Vec<String> {
@@ -131,13 +143,22 @@ pub fn bin_targets(package: &Package) -> Vec<String> {
 pub fn select<'a>(ws: &'a Workspace, opts: &BundleOpts) -> Result<Vec<&'a Package>> {
     let members = ws.members();
     let has_table = |p: &Package| ws.package_table(p).has_table();
-    let names = |ps: &[&Package]| ps.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ");
+    let names = |ps: &[&Package]| {
+        ps.iter()
+            .map(|p| format!("`{}`", p.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if !opts.package.is_empty() {
         let mut out: Vec<&Package> = Vec::new();
         for spec in &opts.package {
             let name = spec.split('@').next().unwrap_or(spec);
             let Some(p) = members.iter().find(|p| p.name.as_str() == name) else {
-                bail!("package `{spec}` is not a member of the workspace at `{}` (members: {})", ws.root(), names(&members));
+                bail!(
+                    "package `{spec}` is not a member of the workspace at `{}` (members: {})",
+                    ws.root(),
+                    names(&members)
+                );
             };
             if !out.iter().any(|o| o.id == p.id) {
                 out.push(p);
@@ -184,7 +205,10 @@ pub fn rustc(dir: &Utf8Path) -> Result<Rustc> {
         .output()
         .with_context(|| format!("cannot run `{rustc} -vV`"))?;
     if !out.status.success() {
-        bail!("`{rustc} -vV` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{rustc} -vV` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |name: &str| {
@@ -208,7 +232,9 @@ pub fn parse_source_date_epoch(value: &str) -> Result<u64> {
     let valid = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     match value.parse::<u64>() {
         Ok(n) if valid && n <= MAX_MTIME => Ok(n),
-        Ok(n) if valid => bail!("SOURCE_DATE_EPOCH: {n} is too large for a ustar archive (at most {MAX_MTIME})"),
+        Ok(n) if valid => {
+            bail!("SOURCE_DATE_EPOCH: {n} is too large for a ustar archive (at most {MAX_MTIME})")
+        }
         _ => bail!("SOURCE_DATE_EPOCH: {value:?} is not a decimal Unix time"),
     }
 }
@@ -231,8 +257,14 @@ pub fn timestamp(source_date_epoch: Option<&str>, git_time: Option<u64>) -> Resu
         });
     }
     Ok(match git_time {
-        Some(t) if t <= MAX_MTIME => Timestamp { epoch: t, source: "git-commit".into() },
-        _ => Timestamp { epoch: CONSTANT_EPOCH, source: "constant".into() },
+        Some(t) if t <= MAX_MTIME => Timestamp {
+            epoch: t,
+            source: "git-commit".into(),
+        },
+        _ => Timestamp {
+            epoch: CONSTANT_EPOCH,
+            source: "constant".into(),
+        },
     })
 }
 
@@ -248,7 +280,8 @@ pub fn cargo_lock_sha256(root: &Utf8Path) -> Result<Option<String>> {
     let mut hasher = Sha256::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
-        let n = std::io::Read::read(&mut file, &mut buf).with_context(|| format!("cannot read `{path}`"))?;
+        let n = std::io::Read::read(&mut file, &mut buf)
+            .with_context(|| format!("cannot read `{path}`"))?;
         if n == 0 {
             break;
         }
@@ -263,18 +296,38 @@ mod tests {
 
     #[test]
     fn source_date_epoch_parsing() {
-        assert_eq!(parse_source_date_epoch("1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(
+            parse_source_date_epoch("1700000000").unwrap(),
+            1_700_000_000
+        );
         assert_eq!(parse_source_date_epoch("0").unwrap(), 0);
-        for bad in ["", " 1", "1.5", "-1", "+1", "abc", "1e9", "99999999999999999999"] {
+        for bad in [
+            "",
+            " 1",
+            "1.5",
+            "-1",
+            "+1",
+            "abc",
+            "1e9",
+            "99999999999999999999",
+        ] {
             let e = parse_source_date_epoch(bad).unwrap_err().to_string();
             assert!(e.starts_with("SOURCE_DATE_EPOCH: "), "{bad:?}: {e}");
         }
-        assert!(parse_source_date_epoch("9999999999").unwrap_err().to_string().contains("too large"));
+        assert!(
+            parse_source_date_epoch("9999999999")
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
     }
 
     #[test]
     fn timestamp_precedence() {
-        assert_eq!(timestamp(Some("5"), Some(7)).unwrap().source, "SOURCE_DATE_EPOCH");
+        assert_eq!(
+            timestamp(Some("5"), Some(7)).unwrap().source,
+            "SOURCE_DATE_EPOCH"
+        );
         let t = timestamp(None, Some(7)).unwrap();
         assert_eq!((t.epoch, t.source.as_str()), (7, "git-commit"));
         let t = timestamp(None, None).unwrap();

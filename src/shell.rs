@@ -20,7 +20,11 @@ const RESET: &str = "\x1b[0m";
 
 /// Decide colour the way cargo does: `--color`, then `CARGO_TERM_COLOR`, `NO_COLOR`,
 /// `CLICOLOR_FORCE`, then whether stderr is a terminal.
-pub fn use_color(choice: Option<ColorChoice>, env: impl Fn(&str) -> Option<String>, tty: bool) -> bool {
+pub fn use_color(
+    choice: Option<ColorChoice>,
+    env: impl Fn(&str) -> Option<String>,
+    tty: bool,
+) -> bool {
     let choice = choice.or_else(|| match env("CARGO_TERM_COLOR").as_deref() {
         Some("always") => Some(ColorChoice::Always),
         Some("never") => Some(ColorChoice::Never),
@@ -75,23 +79,37 @@ impl Shell {
     /// `    Bundling billing v1.2.0 (...)`: verb right-aligned in 12 columns, bold green.
     pub fn status(&self, verb: &str, message: impl std::fmt::Display) {
         if !self.quiet {
-            self.line(&format!("{} {message}", self.paint(GREEN, &format!("{verb:>12}"))));
+            self.line(&format!(
+                "{} {message}",
+                self.paint(GREEN, &format!("{verb:>12}"))
+            ));
         }
     }
 
     /// Like [`Shell::status`], shown only with `-v`.
     pub fn verbose_status(&self, verb: &str, message: impl std::fmt::Display) {
         if self.verbose > 0 && !self.quiet {
-            self.line(&format!("{} {message}", self.paint(CYAN, &format!("{verb:>12}"))));
+            self.line(&format!(
+                "{} {message}",
+                self.paint(CYAN, &format!("{verb:>12}"))
+            ));
         }
     }
 
     pub fn warn(&self, message: impl std::fmt::Display) {
-        self.line(&format!("{}{} {message}", self.paint(YELLOW, "warning"), self.paint(BOLD, ":")));
+        self.line(&format!(
+            "{}{} {message}",
+            self.paint(YELLOW, "warning"),
+            self.paint(BOLD, ":")
+        ));
     }
 
     pub fn error(&self, message: impl std::fmt::Display) {
-        self.line(&format!("{}{} {message}", self.paint(RED, "error"), self.paint(BOLD, ":")));
+        self.line(&format!(
+            "{}{} {message}",
+            self.paint(RED, "error"),
+            self.paint(BOLD, ":")
+        ));
     }
 
     /// One line of JSON on stdout.
@@ -109,15 +127,28 @@ mod tests {
     #[test]
     fn color_choice() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         assert!(!use_color(None, env(&[]), false));
         assert!(use_color(None, env(&[]), true));
         assert!(!use_color(None, env(&[("NO_COLOR", "1")]), true));
         assert!(use_color(None, env(&[("CLICOLOR_FORCE", "1")]), false));
         assert!(!use_color(None, env(&[("CLICOLOR_FORCE", "0")]), false));
-        assert!(use_color(Some(ColorChoice::Always), env(&[("NO_COLOR", "1")]), false));
+        assert!(use_color(
+            Some(ColorChoice::Always),
+            env(&[("NO_COLOR", "1")]),
+            false
+        ));
         assert!(!use_color(Some(ColorChoice::Never), env(&[]), true));
-        assert!(use_color(None, env(&[("CARGO_TERM_COLOR", "always")]), false));
+        assert!(use_color(
+            None,
+            env(&[("CARGO_TERM_COLOR", "always")]),
+            false
+        ));
     }
 }

@@ -50,9 +50,14 @@ fn stat(path: &Utf8Path, rel: String) -> Result<Found> {
     let meta = fs::symlink_metadata(path).with_context(|| format!("cannot read `{path}`"))?;
     let ft = meta.file_type();
     let node = if ft.is_symlink() {
-        let target = fs::read_link(path).with_context(|| format!("cannot read symlink `{path}`"))?;
-        let target = Utf8PathBuf::try_from(target)
-            .map_err(|t| anyhow::anyhow!("`{path}`: symlink target `{}` is not UTF-8", t.into_path_buf().display()))?;
+        let target =
+            fs::read_link(path).with_context(|| format!("cannot read symlink `{path}`"))?;
+        let target = Utf8PathBuf::try_from(target).map_err(|t| {
+            anyhow::anyhow!(
+                "`{path}`: symlink target `{}` is not UTF-8",
+                t.into_path_buf().display()
+            )
+        })?;
         Node::Symlink {
             target: target.into_string(),
         }
@@ -137,7 +142,9 @@ fn resolve_include(root: &Utf8Path, source: &str, skip: &[&Utf8Path]) -> Result<
         .compile_matcher();
     let parts: Vec<&str> = source.split('/').collect();
     let literal = parts.iter().take_while(|p| !has_glob_meta(p)).count();
-    let base = parts[..literal].iter().fold(root.to_owned(), |p, c| p.join(c));
+    let base = parts[..literal]
+        .iter()
+        .fold(root.to_owned(), |p, c| p.join(c));
     if !base.is_dir() {
         return Ok(IncludeMatches::default());
     }
@@ -161,7 +168,10 @@ fn resolve_include(root: &Utf8Path, source: &str, skip: &[&Utf8Path]) -> Result<
             let path = Utf8Path::from_path(entry.path()).ok_or_else(|| {
                 anyhow::anyhow!("`{}`: file name is not UTF-8", entry.path().display())
             })?;
-            let rel = path.strip_prefix(root).map(|r| r.to_string()).unwrap_or_default();
+            let rel = path
+                .strip_prefix(root)
+                .map(|r| r.to_string())
+                .unwrap_or_default();
             matches.push((rel, vec![stat(path, String::new())?]));
         }
     }
@@ -170,7 +180,11 @@ fn resolve_include(root: &Utf8Path, source: &str, skip: &[&Utf8Path]) -> Result<
 
 /// Scan the package root for the priv directory and include rules.
 /// `target_dir` and `.git` are never looked into.
-pub fn scan(package_root: &Utf8Path, target_dir: &Utf8Path, config: &ReleaseConfig) -> Result<Sources> {
+pub fn scan(
+    package_root: &Utf8Path,
+    target_dir: &Utf8Path,
+    config: &ReleaseConfig,
+) -> Result<Sources> {
     let git = package_root.join(".git");
     let skip = [target_dir, git.as_path()];
     let priv_root = match &config.priv_dir {
@@ -179,10 +193,19 @@ pub fn scan(package_root: &Utf8Path, target_dir: &Utf8Path, config: &ReleaseConf
         PrivDir::Dir(dir) => {
             let path = package_root.join(&dir.value);
             if !path.exists() {
-                return Err(dir.origin.error(format!("{:?} does not exist (looked for `{path}`)", dir.value)).into());
+                return Err(dir
+                    .origin
+                    .error(format!(
+                        "{:?} does not exist (looked for `{path}`)",
+                        dir.value
+                    ))
+                    .into());
             }
             if !path.is_dir() {
-                return Err(dir.origin.error(format!("{:?} is not a directory", dir.value)).into());
+                return Err(dir
+                    .origin
+                    .error(format!("{:?} is not a directory", dir.value))
+                    .into());
             }
             Some(path)
         }
@@ -192,11 +215,17 @@ pub fn scan(package_root: &Utf8Path, target_dir: &Utf8Path, config: &ReleaseConf
         .include
         .iter()
         .map(|rule| {
-            resolve_include(package_root, &rule.value.source, &skip)
-                .with_context(|| {
-                    format!("{}: {:?} cannot be read", rule.origin.child("source"), rule.value.source)
-                })
+            resolve_include(package_root, &rule.value.source, &skip).with_context(|| {
+                format!(
+                    "{}: {:?} cannot be read",
+                    rule.origin.child("source"),
+                    rule.value.source
+                )
+            })
         })
         .collect::<Result<_>>()?;
-    Ok(Sources { priv_tree, includes })
+    Ok(Sources {
+        priv_tree,
+        includes,
+    })
 }

@@ -124,10 +124,17 @@ mod tests {
                 host: "x86_64-unknown-linux-gnu".into(),
             },
             features: vec!["default".into()],
-            timestamp: Timestamp { epoch: 1, source: "constant".into() },
+            timestamp: Timestamp {
+                epoch: 1,
+                source: "constant".into(),
+            },
             git: None,
             cargo_lock_sha256: None,
-            compression: CompressionInfo { format: "tar.zst".into(), level: 3, encoder: "x".into() },
+            compression: CompressionInfo {
+                format: "tar.zst".into(),
+                level: 3,
+                encoder: "x".into(),
+            },
             files: vec![
                 FileRecord {
                     path: "bin/billing".into(),
@@ -161,7 +168,11 @@ mod tests {
         let sums = String::from_utf8(sample().sha256sums(&"b".repeat(64))).unwrap();
         assert_eq!(
             sums,
-            format!("{}  bin/billing\n{}  MANIFEST.json\n", "a".repeat(64), "b".repeat(64))
+            format!(
+                "{}  bin/billing\n{}  MANIFEST.json\n",
+                "a".repeat(64),
+                "b".repeat(64)
+            )
         );
     }
 }

@@ -273,7 +273,13 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Stream exactly `size` bytes from `data` into a file entry; returns the SHA-256 (hex).
     /// Fails if `data` is shorter or longer than `size` (a file that changed while bundling).
-    pub fn file(&mut self, path: &str, mode: u32, size: u64, mut data: impl Read) -> Result<String> {
+    pub fn file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        mut data: impl Read,
+    ) -> Result<String> {
         self.header(tar::EntryType::Regular, path, mode, size, "")?;
         let mut hasher = Sha256::new();
         let mut left = size;
@@ -351,7 +357,10 @@ mod tests {
         let long = format!("{}/{}", "d".repeat(150), "f".repeat(100));
         assert_eq!(split_ustar_name(&long), Some((&long[..150], &long[151..])));
         assert_eq!(split_ustar_name(&"x".repeat(101)), None);
-        assert_eq!(split_ustar_name(&format!("{}/{}", "d".repeat(156), "f")), None);
+        assert_eq!(
+            split_ustar_name(&format!("{}/{}", "d".repeat(156), "f")),
+            None
+        );
         assert!(check_entry_name("a\nb").is_err());
         assert!(check_entry_name("a\\b").is_err());
     }
@@ -397,7 +406,10 @@ mod tests {
 
     #[test]
     fn short_and_long_sources_are_errors() {
-        let c = Compression { format: Format::TarZst, level: 1 };
+        let c = Compression {
+            format: Format::TarZst,
+            level: 1,
+        };
         let mut w = ArchiveWriter::new(Vec::new(), c, "t", 0).unwrap();
         let e = w.file("f", MODE_FILE, 10, &b"short"[..]).unwrap_err();
         assert!(e.to_string().contains("shrank"), "{e}");
@@ -409,7 +421,9 @@ mod tests {
     #[test]
     fn zstd_bytes_do_not_depend_on_worker_count() {
         // Enough data for several multithreaded jobs at level 1.
-        let data: Vec<u8> = (0..24u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 & 0x3f).collect();
+        let data: Vec<u8> = (0..24u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 & 0x3f)
+            .collect();
         let compress = |workers: u32| {
             let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
             enc.include_checksum(true).unwrap();

@@ -128,12 +128,7 @@ pub struct Layer {
     pub profiles: BTreeMap<String, Layer>,
 }
 
-fn unknown_key(
-    key: &str,
-    origin: &Origin,
-    known: &[&str],
-    warnings: &mut Vec<ConfigWarning>,
-) {
+fn unknown_key(key: &str, origin: &Origin, known: &[&str], warnings: &mut Vec<ConfigWarning>) {
     let help = value::closest(key, known).map(|k| format!("did you mean `{k}`?"));
     warnings.push(ConfigWarning {
         origin: origin.child(key),
@@ -194,7 +189,9 @@ fn parse_mode(value: &Value, origin: &Origin) -> Result<u32> {
         "755" => Ok(0o755),
         _ => Err(origin
             .error(format!("{:?} is not an allowed mode", s.value))
-            .with_help("bundle files are \"0644\" or \"0755\" (modes are normalised for reproducibility)")),
+            .with_help(
+                "bundle files are \"0644\" or \"0755\" (modes are normalised for reproducibility)",
+            )),
     }
 }
 
@@ -240,9 +237,11 @@ fn parse_include(value: &Value, origin: &Origin) -> Result<Spanned<IncludeRule>>
         }
     };
     if let Err(e) = globset::Glob::new(&rule.source) {
-        return Err(origin
-            .child("source")
-            .error(format!("{:?} is not a valid glob: {}", rule.source, e.kind())));
+        return Err(origin.child("source").error(format!(
+            "{:?} is not a valid glob: {}",
+            rule.source,
+            e.kind()
+        )));
     }
     Ok(Spanned {
         value: rule,
@@ -257,7 +256,9 @@ fn parse_command(name: &str, value: &Value, origin: &Origin) -> Result<Spanned<C
         )));
     }
     if BUILTIN_COMMANDS.contains(&name) {
-        return Err(origin.error(format!("`{name}` is a built-in launcher command and cannot be redefined")));
+        return Err(origin.error(format!(
+            "`{name}` is a built-in launcher command and cannot be redefined"
+        )));
     }
     let map = value::table(value, origin)?;
     for key in map.keys() {
@@ -283,7 +284,12 @@ fn parse_command(name: &str, value: &Value, origin: &Origin) -> Result<Spanned<C
             .transpose()?
             .map(|d| d.value),
     };
-    if command.args.iter().chain(&command.description).any(|s| s.contains('\0')) {
+    if command
+        .args
+        .iter()
+        .chain(&command.description)
+        .any(|s| s.contains('\0'))
+    {
         return Err(origin.error("contains a NUL byte"));
     }
     Ok(Spanned {
@@ -349,9 +355,11 @@ impl Layer {
                     let globs = value::string_list(v, &o)?;
                     for (i, g) in globs.iter().enumerate() {
                         if let Err(e) = globset::Glob::new(&g.value) {
-                            return Err(o
-                                .index(i)
-                                .error(format!("{:?} is not a valid glob: {}", g.value, e.kind())));
+                            return Err(o.index(i).error(format!(
+                                "{:?} is not a valid glob: {}",
+                                g.value,
+                                e.kind()
+                            )));
                         }
                     }
                     layer.exclude = Some(globs);
@@ -384,7 +392,9 @@ impl Layer {
                 }
                 // The range depends on the format, which may be set in another layer:
                 // checked once the layers are merged.
-                "compression-level" => layer.compression_level = Some(value::integer(v, &o, 1, 22)?),
+                "compression-level" => {
+                    layer.compression_level = Some(value::integer(v, &o, 1, 22)?)
+                }
                 "main" => layer.main = Some(value::string(v, &o)?),
                 "env" => {
                     for (name, val) in value::table(v, &o)? {

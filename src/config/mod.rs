@@ -184,7 +184,11 @@ pub fn load(
     Ok(Loaded { config, warnings })
 }
 
-fn finish(package_name: &str, layer: Layer, overrides: &Overrides) -> Result<ReleaseConfig, ConfigError> {
+fn finish(
+    package_name: &str,
+    layer: Layer,
+    overrides: &Overrides,
+) -> Result<ReleaseConfig, ConfigError> {
     let format = overrides
         .format
         .or(layer.format.as_ref().map(|f| f.value))
@@ -194,12 +198,10 @@ fn finish(package_name: &str, layer: Layer, overrides: &Overrides) -> Result<Rel
         None => default,
         Some(level) if (min..=max).contains(&level.value) => level.value,
         Some(level) => {
-            return Err(level
-                .origin
-                .error(format!(
-                    "{} is out of range for {format}: expected an integer from {min} to {max}",
-                    level.value
-                )));
+            return Err(level.origin.error(format!(
+                "{} is out of range for {format}: expected an integer from {min} to {max}",
+                level.value
+            )));
         }
     };
     let launcher = LauncherConfig {

@@ -27,7 +27,9 @@ fn load_with(ws: Value, pkg: Value, profile: &str) -> Result<Loaded, ConfigError
 }
 
 fn err(pkg: Value) -> String {
-    load_with(json!({}), pkg, "release").unwrap_err().to_string()
+    load_with(json!({}), pkg, "release")
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -52,11 +54,18 @@ fn layering_package_over_workspace_then_profile() {
         "format": "tar.zst", "env": {"B": "pkg"},
         "profile": {"prod": {"compression-level": 19}}
     }});
-    let c = load_with(ws.clone(), pkg.clone(), "release").unwrap().config;
+    let c = load_with(ws.clone(), pkg.clone(), "release")
+        .unwrap()
+        .config;
     assert_eq!(c.format, Format::TarZst);
     assert_eq!(c.compression_level, 9);
     assert_eq!(c.exclude[0].value, "*.tmp");
-    let env: Vec<_> = c.launcher.env.iter().map(|(k, v)| format!("{k}={}", v.value)).collect();
+    let env: Vec<_> = c
+        .launcher
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.value))
+        .collect();
     assert_eq!(env, ["A=ws", "B=pkg"]);
 
     let c = load_with(ws, pkg, "prod").unwrap().config;
@@ -80,11 +89,16 @@ fn cargo_release_keys_are_silent_unknown_keys_warn() {
     let w: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(
         w,
-        ["app/Cargo.toml: package.metadata.release.compresion-level: unknown key, ignored\nhelp: did you mean `compression-level`?"]
+        [
+            "app/Cargo.toml: package.metadata.release.compresion-level: unknown key, ignored\nhelp: did you mean `compression-level`?"
+        ]
     );
     // In our own table, cargo-release keys are not expected.
     let pkg = json!({"release-bundle": {"sign-commit": true}});
-    assert_eq!(load_with(json!({}), pkg, "release").unwrap().warnings.len(), 1);
+    assert_eq!(
+        load_with(json!({}), pkg, "release").unwrap().warnings.len(),
+        1
+    );
 }
 
 #[test]
@@ -98,59 +112,106 @@ fn launcher_keys_parse_without_warnings() {
     let loaded = load_with(json!({}), pkg, "release").unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.launcher.env["PORT"].value, "4000");
-    assert_eq!(loaded.config.launcher.commands["migrate"].value.bin.value, "app-migrate");
+    assert_eq!(
+        loaded.config.launcher.commands["migrate"].value.bin.value,
+        "app-migrate"
+    );
 }
 
 #[test]
 fn errors_name_file_and_key() {
     let cases = [
-        (json!({"release": {"format": "zip"}}),
-         "app/Cargo.toml: package.metadata.release.format: unknown format \"zip\""),
-        (json!({"release": {"compression-level": "high"}}),
-         "app/Cargo.toml: package.metadata.release.compression-level: expected an integer from 1 to 22, found string \"high\""),
-        (json!({"release": {"format": "tar.gz", "compression-level": 19}}),
-         "app/Cargo.toml: package.metadata.release.compression-level: 19 is out of range for tar.gz"),
-        (json!({"release": {"bins": "app"}}),
-         "app/Cargo.toml: package.metadata.release.bins: expected an array of strings, found string \"app\""),
-        (json!({"release": {"include": [{"source": "a", "dest": "b"}, {"source": "x"}]}}),
-         "app/Cargo.toml: package.metadata.release.include[1]: missing `dest`"),
-        (json!({"release": {"include": [{"source": "a", "dest": "b", "mode": "0600"}]}}),
-         "app/Cargo.toml: package.metadata.release.include[0].mode: \"0600\" is not an allowed mode"),
-        (json!({"release": {"include": [{"source": "a[", "dest": "b"}]}}),
-         "app/Cargo.toml: package.metadata.release.include[0].source: \"a[\" is not a valid glob"),
-        (json!({"release": {"priv": 3}}),
-         "app/Cargo.toml: package.metadata.release.priv: expected a directory path or `false`, found number `3`"),
-        (json!({"release": {"env": {"1BAD": "x"}}}),
-         "app/Cargo.toml: package.metadata.release.env.1BAD: \"1BAD\" is not a valid environment variable name"),
-        (json!({"release": {"required-env": ["OK", "NOT OK"]}}),
-         "app/Cargo.toml: package.metadata.release.required-env[1]: \"NOT OK\" is not a valid environment variable name"),
-        (json!({"release": {"commands": {"stop": {"bin": "app"}}}}),
-         "app/Cargo.toml: package.metadata.release.commands.stop: `stop` is a built-in launcher command"),
-        (json!({"release": {"commands": {"Bad Name": {"bin": "app"}}}}),
-         "app/Cargo.toml: package.metadata.release.commands.\"Bad Name\": \"Bad Name\" is not a valid command name"),
-        (json!({"release": {"hooks": {"pre_start": "x.sh"}}}),
-         "app/Cargo.toml: package.metadata.release.hooks.pre_start: unknown hook"),
-        (json!({"release": {"stop-timeout": 0}}),
-         "app/Cargo.toml: package.metadata.release.stop-timeout: 0 is out of range"),
-        (json!({"release": {"env-file": "env"}}),
-         "app/Cargo.toml: package.metadata.release.env-file: \"env\" is not an absolute path"),
-        (json!({"release": {"name": "../evil"}}),
-         "app/Cargo.toml: package.metadata.release.name: \"../evil\" is not a valid release name"),
-        (json!({"release": {"profile": {"prod": {"format": 1}}}}),
-         "app/Cargo.toml: package.metadata.release.profile.prod.format: expected a string, found number `1`"),
-        (json!({"release": {"launcher": "yes"}}),
-         "app/Cargo.toml: package.metadata.release.launcher: expected `true` or `false`, found string \"yes\""),
-        (json!({"release": "yes"}),
-         "app/Cargo.toml: package.metadata.release: expected a table, found string \"yes\""),
+        (
+            json!({"release": {"format": "zip"}}),
+            "app/Cargo.toml: package.metadata.release.format: unknown format \"zip\"",
+        ),
+        (
+            json!({"release": {"compression-level": "high"}}),
+            "app/Cargo.toml: package.metadata.release.compression-level: expected an integer from 1 to 22, found string \"high\"",
+        ),
+        (
+            json!({"release": {"format": "tar.gz", "compression-level": 19}}),
+            "app/Cargo.toml: package.metadata.release.compression-level: 19 is out of range for tar.gz",
+        ),
+        (
+            json!({"release": {"bins": "app"}}),
+            "app/Cargo.toml: package.metadata.release.bins: expected an array of strings, found string \"app\"",
+        ),
+        (
+            json!({"release": {"include": [{"source": "a", "dest": "b"}, {"source": "x"}]}}),
+            "app/Cargo.toml: package.metadata.release.include[1]: missing `dest`",
+        ),
+        (
+            json!({"release": {"include": [{"source": "a", "dest": "b", "mode": "0600"}]}}),
+            "app/Cargo.toml: package.metadata.release.include[0].mode: \"0600\" is not an allowed mode",
+        ),
+        (
+            json!({"release": {"include": [{"source": "a[", "dest": "b"}]}}),
+            "app/Cargo.toml: package.metadata.release.include[0].source: \"a[\" is not a valid glob",
+        ),
+        (
+            json!({"release": {"priv": 3}}),
+            "app/Cargo.toml: package.metadata.release.priv: expected a directory path or `false`, found number `3`",
+        ),
+        (
+            json!({"release": {"env": {"1BAD": "x"}}}),
+            "app/Cargo.toml: package.metadata.release.env.1BAD: \"1BAD\" is not a valid environment variable name",
+        ),
+        (
+            json!({"release": {"required-env": ["OK", "NOT OK"]}}),
+            "app/Cargo.toml: package.metadata.release.required-env[1]: \"NOT OK\" is not a valid environment variable name",
+        ),
+        (
+            json!({"release": {"commands": {"stop": {"bin": "app"}}}}),
+            "app/Cargo.toml: package.metadata.release.commands.stop: `stop` is a built-in launcher command",
+        ),
+        (
+            json!({"release": {"commands": {"Bad Name": {"bin": "app"}}}}),
+            "app/Cargo.toml: package.metadata.release.commands.\"Bad Name\": \"Bad Name\" is not a valid command name",
+        ),
+        (
+            json!({"release": {"hooks": {"pre_start": "x.sh"}}}),
+            "app/Cargo.toml: package.metadata.release.hooks.pre_start: unknown hook",
+        ),
+        (
+            json!({"release": {"stop-timeout": 0}}),
+            "app/Cargo.toml: package.metadata.release.stop-timeout: 0 is out of range",
+        ),
+        (
+            json!({"release": {"env-file": "env"}}),
+            "app/Cargo.toml: package.metadata.release.env-file: \"env\" is not an absolute path",
+        ),
+        (
+            json!({"release": {"name": "../evil"}}),
+            "app/Cargo.toml: package.metadata.release.name: \"../evil\" is not a valid release name",
+        ),
+        (
+            json!({"release": {"profile": {"prod": {"format": 1}}}}),
+            "app/Cargo.toml: package.metadata.release.profile.prod.format: expected a string, found number `1`",
+        ),
+        (
+            json!({"release": {"launcher": "yes"}}),
+            "app/Cargo.toml: package.metadata.release.launcher: expected `true` or `false`, found string \"yes\"",
+        ),
+        (
+            json!({"release": "yes"}),
+            "app/Cargo.toml: package.metadata.release: expected a table, found string \"yes\"",
+        ),
     ];
     for (pkg, expected) in cases {
         let got = err(pkg.clone());
-        assert!(got.starts_with(expected), "for {pkg}:\n got: {got}\nwant: {expected}");
+        assert!(
+            got.starts_with(expected),
+            "for {pkg}:\n got: {got}\nwant: {expected}"
+        );
     }
 }
 
 #[test]
 fn workspace_errors_name_the_workspace_manifest() {
     let e = load_with(json!({"release": {"format": "rar"}}), json!({}), "release").unwrap_err();
-    assert!(e.to_string().starts_with("Cargo.toml: workspace.metadata.release.format: unknown format"));
+    assert!(
+        e.to_string()
+            .starts_with("Cargo.toml: workspace.metadata.release.format: unknown format")
+    );
 }

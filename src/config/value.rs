@@ -150,10 +150,7 @@ pub fn string_list(value: &Value, origin: &Origin) -> Result<Vec<Spanned<String>
     }
 }
 
-pub fn table<'v>(
-    value: &'v Value,
-    origin: &Origin,
-) -> Result<&'v serde_json::Map<String, Value>> {
+pub fn table<'v>(value: &'v Value, origin: &Origin) -> Result<&'v serde_json::Map<String, Value>> {
     match value {
         Value::Object(map) => Ok(map),
         other => Err(expected(origin, "a table", other)),
@@ -211,8 +208,14 @@ mod tests {
     #[test]
     fn suggestions() {
         let keys = ["compression-level", "bins", "exclude", "include", "priv"];
-        assert_eq!(closest("compresion-level", &keys), Some("compression-level"));
-        assert_eq!(closest("compression_level", &keys), Some("compression-level"));
+        assert_eq!(
+            closest("compresion-level", &keys),
+            Some("compression-level")
+        );
+        assert_eq!(
+            closest("compression_level", &keys),
+            Some("compression-level")
+        );
         assert_eq!(closest("bin", &keys), Some("bins"));
         assert_eq!(closest("zzzzzzzz", &keys), None);
     }

@@ -5,11 +5,27 @@ use crate::config::{self, Overrides, TableSource};
 
 fn config(release: serde_json::Value) -> ReleaseConfig {
     let pkg = json!({ "release": release });
-    let none = TableSource { file: "Cargo.toml".into(), metadata: None, scope: "workspace" };
-    let src = TableSource { file: "app/Cargo.toml".into(), metadata: Some(&pkg), scope: "package" };
-    config::load("app", &none, &src, &Overrides { profile: "release".into(), format: None })
-        .unwrap()
-        .config
+    let none = TableSource {
+        file: "Cargo.toml".into(),
+        metadata: None,
+        scope: "workspace",
+    };
+    let src = TableSource {
+        file: "app/Cargo.toml".into(),
+        metadata: Some(&pkg),
+        scope: "package",
+    };
+    config::load(
+        "app",
+        &none,
+        &src,
+        &Overrides {
+            profile: "release".into(),
+            format: None,
+        },
+    )
+    .unwrap()
+    .config
 }
 
 fn facts() -> PackageFacts {
@@ -22,36 +38,63 @@ fn facts() -> PackageFacts {
 }
 
 fn file(rel: &str, exec: bool) -> Found {
-    Found { source: format!("/src/{rel}").into(), rel: rel.into(), node: Node::File { size: 1, exec } }
+    Found {
+        source: format!("/src/{rel}").into(),
+        rel: rel.into(),
+        node: Node::File { size: 1, exec },
+    }
 }
 
 fn dir(rel: &str) -> Found {
-    Found { source: format!("/src/{rel}").into(), rel: rel.into(), node: Node::Dir }
+    Found {
+        source: format!("/src/{rel}").into(),
+        rel: rel.into(),
+        node: Node::Dir,
+    }
 }
 
 fn link(rel: &str, target: &str) -> Found {
     Found {
         source: format!("/src/{rel}").into(),
         rel: rel.into(),
-        node: Node::Symlink { target: target.into() },
+        node: Node::Symlink {
+            target: target.into(),
+        },
     }
 }
 
 /// An include rule matching one file: the match is the root of its own tree.
 fn one(rel: &str, found: Found) -> crate::sources::IncludeMatches {
-    let found = Found { rel: String::new(), ..found };
-    crate::sources::IncludeMatches { matches: vec![(rel.into(), vec![found])] }
+    let found = Found {
+        rel: String::new(),
+        ..found
+    };
+    crate::sources::IncludeMatches {
+        matches: vec![(rel.into(), vec![found])],
+    }
 }
 
 fn paths(p: &BundlePlan) -> Vec<String> {
-    p.entries.iter().map(|e| format!("{} {:o}", e.path, e.mode)).collect()
+    p.entries
+        .iter()
+        .map(|e| format!("{} {:o}", e.path, e.mode))
+        .collect()
 }
 
 #[test]
 fn layout_and_canonical_order() {
     let sources = Sources {
-        priv_tree: Some(vec![dir(""), file("b.txt", false), dir("a"), file("a/run.sh", true), link("latest", "b.txt")]),
-        includes: vec![one("README.md", file("README.md", false)), one("deploy/x.service", file("x.service", true))],
+        priv_tree: Some(vec![
+            dir(""),
+            file("b.txt", false),
+            dir("a"),
+            file("a/run.sh", true),
+            link("latest", "b.txt"),
+        ]),
+        includes: vec![
+            one("README.md", file("README.md", false)),
+            one("deploy/x.service", file("x.service", true)),
+        ],
     };
     let c = config(json!({
         "include": [{"source": "README.md", "dest": "./"},
@@ -64,9 +107,18 @@ fn layout_and_canonical_order() {
     assert_eq!(
         paths(&p),
         [
-            "README.md 644", "bin 755", "bin/app 755", "bin/app-migrate 755",
-            "priv 755", "priv/a 755", "priv/a/run.sh 755", "priv/b.txt 644", "priv/latest 777",
-            "share 755", "share/systemd 755", "share/systemd/x.service 644",
+            "README.md 644",
+            "bin 755",
+            "bin/app 755",
+            "bin/app-migrate 755",
+            "priv 755",
+            "priv/a 755",
+            "priv/a/run.sh 755",
+            "priv/b.txt 644",
+            "priv/latest 777",
+            "share 755",
+            "share/systemd 755",
+            "share/systemd/x.service 644",
         ]
     );
 }
@@ -74,63 +126,141 @@ fn layout_and_canonical_order() {
 #[test]
 fn bins_and_exclude() {
     let sources = Sources {
-        priv_tree: Some(vec![dir(""), file("a.swp", false), dir("cache"), file("cache/x", false), file("keep", false)]),
+        priv_tree: Some(vec![
+            dir(""),
+            file("a.swp", false),
+            dir("cache"),
+            file("cache/x", false),
+            file("keep", false),
+        ]),
         includes: vec![],
     };
     let c = config(json!({"bins": ["app"], "exclude": ["**/*.swp", "priv/cache"]}));
     let p = plan(&facts(), &c, &sources, "aarch64-pc-windows-msvc").unwrap();
-    assert_eq!(paths(&p), ["bin 755", "bin/app.exe 755", "priv 755", "priv/keep 644"]);
+    assert_eq!(
+        paths(&p),
+        ["bin 755", "bin/app.exe 755", "priv 755", "priv/keep 644"]
+    );
     assert!(p.file_name.ends_with("-aarch64-pc-windows-msvc.tar.zst"));
 }
 
 fn plan_err(release: serde_json::Value, sources: Sources) -> String {
-    plan(&facts(), &config(release), &sources, "t").unwrap_err().to_string()
+    plan(&facts(), &config(release), &sources, "t")
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn errors_name_key_or_path() {
     let none = Sources::default;
-    let inc = |rel: &str| Sources { priv_tree: None, includes: vec![one(rel, file(rel, false))] };
+    let inc = |rel: &str| Sources {
+        priv_tree: None,
+        includes: vec![one(rel, file(rel, false))],
+    };
     let cases: Vec<(serde_json::Value, Sources, &str)> = vec![
-        (json!({"bins": ["nope"]}), none(),
-         "app/Cargo.toml: package.metadata.release.bins[0]: \"nope\" is not a bin target of package `app` (it has: app, app-migrate)"),
-        (json!({"bins": ["app"], "main": "app-migrate"}), none(),
-         "app/Cargo.toml: package.metadata.release.main: \"app-migrate\" is not one of the shipped binaries (app)"),
-        (json!({"commands": {"migrate": {"bin": "nope"}}}), none(),
-         "app/Cargo.toml: package.metadata.release.commands.migrate.bin: \"nope\" is not one of the shipped binaries"),
-        (json!({"include": [{"source": "x", "dest": "../../etc/"}]}), inc("x"),
-         "app/Cargo.toml: package.metadata.release.include[0].dest: \"../../etc/\" leaves the bundle"),
-        (json!({"include": [{"source": "x", "dest": "/etc/x"}]}), inc("x"),
-         "app/Cargo.toml: package.metadata.release.include[0].dest: \"/etc/x\" is absolute"),
-        (json!({"include": [{"source": "x", "dest": "bin/app"}]}), inc("x"),
-         "app/Cargo.toml: package.metadata.release.include[0].dest: two files land on `bin/app`: binary `app` and package.metadata.release.include[0] (`/src/x`)"),
-        (json!({"include": [{"source": "x", "dest": "bin/app/y"}]}), inc("x"),
-         "app/Cargo.toml: package.metadata.release.include[0].dest: `bin/app/y` needs `bin/app` to be a directory"),
-        (json!({"include": [{"source": "x", "dest": "MANIFEST.json"}]}), inc("x"),
-         "app/Cargo.toml: package.metadata.release.include[0].dest: `MANIFEST.json` is reserved"),
-        (json!({"include": [{"source": "nothing*", "dest": "./"}]}),
-         Sources { priv_tree: None, includes: vec![Default::default()] },
-         "app/Cargo.toml: package.metadata.release.include[0].source: \"nothing*\" matches nothing"),
-        (json!({"include": [{"source": "x", "dest": "./"}], "exclude": ["x"]}), inc("x"),
-         "app/Cargo.toml: package.metadata.release.include[0].source: \"x\" matches nothing (everything it matches is excluded)"),
-        (json!({"include": [{"source": "README", "dest": "priv/"}]}),
-         Sources { priv_tree: Some(vec![dir(""), file("readme", false)]), includes: vec![one("README", file("README", false))] },
-         ""),
-        (json!({}), Sources { priv_tree: Some(vec![dir(""), link("l", "../../etc/passwd")]), includes: vec![] },
-         "symlink `priv/l` (from the priv file `/src/l`) points to `../../etc/passwd`, which leaves the bundle"),
-        (json!({}), Sources { priv_tree: Some(vec![dir(""), link("l", "/etc/passwd")]), includes: vec![] },
-         "symlink `priv/l` (from the priv file `/src/l`) points to the absolute path `/etc/passwd`"),
-        (json!({}), Sources { priv_tree: Some(vec![dir(""), link("l", "missing")]), includes: vec![] },
-         "symlink `priv/l` (from the priv file `/src/l`) points to `missing`, which is not in the bundle"),
-        (json!({}), Sources { priv_tree: Some(vec![dir(""), file(&"n".repeat(120), false)]), includes: vec![] },
-         "is too long for a plain ustar header"),
+        (
+            json!({"bins": ["nope"]}),
+            none(),
+            "app/Cargo.toml: package.metadata.release.bins[0]: \"nope\" is not a bin target of package `app` (it has: app, app-migrate)",
+        ),
+        (
+            json!({"bins": ["app"], "main": "app-migrate"}),
+            none(),
+            "app/Cargo.toml: package.metadata.release.main: \"app-migrate\" is not one of the shipped binaries (app)",
+        ),
+        (
+            json!({"commands": {"migrate": {"bin": "nope"}}}),
+            none(),
+            "app/Cargo.toml: package.metadata.release.commands.migrate.bin: \"nope\" is not one of the shipped binaries",
+        ),
+        (
+            json!({"include": [{"source": "x", "dest": "../../etc/"}]}),
+            inc("x"),
+            "app/Cargo.toml: package.metadata.release.include[0].dest: \"../../etc/\" leaves the bundle",
+        ),
+        (
+            json!({"include": [{"source": "x", "dest": "/etc/x"}]}),
+            inc("x"),
+            "app/Cargo.toml: package.metadata.release.include[0].dest: \"/etc/x\" is absolute",
+        ),
+        (
+            json!({"include": [{"source": "x", "dest": "bin/app"}]}),
+            inc("x"),
+            "app/Cargo.toml: package.metadata.release.include[0].dest: two files land on `bin/app`: binary `app` and package.metadata.release.include[0] (`/src/x`)",
+        ),
+        (
+            json!({"include": [{"source": "x", "dest": "bin/app/y"}]}),
+            inc("x"),
+            "app/Cargo.toml: package.metadata.release.include[0].dest: `bin/app/y` needs `bin/app` to be a directory",
+        ),
+        (
+            json!({"include": [{"source": "x", "dest": "MANIFEST.json"}]}),
+            inc("x"),
+            "app/Cargo.toml: package.metadata.release.include[0].dest: `MANIFEST.json` is reserved",
+        ),
+        (
+            json!({"include": [{"source": "nothing*", "dest": "./"}]}),
+            Sources {
+                priv_tree: None,
+                includes: vec![Default::default()],
+            },
+            "app/Cargo.toml: package.metadata.release.include[0].source: \"nothing*\" matches nothing",
+        ),
+        (
+            json!({"include": [{"source": "x", "dest": "./"}], "exclude": ["x"]}),
+            inc("x"),
+            "app/Cargo.toml: package.metadata.release.include[0].source: \"x\" matches nothing (everything it matches is excluded)",
+        ),
+        (
+            json!({"include": [{"source": "README", "dest": "priv/"}]}),
+            Sources {
+                priv_tree: Some(vec![dir(""), file("readme", false)]),
+                includes: vec![one("README", file("README", false))],
+            },
+            "",
+        ),
+        (
+            json!({}),
+            Sources {
+                priv_tree: Some(vec![dir(""), link("l", "../../etc/passwd")]),
+                includes: vec![],
+            },
+            "symlink `priv/l` (from the priv file `/src/l`) points to `../../etc/passwd`, which leaves the bundle",
+        ),
+        (
+            json!({}),
+            Sources {
+                priv_tree: Some(vec![dir(""), link("l", "/etc/passwd")]),
+                includes: vec![],
+            },
+            "symlink `priv/l` (from the priv file `/src/l`) points to the absolute path `/etc/passwd`",
+        ),
+        (
+            json!({}),
+            Sources {
+                priv_tree: Some(vec![dir(""), link("l", "missing")]),
+                includes: vec![],
+            },
+            "symlink `priv/l` (from the priv file `/src/l`) points to `missing`, which is not in the bundle",
+        ),
+        (
+            json!({}),
+            Sources {
+                priv_tree: Some(vec![dir(""), file(&"n".repeat(120), false)]),
+                includes: vec![],
+            },
+            "is too long for a plain ustar header",
+        ),
     ];
     for (release, sources, want) in cases {
         let got = plan_err(release.clone(), sources);
         if want.is_empty() {
             assert!(got.contains("differ only in case"), "{got}");
         } else {
-            assert!(got.starts_with(want) || got.contains(want), "for {release}:\n got: {got}\nwant: {want}");
+            assert!(
+                got.starts_with(want) || got.contains(want),
+                "for {release}:\n got: {got}\nwant: {want}"
+            );
         }
     }
 }
@@ -140,11 +270,20 @@ fn several_matches_need_a_directory_dest() {
     let sources = Sources {
         priv_tree: None,
         includes: vec![crate::sources::IncludeMatches {
-            matches: vec![("a.txt".into(), vec![file("", false)]), ("b.txt".into(), vec![file("", false)])],
+            matches: vec![
+                ("a.txt".into(), vec![file("", false)]),
+                ("b.txt".into(), vec![file("", false)]),
+            ],
         }],
     };
-    let e = plan_err(json!({"include": [{"source": "*.txt", "dest": "docs"}]}), sources);
-    assert!(e.contains("matches 2 files but dest \"docs\" names a single file"), "{e}");
+    let e = plan_err(
+        json!({"include": [{"source": "*.txt", "dest": "docs"}]}),
+        sources,
+    );
+    assert!(
+        e.contains("matches 2 files but dest \"docs\" names a single file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -152,6 +291,9 @@ fn dest_normalisation() {
     let o = Origin::new("C", "k");
     assert_eq!(normalize_dest("./", &o).unwrap(), ("".into(), true));
     assert_eq!(normalize_dest("a/../b/", &o).unwrap(), ("b".into(), true));
-    assert_eq!(normalize_dest("etc/app.conf", &o).unwrap(), ("etc/app.conf".into(), false));
+    assert_eq!(
+        normalize_dest("etc/app.conf", &o).unwrap(),
+        ("etc/app.conf".into(), false)
+    );
     assert!(normalize_dest("a/../../b", &o).is_err());
 }

@@ -34,14 +34,20 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     let path = std::path::PathBuf::from(m["path"].as_str().unwrap());
     assert!(path.is_absolute());
     assert_eq!(path, out.join(&name));
-    assert_eq!(m["size"].as_u64().unwrap(), fs::metadata(&path).unwrap().len());
+    assert_eq!(
+        m["size"].as_u64().unwrap(),
+        fs::metadata(&path).unwrap().len()
+    );
     assert_eq!(m["sha256"].as_str().unwrap(), sha256_file(&path));
 
     // The sidecar: `<hex>  <file name>`, checked by sha256sum itself.
     let sidecar = fs::read_to_string(out.join(format!("{name}.sha256"))).unwrap();
     assert_eq!(sidecar, format!("{}  {name}\n", sha256_file(&path)));
     let only_final = fs::read_dir(&out).unwrap().count();
-    assert_eq!(only_final, 2, "only the bundle and its sidecar are left in the out dir");
+    assert_eq!(
+        only_final, 2,
+        "only the bundle and its sidecar are left in the out dir"
+    );
     if !(have("sha256sum") && have("zstd") && have("tar") && have("bsdtar")) {
         return;
     }
@@ -50,11 +56,19 @@ fn webapp_bundle_extracts_verifies_and_serves() {
 
     let gnu = extract(&path, &fx.scratch.join("gnu"), "gnu");
     let bsd = extract(&path, &fx.scratch.join("bsd"), "bsdtar");
-    assert_eq!(listing(&gnu), listing(&bsd), "GNU tar and bsdtar extract the same tree");
+    assert_eq!(
+        listing(&gnu),
+        listing(&bsd),
+        "GNU tar and bsdtar extract the same tree"
+    );
     assert_eq!(fs::read_dir(&gnu).unwrap().count(), 1, "one top directory");
     let top = gnu.join("webapp-1.2.0");
     sh(&top, "sha256sum", &["-c", "--strict", "SHA256SUMS"]);
-    sh(&bsd.join("webapp-1.2.0"), "sha256sum", &["-c", "--strict", "SHA256SUMS"]);
+    sh(
+        &bsd.join("webapp-1.2.0"),
+        "sha256sum",
+        &["-c", "--strict", "SHA256SUMS"],
+    );
 
     assert_eq!(
         listing(&top),
@@ -80,7 +94,10 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     );
     // SHA256SUMS lists every file but itself (symlinks are covered by their target).
     let sums = fs::read_to_string(top.join("SHA256SUMS")).unwrap();
-    let listed: Vec<&str> = sums.lines().map(|l| l.split_once("  ").unwrap().1).collect();
+    let listed: Vec<&str> = sums
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1)
+        .collect();
     assert_eq!(
         listed,
         [
@@ -108,14 +125,29 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     assert_eq!(man["timestamp"]["source"], "constant");
     assert_eq!(man["timestamp"]["epoch"], 315_532_800);
     assert!(man["git"].is_null(), "the scratch copy is not in git");
-    assert_eq!(man["cargo_lock_sha256"], sha256_file(&fx.root.join("Cargo.lock")).as_str());
+    assert_eq!(
+        man["cargo_lock_sha256"],
+        sha256_file(&fx.root.join("Cargo.lock")).as_str()
+    );
     assert_eq!(man["compression"]["format"], "tar.zst");
     assert_eq!(man["compression"]["level"], 3);
-    assert!(man["compression"]["encoder"].as_str().unwrap().contains("libzstd 1.5.7"));
+    assert!(
+        man["compression"]["encoder"]
+            .as_str()
+            .unwrap()
+            .contains("libzstd 1.5.7")
+    );
     let files = man["files"].as_array().unwrap();
     let kinds: Vec<String> = files
         .iter()
-        .map(|f| format!("{} {} {}", f["path"].as_str().unwrap(), f["kind"].as_str().unwrap(), f["mode"].as_str().unwrap()))
+        .map(|f| {
+            format!(
+                "{} {} {}",
+                f["path"].as_str().unwrap(),
+                f["kind"].as_str().unwrap(),
+                f["mode"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
         kinds,
@@ -133,7 +165,10 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     for f in files.iter().filter(|f| f["kind"] != "symlink") {
         let on_disk = top.join(f["path"].as_str().unwrap());
         assert_eq!(f["sha256"].as_str().unwrap(), sha256_file(&on_disk));
-        assert_eq!(f["size"].as_u64().unwrap(), fs::metadata(&on_disk).unwrap().len());
+        assert_eq!(
+            f["size"].as_u64().unwrap(),
+            fs::metadata(&on_disk).unwrap().len()
+        );
     }
     assert_eq!(files[5]["target"], "index.html");
 
@@ -148,16 +183,29 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         .unwrap();
     let _guard = KillOnDrop(child);
     let index = fs::read_to_string(top.join("priv/static/index.html")).unwrap();
-    assert_eq!(http_get(port, "/index.html", Duration::from_secs(10)), index);
-    assert_eq!(http_get(port, "/latest.html", Duration::from_secs(1)), index);
-    let migrate = sh(&top, &top.join("bin/webapp-migrate").display().to_string(), &["up"]);
+    assert_eq!(
+        http_get(port, "/index.html", Duration::from_secs(10)),
+        index
+    );
+    assert_eq!(
+        http_get(port, "/latest.html", Duration::from_secs(1)),
+        index
+    );
+    let migrate = sh(
+        &top,
+        &top.join("bin/webapp-migrate").display().to_string(),
+        &["up"],
+    );
     assert_eq!(migrate, "migrate up\n");
 }
 
 #[test]
 fn headers_are_canonical() {
     let fx = Fixture::new("webapp");
-    let msgs = fx.bundle_env(&["--out-dir", fx.out().to_str().unwrap()], &[("SOURCE_DATE_EPOCH", "1700000000")]);
+    let msgs = fx.bundle_env(
+        &["--out-dir", fx.out().to_str().unwrap()],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
     let hs = headers(std::path::Path::new(msgs[0]["path"].as_str().unwrap()));
     assert!(hs.len() > 10);
     assert_eq!(hs[0].path, "webapp-1.2.0");
@@ -187,7 +235,11 @@ fn headers_are_canonical() {
         }
         // Explicit directories: every parent comes before its children.
         if let Some((parent, _)) = h.path.rsplit_once('/') {
-            assert!(seen.contains(parent), "{}: parent `{parent}` not seen first", h.path);
+            assert!(
+                seen.contains(parent),
+                "{}: parent `{parent}` not seen first",
+                h.path
+            );
         }
         assert!(seen.insert(h.path.clone()), "{}: duplicate", h.path);
     }
@@ -199,37 +251,68 @@ fn gzip_format_and_default_out_dir() {
     // Default out dir: <target-dir>/release-bundle/<profile>/; prod overrides the level.
     let msgs = fx.bundle(&["--format", "tar.gz"]);
     let path = std::path::PathBuf::from(msgs[0]["path"].as_str().unwrap());
-    assert_eq!(path.parent().unwrap(), fx.root.join("target/release-bundle/release"));
+    assert_eq!(
+        path.parent().unwrap(),
+        fx.root.join("target/release-bundle/release")
+    );
     assert!(path.to_str().unwrap().ends_with(".tar.gz"));
     let first = fs::read(&path).unwrap();
     // gzip header: mtime 0, OS byte 255.
     assert_eq!(&first[4..8], &[0, 0, 0, 0]);
     assert_eq!(first[9], 255);
     let again = fx.bundle(&["--format", "tar.gz"]);
-    assert_eq!(fs::read(again[0]["path"].as_str().unwrap()).unwrap(), first, "gzip bundles are reproducible");
+    assert_eq!(
+        fs::read(again[0]["path"].as_str().unwrap()).unwrap(),
+        first,
+        "gzip bundles are reproducible"
+    );
     if !(have("tar") && have("bsdtar") && have("gzip")) {
         return;
     }
-    sh(path.parent().unwrap(), "gzip", &["-t", path.to_str().unwrap()]);
+    sh(
+        path.parent().unwrap(),
+        "gzip",
+        &["-t", path.to_str().unwrap()],
+    );
     let top = extract(&path, &fx.scratch.join("x"), "gnu").join("webapp-1.2.0");
     let man = manifest(&top);
     assert_eq!(man["compression"]["format"], "tar.gz");
     assert_eq!(man["compression"]["level"], 3);
     let bsd = extract(&path, &fx.scratch.join("y"), "bsdtar");
-    sh(&bsd.join("webapp-1.2.0"), "sha256sum", &["-c", "SHA256SUMS"]);
+    sh(
+        &bsd.join("webapp-1.2.0"),
+        "sha256sum",
+        &["-c", "SHA256SUMS"],
+    );
 }
 
 #[test]
 fn prod_profile_overrides_level() {
     let fx = Fixture::new("webapp");
-    let msgs = fx.bundle(&["--profile", "prod", "--out-dir", fx.out().to_str().unwrap(), "-q"]);
+    let msgs = fx.bundle(&[
+        "--profile",
+        "prod",
+        "--out-dir",
+        fx.out().to_str().unwrap(),
+        "-q",
+    ]);
     assert_eq!(msgs[0]["profile"], "prod");
-    assert!(fx.root.join("target/prod/webapp").exists(), "built in the prod profile");
+    assert!(
+        fx.root.join("target/prod/webapp").exists(),
+        "built in the prod profile"
+    );
     if !have("tar") {
         return;
     }
-    let top = extract(std::path::Path::new(msgs[0]["path"].as_str().unwrap()), &fx.scratch.join("x"), "gnu");
-    assert_eq!(manifest(&top.join("webapp-1.2.0"))["compression"]["level"], 19);
+    let top = extract(
+        std::path::Path::new(msgs[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("x"),
+        "gnu",
+    );
+    assert_eq!(
+        manifest(&top.join("webapp-1.2.0"))["compression"]["level"],
+        19
+    );
 }
 
 #[test]
@@ -242,15 +325,33 @@ fn failed_build_keeps_the_previous_bundle() {
     let sidecar = format!("{}.sha256", path.display());
     let sidecar_before = fs::read(&sidecar).unwrap();
 
-    fs::write(fx.root.join("src/main.rs"), "fn main() { let x: u32 = \"not a number\"; }\n").unwrap();
+    fs::write(
+        fx.root.join("src/main.rs"),
+        "fn main() { let x: u32 = \"not a number\"; }\n",
+    )
+    .unwrap();
     let res = fx.run(&["--out-dir", out.to_str().unwrap()]);
     assert!(!res.status.success());
     let err = stderr(&res);
-    assert!(err.contains("error[E0308]"), "cargo's diagnostics are shown:\n{err}");
-    assert!(err.contains("error: `cargo build` failed for package `webapp`"), "{err}");
-    assert_eq!(fs::read(&path).unwrap(), before, "the previous bundle is intact");
+    assert!(
+        err.contains("error[E0308]"),
+        "cargo's diagnostics are shown:\n{err}"
+    );
+    assert!(
+        err.contains("error: `cargo build` failed for package `webapp`"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        before,
+        "the previous bundle is intact"
+    );
     assert_eq!(fs::read(&sidecar).unwrap(), sidecar_before);
-    assert_eq!(fs::read_dir(&out).unwrap().count(), 2, "no temporary files are left behind");
+    assert_eq!(
+        fs::read_dir(&out).unwrap().count(),
+        2,
+        "no temporary files are left behind"
+    );
 }
 
 #[test]
@@ -268,7 +369,10 @@ fn runs_as_a_cargo_subcommand() {
         .unwrap();
     assert_success(&out);
     let err = stderr(&out);
-    assert!(err.contains("    Bundling webapp v1.2.0 (release, "), "{err}");
+    assert!(
+        err.contains("    Bundling webapp v1.2.0 (release, "),
+        "{err}"
+    );
     assert!(err.contains("    Finished "), "{err}");
     assert_eq!(fs::read_dir(fx.out()).unwrap().count(), 2);
 
@@ -286,7 +390,14 @@ fn unknown_keys_warn_with_a_suggestion() {
     let fx = Fixture::new("webapp");
     let manifest = fx.root.join("Cargo.toml");
     let text = fs::read_to_string(&manifest).unwrap();
-    fs::write(&manifest, text.replace("compression-level = 3", "compression-level = 3\nexclued = []")).unwrap();
+    fs::write(
+        &manifest,
+        text.replace(
+            "compression-level = 3",
+            "compression-level = 3\nexclued = []",
+        ),
+    )
+    .unwrap();
     let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
     assert_success(&out);
     let err = stderr(&out);
@@ -294,10 +405,20 @@ fn unknown_keys_warn_with_a_suggestion() {
         err.contains("warning: Cargo.toml: package.metadata.release.exclued: unknown key, ignored\nhelp: did you mean `exclude`?"),
         "{err}"
     );
-    assert!(!err.contains("sign-tag"), "cargo-release keys are ignored silently:\n{err}");
-    let out = fx.run(&["--strict", "--out-dir", fx.scratch.join("strict").to_str().unwrap()]);
+    assert!(
+        !err.contains("sign-tag"),
+        "cargo-release keys are ignored silently:\n{err}"
+    );
+    let out = fx.run(&[
+        "--strict",
+        "--out-dir",
+        fx.scratch.join("strict").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("error: Cargo.toml: package.metadata.release.exclued: unknown key"));
+    assert!(
+        stderr(&out)
+            .starts_with("error: Cargo.toml: package.metadata.release.exclued: unknown key")
+    );
     assert!(!fx.scratch.join("strict").exists());
 }
 
@@ -305,12 +426,20 @@ fn unknown_keys_warn_with_a_suggestion() {
 fn refuses_names_that_cannot_be_stored() {
     use std::os::unix::ffi::OsStrExt;
     let fx = Fixture::new("webapp");
-    let bad = fx.root.join("priv").join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    let bad = fx
+        .root
+        .join("priv")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
     fs::write(&bad, "x").unwrap();
     let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with("error: `") && err.contains("caf") && err.contains("file name is not UTF-8"), "{err}");
+    assert!(
+        err.starts_with("error: `")
+            && err.contains("caf")
+            && err.contains("file name is not UTF-8"),
+        "{err}"
+    );
     fs::remove_file(&bad).unwrap();
 
     let long = "n".repeat(120);
@@ -318,7 +447,10 @@ fn refuses_names_that_cannot_be_stored() {
     let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with(&format!("error: `priv/{long}` (from the priv file `")), "{err}");
+    assert!(
+        err.starts_with(&format!("error: `priv/{long}` (from the priv file `")),
+        "{err}"
+    );
     assert!(err.contains("too long for a plain ustar header"), "{err}");
     assert!(!fx.out().exists(), "nothing written");
     assert!(!fx.root.join("target/release").exists(), "nothing built");
@@ -329,10 +461,20 @@ fn priv_can_be_disabled_and_executables_keep_exec_bits() {
     let fx = Fixture::new("webapp");
     let manifest = fx.root.join("Cargo.toml");
     let text = fs::read_to_string(&manifest).unwrap();
-    fs::write(&manifest, text.replace("name = \"webapp\"\nbins", "name = \"webapp\"\npriv = false\nbins")).unwrap();
+    fs::write(
+        &manifest,
+        text.replace(
+            "name = \"webapp\"\nbins",
+            "name = \"webapp\"\npriv = false\nbins",
+        ),
+    )
+    .unwrap();
     let msgs = fx.bundle(&["--out-dir", fx.out().to_str().unwrap()]);
     let hs = headers(std::path::Path::new(msgs[0]["path"].as_str().unwrap()));
     assert!(hs.iter().all(|h| !h.path.contains("/priv")), "{hs:?}");
-    let exe = hs.iter().find(|h| h.path == "webapp-1.2.0/bin/webapp").unwrap();
+    let exe = hs
+        .iter()
+        .find(|h| h.path == "webapp-1.2.0/bin/webapp")
+        .unwrap();
     assert_eq!(exe.mode, 0o755);
 }

@@ -11,12 +11,16 @@ fn matches(expected: &str, actual: &str) -> bool {
     let parts: Vec<&str> = expected.split('…').collect();
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
         } else {
-            let Some(at) = rest.find(part) else { return false };
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
             rest = &rest[at + part.len()..];
         }
     }
@@ -37,7 +41,11 @@ fn broken_configs_fail_cleanly() {
     let cases = repo().join("fixtures/broken");
     let mut count = 0;
     let mut failures = Vec::new();
-    let mut dirs: Vec<_> = fs::read_dir(&cases).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<_> = fs::read_dir(&cases)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     for case in dirs {
         count += 1;
@@ -57,7 +65,10 @@ fn broken_configs_fail_cleanly() {
         let err = stderr(&out);
         let first = err.lines().next().unwrap_or_default();
         if out.status.code() != Some(1) {
-            failures.push(format!("{name}: exit {:?}, expected 1\n{err}", out.status.code()));
+            failures.push(format!(
+                "{name}: exit {:?}, expected 1\n{err}",
+                out.status.code()
+            ));
         } else if !matches(&expected, first) {
             failures.push(format!("{name}:\n  got:  {first}\n  want: {expected}"));
         } else if err.contains("panicked") {

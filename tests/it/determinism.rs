@@ -30,7 +30,12 @@ fn touch_all(root: &Path) {
 
 /// Set a file's mtime one hour ahead with `touch -d`.
 fn filetime_now_plus(path: &Path) -> bool {
-    Command::new("touch").args(["-d", "+1 hour"]).arg(path).status().map(|s| s.success()).unwrap_or(false)
+    Command::new("touch")
+        .args(["-d", "+1 hour"])
+        .arg(path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 #[test]
@@ -63,7 +68,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("HOME", dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -91,12 +100,24 @@ fn git_commit_time_is_the_timestamp() {
     assert_eq!(man["git"]["dirty"], false);
 
     // SOURCE_DATE_EPOCH wins over the commit time.
-    let msgs = fx.bundle_env(&["--out-dir", out.to_str().unwrap()], &[("SOURCE_DATE_EPOCH", "1234567890")]);
-    assert!(headers(Path::new(msgs[0]["path"].as_str().unwrap())).iter().all(|h| h.mtime == 1_234_567_890));
+    let msgs = fx.bundle_env(
+        &["--out-dir", out.to_str().unwrap()],
+        &[("SOURCE_DATE_EPOCH", "1234567890")],
+    );
+    assert!(
+        headers(Path::new(msgs[0]["path"].as_str().unwrap()))
+            .iter()
+            .all(|h| h.mtime == 1_234_567_890)
+    );
 
     // A dirty tree is recorded.
     fs::write(fx.root.join("priv/templates/greeting.txt"), "changed\n").unwrap();
     let msgs = fx.bundle(&["--out-dir", out.to_str().unwrap()]);
-    let top = extract(Path::new(msgs[0]["path"].as_str().unwrap()), &fx.scratch.join("y"), "gnu").join("webapp-1.2.0");
+    let top = extract(
+        Path::new(msgs[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("y"),
+        "gnu",
+    )
+    .join("webapp-1.2.0");
     assert_eq!(manifest(&top)["git"]["dirty"], true);
 }

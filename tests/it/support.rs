@@ -25,9 +25,15 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        let dir = tempfile::Builder::new().prefix("crb-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("crb-test-")
+            .tempdir()
+            .unwrap();
         let path = dir.path().to_path_buf();
-        Scratch { dir: Some(dir), path }
+        Scratch {
+            dir: Some(dir),
+            path,
+        }
     }
 
     pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
@@ -37,10 +43,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("kept test directory: {}", dir.keep().display());
-            }
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("kept test directory: {}", dir.keep().display());
         }
     }
 }
@@ -117,7 +123,13 @@ impl Fixture {
 pub fn tool_command(dir: &Path) -> Command {
     let mut cmd = Command::new(tool());
     cmd.arg("release-bundle").current_dir(dir);
-    for var in ["SOURCE_DATE_EPOCH", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "CLICOLOR_FORCE", "RUSTFLAGS"] {
+    for var in [
+        "SOURCE_DATE_EPOCH",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CLICOLOR_FORCE",
+        "RUSTFLAGS",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("NO_COLOR", "1");
@@ -156,7 +168,10 @@ pub fn have(tool: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "`{tool}` is required in CI but not installed");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{tool}` is required in CI but not installed"
+        );
         eprintln!("skipped: `{tool}` is not installed (it is required when CI is set)");
     }
     found
@@ -164,7 +179,11 @@ pub fn have(tool: &str) -> bool {
 
 /// Run an external command, asserting success.
 pub fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).current_dir(dir).output().unwrap();
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "`{program} {}` failed in {}:\n{}{}",
@@ -236,7 +255,9 @@ pub fn headers(bundle: &Path) -> Vec<HeaderInfo> {
                 gname: h.groupname_bytes().unwrap_or_default().to_vec(),
                 is_ustar: h.as_ustar().is_some(),
                 cksum_ok: copy.as_bytes() == h.as_bytes(),
-                link: e.link_name_bytes().map(|b| String::from_utf8(b.into_owned()).unwrap()),
+                link: e
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8(b.into_owned()).unwrap()),
             }
         })
         .collect()
@@ -262,7 +283,11 @@ pub fn manifest(top: &Path) -> serde_json::Value {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `GET path` over loopback, retrying until the server answers or `timeout` passes.
@@ -272,10 +297,14 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> String {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(mut s) => {
                 use std::io::Write;
-                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                    .unwrap();
                 let mut resp = String::new();
                 s.read_to_string(&mut resp).unwrap();
-                return resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+                return resp
+                    .split_once("\r\n\r\n")
+                    .map(|(_, b)| b.to_string())
+                    .unwrap_or_default();
             }
             Err(e) if start.elapsed() > timeout => panic!("no server on port {port}: {e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -296,5 +325,8 @@ impl Drop for KillOnDrop {
 pub fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
     let bytes = fs::read(path).unwrap();
-    sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

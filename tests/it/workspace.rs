@@ -6,7 +6,17 @@ use std::path::Path;
 use crate::support::*;
 
 fn names(msgs: &[serde_json::Value]) -> Vec<String> {
-    msgs.iter().map(|m| m["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string()).collect()
+    msgs.iter()
+        .map(|m| {
+            m["path"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
 }
 
 #[test]
@@ -17,21 +27,40 @@ fn virtual_root_bundles_members_with_tables() {
     let got = names(&msgs);
     assert_eq!(got.len(), 2, "{got:?}");
     // api uses the `release-bundle` table (cargo-release owns its `release` table).
-    assert!(got[0].starts_with("api-server-0.3.1-") && got[0].ends_with(".tar.zst"), "{got:?}");
+    assert!(
+        got[0].starts_with("api-server-0.3.1-") && got[0].ends_with(".tar.zst"),
+        "{got:?}"
+    );
     // worker inherits the workspace default format.
-    assert!(got[1].starts_with("worker-0.3.1-") && got[1].ends_with(".tar.gz"), "{got:?}");
+    assert!(
+        got[1].starts_with("worker-0.3.1-") && got[1].ends_with(".tar.gz"),
+        "{got:?}"
+    );
     assert_eq!(msgs[0]["package"], "api");
     assert_eq!(msgs[0]["name"], "api-server");
 
     if !have("tar") {
         return;
     }
-    let worker = extract(Path::new(msgs[1]["path"].as_str().unwrap()), &fx.scratch.join("w"), "gnu").join("worker-0.3.1");
+    let worker = extract(
+        Path::new(msgs[1]["path"].as_str().unwrap()),
+        &fx.scratch.join("w"),
+        "gnu",
+    )
+    .join("worker-0.3.1");
     let man = manifest(&worker);
     assert_eq!(man["compression"]["level"], 9, "workspace default level");
     assert!(worker.join("priv/rules/default.rules").exists());
-    assert!(!worker.join("priv/rules/default.rules.bak").exists(), "workspace exclude applies");
-    let api = extract(Path::new(msgs[0]["path"].as_str().unwrap()), &fx.scratch.join("a"), "gnu").join("api-server-0.3.1");
+    assert!(
+        !worker.join("priv/rules/default.rules.bak").exists(),
+        "workspace exclude applies"
+    );
+    let api = extract(
+        Path::new(msgs[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("a"),
+        "gnu",
+    )
+    .join("api-server-0.3.1");
     assert!(api.join("bin/api").exists());
     assert!(api.join("priv/routes.json").exists());
 }
@@ -41,7 +70,10 @@ fn selection_flags() {
     let fx = Fixture::new("workspace");
     let out = fx.out();
     let o = out.to_str().unwrap();
-    assert_eq!(names(&fx.bundle(&["--out-dir", o, "-p", "worker", "--profile", "prod"])).len(), 1);
+    assert_eq!(
+        names(&fx.bundle(&["--out-dir", o, "-p", "worker", "--profile", "prod"])).len(),
+        1
+    );
     let m = fx.bundle(&["--out-dir", o, "-p", "worker", "--profile", "prod"]);
     assert_eq!(m[0]["package"], "worker");
     assert_eq!(m[0]["profile"], "prod");
@@ -51,20 +83,35 @@ fn selection_flags() {
     let one = run_tool(&member, &["--out-dir", o, "--message-format", "json"], &[]);
     assert_success(&one);
     assert_eq!(String::from_utf8_lossy(&one.stdout).lines().count(), 1);
-    let all = run_tool(&member, &["--out-dir", o, "--message-format", "json", "--workspace"], &[]);
+    let all = run_tool(
+        &member,
+        &["--out-dir", o, "--message-format", "json", "--workspace"],
+        &[],
+    );
     assert_success(&all);
     assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 2);
 
     // A package without a table can still be picked explicitly... but `shared` has no bins.
     let out = fx.run(&["-p", "shared", "--out-dir", o]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("error: shared/Cargo.toml: package `shared` has no bin targets to ship"), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .starts_with("error: shared/Cargo.toml: package `shared` has no bin targets to ship"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = fx.run(&["-p", "nope", "--out-dir", o]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with("error: package `nope` is not a member of the workspace"), "{err}");
-    assert!(err.contains("`api`, `shared`, `worker`") || err.contains("`api`, `worker`, `shared`"), "{err}");
+    assert!(
+        err.starts_with("error: package `nope` is not a member of the workspace"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`api`, `shared`, `worker`") || err.contains("`api`, `worker`, `shared`"),
+        "{err}"
+    );
 }
 
 #[test]
