@@ -96,9 +96,7 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             format: loaded.config.format,
             level: loaded.config.compression_level,
         };
-        if shell.verbose() > 0 {
-            shell.verbose_status("Config", format!("{}: {:?}", package.name, loaded.config));
-        }
+        shell.verbose_status("Config", format!("{}: {}", package.name, loaded.config));
         planned.push(Planned {
             package,
             plan,

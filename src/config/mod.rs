@@ -113,6 +113,34 @@ pub struct ReleaseConfig {
     pub launcher: LauncherConfig,
 }
 
+impl fmt::Display for ReleaseConfig {
+    /// A one-line summary for `-v`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |items: &mut dyn Iterator<Item = &String>| {
+            items.map(String::as_str).collect::<Vec<_>>().join(", ")
+        };
+        write!(f, "name = {:?}, bins = ", self.name)?;
+        match &self.bins {
+            Some(bins) => write!(f, "[{}]", list(&mut bins.iter().map(|b| &b.value)))?,
+            None => write!(f, "(all)")?,
+        }
+        let priv_dir = match &self.priv_dir {
+            PrivDir::Default => "(priv if present)".to_string(),
+            PrivDir::Disabled => "false".to_string(),
+            PrivDir::Dir(d) => format!("{:?}", d.value),
+        };
+        write!(
+            f,
+            ", priv = {priv_dir}, format = {}, compression-level = {}, exclude = [{}], include = {} rule(s), launcher = {}",
+            self.format,
+            self.compression_level,
+            list(&mut self.exclude.iter().map(|e| &e.value)),
+            self.include.len(),
+            self.launcher.enabled,
+        )
+    }
+}
+
 /// One metadata table as found by `cargo metadata`.
 pub struct TableSource<'a> {
     /// The manifest file, as shown to the user.

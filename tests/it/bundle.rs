@@ -478,3 +478,97 @@ fn priv_can_be_disabled_and_executables_keep_exec_bits() {
         .unwrap();
     assert_eq!(exe.mode, 0o755);
 }
+
+#[test]
+fn features_target_and_cargo_flags_are_forwarded() {
+    let fx = Fixture::new("webapp");
+    let target = host();
+    let msgs = fx.bundle(&[
+        "--out-dir",
+        fx.out().to_str().unwrap(),
+        "--target",
+        &target,
+        "-F",
+        "metrics",
+        "--locked",
+        "--offline",
+    ]);
+    let path = std::path::PathBuf::from(msgs[0]["path"].as_str().unwrap());
+    assert!(path.ends_with(format!("webapp-1.2.0-{target}.tar.zst")));
+    assert!(
+        fx.root
+            .join("target")
+            .join(&target)
+            .join("release/webapp")
+            .exists(),
+        "built for the explicit target"
+    );
+    if !have("tar") {
+        return;
+    }
+    let top = extract(&path, &fx.scratch.join("x"), "gnu").join("webapp-1.2.0");
+    assert_eq!(manifest(&top)["features"], serde_json::json!(["metrics"]));
+}
+
+#[test]
+fn a_killed_run_leaves_no_file_under_the_final_name() {
+    use std::io::Write;
+    let fx = Fixture::new("webapp");
+    // A large, incompressible priv file at level 19 keeps the writer busy long enough.
+    let mut f = fs::File::create(fx.root.join("priv/big.bin")).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..96 {
+        for chunk in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        f.write_all(&block).unwrap();
+    }
+    drop(f);
+    let out = fx.out();
+    let mut cmd = tool_command(&fx.root);
+    cmd.args([
+        "--profile",
+        "prod",
+        "--out-dir",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    let child = cmd.stderr(Stdio::null()).spawn().unwrap();
+    let mut guard = KillOnDrop(child);
+    let start = std::time::Instant::now();
+    let tmp_seen = loop {
+        let tmp = fs::read_dir(&out)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            })
+            .unwrap_or(false);
+        if tmp || start.elapsed() > Duration::from_secs(60) {
+            break tmp;
+        }
+        if let Ok(Some(_)) = guard.0.try_wait() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        tmp_seen,
+        "the bundle is first written to a hidden temporary file"
+    );
+    guard.0.kill().unwrap();
+    guard.0.wait().unwrap();
+    let names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with('.') && n.ends_with(".tmp")),
+        "only hidden temporary files may remain after a kill: {names:?}"
+    );
+}
