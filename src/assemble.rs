@@ -82,6 +82,18 @@ pub fn assemble(
                 });
                 continue;
             }
+            Content::Generated(bytes) => {
+                let sha256 = ar.generated(&entry.path, entry.mode, bytes)?;
+                files.push(FileRecord {
+                    path: entry.path.clone(),
+                    kind: entry.kind.unwrap_or(FileKind::Launcher),
+                    mode: format!("{:04o}", entry.mode),
+                    size: bytes.len() as u64,
+                    sha256: Some(sha256),
+                    target: None,
+                });
+                continue;
+            }
             Content::File { source, .. } => source,
             Content::Binary(bin) => artifacts
                 .executables

@@ -13,6 +13,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
 use crate::config::{Format, Origin, ReleaseConfig};
+use crate::launcher::{self, CustomCommand, LauncherSpec};
 use crate::sources::{Found, Node, Sources};
 
 /// What the planner needs to know about the package.
@@ -37,6 +38,8 @@ pub enum Content {
         size: u64,
     },
     Symlink(String),
+    /// Rendered at plan time (the launcher).
+    Generated(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +228,53 @@ fn resolve_link(link_path: &str, target: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Resolve what the launcher runs: `main`, or the only binary, or the one named like the package.
+fn launcher_spec(
+    package: &PackageFacts,
+    config: &ReleaseConfig,
+    binaries: &[String],
+) -> Result<LauncherSpec> {
+    let l = &config.launcher;
+    let main = match &l.main {
+        Some(m) => m.value.clone(),
+        None if binaries.len() == 1 => binaries[0].clone(),
+        None if binaries.contains(&package.name) => package.name.clone(),
+        None => bail!(
+            "{}: package `{}` ships several binaries ({}) and none is named like the package\nhelp: set `main` in the release table to the one `start` should run",
+            package.manifest,
+            package.name,
+            binaries.join(", ")
+        ),
+    };
+    Ok(LauncherSpec {
+        name: config.name.clone(),
+        version: package.version.clone(),
+        main,
+        bins: binaries.to_vec(),
+        env: l
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect(),
+        required_env: l.required_env.iter().map(|v| v.value.clone()).collect(),
+        env_file: l.env_file.as_ref().map(|f| f.value.clone()),
+        stop_timeout: l.stop_timeout,
+        commands: l
+            .commands
+            .iter()
+            .map(|(name, c)| {
+                let c = &c.value;
+                let command = CustomCommand {
+                    bin: c.bin.value.clone(),
+                    args: c.args.clone(),
+                    description: c.description.clone(),
+                };
+                (name.clone(), command)
+            })
+            .collect(),
+    })
+}
+
 pub fn plan(
     package: &PackageFacts,
     config: &ReleaseConfig,
@@ -285,14 +335,39 @@ pub fn plan(
     }
 
     let mut tree = Tree::default();
+    let exe_dir = if launcher.enabled { "libexec" } else { "bin" };
     for bin in &binaries {
         let entry = Entry {
-            path: format!("bin/{bin}{exe_suffix}"),
+            path: format!("{exe_dir}/{bin}{exe_suffix}"),
             content: Content::Binary(bin.clone()),
             mode: MODE_EXEC,
             kind: Some(FileKind::Executable),
         };
         tree.add(entry, format!("binary `{bin}`"), None)?;
+    }
+    if launcher.enabled {
+        let spec = launcher_spec(package, config, &binaries)?;
+        let entry = Entry {
+            path: format!("bin/{}", config.name),
+            content: Content::Generated(launcher::render(&spec).into_bytes()),
+            mode: MODE_EXEC,
+            kind: Some(FileKind::Launcher),
+        };
+        tree.add(entry, "the launcher".into(), None)?;
+        for (hook, found) in &sources.hooks {
+            let entry = entry_for(
+                found,
+                format!("hooks/{}.sh", hook.as_str()),
+                FileKind::Hook,
+                Some(MODE_EXEC),
+            );
+            let origin = config.launcher.hooks.get(hook).map(|h| h.origin.clone());
+            tree.add(
+                entry,
+                format!("the {} hook", hook.as_str()),
+                origin.as_ref(),
+            )?;
+        }
     }
 
     let excludes = exclude_set(config)?;

@@ -12,7 +12,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use globset::GlobBuilder;
 use walkdir::WalkDir;
 
-use crate::config::{PrivDir, ReleaseConfig};
+use crate::config::{HookName, PrivDir, ReleaseConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -44,6 +44,8 @@ pub struct Sources {
     pub priv_tree: Option<Vec<Found>>,
     /// One entry per `include` rule, in config order.
     pub includes: Vec<IncludeMatches>,
+    /// Launcher hook scripts.
+    pub hooks: Vec<(HookName, Found)>,
 }
 
 fn stat(path: &Utf8Path, rel: String) -> Result<Found> {
@@ -224,8 +226,32 @@ pub fn scan(
             })
         })
         .collect::<Result<_>>()?;
+    let mut hooks = Vec::new();
+    if config.launcher.enabled {
+        for (hook, path) in &config.launcher.hooks {
+            let file = package_root.join(&path.value);
+            let found = match stat(&file, String::new()) {
+                Ok(
+                    found @ Found {
+                        node: Node::File { .. },
+                        ..
+                    },
+                ) => found,
+                Ok(_) => {
+                    let why = format!("{:?} is not a regular file", path.value);
+                    return Err(path.origin.error(why).into());
+                }
+                Err(_) => {
+                    let why = format!("{:?} does not exist (looked for `{file}`)", path.value);
+                    return Err(path.origin.error(why).into());
+                }
+            };
+            hooks.push((*hook, found));
+        }
+    }
     Ok(Sources {
         priv_tree,
         includes,
+        hooks,
     })
 }

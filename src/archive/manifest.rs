@@ -61,6 +61,7 @@ pub struct CompressionInfo {
 pub enum FileKind {
     Executable,
     Launcher,
+    Hook,
     Priv,
     Include,
     Symlink,

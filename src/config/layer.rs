@@ -34,6 +34,15 @@ pub enum HookName {
 }
 
 impl HookName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookName::PreStart => "pre-start",
+            HookName::PostStart => "post-start",
+            HookName::PreStop => "pre-stop",
+            HookName::PostStop => "post-stop",
+        }
+    }
+
     pub const ALL: [(&'static str, HookName); 4] = [
         ("pre-start", HookName::PreStart),
         ("post-start", HookName::PostStart),

@@ -208,8 +208,33 @@ pub fn load(
     let (ws_base, ws_profile) = read(workspace)?;
     let (pkg_base, pkg_profile) = read(package)?;
     let merged = ws_base.merge(pkg_base).merge(ws_profile.merge(pkg_profile));
+    for (name, value) in &merged.env {
+        if looks_secret(name) {
+            warnings.push(ConfigWarning {
+                origin: value.origin.clone(),
+                message: "looks like a secret, and `env` values are baked into the launcher inside the bundle".into(),
+                help: Some("set it in the environment or in the `env-file` on the server instead".into()),
+            });
+        }
+    }
     let config = finish(package_name, merged, overrides)?;
     Ok(Loaded { config, warnings })
+}
+
+/// Variable names that usually hold secrets.
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "PRIVATE_KEY",
+        "API_KEY",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|s| upper.contains(s))
 }
 
 fn finish(

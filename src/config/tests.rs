@@ -215,3 +215,18 @@ fn workspace_errors_name_the_workspace_manifest() {
             .starts_with("Cargo.toml: workspace.metadata.release.format: unknown format")
     );
 }
+
+#[test]
+fn secret_looking_env_values_warn() {
+    let pkg = json!({"release": {"env": {"DB_PASSWORD": "hunter2", "RUST_LOG": "info"}}});
+    let loaded = load_with(json!({}), pkg, "release").unwrap();
+    let w: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].starts_with(
+            "app/Cargo.toml: package.metadata.release.env.DB_PASSWORD: looks like a secret"
+        ),
+        "{}",
+        w[0]
+    );
+}

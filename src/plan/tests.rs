@@ -84,6 +84,7 @@ fn paths(p: &BundlePlan) -> Vec<String> {
 #[test]
 fn layout_and_canonical_order() {
     let sources = Sources {
+        hooks: vec![],
         priv_tree: Some(vec![
             dir(""),
             file("b.txt", false),
@@ -110,7 +111,9 @@ fn layout_and_canonical_order() {
             "README.md 644",
             "bin 755",
             "bin/app 755",
-            "bin/app-migrate 755",
+            "libexec 755",
+            "libexec/app 755",
+            "libexec/app-migrate 755",
             "priv 755",
             "priv/a 755",
             "priv/a/run.sh 755",
@@ -126,6 +129,7 @@ fn layout_and_canonical_order() {
 #[test]
 fn bins_and_exclude() {
     let sources = Sources {
+        hooks: vec![],
         priv_tree: Some(vec![
             dir(""),
             file("a.swp", false),
@@ -135,7 +139,8 @@ fn bins_and_exclude() {
         ]),
         includes: vec![],
     };
-    let c = config(json!({"bins": ["app"], "exclude": ["**/*.swp", "priv/cache"]}));
+    let c =
+        config(json!({"bins": ["app"], "exclude": ["**/*.swp", "priv/cache"], "launcher": false}));
     let p = plan(&facts(), &c, &sources, "aarch64-pc-windows-msvc").unwrap();
     assert_eq!(
         paths(&p),
@@ -154,6 +159,7 @@ fn plan_err(release: serde_json::Value, sources: Sources) -> String {
 fn errors_name_key_or_path() {
     let none = Sources::default;
     let inc = |rel: &str| Sources {
+        hooks: vec![],
         priv_tree: None,
         includes: vec![one(rel, file(rel, false))],
     };
@@ -186,7 +192,7 @@ fn errors_name_key_or_path() {
         (
             json!({"include": [{"source": "x", "dest": "bin/app"}]}),
             inc("x"),
-            "app/Cargo.toml: package.metadata.release.include[0].dest: two files land on `bin/app`: binary `app` and package.metadata.release.include[0] (`/src/x`)",
+            "app/Cargo.toml: package.metadata.release.include[0].dest: two files land on `bin/app`: the launcher and package.metadata.release.include[0] (`/src/x`)",
         ),
         (
             json!({"include": [{"source": "x", "dest": "bin/app/y"}]}),
@@ -201,6 +207,7 @@ fn errors_name_key_or_path() {
         (
             json!({"include": [{"source": "nothing*", "dest": "./"}]}),
             Sources {
+                hooks: vec![],
                 priv_tree: None,
                 includes: vec![Default::default()],
             },
@@ -214,6 +221,7 @@ fn errors_name_key_or_path() {
         (
             json!({"include": [{"source": "README", "dest": "priv/"}]}),
             Sources {
+                hooks: vec![],
                 priv_tree: Some(vec![dir(""), file("readme", false)]),
                 includes: vec![one("README", file("README", false))],
             },
@@ -222,6 +230,7 @@ fn errors_name_key_or_path() {
         (
             json!({}),
             Sources {
+                hooks: vec![],
                 priv_tree: Some(vec![dir(""), link("l", "../../etc/passwd")]),
                 includes: vec![],
             },
@@ -230,6 +239,7 @@ fn errors_name_key_or_path() {
         (
             json!({}),
             Sources {
+                hooks: vec![],
                 priv_tree: Some(vec![dir(""), link("l", "/etc/passwd")]),
                 includes: vec![],
             },
@@ -238,6 +248,7 @@ fn errors_name_key_or_path() {
         (
             json!({}),
             Sources {
+                hooks: vec![],
                 priv_tree: Some(vec![dir(""), link("l", "missing")]),
                 includes: vec![],
             },
@@ -246,6 +257,7 @@ fn errors_name_key_or_path() {
         (
             json!({}),
             Sources {
+                hooks: vec![],
                 priv_tree: Some(vec![dir(""), file(&"n".repeat(120), false)]),
                 includes: vec![],
             },
@@ -268,6 +280,7 @@ fn errors_name_key_or_path() {
 #[test]
 fn several_matches_need_a_directory_dest() {
     let sources = Sources {
+        hooks: vec![],
         priv_tree: None,
         includes: vec![crate::sources::IncludeMatches {
             matches: vec![
@@ -296,4 +309,43 @@ fn dest_normalisation() {
         ("etc/app.conf".into(), false)
     );
     assert!(normalize_dest("a/../../b", &o).is_err());
+}
+
+#[test]
+fn launcher_main_and_hooks() {
+    let mut sources = Sources::default();
+    sources.hooks = vec![(crate::config::HookName::PreStart, file("pre.sh", false))];
+    let c = config(json!({"name": "svc", "hooks": {"pre-start": "rel/pre.sh"}}));
+    let p = plan(&facts(), &c, &sources, "t").unwrap();
+    let launcher = p.entries.iter().find(|e| e.path == "bin/svc").unwrap();
+    assert_eq!(launcher.kind, Some(FileKind::Launcher));
+    let Content::Generated(script) = &launcher.content else {
+        panic!("launcher is generated")
+    };
+    // Two bins, one named like the package: that one is main.
+    assert!(String::from_utf8_lossy(script).contains("rb_main='app'\n"));
+    let hook = p
+        .entries
+        .iter()
+        .find(|e| e.path == "hooks/pre-start.sh")
+        .unwrap();
+    assert_eq!((hook.mode, hook.kind), (0o755, Some(FileKind::Hook)));
+
+    let mut facts = facts();
+    facts.name = "other".into();
+    let e = plan(&facts, &config(json!({})), &Sources::default(), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("app/Cargo.toml: package `other` ships several binaries (app, app-migrate) and none is named like the package"), "{e}");
+    assert!(e.contains("help: set `main`"), "{e}");
+    // launcher = false needs no main.
+    assert!(
+        plan(
+            &facts,
+            &config(json!({"launcher": false})),
+            &Sources::default(),
+            "t"
+        )
+        .is_ok()
+    );
 }

@@ -1,0 +1,109 @@
+//! The runtime launcher: `bin/<name>`, a POSIX `sh` script rendered from `launcher.sh`.
+//!
+//! Pure: [`render`] turns a [`LauncherSpec`] into the script text. Every value from the
+//! configuration is either validated to a safe alphabet at config time (variable, command and
+//! binary names) or single-quoted here, so no value can inject shell code.
+
+use std::collections::BTreeMap;
+
+const TEMPLATE: &str = include_str!("launcher.sh");
+
+/// Everything the launcher needs to know, resolved from config and plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LauncherSpec {
+    pub name: String,
+    pub version: String,
+    /// The binary `start`/`daemon` run.
+    pub main: String,
+    /// Every shipped binary (for `run`).
+    pub bins: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub required_env: Vec<String>,
+    pub env_file: Option<String>,
+    pub stop_timeout: u32,
+    /// Custom commands: name → (binary, args, description).
+    pub commands: BTreeMap<String, CustomCommand>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomCommand {
+    pub bin: String,
+    pub args: Vec<String>,
+    pub description: Option<String>,
+}
+
+/// Single-quote a string for POSIX sh: `it's` → `'it'\''s'`.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Text safe inside an unquoted here-document and on one line.
+fn heredoc_text(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+        .replace('\\', r"\\")
+        .replace('$', r"\$")
+        .replace('`', r"\`")
+}
+
+pub fn render(spec: &LauncherSpec) -> String {
+    let bins_text = spec.bins.join(", ");
+    let mut usage = String::new();
+    for (name, c) in &spec.commands {
+        let description = c.description.clone().unwrap_or_else(|| {
+            format!("Run {} {}", c.bin, c.args.join(" "))
+                .trim_end()
+                .to_string()
+        });
+        usage.push_str(&format!("  {name:<11} {}\n", heredoc_text(&description)));
+    }
+    let mut defaults = String::new();
+    for (k, v) in &spec.env {
+        defaults.push_str(&format!("  rb_default {k} {}\n", quote(v)));
+    }
+    let mut bin_cases = String::new();
+    for bin in &spec.bins {
+        bin_cases.push_str(&format!("    {}) ;;\n", quote(bin)));
+    }
+    let mut command_cases = String::new();
+    for (name, c) in &spec.commands {
+        let args: String = c.args.iter().map(|a| format!(" {}", quote(a))).collect();
+        command_cases.push_str(&format!(
+            "  {name})\n    rb_prepare {name} norequire\n    exec \"$RELEASE_ROOT/libexec/\"{}{args} \"$@\" ;;\n",
+            quote(&c.bin)
+        ));
+    }
+    let env_names: Vec<&str> = spec.env.keys().map(String::as_str).collect();
+    let file_name = if spec.name.is_empty() {
+        "app"
+    } else {
+        &spec.name
+    };
+    TEMPLATE
+        .replace(
+            "{{TITLE}}",
+            &format!(
+                "{} {}",
+                heredoc_text(&spec.name),
+                heredoc_text(&spec.version)
+            ),
+        )
+        .replace("{{FILE}}", file_name)
+        .replace("{{NAME}}", &quote(&spec.name))
+        .replace("{{VSN}}", &quote(&spec.version))
+        .replace("{{MAIN}}", &quote(&spec.main))
+        .replace(
+            "{{ENV_FILE}}",
+            &quote(spec.env_file.as_deref().unwrap_or("")),
+        )
+        .replace("{{STOP_TIMEOUT}}", &spec.stop_timeout.to_string())
+        .replace("{{BINS_TEXT}}", &heredoc_text(&bins_text))
+        .replace("{{USAGE_COMMANDS}}", &usage)
+        .replace("{{ENV_DEFAULTS}}", &defaults)
+        .replace("{{REQUIRED_ENV}}", &quote(&spec.required_env.join(" ")))
+        .replace("{{ENV_NAMES}}", &quote(&env_names.join(" ")))
+        .replace("{{BIN_CASES}}", &bin_cases)
+        .replace("{{COMMAND_CASES}}", &command_cases)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+use super::*;
+
+fn spec() -> LauncherSpec {
+    LauncherSpec {
+        name: "billing".into(),
+        version: "1.2.0".into(),
+        main: "billing".into(),
+        bins: vec!["billing".into(), "billing-migrate".into()],
+        env: BTreeMap::from([
+            ("RUST_LOG".into(), "info".into()),
+            ("EVIL".into(), "it's $(touch /tmp/x) `id`\nline2".into()),
+        ]),
+        required_env: vec!["PORT".into(), "DATABASE_URL".into()],
+        env_file: Some("/etc/billing/env".into()),
+        stop_timeout: 30,
+        commands: BTreeMap::from([(
+            "migrate".into(),
+            CustomCommand {
+                bin: "billing-migrate".into(),
+                args: vec!["up".into(), "it's".into()],
+                description: Some("Run $(reboot) migrations `now`".into()),
+            },
+        )]),
+    }
+}
+
+#[test]
+fn quoting() {
+    assert_eq!(quote("plain"), "'plain'");
+    assert_eq!(quote("it's"), r"'it'\''s'");
+    assert_eq!(quote("$(x) `y` \"z\""), "'$(x) `y` \"z\"'");
+    assert_eq!(quote(""), "''");
+}
+
+#[test]
+fn values_are_embedded_quoted() {
+    let script = render(&spec());
+    assert!(script.starts_with("#!/bin/sh\n"));
+    assert!(!script.contains("{{"), "every placeholder is filled");
+    assert!(script.contains("RELEASE_NAME='billing'\n"));
+    assert!(script.contains("rb_env_file_default='/etc/billing/env'\n"));
+    assert!(script.contains("  rb_default EVIL 'it'\\''s $(touch /tmp/x) `id`\nline2'\n"));
+    assert!(script.contains("  rb_default RUST_LOG 'info'\n"));
+    assert!(script.contains("rb_required_env='PORT DATABASE_URL'\n"));
+    assert!(
+        script
+            .contains("exec \"$RELEASE_ROOT/libexec/\"'billing-migrate' 'up' 'it'\\''s' \"$@\" ;;")
+    );
+    // Descriptions land in an unquoted here-document: expansions are escaped.
+    assert!(script.contains(r"  migrate     Run \$(reboot) migrations \`now\`"));
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    assert_eq!(render(&spec()), render(&spec()));
+}
