@@ -78,7 +78,14 @@ fn webapp_bundle_extracts_verifies_and_serves() {
             "SHA256SUMS 644",
             "bin 755",
             "bin/webapp 755",
-            "bin/webapp-migrate 755",
+            "hooks 755",
+            "hooks/post-start.sh 755",
+            "hooks/post-stop.sh 755",
+            "hooks/pre-start.sh 755",
+            "hooks/pre-stop.sh 755",
+            "libexec 755",
+            "libexec/webapp 755",
+            "libexec/webapp-migrate 755",
             "priv 755",
             "priv/scripts 755",
             "priv/scripts/warmup.sh 755",
@@ -103,7 +110,12 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         [
             "README.md",
             "bin/webapp",
-            "bin/webapp-migrate",
+            "hooks/post-start.sh",
+            "hooks/post-stop.sh",
+            "hooks/pre-start.sh",
+            "hooks/pre-stop.sh",
+            "libexec/webapp",
+            "libexec/webapp-migrate",
             "priv/scripts/warmup.sh",
             "priv/static/index.html",
             "priv/templates/greeting.txt",
@@ -153,8 +165,13 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         kinds,
         [
             "README.md include 0644",
-            "bin/webapp executable 0755",
-            "bin/webapp-migrate executable 0755",
+            "bin/webapp launcher 0755",
+            "hooks/post-start.sh hook 0755",
+            "hooks/post-stop.sh hook 0755",
+            "hooks/pre-start.sh hook 0755",
+            "hooks/pre-stop.sh hook 0755",
+            "libexec/webapp executable 0755",
+            "libexec/webapp-migrate executable 0755",
             "priv/scripts/warmup.sh priv 0755",
             "priv/static/index.html priv 0644",
             "priv/static/latest.html symlink 0777",
@@ -170,11 +187,13 @@ fn webapp_bundle_extracts_verifies_and_serves() {
             fs::metadata(&on_disk).unwrap().len()
         );
     }
-    assert_eq!(files[5]["target"], "index.html");
+    let link = files.iter().find(|f| f["kind"] == "symlink").unwrap();
+    assert_eq!(link["target"], "index.html");
 
-    // The extracted service runs and serves its priv files over loopback.
+    // The extracted service runs without the launcher too (finding priv next to its
+    // executable) and serves its priv files over loopback.
     let port = free_port();
-    let child = Command::new(top.join("bin/webapp"))
+    let child = Command::new(top.join("libexec/webapp"))
         .env("PORT", port.to_string())
         .env_remove("RELEASE_PRIV")
         .current_dir("/")
@@ -193,10 +212,10 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     );
     let migrate = sh(
         &top,
-        &top.join("bin/webapp-migrate").display().to_string(),
+        &top.join("libexec/webapp-migrate").display().to_string(),
         &["up"],
     );
-    assert_eq!(migrate, "migrate up\n");
+    assert_eq!(migrate, "migrate up (command: )\n");
 }
 
 #[test]
@@ -474,7 +493,7 @@ fn priv_can_be_disabled_and_executables_keep_exec_bits() {
     assert!(hs.iter().all(|h| !h.path.contains("/priv")), "{hs:?}");
     let exe = hs
         .iter()
-        .find(|h| h.path == "webapp-1.2.0/bin/webapp")
+        .find(|h| h.path == "webapp-1.2.0/libexec/webapp")
         .unwrap();
     assert_eq!(exe.mode, 0o755);
 }

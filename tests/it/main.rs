@@ -4,5 +4,6 @@
 mod bundle;
 mod config_errors;
 mod determinism;
+mod launcher;
 mod support;
 mod workspace;

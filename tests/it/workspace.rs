@@ -61,7 +61,11 @@ fn virtual_root_bundles_members_with_tables() {
         "gnu",
     )
     .join("api-server-0.3.1");
-    assert!(api.join("bin/api").exists());
+    assert!(api.join("libexec/api").exists());
+    assert!(
+        api.join("bin/api-server").exists(),
+        "the launcher carries the release name"
+    );
     assert!(api.join("priv/routes.json").exists());
 }
 
