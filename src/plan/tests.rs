@@ -313,8 +313,10 @@ fn dest_normalisation() {
 
 #[test]
 fn launcher_main_and_hooks() {
-    let mut sources = Sources::default();
-    sources.hooks = vec![(crate::config::HookName::PreStart, file("pre.sh", false))];
+    let sources = Sources {
+        hooks: vec![(crate::config::HookName::PreStart, file("pre.sh", false))],
+        ..Default::default()
+    };
     let c = config(json!({"name": "svc", "hooks": {"pre-start": "rel/pre.sh"}}));
     let p = plan(&facts(), &c, &sources, "t").unwrap();
     let launcher = p.entries.iter().find(|e| e.path == "bin/svc").unwrap();
