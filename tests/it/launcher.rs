@@ -199,6 +199,10 @@ fn daemon_serves_and_stop_waits_for_exit() {
         "the pid file names the service itself"
     );
 
+    // Detached: the service leads its own session.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    assert_eq!(fields[3], pid.to_string(), "session id (field 6) is the service's own pid");
     // pid and status agree with the process table.
     assert!(
         cmdline(pid).starts_with(&rel.root.join("libexec/webapp").display().to_string()),
