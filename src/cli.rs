@@ -4,14 +4,96 @@
 //! the `release-bundle` word works too (see [`normalize_args`]).
 
 use camino::Utf8PathBuf;
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo", bin_name = "cargo", disable_help_subcommand = true)]
 pub enum Cli {
     /// Build a Rust service and write a reproducible, deployable release bundle.
     #[command(name = "release-bundle", version, author)]
-    ReleaseBundle(BundleOpts),
+    ReleaseBundle(ReleaseBundle),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    about = "Build a Rust service and write a reproducible, deployable release bundle",
+    after_help = "Configuration lives in [package.metadata.release] (or [package.metadata.release-bundle]); see the README."
+)]
+pub struct ReleaseBundle {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub bundle: BundleOpts,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Check bundles before publishing or installing them (exit 0 clean, 1 findings, 2 I/O error)
+    Verify(VerifyOpts),
+    /// Verify a bundle and extract it into a new directory, atomically
+    Unpack(UnpackOpts),
+}
+
+/// Options shared by `verify` and `unpack`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckOpts {
+    /// Expected SHA-256 of the archive (in addition to its `.sha256` sidecar)
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+
+    /// Fail on warnings too
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Output format: human lines, or JSON objects (one per line) on stdout
+    #[arg(long, value_name = "FMT", default_value = "human")]
+    pub message_format: MessageFormat,
+
+    /// Refuse archives with more entries than this
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub max_entries: u64,
+
+    /// Refuse archives that decompress to more bytes than this
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
+    pub max_size: u64,
+
+    /// Refuse archives that decompress to more than this many times their size (past 64 MiB)
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub max_ratio: u64,
+
+    /// Do not print the summary
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Coloring
+    #[arg(long, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyOpts {
+    /// Bundles to verify (`.tar.zst` or `.tar.gz`); their `.sha256` sidecars are checked when present
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<Utf8PathBuf>,
+
+    #[command(flatten)]
+    pub check: CheckOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnpackOpts {
+    /// The bundle to install
+    #[arg(value_name = "PATH")]
+    pub path: Utf8PathBuf,
+
+    /// Directory to create with the bundle's contents; must not exist
+    #[arg(long, value_name = "DIR")]
+    pub to: Utf8PathBuf,
+
+    #[command(flatten)]
+    pub check: CheckOpts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,10 +118,6 @@ pub enum FormatArg {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    about = "Build a Rust service and write a reproducible, deployable release bundle",
-    after_help = "Configuration lives in [package.metadata.release] (or [package.metadata.release-bundle]); see the README."
-)]
 pub struct BundleOpts {
     /// Path to Cargo.toml
     #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
@@ -157,6 +235,48 @@ mod tests {
     }
 
     #[test]
+    fn subcommands_parse() {
+        let args = normalize_args(
+            [
+                "cargo-release-bundle",
+                "verify",
+                "a.tar.zst",
+                "b.tar.gz",
+                "--strict",
+            ]
+            .map(Into::into)
+            .to_vec(),
+        );
+        let Cli::ReleaseBundle(rb) = Cli::try_parse_from(args).unwrap();
+        let Some(Command::Verify(v)) = rb.command else {
+            panic!("verify")
+        };
+        assert_eq!(v.paths.len(), 2);
+        assert!(v.check.strict);
+        let args = normalize_args(
+            [
+                "x",
+                "release-bundle",
+                "unpack",
+                "a.tar.zst",
+                "--to",
+                "/opt/a",
+            ]
+            .map(Into::into)
+            .to_vec(),
+        );
+        let Cli::ReleaseBundle(rb) = Cli::try_parse_from(args).unwrap();
+        assert!(matches!(rb.command, Some(Command::Unpack(u)) if u.to == "/opt/a"));
+        // Bundle options do not mix with subcommands.
+        let args = normalize_args(
+            ["x", "--profile", "prod", "verify", "a"]
+                .map(Into::into)
+                .to_vec(),
+        );
+        assert!(Cli::try_parse_from(args).is_err());
+    }
+
+    #[test]
     fn both_invocations_parse() {
         for argv in [
             vec![
@@ -180,9 +300,10 @@ mod tests {
             ],
         ] {
             let args = normalize_args(argv.into_iter().map(Into::into).collect());
-            let Cli::ReleaseBundle(opts) = Cli::try_parse_from(args).unwrap();
-            assert_eq!(opts.profile, "prod");
-            assert_eq!(opts.package, ["a", "b"]);
+            let Cli::ReleaseBundle(rb) = Cli::try_parse_from(args).unwrap();
+            assert!(rb.command.is_none());
+            assert_eq!(rb.bundle.profile, "prod");
+            assert_eq!(rb.bundle.package, ["a", "b"]);
         }
     }
 }

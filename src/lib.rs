@@ -14,6 +14,8 @@ pub mod plan;
 pub mod project;
 pub mod shell;
 pub mod sources;
+pub mod unpack;
+pub mod verify;
 
 use std::time::Instant;
 

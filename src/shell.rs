@@ -112,6 +112,30 @@ impl Shell {
         ));
     }
 
+    /// A line of a command's own output on stdout (e.g. a verification report).
+    pub fn out(&self, text: impl std::fmt::Display) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+    }
+
+    /// `error[code]: ...` / `warning[code]: ...` / `note[code]: ...` on stdout.
+    pub fn finding(&self, severity: &str, code: &str, text: impl std::fmt::Display) {
+        let style = match severity {
+            "error" => RED,
+            "warning" => YELLOW,
+            _ => CYAN,
+        };
+        self.out(format!(
+            "{}{} {text}",
+            self.paint(style, &format!("{severity}[{code}]")),
+            self.paint(BOLD, ":")
+        ));
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// One line of JSON on stdout.
     pub fn json(&self, value: &serde_json::Value) {
         let mut out = std::io::stdout().lock();

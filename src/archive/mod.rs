@@ -12,6 +12,7 @@
 //! Names must fit plain ustar headers (no PAX or GNU extensions are ever written).
 
 pub mod manifest;
+pub mod read;
 
 use std::io::{self, Read, Write};
 
@@ -35,7 +36,7 @@ pub const MAX_FILE_SIZE: u64 = 0o777_7777_7777;
 /// Largest mtime a ustar header can hold.
 pub const MAX_MTIME: u64 = 0o777_7777_7777;
 
-const BLOCK: usize = 512;
+pub(crate) const BLOCK: usize = 512;
 const BUFFER: usize = 256 * 1024;
 
 /// Split a full archive name into ustar `(prefix, name)` fields, or `None` if it cannot fit.

@@ -6,37 +6,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-/// The webapp bundle, built once for all launcher tests (in cargo's per-target test tmp dir).
-fn webapp_bundle() -> &'static Path {
-    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
-    BUNDLE.get_or_init(|| {
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("launcher-webapp");
-        let src = base.join("webapp");
-        let _ = fs::remove_dir_all(&src);
-        copy_tree(&repo().join("fixtures/webapp"), &src);
-        let out = run_tool(
-            &src,
-            &[
-                "--message-format",
-                "json",
-                "--target-dir",
-                base.join("target").to_str().unwrap(),
-                "--out-dir",
-                base.join("out").to_str().unwrap(),
-                "-q",
-            ],
-            &[],
-        );
-        assert_success(&out);
-        let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        PathBuf::from(msg["path"].as_str().unwrap())
-    })
-}
 
 /// An extracted copy of the webapp bundle under a path with spaces, with its own port.
 /// Dropping it stops the service (and kills it if it must), even when the test failed.
@@ -202,7 +174,11 @@ fn daemon_serves_and_stop_waits_for_exit() {
     // Detached: the service leads its own session.
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
-    assert_eq!(fields[3], pid.to_string(), "session id (field 6) is the service's own pid");
+    assert_eq!(
+        fields[3],
+        pid.to_string(),
+        "session id (field 6) is the service's own pid"
+    );
     // pid and status agree with the process table.
     assert!(
         cmdline(pid).starts_with(&rel.root.join("libexec/webapp").display().to_string()),

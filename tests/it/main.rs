@@ -6,4 +6,5 @@ mod config_errors;
 mod determinism;
 mod launcher;
 mod support;
+mod verify;
 mod workspace;

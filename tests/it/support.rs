@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
@@ -329,4 +330,31 @@ pub fn sha256_file(path: &Path) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The webapp bundle, built once for every test that only reads it (in cargo's per-target test tmp dir).
+pub fn webapp_bundle() -> &'static Path {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("launcher-webapp");
+        let src = base.join("webapp");
+        let _ = fs::remove_dir_all(&src);
+        copy_tree(&repo().join("fixtures/webapp"), &src);
+        let out = run_tool(
+            &src,
+            &[
+                "--message-format",
+                "json",
+                "--target-dir",
+                base.join("target").to_str().unwrap(),
+                "--out-dir",
+                base.join("out").to_str().unwrap(),
+                "-q",
+            ],
+            &[],
+        );
+        assert_success(&out);
+        let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        PathBuf::from(msg["path"].as_str().unwrap())
+    })
 }

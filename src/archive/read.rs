@@ -1,0 +1,282 @@
+//! Reading bundles back, for verification: a strict ustar block reader that reports what it
+//! sees (it never interprets PAX/GNU extensions, never follows anything, never writes), and a
+//! counting reader so callers can bound decompression ratios.
+
+use std::io::{self, Read};
+
+use super::BLOCK;
+
+/// One raw 512-byte tar header with typed accessors.
+#[derive(Clone)]
+pub struct RawHeader {
+    bytes: [u8; BLOCK],
+}
+
+fn cstr(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+impl RawHeader {
+    fn field(&self, offset: usize, len: usize) -> &[u8] {
+        &self.bytes[offset..offset + len]
+    }
+
+    pub fn is_ustar(&self) -> bool {
+        self.field(257, 6) == b"ustar\0" && self.field(263, 2) == b"00"
+    }
+
+    /// The full name: `prefix/name` for ustar headers.
+    pub fn path_bytes(&self) -> Vec<u8> {
+        let name = cstr(self.field(0, 100));
+        let prefix = if self.is_ustar() {
+            cstr(self.field(345, 155))
+        } else {
+            &[]
+        };
+        if prefix.is_empty() {
+            name.to_vec()
+        } else {
+            [prefix, b"/", name].concat()
+        }
+    }
+
+    pub fn link_bytes(&self) -> &[u8] {
+        cstr(self.field(157, 100))
+    }
+
+    pub fn typeflag(&self) -> u8 {
+        self.bytes[156]
+    }
+
+    pub fn uname(&self) -> &[u8] {
+        cstr(self.field(265, 32))
+    }
+
+    pub fn gname(&self) -> &[u8] {
+        cstr(self.field(297, 32))
+    }
+
+    /// A numeric field: octal digits, optionally space/NUL padded. Base-256 is refused.
+    fn octal(&self, offset: usize, len: usize) -> Result<u64, String> {
+        let raw = self.field(offset, len);
+        if raw.first().is_some_and(|b| b & 0x80 != 0) {
+            return Err("uses a base-256 number".into());
+        }
+        let text: Vec<u8> = raw
+            .iter()
+            .copied()
+            .filter(|&b| b != 0 && b != b' ')
+            .collect();
+        if text.is_empty() {
+            return Ok(0);
+        }
+        let s = std::str::from_utf8(&text).map_err(|_| "has a non-numeric field".to_string())?;
+        u64::from_str_radix(s, 8).map_err(|_| format!("has a malformed number {s:?}"))
+    }
+
+    pub fn mode(&self) -> Result<u64, String> {
+        self.octal(100, 8)
+    }
+    pub fn uid(&self) -> Result<u64, String> {
+        self.octal(108, 8)
+    }
+    pub fn gid(&self) -> Result<u64, String> {
+        self.octal(116, 8)
+    }
+    pub fn size(&self) -> Result<u64, String> {
+        self.octal(124, 12)
+    }
+    pub fn mtime(&self) -> Result<u64, String> {
+        self.octal(136, 12)
+    }
+    pub fn dev_major(&self) -> Result<u64, String> {
+        self.octal(329, 8)
+    }
+    pub fn dev_minor(&self) -> Result<u64, String> {
+        self.octal(337, 8)
+    }
+
+    /// Whether the stored checksum matches the header (unsigned sum, checksum field as spaces).
+    pub fn checksum_ok(&self) -> bool {
+        let Ok(stored) = self.octal(148, 8) else {
+            return false;
+        };
+        let sum: u64 = self
+            .bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    u64::from(b' ')
+                } else {
+                    u64::from(b)
+                }
+            })
+            .sum();
+        sum == stored
+    }
+}
+
+/// What follows the end-of-archive marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trailer {
+    /// Exactly the two zero blocks the writer produces.
+    Canonical,
+    /// More zero padding than the writer produces.
+    ExtraZeros(u64),
+    /// Non-zero data after the end-of-archive marker.
+    Data,
+}
+
+/// Reads tar blocks from a decompressed stream.
+pub struct TarReader<R> {
+    inner: R,
+    /// Decompressed bytes consumed so far.
+    pub offset: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> TarReader<R> {
+    pub fn new(inner: R) -> Self {
+        TarReader {
+            inner,
+            offset: 0,
+            buf: vec![0; 256 * 1024],
+        }
+    }
+
+    fn block(&mut self) -> io::Result<[u8; BLOCK]> {
+        let mut b = [0u8; BLOCK];
+        self.inner.read_exact(&mut b)?;
+        self.offset += BLOCK as u64;
+        Ok(b)
+    }
+
+    /// The next header, or `Ok(None)` at the end-of-archive marker (whose trailer is then
+    /// available from [`TarReader::trailer`]). A truncated stream is an `UnexpectedEof` error.
+    pub fn next_header(&mut self) -> io::Result<Option<RawHeader>> {
+        let bytes = self.block()?;
+        if bytes.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        Ok(Some(RawHeader { bytes }))
+    }
+
+    /// After the first zero block: check the rest of the stream.
+    pub fn trailer(&mut self) -> io::Result<Trailer> {
+        let mut zeros = 0u64;
+        let mut saw_data = false;
+        loop {
+            let n = match self.inner.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.offset += n as u64;
+            if self.buf[..n].iter().any(|&b| b != 0) {
+                saw_data = true;
+                break;
+            }
+            zeros += n as u64;
+        }
+        Ok(if saw_data {
+            Trailer::Data
+        } else if zeros == BLOCK as u64 {
+            Trailer::Canonical
+        } else if zeros < BLOCK as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the end-of-archive marker is incomplete",
+            ));
+        } else {
+            Trailer::ExtraZeros(zeros - BLOCK as u64)
+        })
+    }
+
+    /// Stream `size` bytes of content (plus padding) to `sink`.
+    pub fn content(
+        &mut self,
+        size: u64,
+        mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        let mut left = padded;
+        let mut data_left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            self.inner.read_exact(&mut self.buf[..want])?;
+            self.offset += want as u64;
+            let data = (data_left.min(want as u64)) as usize;
+            sink(&self.buf[..data])?;
+            data_left -= data as u64;
+            left -= want as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Counts the bytes read through it (the compressed size consumed so far).
+pub struct CountingReader<R> {
+    pub inner: R,
+    pub count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{ArchiveWriter, Compression, MODE_FILE};
+    use crate::config::Format;
+
+    #[test]
+    fn reads_back_what_the_writer_wrote() {
+        let c = Compression {
+            format: Format::TarGz,
+            level: 1,
+        };
+        let mut w = ArchiveWriter::new(Vec::new(), c, "top", 42).unwrap();
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+        w.file(&long, MODE_FILE, 3, &b"abc"[..]).unwrap();
+        let (bytes, _) = w.finish().unwrap();
+        let mut r = TarReader::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let top = r.next_header().unwrap().unwrap();
+        assert_eq!(top.path_bytes(), b"top");
+        assert!(top.checksum_ok() && top.is_ustar());
+        assert_eq!(top.typeflag(), b'5');
+        let f = r.next_header().unwrap().unwrap();
+        assert_eq!(f.path_bytes(), format!("top/{long}").into_bytes());
+        assert_eq!(
+            (f.size().unwrap(), f.mode().unwrap(), f.mtime().unwrap()),
+            (3, 0o644, 42)
+        );
+        let mut got = Vec::new();
+        r.content(3, |b| {
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, b"abc");
+        assert!(r.next_header().unwrap().is_none());
+        assert_eq!(r.trailer().unwrap(), Trailer::Canonical);
+    }
+
+    #[test]
+    fn corrupt_checksums_and_numbers_are_seen() {
+        let mut h = RawHeader { bytes: [0; BLOCK] };
+        h.bytes[..4].copy_from_slice(b"name");
+        h.bytes[124..135].copy_from_slice(b"0000000001x");
+        assert!(!h.checksum_ok());
+        assert!(h.size().unwrap_err().contains("malformed"));
+        h.bytes[124] = 0x80;
+        assert!(h.size().unwrap_err().contains("base-256"));
+    }
+}

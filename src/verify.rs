@@ -1,0 +1,692 @@
+//! `cargo release-bundle verify`: stream a bundle once, without extracting it, and collect
+//! typed findings about integrity, safety, canonical form, consistency, target and leaks.
+//!
+//! The archive is never trusted: every header field is checked before anything is derived
+//! from it, sizes and ratios are bounded, and `unpack` writes only entries that passed.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::rc::Rc;
+
+use aho_corasick::AhoCorasick;
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::archive::read::{CountingReader, RawHeader, TarReader, Trailer};
+use crate::archive::{self, MANIFEST, SHA256SUMS};
+use crate::config::Format;
+use crate::unpack::Extractor;
+use leaks::{LEAK_PATTERNS, LeakScanner};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    /// Informational; never fails verification.
+    Note,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// Stable identifier, e.g. `checksum-mismatch`.
+    pub code: &'static str,
+    /// Entry path inside the archive, when the finding is about one.
+    pub path: Option<String>,
+    pub message: String,
+}
+
+/// Bounds that keep a hostile archive from exhausting memory or disk.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_entries: u64,
+    /// Total decompressed bytes.
+    pub max_size: u64,
+    /// Decompressed / compressed, enforced once more than `ratio_floor` bytes came out.
+    pub max_ratio: u64,
+    pub ratio_floor: u64,
+    /// Largest MANIFEST.json / SHA256SUMS held in memory.
+    pub max_metadata: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 1_000_000,
+            max_size: 64 << 30,
+            max_ratio: 1_000,
+            ratio_floor: 64 << 20,
+            max_metadata: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub bundle: Utf8PathBuf,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub files: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    /// Whether the bundle passes: no errors, and no warnings under `strict`.
+    pub fn passes(&self, strict: bool) -> bool {
+        self.count(Severity::Error) == 0 && (!strict || self.count(Severity::Warning) == 0)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Seen {
+    Dir,
+    File {
+        size: u64,
+        mode: u64,
+        sha256: String,
+        head: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+/// Hashes and counts the raw (compressed) bytes as they are read.
+struct RawReader {
+    file: File,
+    hasher: Sha256,
+    count: Rc<Cell<u64>>,
+}
+
+impl Read for RawReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Verification state for one archive.
+struct Walk<'a> {
+    limits: Limits,
+    findings: Vec<Finding>,
+    top: Option<String>,
+    mtime: Option<u64>,
+    seen: BTreeMap<String, Seen>,
+    folded: BTreeSet<String>,
+    /// 0: expecting top, 1: body, 2: after MANIFEST.json, 3: after SHA256SUMS.
+    phase: u8,
+    last_body: Option<String>,
+    manifest: Option<Vec<u8>>,
+    sums: Option<Vec<u8>>,
+    entries: u64,
+    compressed: Rc<Cell<u64>>,
+    leaks: AhoCorasick,
+    extract: Option<&'a mut Extractor>,
+}
+
+impl Walk<'_> {
+    fn add(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        path: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        self.findings.push(Finding {
+            severity,
+            code,
+            path: path.map(String::from),
+            message: message.into(),
+        });
+    }
+
+    fn error(&mut self, code: &'static str, path: &str, message: impl Into<String>) {
+        self.add(Severity::Error, code, Some(path), message);
+    }
+
+    /// Checks on the decompressed size so far; false when the walk must stop.
+    fn within_limits(&mut self, decompressed: u64) -> bool {
+        let compressed = self.compressed.get().max(1);
+        if decompressed > self.limits.max_size {
+            let max = self.limits.max_size;
+            self.add(
+                Severity::Error,
+                "limit-size",
+                None,
+                format!("decompresses to more than {max} bytes; refusing to read further"),
+            );
+            return false;
+        }
+        if decompressed > self.limits.ratio_floor
+            && decompressed / compressed > self.limits.max_ratio
+        {
+            self.add(
+                Severity::Error,
+                "limit-ratio",
+                None,
+                format!(
+                    "{compressed} compressed bytes expand to {decompressed} (more than {}x): refusing to read further (compression bomb?)",
+                    self.limits.max_ratio
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Top directory, containment and canonical order.
+    fn check_place(&mut self, path: &str, kind: u8) {
+        let Some(top) = self.top.clone() else {
+            if kind == b'5' && !path.contains('/') {
+                self.top = Some(path.to_string());
+                self.phase = 1;
+            } else {
+                self.top = Some(path.split('/').next().unwrap_or(path).to_string());
+                self.phase = 1;
+                self.error(
+                    "order",
+                    path,
+                    "the first entry must be the bundle's top directory",
+                );
+            }
+            return;
+        };
+        let Some(rel) = path.strip_prefix(&top).and_then(|r| r.strip_prefix('/')) else {
+            let message = if path == top {
+                "the top directory appears twice".to_string()
+            } else {
+                format!("entry is outside the top directory `{top}/`")
+            };
+            self.error(
+                if path == top {
+                    "duplicate"
+                } else {
+                    "outside-top"
+                },
+                path,
+                message,
+            );
+            return;
+        };
+        let (next, metadata) = match rel {
+            MANIFEST => (2, true),
+            SHA256SUMS => (3, true),
+            _ => (1, false),
+        };
+        let in_order = match (self.phase, next) {
+            (1, 1) => self.last_body.as_deref().is_none_or(|last| last < rel),
+            (1, 2) | (2, 3) => true,
+            _ => false,
+        };
+        if !in_order {
+            let why = if metadata {
+                format!(
+                    "`{MANIFEST}` and `{SHA256SUMS}` must be the last two entries, in that order"
+                )
+            } else {
+                "entries must be sorted bytewise by path, before MANIFEST.json and SHA256SUMS"
+                    .to_string()
+            };
+            self.error("order", path, format!("out of canonical order: {why}"));
+        }
+        if next == 1 {
+            self.last_body = Some(rel.to_string());
+        }
+        self.phase = self.phase.max(next);
+    }
+
+    /// Parents must be directories seen earlier; never a symlink (write-through).
+    fn check_parents(&mut self, path: &str) -> bool {
+        let mut ok = true;
+        let mut parent = path;
+        let mut chain = Vec::new();
+        while let Some((p, _)) = parent.rsplit_once('/') {
+            chain.push(p.to_string());
+            parent = p;
+        }
+        for p in chain.iter().rev() {
+            match self.seen.get(p) {
+                Some(Seen::Dir) => {}
+                Some(Seen::Symlink { .. }) => {
+                    self.error(
+                        "through-symlink",
+                        path,
+                        format!("is written through the symlink `{p}`"),
+                    );
+                    ok = false;
+                    break;
+                }
+                Some(Seen::File { .. }) => {
+                    self.error(
+                        "parent-not-dir",
+                        path,
+                        format!("its parent `{p}` is a file"),
+                    );
+                    ok = false;
+                    break;
+                }
+                None => {
+                    self.error(
+                        "missing-parent",
+                        path,
+                        format!("its parent directory `{p}` has no entry before it"),
+                    );
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        ok
+    }
+
+    fn entry(&mut self, r: &mut TarReader<impl Read>, h: RawHeader) -> io::Result<bool> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            let max = self.limits.max_entries;
+            self.add(
+                Severity::Error,
+                "limit-entries",
+                None,
+                format!("more than {max} entries; refusing to read further"),
+            );
+            return Ok(false);
+        }
+        let raw_path = h.path_bytes();
+        if !h.checksum_ok() {
+            let shown = String::from_utf8_lossy(&raw_path).into_owned();
+            self.error(
+                "bad-checksum",
+                &shown,
+                "header checksum does not match; the archive is corrupt",
+            );
+            return Ok(false);
+        }
+        let kind = h.typeflag();
+        let size = match h.size() {
+            Ok(s) => s,
+            Err(e) => {
+                let shown = String::from_utf8_lossy(&raw_path).into_owned();
+                self.error("bad-header", &shown, format!("size field {e}"));
+                return Ok(false);
+            }
+        };
+        let path = self.check_name(&raw_path);
+        let shown = path
+            .clone()
+            .unwrap_or_else(|| String::from_utf8_lossy(&raw_path).into_owned());
+        let refused = match kind {
+            b'0' | b'5' | b'2' => None,
+            0 => Some((
+                "old-type",
+                "old-style regular file (typeflag NUL); the writer uses `0`",
+            )),
+            b'1' => Some(("hard-link", "hard link entries are not allowed")),
+            b'3' | b'4' => Some(("device", "device entries are not allowed")),
+            b'6' => Some(("fifo", "FIFO entries are not allowed")),
+            b'x' | b'g' => Some((
+                "pax-extension",
+                "PAX extended headers are never written by the bundler",
+            )),
+            b'L' | b'K' => Some((
+                "gnu-extension",
+                "GNU long-name entries are never written by the bundler",
+            )),
+            b'S' => Some(("sparse", "sparse entries are not allowed")),
+            _ => Some(("entry-type", "unknown entry type")),
+        };
+        if let Some((code, message)) = refused {
+            self.error(
+                code,
+                &shown,
+                format!("{message} (typeflag {:?})", kind as char),
+            );
+        }
+        if matches!(kind, b'5' | b'2') && size != 0 {
+            self.error(
+                "bad-header",
+                &shown,
+                format!("a directory or symlink with size {size}"),
+            );
+        }
+        let header_ok = self.check_header(&h, &shown, kind);
+        let usable = refused.is_none() && header_ok && path.is_some();
+        let mut record: Option<Seen> = None;
+        let mut writable = false;
+        if let Some(path) = path.as_deref().filter(|_| usable) {
+            self.check_place(path, kind);
+            let parents = self.check_parents(path);
+            let exists = self.seen.contains_key(path);
+            if exists {
+                self.error("duplicate", path, "duplicate entry");
+            } else if !self.folded.insert(path.to_lowercase()) {
+                self.error("case-duplicate", path, "another entry has the same name but for case (breaks extraction on macOS and Windows)");
+            }
+            writable = parents && !exists;
+            match kind {
+                b'5' => record = Some(Seen::Dir),
+                b'2' => {
+                    record = self
+                        .check_link(path, h.link_bytes())
+                        .map(|target| Seen::Symlink { target });
+                    writable &= record.is_some();
+                }
+                _ => {}
+            }
+        }
+        let path = path.filter(|_| usable);
+        let rel = |top: &Option<String>, p: &str| -> Option<String> {
+            let top = top.as_deref()?;
+            if p == top {
+                Some(String::new())
+            } else {
+                p.strip_prefix(top)?.strip_prefix('/').map(String::from)
+            }
+        };
+        let rel_path = path.as_deref().and_then(|p| rel(&self.top, p));
+
+        if kind == b'0' && usable {
+            let path = path.clone().unwrap_or_default();
+            let metadata = rel_path
+                .as_deref()
+                .filter(|r| *r == MANIFEST || *r == SHA256SUMS)
+                .map(String::from);
+            let mut keep = metadata.as_ref().map(|_| Vec::new());
+            if metadata.is_some() && size > self.limits.max_metadata {
+                self.error(
+                    "limit-metadata",
+                    &path,
+                    format!("{size} bytes is too large for bundle metadata"),
+                );
+                keep = None;
+            }
+            let mut hasher = Sha256::new();
+            let mut head = Vec::new();
+            let mut scanner = LeakScanner::new(self.leaks.clone());
+            let mode = h.mode().unwrap_or(0);
+            let mut out = match (&mut self.extract, writable, &rel_path) {
+                (Some(x), true, Some(rel)) => x.begin_file(rel),
+                _ => None,
+            };
+            let mut write_error = None;
+            r.content(size, |data| {
+                hasher.update(data);
+                if head.len() < 64 {
+                    head.extend_from_slice(&data[..data.len().min(64 - head.len())]);
+                }
+                scanner.feed(data);
+                if let Some(k) = keep.as_mut() {
+                    k.extend_from_slice(data);
+                }
+                if let Some(f) = out.as_mut()
+                    && let Err(e) = io::Write::write_all(f, data)
+                {
+                    write_error = Some(e);
+                    out = None;
+                }
+                Ok(())
+            })?;
+            if let Some(x) = &mut self.extract {
+                match (write_error, out, &rel_path) {
+                    (Some(e), _, Some(rel)) => x.fail(rel, e),
+                    (None, Some(file), Some(rel)) => x.end_file(rel, file, mode as u32),
+                    _ => {}
+                }
+            }
+            for (what, offset) in scanner.finish() {
+                self.add(
+                    Severity::Warning,
+                    "leak",
+                    Some(&path),
+                    format!("offset {offset}: `{what}` looks like a path on the build machine"),
+                );
+            }
+            match metadata.as_deref() {
+                Some(MANIFEST) => self.manifest = keep,
+                Some(_) => self.sums = keep,
+                None => {}
+            }
+            record = Some(Seen::File {
+                size,
+                mode,
+                sha256: archive::hex(&hasher.finalize()),
+                head,
+            });
+        } else {
+            r.content(size, |_| Ok(()))?;
+        }
+        if let (Some(path), Some(seen)) = (path, record) {
+            if let (Some(x), true, Some(rel)) = (&mut self.extract, writable, &rel_path) {
+                match &seen {
+                    Seen::Dir => x.dir(rel),
+                    Seen::Symlink { target } => x.symlink(rel, target),
+                    Seen::File { .. } => {}
+                }
+            }
+            self.seen.entry(path).or_insert(seen);
+        }
+        Ok(self.within_limits(r.offset))
+    }
+
+    /// Read every entry; false when the stream is broken or a limit stopped the walk.
+    fn walk(&mut self, input: impl Read) -> bool {
+        let mut r = TarReader::new(input);
+        let result: io::Result<Option<Trailer>> = (|| {
+            while let Some(h) = r.next_header()? {
+                if !self.entry(&mut r, h)? {
+                    return Ok(None);
+                }
+            }
+            r.trailer().map(Some)
+        })();
+        match result {
+            Ok(None) => false,
+            Ok(Some(Trailer::Canonical)) => true,
+            Ok(Some(Trailer::ExtraZeros(n))) => {
+                self.add(
+                    Severity::Warning,
+                    "trailer",
+                    None,
+                    format!("{n} extra zero bytes after the end-of-archive marker"),
+                );
+                true
+            }
+            Ok(Some(Trailer::Data)) => {
+                self.add(
+                    Severity::Error,
+                    "trailing-data",
+                    None,
+                    "data after the end-of-archive marker",
+                );
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                let at = r.offset;
+                self.add(
+                    Severity::Error,
+                    "truncated",
+                    None,
+                    format!("the archive is truncated (ends at decompressed offset {at})"),
+                );
+                false
+            }
+            Err(e) => {
+                self.add(
+                    Severity::Error,
+                    "corrupt",
+                    None,
+                    format!("the compressed stream is corrupt: {e}"),
+                );
+                false
+            }
+        }
+    }
+}
+
+mod consistency;
+mod header;
+mod leaks;
+mod report;
+
+pub use report::{limits, print, run};
+
+/// Verify one bundle file. `Err` only for I/O problems with the file itself (exit code 2).
+pub fn verify_file(
+    path: &Utf8Path,
+    expected_sha256: Option<&str>,
+    limits: Limits,
+    extract: Option<&mut Extractor>,
+) -> Result<Report> {
+    let file = File::open(path).with_context(|| format!("`{path}`: cannot open the bundle"))?;
+    let mut magic = [0u8; 4];
+    let format = {
+        let mut f = &file;
+        let n = f
+            .read(&mut magic)
+            .with_context(|| format!("`{path}`: cannot read"))?;
+        match &magic[..n] {
+            [0x28, 0xb5, 0x2f, 0xfd] => Some(Format::TarZst),
+            [0x1f, 0x8b, ..] => Some(Format::TarGz),
+            _ => None,
+        }
+    };
+    let file = File::open(path).with_context(|| format!("`{path}`: cannot open the bundle"))?;
+    let count = Rc::new(Cell::new(0));
+    let mut raw = BufReader::with_capacity(
+        256 * 1024,
+        RawReader {
+            file,
+            hasher: Sha256::new(),
+            count: count.clone(),
+        },
+    );
+    let leaks = AhoCorasick::new(LEAK_PATTERNS).context("leak patterns")?;
+    let mut walk = Walk {
+        limits,
+        findings: Vec::new(),
+        top: None,
+        mtime: None,
+        seen: BTreeMap::new(),
+        folded: BTreeSet::new(),
+        phase: 0,
+        last_body: None,
+        manifest: None,
+        sums: None,
+        entries: 0,
+        compressed: count,
+        leaks,
+        extract,
+    };
+    let file_name = path.file_name().unwrap_or_default();
+    let named = archive::format_of(file_name);
+    let mut complete = false;
+    match format {
+        None => walk.add(Severity::Error, "format", None, "not a zstd or gzip stream"),
+        Some(f) => {
+            if named != Some(f) {
+                walk.add(
+                    Severity::Warning,
+                    "file-name",
+                    None,
+                    format!("the file name does not end in `.{}`", f.extension()),
+                );
+            }
+            complete = match f {
+                Format::TarZst => match zstd::stream::read::Decoder::with_buffer(&mut raw) {
+                    Ok(d) => {
+                        let mut d = d.single_frame();
+                        walk.walk(&mut d) && drain(&mut walk, &mut d)
+                    }
+                    Err(e) => {
+                        walk.add(
+                            Severity::Error,
+                            "corrupt",
+                            None,
+                            format!("cannot start decompression: {e}"),
+                        );
+                        false
+                    }
+                },
+                Format::TarGz => {
+                    let mut d = flate2::bufread::GzDecoder::new(&mut raw);
+                    walk.walk(&mut d) && drain(&mut walk, &mut d)
+                }
+            };
+        }
+    }
+    // Whatever is left of the file: after a complete stream, it is garbage.
+    let mut rest = CountingReader {
+        inner: &mut raw,
+        count: 0,
+    };
+    io::copy(&mut rest, &mut io::sink()).with_context(|| format!("`{path}`: cannot read"))?;
+    if complete && rest.count > 0 {
+        walk.add(
+            Severity::Error,
+            "trailing-garbage",
+            None,
+            format!(
+                "{} bytes after the end of the compressed stream",
+                rest.count
+            ),
+        );
+    }
+    let digest = archive::hex(&raw.into_inner().hasher.finalize());
+    let mut findings = std::mem::take(&mut walk.findings);
+    consistency::check_sidecar(path, &digest, expected_sha256, &mut findings)?;
+    let summary = if complete {
+        consistency::check(&walk, path, &mut findings)
+    } else {
+        consistency::Summary::default()
+    };
+    findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
+    Ok(Report {
+        bundle: path.to_owned(),
+        name: summary.name,
+        version: summary.version,
+        files: summary.files,
+        findings,
+    })
+}
+
+/// Read the decompressed stream to its end (the frame checksum is checked there).
+fn drain(walk: &mut Walk<'_>, d: &mut impl Read) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match d.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {
+                walk.add(
+                    Severity::Error,
+                    "trailing-data",
+                    None,
+                    "data after the end-of-archive marker",
+                );
+                return false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                walk.add(
+                    Severity::Error,
+                    "corrupt",
+                    None,
+                    format!("the compressed stream is corrupt: {e}"),
+                );
+                return false;
+            }
+        }
+    }
+}

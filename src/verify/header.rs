@@ -1,0 +1,167 @@
+//! Per-entry checks on one header before anything is derived from it: the name, the
+//! canonical header fields (owner, mode, mtime, device numbers, magic) and symlink targets.
+
+use super::{RawHeader, Walk};
+
+fn show(v: Option<u64>) -> String {
+    v.map_or("?".into(), |n| n.to_string())
+}
+
+impl Walk<'_> {
+    /// Name checks; returns the UTF-8 path when it is safe to use.
+    pub(super) fn check_name(&mut self, raw: &[u8]) -> Option<String> {
+        let shown = String::from_utf8_lossy(raw).into_owned();
+        let Ok(path) = String::from_utf8(raw.to_vec()) else {
+            self.error("name-not-utf8", &shown, "entry name is not UTF-8");
+            return None;
+        };
+        let problem = if path.is_empty() {
+            Some("entry name is empty")
+        } else if path.starts_with('/') {
+            Some("absolute entry name")
+        } else if path.contains('\\') {
+            Some("entry name contains a backslash")
+        } else if path.bytes().any(|b| b.is_ascii_control()) {
+            Some("entry name contains a control character")
+        } else if path.split('/').any(|c| c == "..") {
+            Some("entry name contains `..`")
+        } else if path.split('/').any(|c| c.is_empty() || c == ".") {
+            Some("entry name has an empty or `.` component")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.error("unsafe-name", &shown.escape_debug().to_string(), problem);
+            return None;
+        }
+        Some(path)
+    }
+
+    pub(super) fn check_header(&mut self, h: &RawHeader, path: &str, kind: u8) -> bool {
+        if !h.is_ustar() {
+            self.error(
+                "not-ustar",
+                path,
+                "header is not plain ustar (magic `ustar\\0`, version `00`)",
+            );
+        }
+        let numbers = |f: &mut Self, what: &str, v: Result<u64, String>| -> Option<u64> {
+            match v {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    f.error("bad-header", path, format!("{what} field {e}"));
+                    None
+                }
+            }
+        };
+        let (uid, gid) = (numbers(self, "uid", h.uid()), numbers(self, "gid", h.gid()));
+        if uid != Some(0) || gid != Some(0) {
+            self.error(
+                "owner",
+                path,
+                format!("expected uid/gid 0/0, found {}/{}", show(uid), show(gid)),
+            );
+        }
+        if !h.uname().is_empty() || !h.gname().is_empty() {
+            let (u, g) = (
+                String::from_utf8_lossy(h.uname()),
+                String::from_utf8_lossy(h.gname()),
+            );
+            self.error(
+                "owner-name",
+                path,
+                format!("expected empty user/group names, found {u:?}/{g:?}"),
+            );
+        }
+        let (major, minor) = (
+            numbers(self, "devmajor", h.dev_major()),
+            numbers(self, "devminor", h.dev_minor()),
+        );
+        if major != Some(0) || minor != Some(0) {
+            self.error(
+                "device-numbers",
+                path,
+                format!(
+                    "expected device numbers 0/0, found {}/{}",
+                    show(major),
+                    show(minor)
+                ),
+            );
+        }
+        if let Some(mtime) = numbers(self, "mtime", h.mtime()) {
+            match self.mtime {
+                None => self.mtime = Some(mtime),
+                Some(first) if first != mtime => self.error(
+                    "mtime",
+                    path,
+                    format!("expected the bundle's single mtime {first}, found {mtime}"),
+                ),
+                Some(_) => {}
+            }
+        }
+        let Some(mode) = numbers(self, "mode", h.mode()) else {
+            return false;
+        };
+        if mode & 0o7000 != 0 {
+            self.error(
+                "special-mode",
+                path,
+                format!("mode {mode:04o} has setuid, setgid or sticky bits"),
+            );
+        }
+        let allowed: &[u64] = match kind {
+            b'5' => &[0o755],
+            b'2' => &[0o777],
+            _ => &[0o644, 0o755],
+        };
+        if mode & 0o7000 == 0 && !allowed.contains(&mode) {
+            let want: Vec<String> = allowed.iter().map(|m| format!("{m:04o}")).collect();
+            self.error(
+                "mode",
+                path,
+                format!("expected mode {}, found {mode:04o}", want.join(" or ")),
+            );
+        }
+        true
+    }
+
+    pub(super) fn check_link(&mut self, path: &str, target: &[u8]) -> Option<String> {
+        let Ok(target) = String::from_utf8(target.to_vec()) else {
+            self.error("symlink", path, "symlink target is not UTF-8");
+            return None;
+        };
+        let top = self.top.clone().unwrap_or_default();
+        if target.is_empty()
+            || target.starts_with('/')
+            || target.contains('\\')
+            || target.bytes().any(|b| b.is_ascii_control())
+        {
+            self.error(
+                "symlink",
+                path,
+                format!("symlink target {target:?} must be a plain relative path"),
+            );
+            return None;
+        }
+        let mut parts: Vec<&str> = path.split('/').collect();
+        parts.pop();
+        for c in target.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+            if parts.first() != Some(&top.as_str()) {
+                self.error(
+                    "symlink-escape",
+                    path,
+                    format!("symlink target {target:?} leaves the bundle"),
+                );
+                return None;
+            }
+        }
+        Some(target)
+    }
+}

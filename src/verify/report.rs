@@ -1,0 +1,108 @@
+//! Printing verification reports (human lines or JSON objects) and the `verify` command.
+
+use anyhow::Result;
+
+use super::{Limits, Report, Severity, verify_file};
+use crate::cli::{CheckOpts, MessageFormat, VerifyOpts};
+use crate::shell::Shell;
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn limits(check: &CheckOpts) -> Limits {
+    Limits {
+        max_entries: check.max_entries,
+        max_size: check.max_size,
+        max_ratio: check.max_ratio,
+        ..Limits::default()
+    }
+}
+
+/// Print a report: findings, then a summary line (or JSON objects).
+pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
+    let passed = report.passes(check.strict);
+    if check.message_format == MessageFormat::Json {
+        for f in &report.findings {
+            shell.json(&serde_json::json!({
+                "reason": "finding",
+                "bundle": report.bundle,
+                "severity": f.severity,
+                "code": f.code,
+                "path": f.path,
+                "message": f.message,
+            }));
+        }
+        shell.json(&serde_json::json!({
+            "reason": "verified",
+            "bundle": report.bundle,
+            "name": report.name,
+            "version": report.version,
+            "files": report.files,
+            "errors": report.count(Severity::Error),
+            "warnings": report.count(Severity::Warning),
+            "notes": report.count(Severity::Note),
+            "ok": passed,
+        }));
+        return;
+    }
+    let file = report.bundle.file_name().unwrap_or(report.bundle.as_str());
+    for f in &report.findings {
+        let severity = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        };
+        let place = f
+            .path
+            .as_deref()
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        shell.finding(severity, f.code, format!("{file}: {place}{}", f.message));
+    }
+    if shell.quiet() {
+        return;
+    }
+    let what = match (&report.name, &report.version) {
+        (Some(n), Some(v)) => format!("{n} {v}"),
+        _ => file.to_string(),
+    };
+    let problems = report.count(Severity::Error) + report.count(Severity::Warning);
+    let plural = if problems == 1 { "problem" } else { "problems" };
+    let files = thousands(report.files);
+    let verb = if passed { "verified" } else { "FAILED" };
+    shell.out(format!("{verb} {what}: {files} files, {problems} {plural}"));
+}
+
+/// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.
+pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
+    let mut code = 0;
+    for path in &opts.paths {
+        match verify_file(
+            path,
+            opts.check.sha256.as_deref(),
+            limits(&opts.check),
+            None,
+        ) {
+            Ok(report) => {
+                print(&report, &opts.check, shell);
+                if !report.passes(opts.check.strict) && code == 0 {
+                    code = 1;
+                }
+            }
+            Err(e) => {
+                shell.error(format!("{e:#}"));
+                code = 2;
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,1026 @@
+//! `verify` and `unpack` against good bundles and a corpus of crafted bad archives, each
+//! generated here from the good webapp bundle or from raw headers.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use sha2::Digest;
+
+use crate::support::*;
+
+/// One tar entry: a raw 512-byte header and its content.
+#[derive(Clone)]
+struct Raw {
+    header: [u8; 512],
+    data: Vec<u8>,
+}
+
+impl Raw {
+    fn name(&self) -> String {
+        let field = |o: usize, l: usize| {
+            let f = &self.header[o..o + l];
+            String::from_utf8_lossy(&f[..f.iter().position(|&b| b == 0).unwrap_or(l)]).into_owned()
+        };
+        let (prefix, name) = (field(345, 155), field(0, 100));
+        if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        }
+    }
+
+    fn set_field(&mut self, offset: usize, len: usize, value: &[u8]) {
+        self.header[offset..offset + len].fill(0);
+        self.header[offset..offset + value.len()].copy_from_slice(value);
+    }
+
+    fn set_octal(&mut self, offset: usize, len: usize, value: u64) {
+        let text = format!("{value:0width$o}\0", width = len - 1);
+        self.set_field(offset, len, text.as_bytes());
+    }
+
+    fn set_name(&mut self, name: &[u8]) {
+        self.set_field(345, 155, b"");
+        self.set_field(0, 100, name);
+    }
+
+    fn set_data(&mut self, data: Vec<u8>) {
+        self.set_octal(124, 12, data.len() as u64);
+        self.data = data;
+    }
+
+    fn fix_checksum(&mut self) {
+        self.header[148..156].fill(b' ');
+        let sum: u32 = self.header.iter().map(|&b| u32::from(b)).sum();
+        let text = format!("{sum:06o}\0 ");
+        self.header[148..156].copy_from_slice(text.as_bytes());
+    }
+
+    /// A new entry shaped like `like` (same mtime, owner, magic), with another name and kind.
+    fn crafted(like: &Raw, name: &[u8], kind: u8, mode: u64, data: &[u8], link: &[u8]) -> Raw {
+        let mut r = like.clone();
+        r.set_name(name);
+        r.header[156] = kind;
+        r.set_octal(100, 8, mode);
+        r.set_field(157, 100, link);
+        r.set_data(data.to_vec());
+        r.fix_checksum();
+        r
+    }
+}
+
+fn parse(tar: &[u8]) -> Vec<Raw> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 512 <= tar.len() && tar[at..at + 512].iter().any(|&b| b != 0) {
+        let header: [u8; 512] = tar[at..at + 512].try_into().unwrap();
+        let size_text = String::from_utf8_lossy(&header[124..136]);
+        let size = u64::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+            .unwrap() as usize;
+        at += 512;
+        out.push(Raw {
+            header,
+            data: tar[at..at + size].to_vec(),
+        });
+        at += size.div_ceil(512) * 512;
+    }
+    out
+}
+
+fn serialize(entries: &[Raw]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(&e.header);
+        out.extend_from_slice(&e.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0; 1024]);
+    out
+}
+
+fn zstd_compress(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).unwrap()
+}
+
+fn sha_hex(data: &[u8]) -> String {
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The good webapp bundle, decompressed and split into entries.
+fn good_entries() -> Vec<Raw> {
+    let mut tar = Vec::new();
+    zstd::stream::read::Decoder::new(fs::File::open(webapp_bundle()).unwrap())
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+    parse(&tar)
+}
+
+fn find(entries: &mut [Raw], name: &str) -> usize {
+    entries
+        .iter()
+        .position(|e| e.name() == name)
+        .unwrap_or_else(|| panic!("no entry {name}"))
+}
+
+const TOP: &str = "webapp-1.2.0";
+
+/// Rewrite MANIFEST.json and SHA256SUMS so they agree with the (tampered) content.
+fn reseal(entries: &mut [Raw]) {
+    let files: Vec<(String, Vec<u8>, u64)> = entries
+        .iter()
+        .filter(|e| e.header[156] == b'0')
+        .map(|e| {
+            (
+                e.name(),
+                e.data.clone(),
+                u64::from_str_radix(
+                    String::from_utf8_lossy(&e.header[100..107]).trim_matches('\0'),
+                    8,
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    let mi = find(entries, &format!("{TOP}/MANIFEST.json"));
+    let mut manifest: serde_json::Value = serde_json::from_slice(&entries[mi].data).unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        let path = format!("{TOP}/{}", f["path"].as_str().unwrap());
+        if let Some((_, data, mode)) = files.iter().find(|(n, _, _)| *n == path) {
+            f["sha256"] = sha_hex(data).into();
+            f["size"] = data.len().into();
+            f["mode"] = format!("{mode:04o}").into();
+        }
+    }
+    let mut json = serde_json::to_vec_pretty(&manifest).unwrap();
+    json.push(b'\n');
+    entries[mi].set_data(json);
+    entries[mi].fix_checksum();
+    let mut sums = String::new();
+    for e in entries.iter().filter(|e| e.header[156] == b'0') {
+        let rel = e
+            .name()
+            .strip_prefix(&format!("{TOP}/"))
+            .unwrap()
+            .to_string();
+        if rel != "SHA256SUMS" {
+            sums.push_str(&format!("{}  {rel}\n", sha_hex(&e.data)));
+        }
+    }
+    let si = find(entries, &format!("{TOP}/SHA256SUMS"));
+    entries[si].set_data(sums.into_bytes());
+    entries[si].fix_checksum();
+}
+
+struct Case {
+    dir: Scratch,
+}
+
+impl Case {
+    fn new() -> Case {
+        Case {
+            dir: Scratch::new(),
+        }
+    }
+
+    /// Write `bytes` as a bundle, with a matching sidecar when `sidecar`.
+    fn write(&self, name: &str, bytes: &[u8], sidecar: bool) -> PathBuf {
+        let path = self.dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        if sidecar {
+            fs::write(
+                self.dir.join(format!("{name}.sha256")),
+                format!("{}  {name}\n", sha_hex(bytes)),
+            )
+            .unwrap();
+        }
+        path
+    }
+
+    fn bundle(&self, entries: &[Raw]) -> PathBuf {
+        self.write(
+            "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst",
+            &zstd_compress(&serialize(entries)),
+            true,
+        )
+    }
+}
+
+fn verify(path: &Path, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let mut args = vec!["verify", "--message-format", "json"];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().unwrap());
+    let out = run_tool(path.parent().unwrap(), &args, &[]);
+    let msgs = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, msgs)
+}
+
+/// Assert that verification fails (exit 1, no panic) with a finding `code` on `path`.
+fn assert_finding(
+    path: &Path,
+    extra: &[&str],
+    code: &str,
+    on: Option<&str>,
+) -> Vec<serde_json::Value> {
+    let (out, msgs) = verify(path, extra);
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected findings for {code}; got {msgs:#?}\n{err}"
+    );
+    let hit = msgs.iter().any(|m| {
+        m["reason"] == "finding" && m["code"] == code && on.is_none_or(|p| m["path"] == p)
+    });
+    assert!(hit, "no `{code}` finding on {on:?}: {msgs:#?}");
+    let summary = msgs.last().unwrap();
+    assert_eq!(summary["reason"], "verified");
+    assert_eq!(summary["ok"], false);
+    msgs
+}
+
+#[test]
+fn good_bundles_verify_clean() {
+    let bundle = webapp_bundle();
+    let (out, msgs) = verify(bundle, &["--strict"]);
+    assert_success(&out);
+    assert_eq!(msgs.len(), 1, "no findings at all: {msgs:#?}");
+    assert_eq!(msgs[0]["ok"], true);
+    assert_eq!(msgs[0]["name"], "webapp");
+    let human = run_tool(
+        bundle.parent().unwrap(),
+        &["verify", bundle.to_str().unwrap()],
+        &[],
+    );
+    assert_success(&human);
+    assert_eq!(
+        String::from_utf8_lossy(&human.stdout),
+        "verified webapp 1.2.0: 14 files, 0 problems\n"
+    );
+
+    // gzip, and a workspace member with its own table.
+    let fx = Fixture::new("workspace");
+    let msgs = fx.bundle(&["--out-dir", fx.out().to_str().unwrap()]);
+    for m in &msgs {
+        let path = PathBuf::from(m["path"].as_str().unwrap());
+        let (out, v) = verify(
+            &path,
+            &["--strict", "--sha256", m["sha256"].as_str().unwrap()],
+        );
+        assert_success(&out);
+        assert_eq!(v.len(), 1, "{v:#?}");
+    }
+}
+
+#[test]
+fn tampering_is_detected() {
+    let case = Case::new();
+    let good = good_entries();
+    let idx = |name: &str| {
+        good.iter()
+            .position(|e| e.name() == format!("{TOP}/{name}"))
+            .unwrap()
+    };
+
+    // A changed byte in a priv file.
+    let mut e = good.clone();
+    let i = idx("priv/static/index.html");
+    e[i].data[5] ^= 1;
+    let b = case.bundle(&e);
+    assert_finding(
+        &b,
+        &[],
+        "checksum-mismatch",
+        Some(&format!("{TOP}/priv/static/index.html")),
+    );
+
+    // An extra file, in canonical order.
+    let mut e = good.clone();
+    let at = idx("priv/templates/greeting.txt");
+    let extra = Raw::crafted(
+        &e[at],
+        format!("{TOP}/priv/templates/zz.txt").as_bytes(),
+        b'0',
+        0o644,
+        b"extra",
+        b"",
+    );
+    e.insert(at + 1, extra);
+    assert_finding(
+        &case.bundle(&e),
+        &[],
+        "unlisted",
+        Some(&format!("{TOP}/priv/templates/zz.txt")),
+    );
+
+    // A missing file.
+    let mut e = good.clone();
+    e.remove(idx("priv/templates/greeting.txt"));
+    assert_finding(
+        &case.bundle(&e),
+        &[],
+        "missing",
+        Some(&format!("{TOP}/priv/templates/greeting.txt")),
+    );
+
+    // A changed mode.
+    let mut e = good.clone();
+    let i = idx("README.md");
+    e[i].set_octal(100, 8, 0o755);
+    e[i].fix_checksum();
+    assert_finding(
+        &case.bundle(&e),
+        &[],
+        "mode-mismatch",
+        Some(&format!("{TOP}/README.md")),
+    );
+
+    // A swapped executable.
+    let mut e = good.clone();
+    let (a, m) = (idx("libexec/webapp"), idx("libexec/webapp-migrate"));
+    let other = e[m].data.clone();
+    e[a].set_data(other);
+    e[a].fix_checksum();
+    assert_finding(
+        &case.bundle(&e),
+        &[],
+        "checksum-mismatch",
+        Some(&format!("{TOP}/libexec/webapp")),
+    );
+
+    // An edited manifest with a matching SHA256SUMS: only the sidecar (or --sha256) can tell.
+    let mut e = good.clone();
+    let i = idx("priv/static/index.html");
+    e[i].set_data(b"<p>defaced</p>\n".to_vec());
+    e[i].fix_checksum();
+    reseal(&mut e);
+    let tampered = zstd_compress(&serialize(&e));
+    let name = "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst";
+    let path = case.write(name, &tampered, false);
+    let good_bytes = fs::read(webapp_bundle()).unwrap();
+    fs::write(
+        case.dir.join(format!("{name}.sha256")),
+        format!("{}  {name}\n", sha_hex(&good_bytes)),
+    )
+    .unwrap();
+    assert_finding(&path, &[], "sidecar-mismatch", None);
+    fs::remove_file(case.dir.join(format!("{name}.sha256"))).unwrap();
+    assert_finding(&path, &["--sha256", &sha_hex(&good_bytes)], "sha256", None);
+    // Internally consistent: without a reference digest it verifies (with a note saying so).
+    let (out, msgs) = verify(&path, &[]);
+    assert_success(&out);
+    assert!(msgs.iter().any(|m| m["code"] == "no-sidecar"), "{msgs:#?}");
+
+    // A wrong-architecture executable.
+    let mut e = good.clone();
+    let i = idx("libexec/webapp");
+    e[i].data[18] = 183;
+    e[i].data[19] = 0;
+    reseal(&mut e);
+    assert_finding(
+        &case.bundle(&e),
+        &[],
+        "target",
+        Some(&format!("{TOP}/libexec/webapp")),
+    );
+}
+
+#[test]
+fn broken_streams_are_findings_not_panics() {
+    let case = Case::new();
+    let good = fs::read(webapp_bundle()).unwrap();
+    let name = "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst";
+    // Truncated.
+    let p = case.write(name, &good[..good.len() / 2], true);
+    let msgs = verify(&p, &[]).1;
+    assert!(
+        msgs.iter()
+            .any(|m| m["code"] == "truncated" || m["code"] == "corrupt"),
+        "{msgs:#?}"
+    );
+    assert_finding(&p, &[], "truncated", None);
+    // Random bytes.
+    let mut noise = Vec::new();
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for _ in 0..100_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.push(x as u8);
+    }
+    assert_finding(&case.write(name, &noise, true), &[], "format", None);
+    // Random bytes behind a zstd magic number.
+    let mut fake = vec![0x28, 0xb5, 0x2f, 0xfd];
+    fake.extend_from_slice(&noise);
+    assert_finding(&case.write(name, &fake, true), &[], "corrupt", None);
+    // Garbage after a complete zstd frame.
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"garbage");
+    assert_finding(
+        &case.write(name, &trailing, true),
+        &[],
+        "trailing-garbage",
+        None,
+    );
+    // A flipped byte inside the compressed stream (the frame checksum catches it).
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    let p = case.write(name, &flipped, true);
+    let (out, _) = verify(&p, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    // Truncated gzip.
+    let fx = Fixture::new("workspace");
+    let msgs = fx.bundle(&["--out-dir", fx.out().to_str().unwrap(), "-p", "worker"]);
+    let gz = fs::read(msgs[0]["path"].as_str().unwrap()).unwrap();
+    let p = case.write(
+        "worker-0.3.1-x86_64-unknown-linux-gnu.tar.gz",
+        &gz[..gz.len() - 40],
+        true,
+    );
+    let msgs = verify(&p, &[]).1;
+    assert!(
+        msgs.iter()
+            .any(|m| m["code"] == "truncated" || m["code"] == "corrupt"),
+        "{msgs:#?}"
+    );
+    // A missing file is an I/O error: exit 2.
+    let out = run_tool(&case.dir.path, &["verify", "nope.tar.zst"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: `nope.tar.zst`: cannot open the bundle"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unsafe_constructions_are_caught() {
+    let case = Case::new();
+    let good = good_entries();
+    let like = good
+        .iter()
+        .find(|e| e.name().ends_with("README.md"))
+        .unwrap()
+        .clone();
+    let readme = good
+        .iter()
+        .position(|e| e.name().ends_with("README.md"))
+        .unwrap();
+    let t = |rel: &str| format!("{TOP}/{rel}");
+    // Each case: entries inserted right after README.md (or replacing it), the expected code
+    // and the path the finding names.
+    type Edit = Box<dyn Fn(&mut Vec<Raw>)>;
+    let insert =
+        |raw: Raw| -> Edit { Box::new(move |e: &mut Vec<Raw>| e.insert(readme + 1, raw.clone())) };
+    let cases: Vec<(&str, Edit, &str, Option<String>)> = vec![
+        (
+            "parent dir",
+            insert(Raw::crafted(&like, b"../evil", b'0', 0o644, b"x", b"")),
+            "unsafe-name",
+            None,
+        ),
+        (
+            "absolute",
+            insert(Raw::crafted(&like, b"/etc/evil", b'0', 0o644, b"x", b"")),
+            "unsafe-name",
+            None,
+        ),
+        (
+            "backslash",
+            insert(Raw::crafted(
+                &like,
+                format!("{TOP}/a\\b").as_bytes(),
+                b'0',
+                0o644,
+                b"x",
+                b"",
+            )),
+            "unsafe-name",
+            None,
+        ),
+        (
+            "control",
+            insert(Raw::crafted(
+                &like,
+                format!("{TOP}/a\nb").as_bytes(),
+                b'0',
+                0o644,
+                b"x",
+                b"",
+            )),
+            "unsafe-name",
+            None,
+        ),
+        (
+            "dot",
+            insert(Raw::crafted(
+                &like,
+                format!("{TOP}/./a").as_bytes(),
+                b'0',
+                0o644,
+                b"x",
+                b"",
+            )),
+            "unsafe-name",
+            None,
+        ),
+        (
+            "non-utf8",
+            insert(Raw::crafted(
+                &like,
+                &[TOP.as_bytes(), b"/caf\xe9"].concat(),
+                b'0',
+                0o644,
+                b"x",
+                b"",
+            )),
+            "name-not-utf8",
+            None,
+        ),
+        (
+            "outside top",
+            insert(Raw::crafted(&like, b"other/file", b'0', 0o644, b"x", b"")),
+            "outside-top",
+            Some("other/file".into()),
+        ),
+        (
+            "duplicate",
+            insert(like.clone()),
+            "duplicate",
+            Some(t("README.md")),
+        ),
+        (
+            "case duplicate",
+            insert(Raw::crafted(
+                &like,
+                t("README.MD").as_bytes(),
+                b'0',
+                0o644,
+                b"x",
+                b"",
+            )),
+            "case-duplicate",
+            Some(t("README.MD")),
+        ),
+        (
+            "hard link",
+            insert(Raw::crafted(
+                &like,
+                t("RL").as_bytes(),
+                b'1',
+                0o644,
+                b"",
+                b"/etc/passwd",
+            )),
+            "hard-link",
+            Some(t("RL")),
+        ),
+        (
+            "device",
+            insert(Raw::crafted(
+                &like,
+                t("RD").as_bytes(),
+                b'3',
+                0o644,
+                b"",
+                b"",
+            )),
+            "device",
+            Some(t("RD")),
+        ),
+        (
+            "fifo",
+            insert(Raw::crafted(
+                &like,
+                t("RF").as_bytes(),
+                b'6',
+                0o644,
+                b"",
+                b"",
+            )),
+            "fifo",
+            Some(t("RF")),
+        ),
+        (
+            "pax",
+            insert(Raw::crafted(
+                &like,
+                t("RP").as_bytes(),
+                b'x',
+                0o644,
+                b"20 path=/etc/passwd\n",
+                b"",
+            )),
+            "pax-extension",
+            Some(t("RP")),
+        ),
+        (
+            "gnu longname",
+            insert(Raw::crafted(
+                &like,
+                b"././@LongLink",
+                b'L',
+                0o644,
+                b"x",
+                b"",
+            )),
+            "gnu-extension",
+            Some("././@LongLink".into()),
+        ),
+        (
+            "sparse",
+            insert(Raw::crafted(
+                &like,
+                t("RS").as_bytes(),
+                b'S',
+                0o644,
+                b"",
+                b"",
+            )),
+            "sparse",
+            Some(t("RS")),
+        ),
+        (
+            "setuid",
+            insert(Raw::crafted(
+                &like,
+                t("RU").as_bytes(),
+                b'0',
+                0o4755,
+                b"x",
+                b"",
+            )),
+            "special-mode",
+            Some(t("RU")),
+        ),
+        (
+            "odd mode",
+            insert(Raw::crafted(
+                &like,
+                t("RM").as_bytes(),
+                b'0',
+                0o600,
+                b"x",
+                b"",
+            )),
+            "mode",
+            Some(t("RM")),
+        ),
+        (
+            "absolute symlink",
+            insert(Raw::crafted(
+                &like,
+                t("RA").as_bytes(),
+                b'2',
+                0o777,
+                b"",
+                b"/etc/passwd",
+            )),
+            "symlink",
+            Some(t("RA")),
+        ),
+        (
+            "escaping symlink",
+            insert(Raw::crafted(
+                &like,
+                t("RE").as_bytes(),
+                b'2',
+                0o777,
+                b"",
+                b"../../etc",
+            )),
+            "symlink-escape",
+            Some(t("RE")),
+        ),
+        (
+            "dangling symlink",
+            insert(Raw::crafted(
+                &like,
+                t("RG").as_bytes(),
+                b'2',
+                0o777,
+                b"",
+                b"nowhere",
+            )),
+            "symlink-dangling",
+            Some(t("RG")),
+        ),
+        (
+            "write through symlink",
+            Box::new(move |e: &mut Vec<Raw>| {
+                e.insert(
+                    readme + 1,
+                    Raw::crafted(&like, t("RW").as_bytes(), b'2', 0o777, b"", b"priv"),
+                );
+                e.insert(
+                    readme + 2,
+                    Raw::crafted(&like, t("RW/evil").as_bytes(), b'0', 0o644, b"x", b""),
+                );
+            }),
+            "through-symlink",
+            Some(format!("{TOP}/RW/evil")),
+        ),
+        (
+            "owner",
+            Box::new(move |e: &mut Vec<Raw>| {
+                e[readme].set_octal(108, 8, 1000);
+                e[readme].fix_checksum();
+            }),
+            "owner",
+            Some(format!("{TOP}/README.md")),
+        ),
+        (
+            "user name",
+            Box::new(move |e: &mut Vec<Raw>| {
+                e[readme].set_field(265, 32, b"alice");
+                e[readme].fix_checksum();
+            }),
+            "owner-name",
+            Some(format!("{TOP}/README.md")),
+        ),
+        (
+            "mtime",
+            Box::new(move |e: &mut Vec<Raw>| {
+                e[readme].set_octal(136, 12, 1);
+                e[readme].fix_checksum();
+            }),
+            "mtime",
+            Some(format!("{TOP}/README.md")),
+        ),
+        (
+            "checksum",
+            Box::new(move |e: &mut Vec<Raw>| e[readme].header[0] ^= 1),
+            "bad-checksum",
+            None,
+        ),
+        (
+            "order",
+            Box::new(move |e: &mut Vec<Raw>| e.swap(readme, readme + 1)),
+            "order",
+            None,
+        ),
+        (
+            "missing parent",
+            Box::new(move |e: &mut Vec<Raw>| {
+                let i = e
+                    .iter()
+                    .position(|r| r.name() == format!("{TOP}/share"))
+                    .unwrap();
+                e.remove(i);
+            }),
+            "missing-parent",
+            None,
+        ),
+        (
+            "data after end",
+            Box::new(|_: &mut Vec<Raw>| {}),
+            "trailing-data",
+            None,
+        ),
+    ];
+    for (what, edit, code, on) in cases {
+        let mut e = good.clone();
+        edit(&mut e);
+        let mut tar = serialize(&e);
+        if what == "data after end" {
+            tar.extend_from_slice(&[b'x'; 512]);
+        }
+        let path = case.write(
+            "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst",
+            &zstd_compress(&tar),
+            true,
+        );
+        let (out, msgs) = verify(&path, &[]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {msgs:#?}");
+        let hit = msgs
+            .iter()
+            .any(|m| m["code"] == code && on.as_ref().is_none_or(|p| m["path"] == p.as_str()));
+        assert!(hit, "{what}: no `{code}` on {on:?}: {msgs:#?}");
+        assert!(!stderr(&out).contains("panicked"), "{what}");
+    }
+    let left: Vec<_> = fs::read_dir(&case.dir.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "verify writes nothing: {left:?}");
+}
+
+#[test]
+fn leaks_are_warnings_naming_file_and_offset() {
+    let case = Case::new();
+    let mut e = good_entries();
+    let i = find(&mut e, &format!("{TOP}/priv/templates/greeting.txt"));
+    let mut data = vec![b'a'; 300_000];
+    data.extend_from_slice(
+        b" built in /home/alice/src/app and /root/.cargo/registry/src/index/foo ",
+    );
+    e[i].set_data(data);
+    e[i].fix_checksum();
+    reseal(&mut e);
+    let path = case.bundle(&e);
+    let (out, msgs) = verify(&path, &[]);
+    assert_success(&out);
+    let leaks: Vec<String> = msgs
+        .iter()
+        .filter(|m| m["code"] == "leak")
+        .map(|m| m["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        leaks.contains(
+            &"offset 300010: `/home/alice/` looks like a path on the build machine".to_string()
+        ),
+        "{leaks:#?}"
+    );
+    assert!(
+        leaks.iter().any(|l| l.contains("`.cargo/registry/src/`")),
+        "{leaks:#?}"
+    );
+    assert!(
+        msgs.iter()
+            .filter(|m| m["code"] == "leak")
+            .all(|m| m["path"] == format!("{TOP}/priv/templates/greeting.txt"))
+    );
+    // --strict turns warnings into failure.
+    let (out, _) = verify(&path, &["--strict"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn compression_bombs_are_refused() {
+    let case = Case::new();
+    let good = good_entries();
+    let like = good
+        .iter()
+        .find(|e| e.name().ends_with("README.md"))
+        .unwrap();
+    // 128 MiB of zeros in a few KiB, streamed into the compressor.
+    let mut header = Raw::crafted(
+        like,
+        format!("{TOP}/bomb").as_bytes(),
+        b'0',
+        0o644,
+        b"",
+        b"",
+    );
+    header.set_octal(124, 12, 128 << 20);
+    header.fix_checksum();
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    enc.write_all(&good[0].header).unwrap();
+    enc.write_all(&header.header).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..128 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let bomb = enc.finish().unwrap();
+    let path = case.write("bomb.tar.zst", &bomb, false);
+    assert_finding(&path, &[], "limit-ratio", None);
+    assert_finding(&path, &["--max-size", "1000000"], "limit-size", None);
+    assert_finding(
+        &case.bundle(&good),
+        &["--max-entries", "5"],
+        "limit-entries",
+        None,
+    );
+}
+
+#[test]
+fn unpack_installs_good_bundles_and_refuses_bad_ones() {
+    let case = Case::new();
+    let dest = case.dir.join("opt/webapp");
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let bundle = webapp_bundle();
+    let out = run_tool(
+        &case.dir.path,
+        &[
+            "unpack",
+            bundle.to_str().unwrap(),
+            "--to",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&out);
+    if have("sha256sum") {
+        sh(&dest, "sha256sum", &["-c", "--quiet", "SHA256SUMS"]);
+    }
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::symlink_metadata(dest.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(
+        (
+            mode(""),
+            mode("bin/webapp"),
+            mode("README.md"),
+            mode("priv")
+        ),
+        (0o755, 0o755, 0o644, 0o755)
+    );
+    assert_eq!(
+        fs::read_link(dest.join("priv/static/latest.html")).unwrap(),
+        Path::new("index.html")
+    );
+    // The unpacked launcher works.
+    let version = std::process::Command::new(dest.join("bin/webapp"))
+        .arg("version")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&version.stdout), "webapp 1.2.0\n");
+
+    // An existing destination is refused.
+    let again = run_tool(
+        &case.dir.path,
+        &[
+            "unpack",
+            bundle.to_str().unwrap(),
+            "--to",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    // A bad bundle installs nothing, anywhere.
+    let good = good_entries();
+    let readme = good
+        .iter()
+        .position(|e| e.name().ends_with("README.md"))
+        .unwrap();
+    let like = good[readme].clone();
+    let mut e = good.clone();
+    e.insert(
+        readme + 1,
+        Raw::crafted(
+            &like,
+            format!("{TOP}/RW").as_bytes(),
+            b'2',
+            0o777,
+            b"",
+            b"../../../..",
+        ),
+    );
+    e.insert(
+        readme + 2,
+        Raw::crafted(
+            &like,
+            format!("{TOP}/RW/evil").as_bytes(),
+            b'0',
+            0o644,
+            b"pwned",
+            b"",
+        ),
+    );
+    e.insert(
+        readme + 3,
+        Raw::crafted(
+            &like,
+            format!("{TOP}/../evil2").as_bytes(),
+            b'0',
+            0o644,
+            b"pwned",
+            b"",
+        ),
+    );
+    let bad = case.bundle(&e);
+    let dest2 = case.dir.join("opt/bad");
+    let out = run_tool(
+        &case.dir.path,
+        &[
+            "unpack",
+            bad.to_str().unwrap(),
+            "--to",
+            dest2.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did not verify; nothing was installed"));
+    assert!(!dest2.exists());
+    let opt: Vec<_> = fs::read_dir(case.dir.join("opt"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(opt, ["webapp"], "no temporary directory is left behind");
+    for outside in ["evil", "evil2", "opt/evil", "opt/evil2"] {
+        assert!(!case.dir.join(outside).exists(), "{outside} was written");
+    }
+}
