@@ -104,15 +104,15 @@ enum Seen {
 }
 
 /// Hashes and counts the raw (compressed) bytes as they are read.
-struct RawReader {
-    file: File,
+struct RawReader<R> {
+    input: R,
     hasher: Sha256,
     count: Rc<Cell<u64>>,
 }
 
-impl Read for RawReader {
+impl<R: Read> Read for RawReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let n = self.input.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.count.set(self.count.get() + n as u64);
         Ok(n)
@@ -536,7 +536,7 @@ impl Walk<'_> {
     }
 }
 
-mod consistency;
+pub mod consistency;
 mod header;
 mod leaks;
 mod report;
@@ -551,29 +551,53 @@ pub fn verify_file(
     extract: Option<&mut Extractor>,
 ) -> Result<Report> {
     let file = File::open(path).with_context(|| format!("`{path}`: cannot open the bundle"))?;
-    let mut magic = [0u8; 4];
-    let format = {
-        let mut f = &file;
-        let n = f
-            .read(&mut magic)
-            .with_context(|| format!("`{path}`: cannot read"))?;
-        match &magic[..n] {
-            [0x28, 0xb5, 0x2f, 0xfd] => Some(Format::TarZst),
-            [0x1f, 0x8b, ..] => Some(Format::TarGz),
-            _ => None,
-        }
-    };
-    let file = File::open(path).with_context(|| format!("`{path}`: cannot open the bundle"))?;
+    let file_name = path.file_name().unwrap_or_default();
+    let streamed = verify_stream(file, file_name, limits, extract)
+        .with_context(|| format!("`{path}`: cannot read"))?;
+    let mut findings = streamed.findings;
+    consistency::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
+    findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
+    let summary = streamed.summary;
+    Ok(Report {
+        bundle: path.to_owned(),
+        name: summary.name,
+        version: summary.version,
+        files: summary.files,
+        findings,
+    })
+}
+
+/// What one pass over an archive found.
+pub struct Streamed {
+    pub findings: Vec<Finding>,
+    pub summary: consistency::Summary,
+    /// SHA-256 of the whole input (compressed) stream.
+    pub sha256: String,
+}
+
+/// Verify an archive read from `input` (named `file_name`) in one pass. `Err` only when
+/// `input` itself cannot be read; everything wrong with its content is a finding.
+pub fn verify_stream(
+    input: impl Read,
+    file_name: &str,
+    limits: Limits,
+    extract: Option<&mut Extractor>,
+) -> io::Result<Streamed> {
     let count = Rc::new(Cell::new(0));
     let mut raw = BufReader::with_capacity(
         256 * 1024,
         RawReader {
-            file,
+            input,
             hasher: Sha256::new(),
             count: count.clone(),
         },
     );
-    let leaks = AhoCorasick::new(LEAK_PATTERNS).context("leak patterns")?;
+    let format = match io::BufRead::fill_buf(&mut raw)? {
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Format::TarZst),
+        [0x1f, 0x8b, ..] => Some(Format::TarGz),
+        _ => None,
+    };
+    let leaks = AhoCorasick::new(LEAK_PATTERNS).map_err(io::Error::other)?;
     let mut walk = Walk {
         limits,
         findings: Vec::new(),
@@ -590,19 +614,14 @@ pub fn verify_file(
         leaks,
         extract,
     };
-    let file_name = path.file_name().unwrap_or_default();
     let named = archive::format_of(file_name);
     let mut complete = false;
     match format {
         None => walk.add(Severity::Error, "format", None, "not a zstd or gzip stream"),
         Some(f) => {
             if named != Some(f) {
-                walk.add(
-                    Severity::Warning,
-                    "file-name",
-                    None,
-                    format!("the file name does not end in `.{}`", f.extension()),
-                );
+                let why = format!("the file name does not end in `.{}`", f.extension());
+                walk.add(Severity::Warning, "file-name", None, why);
             }
             complete = match f {
                 Format::TarZst => match zstd::stream::read::Decoder::with_buffer(&mut raw) {
@@ -611,12 +630,8 @@ pub fn verify_file(
                         walk.walk(&mut d) && drain(&mut walk, &mut d)
                     }
                     Err(e) => {
-                        walk.add(
-                            Severity::Error,
-                            "corrupt",
-                            None,
-                            format!("cannot start decompression: {e}"),
-                        );
+                        let why = format!("cannot start decompression: {e}");
+                        walk.add(Severity::Error, "corrupt", None, why);
                         false
                     }
                 },
@@ -627,38 +642,30 @@ pub fn verify_file(
             };
         }
     }
-    // Whatever is left of the file: after a complete stream, it is garbage.
+    // Whatever is left of the input: after a complete stream, it is garbage.
     let mut rest = CountingReader {
         inner: &mut raw,
         count: 0,
     };
-    io::copy(&mut rest, &mut io::sink()).with_context(|| format!("`{path}`: cannot read"))?;
+    io::copy(&mut rest, &mut io::sink())?;
     if complete && rest.count > 0 {
-        walk.add(
-            Severity::Error,
-            "trailing-garbage",
-            None,
-            format!(
-                "{} bytes after the end of the compressed stream",
-                rest.count
-            ),
+        let why = format!(
+            "{} bytes after the end of the compressed stream",
+            rest.count
         );
+        walk.add(Severity::Error, "trailing-garbage", None, why);
     }
-    let digest = archive::hex(&raw.into_inner().hasher.finalize());
+    let sha256 = archive::hex(&raw.into_inner().hasher.finalize());
     let mut findings = std::mem::take(&mut walk.findings);
-    consistency::check_sidecar(path, &digest, expected_sha256, &mut findings)?;
     let summary = if complete {
-        consistency::check(&walk, path, &mut findings)
+        consistency::check(&walk, file_name, &mut findings)
     } else {
         consistency::Summary::default()
     };
-    findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
-    Ok(Report {
-        bundle: path.to_owned(),
-        name: summary.name,
-        version: summary.version,
-        files: summary.files,
+    Ok(Streamed {
         findings,
+        summary,
+        sha256,
     })
 }
 

@@ -191,7 +191,7 @@ fn resolve(link: &str, target: &str) -> String {
     parts.join("/")
 }
 
-pub fn check(walk: &Walk<'_>, bundle: &Utf8Path, findings: &mut Vec<Finding>) -> Summary {
+pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding>) -> Summary {
     let mut out = Summary::default();
     let Some(top) = walk.top.clone() else {
         finding(
@@ -364,7 +364,7 @@ pub fn check(walk: &Walk<'_>, bundle: &Utf8Path, findings: &mut Vec<Finding>) ->
         );
     }
     let expected_name = format!("{}-{}.{}", m.top_dir, m.target, m.compression.format);
-    let actual_name = bundle.file_name().unwrap_or_default();
+    let actual_name = file_name;
     if actual_name != expected_name {
         finding(
             findings,
