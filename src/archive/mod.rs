@@ -419,6 +419,62 @@ mod tests {
         assert!(e.to_string().contains("grew"), "{e}");
     }
 
+    /// The exact bytes of a fixed archive. Any change to headers, order, padding or compressor
+    /// settings shows up here: optimisations must keep these, format changes must bump
+    /// `FORMAT_VERSION` and update them deliberately.
+    #[test]
+    fn golden_bytes() {
+        let compressible: Vec<u8> = b"priv file line\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(3 << 20)
+            .collect();
+        let mut state = 7u32;
+        let noisy: Vec<u8> = (0..(1 << 20))
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (state >> 16) as u8
+            })
+            .collect();
+        let digest = |format, level| {
+            let mut w = ArchiveWriter::new(
+                Vec::new(),
+                Compression { format, level },
+                "app-1.0.0",
+                1_700_000_000,
+            )
+            .unwrap();
+            w.dir("bin").unwrap();
+            w.file("bin/app", MODE_EXEC, noisy.len() as u64, &noisy[..])
+                .unwrap();
+            w.dir("priv").unwrap();
+            w.file(
+                "priv/a.txt",
+                MODE_FILE,
+                compressible.len() as u64,
+                &compressible[..],
+            )
+            .unwrap();
+            w.symlink("priv/b.txt", "a.txt").unwrap();
+            w.generated(MANIFEST, MODE_FILE, b"{}\n").unwrap();
+            let (_, written) = w.finish().unwrap();
+            written.sha256
+        };
+        assert_eq!(
+            digest(Format::TarZst, 3),
+            "47e12854440709c79076ef60a9483a7ebfed05d0aceb22aa73dce0cb92fb5162"
+        );
+        assert_eq!(
+            digest(Format::TarZst, 19),
+            "13d4cfa4de020ad03316622216cc47a625d2e16eabdbf39e8e3fcaac0b47f134"
+        );
+        assert_eq!(
+            digest(Format::TarGz, 6),
+            "a1da108efd08d21be4a608f20a799df5f34b203980f0fda5256f92a16f6aa48c"
+        );
+    }
+
     #[test]
     fn zstd_bytes_do_not_depend_on_worker_count() {
         // Enough data for several multithreaded jobs at level 1.

@@ -5,6 +5,7 @@ mod bundle;
 mod config_errors;
 mod determinism;
 mod launcher;
+mod memory;
 mod support;
 mod verify;
 mod workspace;
