@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use camino::{Utf8Path, Utf8PathBuf};
 use tempfile::NamedTempFile;
 
-use crate::archive::manifest::{CompressionInfo, FileKind, FileRecord, Manifest};
+use crate::archive::manifest::{CompressionInfo, FileKind, FileRecord, Manifest, Spool};
 use crate::archive::{self, ArchiveWriter, Compression};
 use crate::build::Artifacts;
 use crate::config::Format;
@@ -53,7 +53,7 @@ fn temp_in(dir: &Utf8Path, name: &str) -> Result<NamedTempFile> {
 pub fn assemble(
     plan: &BundlePlan,
     artifacts: &Artifacts,
-    mut manifest: Manifest,
+    manifest: Manifest,
     compression: Compression,
     out_dir: &Utf8Path,
 ) -> Result<Bundle> {
@@ -63,7 +63,12 @@ pub fn assemble(
     let out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
     let mut ar = ArchiveWriter::new(out, compression, &plan.top_dir, manifest.timestamp.epoch)?;
 
-    let mut files = Vec::new();
+    let spool_file = || {
+        tempfile::tempfile_in(out_dir)
+            .with_context(|| format!("cannot create a temporary file in `{out_dir}`"))
+    };
+    let mut spool = Spool::new(&manifest, spool_file()?, spool_file()?)?;
+    let mut file_count = 2;
     for entry in &plan.entries {
         let source = match &entry.content {
             Content::Dir => {
@@ -72,26 +77,28 @@ pub fn assemble(
             }
             Content::Symlink(target) => {
                 ar.symlink(&entry.path, target)?;
-                files.push(FileRecord {
+                spool.record(&FileRecord {
                     path: entry.path.clone(),
                     kind: FileKind::Symlink,
                     mode: format!("{:04o}", entry.mode),
                     size: 0,
                     sha256: None,
                     target: Some(target.clone()),
-                });
+                })?;
+                file_count += 1;
                 continue;
             }
             Content::Generated(bytes) => {
                 let sha256 = ar.generated(&entry.path, entry.mode, bytes)?;
-                files.push(FileRecord {
+                spool.record(&FileRecord {
                     path: entry.path.clone(),
                     kind: entry.kind.unwrap_or(FileKind::Launcher),
                     mode: format!("{:04o}", entry.mode),
                     size: bytes.len() as u64,
                     sha256: Some(sha256),
                     target: None,
-                });
+                })?;
+                file_count += 1;
                 continue;
             }
             Content::File { source, .. } => source,
@@ -106,14 +113,9 @@ pub fn assemble(
             .with_context(|| format!("cannot stat `{source}`"))?
             .len();
         let sha256 = ar
-            .file(
-                &entry.path,
-                entry.mode,
-                size,
-                std::io::BufReader::with_capacity(1 << 18, file),
-            )
+            .file(&entry.path, entry.mode, size, file)
             .with_context(|| format!("cannot add `{source}` to the bundle"))?;
-        files.push(FileRecord {
+        spool.record(&FileRecord {
             path: entry.path.clone(),
             // Invariant: the planner gives every non-directory entry a kind.
             kind: entry.kind.unwrap_or(FileKind::Priv),
@@ -121,17 +123,15 @@ pub fn assemble(
             size,
             sha256: Some(sha256),
             target: None,
-        });
+        })?;
+        file_count += 1;
     }
-    manifest.files = files;
-    let manifest_json = manifest.to_json();
-    let manifest_sha = ar.generated(archive::MANIFEST, archive::MODE_FILE, &manifest_json)?;
-    ar.generated(
-        archive::SHA256SUMS,
-        archive::MODE_FILE,
-        &manifest.sha256sums(&manifest_sha),
-    )?;
-    let file_count = manifest.files.len() + 2;
+    let (json, sums) = spool
+        .finish_manifest()
+        .context("cannot write the manifest")?;
+    let manifest_sha = ar.file(archive::MANIFEST, archive::MODE_FILE, json.len, json.file)?;
+    let sums = Spool::finish_sums(sums, &manifest_sha).context("cannot write SHA256SUMS")?;
+    ar.file(archive::SHA256SUMS, archive::MODE_FILE, sums.len, sums.file)?;
     let (out, written) = ar.finish()?;
     let file = out
         .into_inner()

@@ -4,11 +4,12 @@
 //! The archive is never trusted: every header field is checked before anything is derived
 //! from it, sizes and ratios are bounded, and `unpack` writes only entries that passed.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use aho_corasick::AhoCorasick;
 use anyhow::{Context, Result};
@@ -107,14 +108,14 @@ enum Seen {
 struct RawReader<R> {
     input: R,
     hasher: Sha256,
-    count: Rc<Cell<u64>>,
+    count: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for RawReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.input.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.count.set(self.count.get() + n as u64);
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -133,7 +134,7 @@ struct Walk<'a> {
     manifest: Option<Vec<u8>>,
     sums: Option<Vec<u8>>,
     entries: u64,
-    compressed: Rc<Cell<u64>>,
+    compressed: Arc<AtomicU64>,
     leaks: AhoCorasick,
     extract: Option<&'a mut Extractor>,
 }
@@ -160,7 +161,7 @@ impl Walk<'_> {
 
     /// Checks on the decompressed size so far; false when the walk must stop.
     fn within_limits(&mut self, decompressed: u64) -> bool {
-        let compressed = self.compressed.get().max(1);
+        let compressed = self.compressed.load(Ordering::Relaxed).max(1);
         if decompressed > self.limits.max_size {
             let max = self.limits.max_size;
             self.add(
@@ -575,15 +576,113 @@ pub struct Streamed {
     pub sha256: String,
 }
 
+/// Decompressed data handed from the decompressing thread to the checking thread.
+type Chunk = io::Result<Vec<u8>>;
+
+/// Reads the chunks the decompressing thread sends.
+struct ChannelReader {
+    rx: Receiver<Chunk>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk?;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// What the decompressing thread saw of the raw stream.
+struct Raw {
+    sha256: String,
+    /// Bytes after the end of the compressed stream (when it ended cleanly).
+    trailing: Option<u64>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Decompress `raw` and send it on in chunks; then hash whatever is left of the input.
+/// Runs on its own thread, so decompression overlaps hashing and checking.
+fn decompress<R: Read>(
+    mut raw: BufReader<RawReader<R>>,
+    format: Format,
+    tx: SyncSender<Chunk>,
+) -> io::Result<Raw> {
+    fn pump(mut d: impl Read, tx: &SyncSender<Chunk>) -> bool {
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let mut filled = 0;
+            let result = loop {
+                match d.read(&mut buf[filled..]) {
+                    Ok(0) => break Ok(true),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == buf.len() {
+                            break Ok(false);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            buf.truncate(filled);
+            if !buf.is_empty() && tx.send(Ok(buf)).is_err() {
+                return false;
+            }
+            match result {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return false;
+                }
+            }
+        }
+    }
+    let clean = match format {
+        Format::TarZst => match zstd::stream::read::Decoder::with_buffer(&mut raw) {
+            Ok(d) => pump(d.single_frame(), &tx),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                false
+            }
+        },
+        Format::TarGz => pump(flate2::bufread::GzDecoder::new(&mut raw), &tx),
+    };
+    drop(tx);
+    let mut rest = CountingReader {
+        inner: &mut raw,
+        count: 0,
+    };
+    io::copy(&mut rest, &mut io::sink())?;
+    let trailing = clean.then_some(rest.count);
+    Ok(Raw {
+        sha256: archive::hex(&raw.into_inner().hasher.finalize()),
+        trailing,
+    })
+}
+
 /// Verify an archive read from `input` (named `file_name`) in one pass. `Err` only when
 /// `input` itself cannot be read; everything wrong with its content is a finding.
 pub fn verify_stream(
-    input: impl Read,
+    input: impl Read + Send,
     file_name: &str,
     limits: Limits,
     extract: Option<&mut Extractor>,
 ) -> io::Result<Streamed> {
-    let count = Rc::new(Cell::new(0));
+    let count = Arc::new(AtomicU64::new(0));
     let mut raw = BufReader::with_capacity(
         256 * 1024,
         RawReader {
@@ -615,47 +714,50 @@ pub fn verify_stream(
         extract,
     };
     let named = archive::format_of(file_name);
-    let mut complete = false;
-    match format {
-        None => walk.add(Severity::Error, "format", None, "not a zstd or gzip stream"),
+    let (complete, raw) = match format {
+        None => {
+            walk.add(Severity::Error, "format", None, "not a zstd or gzip stream");
+            let mut rest = CountingReader {
+                inner: &mut raw,
+                count: 0,
+            };
+            io::copy(&mut rest, &mut io::sink())?;
+            let sha256 = archive::hex(&raw.into_inner().hasher.finalize());
+            (
+                false,
+                Raw {
+                    sha256,
+                    trailing: None,
+                },
+            )
+        }
         Some(f) => {
             if named != Some(f) {
                 let why = format!("the file name does not end in `.{}`", f.extension());
                 walk.add(Severity::Warning, "file-name", None, why);
             }
-            complete = match f {
-                Format::TarZst => match zstd::stream::read::Decoder::with_buffer(&mut raw) {
-                    Ok(d) => {
-                        let mut d = d.single_frame();
-                        walk.walk(&mut d) && drain(&mut walk, &mut d)
-                    }
-                    Err(e) => {
-                        let why = format!("cannot start decompression: {e}");
-                        walk.add(Severity::Error, "corrupt", None, why);
-                        false
-                    }
-                },
-                Format::TarGz => {
-                    let mut d = flate2::bufread::GzDecoder::new(&mut raw);
-                    walk.walk(&mut d) && drain(&mut walk, &mut d)
-                }
-            };
+            let (tx, rx) = sync_channel(4);
+            std::thread::scope(|scope| {
+                let producer = scope.spawn(move || decompress(raw, f, tx));
+                let reader = ChannelReader {
+                    rx,
+                    chunk: Vec::new(),
+                    at: 0,
+                };
+                let complete = walk.walk(reader);
+                let raw = producer.join().unwrap_or_else(|_| {
+                    Err(io::Error::other("the decompressing thread panicked"))
+                })?;
+                Ok::<_, io::Error>((complete, raw))
+            })?
         }
-    }
-    // Whatever is left of the input: after a complete stream, it is garbage.
-    let mut rest = CountingReader {
-        inner: &mut raw,
-        count: 0,
     };
-    io::copy(&mut rest, &mut io::sink())?;
-    if complete && rest.count > 0 {
-        let why = format!(
-            "{} bytes after the end of the compressed stream",
-            rest.count
-        );
+    if let (true, Some(n)) = (complete, raw.trailing)
+        && n > 0
+    {
+        let why = format!("{n} bytes after the end of the compressed stream");
         walk.add(Severity::Error, "trailing-garbage", None, why);
     }
-    let sha256 = archive::hex(&raw.into_inner().hasher.finalize());
     let mut findings = std::mem::take(&mut walk.findings);
     let summary = if complete {
         consistency::check(&walk, file_name, &mut findings)
@@ -665,35 +767,6 @@ pub fn verify_stream(
     Ok(Streamed {
         findings,
         summary,
-        sha256,
+        sha256: raw.sha256,
     })
-}
-
-/// Read the decompressed stream to its end (the frame checksum is checked there).
-fn drain(walk: &mut Walk<'_>, d: &mut impl Read) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match d.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {
-                walk.add(
-                    Severity::Error,
-                    "trailing-data",
-                    None,
-                    "data after the end-of-archive marker",
-                );
-                return false;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                walk.add(
-                    Severity::Error,
-                    "corrupt",
-                    None,
-                    format!("the compressed stream is corrupt: {e}"),
-                );
-                return false;
-            }
-        }
-    }
 }

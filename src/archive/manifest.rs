@@ -1,5 +1,8 @@
 //! `MANIFEST.json` and `SHA256SUMS`: what the bundle holds and how it was made.
 
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, Write};
+
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the layout, the manifest or the archive bytes change meaning.
@@ -105,6 +108,89 @@ impl Manifest {
     }
 }
 
+/// Writes `MANIFEST.json` and `SHA256SUMS` to temporary files record by record, so memory does
+/// not grow with the number of files. The bytes equal [`Manifest::to_json`] and
+/// [`Manifest::sha256sums`] for the same records.
+pub struct Spool {
+    manifest: BufWriter<File>,
+    sums: BufWriter<File>,
+    tail: Vec<u8>,
+    records: u64,
+}
+
+/// A finished spool file: rewound, with its length.
+pub struct Spooled {
+    pub file: File,
+    pub len: u64,
+}
+
+fn rewind(w: BufWriter<File>) -> io::Result<Spooled> {
+    let mut file = w.into_inner().map_err(|e| e.into_error())?;
+    let len = file.stream_position()?;
+    file.rewind()?;
+    Ok(Spooled { file, len })
+}
+
+impl Spool {
+    /// `head` is the manifest without files; its `files` array is streamed in.
+    pub fn new(head: &Manifest, manifest: File, sums: File) -> io::Result<Spool> {
+        let empty = Manifest {
+            files: Vec::new(),
+            ..head.clone()
+        };
+        let text = serde_json::to_vec_pretty(&empty).map_err(io::Error::other)?;
+        let marker = b"\"files\": []";
+        let at = text
+            .windows(marker.len())
+            .rposition(|w| w == marker)
+            .ok_or_else(|| io::Error::other("manifest has no files array"))?;
+        let split = at + marker.len() - 1;
+        let mut manifest = BufWriter::with_capacity(64 * 1024, manifest);
+        manifest.write_all(&text[..split])?;
+        let mut tail = text[split..].to_vec();
+        tail.push(b'\n');
+        Ok(Spool {
+            manifest,
+            sums: BufWriter::with_capacity(64 * 1024, sums),
+            tail,
+            records: 0,
+        })
+    }
+
+    pub fn record(&mut self, record: &FileRecord) -> io::Result<()> {
+        self.manifest
+            .write_all(if self.records == 0 { b"\n" } else { b",\n" })?;
+        let pretty = serde_json::to_string_pretty(record).map_err(io::Error::other)?;
+        for (i, line) in pretty.lines().enumerate() {
+            if i > 0 {
+                self.manifest.write_all(b"\n")?;
+            }
+            self.manifest.write_all(b"    ")?;
+            self.manifest.write_all(line.as_bytes())?;
+        }
+        if let Some(sum) = &record.sha256 {
+            writeln!(self.sums, "{sum}  {}", record.path)?;
+        }
+        self.records += 1;
+        Ok(())
+    }
+
+    /// The finished `MANIFEST.json`, and the spool for `SHA256SUMS` (whose last line, the
+    /// manifest's own digest, is added by [`Spool::finish_sums`]).
+    pub fn finish_manifest(mut self) -> io::Result<(Spooled, BufWriter<File>)> {
+        if self.records > 0 {
+            self.manifest.write_all(b"\n  ")?;
+        }
+        self.manifest.write_all(&self.tail)?;
+        Ok((rewind(self.manifest)?, self.sums))
+    }
+
+    pub fn finish_sums(mut sums: BufWriter<File>, manifest_sha256: &str) -> io::Result<Spooled> {
+        writeln!(sums, "{manifest_sha256}  {}", super::MANIFEST)?;
+        rewind(sums)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +240,35 @@ mod tests {
                     target: Some("x".into()),
                 },
             ],
+        }
+    }
+
+    #[test]
+    fn spool_writes_the_same_bytes() {
+        use std::io::Read;
+        for files in [sample().files, Vec::new()] {
+            let m = Manifest { files, ..sample() };
+            let mut spool = Spool::new(
+                &m,
+                tempfile::tempfile().unwrap(),
+                tempfile::tempfile().unwrap(),
+            )
+            .unwrap();
+            for f in &m.files {
+                spool.record(f).unwrap();
+            }
+            let (mut manifest, sums) = spool.finish_manifest().unwrap();
+            let mut text = Vec::new();
+            manifest.file.read_to_end(&mut text).unwrap();
+            assert_eq!(manifest.len, text.len() as u64);
+            assert_eq!(
+                String::from_utf8(text).unwrap(),
+                String::from_utf8(m.to_json()).unwrap()
+            );
+            let mut sums = Spool::finish_sums(sums, &"c".repeat(64)).unwrap();
+            let mut text = Vec::new();
+            sums.file.read_to_end(&mut text).unwrap();
+            assert_eq!(text, m.sha256sums(&"c".repeat(64)));
         }
     }
 
