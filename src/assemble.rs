@@ -75,7 +75,7 @@ pub fn assemble(
                 ar.dir(&entry.path)?;
                 continue;
             }
-            Content::Symlink(target) => {
+            Content::Symlink { target, .. } => {
                 ar.symlink(&entry.path, target)?;
                 spool.record(&FileRecord {
                     path: entry.path.clone(),

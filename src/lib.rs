@@ -51,6 +51,20 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// This process's peak resident memory (Linux `VmHWM`), for `-v`.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(human_size(kb * 1024))
+}
+
 /// `cargo release-bundle`: validate everything, then build and bundle each selected package.
 pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
     let started = Instant::now();
@@ -94,7 +108,7 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             manifest: project::display_path(&package.manifest_path),
             bin_targets: project::bin_targets(package),
         };
-        let plan = plan::plan(&facts, &loaded.config, &sources, &target)?;
+        let plan = plan::plan(&facts, &loaded.config, sources, &target)?;
         let compression = Compression {
             format: loaded.config.format,
             level: loaded.config.compression_level,
@@ -163,6 +177,9 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
                 started.elapsed().as_secs_f64()
             ),
         );
+        if let Some(peak) = peak_memory() {
+            shell.verbose_status("Memory", format!("peak resident {peak} (this process, not cargo)"));
+        }
         if opts.message_format == MessageFormat::Json {
             shell.json(&serde_json::json!({
                 "reason": "bundle",

@@ -12,7 +12,7 @@ use camino::Utf8PathBuf;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
-use crate::config::{Format, Origin, ReleaseConfig};
+use crate::config::{Format, HookName, Origin, ReleaseConfig};
 use crate::launcher::{self, CustomCommand, LauncherSpec};
 use crate::sources::{Found, Node, Sources};
 
@@ -37,7 +37,10 @@ pub enum Content {
         source: Utf8PathBuf,
         size: u64,
     },
-    Symlink(String),
+    Symlink {
+        target: String,
+        source: Utf8PathBuf,
+    },
     /// Rendered at plan time (the launcher).
     Generated(Vec<u8>),
 }
@@ -67,20 +70,59 @@ pub struct BundlePlan {
     pub entries: Vec<Entry>,
 }
 
-/// Where an entry came from, for conflict messages.
+/// Where an entry came from, for conflict messages (described only when one is needed).
+#[derive(Debug, Clone, Copy)]
+enum By {
+    Binary,
+    Launcher,
+    Hook(HookName),
+    Priv,
+    Include(usize),
+}
+
 #[derive(Debug, Clone)]
 struct Claim {
     entry: Entry,
-    by: String,
+    by: By,
 }
 
-#[derive(Default)]
-struct Tree {
+impl Claim {
+    fn describe(&self, config: &ReleaseConfig) -> String {
+        let source = match &self.entry.content {
+            Content::File { source, .. } | Content::Symlink { source, .. } => Some(source),
+            _ => None,
+        };
+        match (self.by, source) {
+            (By::Binary, _) => match &self.entry.content {
+                Content::Binary(bin) => format!("binary `{bin}`"),
+                _ => "the binaries".into(),
+            },
+            (By::Launcher, _) => "the launcher".into(),
+            (By::Hook(h), _) => format!("the {} hook", h.as_str()),
+            (By::Priv, Some(source)) => format!("the priv file `{source}`"),
+            (By::Priv, None) => "the priv directory".into(),
+            (By::Include(i), source) => {
+                let key = config
+                    .include
+                    .get(i)
+                    .map_or("include", |r| r.origin.key.as_str());
+                match source {
+                    Some(source) => format!("{key} (`{source}`)"),
+                    None => key.to_string(),
+                }
+            }
+        }
+    }
+}
+
+struct Tree<'c> {
     entries: BTreeMap<String, Claim>,
+    config: &'c ReleaseConfig,
 }
 
-impl Tree {
-    fn add(&mut self, entry: Entry, by: String, origin: Option<&Origin>) -> Result<()> {
+impl Tree<'_> {
+    fn add(&mut self, entry: Entry, by: By, origin: Option<&Origin>) -> Result<()> {
+        let config = self.config;
         let fail = |msg: String| match origin {
             Some(o) => anyhow!("{o}: {msg}"),
             None => anyhow!("{msg}"),
@@ -93,7 +135,8 @@ impl Tree {
                 Some(c) if c.entry.content != Content::Dir => {
                     return Err(fail(format!(
                         "`{}` needs `{p}` to be a directory, but {} puts a file there",
-                        entry.path, c.by
+                        entry.path,
+                        c.describe(config)
                     )));
                 }
                 Some(_) => {}
@@ -104,13 +147,7 @@ impl Tree {
                         mode: MODE_DIR,
                         kind: None,
                     };
-                    self.entries.insert(
-                        p.to_string(),
-                        Claim {
-                            entry: dir,
-                            by: by.clone(),
-                        },
-                    );
+                    self.entries.insert(p.to_string(), Claim { entry: dir, by });
                 }
             }
         }
@@ -118,9 +155,12 @@ impl Tree {
             if existing.entry.content == Content::Dir && entry.content == Content::Dir {
                 return Ok(());
             }
+            let new = Claim { entry, by };
             return Err(fail(format!(
                 "two files land on `{}`: {} and {}",
-                entry.path, existing.by, by
+                new.entry.path,
+                existing.describe(config),
+                new.describe(config)
             )));
         }
         let path = entry.path.clone();
@@ -161,19 +201,17 @@ fn join(a: &str, b: &str) -> String {
     }
 }
 
-fn entry_for(found: &Found, path: String, kind: FileKind, mode: Option<u32>) -> Entry {
-    let (content, mode, kind) = match &found.node {
+fn entry_for(found: Found, path: String, kind: FileKind, mode: Option<u32>) -> Entry {
+    let source = found.source;
+    let (content, mode, kind) = match found.node {
         Node::Dir => (Content::Dir, MODE_DIR, None),
         Node::File { size, exec } => (
-            Content::File {
-                source: found.source.clone(),
-                size: *size,
-            },
-            mode.unwrap_or(if *exec { MODE_EXEC } else { MODE_FILE }),
+            Content::File { source, size },
+            mode.unwrap_or(if exec { MODE_EXEC } else { MODE_FILE }),
             Some(kind),
         ),
         Node::Symlink { target } => (
-            Content::Symlink(target.clone()),
+            Content::Symlink { target, source },
             MODE_SYMLINK,
             Some(FileKind::Symlink),
         ),
@@ -278,7 +316,7 @@ fn launcher_spec(
 pub fn plan(
     package: &PackageFacts,
     config: &ReleaseConfig,
-    sources: &Sources,
+    sources: Sources,
     target: &str,
 ) -> Result<BundlePlan> {
     let top_dir = format!("{}-{}", config.name, package.version);
@@ -334,7 +372,10 @@ pub fn plan(
         }
     }
 
-    let mut tree = Tree::default();
+    let mut tree = Tree {
+        entries: BTreeMap::new(),
+        config,
+    };
     let exe_dir = if launcher.enabled { "libexec" } else { "bin" };
     for bin in &binaries {
         let entry = Entry {
@@ -343,7 +384,7 @@ pub fn plan(
             mode: MODE_EXEC,
             kind: Some(FileKind::Executable),
         };
-        tree.add(entry, format!("binary `{bin}`"), None)?;
+        tree.add(entry, By::Binary, None)?;
     }
     if launcher.enabled {
         let spec = launcher_spec(package, config, &binaries)?;
@@ -353,36 +394,32 @@ pub fn plan(
             mode: MODE_EXEC,
             kind: Some(FileKind::Launcher),
         };
-        tree.add(entry, "the launcher".into(), None)?;
-        for (hook, found) in &sources.hooks {
+        tree.add(entry, By::Launcher, None)?;
+        for (hook, found) in sources.hooks {
             let entry = entry_for(
                 found,
                 format!("hooks/{}.sh", hook.as_str()),
                 FileKind::Hook,
                 Some(MODE_EXEC),
             );
-            let origin = config.launcher.hooks.get(hook).map(|h| h.origin.clone());
-            tree.add(
-                entry,
-                format!("the {} hook", hook.as_str()),
-                origin.as_ref(),
-            )?;
+            let origin = config.launcher.hooks.get(&hook).map(|h| h.origin.clone());
+            tree.add(entry, By::Hook(hook), origin.as_ref())?;
         }
     }
 
     let excludes = exclude_set(config)?;
-    if let Some(priv_tree) = &sources.priv_tree {
+    if let Some(priv_tree) = sources.priv_tree {
         for found in priv_tree {
             let path = join("priv", &found.rel);
             if excluded(&excludes, &path) {
                 continue;
             }
             let entry = entry_for(found, path, FileKind::Priv, None);
-            tree.add(entry, format!("the priv file `{}`", found.source), None)?;
+            tree.add(entry, By::Priv, None)?;
         }
     }
 
-    for (rule, matches) in config.include.iter().zip(&sources.includes) {
+    for (index, (rule, matches)) in config.include.iter().zip(sources.includes).enumerate() {
         let (dest, dest_is_dir) = normalize_dest(&rule.value.dest, &rule.origin.child("dest"))?;
         let files = matches.matches.len();
         if files > 1 && !dest_is_dir {
@@ -394,9 +431,9 @@ pub fn plan(
             );
         }
         let mut shipped = 0;
-        for (matched, found_tree) in &matches.matches {
+        for (matched, found_tree) in matches.matches {
             let base = if dest_is_dir {
-                let name = matched.rsplit('/').next().unwrap_or(matched);
+                let name = matched.rsplit('/').next().unwrap_or(&matched);
                 join(&dest, name)
             } else {
                 dest.clone()
@@ -420,8 +457,7 @@ pub fn plan(
                     );
                 }
                 let entry = entry_for(found, path, FileKind::Include, rule.value.mode);
-                let by = format!("{} (`{}`)", rule.origin.key, found.source);
-                tree.add(entry, by, Some(&rule.origin.child("dest")))?;
+                tree.add(entry, By::Include(index), Some(&rule.origin.child("dest")))?;
                 shipped += 1;
             }
         }
@@ -442,33 +478,34 @@ pub fn plan(
     // Whole-tree checks: names that fit, no case-insensitive clashes, symlinks that stay inside.
     let mut folded: BTreeMap<String, &str> = BTreeMap::new();
     for (path, claim) in &tree.entries {
+        let by = || claim.describe(config);
         let full = format!("{top_dir}/{path}");
         archive::check_entry_name(&full)
-            .map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", claim.by))?;
+            .map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", by()))?;
         if let Some(other) = folded.insert(path.to_lowercase(), path) {
             bail!(
                 "`{other}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
-                claim.by
+                by()
             );
         }
-        if let Content::Symlink(target) = &claim.entry.content {
+        if let Content::Symlink { target, .. } = &claim.entry.content {
             archive::check_link_target(target)
-                .map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", claim.by))?;
+                .map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", by()))?;
             if target.starts_with('/') {
                 bail!(
                     "symlink `{path}` (from {}) points to the absolute path `{target}`; only relative links inside the bundle are allowed",
-                    claim.by
+                    by()
                 );
             }
             match resolve_link(path, target) {
                 None => bail!(
                     "symlink `{path}` (from {}) points to `{target}`, which leaves the bundle",
-                    claim.by
+                    by()
                 ),
                 Some(resolved) if !resolved.is_empty() && !tree.entries.contains_key(&resolved) => {
                     bail!(
                         "symlink `{path}` (from {}) points to `{target}`, which is not in the bundle",
-                        claim.by
+                        by()
                     )
                 }
                 Some(_) => {}

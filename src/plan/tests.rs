@@ -101,7 +101,7 @@ fn layout_and_canonical_order() {
         "include": [{"source": "README.md", "dest": "./"},
                     {"source": "deploy/*.service", "dest": "share/systemd/", "mode": "0644"}]
     }));
-    let p = plan(&facts(), &c, &sources, "x86_64-unknown-linux-gnu").unwrap();
+    let p = plan(&facts(), &c, sources, "x86_64-unknown-linux-gnu").unwrap();
     assert_eq!(p.file_name, "app-1.2.0-x86_64-unknown-linux-gnu.tar.zst");
     assert_eq!(p.top_dir, "app-1.2.0");
     assert_eq!(p.binaries, ["app", "app-migrate"]);
@@ -141,7 +141,7 @@ fn bins_and_exclude() {
     };
     let c =
         config(json!({"bins": ["app"], "exclude": ["**/*.swp", "priv/cache"], "launcher": false}));
-    let p = plan(&facts(), &c, &sources, "aarch64-pc-windows-msvc").unwrap();
+    let p = plan(&facts(), &c, sources, "aarch64-pc-windows-msvc").unwrap();
     assert_eq!(
         paths(&p),
         ["bin 755", "bin/app.exe 755", "priv 755", "priv/keep 644"]
@@ -150,7 +150,7 @@ fn bins_and_exclude() {
 }
 
 fn plan_err(release: serde_json::Value, sources: Sources) -> String {
-    plan(&facts(), &config(release), &sources, "t")
+    plan(&facts(), &config(release), sources, "t")
         .unwrap_err()
         .to_string()
 }
@@ -318,7 +318,7 @@ fn launcher_main_and_hooks() {
         ..Default::default()
     };
     let c = config(json!({"name": "svc", "hooks": {"pre-start": "rel/pre.sh"}}));
-    let p = plan(&facts(), &c, &sources, "t").unwrap();
+    let p = plan(&facts(), &c, sources, "t").unwrap();
     let launcher = p.entries.iter().find(|e| e.path == "bin/svc").unwrap();
     assert_eq!(launcher.kind, Some(FileKind::Launcher));
     let Content::Generated(script) = &launcher.content else {
@@ -335,7 +335,7 @@ fn launcher_main_and_hooks() {
 
     let mut facts = facts();
     facts.name = "other".into();
-    let e = plan(&facts, &config(json!({})), &Sources::default(), "t")
+    let e = plan(&facts, &config(json!({})), Sources::default(), "t")
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("app/Cargo.toml: package `other` ships several binaries (app, app-migrate) and none is named like the package"), "{e}");
@@ -345,7 +345,7 @@ fn launcher_main_and_hooks() {
         plan(
             &facts,
             &config(json!({"launcher": false})),
-            &Sources::default(),
+            Sources::default(),
             "t"
         )
         .is_ok()
