@@ -29,10 +29,17 @@ pub fn compression_info(c: Compression) -> CompressionInfo {
         format: c.format.extension().into(),
         level: c.level,
         encoder: match c.format {
-            Format::TarZst => format!(
-                "libzstd {}, multithreaded, checksummed",
-                archive::zstd_version()
-            ),
+            Format::TarZst => match archive::zstd_job_size(c.level) {
+                0 => format!(
+                    "libzstd {}, multithreaded, checksummed",
+                    archive::zstd_version()
+                ),
+                job => format!(
+                    "libzstd {}, multithreaded, {} KiB jobs, checksummed",
+                    archive::zstd_version(),
+                    job >> 10
+                ),
+            },
             Format::TarGz => "flate2 1.1.11 (miniz_oxide 0.9.1), mtime 0, OS 255".into(),
         },
     }

@@ -178,7 +178,10 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             ),
         );
         if let Some(peak) = peak_memory() {
-            shell.verbose_status("Memory", format!("peak resident {peak} (this process, not cargo)"));
+            shell.verbose_status(
+                "Memory",
+                format!("peak resident {peak} (this process, not cargo)"),
+            );
         }
         if opts.message_format == MessageFormat::Json {
             shell.json(&serde_json::json!({
