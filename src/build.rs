@@ -11,6 +11,7 @@ use cargo_metadata::{Message, Package, TargetKind};
 
 use crate::cli::BundleOpts;
 use crate::project;
+use crate::rustflags::{self, Injection};
 use crate::shell::Shell;
 
 /// What the build produced for one package.
@@ -76,18 +77,85 @@ pub fn command_args(
     args
 }
 
+/// What makes the build path-independent: a rustflags injection and C flags for build scripts.
+#[derive(Debug, Clone, Default)]
+pub struct PathRemap {
+    pub injection: Option<Injection>,
+    /// Environment variables to set (`CFLAGS`, `CXXFLAGS`, ...), already including the user's.
+    pub env: Vec<(String, String)>,
+}
+
+impl PathRemap {
+    /// Remap the workspace root and `CARGO_HOME` through whichever sources are in force.
+    pub fn new(
+        sources: &rustflags::Sources,
+        target: &str,
+        workspace: &Utf8Path,
+        cargo_home: &Utf8Path,
+    ) -> PathRemap {
+        let flags = rustflags::remap_flags(workspace, cargo_home);
+        let prefix_map = rustflags::prefix_map_flags(workspace, cargo_home);
+        let underscored = target.replace('-', "_");
+        let mut env = Vec::new();
+        for base in ["CFLAGS", "CXXFLAGS"] {
+            // cc reads the most specific of these that is set; extend each one that is.
+            let variants = [
+                format!("{base}_{target}"),
+                format!("{base}_{underscored}"),
+                format!("TARGET_{base}"),
+                format!("HOST_{base}"),
+            ];
+            for var in variants {
+                if let Ok(existing) = std::env::var(&var) {
+                    env.push((var, format!("{existing} {prefix_map}")));
+                }
+            }
+            let existing = std::env::var(base).unwrap_or_default();
+            env.push((
+                base.to_string(),
+                format!("{existing} {prefix_map}").trim_start().to_string(),
+            ));
+        }
+        PathRemap {
+            injection: Some(rustflags::decide(sources, target, &flags)),
+            env,
+        }
+    }
+}
+
 /// Build the package's bins; cargo's diagnostics go straight to the user's stderr.
 pub fn build(
     opts: &BundleOpts,
     manifest: &Utf8Path,
     package: &Package,
     bins: &[String],
+    remap: &PathRemap,
     shell: &Shell,
 ) -> Result<Artifacts> {
     let cargo = project::cargo();
-    let args = command_args(opts, manifest, package, bins);
+    let mut args = command_args(opts, manifest, package, bins);
+    let mut command = Command::new(&cargo);
+    match &remap.injection {
+        Some(Injection::Config(value)) => args.extend(["--config".to_string(), value.clone()]),
+        Some(Injection::EncodedEnv(flags)) => {
+            command
+                .env("CARGO_ENCODED_RUSTFLAGS", flags)
+                .env_remove("RUSTFLAGS");
+            shell.verbose_status(
+                "Running",
+                format!(
+                    "with CARGO_ENCODED_RUSTFLAGS={:?}",
+                    flags.replace('\x1f', " ")
+                ),
+            );
+        }
+        None => {}
+    }
+    for (k, v) in &remap.env {
+        command.env(k, v);
+    }
     shell.verbose_status("Running", format!("`{cargo} {}`", args.join(" ")));
-    let mut child = Command::new(&cargo)
+    let mut child = command
         .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

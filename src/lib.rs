@@ -12,6 +12,7 @@ pub mod config;
 pub mod launcher;
 pub mod plan;
 pub mod project;
+pub mod rustflags;
 pub mod shell;
 pub mod sources;
 pub mod unpack;
@@ -19,7 +20,7 @@ pub mod verify;
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 use cargo_metadata::Package;
 
@@ -34,6 +35,35 @@ struct Planned<'a> {
     package: &'a Package,
     plan: BundlePlan,
     compression: Compression,
+    reproducible: bool,
+}
+
+/// Warnings about what makes a bundle impossible to rebuild bit for bit elsewhere.
+fn reproducibility_warnings(
+    ws: &project::Workspace,
+    packages: &[&Package],
+    git: Option<&archive::manifest::Git>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(g) = git.filter(|g| g.dirty) {
+        out.push(format!(
+            "`{}`: the git work tree has uncommitted changes, so this bundle cannot be rebuilt from commit {}",
+            project::display_path(ws.root()),
+            &g.commit[..g.commit.len().min(12)]
+        ));
+    }
+    for package in packages {
+        for dep in &package.dependencies {
+            if let Some(path) = dep.path.as_ref().filter(|p| !p.starts_with(ws.root())) {
+                out.push(format!(
+                    "`{}`: path dependency `{}` at `{path}` is outside the workspace; its absolute path enters symbol names, so the executables depend on where it is checked out",
+                    project::display_path(&package.manifest_path),
+                    dep.name
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn human_size(bytes: u64) -> String {
@@ -118,10 +148,33 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             package,
             plan,
             compression,
+            reproducible: loaded.config.reproducible,
         });
     }
 
     let git = project::git(ws.root());
+    let selected: Vec<&Package> = planned.iter().map(|p| p.package).collect();
+    for warning in reproducibility_warnings(&ws, &selected, git.as_ref().map(|(g, _)| g)) {
+        if opts.strict {
+            bail!("{warning}\nnote: `--strict` turns warnings into errors");
+        }
+        shell.warn(warning);
+    }
+    let remap = if planned.iter().any(|p| p.reproducible) {
+        let cargo_home = rustflags::cargo_home().context(
+            "cannot find CARGO_HOME (set CARGO_HOME or HOME), needed to remap its paths",
+        )?;
+        let cfgs = project::rustc_cfgs(ws.root(), &target)?;
+        let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        let cwd = Utf8PathBuf::from_path_buf(
+            std::env::current_dir().context("cannot read the working directory")?,
+        )
+        .map_err(|p| anyhow::anyhow!("`{}`: working directory is not UTF-8", p.display()))?;
+        let sources = rustflags::discover(&cwd, Some(&cargo_home), &target, &cfgs, &env)?;
+        build::PathRemap::new(&sources, &target, ws.root(), &cargo_home)
+    } else {
+        build::PathRemap::default()
+    };
     let timestamp =
         project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
     let out_dir = match &opts.out_dir {
@@ -137,6 +190,7 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
         package,
         plan,
         compression,
+        reproducible,
     } in &planned
     {
         shell.status(
@@ -146,7 +200,16 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
                 plan.name, plan.version, opts.profile, plan.target
             ),
         );
-        let artifacts = build::build(opts, &ws.manifest, package, &plan.binaries, shell)?;
+        let no_remap = build::PathRemap::default();
+        let remap_for = if *reproducible { &remap } else { &no_remap };
+        let artifacts = build::build(
+            opts,
+            &ws.manifest,
+            package,
+            &plan.binaries,
+            remap_for,
+            shell,
+        )?;
         // After the build, which may have created or updated the lock file.
         let cargo_lock = project::cargo_lock_sha256(ws.root())?;
         let manifest = Manifest {
@@ -164,6 +227,14 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             git: git.as_ref().map(|(g, _)| g.clone()),
             cargo_lock_sha256: cargo_lock,
             compression: assemble::compression_info(*compression),
+            path_remap: if *reproducible {
+                vec![
+                    rustflags::REMAP_WORKSPACE.into(),
+                    rustflags::REMAP_CARGO_HOME.into(),
+                ]
+            } else {
+                Vec::new()
+            },
             files: Vec::new(),
         };
         let bundle = assemble::assemble(plan, &artifacts, manifest, *compression, &out_dir)?;

@@ -227,6 +227,28 @@ pub fn rustc(dir: &Utf8Path) -> Result<Rustc> {
     })
 }
 
+/// `rustc --print cfg --target <target>`: the cfg values `target.'cfg(..)'` tables match on.
+pub fn rustc_cfgs(
+    dir: &Utf8Path,
+    target: &str,
+) -> Result<Vec<cargo_metadata::cargo_platform::Cfg>> {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(&rustc)
+        .args(["--print", "cfg", "--target", target])
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run `{rustc} --print cfg`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{rustc} --print cfg --target {target}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(crate::rustflags::parse_cfgs(&String::from_utf8_lossy(
+        &out.stdout,
+    )))
+}
+
 /// Parse `SOURCE_DATE_EPOCH`: a decimal Unix time; anything else is an error.
 pub fn parse_source_date_epoch(value: &str) -> Result<u64> {
     let valid = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());

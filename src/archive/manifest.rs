@@ -26,6 +26,9 @@ pub struct Manifest {
     pub git: Option<Git>,
     pub cargo_lock_sha256: Option<String>,
     pub compression: CompressionInfo,
+    /// The fixed names build-machine paths were remapped to (empty with `reproducible = false`).
+    #[serde(default)]
+    pub path_remap: Vec<String>,
     pub files: Vec<FileRecord>,
 }
 
@@ -222,6 +225,7 @@ mod tests {
                 level: 3,
                 encoder: "x".into(),
             },
+            path_remap: vec!["/build/workspace".into(), "/build/cargo-home".into()],
             files: vec![
                 FileRecord {
                     path: "bin/billing".into(),

@@ -69,6 +69,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "launcher",
     "commands",
     "hooks",
+    "reproducible",
 ];
 
 /// Keys owned by cargo-release in the shared `[package.metadata.release]` table.
@@ -132,6 +133,7 @@ pub struct Layer {
     pub env_file: Option<Spanned<String>>,
     pub stop_timeout: Option<u32>,
     pub launcher: Option<bool>,
+    pub reproducible: Option<bool>,
     pub commands: BTreeMap<String, Spanned<Command>>,
     pub hooks: BTreeMap<HookName, Spanned<String>>,
     pub profiles: BTreeMap<String, Layer>,
@@ -465,6 +467,7 @@ impl Layer {
                     layer.stop_timeout = Some(value::integer(v, &o, 1, 86_400)?.value as u32);
                 }
                 "launcher" => layer.launcher = Some(value::boolean(v, &o)?),
+                "reproducible" => layer.reproducible = Some(value::boolean(v, &o)?),
                 "commands" => {
                     for (name, c) in value::table(v, &o)? {
                         layer
@@ -531,6 +534,7 @@ impl Layer {
             env_file: pick(self.env_file, other.env_file),
             stop_timeout: pick(self.stop_timeout, other.stop_timeout),
             launcher: pick(self.launcher, other.launcher),
+            reproducible: pick(self.reproducible, other.reproducible),
             commands: self.commands,
             hooks: self.hooks,
             profiles: BTreeMap::new(),

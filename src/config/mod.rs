@@ -110,6 +110,8 @@ pub struct ReleaseConfig {
     pub include: Vec<Spanned<IncludeRule>>,
     pub format: Format,
     pub compression_level: i32,
+    /// Remap build-machine paths out of executables (default true).
+    pub reproducible: bool,
     pub launcher: LauncherConfig,
 }
 
@@ -279,6 +281,7 @@ fn finish(
         format,
         // Invariant: levels() ranges fit in i32.
         compression_level: compression_level as i32,
+        reproducible: layer.reproducible.unwrap_or(true),
         launcher,
     })
 }
