@@ -78,6 +78,15 @@ pub struct VerifyOpts {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<Utf8PathBuf>,
 
+    /// Also rebuild each bundle from the git commit its manifest records, in a fresh checkout,
+    /// and compare the bytes (needs the same rustc and the commit in the repository)
+    #[arg(long)]
+    pub rebuild: bool,
+
+    /// The git repository to rebuild from [default: the one around the current directory]
+    #[arg(long, value_name = "DIR", requires = "rebuild")]
+    pub repo: Option<Utf8PathBuf>,
+
     #[command(flatten)]
     pub check: CheckOpts,
 }

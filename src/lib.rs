@@ -12,6 +12,7 @@ pub mod config;
 pub mod launcher;
 pub mod plan;
 pub mod project;
+pub mod rebuild;
 pub mod rustflags;
 pub mod shell;
 pub mod sources;

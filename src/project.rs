@@ -267,7 +267,17 @@ pub fn git(dir: &Utf8Path) -> Option<(Git, u64)> {
     let commit = git(&["rev-parse", "--verify", "HEAD"])?;
     let time = git(&["log", "-1", "--format=%ct", "HEAD"])?.parse().ok()?;
     let dirty = git(&["status", "--porcelain", "--", "."]).is_none_or(|s| !s.is_empty());
-    Some((Git { commit, dirty }, time))
+    let workspace = git(&["rev-parse", "--show-prefix"])?
+        .trim_end_matches('/')
+        .to_string();
+    Some((
+        Git {
+            commit,
+            dirty,
+            workspace,
+        },
+        time,
+    ))
 }
 
 /// `SOURCE_DATE_EPOCH`, else the commit time of `HEAD`, else [`CONSTANT_EPOCH`].

@@ -17,6 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::archive::manifest::Manifest;
 use crate::archive::read::{CountingReader, RawHeader, TarReader, Trailer};
 use crate::archive::{self, MANIFEST, SHA256SUMS};
 use crate::config::Format;
@@ -70,6 +71,8 @@ impl Default for Limits {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub bundle: Utf8PathBuf,
+    #[serde(skip)]
+    pub manifest: Option<Manifest>,
     pub name: Option<String>,
     pub version: Option<String>,
     pub files: usize,
@@ -561,6 +564,7 @@ pub fn verify_file(
     let summary = streamed.summary;
     Ok(Report {
         bundle: path.to_owned(),
+        manifest: summary.manifest.clone(),
         name: summary.name,
         version: summary.version,
         files: summary.files,

@@ -51,6 +51,9 @@ pub struct Timestamp {
 pub struct Git {
     pub commit: String,
     pub dirty: bool,
+    /// The workspace root relative to the repository's top level (`""` at the top).
+    #[serde(default)]
+    pub workspace: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -280,3 +280,104 @@ mod tests {
         assert!(h.size().unwrap_err().contains("base-256"));
     }
 }
+
+/// One entry of an archive, for comparing two bundles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySummary {
+    pub path: String,
+    pub typeflag: u8,
+    pub mode: u64,
+    pub mtime: u64,
+    pub size: u64,
+    pub link: String,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+/// Every entry of a bundle file (zstd or gzip, by its magic number), in archive order.
+pub fn summarize(path: &camino::Utf8Path) -> anyhow::Result<Vec<EntrySummary>> {
+    use anyhow::Context;
+    use sha2::{Digest, Sha256};
+    let file = std::fs::File::open(path).with_context(|| format!("`{path}`: cannot open"))?;
+    let mut input = io::BufReader::new(file);
+    let magic = io::BufRead::fill_buf(&mut input)?
+        .get(..4)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    let format = if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        crate::config::Format::TarZst
+    } else {
+        crate::config::Format::TarGz
+    };
+    let mut r = TarReader::new(super::decoder(format, input)?);
+    let mut out = Vec::new();
+    while let Some(h) = r
+        .next_header()
+        .with_context(|| format!("`{path}`: cannot read"))?
+    {
+        let size = h.size().map_err(anyhow::Error::msg)?;
+        let mut hasher = Sha256::new();
+        r.content(size, |d| {
+            hasher.update(d);
+            Ok(())
+        })
+        .with_context(|| format!("`{path}`: cannot read"))?;
+        out.push(EntrySummary {
+            path: String::from_utf8_lossy(&h.path_bytes()).into_owned(),
+            typeflag: h.typeflag(),
+            mode: h.mode().unwrap_or(0),
+            mtime: h.mtime().unwrap_or(0),
+            size,
+            link: String::from_utf8_lossy(h.link_bytes()).into_owned(),
+            sha256: super::hex(&hasher.finalize()),
+        });
+    }
+    Ok(out)
+}
+
+/// Tar-aware differences between two bundles, one line per differing entry, in path order.
+pub fn differences(original: &[EntrySummary], rebuilt: &[EntrySummary]) -> Vec<(String, String)> {
+    use std::collections::BTreeMap;
+    let a: BTreeMap<&str, &EntrySummary> = original.iter().map(|e| (e.path.as_str(), e)).collect();
+    let b: BTreeMap<&str, &EntrySummary> = rebuilt.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut paths: Vec<&str> = a.keys().chain(b.keys()).copied().collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let mut out = Vec::new();
+    for p in paths {
+        let what = match (a.get(p), b.get(p)) {
+            (Some(_), None) => vec!["only in the original".to_string()],
+            (None, Some(_)) => vec!["only in the rebuild".to_string()],
+            (Some(x), Some(y)) => {
+                let mut d = Vec::new();
+                if x.typeflag != y.typeflag || x.link != y.link {
+                    d.push(format!(
+                        "type or link target differs ({:?} -> {:?} vs {:?} -> {:?})",
+                        x.typeflag as char, x.link, y.typeflag as char, y.link
+                    ));
+                }
+                if x.sha256 != y.sha256 || x.size != y.size {
+                    d.push(format!(
+                        "content differs ({} bytes, sha256 {} vs {} bytes, sha256 {})",
+                        x.size,
+                        &x.sha256[..12],
+                        y.size,
+                        &y.sha256[..12]
+                    ));
+                }
+                if x.mode != y.mode {
+                    d.push(format!("mode differs ({:04o} vs {:04o})", x.mode, y.mode));
+                }
+                if x.mtime != y.mtime {
+                    d.push(format!("mtime differs ({} vs {})", x.mtime, y.mtime));
+                }
+                d
+            }
+            (None, None) => Vec::new(),
+        };
+        if !what.is_empty() {
+            out.push((p.to_string(), what.join("; ")));
+        }
+    }
+    out
+}

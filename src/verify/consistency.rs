@@ -16,6 +16,8 @@ pub struct Summary {
     pub name: Option<String>,
     pub version: Option<String>,
     pub files: usize,
+    /// The parsed manifest, when it parsed.
+    pub manifest: Option<Manifest>,
 }
 
 fn finding(
@@ -326,6 +328,7 @@ pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding
     let m = &manifest;
     out.name = Some(m.name.clone());
     out.version = Some(m.version.clone());
+    out.manifest = Some(m.clone());
     let mpath = full(MANIFEST);
     if m.format_version != FORMAT_VERSION {
         finding(

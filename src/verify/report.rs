@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{Limits, Report, Severity, verify_file};
+use super::{Finding, Limits, Report, Severity, verify_file};
 use crate::cli::{CheckOpts, MessageFormat, VerifyOpts};
 use crate::shell::Shell;
 
@@ -92,7 +92,22 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
             limits(&opts.check),
             None,
         ) {
-            Ok(report) => {
+            Ok(mut report) => {
+                if opts.rebuild {
+                    match &report.manifest {
+                        Some(m) if report.passes(false) => {
+                            let repo = opts.repo.clone().unwrap_or_else(|| ".".into());
+                            let found = crate::rebuild::rebuild(path, m, &repo)?;
+                            report.findings.extend(found);
+                        }
+                        _ => report.findings.push(Finding {
+                            severity: Severity::Error,
+                            code: "rebuild-refused",
+                            path: None,
+                            message: "the bundle does not verify, so it is not rebuilt".into(),
+                        }),
+                    }
+                }
                 print(&report, &opts.check, shell);
                 if !report.passes(opts.check.strict) && code == 0 {
                     code = 1;

@@ -1,0 +1,212 @@
+//! `verify --rebuild`: rebuild a bundle from the commit its manifest records, in a fresh
+//! checkout at another path with another umask, time zone and locale, and compare the bytes.
+//! On a mismatch, a tar-aware summary says which entries differ and how.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::archive::manifest::Manifest;
+use crate::archive::read::{differences, summarize};
+use crate::project;
+use crate::verify::{Finding, Severity};
+
+fn finding(
+    severity: Severity,
+    code: &'static str,
+    path: Option<String>,
+    message: String,
+) -> Finding {
+    Finding {
+        severity,
+        code,
+        path,
+        message,
+    }
+}
+
+fn refuse(message: String) -> Vec<Finding> {
+    vec![finding(Severity::Error, "rebuild-refused", None, message)]
+}
+
+fn git(dir: &Utf8Path, args: &[&str]) -> Result<std::process::Output> {
+    Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run git")
+}
+
+/// Rebuild `bundle` (whose verified manifest is `m`) from the git repository around `repo`.
+/// `Err` only for local I/O failures; every reason not to trust the bundle is a finding.
+pub fn rebuild(bundle: &Utf8Path, m: &Manifest, repo: &Utf8Path) -> Result<Vec<Finding>> {
+    let Some(g) = &m.git else {
+        return Ok(refuse("the manifest records no git commit (the bundle was built outside git), so there is nothing to rebuild from".into()));
+    };
+    if g.dirty {
+        return Ok(refuse(format!(
+            "the bundle was built from a work tree with uncommitted changes; commit {} alone does not reproduce it",
+            g.commit
+        )));
+    }
+    let here = project::rustc(repo)?;
+    if here.release != m.rustc.release || here.commit_hash != m.rustc.commit_hash {
+        return Ok(refuse(format!(
+            "the bundle was built with rustc {} ({}), this machine has rustc {} ({}); install the same toolchain to rebuild",
+            m.rustc.release, m.rustc.commit_hash, here.release, here.commit_hash
+        )));
+    }
+    let top = git(repo, &["rev-parse", "--show-toplevel"])?;
+    if !top.status.success() {
+        return Ok(refuse(format!(
+            "`{repo}` is not inside a git repository; run from a clone of the project or pass --repo"
+        )));
+    }
+    let toplevel = String::from_utf8_lossy(&top.stdout).trim().to_string();
+    let exists = git(
+        repo,
+        &["cat-file", "-e", &format!("{}^{{commit}}", g.commit)],
+    )?;
+    if !exists.status.success() {
+        return Ok(refuse(format!(
+            "commit {} is not available in the repository at `{toplevel}` (fetch it first)",
+            g.commit
+        )));
+    }
+
+    // A fresh checkout somewhere else, with a space in its path for good measure.
+    let tmp = tempfile::Builder::new()
+        .prefix("crb-rebuild-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let root = Utf8PathBuf::from_path_buf(tmp.path().join("re build"))
+        .map_err(|p| anyhow::anyhow!("`{}`: temporary path is not UTF-8", p.display()))?;
+    let clone = Command::new("git")
+        .args(["clone", "--quiet", "--shared", "--no-checkout", &toplevel])
+        .arg(root.join("src"))
+        .output()
+        .context("cannot run git clone")?;
+    let checkout = root.join("src");
+    if !clone.status.success()
+        || !git(&checkout, &["checkout", "--quiet", "--detach", &g.commit])?
+            .status
+            .success()
+    {
+        return Ok(refuse(format!(
+            "cannot check out commit {} into a temporary directory: {}",
+            g.commit,
+            String::from_utf8_lossy(&clone.stderr).trim()
+        )));
+    }
+    let workspace = if g.workspace.is_empty() {
+        checkout.clone()
+    } else {
+        checkout.join(&g.workspace)
+    };
+    let out = root.join("out");
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut args: Vec<String> = vec![
+        "release-bundle".into(),
+        "--manifest-path".into(),
+        workspace.join("Cargo.toml").into_string(),
+        "--package".into(),
+        m.package.clone(),
+        "--profile".into(),
+        m.profile.clone(),
+        "--format".into(),
+        m.compression.format.clone(),
+        "--out-dir".into(),
+        out.to_string(),
+        "--locked".into(),
+        "--quiet".into(),
+        "--message-format".into(),
+        "json".into(),
+        "--no-default-features".into(),
+    ];
+    if !m.features.is_empty() {
+        args.extend(["--features".into(), m.features.join(",")]);
+    }
+    if m.target != here.host {
+        args.extend(["--target".into(), m.target.clone()]);
+    }
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 0027 && exec \"$0\" \"$@\"")
+        .arg(&exe)
+        .args(&args)
+        .env("TZ", "Pacific/Kiritimati")
+        .env("LC_ALL", "C")
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    match m.timestamp.source.as_str() {
+        "SOURCE_DATE_EPOCH" => cmd.env("SOURCE_DATE_EPOCH", m.timestamp.epoch.to_string()),
+        _ => cmd.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    let result = cmd.output().context("cannot run the rebuild")?;
+    if !result.status.success() {
+        return Ok(vec![finding(
+            Severity::Error,
+            "rebuild-failed",
+            None,
+            format!("rebuilding commit {} failed ({})", g.commit, result.status),
+        )]);
+    }
+    let message: serde_json::Value =
+        serde_json::from_slice(&result.stdout).context("the rebuild printed no bundle message")?;
+    let rebuilt = Utf8PathBuf::from(message["path"].as_str().unwrap_or_default());
+    let original_sha = crate::archive::hex(&{
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut f =
+            std::fs::File::open(bundle).with_context(|| format!("`{bundle}`: cannot open"))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)
+                .with_context(|| format!("`{bundle}`: cannot read"))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        h.finalize()
+    });
+    if message["sha256"].as_str() == Some(original_sha.as_str()) {
+        return Ok(vec![finding(
+            Severity::Note,
+            "rebuild-identical",
+            None,
+            format!(
+                "rebuilt from commit {} in a fresh checkout: identical bytes (sha256 {original_sha})",
+                &g.commit[..g.commit.len().min(12)]
+            ),
+        )]);
+    }
+    let diffs = differences(&summarize(bundle)?, &summarize(&rebuilt)?);
+    let mut findings: Vec<Finding> = diffs
+        .iter()
+        .take(20)
+        .map(|(path, what)| {
+            finding(
+                Severity::Error,
+                "rebuild-differs",
+                Some(path.clone()),
+                what.clone(),
+            )
+        })
+        .collect();
+    let summary = if diffs.is_empty() {
+        "the rebuilt archive has the same entries but different bytes (compression settings or library differ)".to_string()
+    } else {
+        format!(
+            "{} entries differ from a rebuild of commit {}",
+            diffs.len(),
+            g.commit
+        )
+    };
+    findings.push(finding(Severity::Error, "rebuild-differs", None, summary));
+    Ok(findings)
+}
