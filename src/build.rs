@@ -94,7 +94,7 @@ impl PathRemap {
         cargo_home: &Utf8Path,
     ) -> PathRemap {
         let flags = rustflags::remap_flags(workspace, cargo_home);
-        let prefix_map = rustflags::prefix_map_flags(workspace, cargo_home);
+        let (prefix_map, quoted) = rustflags::prefix_map_flags(workspace, cargo_home);
         let underscored = target.replace('-', "_");
         let mut env = Vec::new();
         for base in ["CFLAGS", "CXXFLAGS"] {
@@ -115,6 +115,9 @@ impl PathRemap {
                 base.to_string(),
                 format!("{existing} {prefix_map}").trim_start().to_string(),
             ));
+        }
+        if quoted {
+            env.push(("CC_SHELL_ESCAPED_FLAGS".to_string(), "1".to_string()));
         }
         PathRemap {
             injection: Some(rustflags::decide(sources, target, &flags)),

@@ -83,14 +83,27 @@ pub fn remap_flags(workspace: &Utf8Path, cargo_home: &Utf8Path) -> Vec<String> {
 }
 
 /// The same mapping for C/C++ compilers run by build scripts (`cc` reads `CFLAGS`/`CXXFLAGS`).
-pub fn prefix_map_flags(workspace: &Utf8Path, cargo_home: &Utf8Path) -> String {
+/// Returns the flags and whether they are shell-quoted: `cc` splits these variables on
+/// whitespace unless `CC_SHELL_ESCAPED_FLAGS` is set, so paths with spaces are quoted.
+pub fn prefix_map_flags(workspace: &Utf8Path, cargo_home: &Utf8Path) -> (String, bool) {
     let mut pairs = [(cargo_home, REMAP_CARGO_HOME), (workspace, REMAP_WORKSPACE)];
     pairs.sort_by_key(|(from, _)| from.as_str().len());
-    pairs
+    let quoted = pairs
         .iter()
-        .map(|(from, to)| format!("-ffile-prefix-map={from}={to}"))
+        .any(|(from, _)| from.as_str().contains(char::is_whitespace));
+    let flags = pairs
+        .iter()
+        .map(|(from, to)| {
+            let flag = format!("-ffile-prefix-map={from}={to}");
+            if quoted {
+                format!("'{}'", flag.replace('\'', r"'\''"))
+            } else {
+                flag
+            }
+        })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    (flags, quoted)
 }
 
 /// `CARGO_HOME`, as cargo resolves it.

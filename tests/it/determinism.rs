@@ -110,8 +110,15 @@ fn git_commit_time_is_the_timestamp() {
             .all(|h| h.mtime == 1_234_567_890)
     );
 
-    // A dirty tree is recorded.
+    // A dirty tree is recorded, and warned about.
     fs::write(fx.root.join("priv/templates/greeting.txt"), "changed\n").unwrap();
+    let out = fx.run(&["--out-dir", fx.scratch.join("dirty").to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains(&format!("the git work tree has uncommitted changes, so this bundle cannot be rebuilt from commit {}", &head[..12])),
+        "{}",
+        stderr(&out)
+    );
     let msgs = fx.bundle(&["--out-dir", out.to_str().unwrap()]);
     let top = extract(
         Path::new(msgs[0]["path"].as_str().unwrap()),

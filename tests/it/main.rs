@@ -6,6 +6,7 @@ mod config_errors;
 mod determinism;
 mod launcher;
 mod memory;
+mod reproducible;
 mod support;
 mod verify;
 mod workspace;

@@ -12,9 +12,9 @@ use crate::support::*;
 
 /// One tar entry: a raw 512-byte header and its content.
 #[derive(Clone)]
-struct Raw {
+pub struct Raw {
     header: [u8; 512],
-    data: Vec<u8>,
+    pub data: Vec<u8>,
 }
 
 impl Raw {
@@ -46,12 +46,12 @@ impl Raw {
         self.set_field(0, 100, name);
     }
 
-    fn set_data(&mut self, data: Vec<u8>) {
+    pub fn set_data(&mut self, data: Vec<u8>) {
         self.set_octal(124, 12, data.len() as u64);
         self.data = data;
     }
 
-    fn fix_checksum(&mut self) {
+    pub fn fix_checksum(&mut self) {
         self.header[148..156].fill(b' ');
         let sum: u32 = self.header.iter().map(|&b| u32::from(b)).sum();
         let text = format!("{sum:06o}\0 ");
@@ -111,17 +111,27 @@ fn sha_hex(data: &[u8]) -> String {
         .collect()
 }
 
-/// The good webapp bundle, decompressed and split into entries.
-fn good_entries() -> Vec<Raw> {
+/// A zstd bundle, decompressed and split into entries.
+pub fn entries_of(bundle: &Path) -> Vec<Raw> {
     let mut tar = Vec::new();
-    zstd::stream::read::Decoder::new(fs::File::open(webapp_bundle()).unwrap())
+    zstd::stream::read::Decoder::new(fs::File::open(bundle).unwrap())
         .unwrap()
         .read_to_end(&mut tar)
         .unwrap();
     parse(&tar)
 }
 
-fn find(entries: &mut [Raw], name: &str) -> usize {
+/// Write entries as a zstd bundle.
+pub fn write_entries(entries: &[Raw], bundle: &Path) {
+    fs::write(bundle, zstd_compress(&serialize(entries))).unwrap();
+}
+
+/// The good webapp bundle, decompressed and split into entries.
+fn good_entries() -> Vec<Raw> {
+    entries_of(webapp_bundle())
+}
+
+pub fn find(entries: &mut [Raw], name: &str) -> usize {
     entries
         .iter()
         .position(|e| e.name() == name)
@@ -131,7 +141,7 @@ fn find(entries: &mut [Raw], name: &str) -> usize {
 const TOP: &str = "webapp-1.2.0";
 
 /// Rewrite MANIFEST.json and SHA256SUMS so they agree with the (tampered) content.
-fn reseal(entries: &mut [Raw]) {
+pub fn reseal(entries: &mut [Raw]) {
     let files: Vec<(String, Vec<u8>, u64)> = entries
         .iter()
         .filter(|e| e.header[156] == b'0')

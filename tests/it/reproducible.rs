@@ -1,0 +1,298 @@
+//! Reproducible across machines: the same commit gives the same bytes from another checkout
+//! path, CARGO_HOME, umask, time zone and locale, with the user's own rustflags intact; and
+//! `verify --rebuild` proves it (or names what differs).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::*;
+use crate::verify::{entries_of, find, reseal, write_entries};
+
+fn real_cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"))
+}
+
+/// Bundle `root` with the given environment (and umask), returning the bundle's path.
+fn bundle_in(root: &Path, out: &Path, umask: &str, env: &[(&str, &str)]) -> (PathBuf, String) {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "umask {umask} && exec \"$0\" release-bundle --message-format json --out-dir \"$1\""
+        ))
+        .arg(tool())
+        .arg(out)
+        .current_dir(root)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().unwrap();
+    assert_success(&output);
+    let msg: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    (
+        PathBuf::from(msg["path"].as_str().unwrap()),
+        stderr(&output),
+    )
+}
+
+/// A second CARGO_HOME elsewhere, sharing the already-fetched registry.
+fn other_cargo_home(scratch: &Scratch) -> PathBuf {
+    let home = scratch.join("another home/cargo");
+    fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(real_cargo_home().join("registry"), home.join("registry")).unwrap();
+    home
+}
+
+/// Two checkouts of `native` at different paths, bundled under different environments.
+fn two_checkouts(config: Option<&str>) -> (Vec<u8>, Vec<u8>, Fixture, PathBuf) {
+    let one = Fixture::new("native");
+    let scratch = &one.scratch;
+    let two = scratch.join("some other place/deeper/native");
+    copy_tree(&repo().join("fixtures/native"), &two);
+    if let Some(config) = config {
+        for root in [&one.root, &two] {
+            fs::create_dir_all(root.join(".cargo")).unwrap();
+            fs::write(root.join(".cargo/config.toml"), config).unwrap();
+        }
+    }
+    let home = other_cargo_home(scratch);
+    let (a, _) = bundle_in(
+        &one.root,
+        &scratch.join("out-a"),
+        "022",
+        &[("TZ", "UTC"), ("LC_ALL", "C")],
+    );
+    let (b, _) = bundle_in(
+        &two,
+        &scratch.join("out-b"),
+        "077",
+        &[
+            ("CARGO_HOME", home.to_str().unwrap()),
+            ("TZ", "Pacific/Chatham"),
+            ("LC_ALL", "C.UTF-8"),
+            ("HOME", scratch.join("another home").to_str().unwrap()),
+        ],
+    );
+    (fs::read(&a).unwrap(), fs::read(&b).unwrap(), one, a)
+}
+
+fn run_bundled(bundle: &Path, into: &Path) -> String {
+    let top = extract(bundle, into, "gnu").join("native-0.2.0");
+    let out = Command::new(top.join("libexec/native"))
+        .arg("a/b")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn same_bytes_from_another_checkout_home_umask_tz_and_locale() {
+    if !have("tar") {
+        return;
+    }
+    let (a, b, fx, path) = two_checkouts(None);
+    assert!(a == b, "bundles built in two checkouts differ");
+    // The C code's __FILE__ and the registry crate's panic paths were remapped.
+    assert_eq!(
+        run_bundled(&path, &fx.scratch.join("x")),
+        "/build/workspace/csrc/where.c Some(1) 0\n"
+    );
+    let verify = run_tool(
+        &fx.scratch.path,
+        &["verify", "--strict", path.to_str().unwrap()],
+        &[],
+    );
+    assert_success(&verify);
+    let top = fx.scratch.join("x/native-0.2.0");
+    assert_eq!(
+        manifest(&top)["path_remap"],
+        serde_json::json!(["/build/workspace", "/build/cargo-home"])
+    );
+}
+
+#[test]
+fn user_rustflags_keep_working() {
+    if !have("tar") {
+        return;
+    }
+    let (a, b, fx, path) =
+        two_checkouts(Some("[build]\nrustflags = [\"--cfg\", \"native_flag\"]\n"));
+    assert!(
+        a == b,
+        "bundles with build.rustflags differ across checkouts"
+    );
+    assert!(
+        run_bundled(&path, &fx.scratch.join("x")).starts_with("native_flag /build/workspace/"),
+        "the user's flag took effect"
+    );
+    // The same flag through RUSTFLAGS gives the same bytes.
+    let fresh = Fixture::new("native");
+    let (c, _) = bundle_in(
+        &fresh.root,
+        &fresh.scratch.join("out"),
+        "022",
+        &[("RUSTFLAGS", "--cfg native_flag")],
+    );
+    assert!(
+        fs::read(&c).unwrap() == a,
+        "RUSTFLAGS and build.rustflags give the same bytes"
+    );
+}
+
+#[test]
+fn warnings_for_what_cannot_be_reproduced() {
+    let fx = Fixture::new("webapp");
+    // A path dependency outside the workspace.
+    let helper = fx.scratch.join("helper");
+    fs::create_dir_all(helper.join("src")).unwrap();
+    fs::write(
+        helper.join("Cargo.toml"),
+        "[package]\nname = \"helper\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    fs::write(helper.join("src/lib.rs"), "pub fn help() {}\n").unwrap();
+    let manifest = fx.root.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(
+        &manifest,
+        text.replace(
+            "[features]",
+            "[dependencies]\nhelper = { path = \"../helper\" }\n\n[features]",
+        ),
+    )
+    .unwrap();
+    let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: `Cargo.toml`: path dependency `helper` at `{}` is outside the workspace",
+            helper.display()
+        )),
+        "{err}"
+    );
+    // --strict refuses.
+    let out = fx.run(&[
+        "--strict",
+        "--out-dir",
+        fx.scratch.join("strict").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_DATE", "@1600000000 +0000")
+        .env("GIT_COMMITTER_DATE", "@1600000000 +0000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn verify_json(dir: &Path, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let mut all = vec!["verify", "--message-format", "json"];
+    all.extend_from_slice(args);
+    let out = run_tool(dir, &all, &[]);
+    let msgs = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.code().unwrap(), msgs)
+}
+
+#[test]
+fn verify_rebuild_end_to_end() {
+    if !have("git") {
+        return;
+    }
+    let fx = Fixture::new("webapp");
+    fs::write(fx.root.join(".gitignore"), "target/\n").unwrap();
+    git(&fx.root, &["init", "-q"]);
+    git(&fx.root, &["add", "-A"]);
+    git(&fx.root, &["commit", "-q", "-m", "release"]);
+    let (bundle, err) = bundle_in(&fx.root, &fx.out(), "022", &[]);
+    assert!(!err.contains("warning"), "{err}");
+    let b = bundle.to_str().unwrap();
+
+    let (code, msgs) = verify_json(&fx.root, &["--rebuild", b]);
+    assert_eq!(code, 0, "{msgs:#?}");
+    assert!(
+        msgs.iter().any(|m| m["code"] == "rebuild-identical"),
+        "{msgs:#?}"
+    );
+
+    // A priv file changed after bundling (manifest and sums resealed, so plain verify passes).
+    let top = "webapp-1.2.0";
+    let mut entries = entries_of(&bundle);
+    let i = find(&mut entries, &format!("{top}/priv/templates/greeting.txt"));
+    entries[i].data[0] ^= 0x20;
+    entries[i].fix_checksum();
+    reseal(&mut entries);
+    let tampered = fx
+        .scratch
+        .join("tampered")
+        .join(bundle.file_name().unwrap());
+    fs::create_dir_all(tampered.parent().unwrap()).unwrap();
+    write_entries(&entries, &tampered);
+    let t = tampered.to_str().unwrap();
+    assert_eq!(verify_json(&fx.root, &[t]).0, 0, "internally consistent");
+    let (code, msgs) = verify_json(&fx.root, &["--rebuild", t]);
+    assert_eq!(code, 1);
+    let hit = msgs.iter().find(|m| {
+        m["code"] == "rebuild-differs" && m["path"] == format!("{top}/priv/templates/greeting.txt")
+    });
+    assert!(
+        hit.is_some_and(|m| m["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("content differs")),
+        "{msgs:#?}"
+    );
+
+    // Refusals: another toolchain, a commit that is not there.
+    for (field, value, expect) in [
+        (
+            "rustc",
+            serde_json::json!({"release": "1.0.0", "commit_hash": "abc", "host": "x"}),
+            "the bundle was built with rustc 1.0.0 (abc), this machine has rustc",
+        ),
+        (
+            "git",
+            serde_json::json!({"commit": "0123456789012345678901234567890123456789", "dirty": false, "workspace": ""}),
+            "commit 0123456789012345678901234567890123456789 is not available",
+        ),
+    ] {
+        let mut entries = entries_of(&bundle);
+        let mi = find(&mut entries, &format!("{top}/MANIFEST.json"));
+        let mut m: serde_json::Value = serde_json::from_slice(&entries[mi].data).unwrap();
+        m[field] = value;
+        entries[mi].set_data(serde_json::to_vec_pretty(&m).unwrap());
+        entries[mi].fix_checksum();
+        reseal(&mut entries);
+        write_entries(&entries, &tampered);
+        let (code, msgs) = verify_json(&fx.root, &["--rebuild", t]);
+        assert_eq!(code, 1);
+        let refused = msgs
+            .iter()
+            .find(|m| m["code"] == "rebuild-refused")
+            .unwrap_or_else(|| panic!("{msgs:#?}"));
+        assert!(
+            refused["message"].as_str().unwrap().contains(expect),
+            "{refused}"
+        );
+    }
+}
