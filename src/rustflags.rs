@@ -189,7 +189,18 @@ mod tests {
         );
         assert_eq!(
             prefix_map_flags("/a/b".into(), "/c".into()),
-            "-ffile-prefix-map=/c=/build/cargo-home -ffile-prefix-map=/a/b=/build/workspace"
+            (
+                "-ffile-prefix-map=/c=/build/cargo-home -ffile-prefix-map=/a/b=/build/workspace"
+                    .into(),
+                false
+            )
+        );
+        assert_eq!(
+            prefix_map_flags("/a b".into(), "/c".into()),
+            (
+                "'-ffile-prefix-map=/c=/build/cargo-home' '-ffile-prefix-map=/a b=/build/workspace'".into(),
+                true
+            )
         );
     }
 
