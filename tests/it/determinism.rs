@@ -112,12 +112,12 @@ fn git_commit_time_is_the_timestamp() {
 
     // A dirty tree is recorded, and warned about.
     fs::write(fx.root.join("priv/templates/greeting.txt"), "changed\n").unwrap();
-    let out = fx.run(&["--out-dir", fx.scratch.join("dirty").to_str().unwrap()]);
-    assert_success(&out);
+    let dirty = fx.run(&["--out-dir", fx.scratch.join("dirty").to_str().unwrap()]);
+    assert_success(&dirty);
     assert!(
-        stderr(&out).contains(&format!("the git work tree has uncommitted changes, so this bundle cannot be rebuilt from commit {}", &head[..12])),
+        stderr(&dirty).contains(&format!("the git work tree has uncommitted changes, so this bundle cannot be rebuilt from commit {}", &head[..12])),
         "{}",
-        stderr(&out)
+        stderr(&dirty)
     );
     let msgs = fx.bundle(&["--out-dir", out.to_str().unwrap()]);
     let top = extract(
