@@ -419,7 +419,10 @@ impl Walk<'_> {
             }
             let mut hasher = Sha256::new();
             let mut head = Vec::new();
-            let mut scanner = LeakScanner::new(self.leaks.clone());
+            // Our own metadata holds only relative paths; scanning it would only find those.
+            let mut scanner = metadata
+                .is_none()
+                .then(|| LeakScanner::new(self.leaks.clone()));
             let mode = h.mode().unwrap_or(0);
             let mut out = match (&mut self.extract, writable, &rel_path) {
                 (Some(x), true, Some(rel)) => x.begin_file(rel),
@@ -431,7 +434,9 @@ impl Walk<'_> {
                 if head.len() < 64 {
                     head.extend_from_slice(&data[..data.len().min(64 - head.len())]);
                 }
-                scanner.feed(data);
+                if let Some(s) = scanner.as_mut() {
+                    s.feed(data);
+                }
                 if let Some(k) = keep.as_mut() {
                     k.extend_from_slice(data);
                 }
@@ -450,7 +455,7 @@ impl Walk<'_> {
                     _ => {}
                 }
             }
-            for (what, offset) in scanner.finish() {
+            for (what, offset) in scanner.map(LeakScanner::finish).unwrap_or_default() {
                 self.add(
                     Severity::Warning,
                     "leak",

@@ -21,6 +21,12 @@ pub const LEAK_PATTERNS: &[&str] = &[
 /// If `buf[at..]` (a pattern match) looks like a build-machine path, describe it.
 pub fn leak_at(buf: &[u8], at: usize, pattern: usize) -> Option<String> {
     let p = LEAK_PATTERNS[pattern].as_bytes();
+    // `/tmp/x/` inside `target/tmp/x/` is a relative path, not the build machine's.
+    let inside_word =
+        at > 0 && (buf[at - 1].is_ascii_alphanumeric() || b"._-~".contains(&buf[at - 1]));
+    if p[0] == b'/' && inside_word {
+        return None;
+    }
     let rest = &buf[at + p.len()..];
     let word = rest
         .iter()
