@@ -116,6 +116,69 @@ fn same_bytes_from_another_checkout_home_umask_tz_and_locale() {
     );
 }
 
+/// Every bundle of a fixture, as (file name, bytes).
+fn bundles_in(
+    root: &Path,
+    out: &Path,
+    umask: &str,
+    env: &[(&str, &str)],
+) -> Vec<(String, Vec<u8>)> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "umask {umask} && exec \"$0\" release-bundle -q --out-dir \"$1\""
+        ))
+        .arg(tool())
+        .arg(out)
+        .current_dir(root)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("CARGO_TARGET_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    assert_success(&cmd.output().unwrap());
+    let mut all: Vec<(String, Vec<u8>)> = fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".sha256"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn every_fixture_is_reproducible_across_checkouts() {
+    for name in ["webapp", "workspace", "hostile"] {
+        let one = Fixture::new(name);
+        let two = one.scratch.join("elsewhere entirely").join(name);
+        copy_tree(&repo().join("fixtures").join(name), &two);
+        let home = other_cargo_home(&one.scratch);
+        let a = bundles_in(&one.root, &one.scratch.join("a"), "022", &[("TZ", "UTC")]);
+        let b = bundles_in(
+            &two,
+            &one.scratch.join("b"),
+            "077",
+            &[
+                ("TZ", "Asia/Kolkata"),
+                ("LC_ALL", "C.UTF-8"),
+                ("CARGO_HOME", home.to_str().unwrap()),
+            ],
+        );
+        assert!(!a.is_empty());
+        assert_eq!(a.len(), b.len(), "{name}");
+        for ((na, ba), (nb, bb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            assert!(ba == bb, "{name}: {na} differs between checkouts");
+        }
+    }
+}
+
 #[test]
 fn user_rustflags_keep_working() {
     if !have("tar") {
