@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use cargo_metadata::{Message, Package, TargetKind};
 
-use crate::cli::BundleOpts;
+use crate::cli::{Builder, BundleOpts};
 use crate::project;
 use crate::rustflags::{self, Injection};
 use crate::shell::Shell;
@@ -126,6 +126,49 @@ impl PathRemap {
     }
 }
 
+/// The program and first argument that build with `opts.builder`.
+fn builder_command(opts: &BundleOpts) -> (String, Option<&'static str>) {
+    match opts.builder {
+        Builder::Cargo => (project::cargo().to_string(), None),
+        Builder::Cross => ("cross".to_string(), None),
+        Builder::Zigbuild => (project::cargo().to_string(), Some("zigbuild")),
+    }
+}
+
+/// Fail early, before anything is built, when the chosen builder is not installed.
+pub fn check_builder(opts: &BundleOpts) -> Result<()> {
+    let (program, first) = builder_command(opts);
+    if opts.builder != Builder::Cargo {
+        let mut probe = Command::new(&program);
+        if let Some(sub) = first {
+            probe.arg(sub);
+        }
+        let ok = probe
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let how = match opts.builder {
+                Builder::Cross => {
+                    "`cross` is not installed or not working\nhelp: cargo install cross --git https://github.com/cross-rs/cross (it needs docker or podman)"
+                }
+                _ => {
+                    "`cargo zigbuild` is not installed or not working\nhelp: cargo install --locked cargo-zigbuild, and install zig"
+                }
+            };
+            bail!(
+                "--builder {}: {how}",
+                clap::ValueEnum::to_possible_value(&opts.builder)
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Build the package's bins; cargo's diagnostics go straight to the user's stderr.
 pub fn build(
     opts: &BundleOpts,
@@ -135,8 +178,12 @@ pub fn build(
     remap: &PathRemap,
     shell: &Shell,
 ) -> Result<Artifacts> {
-    let cargo = project::cargo();
     let mut args = command_args(opts, manifest, package, bins);
+    let (program, first) = builder_command(opts);
+    if let Some(sub) = first {
+        args[0] = sub.to_string();
+    }
+    let cargo = Utf8PathBuf::from(program);
     let mut command = Command::new(&cargo);
     match &remap.injection {
         Some(Injection::Config(value)) => args.extend(["--config".to_string(), value.clone()]),

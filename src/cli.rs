@@ -30,10 +30,70 @@ pub struct ReleaseBundle {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
+    /// Show what the bundles would contain and where they would go, without building
+    Plan(BundleOpts),
     /// Check bundles before publishing or installing them (exit 0 clean, 1 findings, 2 I/O error)
     Verify(VerifyOpts),
     /// Verify a bundle and extract it into a new directory, atomically
     Unpack(UnpackOpts),
+    /// Gather bundles from CI matrix jobs into one directory with SHA256SUMS and index.json
+    Merge(MergeOpts),
+    /// Add a commented [package.metadata.release] table and a priv/ directory to a package
+    Init(InitOpts),
+    /// Print shell completions for cargo-release-bundle
+    Completions {
+        /// The shell to generate completions for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MergeOpts {
+    /// Directories holding bundles and their `.sha256` sidecars (one per matrix job)
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<Utf8PathBuf>,
+
+    /// Directory to gather them in (created; existing identical files are kept)
+    #[arg(long, value_name = "DIR")]
+    pub out: Utf8PathBuf,
+
+    /// Output format
+    #[arg(long, value_name = "FMT", default_value = "human")]
+    pub message_format: MessageFormat,
+
+    /// Coloring
+    #[arg(long, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+
+    /// Do not print status messages
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitOpts {
+    /// Path to the package's Cargo.toml [default: ./Cargo.toml]
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<Utf8PathBuf>,
+
+    /// Also add this cargo profile (`inherits = "release"`) and a profile override table
+    #[arg(long, value_name = "PROFILE-NAME")]
+    pub profile: Option<String>,
+
+    /// Coloring
+    #[arg(long, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Builder {
+    /// `$CARGO build`
+    Cargo,
+    /// `cross build` (https://github.com/cross-rs/cross)
+    Cross,
+    /// `cargo zigbuild` (https://github.com/rust-cross/cargo-zigbuild)
+    Zigbuild,
 }
 
 /// Options shared by `verify` and `unpack`.
@@ -166,6 +226,15 @@ pub struct BundleOpts {
     #[arg(long, value_name = "DIRECTORY", help_heading = "Compilation Options")]
     pub target_dir: Option<Utf8PathBuf>,
 
+    /// Build with cargo, cross or cargo-zigbuild (for cross compilation)
+    #[arg(
+        long,
+        value_name = "BUILDER",
+        default_value = "cargo",
+        help_heading = "Compilation Options"
+    )]
+    pub builder: Builder,
+
     /// Space or comma separated list of features to activate
     #[arg(
         short = 'F',
@@ -222,6 +291,14 @@ pub struct BundleOpts {
     /// Coloring
     #[arg(long, value_name = "WHEN")]
     pub color: Option<ColorChoice>,
+}
+
+/// Shell completions for `cargo-release-bundle` (which also accepts the bare form).
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = ReleaseBundle::augment_args(clap::Command::new("cargo-release-bundle"));
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "cargo-release-bundle", &mut out);
+    out
 }
 
 /// Accept both `cargo-release-bundle release-bundle ARGS` (how cargo runs us) and

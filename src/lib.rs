@@ -9,7 +9,9 @@ pub mod assemble;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod init;
 pub mod launcher;
+pub mod merge;
 pub mod plan;
 pub mod project;
 pub mod rebuild;
@@ -32,8 +34,8 @@ use crate::config::{Format, Overrides};
 use crate::plan::BundlePlan;
 use crate::shell::Shell;
 
-struct Planned<'a> {
-    package: &'a Package,
+struct Planned {
+    package: Package,
     plan: BundlePlan,
     compression: Compression,
     reproducible: bool,
@@ -96,14 +98,25 @@ fn peak_memory() -> Option<String> {
     Some(human_size(kb * 1024))
 }
 
-/// `cargo release-bundle`: validate everything, then build and bundle each selected package.
-pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
-    let started = Instant::now();
+/// Everything decided before building: the workspace, the toolchain, and one plan per package.
+struct Prepared {
+    ws: project::Workspace,
+    rustc: archive::manifest::Rustc,
+    target: String,
+    planned: Vec<Planned>,
+    out_dir: Utf8PathBuf,
+    source_date_epoch: Option<String>,
+}
+
+/// Config → scan → plan for every selected package. Fails on any configuration problem
+/// before anything is built; builds nothing itself.
+fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
     // Validate what does not depend on the project first: nothing is built on bad input.
     let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
     if let Some(value) = &source_date_epoch {
         project::parse_source_date_epoch(value)?;
     }
+    build::check_builder(opts)?;
     let ws = project::load(opts)?;
     let packages = project::select(&ws, opts)?;
     let rustc = project::rustc(ws.root())?;
@@ -146,15 +159,113 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
         };
         shell.verbose_status("Config", format!("{}: {}", package.name, loaded.config));
         planned.push(Planned {
-            package,
+            package: package.clone(),
             plan,
             compression,
             reproducible: loaded.config.reproducible,
         });
     }
 
+    let out_dir = match &opts.out_dir {
+        Some(dir) => dir.clone(),
+        None => ws.target_dir.join("release-bundle").join(&opts.profile),
+    };
+    let out_dir = std::path::absolute(&out_dir)
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or(out_dir);
+    Ok(Prepared {
+        ws,
+        rustc,
+        target,
+        planned,
+        out_dir,
+        source_date_epoch,
+    })
+}
+
+/// `cargo release-bundle plan`: what the bundles would contain, without building.
+pub fn plan_only(opts: &BundleOpts, shell: &Shell) -> Result<()> {
+    let p = prepare(opts, shell)?;
+    for Planned { package, plan, .. } in &p.planned {
+        let path = p.out_dir.join(&plan.file_name);
+        let entries: Vec<serde_json::Value> = plan
+            .entries
+            .iter()
+            .map(|e| {
+                let (kind, source) = plan::describe(e);
+                serde_json::json!({"path": e.path, "mode": format!("{:04o}", e.mode), "kind": kind, "source": source})
+            })
+            .collect();
+        if opts.message_format == MessageFormat::Json {
+            shell.json(&serde_json::json!({
+                "reason": "plan",
+                "package": package.name.to_string(),
+                "name": plan.name,
+                "version": plan.version,
+                "profile": opts.profile,
+                "target": plan.target,
+                "path": path,
+                "top_dir": plan.top_dir,
+                "binaries": plan.binaries,
+                "entries": entries,
+            }));
+            continue;
+        }
+        shell.out(format!(
+            "{} {} -> {}",
+            plan.name,
+            plan.version,
+            project::display_path(&path)
+        ));
+        shell.out(format!(
+            "  builds: {} (package `{}`, profile `{}`, target {})",
+            plan.binaries.join(", "),
+            package.name,
+            opts.profile,
+            plan.target
+        ));
+        for e in &plan.entries {
+            let (kind, source) = plan::describe(e);
+            let source = match &e.content {
+                plan::Content::File { source, .. } => project::display_path(source).to_string(),
+                _ => source,
+            };
+            let from = if source.is_empty() {
+                String::new()
+            } else {
+                format!("  <- {source}")
+            };
+            shell.out(format!(
+                "  {:04o} {:<10} {}/{}{from}",
+                e.mode, kind, plan.top_dir, e.path
+            ));
+        }
+        shell.out(format!(
+            "  0644 {:<10} {}/{}, {}/{}  <- generated",
+            "metadata",
+            plan.top_dir,
+            archive::MANIFEST,
+            plan.top_dir,
+            archive::SHA256SUMS
+        ));
+    }
+    Ok(())
+}
+
+/// `cargo release-bundle`: validate everything, then build and bundle each selected package.
+pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
+    let started = Instant::now();
+    let Prepared {
+        ws,
+        rustc,
+        target,
+        planned,
+        out_dir,
+        source_date_epoch,
+    } = prepare(opts, shell)?;
     let git = project::git(ws.root());
-    let selected: Vec<&Package> = planned.iter().map(|p| p.package).collect();
+    let selected: Vec<&Package> = planned.iter().map(|p| &p.package).collect();
     for warning in reproducibility_warnings(&ws, &selected, git.as_ref().map(|(g, _)| g)) {
         if opts.strict {
             bail!("{warning}\nnote: `--strict` turns warnings into errors");
@@ -178,15 +289,6 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
     };
     let timestamp =
         project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
-    let out_dir = match &opts.out_dir {
-        Some(dir) => dir.clone(),
-        None => ws.target_dir.join("release-bundle").join(&opts.profile),
-    };
-    let out_dir = std::path::absolute(&out_dir)
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .unwrap_or(out_dir);
-
     for Planned {
         package,
         plan,

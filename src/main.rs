@@ -25,6 +25,28 @@ fn main() -> ExitCode {
             let result = cargo_release_bundle::bundle(o, &shell).map(|()| 0);
             (shell, result, 1)
         }
+        Some(Command::Plan(o)) => {
+            let shell = Shell::new(o.color, o.quiet, o.verbose);
+            let result = cargo_release_bundle::plan_only(o, &shell).map(|()| 0);
+            (shell, result, 1)
+        }
+        Some(Command::Merge(m)) => {
+            let shell = Shell::new(m.color, m.quiet, 0);
+            let result = cargo_release_bundle::merge::run(m, &shell);
+            (shell, result, 2)
+        }
+        Some(Command::Init(i)) => {
+            let shell = Shell::new(i.color, false, 0);
+            let result = cargo_release_bundle::init::run(i, &shell).map(|_| 0);
+            (shell, result, 1)
+        }
+        Some(Command::Completions { shell: which }) => {
+            let shell = Shell::new(None, false, 0);
+            let text = cargo_release_bundle::cli::completions(*which);
+            // A closed pipe (`| head`) is not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &text);
+            (shell, Ok(0), 1)
+        }
         Some(Command::Verify(v)) => {
             let shell = Shell::new(v.check.color, v.check.quiet, 0);
             let result = cargo_release_bundle::verify::run(v, &shell);

@@ -169,6 +169,27 @@ impl Tree<'_> {
     }
 }
 
+/// `(kind, source)` of an entry, for `plan` output.
+pub fn describe(e: &Entry) -> (&'static str, String) {
+    let kind = match e.kind {
+        None => "dir",
+        Some(FileKind::Executable) => "executable",
+        Some(FileKind::Launcher) => "launcher",
+        Some(FileKind::Hook) => "hook",
+        Some(FileKind::Priv) => "priv",
+        Some(FileKind::Include) => "include",
+        Some(FileKind::Symlink) => "symlink",
+    };
+    let source = match &e.content {
+        Content::Dir => String::new(),
+        Content::Binary(bin) => format!("bin target `{bin}` (built)"),
+        Content::File { source, .. } => source.to_string(),
+        Content::Symlink { target, .. } => format!("-> {target}"),
+        Content::Generated(_) => "generated".into(),
+    };
+    (kind, source)
+}
+
 /// Normalise an include `dest`: strip `./`, refuse absolute paths and escapes.
 /// Returns the directory-or-file path and whether it names a directory.
 fn normalize_dest(dest: &str, origin: &Origin) -> Result<(String, bool)> {

@@ -127,6 +127,21 @@ pub fn load(opts: &BundleOpts) -> Result<Workspace> {
     })
 }
 
+/// The root `Cargo.toml` of the workspace `manifest` belongs to (itself for a lone package).
+pub fn workspace_root_of(manifest: &Utf8Path) -> Result<Utf8PathBuf> {
+    let manifest = manifest
+        .canonicalize_utf8()
+        .with_context(|| format!("`{manifest}`: cannot resolve"))?;
+    let metadata = MetadataCommand::new()
+        .cargo_path(cargo())
+        .manifest_path(&manifest)
+        .no_deps()
+        .exec()
+        .with_context(|| format!("`{}`: cargo metadata failed", display_path(&manifest)))?;
+    let root = metadata.workspace_root.join("Cargo.toml");
+    Ok(root.canonicalize_utf8().unwrap_or(root))
+}
+
 pub fn bin_targets(package: &Package) -> Vec<String> {
     let mut bins: Vec<String> = package
         .targets

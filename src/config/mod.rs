@@ -6,7 +6,7 @@
 //! Unknown keys become [`ConfigWarning`]s with a suggestion; cargo-release's own keys are
 //! ignored silently in the shared `release` table.
 
-mod layer;
+pub mod layer;
 pub mod value;
 
 use std::collections::BTreeMap;

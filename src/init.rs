@@ -1,0 +1,177 @@
+//! `cargo release-bundle init`: add a commented, valid release table to a package's
+//! `Cargo.toml` (appending, so the file's formatting and comments stay as they are), create
+//! `priv/`, add `[profile.<name>]` when asked, and say what to run next.
+
+use std::fs;
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::cli::InitOpts;
+use crate::config::layer::{CARGO_RELEASE_KEYS, KNOWN_KEYS};
+use crate::project;
+use crate::shell::Shell;
+
+/// Profiles cargo defines itself.
+const BUILT_IN_PROFILES: &[&str] = &["dev", "release", "test", "bench"];
+
+fn table_text(table: &str, name: &str, profile: Option<&str>) -> String {
+    let mut text = format!(
+        r#"
+# Release bundle settings for `cargo release-bundle` (see its README for every key).
+[{table}]
+# Release name: the launcher `bin/{name}` and the archive prefix.
+name = "{name}"
+# Bin targets to ship (default: every bin target of the package).
+# bins = ["{name}"]
+# Runtime data shipped as priv/ (templates, migrations, static assets).
+priv = "priv"
+# Globs never shipped, matched against paths inside the bundle.
+exclude = ["**/*.swp", "**/.DS_Store"]
+# Extra files: {{ source = glob, dest = "dir/" or "file", mode = "0644" or "0755" }}.
+# include = [{{ source = "README.md", dest = "./" }}]
+# Environment defaults baked into the launcher; the server's environment wins. No secrets here.
+env = {{ RUST_LOG = "info" }}
+# Variables that must be set before `bin/{name} start` runs the service.
+# required-env = ["PORT"]
+# Secrets stay on the server, in a KEY=VALUE file read at start.
+# env-file = "/etc/{name}/env"
+# Seconds between SIGTERM and SIGKILL on `bin/{name} stop`.
+stop-timeout = 30
+format = "tar.zst"
+compression-level = 3
+"#
+    );
+    if let Some(p) = profile {
+        text.push_str(&format!("\n# Overrides applied with `--profile {p}`.\n[{table}.profile.{p}]\ncompression-level = 19\n"));
+    }
+    text
+}
+
+fn write_atomically(path: &Utf8Path, text: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .with_context(|| format!("cannot write `{path}`"))?;
+    if let Ok(meta) = fs::metadata(path) {
+        let _ = fs::set_permissions(tmp.path(), meta.permissions());
+    }
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write `{path}`"))?;
+    Ok(())
+}
+
+/// 0 written; an existing table is an error.
+pub fn run(opts: &InitOpts, shell: &Shell) -> Result<u8> {
+    let manifest = match &opts.manifest_path {
+        Some(p) => p.clone(),
+        None => Utf8PathBuf::from_path_buf(std::env::current_dir()?.join("Cargo.toml"))
+            .map_err(|p| anyhow::anyhow!("`{}`: path is not UTF-8", p.display()))?,
+    };
+    let shown = project::display_path(&manifest);
+    let text = fs::read_to_string(&manifest).with_context(|| format!("`{shown}`: cannot read"))?;
+    let doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("`{shown}`: not valid TOML"))?;
+    let Some(package) = doc.get("package").and_then(|p| p.as_table()) else {
+        bail!(
+            "`{shown}`: has no [package] (a virtual workspace?); run init in the member to bundle"
+        );
+    };
+    let name = package
+        .get("name")
+        .and_then(|n| n.as_str())
+        .context("`[package]` has no name")?
+        .to_string();
+    let metadata = package.get("metadata").and_then(|m| m.as_table());
+    if metadata.is_some_and(|m| m.contains_key("release-bundle")) {
+        bail!("`{shown}`: package.metadata.release-bundle already exists; not changing it");
+    }
+    let release = metadata
+        .and_then(|m| m.get("release"))
+        .and_then(|r| r.as_table());
+    let ours = release.is_some_and(|r| r.keys().any(|k| KNOWN_KEYS.contains(&k.as_str())));
+    if ours {
+        bail!(
+            "`{shown}`: package.metadata.release already configures release bundles; not changing it"
+        );
+    }
+    let dir = manifest.parent().unwrap_or(Utf8Path::new(".")).to_owned();
+    let cargo_release = release
+        .is_some_and(|r| r.keys().any(|k| CARGO_RELEASE_KEYS.contains(&k.as_str())))
+        || dir.join("release.toml").is_file()
+        || metadata.is_some_and(|m| m.contains_key("release"));
+    let table = if cargo_release {
+        "package.metadata.release-bundle"
+    } else {
+        "package.metadata.release"
+    };
+    let profile = opts
+        .profile
+        .as_deref()
+        .filter(|p| !BUILT_IN_PROFILES.contains(p));
+
+    let mut new_text = text.clone();
+    if !new_text.ends_with('\n') {
+        new_text.push('\n');
+    }
+    new_text.push_str(&table_text(table, &name, profile));
+    let has_profile =
+        |doc: &toml::Table, p: &str| doc.get("profile").and_then(|t| t.get(p)).is_some();
+    // Profiles belong to the workspace root: add it there when this package is not the root.
+    let root = project::workspace_root_of(&manifest)?;
+    let mut root_edit = None;
+    if let Some(p) = profile {
+        if root == manifest {
+            if !has_profile(&doc, p) {
+                new_text.push_str(&format!("\n[profile.{p}]\ninherits = \"release\"\n"));
+            }
+        } else {
+            let root_text =
+                fs::read_to_string(&root).with_context(|| format!("`{root}`: cannot read"))?;
+            let root_doc: toml::Table = root_text
+                .parse()
+                .with_context(|| format!("`{root}`: not valid TOML"))?;
+            if !has_profile(&root_doc, p) {
+                root_edit = Some(format!(
+                    "{}\n[profile.{p}]\ninherits = \"release\"\n",
+                    root_text.trim_end_matches('\n')
+                ));
+            }
+        }
+    }
+    // What we write must still be valid TOML.
+    new_text
+        .parse::<toml::Table>()
+        .with_context(|| format!("`{shown}`: the new table does not parse (please report this)"))?;
+    write_atomically(&manifest, &new_text)?;
+    if let Some(root_text) = root_edit {
+        write_atomically(&root, &root_text)?;
+    }
+    let priv_dir = dir.join("priv");
+    if !priv_dir.exists() {
+        fs::create_dir_all(&priv_dir).with_context(|| format!("`{priv_dir}`: cannot create"))?;
+        fs::write(
+            priv_dir.join("README.md"),
+            "Runtime data shipped in the bundle as priv/ (templates, migrations, static assets).\nAt runtime the service finds it through $RELEASE_PRIV, or ../priv next to its executable.\n",
+        )
+        .with_context(|| format!("`{priv_dir}`: cannot write README.md"))?;
+    }
+    if cargo_release {
+        shell.warn(format!(
+            "`{shown}` is a cargo-release project, which rejects unknown keys in [package.metadata.release]; wrote [{table}] instead"
+        ));
+    }
+    shell.status("Added", format!("[{table}] to {shown}"));
+    let profile_flag = opts
+        .profile
+        .as_deref()
+        .map(|p| format!(" --profile {p}"))
+        .unwrap_or_default();
+    shell.out(format!(
+        "Next steps:\n  cargo release-bundle plan{profile_flag}      # see what goes in\n  cargo release-bundle{profile_flag}           # build and bundle\n  cargo release-bundle verify <bundle>   # check it before publishing"
+    ));
+    Ok(0)
+}

@@ -1,0 +1,190 @@
+//! `cargo release-bundle merge DIR... --out DIR`: gather the bundles that CI matrix jobs
+//! produced, verify each (its sidecar included), refuse duplicates and conflicting versions,
+//! and write one `SHA256SUMS` over all archives plus an `index.json` for release pages.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+
+use crate::archive;
+use crate::cli::{MergeOpts, MessageFormat};
+use crate::shell::Shell;
+use crate::verify::{self, Severity};
+
+#[derive(Debug, Clone, Serialize)]
+struct Indexed {
+    name: String,
+    version: String,
+    package: String,
+    target: String,
+    profile: String,
+    /// File name, relative to the index.
+    path: String,
+    sha256: String,
+    size: u64,
+}
+
+fn bundles_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("`{dir}`: cannot read the directory"))? {
+        let entry = entry.with_context(|| format!("`{dir}`: cannot read the directory"))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if archive::format_of(&name).is_some() && entry.file_type()?.is_file() {
+            out.push(dir.join(name));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Write `content` at `path` through a temporary file in the same directory.
+fn write_atomically(path: &Utf8Path, content: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
+    std::io::Write::write_all(&mut tmp, content)
+        .with_context(|| format!("cannot write `{path}`"))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write `{path}`"))?;
+    Ok(())
+}
+
+/// 0 merged, 1 refused (a bundle failed verification, a duplicate or a version conflict).
+pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
+    let mut found = Vec::new();
+    for dir in &opts.dirs {
+        found.extend(bundles_in(dir)?);
+    }
+    if found.is_empty() {
+        bail!(
+            "no bundles (`*.tar.zst`, `*.tar.gz`) in {}",
+            opts.dirs
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut problems = Vec::new();
+    let mut index: BTreeMap<String, (Indexed, Utf8PathBuf)> = BTreeMap::new();
+    let mut versions: BTreeMap<String, (String, Utf8PathBuf)> = BTreeMap::new();
+    for path in &found {
+        let report = verify::verify_file(path, None, verify::Limits::default(), None)?;
+        let sidecar = Utf8PathBuf::from(format!("{path}.sha256"));
+        if !sidecar.is_file() {
+            problems.push(format!("`{path}`: has no `.sha256` sidecar"));
+        }
+        if !report.passes(false) {
+            for f in report
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+            {
+                let place = f
+                    .path
+                    .as_deref()
+                    .map(|p| format!("{p}: "))
+                    .unwrap_or_default();
+                problems.push(format!("`{path}`: {place}{} [{}]", f.message, f.code));
+            }
+            continue;
+        }
+        let Some(m) = &report.manifest else { continue };
+        let file_name = path.file_name().unwrap_or_default().to_string();
+        if let Some((_, other)) = index.get(&file_name) {
+            problems.push(format!("`{path}` and `{other}` are both `{file_name}`"));
+            continue;
+        }
+        match versions.get(&m.name) {
+            Some((v, other)) if *v != m.version => {
+                problems.push(format!(
+                    "`{path}` is {} {} but `{other}` is version {v}",
+                    m.name, m.version
+                ));
+                continue;
+            }
+            _ => {
+                versions.insert(m.name.clone(), (m.version.clone(), path.clone()));
+            }
+        }
+        let (sha256, size) = {
+            let bytes = fs::metadata(path)
+                .with_context(|| format!("`{path}`: cannot stat"))?
+                .len();
+            let text = fs::read_to_string(&sidecar).unwrap_or_default();
+            (
+                text.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                bytes,
+            )
+        };
+        let entry = Indexed {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            package: m.package.clone(),
+            target: m.target.clone(),
+            profile: m.profile.clone(),
+            path: file_name.clone(),
+            sha256,
+            size,
+        };
+        index.insert(file_name, (entry, path.clone()));
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            shell.error(p);
+        }
+        shell.error(format!(
+            "refusing to merge: {} problem(s); nothing was written",
+            problems.len()
+        ));
+        return Ok(1);
+    }
+
+    let out = &opts.out;
+    fs::create_dir_all(out).with_context(|| format!("`{out}`: cannot create"))?;
+    for (name, (_, source)) in &index {
+        let dest = out.join(name);
+        if dest.exists() && fs::read(&dest).ok() == fs::read(source).ok() {
+            continue;
+        }
+        if dest.exists() {
+            bail!("`{dest}` already exists with other content; merge into an empty directory");
+        }
+        let tmp = out.join(format!(".{name}.merge-tmp"));
+        fs::copy(source, &tmp).with_context(|| format!("cannot copy `{source}` to `{out}`"))?;
+        fs::rename(&tmp, &dest).with_context(|| format!("cannot move `{dest}` into place"))?;
+        fs::copy(format!("{source}.sha256"), format!("{dest}.sha256"))
+            .with_context(|| format!("cannot copy the sidecar of `{source}`"))?;
+    }
+    let sums: String = index
+        .values()
+        .map(|(e, _)| format!("{}  {}\n", e.sha256, e.path))
+        .collect();
+    write_atomically(&out.join("SHA256SUMS"), sums.as_bytes())?;
+    let entries: Vec<&Indexed> = index.values().map(|(e, _)| e).collect();
+    let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "bundles": entries }))?;
+    json.push(b'\n');
+    write_atomically(&out.join("index.json"), &json)?;
+    if opts.message_format == MessageFormat::Json {
+        for e in &entries {
+            shell.json(&serde_json::json!({"reason": "merged", "bundle": e}));
+        }
+    }
+    shell.status(
+        "Merged",
+        format!(
+            "{} bundle(s) into {out} (SHA256SUMS, index.json)",
+            entries.len()
+        ),
+    );
+    Ok(0)
+}
