@@ -2,6 +2,7 @@
 //! checked with real GNU tar, bsdtar, zstd and sha256sum.
 
 mod bundle;
+mod cli;
 mod config_errors;
 mod determinism;
 mod launcher;

@@ -1,0 +1,371 @@
+//! The rest of the command line: `init` from `cargo new` to a verified bundle, `plan` against
+//! what is really bundled, `merge` over matrix outputs, completions, colour, help.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::*;
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn new_crate(scratch: &Scratch, name: &str, extra: &str) -> PathBuf {
+    let dir = scratch.join(name);
+    let out = Command::new(cargo())
+        .args(["new", "--vcs", "none", "--quiet", name])
+        .current_dir(&scratch.path)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    if !extra.is_empty() {
+        let manifest = dir.join("Cargo.toml");
+        let text = fs::read_to_string(&manifest).unwrap();
+        fs::write(&manifest, format!("{text}{extra}")).unwrap();
+    }
+    // A standalone workspace, whatever surrounds the scratch directory.
+    let manifest = dir.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, format!("{text}\n[workspace]\n")).unwrap();
+    dir
+}
+
+#[test]
+fn init_then_bundle_from_cargo_new() {
+    let scratch = Scratch::new();
+    let dir = new_crate(&scratch, "svc", "");
+    let before = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let out = run_tool(&dir, &["init", "--profile", "prod"], &[]);
+    assert_success(&out);
+    let text = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        text.starts_with(&before),
+        "the existing file is kept as it was"
+    );
+    assert!(
+        text.contains("[package.metadata.release]\n# Release name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[profile.prod]\ninherits = \"release\""),
+        "{text}"
+    );
+    assert!(dir.join("priv/README.md").is_file());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cargo release-bundle --profile prod"));
+
+    // The new table is valid and complete: a real bundle, without warnings, that verifies.
+    let out = run_tool(
+        &dir,
+        &["--profile", "prod", "--message-format", "json", "--strict"],
+        &[],
+    );
+    assert_success(&out);
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bundle = msg["path"].as_str().unwrap();
+    assert_success(&run_tool(&dir, &["verify", "--strict", bundle], &[]));
+
+    // Twice: refused, file untouched.
+    let again = run_tool(&dir, &["init"], &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).starts_with(
+            "error: `Cargo.toml`: package.metadata.release already configures release bundles"
+        ),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(fs::read_to_string(dir.join("Cargo.toml")).unwrap(), text);
+}
+
+#[test]
+fn init_in_a_cargo_release_project_writes_the_alias_table() {
+    let scratch = Scratch::new();
+    let dir = new_crate(
+        &scratch,
+        "tool",
+        "\n[package.metadata.release]\nsign-commit = true\ntag-prefix = \"v\"\n",
+    );
+    let out = run_tool(&dir, &["init"], &[]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("is a cargo-release project"),
+        "{}",
+        stderr(&out)
+    );
+    let text = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(text.contains("[package.metadata.release-bundle]"), "{text}");
+    // ... and bundling reads it: the launcher carries its env default.
+    let out = run_tool(&dir, &["plan", "--message-format", "json", "--strict"], &[]);
+    assert_success(&out);
+    let out = run_tool(&dir, &["--message-format", "json", "--strict"], &[]);
+    assert_success(&out);
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if have("tar") {
+        let top = extract(
+            Path::new(msg["path"].as_str().unwrap()),
+            &scratch.join("x"),
+            "gnu",
+        )
+        .join("tool-0.1.0");
+        let launcher = fs::read_to_string(top.join("bin/tool")).unwrap();
+        assert!(launcher.contains("rb_default RUST_LOG 'info'"));
+    }
+}
+
+#[test]
+fn plan_matches_what_is_bundled() {
+    let fx = Fixture::new("webapp");
+    let out = fx.run(&[
+        "plan",
+        "--message-format",
+        "json",
+        "--out-dir",
+        fx.out().to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !fx.root.join("target/release").exists(),
+        "plan builds nothing"
+    );
+    let msgs = fx.bundle(&["--out-dir", fx.out().to_str().unwrap()]);
+    assert_eq!(plan["path"], msgs[0]["path"]);
+    assert_eq!(
+        plan["binaries"],
+        serde_json::json!(["webapp", "webapp-migrate"])
+    );
+    if !have("tar") {
+        return;
+    }
+    let top = extract(
+        Path::new(msgs[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("x"),
+        "gnu",
+    )
+    .join("webapp-1.2.0");
+    let man = manifest(&top);
+    let bundled: Vec<(String, String, String)> = man["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().into(),
+                f["mode"].as_str().unwrap().into(),
+                f["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let planned: Vec<(String, String, String)> = plan["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] != "dir")
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().into(),
+                e["mode"].as_str().unwrap().into(),
+                e["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(planned, bundled);
+    // Human output lists the same destinations.
+    let human = fx.run(&["plan"]);
+    assert_success(&human);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("0755 launcher   webapp-1.2.0/bin/webapp  <- generated"),
+        "{text}"
+    );
+    // And it fails on the same configuration errors as a real run.
+    let broken = Fixture::new("broken/bad-format");
+    let out = broken.run(&["plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(
+            "error: Cargo.toml: package.metadata.release.format: unknown format \"zip\""
+        )
+    );
+}
+
+#[test]
+fn merge_gathers_matrix_outputs() {
+    let fx = Fixture::new("webapp");
+    let job1 = fx.scratch.join("job one");
+    let job2 = fx.scratch.join("job two");
+    fx.bundle(&["--out-dir", job1.to_str().unwrap()]);
+    fx.bundle(&[
+        "--profile",
+        "prod",
+        "--format",
+        "tar.zst",
+        "--out-dir",
+        job2.to_str().unwrap(),
+    ]);
+    // The prod bundle stands in for a second target: give it another (valid) name.
+    let prod = fs::read_dir(&job2)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .unwrap();
+    let out = fx.scratch.join("release");
+    let o = out.to_str().unwrap();
+    let merged = run_tool(
+        &fx.scratch.path,
+        &[
+            "merge",
+            job1.to_str().unwrap(),
+            job2.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &[],
+    );
+    // Same file name from two jobs: a duplicate.
+    assert_eq!(merged.status.code(), Some(1), "{}", stderr(&merged));
+    assert!(
+        stderr(&merged).contains("are both `webapp-1.2.0-"),
+        "{}",
+        stderr(&merged)
+    );
+    assert!(!out.exists(), "nothing written");
+
+    let renamed = job2.join("webapp-1.2.0-aarch64-unknown-linux-gnu.tar.zst");
+    fs::rename(&prod, &renamed).unwrap();
+    let sidecar = fs::read_to_string(format!("{}.sha256", prod.display())).unwrap();
+    let hex = sidecar.split_whitespace().next().unwrap().to_string();
+    fs::remove_file(format!("{}.sha256", prod.display())).unwrap();
+    fs::write(
+        format!("{}.sha256", renamed.display()),
+        format!(
+            "{hex}  {}\n",
+            renamed.file_name().unwrap().to_string_lossy()
+        ),
+    )
+    .unwrap();
+    // The manifest says x86_64, the name says aarch64: verify warns but merge accepts
+    // warnings; what it needs is valid archives and sidecars.
+    let merged = run_tool(
+        &fx.scratch.path,
+        &[
+            "merge",
+            job1.to_str().unwrap(),
+            job2.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &[],
+    );
+    assert_success(&merged);
+    if have("sha256sum") {
+        sh(&out, "sha256sum", &["-c", "SHA256SUMS"]);
+    }
+    let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    assert_eq!(sums.lines().count(), 2);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let bundles = index["bundles"].as_array().unwrap();
+    assert_eq!(bundles.len(), 2);
+    assert!(
+        bundles.iter().any(|b| b["profile"] == "prod"
+            && b["path"] == "webapp-1.2.0-aarch64-unknown-linux-gnu.tar.zst")
+    );
+    for b in bundles {
+        for key in [
+            "name", "version", "target", "profile", "path", "sha256", "size",
+        ] {
+            assert!(!b[key].is_null(), "{key} in {b}");
+        }
+    }
+
+    // A tampered sidecar is refused.
+    fs::write(
+        format!("{}.sha256", renamed.display()),
+        format!(
+            "{}  {}\n",
+            "0".repeat(64),
+            renamed.file_name().unwrap().to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let out2 = fx.scratch.join("release2");
+    let refused = run_tool(
+        &fx.scratch.path,
+        &[
+            "merge",
+            job1.to_str().unwrap(),
+            job2.to_str().unwrap(),
+            "--out",
+            out2.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("[sidecar-mismatch]"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!out2.exists());
+}
+
+#[test]
+fn completions_colour_and_help() {
+    let scratch = Scratch::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_tool(&scratch.path, &["completions", shell], &[]);
+        assert_success(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("cargo-release-bundle")
+                && text.contains("verify")
+                && text.contains("--profile"),
+            "{shell}"
+        );
+    }
+    // Colour: off when stderr is not a terminal, on when forced, off again with NO_COLOR.
+    let fx = Fixture::new("broken/bad-format");
+    let plain = tool_command(&fx.root)
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(!stderr(&plain).contains('\x1b'), "{}", stderr(&plain));
+    let forced = tool_command(&fx.root)
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&forced).contains("\x1b[1m\x1b[91merror"),
+        "{:?}",
+        stderr(&forced)
+    );
+    let no_color = tool_command(&fx.root)
+        .env("NO_COLOR", "1")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(!stderr(&no_color).contains('\x1b'));
+    let always = tool_command(&fx.root)
+        .arg("--color=always")
+        .output()
+        .unwrap();
+    assert!(stderr(&always).contains('\x1b'));
+    // Help names every subcommand.
+    let help = run_tool(&scratch.path, &["--help"], &[]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for sub in [
+        "plan",
+        "verify",
+        "unpack",
+        "merge",
+        "init",
+        "completions",
+        "--profile",
+        "--builder",
+    ] {
+        assert!(text.contains(sub), "{sub} missing from --help:\n{text}");
+    }
+}
