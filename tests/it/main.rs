@@ -10,4 +10,5 @@ mod memory;
 mod reproducible;
 mod support;
 mod verify;
+mod workflow;
 mod workspace;
