@@ -56,6 +56,36 @@ fn temp_in(dir: &Utf8Path, name: &str) -> Result<NamedTempFile> {
         .with_context(|| format!("cannot create a temporary file in `{dir}`"))
 }
 
+/// Reports bytes as they are read, for the progress bar.
+struct Reporting<'a, R> {
+    inner: R,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: std::io::Read> std::io::Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Bytes the plan's files will stream (for a progress bar).
+pub fn total_bytes(plan: &BundlePlan, artifacts: &Artifacts) -> u64 {
+    plan.entries
+        .iter()
+        .map(|e| match &e.content {
+            Content::File { size, .. } => *size,
+            Content::Binary(bin) => artifacts
+                .executables
+                .get(bin)
+                .and_then(|p| fs::metadata(p).ok())
+                .map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Write the bundle for `plan`. `manifest` carries everything but `files`, which is filled here.
 pub fn assemble(
     plan: &BundlePlan,
@@ -63,6 +93,7 @@ pub fn assemble(
     manifest: Manifest,
     compression: Compression,
     out_dir: &Utf8Path,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Bundle> {
     fs::create_dir_all(out_dir).with_context(|| format!("cannot create `{out_dir}`"))?;
     let final_path = out_dir.join(&plan.file_name);
@@ -120,7 +151,15 @@ pub fn assemble(
             .with_context(|| format!("cannot stat `{source}`"))?
             .len();
         let sha256 = ar
-            .file(&entry.path, entry.mode, size, file)
+            .file(
+                &entry.path,
+                entry.mode,
+                size,
+                Reporting {
+                    inner: file,
+                    progress: &mut *progress,
+                },
+            )
             .with_context(|| format!("cannot add `{source}` to the bundle"))?;
         spool.record(&FileRecord {
             path: entry.path.clone(),

@@ -340,7 +340,21 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             },
             files: Vec::new(),
         };
-        let bundle = assemble::assemble(plan, &artifacts, manifest, *compression, &out_dir)?;
+        let mut bar = shell.progress(assemble::total_bytes(plan, &artifacts));
+        let mut progress = |n: u64| {
+            if let Some(bar) = bar.as_mut() {
+                bar.advance(n);
+            }
+        };
+        let bundle = assemble::assemble(
+            plan,
+            &artifacts,
+            manifest,
+            *compression,
+            &out_dir,
+            &mut progress,
+        )?;
+        drop(bar);
         shell.status(
             "Finished",
             format!(

@@ -9,6 +9,65 @@ pub struct Shell {
     color: bool,
     quiet: bool,
     verbose: u8,
+    tty: bool,
+}
+
+/// A progress bar on stderr for long writes; drawn only on a terminal, at most ten times a
+/// second, and erased when done.
+pub struct Progress {
+    total: u64,
+    done: u64,
+    last: std::time::Instant,
+    drawn: bool,
+    color: bool,
+}
+
+/// Bundles smaller than this finish before a bar would help.
+const PROGRESS_MIN: u64 = 16 << 20;
+
+impl Progress {
+    pub fn advance(&mut self, bytes: u64) {
+        self.done = (self.done + bytes).min(self.total);
+        if self.last.elapsed() < std::time::Duration::from_millis(100) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let width = 30;
+        let filled = (self.done * width / self.total.max(1)) as usize;
+        let bar: String = (0..width as usize)
+            .map(|i| {
+                if i < filled {
+                    '='
+                } else if i == filled {
+                    '>'
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        let verb = if self.color {
+            format!("{CYAN}{:>12}{RESET}", "Writing")
+        } else {
+            format!("{:>12}", "Writing")
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{verb} [{bar}] {}/{} MiB",
+            self.done >> 20,
+            self.total >> 20
+        );
+        let _ = err.flush();
+        self.drawn = true;
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.drawn {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        }
+    }
 }
 
 const GREEN: &str = "\x1b[1m\x1b[92m";
@@ -52,7 +111,21 @@ impl Shell {
             color: use_color(color, |k| std::env::var(k).ok(), tty),
             quiet,
             verbose,
+            tty,
         }
+    }
+
+    /// A progress bar for writing `total` bytes, when stderr is a terminal and the write is
+    /// long enough to want one.
+    pub fn progress(&self, total: u64) -> Option<Progress> {
+        (self.tty && !self.quiet && total >= PROGRESS_MIN).then(|| Progress {
+            total,
+            done: 0,
+            // Draw the first frame at once.
+            last: std::time::Instant::now() - std::time::Duration::from_secs(1),
+            drawn: false,
+            color: self.color,
+        })
     }
 
     pub fn color(&self) -> bool {

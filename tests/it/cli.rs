@@ -369,3 +369,49 @@ fn completions_colour_and_help() {
         assert!(text.contains(sub), "{sub} missing from --help:\n{text}");
     }
 }
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    if !have("script") {
+        return;
+    }
+    let fx = Fixture::new("webapp");
+    let big = fs::File::create(fx.root.join("priv/big.bin")).unwrap();
+    big.set_len(32 << 20).unwrap();
+    drop(big);
+    let piped = fx.run(&["--out-dir", fx.scratch.join("a").to_str().unwrap()]);
+    assert_success(&piped);
+    assert!(
+        !stderr(&piped).contains("Writing"),
+        "no bar when stderr is not a terminal"
+    );
+    // `script` gives the tool a pseudo-terminal.
+    let cmd = format!(
+        "'{}' release-bundle --out-dir '{}'",
+        tool().display(),
+        fx.scratch.join("b").display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(&fx.root)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("     Writing ["), "{text}");
+    assert!(
+        text.contains("/32 MiB") || text.contains("/33 MiB"),
+        "{text}"
+    );
+    let quiet = format!("{cmd} -q");
+    let out = Command::new("script")
+        .args(["-qec", &quiet, "/dev/null"])
+        .current_dir(&fx.root)
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("Writing"),
+        "-q silences it"
+    );
+}
