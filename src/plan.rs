@@ -497,18 +497,33 @@ pub fn plan(
     }
 
     // Whole-tree checks: names that fit, no case-insensitive clashes, symlinks that stay inside.
-    let mut folded: BTreeMap<String, &str> = BTreeMap::new();
+    // Case clashes: sort by the lowercased path without allocating a copy per entry.
+    let fold = |p: &str| {
+        p.chars()
+            .flat_map(char::to_lowercase)
+            .collect::<Vec<char>>()
+    };
+    let mut by_case: Vec<(&String, &Claim)> = tree.entries.iter().collect();
+    by_case.sort_by(|(a, _), (b, _)| {
+        a.chars()
+            .flat_map(char::to_lowercase)
+            .cmp(b.chars().flat_map(char::to_lowercase))
+    });
+    for pair in by_case.windows(2) {
+        let ((other, _), (path, claim)) = (pair[0], pair[1]);
+        if fold(other) == fold(path) {
+            bail!(
+                "`{other}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
+                claim.describe(config)
+            );
+        }
+    }
+    drop(by_case);
     for (path, claim) in &tree.entries {
         let by = || claim.describe(config);
         let full = format!("{top_dir}/{path}");
         archive::check_entry_name(&full)
             .map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", by()))?;
-        if let Some(other) = folded.insert(path.to_lowercase(), path) {
-            bail!(
-                "`{other}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
-                by()
-            );
-        }
         if let Content::Symlink { target, .. } = &claim.entry.content {
             archive::check_link_target(target)
                 .map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", by()))?;
