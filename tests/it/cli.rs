@@ -415,3 +415,36 @@ fn progress_bar_only_on_a_terminal() {
         "-q silences it"
     );
 }
+
+#[test]
+fn a_missing_builder_is_a_clear_error_before_building() {
+    let fx = Fixture::new("webapp");
+    for (builder, program) in [("cross", "cross"), ("zigbuild", "cargo-zigbuild")] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .status()
+            .unwrap()
+            .success()
+        {
+            eprintln!("skipped: `{program}` is installed");
+            continue;
+        }
+        let out = fx.run(&[
+            "--builder",
+            builder,
+            "--out-dir",
+            fx.out().to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!("error: --builder {builder}: ")),
+            "{err}"
+        );
+        assert!(
+            err.contains("is not installed") && err.contains("help: "),
+            "{err}"
+        );
+        assert!(!fx.root.join("target/release").exists(), "nothing built");
+    }
+}
