@@ -9,6 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cli::InitOpts;
 use crate::config::layer::{CARGO_RELEASE_KEYS, KNOWN_KEYS};
+use crate::fsutil::write_atomically;
 use crate::project;
 use crate::shell::Shell;
 
@@ -46,21 +47,6 @@ compression-level = 3
         text.push_str(&format!("\n# Overrides applied with `--profile {p}`.\n[{table}.profile.{p}]\ncompression-level = 19\n"));
     }
     text
-}
-
-fn write_atomically(path: &Utf8Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Utf8Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())
-        .with_context(|| format!("cannot write `{path}`"))?;
-    if let Ok(meta) = fs::metadata(path) {
-        let _ = fs::set_permissions(tmp.path(), meta.permissions());
-    }
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write `{path}`"))?;
-    Ok(())
 }
 
 /// 0 written; an existing table is an error.
@@ -146,9 +132,9 @@ pub fn run(opts: &InitOpts, shell: &Shell) -> Result<u8> {
     new_text
         .parse::<toml::Table>()
         .with_context(|| format!("`{shown}`: the new table does not parse (please report this)"))?;
-    write_atomically(&manifest, &new_text)?;
+    write_atomically(&manifest, new_text.as_bytes())?;
     if let Some(root_text) = root_edit {
-        write_atomically(&root, &root_text)?;
+        write_atomically(&root, root_text.as_bytes())?;
     }
     let priv_dir = dir.join("priv");
     if !priv_dir.exists() {

@@ -9,6 +9,7 @@ pub mod assemble;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod fsutil;
 pub mod init;
 pub mod launcher;
 pub mod merge;

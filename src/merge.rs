@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::archive;
 use crate::cli::{MergeOpts, MessageFormat};
+use crate::fsutil::write_atomically;
 use crate::shell::Shell;
 use crate::verify::{self, Severity};
 
@@ -40,19 +41,6 @@ fn bundles_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Write `content` at `path` through a temporary file in the same directory.
-fn write_atomically(path: &Utf8Path, content: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Utf8Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
-    std::io::Write::write_all(&mut tmp, content)
-        .with_context(|| format!("cannot write `{path}`"))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write `{path}`"))?;
-    Ok(())
 }
 
 /// 0 merged, 1 refused (a bundle failed verification, a duplicate or a version conflict).

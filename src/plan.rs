@@ -271,22 +271,6 @@ fn excluded(set: &GlobSet, path: &str) -> bool {
             .any(|p| set.is_match(p))
 }
 
-/// Resolve a relative symlink target lexically from the link's directory.
-fn resolve_link(link_path: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> = link_path.split('/').collect();
-    parts.pop();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
-}
-
 /// Resolve what the launcher runs: `main`, or the only binary, or the one named like the package.
 fn launcher_spec(
     package: &PackageFacts,
@@ -533,7 +517,7 @@ pub fn plan(
                     by()
                 );
             }
-            match resolve_link(path, target) {
+            match archive::resolve_link(path, target) {
                 None => bail!(
                     "symlink `{path}` (from {}) points to `{target}`, which leaves the bundle",
                     by()

@@ -81,6 +81,24 @@ pub fn check_link_target(target: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a symlink at `link` (a path relative to the bundle's top directory) pointing to the
+/// relative `target` leads, lexically; `None` when a `..` climbs above the top directory at
+/// any point (which would leave the bundle on extraction, even if it came back in).
+pub fn resolve_link(link: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
 /// Compression settings; everything that changes the output bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compression {
@@ -362,6 +380,19 @@ pub fn format_of(file_name: &str) -> Option<Format> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symlink_resolution() {
+        assert_eq!(resolve_link("priv/a/l", "../b").as_deref(), Some("priv/b"));
+        assert_eq!(resolve_link("l", "x/./y").as_deref(), Some("x/y"));
+        assert_eq!(resolve_link("priv/l", "../..").as_deref(), None);
+        assert_eq!(
+            resolve_link("priv/l", "../../top/priv/x"),
+            None,
+            "climbing out and back in"
+        );
+        assert_eq!(resolve_link("priv/l", "..").as_deref(), Some(""));
+    }
 
     #[test]
     fn ustar_name_split() {

@@ -143,24 +143,17 @@ impl Walk<'_> {
             );
             return None;
         }
-        let mut parts: Vec<&str> = path.split('/').collect();
-        parts.pop();
-        for c in target.split('/') {
-            match c {
-                "" | "." => {}
-                ".." => {
-                    parts.pop();
-                }
-                c => parts.push(c),
-            }
-            if parts.first() != Some(&top.as_str()) {
-                self.error(
-                    "symlink-escape",
-                    path,
-                    format!("symlink target {target:?} leaves the bundle"),
-                );
-                return None;
-            }
+        let rel = path
+            .strip_prefix(&top)
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or(path);
+        if crate::archive::resolve_link(rel, &target).is_none() {
+            self.error(
+                "symlink-escape",
+                path,
+                format!("symlink target {target:?} leaves the bundle"),
+            );
+            return None;
         }
         Some(target)
     }
