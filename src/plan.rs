@@ -381,7 +381,9 @@ pub fn plan(
         entries: BTreeMap::new(),
         config,
     };
-    let exe_dir = if launcher.enabled { "libexec" } else { "bin" };
+    // The launcher is a POSIX sh script: Windows bundles ship their executables in bin/.
+    let with_launcher = launcher.enabled && !target.contains("windows");
+    let exe_dir = if with_launcher { "libexec" } else { "bin" };
     for bin in &binaries {
         let entry = Entry {
             path: format!("{exe_dir}/{bin}{exe_suffix}"),
@@ -391,7 +393,7 @@ pub fn plan(
         };
         tree.add(entry, By::Binary, None)?;
     }
-    if launcher.enabled {
+    if with_launcher {
         let spec = launcher_spec(package, config, &binaries)?;
         let entry = Entry {
             path: format!("bin/{}", config.name),

@@ -139,8 +139,7 @@ fn bins_and_exclude() {
         ]),
         includes: vec![],
     };
-    let c =
-        config(json!({"bins": ["app"], "exclude": ["**/*.swp", "priv/cache"], "launcher": false}));
+    let c = config(json!({"bins": ["app"], "exclude": ["**/*.swp", "priv/cache"]}));
     let p = plan(&facts(), &c, sources, "aarch64-pc-windows-msvc").unwrap();
     assert_eq!(
         paths(&p),
