@@ -448,3 +448,24 @@ fn a_missing_builder_is_a_clear_error_before_building() {
         assert!(!fx.root.join("target/release").exists(), "nothing built");
     }
 }
+
+#[test]
+fn verbose_shows_the_cargo_command_and_config_quiet_shows_nothing() {
+    let fx = Fixture::new("webapp");
+    let out = fx.run(&["-v", "--out-dir", fx.out().to_str().unwrap()]);
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("      Config webapp: name = \"webapp\", bins = [webapp, webapp-migrate]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("     Running `")
+            && err.contains(" build --message-format=json-render-diagnostics "),
+        "{err}"
+    );
+    assert!(err.contains("      Memory peak resident "), "{err}");
+    let quiet = fx.run(&["-q", "--out-dir", fx.out().to_str().unwrap()]);
+    assert_success(&quiet);
+    assert_eq!(stderr(&quiet), "", "-q prints nothing on success");
+}
