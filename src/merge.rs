@@ -101,19 +101,11 @@ pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
                 versions.insert(m.name.clone(), (m.version.clone(), path.clone()));
             }
         }
-        let (sha256, size) = {
-            let bytes = fs::metadata(path)
-                .with_context(|| format!("`{path}`: cannot stat"))?
-                .len();
-            let text = fs::read_to_string(&sidecar).unwrap_or_default();
-            (
-                text.split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                bytes,
-            )
-        };
+        // The sidecar was checked against this digest while verifying.
+        let sha256 = report.sha256.clone();
+        let size = fs::metadata(path)
+            .with_context(|| format!("`{path}`: cannot stat"))?
+            .len();
         let entry = Indexed {
             name: m.name.clone(),
             version: m.version.clone(),

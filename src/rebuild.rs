@@ -40,9 +40,15 @@ fn git(dir: &Utf8Path, args: &[&str]) -> Result<std::process::Output> {
         .context("cannot run git")
 }
 
-/// Rebuild `bundle` (whose verified manifest is `m`) from the git repository around `repo`.
+/// Rebuild `bundle` (whose verified manifest is `m` and digest `original_sha`, both from the
+/// verification pass) from the git repository around `repo`.
 /// `Err` only for local I/O failures; every reason not to trust the bundle is a finding.
-pub fn rebuild(bundle: &Utf8Path, m: &Manifest, repo: &Utf8Path) -> Result<Vec<Finding>> {
+pub fn rebuild(
+    bundle: &Utf8Path,
+    original_sha: &str,
+    m: &Manifest,
+    repo: &Utf8Path,
+) -> Result<Vec<Finding>> {
     let Some(g) = &m.git else {
         return Ok(refuse("the manifest records no git commit (the bundle was built outside git), so there is nothing to rebuild from".into()));
     };
@@ -158,23 +164,7 @@ pub fn rebuild(bundle: &Utf8Path, m: &Manifest, repo: &Utf8Path) -> Result<Vec<F
     let message: serde_json::Value =
         serde_json::from_slice(&result.stdout).context("the rebuild printed no bundle message")?;
     let rebuilt = Utf8PathBuf::from(message["path"].as_str().unwrap_or_default());
-    let original_sha = crate::archive::hex(&{
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        let mut f =
-            std::fs::File::open(bundle).with_context(|| format!("`{bundle}`: cannot open"))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = std::io::Read::read(&mut f, &mut buf)
-                .with_context(|| format!("`{bundle}`: cannot read"))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        h.finalize()
-    });
-    if message["sha256"].as_str() == Some(original_sha.as_str()) {
+    if message["sha256"].as_str() == Some(original_sha) {
         return Ok(vec![finding(
             Severity::Note,
             "rebuild-identical",

@@ -71,6 +71,8 @@ impl Default for Limits {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub bundle: Utf8PathBuf,
+    /// SHA-256 of the bundle file, computed while verifying it.
+    pub sha256: String,
     #[serde(skip)]
     pub manifest: Option<Manifest>,
     pub name: Option<String>,
@@ -569,6 +571,7 @@ pub fn verify_file(
     let summary = streamed.summary;
     Ok(Report {
         bundle: path.to_owned(),
+        sha256: streamed.sha256,
         manifest: summary.manifest.clone(),
         name: summary.name,
         version: summary.version,

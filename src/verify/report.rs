@@ -44,6 +44,7 @@ pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
         shell.json(&serde_json::json!({
             "reason": "verified",
             "bundle": report.bundle,
+            "sha256": report.sha256,
             "name": report.name,
             "version": report.version,
             "files": report.files,
@@ -97,7 +98,7 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
                     match &report.manifest {
                         Some(m) if report.passes(false) => {
                             let repo = opts.repo.clone().unwrap_or_else(|| ".".into());
-                            let found = crate::rebuild::rebuild(path, m, &repo)?;
+                            let found = crate::rebuild::rebuild(path, &report.sha256, m, &repo)?;
                             report.findings.extend(found);
                         }
                         _ => report.findings.push(Finding {
