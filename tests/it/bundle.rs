@@ -407,16 +407,11 @@ fn runs_as_a_cargo_subcommand() {
 #[test]
 fn unknown_keys_warn_with_a_suggestion() {
     let fx = Fixture::new("webapp");
-    let manifest = fx.root.join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).unwrap();
-    fs::write(
-        &manifest,
-        text.replace(
-            "compression-level = 3",
-            "compression-level = 3\nexclued = []",
-        ),
-    )
-    .unwrap();
+    fx.edit(
+        "Cargo.toml",
+        "compression-level = 3",
+        "compression-level = 3\nexclued = []",
+    );
     let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
     assert_success(&out);
     let err = stderr(&out);
@@ -478,16 +473,11 @@ fn refuses_names_that_cannot_be_stored() {
 #[test]
 fn priv_can_be_disabled_and_executables_keep_exec_bits() {
     let fx = Fixture::new("webapp");
-    let manifest = fx.root.join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).unwrap();
-    fs::write(
-        &manifest,
-        text.replace(
-            "name = \"webapp\"\nbins",
-            "name = \"webapp\"\npriv = false\nbins",
-        ),
-    )
-    .unwrap();
+    fx.edit(
+        "Cargo.toml",
+        "name = \"webapp\"\nbins",
+        "name = \"webapp\"\npriv = false\nbins",
+    );
     let msgs = fx.bundle(&["--out-dir", fx.out().to_str().unwrap()]);
     let hs = headers(std::path::Path::new(msgs[0]["path"].as_str().unwrap()));
     assert!(hs.iter().all(|h| !h.path.contains("/priv")), "{hs:?}");

@@ -211,18 +211,15 @@ fn merge_gathers_matrix_outputs() {
         .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
         .unwrap();
     let out = fx.scratch.join("release");
-    let o = out.to_str().unwrap();
-    let merged = run_tool(
-        &fx.scratch.path,
-        &[
-            "merge",
-            job1.to_str().unwrap(),
-            job2.to_str().unwrap(),
-            "--out",
-            o,
-        ],
-        &[],
-    );
+    let merge = |into: &Path| {
+        let (a, b) = (job1.to_str().unwrap(), job2.to_str().unwrap());
+        run_tool(
+            &fx.scratch.path,
+            &["merge", a, b, "--out", into.to_str().unwrap()],
+            &[],
+        )
+    };
+    let merged = merge(&out);
     // Same file name from two jobs: a duplicate.
     assert_eq!(merged.status.code(), Some(1), "{}", stderr(&merged));
     assert!(
@@ -247,17 +244,7 @@ fn merge_gathers_matrix_outputs() {
     .unwrap();
     // The manifest says x86_64, the name says aarch64: verify warns but merge accepts
     // warnings; what it needs is valid archives and sidecars.
-    let merged = run_tool(
-        &fx.scratch.path,
-        &[
-            "merge",
-            job1.to_str().unwrap(),
-            job2.to_str().unwrap(),
-            "--out",
-            o,
-        ],
-        &[],
-    );
+    let merged = merge(&out);
     assert_success(&merged);
     if have("sha256sum") {
         sh(&out, "sha256sum", &["-c", "SHA256SUMS"]);
@@ -291,17 +278,7 @@ fn merge_gathers_matrix_outputs() {
     )
     .unwrap();
     let out2 = fx.scratch.join("release2");
-    let refused = run_tool(
-        &fx.scratch.path,
-        &[
-            "merge",
-            job1.to_str().unwrap(),
-            job2.to_str().unwrap(),
-            "--out",
-            out2.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let refused = merge(&out2);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         stderr(&refused).contains("[sidecar-mismatch]"),

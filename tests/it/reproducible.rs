@@ -220,16 +220,11 @@ fn warnings_for_what_cannot_be_reproduced() {
     )
     .unwrap();
     fs::write(helper.join("src/lib.rs"), "pub fn help() {}\n").unwrap();
-    let manifest = fx.root.join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).unwrap();
-    fs::write(
-        &manifest,
-        text.replace(
-            "[features]",
-            "[dependencies]\nhelper = { path = \"../helper\" }\n\n[features]",
-        ),
-    )
-    .unwrap();
+    fx.edit(
+        "Cargo.toml",
+        "[features]",
+        "[dependencies]\nhelper = { path = \"../helper\" }\n\n[features]",
+    );
     let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
     assert_success(&out);
     let err = stderr(&out);
@@ -247,23 +242,6 @@ fn warnings_for_what_cannot_be_reproduced() {
         fx.scratch.join("strict").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_DATE", "@1600000000 +0000")
-        .env("GIT_COMMITTER_DATE", "@1600000000 +0000")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn verify_json(dir: &Path, args: &[&str]) -> (i32, Vec<serde_json::Value>) {

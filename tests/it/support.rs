@@ -90,6 +90,15 @@ impl Fixture {
         Fixture { scratch, root }
     }
 
+    /// Replace `from` with `to` in a file of the fixture; `from` must be there, so an edit that
+    /// no longer applies fails the test instead of silently testing nothing.
+    pub fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.root.join(file);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "`{from}` is not in {}", path.display());
+        fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
     pub fn out(&self) -> PathBuf {
         self.scratch.join("out")
     }
@@ -357,4 +366,23 @@ pub fn webapp_bundle() -> &'static Path {
         let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         PathBuf::from(msg["path"].as_str().unwrap())
     })
+}
+
+/// Run git in `dir` with a fixed identity and commit date, asserting success; returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_DATE", "@1600000000 +0000")
+        .env("GIT_COMMITTER_DATE", "@1600000000 +0000")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

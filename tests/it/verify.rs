@@ -266,7 +266,11 @@ fn good_bundles_verify_clean() {
     assert_eq!(msgs.len(), 1, "no findings at all: {msgs:#?}");
     assert_eq!(msgs[0]["ok"], true);
     assert_eq!(msgs[0]["name"], "webapp");
-    assert_eq!(msgs[0]["sha256"], sha256_file(bundle).as_str(), "the digest verify computed");
+    assert_eq!(
+        msgs[0]["sha256"],
+        sha256_file(bundle).as_str(),
+        "the digest verify computed"
+    );
     let human = run_tool(
         bundle.parent().unwrap(),
         &["verify", bundle.to_str().unwrap()],
