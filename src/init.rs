@@ -69,7 +69,7 @@ pub fn run(opts: &InitOpts, shell: &Shell) -> Result<u8> {
     let name = package
         .get("name")
         .and_then(|n| n.as_str())
-        .context("`[package]` has no name")?
+        .with_context(|| format!("`{shown}`: package.name is missing or not a string"))?
         .to_string();
     let metadata = package.get("metadata").and_then(|m| m.as_table());
     if metadata.is_some_and(|m| m.contains_key("release-bundle")) {
