@@ -13,7 +13,8 @@ use crate::archive::manifest::{CompressionInfo, FileKind, FileRecord, Manifest, 
 use crate::archive::{self, ArchiveWriter, Compression};
 use crate::build::Artifacts;
 use crate::config::Format;
-use crate::plan::{BundlePlan, Content};
+use crate::plan::{BundlePlan, Content, Totals};
+use crate::sources;
 
 /// A finished bundle on disk.
 #[derive(Debug, Clone)]
@@ -70,20 +71,16 @@ impl<R: std::io::Read> std::io::Read for Reporting<'_, R> {
     }
 }
 
-/// Bytes the plan's files will stream (for a progress bar).
-pub fn total_bytes(plan: &BundlePlan, artifacts: &Artifacts) -> u64 {
-    plan.entries
-        .iter()
-        .map(|e| match &e.content {
-            Content::File { size, .. } => *size,
-            Content::Binary(bin) => artifacts
-                .executables
-                .get(bin)
-                .and_then(|p| fs::metadata(p).ok())
-                .map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
+/// Bytes the bundle's files will stream (for a progress bar): the planned files plus the
+/// built executables.
+pub fn total_bytes(totals: &Totals, artifacts: &Artifacts) -> u64 {
+    let executables: u64 = artifacts
+        .executables
+        .values()
+        .filter_map(|p| fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    totals.bytes + executables
 }
 
 /// Write the bundle for `plan`. `manifest` carries everything but `files`, which is filled here.
@@ -107,7 +104,8 @@ pub fn assemble(
     };
     let mut spool = Spool::new(&manifest, spool_file()?, spool_file()?)?;
     let mut file_count = 2;
-    for entry in &plan.entries {
+    for entry in plan.entries(&sources::walk) {
+        let entry = entry?;
         let source = match &entry.content {
             Content::Dir => {
                 ar.dir(&entry.path)?;

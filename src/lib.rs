@@ -38,6 +38,8 @@ use crate::shell::Shell;
 struct Planned {
     package: Package,
     plan: BundlePlan,
+    /// From the checking pass over the plan's entries.
+    totals: plan::Totals,
     compression: Compression,
     reproducible: bool,
 }
@@ -154,6 +156,7 @@ fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             bin_targets: project::bin_targets(package),
         };
         let plan = plan::plan(&facts, &loaded.config, sources, &target)?;
+        let totals = plan.check(&sources::walk)?;
         let compression = Compression {
             format: loaded.config.format,
             level: loaded.config.compression_level,
@@ -162,6 +165,7 @@ fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         planned.push(Planned {
             package: package.clone(),
             plan,
+            totals,
             compression,
             reproducible: loaded.config.reproducible,
         });
@@ -190,15 +194,15 @@ pub fn plan_only(opts: &BundleOpts, shell: &Shell) -> Result<()> {
     let p = prepare(opts, shell)?;
     for Planned { package, plan, .. } in &p.planned {
         let path = p.out_dir.join(&plan.file_name);
-        let entries: Vec<serde_json::Value> = plan
-            .entries
-            .iter()
-            .map(|e| {
-                let (kind, source) = plan::describe(e);
-                serde_json::json!({"path": e.path, "mode": format!("{:04o}", e.mode), "kind": kind, "source": source})
-            })
-            .collect();
         if opts.message_format == MessageFormat::Json {
+            let entries = plan
+                .entries(&sources::walk)
+                .map(|e| {
+                    let e = e?;
+                    let (kind, source) = plan::describe(&e);
+                    Ok(serde_json::json!({"path": e.path, "mode": format!("{:04o}", e.mode), "kind": kind, "source": source}))
+                })
+                .collect::<Result<Vec<_>>>()?;
             shell.json(&serde_json::json!({
                 "reason": "plan",
                 "package": package.name.to_string(),
@@ -226,8 +230,9 @@ pub fn plan_only(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             opts.profile,
             plan.target
         ));
-        for e in &plan.entries {
-            let (kind, source) = plan::describe(e);
+        for e in plan.entries(&sources::walk) {
+            let e = e?;
+            let (kind, source) = plan::describe(&e);
             let source = match &e.content {
                 plan::Content::File { source, .. } => project::display_path(source).to_string(),
                 _ => source,
@@ -293,6 +298,7 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
     for Planned {
         package,
         plan,
+        totals,
         compression,
         reproducible,
     } in &planned
@@ -341,7 +347,7 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             },
             files: Vec::new(),
         };
-        let mut bar = shell.progress(assemble::total_bytes(plan, &artifacts));
+        let mut bar = shell.progress(assemble::total_bytes(totals, &artifacts));
         let mut progress = |n: u64| {
             if let Some(bar) = bar.as_mut() {
                 bar.advance(n);

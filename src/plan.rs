@@ -1,20 +1,24 @@
 //! Planning: what the bundle will contain and where, decided before anything is built.
 //!
 //! Pure: no file system, no processes. Takes the validated config, the package's bin targets
-//! and the scanned sources; returns a [`BundlePlan`] whose entries are already in canonical
-//! (bytewise) order, or an error naming the key or path at fault. Binaries are *named* here
-//! and *located* after the build.
+//! and the scanned sources; returns a [`BundlePlan`] or an error naming the key or path at
+//! fault. Binaries are *named* here and *located* after the build.
+//!
+//! Directory trees (priv, directory includes) are not held in the plan: [`BundlePlan::entries`]
+//! merges them, listed by a walker in canonical order, with the entries known up front, and
+//! checks every entry as it passes. Memory follows the widest directory, not the file count.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
 use crate::config::{Format, HookName, Origin, ReleaseConfig};
 use crate::launcher::{self, CustomCommand, LauncherSpec};
-use crate::sources::{Found, Node, Sources};
+use crate::sources::{Found, Match, Node, Sources};
 
 /// What the planner needs to know about the package.
 #[derive(Debug, Clone)]
@@ -55,7 +59,39 @@ pub struct Entry {
     pub kind: Option<FileKind>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Lists one directory tree in canonical order: `(root, skip, keep)`, where `keep(rel)` says
+/// whether an entry (and, for a directory, what is below it) is wanted.
+pub type Walker = dyn Fn(
+    &Utf8Path,
+    &[Utf8PathBuf],
+    Box<dyn Fn(&str) -> bool>,
+) -> Box<dyn Iterator<Item = Result<Found>>>;
+
+/// A directory tree shipped below `base`, listed when the entries are.
+#[derive(Debug, Clone)]
+pub struct TreeRule {
+    pub root: Utf8PathBuf,
+    /// Bundle path of the root.
+    pub base: String,
+    kind: FileKind,
+    mode: Option<u32>,
+    by: By,
+}
+
+/// An include rule, as far as messages and the "matches nothing" check need it.
+#[derive(Debug, Clone)]
+struct IncludeInfo {
+    key: String,
+    source: String,
+    source_origin: Origin,
+    dest_origin: Origin,
+    /// How many matches the scan found.
+    matches: usize,
+    /// Entries shipped from single-file matches.
+    shipped: usize,
+}
+
+#[derive(Debug, Clone)]
 pub struct BundlePlan {
     pub name: String,
     pub version: String,
@@ -66,12 +102,18 @@ pub struct BundlePlan {
     pub format: Format,
     /// Bin targets cargo must build.
     pub binaries: Vec<String>,
-    /// Canonical order: sorted bytewise by path (the top directory itself is implicit).
-    pub entries: Vec<Entry>,
+    /// Entries known without walking a tree, sorted bytewise by path: binaries, the launcher,
+    /// hooks, single-file includes, and the directories above them and above every tree.
+    fixed: Vec<(Entry, By)>,
+    trees: Vec<TreeRule>,
+    /// Directories no walk enters.
+    skip: Vec<Utf8PathBuf>,
+    excludes: Arc<GlobSet>,
+    includes: Vec<IncludeInfo>,
 }
 
 /// Where an entry came from, for conflict messages (described only when one is needed).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum By {
     Binary,
     Launcher,
@@ -80,64 +122,66 @@ enum By {
     Include(usize),
 }
 
-#[derive(Debug, Clone)]
-struct Claim {
-    entry: Entry,
-    by: By,
-}
-
-impl Claim {
-    fn describe(&self, config: &ReleaseConfig) -> String {
-        let source = match &self.entry.content {
-            Content::File { source, .. } | Content::Symlink { source, .. } => Some(source),
-            _ => None,
-        };
-        match (self.by, source) {
-            (By::Binary, _) => match &self.entry.content {
-                Content::Binary(bin) => format!("binary `{bin}`"),
-                _ => "the binaries".into(),
-            },
-            (By::Launcher, _) => "the launcher".into(),
-            (By::Hook(h), _) => format!("the {} hook", h.as_str()),
-            (By::Priv, Some(source)) => format!("the priv file `{source}`"),
-            (By::Priv, None) => "the priv directory".into(),
-            (By::Include(i), source) => {
-                let key = config
-                    .include
-                    .get(i)
-                    .map_or("include", |r| r.origin.key.as_str());
-                match source {
-                    Some(source) => format!("{key} (`{source}`)"),
-                    None => key.to_string(),
-                }
+fn describe_claim(entry: &Entry, by: By, includes: &[IncludeInfo]) -> String {
+    let source = match &entry.content {
+        Content::File { source, .. } | Content::Symlink { source, .. } => Some(source),
+        _ => None,
+    };
+    match (by, source) {
+        (By::Binary, _) => match &entry.content {
+            Content::Binary(bin) => format!("binary `{bin}`"),
+            _ => "the binaries".into(),
+        },
+        (By::Launcher, _) => "the launcher".into(),
+        (By::Hook(h), _) => format!("the {} hook", h.as_str()),
+        (By::Priv, Some(source)) => format!("the priv file `{source}`"),
+        (By::Priv, None) => "the priv directory".into(),
+        (By::Include(i), source) => {
+            let key = includes.get(i).map_or("include", |r| r.key.as_str());
+            match source {
+                Some(source) => format!("{key} (`{source}`)"),
+                None => key.to_string(),
             }
         }
     }
 }
 
-struct Tree<'c> {
-    entries: BTreeMap<String, Claim>,
-    config: &'c ReleaseConfig,
+/// The `dest` of the include behind `by`, which errors about its entries name.
+fn origin_of(by: By, includes: &[IncludeInfo]) -> Option<&Origin> {
+    match by {
+        By::Include(i) => includes.get(i).map(|r| &r.dest_origin),
+        _ => None,
+    }
 }
 
-impl Tree<'_> {
-    fn add(&mut self, entry: Entry, by: By, origin: Option<&Origin>) -> Result<()> {
-        let config = self.config;
-        let fail = |msg: String| match origin {
+/// The entries known at plan time, with the directories they imply.
+struct Fixed<'i> {
+    entries: BTreeMap<String, (Entry, By)>,
+    includes: &'i [IncludeInfo],
+}
+
+impl Fixed<'_> {
+    fn fail(&self, by: By, msg: String) -> anyhow::Error {
+        match origin_of(by, self.includes) {
             Some(o) => anyhow!("{o}: {msg}"),
             None => anyhow!("{msg}"),
-        };
-        // Parents become directories.
-        let mut parent = entry.path.as_str();
+        }
+    }
+
+    /// Make every parent of `path` a directory.
+    fn parents(&mut self, path: &str, by: By) -> Result<()> {
+        let mut parent = path;
         while let Some((p, _)) = parent.rsplit_once('/') {
             parent = p;
             match self.entries.get(p) {
-                Some(c) if c.entry.content != Content::Dir => {
-                    return Err(fail(format!(
-                        "`{}` needs `{p}` to be a directory, but {} puts a file there",
-                        entry.path,
-                        c.describe(config)
-                    )));
+                Some((e, other)) if e.content != Content::Dir => {
+                    let other = describe_claim(e, *other, self.includes);
+                    return Err(self.fail(
+                        by,
+                        format!(
+                            "`{path}` needs `{p}` to be a directory, but {other} puts a file there"
+                        ),
+                    ));
                 }
                 Some(_) => {}
                 None => {
@@ -147,24 +191,28 @@ impl Tree<'_> {
                         mode: MODE_DIR,
                         kind: None,
                     };
-                    self.entries.insert(p.to_string(), Claim { entry: dir, by });
+                    self.entries.insert(p.to_string(), (dir, by));
                 }
             }
         }
-        if let Some(existing) = self.entries.get(&entry.path) {
-            if existing.entry.content == Content::Dir && entry.content == Content::Dir {
+        Ok(())
+    }
+
+    fn add(&mut self, entry: Entry, by: By) -> Result<()> {
+        self.parents(&entry.path, by)?;
+        if let Some((existing, other)) = self.entries.get(&entry.path) {
+            if existing.content == Content::Dir && entry.content == Content::Dir {
                 return Ok(());
             }
-            let new = Claim { entry, by };
-            return Err(fail(format!(
+            let msg = format!(
                 "two files land on `{}`: {} and {}",
-                new.entry.path,
-                existing.describe(config),
-                new.describe(config)
-            )));
+                entry.path,
+                describe_claim(existing, *other, self.includes),
+                describe_claim(&entry, by, self.includes)
+            );
+            return Err(self.fail(by, msg));
         }
-        let path = entry.path.clone();
-        self.entries.insert(path, Claim { entry, by });
+        self.entries.insert(entry.path.clone(), (entry, by));
         Ok(())
     }
 }
@@ -377,9 +425,22 @@ pub fn plan(
         }
     }
 
-    let mut tree = Tree {
+    let includes: Vec<IncludeInfo> = config
+        .include
+        .iter()
+        .zip(&sources.includes)
+        .map(|(rule, matches)| IncludeInfo {
+            key: rule.origin.key.clone(),
+            source: rule.value.source.clone(),
+            source_origin: rule.origin.child("source"),
+            dest_origin: rule.origin.child("dest"),
+            matches: matches.matches.len(),
+            shipped: 0,
+        })
+        .collect();
+    let mut fixed = Fixed {
         entries: BTreeMap::new(),
-        config,
+        includes: &includes,
     };
     // The launcher is a POSIX sh script: Windows bundles ship their executables in bin/.
     let with_launcher = launcher.enabled && !target.contains("windows");
@@ -391,7 +452,7 @@ pub fn plan(
             mode: MODE_EXEC,
             kind: Some(FileKind::Executable),
         };
-        tree.add(entry, By::Binary, None)?;
+        fixed.add(entry, By::Binary)?;
     }
     if with_launcher {
         let spec = launcher_spec(package, config, &binaries)?;
@@ -401,7 +462,7 @@ pub fn plan(
             mode: MODE_EXEC,
             kind: Some(FileKind::Launcher),
         };
-        tree.add(entry, By::Launcher, None)?;
+        fixed.add(entry, By::Launcher)?;
         for (hook, found) in sources.hooks {
             let entry = entry_for(
                 found,
@@ -409,23 +470,28 @@ pub fn plan(
                 FileKind::Hook,
                 Some(MODE_EXEC),
             );
-            let origin = config.launcher.hooks.get(&hook).map(|h| h.origin.clone());
-            tree.add(entry, By::Hook(hook), origin.as_ref())?;
+            fixed.add(entry, By::Hook(hook)).map_err(|e| {
+                match config.launcher.hooks.get(&hook) {
+                    Some(h) => anyhow!("{}: {e}", h.origin),
+                    None => e,
+                }
+            })?;
         }
     }
 
     let excludes = exclude_set(config)?;
-    if let Some(priv_tree) = sources.priv_tree {
-        for found in priv_tree {
-            let path = join("priv", &found.rel);
-            if excluded(&excludes, &path) {
-                continue;
-            }
-            let entry = entry_for(found, path, FileKind::Priv, None);
-            tree.add(entry, By::Priv, None)?;
-        }
+    let mut trees = Vec::new();
+    if let Some(root) = sources.priv_root.filter(|_| !excluded(&excludes, "priv")) {
+        trees.push(TreeRule {
+            root,
+            base: "priv".into(),
+            kind: FileKind::Priv,
+            mode: None,
+            by: By::Priv,
+        });
     }
 
+    let mut shipped = vec![0; includes.len()];
     for (index, (rule, matches)) in config.include.iter().zip(sources.includes).enumerate() {
         let (dest, dest_is_dir) = normalize_dest(&rule.value.dest, &rule.origin.child("dest"))?;
         let files = matches.matches.len();
@@ -437,8 +503,7 @@ pub fn plan(
                 rule.value.dest
             );
         }
-        let mut shipped = 0;
-        for (matched, found_tree) in matches.matches {
+        for (matched, found) in matches.matches {
             let base = if dest_is_dir {
                 let name = matched.rsplit('/').next().unwrap_or(&matched);
                 join(&dest, name)
@@ -452,97 +517,41 @@ pub fn plan(
                     rule.value.dest
                 );
             }
-            for found in found_tree {
-                let path = join(&base, &found.rel);
-                if excluded(&excludes, &path) {
-                    continue;
-                }
-                if path == archive::MANIFEST || path == archive::SHA256SUMS {
-                    bail!(
-                        "{}: `{path}` is reserved for the bundle's own {path}",
-                        rule.origin.child("dest")
-                    );
-                }
-                let entry = entry_for(found, path, FileKind::Include, rule.value.mode);
-                tree.add(entry, By::Include(index), Some(&rule.origin.child("dest")))?;
-                shipped += 1;
+            if excluded(&excludes, &base) {
+                continue;
             }
-        }
-        if shipped == 0 {
-            let why = if files == 0 {
-                ""
-            } else {
-                " (everything it matches is excluded)"
-            };
-            bail!(
-                "{}: {:?} matches nothing{why}",
-                rule.origin.child("source"),
-                rule.value.source
-            );
-        }
-    }
-
-    // Whole-tree checks: names that fit, no case-insensitive clashes, symlinks that stay inside.
-    // Case clashes: sort by the lowercased path without allocating a copy per entry.
-    let fold = |p: &str| {
-        p.chars()
-            .flat_map(char::to_lowercase)
-            .collect::<Vec<char>>()
-    };
-    let mut by_case: Vec<(&String, &Claim)> = tree.entries.iter().collect();
-    by_case.sort_by(|(a, _), (b, _)| {
-        a.chars()
-            .flat_map(char::to_lowercase)
-            .cmp(b.chars().flat_map(char::to_lowercase))
-    });
-    for pair in by_case.windows(2) {
-        let ((other, _), (path, claim)) = (pair[0], pair[1]);
-        if fold(other) == fold(path) {
-            bail!(
-                "`{other}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
-                claim.describe(config)
-            );
-        }
-    }
-    drop(by_case);
-    for (path, claim) in &tree.entries {
-        let by = || claim.describe(config);
-        let full = format!("{top_dir}/{path}");
-        archive::check_entry_name(&full)
-            .map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", by()))?;
-        if let Content::Symlink { target, .. } = &claim.entry.content {
-            archive::check_link_target(target)
-                .map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", by()))?;
-            if target.starts_with('/') {
+            if base == archive::MANIFEST || base == archive::SHA256SUMS {
                 bail!(
-                    "symlink `{path}` (from {}) points to the absolute path `{target}`; only relative links inside the bundle are allowed",
-                    by()
+                    "{}: `{base}` is reserved for the bundle's own {base}",
+                    rule.origin.child("dest")
                 );
             }
-            match archive::resolve_link(path, target) {
-                None => bail!(
-                    "symlink `{path}` (from {}) points to `{target}`, which leaves the bundle",
-                    by()
-                ),
-                Some(resolved) if !resolved.is_empty() && !tree.entries.contains_key(&resolved) => {
-                    bail!(
-                        "symlink `{path}` (from {}) points to `{target}`, which is not in the bundle",
-                        by()
-                    )
+            let by = By::Include(index);
+            match found {
+                Match::One(found) => {
+                    let entry = entry_for(found, base, FileKind::Include, rule.value.mode);
+                    fixed.add(entry, by)?;
+                    shipped[index] += 1;
                 }
-                Some(_) => {}
+                Match::Tree(root) => {
+                    fixed.parents(&base, by)?;
+                    trees.push(TreeRule {
+                        root,
+                        base,
+                        kind: FileKind::Include,
+                        mode: rule.value.mode,
+                        by,
+                    });
+                }
             }
         }
     }
-    if tree.entries.contains_key(archive::MANIFEST)
-        || tree.entries.contains_key(archive::SHA256SUMS)
-    {
-        bail!(
-            "`{}` and `{}` are reserved for the bundle's own metadata",
-            archive::MANIFEST,
-            archive::SHA256SUMS
-        );
-    }
+    let fixed: Vec<(Entry, By)> = fixed.entries.into_values().collect();
+    let includes = includes
+        .into_iter()
+        .zip(shipped)
+        .map(|(info, shipped)| IncludeInfo { shipped, ..info })
+        .collect();
 
     Ok(BundlePlan {
         name: config.name.clone(),
@@ -552,8 +561,309 @@ pub fn plan(
         top_dir,
         format: config.format,
         binaries,
-        entries: tree.entries.into_values().map(|c| c.entry).collect(),
+        fixed,
+        trees,
+        skip: sources.skip,
+        excludes: Arc::new(excludes),
+        includes,
     })
+}
+
+/// What a full pass over the entries found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Directories, files and symlinks.
+    pub entries: usize,
+    /// Bytes of the files copied from disk (binaries are counted after the build).
+    pub bytes: u64,
+}
+
+impl BundlePlan {
+    /// Every entry of the bundle in canonical (bytewise) order, each checked as it passes:
+    /// conflicts, names the archive can hold, case clashes, symlinks that stay inside. Stops
+    /// after the first error. Whether symlinks point at entries that exist, and whether every
+    /// include shipped something, is known only after a full pass: see [`BundlePlan::check`].
+    pub fn entries<'p>(&'p self, walk: &Walker) -> Entries<'p> {
+        let fixed = self.fixed.iter().map(|(e, by)| Ok((e.clone(), *by)));
+        let mut streams: Vec<Stream<'p>> = vec![Stream::new(Box::new(fixed), None)];
+        for tree in &self.trees {
+            let excludes = Arc::clone(&self.excludes);
+            let base = tree.base.clone();
+            let keep = Box::new(move |rel: &str| {
+                // The root was checked with its ancestors when planned; a refused directory is
+                // never entered, so each path below only needs checking itself.
+                rel.is_empty() || excludes.is_empty() || !excludes.is_match(join(&base, rel))
+            });
+            let found = walk(&tree.root, &self.skip, keep).map(move |found| {
+                let found = found?;
+                let path = join(&tree.base, &found.rel);
+                Ok((entry_for(found, path, tree.kind, tree.mode), tree.by))
+            });
+            let include = match tree.by {
+                By::Include(i) => Some(i),
+                _ => None,
+            };
+            streams.push(Stream::new(Box::new(found), include));
+        }
+        Entries {
+            plan: self,
+            streams,
+            frames: vec![(String::new(), HashMap::new())],
+            shipped: vec![0; self.includes.len()],
+            links: Vec::new(),
+            totals: Totals::default(),
+            failed: false,
+        }
+    }
+
+    /// One full pass over the entries: every per-entry check, then that symlinks point at
+    /// entries that exist and that every include shipped something. Symlink targets behind
+    /// the link are looked up in a second pass, run only when the bundle has symlinks.
+    pub fn check(&self, walk: &Walker) -> Result<Totals> {
+        let mut entries = self.entries(walk);
+        for entry in entries.by_ref() {
+            entry?;
+        }
+        let (totals, links) = entries.finish()?;
+        if links.is_empty() {
+            return Ok(totals);
+        }
+        let mut wanted: BTreeSet<&str> = links.iter().map(|l| l.resolved.as_str()).collect();
+        wanted.remove("");
+        for entry in self.entries(walk) {
+            wanted.remove(entry?.path.as_str());
+        }
+        if let Some(link) = links.iter().find(|l| wanted.contains(l.resolved.as_str())) {
+            bail!(
+                "symlink `{}` (from {}) points to `{}`, which is not in the bundle",
+                link.path,
+                link.from,
+                link.target
+            );
+        }
+        Ok(totals)
+    }
+}
+
+type Claims<'p> = Box<dyn Iterator<Item = Result<(Entry, By)>> + 'p>;
+
+/// One source of entries in canonical order, with its next entry read ahead.
+struct Stream<'p> {
+    rest: Claims<'p>,
+    head: Option<Result<(Entry, By)>>,
+    /// The include rule a tree stream ships for.
+    include: Option<usize>,
+}
+
+impl<'p> Stream<'p> {
+    fn new(mut rest: Claims<'p>, include: Option<usize>) -> Self {
+        let head = rest.next();
+        Stream {
+            rest,
+            head,
+            include,
+        }
+    }
+
+    fn path(&self) -> Option<&str> {
+        match &self.head {
+            Some(Ok((e, _))) => Some(&e.path),
+            _ => None,
+        }
+    }
+}
+
+/// A symlink seen in a pass, for the check that its target exists.
+struct Link {
+    path: String,
+    target: String,
+    resolved: String,
+    from: String,
+}
+
+/// The merged, checked entries of a plan: see [`BundlePlan::entries`].
+pub struct Entries<'p> {
+    plan: &'p BundlePlan,
+    streams: Vec<Stream<'p>>,
+    /// Per directory on the current path: its children's names, case-folded, for the case
+    /// clash check. Canonical order keeps each directory's children in one contiguous run.
+    frames: Vec<(String, HashMap<String, String>)>,
+    shipped: Vec<usize>,
+    links: Vec<Link>,
+    totals: Totals,
+    failed: bool,
+}
+
+impl Entries<'_> {
+    fn fail(&self, by: By, msg: String) -> anyhow::Error {
+        match origin_of(by, &self.plan.includes) {
+            Some(o) => anyhow!("{o}: {msg}"),
+            None => anyhow!("{msg}"),
+        }
+    }
+
+    /// The next entry, with conflicts between sources resolved or refused.
+    fn merged(&mut self) -> Option<Result<(Entry, By)>> {
+        if let Some(stream) = self
+            .streams
+            .iter_mut()
+            .find(|s| matches!(s.head, Some(Err(_))))
+        {
+            return stream.head.take();
+        }
+        let least = self
+            .streams
+            .iter()
+            .filter_map(Stream::path)
+            .min()?
+            .to_string();
+        let mut claims: Vec<(Entry, By)> = Vec::new();
+        for stream in &mut self.streams {
+            if stream.path() != Some(&least) {
+                continue;
+            }
+            let next = stream.rest.next();
+            if let Some(Ok(claim)) = std::mem::replace(&mut stream.head, next) {
+                if let Some(i) = stream.include {
+                    self.shipped[i] += 1;
+                }
+                claims.push(claim);
+            }
+        }
+        claims.sort_by_key(|(_, by)| *by);
+        let mut claims = claims.into_iter();
+        let first = claims.next()?;
+        for (entry, by) in claims {
+            let (kept, other) = (&first.0, first.1);
+            if kept.content == Content::Dir && entry.content == Content::Dir {
+                continue;
+            }
+            let includes = &self.plan.includes;
+            let (a, b) = (
+                describe_claim(kept, other, includes),
+                describe_claim(&entry, by, includes),
+            );
+            let msg = if kept.content == Content::Dir || entry.content == Content::Dir {
+                let (dir, file) = if kept.content == Content::Dir {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                format!("`{least}` is a directory of {dir}, but {file} puts a file there")
+            } else {
+                format!("two files land on `{least}`: {a} and {b}")
+            };
+            return Some(Err(self.fail(by, msg)));
+        }
+        Some(Ok(first))
+    }
+
+    /// Checks on one entry that need no more than the entries around it.
+    fn check(&mut self, entry: &Entry, by: By) -> Result<()> {
+        let path = entry.path.as_str();
+        let from = || describe_claim(entry, by, &self.plan.includes);
+        if path == archive::MANIFEST || path == archive::SHA256SUMS {
+            return Err(self.fail(
+                by,
+                format!("`{path}` is reserved for the bundle's own metadata"),
+            ));
+        }
+        let full = format!("{}/{path}", self.plan.top_dir);
+        archive::check_entry_name(&full)
+            .map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", from()))?;
+
+        // Case clashes are between siblings: pop to the parent's frame, then compare.
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        while self.frames.len() > 1 {
+            let dir = &self.frames[self.frames.len() - 1].0;
+            let inside = parent == dir
+                || parent
+                    .strip_prefix(dir.as_str())
+                    .is_some_and(|r| r.starts_with('/'));
+            if inside {
+                break;
+            }
+            self.frames.pop();
+        }
+        if self.frames.last().is_none_or(|(dir, _)| dir != parent) {
+            self.frames.push((parent.to_string(), HashMap::new()));
+        }
+        let folded: String = name.chars().flat_map(char::to_lowercase).collect();
+        if let Some((_, siblings)) = self.frames.last_mut() {
+            if let Some(other) = siblings.get(&folded) {
+                bail!(
+                    "`{}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
+                    join(parent, other),
+                    from()
+                );
+            }
+            siblings.insert(folded, name.to_string());
+        }
+
+        match &entry.content {
+            Content::Symlink { target, .. } => {
+                archive::check_link_target(target)
+                    .map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", from()))?;
+                if target.starts_with('/') {
+                    bail!(
+                        "symlink `{path}` (from {}) points to the absolute path `{target}`; only relative links inside the bundle are allowed",
+                        from()
+                    );
+                }
+                let Some(resolved) = archive::resolve_link(path, target) else {
+                    bail!(
+                        "symlink `{path}` (from {}) points to `{target}`, which leaves the bundle",
+                        from()
+                    );
+                };
+                self.links.push(Link {
+                    path: path.to_string(),
+                    target: target.clone(),
+                    resolved,
+                    from: from(),
+                });
+            }
+            Content::File { size, .. } => self.totals.bytes += size,
+            _ => {}
+        }
+        self.totals.entries += 1;
+        Ok(())
+    }
+
+    /// After a full pass: refuse includes that shipped nothing; hand back the totals and the
+    /// symlinks seen.
+    fn finish(self) -> Result<(Totals, Vec<Link>)> {
+        for (info, shipped) in self.plan.includes.iter().zip(&self.shipped) {
+            if info.shipped + shipped == 0 {
+                let why = if info.matches == 0 {
+                    ""
+                } else {
+                    " (everything it matches is excluded)"
+                };
+                bail!(
+                    "{}: {:?} matches nothing{why}",
+                    info.source_origin,
+                    info.source
+                );
+            }
+        }
+        Ok((self.totals, self.links))
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        if self.failed {
+            return None;
+        }
+        let result = self
+            .merged()?
+            .and_then(|(entry, by)| self.check(&entry, by).map(|()| entry));
+        self.failed = result.is_err();
+        Some(result)
+    }
 }
 
 #[cfg(test)]

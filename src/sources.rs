@@ -31,21 +31,40 @@ pub struct Found {
     pub node: Node,
 }
 
-/// What one `include` rule matched: each match with its tree (a single entry for a file).
+/// What an include match is: a directory tree (walked when the bundle is written) or one
+/// file or symlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    Tree(Utf8PathBuf),
+    One(Found),
+}
+
+/// What one `include` rule matched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IncludeMatches {
-    /// `(path of the match relative to the package root, the match and everything below it)`.
-    pub matches: Vec<(String, Vec<Found>)>,
+    /// `(path of the match relative to the package root, the match)`.
+    pub matches: Vec<(String, Match)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sources {
-    /// The priv tree (root entry has `rel == ""`), if the package ships one.
-    pub priv_tree: Option<Vec<Found>>,
+    /// The priv directory, if the package ships one.
+    pub priv_root: Option<Utf8PathBuf>,
     /// One entry per `include` rule, in config order.
     pub includes: Vec<IncludeMatches>,
     /// Launcher hook scripts.
     pub hooks: Vec<(HookName, Found)>,
+    /// Directories no walk enters (the target directory, `.git`).
+    pub skip: Vec<Utf8PathBuf>,
+}
+
+/// The file-system walker the planner's entry stream uses: [`SortedWalk`].
+pub fn walk(
+    root: &Utf8Path,
+    skip: &[Utf8PathBuf],
+    keep: Box<dyn Fn(&str) -> bool>,
+) -> Box<dyn Iterator<Item = Result<Found>>> {
+    Box::new(SortedWalk::new(root, skip.to_vec(), keep))
 }
 
 fn stat(path: &Utf8Path, rel: String) -> Result<Found> {
@@ -80,39 +99,107 @@ fn stat(path: &Utf8Path, rel: String) -> Result<Found> {
     })
 }
 
-/// Every object below `root` (not following symlinks), the root first.
-fn walk(root: &Utf8Path, skip: &[&Utf8Path]) -> Result<Vec<Found>> {
-    let mut out = Vec::new();
-    let walker = WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| !skip.iter().any(|s| e.path() == s.as_std_path()));
-    for entry in walker {
-        let entry = entry.with_context(|| format!("cannot walk `{root}`"))?;
-        let path = Utf8Path::from_path(entry.path()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "`{}`: file name is not UTF-8; bundles hold UTF-8 names only",
-                entry.path().display()
-            )
-        })?;
-        let rel = path
-            .strip_prefix(root)
-            .map(|r| r.as_str().to_string())
-            .unwrap_or_default();
-        // The root of a walk is followed if it is a symlink (like `cp -r dir/`).
-        let found = if rel.is_empty() && entry.file_type().is_dir() {
-            Found {
-                source: path.to_owned(),
-                rel,
+/// One pending step of a [`SortedWalk`]: an object to report, or a directory to list.
+enum Step {
+    Report(Found),
+    List { dir: Utf8PathBuf, rel: String },
+}
+
+/// Every object below a root, the root first, in bytewise order of `rel` — the bundle's
+/// canonical order — without holding more than the listings of the directories on the
+/// current path. A directory `d` sorts as `d` for its own entry and as `d/` for what is
+/// below it, so `a`, `a.txt`, `a/b` come out in that order.
+pub struct SortedWalk {
+    /// Steps per directory level, each level reversed (the next step is last).
+    stack: Vec<Vec<Step>>,
+    skip: Vec<Utf8PathBuf>,
+    /// Whether a `rel` is wanted; a refused directory is not listed.
+    keep: Box<dyn Fn(&str) -> bool>,
+}
+
+impl SortedWalk {
+    /// Walk `root` (followed if it is a symlink, like `cp -r dir/`), never entering `skip`.
+    pub fn new(root: &Utf8Path, skip: Vec<Utf8PathBuf>, keep: Box<dyn Fn(&str) -> bool>) -> Self {
+        let mut steps = Vec::new();
+        if keep("") {
+            steps.push(Step::List {
+                dir: root.to_owned(),
+                rel: String::new(),
+            });
+            steps.push(Step::Report(Found {
+                source: root.to_owned(),
+                rel: String::new(),
                 node: Node::Dir,
-            }
-        } else {
-            stat(path, rel)?
-        };
-        out.push(found);
+            }));
+        }
+        SortedWalk {
+            stack: vec![steps],
+            skip,
+            keep,
+        }
     }
-    Ok(out)
+
+    fn list(&self, dir: &Utf8Path, rel: &str) -> Result<Vec<Step>> {
+        let read = fs::read_dir(dir).with_context(|| format!("cannot read `{dir}`"))?;
+        let mut steps: Vec<(String, Step)> = Vec::new();
+        for child in read {
+            let child = child.with_context(|| format!("cannot read `{dir}`"))?;
+            let name = child.file_name().into_string().map_err(|name| {
+                anyhow::anyhow!(
+                    "`{}`: file name is not UTF-8; bundles hold UTF-8 names only",
+                    dir.as_std_path().join(name).display()
+                )
+            })?;
+            let path = dir.join(&name);
+            if self.skip.contains(&path) {
+                continue;
+            }
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if !(self.keep)(&child_rel) {
+                continue;
+            }
+            let found = stat(&path, child_rel.clone())?;
+            if found.node == Node::Dir {
+                steps.push((
+                    format!("{name}/"),
+                    Step::List {
+                        dir: path,
+                        rel: child_rel,
+                    },
+                ));
+            }
+            steps.push((name, Step::Report(found)));
+        }
+        steps.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        Ok(steps.into_iter().rev().map(|(_, step)| step).collect())
+    }
+}
+
+impl Iterator for SortedWalk {
+    type Item = Result<Found>;
+
+    fn next(&mut self) -> Option<Result<Found>> {
+        loop {
+            let level = self.stack.last_mut()?;
+            match level.pop() {
+                None => {
+                    self.stack.pop();
+                }
+                Some(Step::Report(found)) => return Some(Ok(found)),
+                Some(Step::List { dir, rel }) => match self.list(&dir, &rel) {
+                    Ok(steps) => self.stack.push(steps),
+                    Err(e) => {
+                        self.stack.clear();
+                        return Some(Err(e));
+                    }
+                },
+            }
+        }
+    }
 }
 
 fn has_glob_meta(s: &str) -> bool {
@@ -121,20 +208,20 @@ fn has_glob_meta(s: &str) -> bool {
 
 /// Find what an include `source` names: a literal path (a file, symlink, or a directory tree),
 /// or a glob matching files and symlinks (never directories).
-fn resolve_include(root: &Utf8Path, source: &str, skip: &[&Utf8Path]) -> Result<IncludeMatches> {
+fn resolve_include(root: &Utf8Path, source: &str, skip: &[Utf8PathBuf]) -> Result<IncludeMatches> {
     let source = source.trim_start_matches("./");
     if !has_glob_meta(source) {
         let path = root.join(source);
         if fs::symlink_metadata(&path).is_err() {
             return Ok(IncludeMatches::default());
         }
-        let tree = if path.is_dir() && !path.is_symlink() {
-            walk(&path, skip)?
+        let found = if path.is_dir() && !path.is_symlink() {
+            Match::Tree(path)
         } else {
-            vec![stat(&path, String::new())?]
+            Match::One(stat(&path, String::new())?)
         };
         return Ok(IncludeMatches {
-            matches: vec![(source.to_string(), tree)],
+            matches: vec![(source.to_string(), found)],
         });
     }
     let glob = GlobBuilder::new(source)
@@ -174,7 +261,7 @@ fn resolve_include(root: &Utf8Path, source: &str, skip: &[&Utf8Path]) -> Result<
                 .strip_prefix(root)
                 .map(|r| r.to_string())
                 .unwrap_or_default();
-            matches.push((rel, vec![stat(path, String::new())?]));
+            matches.push((rel, Match::One(stat(path, String::new())?)));
         }
     }
     Ok(IncludeMatches { matches })
@@ -187,8 +274,7 @@ pub fn scan(
     target_dir: &Utf8Path,
     config: &ReleaseConfig,
 ) -> Result<Sources> {
-    let git = package_root.join(".git");
-    let skip = [target_dir, git.as_path()];
+    let skip = vec![target_dir.to_owned(), package_root.join(".git")];
     let priv_root = match &config.priv_dir {
         PrivDir::Disabled => None,
         PrivDir::Default => Some(package_root.join("priv")).filter(|p| p.is_dir()),
@@ -212,7 +298,6 @@ pub fn scan(
             Some(path)
         }
     };
-    let priv_tree = priv_root.map(|p| walk(&p, &skip)).transpose()?;
     let includes = config
         .include
         .iter()
@@ -250,8 +335,66 @@ pub fn scan(
         }
     }
     Ok(Sources {
-        priv_tree,
+        priv_root,
         includes,
         hooks,
+        skip,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    fn rels(walk: SortedWalk) -> Vec<String> {
+        walk.map(|f| f.unwrap().rel).collect()
+    }
+
+    #[test]
+    fn sorted_walk_is_bytewise_and_prunes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap();
+        for d in ["a/b", "a-b", "ab/c", "skip/x", "drop/y"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for f in [
+            "a.txt", "a/b/f", "a/c", "a-b/f", "ab/c/g", "b", "skip/x/f", "drop/y/f", "A",
+        ] {
+            fs::write(root.join(f), f).unwrap();
+        }
+        std::os::unix::fs::symlink("a.txt", root.join("a0")).unwrap();
+        let all = rels(SortedWalk::new(root, vec![], Box::new(|_| true)));
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted, "a walk comes out in bytewise order");
+        assert_eq!(all.len(), 20);
+        assert_eq!(&all[..5], ["", "A", "a", "a-b", "a-b/f"]);
+
+        // `skip` and a refused directory are never entered.
+        let walk = SortedWalk::new(root, vec![root.join("skip")], Box::new(|rel| rel != "drop"));
+        let some = rels(walk);
+        assert!(
+            !some
+                .iter()
+                .any(|r| r.starts_with("skip") || r.starts_with("drop"))
+        );
+        assert_eq!(some.len(), 14);
+    }
+
+    #[test]
+    fn sorted_walk_reports_what_cannot_be_bundled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap();
+        fs::create_dir(root.join("d")).unwrap();
+        let bad = std::ffi::OsStr::from_bytes(b"n\xffme");
+        fs::write(tmp.path().join("d").join(bad), "").unwrap();
+        let mut walk = SortedWalk::new(root, vec![], Box::new(|_| true));
+        let results: Vec<_> = walk.by_ref().collect();
+        let err = results.last().unwrap().as_ref().unwrap_err().to_string();
+        assert!(err.contains("file name is not UTF-8"), "{err}");
+        assert!(err.contains("/d/n"), "{err}");
+        assert!(walk.next().is_none(), "the walk stops after an error");
+    }
 }

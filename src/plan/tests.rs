@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::config::{self, Overrides, TableSource};
+use crate::sources::IncludeMatches;
 
 fn config(release: serde_json::Value) -> ReleaseConfig {
     let pkg = json!({ "release": release });
@@ -63,18 +64,79 @@ fn link(rel: &str, target: &str) -> Found {
     }
 }
 
-/// An include rule matching one file: the match is the root of its own tree.
-fn one(rel: &str, found: Found) -> crate::sources::IncludeMatches {
+/// An include rule matching one file.
+fn one(rel: &str, found: Found) -> IncludeMatches {
     let found = Found {
         rel: String::new(),
         ..found
     };
-    crate::sources::IncludeMatches {
-        matches: vec![(rel.into(), vec![found])],
+    IncludeMatches {
+        matches: vec![(rel.into(), Match::One(found))],
     }
 }
 
-fn paths(p: &BundlePlan) -> Vec<String> {
+/// What a test puts on "disk": the priv tree and directory include trees as listed objects.
+#[derive(Default)]
+struct Src {
+    hooks: Vec<(crate::config::HookName, Found)>,
+    priv_tree: Option<Vec<Found>>,
+    includes: Vec<IncludeMatches>,
+    /// `(root, tree)` for `Match::Tree` includes.
+    trees: Vec<(&'static str, Vec<Found>)>,
+}
+
+/// A plan with the entries one full, checked pass produced.
+#[derive(Debug)]
+struct Planned {
+    plan: BundlePlan,
+    entries: Vec<Entry>,
+}
+
+impl std::ops::Deref for Planned {
+    type Target = BundlePlan;
+    fn deref(&self) -> &BundlePlan {
+        &self.plan
+    }
+}
+
+/// Plan, then list the entries the way the bundler does, with trees listed from memory in
+/// canonical order (the order `SortedWalk` produces, tested in `sources`).
+fn plan(facts: &PackageFacts, c: &ReleaseConfig, src: Src, target: &str) -> Result<Planned> {
+    let mut trees: Vec<(Utf8PathBuf, Vec<Found>)> =
+        src.trees.into_iter().map(|(r, t)| (r.into(), t)).collect();
+    if let Some(tree) = src.priv_tree {
+        trees.push(("/src".into(), tree));
+    }
+    let sources = Sources {
+        priv_root: trees
+            .iter()
+            .any(|(r, _)| r == "/src")
+            .then(|| "/src".into()),
+        includes: src.includes,
+        hooks: src.hooks,
+        skip: vec![],
+    };
+    let walk = move |root: &Utf8Path, _: &[Utf8PathBuf], keep: Box<dyn Fn(&str) -> bool>| {
+        let mut tree = trees
+            .iter()
+            .find(|(r, _)| r == root)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default();
+        tree.sort_by(|a, b| a.rel.cmp(&b.rel));
+        let kept = |rel: &str| {
+            std::iter::successors(Some(rel), |r| r.rsplit_once('/').map(|(p, _)| p))
+                .all(&keep)
+        };
+        tree.retain(|f| kept(&f.rel));
+        Box::new(tree.into_iter().map(Ok)) as Box<dyn Iterator<Item = Result<Found>>>
+    };
+    let plan = super::plan(facts, c, sources, target)?;
+    plan.check(&walk)?;
+    let entries = plan.entries(&walk).collect::<Result<_>>()?;
+    Ok(Planned { plan, entries })
+}
+
+fn paths(p: &Planned) -> Vec<String> {
     p.entries
         .iter()
         .map(|e| format!("{} {:o}", e.path, e.mode))
@@ -83,7 +145,7 @@ fn paths(p: &BundlePlan) -> Vec<String> {
 
 #[test]
 fn layout_and_canonical_order() {
-    let sources = Sources {
+    let sources = Src {
         hooks: vec![],
         priv_tree: Some(vec![
             dir(""),
@@ -96,6 +158,7 @@ fn layout_and_canonical_order() {
             one("README.md", file("README.md", false)),
             one("deploy/x.service", file("x.service", true)),
         ],
+        ..Default::default()
     };
     let c = config(json!({
         "include": [{"source": "README.md", "dest": "./"},
@@ -128,7 +191,7 @@ fn layout_and_canonical_order() {
 
 #[test]
 fn bins_and_exclude() {
-    let sources = Sources {
+    let sources = Src {
         hooks: vec![],
         priv_tree: Some(vec![
             dir(""),
@@ -138,6 +201,7 @@ fn bins_and_exclude() {
             file("keep", false),
         ]),
         includes: vec![],
+        ..Default::default()
     };
     let c = config(json!({"bins": ["app"], "exclude": ["**/*.swp", "priv/cache"]}));
     let p = plan(&facts(), &c, sources, "aarch64-pc-windows-msvc").unwrap();
@@ -148,21 +212,23 @@ fn bins_and_exclude() {
     assert!(p.file_name.ends_with("-aarch64-pc-windows-msvc.tar.zst"));
 }
 
-fn plan_err(release: serde_json::Value, sources: Sources) -> String {
+fn plan_err(release: serde_json::Value, sources: Src) -> String {
     plan(&facts(), &config(release), sources, "t")
-        .unwrap_err()
-        .to_string()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
 }
 
 #[test]
 fn errors_name_key_or_path() {
-    let none = Sources::default;
-    let inc = |rel: &str| Sources {
+    let none = Src::default;
+    let inc = |rel: &str| Src {
         hooks: vec![],
         priv_tree: None,
         includes: vec![one(rel, file(rel, false))],
+        ..Default::default()
     };
-    let cases: Vec<(serde_json::Value, Sources, &str)> = vec![
+    let cases: Vec<(serde_json::Value, Src, &str)> = vec![
         (
             json!({"bins": ["nope"]}),
             none(),
@@ -205,10 +271,11 @@ fn errors_name_key_or_path() {
         ),
         (
             json!({"include": [{"source": "nothing*", "dest": "./"}]}),
-            Sources {
+            Src {
                 hooks: vec![],
                 priv_tree: None,
                 includes: vec![Default::default()],
+                ..Default::default()
             },
             "app/Cargo.toml: package.metadata.release.include[0].source: \"nothing*\" matches nothing",
         ),
@@ -219,46 +286,51 @@ fn errors_name_key_or_path() {
         ),
         (
             json!({"include": [{"source": "README", "dest": "priv/"}]}),
-            Sources {
+            Src {
                 hooks: vec![],
                 priv_tree: Some(vec![dir(""), file("readme", false)]),
                 includes: vec![one("README", file("README", false))],
+                ..Default::default()
             },
             "",
         ),
         (
             json!({}),
-            Sources {
+            Src {
                 hooks: vec![],
                 priv_tree: Some(vec![dir(""), link("l", "../../etc/passwd")]),
                 includes: vec![],
+                ..Default::default()
             },
             "symlink `priv/l` (from the priv file `/src/l`) points to `../../etc/passwd`, which leaves the bundle",
         ),
         (
             json!({}),
-            Sources {
+            Src {
                 hooks: vec![],
                 priv_tree: Some(vec![dir(""), link("l", "/etc/passwd")]),
                 includes: vec![],
+                ..Default::default()
             },
             "symlink `priv/l` (from the priv file `/src/l`) points to the absolute path `/etc/passwd`",
         ),
         (
             json!({}),
-            Sources {
+            Src {
                 hooks: vec![],
                 priv_tree: Some(vec![dir(""), link("l", "missing")]),
                 includes: vec![],
+                ..Default::default()
             },
             "symlink `priv/l` (from the priv file `/src/l`) points to `missing`, which is not in the bundle",
         ),
         (
             json!({}),
-            Sources {
+            Src {
                 hooks: vec![],
                 priv_tree: Some(vec![dir(""), file(&"n".repeat(120), false)]),
                 includes: vec![],
+                ..Default::default()
             },
             "is too long for a plain ustar header",
         ),
@@ -278,15 +350,16 @@ fn errors_name_key_or_path() {
 
 #[test]
 fn several_matches_need_a_directory_dest() {
-    let sources = Sources {
+    let sources = Src {
         hooks: vec![],
         priv_tree: None,
-        includes: vec![crate::sources::IncludeMatches {
+        includes: vec![IncludeMatches {
             matches: vec![
-                ("a.txt".into(), vec![file("", false)]),
-                ("b.txt".into(), vec![file("", false)]),
+                ("a.txt".into(), Match::One(file("", false))),
+                ("b.txt".into(), Match::One(file("", false))),
             ],
         }],
+        ..Default::default()
     };
     let e = plan_err(
         json!({"include": [{"source": "*.txt", "dest": "docs"}]}),
@@ -312,7 +385,7 @@ fn dest_normalisation() {
 
 #[test]
 fn launcher_main_and_hooks() {
-    let sources = Sources {
+    let sources = Src {
         hooks: vec![(crate::config::HookName::PreStart, file("pre.sh", false))],
         ..Default::default()
     };
@@ -334,7 +407,7 @@ fn launcher_main_and_hooks() {
 
     let mut facts = facts();
     facts.name = "other".into();
-    let e = plan(&facts, &config(json!({})), Sources::default(), "t")
+    let e = plan(&facts, &config(json!({})), Src::default(), "t")
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("app/Cargo.toml: package `other` ships several binaries (app, app-migrate) and none is named like the package"), "{e}");
@@ -344,9 +417,153 @@ fn launcher_main_and_hooks() {
         plan(
             &facts,
             &config(json!({"launcher": false})),
-            Sources::default(),
+            Src::default(),
             "t"
         )
         .is_ok()
     );
+}
+
+/// A tree listed below `root`, in the shape `SortedWalk` reports it.
+fn tree(root: &str, objects: &[Found]) -> Vec<Found> {
+    objects
+        .iter()
+        .map(|f| Found {
+            source: format!("{root}/{}", f.rel).into(),
+            ..f.clone()
+        })
+        .collect()
+}
+
+fn dir_include(rel: &str, root: &'static str) -> IncludeMatches {
+    IncludeMatches {
+        matches: vec![(rel.into(), Match::Tree(root.into()))],
+    }
+}
+
+#[test]
+fn trees_merge_in_canonical_order() {
+    // A directory include lands inside priv; names chosen so that per-directory order and
+    // bytewise path order differ (`a` < `a-b` < `a.txt` < `a/x`).
+    let src = Src {
+        priv_tree: Some(vec![
+            dir(""),
+            dir("a"),
+            file("a/x", false),
+            file("a-b", false),
+            link("up", "a/x"),
+        ]),
+        includes: vec![dir_include("assets", "/assets")],
+        trees: vec![(
+            "/assets",
+            tree(
+                "/assets",
+                &[
+                    dir(""),
+                    file("a.txt", false),
+                    dir("a"),
+                    link("a/l", "../a.txt"),
+                ],
+            ),
+        )],
+        ..Default::default()
+    };
+    let c = config(json!({"launcher": false, "bins": ["app"],
+        "include": [{"source": "assets", "dest": "priv/"}]}));
+    let p = plan(&facts(), &c, src, "t").unwrap();
+    assert_eq!(
+        paths(&p),
+        [
+            "bin 755",
+            "bin/app 755",
+            "priv 755",
+            "priv/a 755",
+            "priv/a-b 644",
+            "priv/a/x 644",
+            "priv/assets 755",
+            "priv/assets/a 755",
+            "priv/assets/a.txt 644",
+            "priv/assets/a/l 777",
+            "priv/up 777",
+        ]
+    );
+    let listed = paths(&p);
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "entries come out sorted bytewise");
+}
+
+#[test]
+fn conflicts_between_trees() {
+    let priv_with = |objects: Vec<Found>| Some([vec![dir("")], objects].concat());
+    let cases: Vec<(Src, &str)> = vec![
+        (
+            Src {
+                priv_tree: priv_with(vec![dir("d"), file("d/f", false)]),
+                includes: vec![dir_include("d", "/d")],
+                trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
+                ..Default::default()
+            },
+            "app/Cargo.toml: package.metadata.release.include[0].dest: two files land on `priv/d/f`: the priv file `/src/d/f` and package.metadata.release.include[0] (`/d/f`)",
+        ),
+        (
+            Src {
+                priv_tree: priv_with(vec![file("d", false)]),
+                includes: vec![dir_include("d", "/d")],
+                trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
+                ..Default::default()
+            },
+            "app/Cargo.toml: package.metadata.release.include[0].dest: `priv/d` is a directory of package.metadata.release.include[0], but the priv file `/src/d` puts a file there",
+        ),
+        (
+            Src {
+                priv_tree: priv_with(vec![dir("D"), file("D/f", false)]),
+                includes: vec![dir_include("d", "/d")],
+                trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
+                ..Default::default()
+            },
+            "`priv/D` and `priv/d` differ only in case",
+        ),
+        (
+            Src {
+                priv_tree: priv_with(vec![
+                    dir("x"),
+                    file("x/Readme", false),
+                    file("x/README", false),
+                ]),
+                ..Default::default()
+            },
+            "`priv/x/README` and `priv/x/Readme` differ only in case",
+        ),
+        (
+            Src {
+                priv_tree: priv_with(vec![link("l", "gone/file")]),
+                ..Default::default()
+            },
+            "symlink `priv/l` (from the priv file `/src/l`) points to `gone/file`, which is not in the bundle",
+        ),
+        (
+            Src {
+                priv_tree: priv_with(vec![]),
+                includes: vec![dir_include("d", "/d")],
+                trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
+                ..Default::default()
+            },
+            "",
+        ),
+    ];
+    for (src, want) in cases {
+        let release = if want.is_empty() {
+            json!({"include": [{"source": "d", "dest": "priv/"}], "exclude": ["priv/d"]})
+        } else {
+            json!({"include": [{"source": "d", "dest": "priv/"}]})
+        };
+        let got = plan_err(release, src);
+        let want = if want.is_empty() {
+            "package.metadata.release.include[0].source: \"d\" matches nothing (everything it matches is excluded)"
+        } else {
+            want
+        };
+        assert!(got.contains(want), "\n got: {got}\nwant: {want}");
+    }
 }
