@@ -8,7 +8,7 @@
 //! merges them, listed by a walker in canonical order, with the entries known up front, and
 //! checks every entry as it passes. Memory follows the widest directory, not the file count.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
@@ -608,7 +608,7 @@ impl BundlePlan {
         Entries {
             plan: self,
             streams,
-            frames: vec![(String::new(), HashMap::new())],
+            siblings: archive::Siblings::default(),
             shipped: vec![0; self.includes.len()],
             links: Vec::new(),
             totals: Totals::default(),
@@ -685,9 +685,7 @@ struct Link {
 pub struct Entries<'p> {
     plan: &'p BundlePlan,
     streams: Vec<Stream<'p>>,
-    /// Per directory on the current path: its children's names, case-folded, for the case
-    /// clash check. Canonical order keeps each directory's children in one contiguous run.
-    frames: Vec<(String, HashMap<String, String>)>,
+    siblings: archive::Siblings,
     shipped: Vec<usize>,
     links: Vec<Link>,
     totals: Totals,
@@ -772,32 +770,11 @@ impl Entries<'_> {
         archive::check_entry_name(&full)
             .map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", from()))?;
 
-        // Case clashes are between siblings: pop to the parent's frame, then compare.
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        while self.frames.len() > 1 {
-            let dir = &self.frames[self.frames.len() - 1].0;
-            let inside = parent == dir
-                || parent
-                    .strip_prefix(dir.as_str())
-                    .is_some_and(|r| r.starts_with('/'));
-            if inside {
-                break;
-            }
-            self.frames.pop();
-        }
-        if self.frames.last().is_none_or(|(dir, _)| dir != parent) {
-            self.frames.push((parent.to_string(), HashMap::new()));
-        }
-        let folded: String = name.chars().flat_map(char::to_lowercase).collect();
-        if let Some((_, siblings)) = self.frames.last_mut() {
-            if let Some(other) = siblings.get(&folded) {
-                bail!(
-                    "`{}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
-                    join(parent, other),
-                    from()
-                );
-            }
-            siblings.insert(folded, name.to_string());
+        if let Some(other) = self.siblings.clash(path) {
+            bail!(
+                "`{other}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
+                from()
+            );
         }
 
         match &entry.content {

@@ -4,9 +4,9 @@
 //! The archive is never trusted: every header field is checked before anything is derived
 //! from it, sizes and ratios are bounded, and `unpack` writes only entries that passed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use aho_corasick::AhoCorasick;
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::archive::manifest::Manifest;
@@ -52,7 +52,7 @@ pub struct Limits {
     /// Decompressed / compressed, enforced once more than `ratio_floor` bytes came out.
     pub max_ratio: u64,
     pub ratio_floor: u64,
-    /// Largest MANIFEST.json / SHA256SUMS held in memory.
+    /// Largest MANIFEST.json / SHA256SUMS accepted (they are spooled to disk, then streamed).
     pub max_metadata: u64,
 }
 
@@ -95,18 +95,55 @@ impl Report {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Seen {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RecordKind {
     Dir,
-    File {
-        size: u64,
-        mode: u64,
-        sha256: String,
-        head: Vec<u8>,
-    },
-    Symlink {
-        target: String,
-    },
+    File,
+    Symlink,
+}
+
+/// What the cross-checks need of one entry inside the top directory. Spooled to a temporary
+/// file, one JSON line each, in archive order: memory does not grow with the entry count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    /// Relative to the top directory.
+    path: String,
+    kind: RecordKind,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    mode: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    sha256: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    target: String,
+    /// The first bytes of a file that starts like an executable (ELF, PE, Mach-O), for the
+    /// target check; empty for other files, which fail that check the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    head: Vec<u8>,
+}
+
+/// A symlink, kept until the end to check that its target is in the bundle.
+#[derive(Debug, Clone)]
+struct Link {
+    /// Relative to the top directory.
+    path: String,
+    target: String,
+    /// Where it leads inside the top directory; `None` when it leaves it.
+    resolved: Option<String>,
+}
+
+/// Whether a file's first bytes look like an executable of some platform.
+fn executable_magic(head: &[u8]) -> bool {
+    [
+        &b"\x7fELF"[..],
+        b"MZ",
+        b"\xcf\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+    ]
+    .iter()
+    .any(|m| head.starts_with(m))
 }
 
 /// Hashes and counts the raw (compressed) bytes as they are read.
@@ -131,13 +168,23 @@ struct Walk<'a> {
     findings: Vec<Finding>,
     top: Option<String>,
     mtime: Option<u64>,
-    seen: BTreeMap<String, Seen>,
-    folded: BTreeSet<String>,
+    /// Full paths of the directory entries and symlinks so far, for the parent checks.
+    dirs: HashSet<String>,
+    symlinks: HashSet<String>,
+    links: Vec<Link>,
+    siblings: archive::Siblings,
+    /// Whether every entry so far came in canonical order, without duplicates.
+    canonical: bool,
     /// 0: expecting top, 1: body, 2: after MANIFEST.json, 3: after SHA256SUMS.
     phase: u8,
     last_body: Option<String>,
-    manifest: Option<Vec<u8>>,
-    sums: Option<Vec<u8>>,
+    /// Entries inside the top directory, spooled as [`Record`] lines.
+    records: BufWriter<File>,
+    /// Regular files inside the top directory.
+    files: usize,
+    /// MANIFEST.json and SHA256SUMS, spooled to temporary files.
+    manifest: Option<File>,
+    sums: Option<File>,
     entries: u64,
     compressed: Arc<AtomicU64>,
     leaks: AhoCorasick,
@@ -194,22 +241,23 @@ impl Walk<'_> {
         true
     }
 
-    /// Top directory, containment and canonical order.
-    fn check_place(&mut self, path: &str, kind: u8) {
+    /// Top directory, containment and canonical order; whether the entry may be extracted
+    /// (in order and not a duplicate).
+    fn check_place(&mut self, path: &str, kind: u8) -> bool {
         let Some(top) = self.top.clone() else {
+            self.phase = 1;
             if kind == b'5' && !path.contains('/') {
                 self.top = Some(path.to_string());
-                self.phase = 1;
-            } else {
-                self.top = Some(path.split('/').next().unwrap_or(path).to_string());
-                self.phase = 1;
-                self.error(
-                    "order",
-                    path,
-                    "the first entry must be the bundle's top directory",
-                );
+                return true;
             }
-            return;
+            self.top = Some(path.split('/').next().unwrap_or(path).to_string());
+            self.canonical = false;
+            self.error(
+                "order",
+                path,
+                "the first entry must be the bundle's top directory",
+            );
+            return false;
         };
         let Some(rel) = path.strip_prefix(&top).and_then(|r| r.strip_prefix('/')) else {
             let message = if path == top {
@@ -226,8 +274,14 @@ impl Walk<'_> {
                 path,
                 message,
             );
-            return;
+            self.canonical = false;
+            return false;
         };
+        if self.phase == 1 && self.last_body.as_deref() == Some(rel) {
+            self.error("duplicate", path, "duplicate entry");
+            self.canonical = false;
+            return false;
+        }
         let (next, metadata) = match rel {
             MANIFEST => (2, true),
             SHA256SUMS => (3, true),
@@ -248,55 +302,48 @@ impl Walk<'_> {
                     .to_string()
             };
             self.error("order", path, format!("out of canonical order: {why}"));
+            self.canonical = false;
         }
         if next == 1 {
             self.last_body = Some(rel.to_string());
         }
         self.phase = self.phase.max(next);
+        in_order
     }
 
     /// Parents must be directories seen earlier; never a symlink (write-through).
     fn check_parents(&mut self, path: &str) -> bool {
-        let mut ok = true;
-        let mut parent = path;
-        let mut chain = Vec::new();
-        while let Some((p, _)) = parent.rsplit_once('/') {
-            chain.push(p.to_string());
-            parent = p;
-        }
-        for p in chain.iter().rev() {
-            match self.seen.get(p) {
-                Some(Seen::Dir) => {}
-                Some(Seen::Symlink { .. }) => {
-                    self.error(
-                        "through-symlink",
-                        path,
-                        format!("is written through the symlink `{p}`"),
-                    );
-                    ok = false;
-                    break;
-                }
-                Some(Seen::File { .. }) => {
-                    self.error(
-                        "parent-not-dir",
-                        path,
-                        format!("its parent `{p}` is a file"),
-                    );
-                    ok = false;
-                    break;
-                }
-                None => {
-                    self.error(
-                        "missing-parent",
-                        path,
-                        format!("its parent directory `{p}` has no entry before it"),
-                    );
-                    ok = false;
-                    break;
-                }
+        let mut parents: Vec<&str> =
+            std::iter::successors(path.rsplit_once('/').map(|(p, _)| p), |p| {
+                p.rsplit_once('/').map(|(p, _)| p)
+            })
+            .collect();
+        parents.reverse();
+        for p in parents {
+            if self.dirs.contains(p) {
+                continue;
             }
+            if self.symlinks.contains(p) {
+                self.error(
+                    "through-symlink",
+                    path,
+                    format!("is written through the symlink `{p}`"),
+                );
+            } else {
+                self.error(
+                    "missing-parent",
+                    path,
+                    format!("its parent `{p}` has no directory entry before it"),
+                );
+            }
+            return false;
         }
-        ok
+        true
+    }
+
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        serde_json::to_writer(&mut self.records, record)?;
+        self.records.write_all(b"\n")
     }
 
     fn entry(&mut self, r: &mut TarReader<impl Read>, h: RawHeader) -> io::Result<bool> {
@@ -370,39 +417,42 @@ impl Walk<'_> {
         }
         let header_ok = self.check_header(&h, &shown, kind);
         let usable = refused.is_none() && header_ok && path.is_some();
-        let mut record: Option<Seen> = None;
+        let mut link_target: Option<String> = None;
         let mut writable = false;
         if let Some(path) = path.as_deref().filter(|_| usable) {
-            self.check_place(path, kind);
+            let placed = self.check_place(path, kind);
             let parents = self.check_parents(path);
-            let exists = self.seen.contains_key(path);
-            if exists {
-                self.error("duplicate", path, "duplicate entry");
-            } else if !self.folded.insert(path.to_lowercase()) {
-                self.error("case-duplicate", path, "another entry has the same name but for case (breaks extraction on macOS and Windows)");
+            if let Some(other) = self.siblings.clash(path) {
+                self.error(
+                    "case-duplicate",
+                    path,
+                    format!("`{other}` has the same name but for case (breaks extraction on macOS and Windows)"),
+                );
             }
-            writable = parents && !exists;
-            match kind {
-                b'5' => record = Some(Seen::Dir),
-                b'2' => {
-                    record = self
-                        .check_link(path, h.link_bytes())
-                        .map(|target| Seen::Symlink { target });
-                    writable &= record.is_some();
-                }
-                _ => {}
+            writable = parents && placed;
+            if kind == b'2' {
+                link_target = self.check_link(path, h.link_bytes());
+                writable &= link_target.is_some();
             }
         }
         let path = path.filter(|_| usable);
-        let rel = |top: &Option<String>, p: &str| -> Option<String> {
-            let top = top.as_deref()?;
+        let rel_path = path.as_deref().and_then(|p| {
+            let top = self.top.as_deref()?;
             if p == top {
                 Some(String::new())
             } else {
                 p.strip_prefix(top)?.strip_prefix('/').map(String::from)
             }
-        };
-        let rel_path = path.as_deref().and_then(|p| rel(&self.top, p));
+        });
+        let mut record = rel_path.as_ref().map(|rel| Record {
+            path: rel.clone(),
+            kind: RecordKind::Dir,
+            size: 0,
+            mode: 0,
+            sha256: String::new(),
+            target: String::new(),
+            head: Vec::new(),
+        });
 
         if kind == b'0' && usable {
             let path = path.clone().unwrap_or_default();
@@ -410,15 +460,18 @@ impl Walk<'_> {
                 .as_deref()
                 .filter(|r| *r == MANIFEST || *r == SHA256SUMS)
                 .map(String::from);
-            let mut keep = metadata.as_ref().map(|_| Vec::new());
-            if metadata.is_some() && size > self.limits.max_metadata {
-                self.error(
-                    "limit-metadata",
-                    &path,
-                    format!("{size} bytes is too large for bundle metadata"),
-                );
-                keep = None;
-            }
+            let mut keep = match &metadata {
+                Some(_) if size > self.limits.max_metadata => {
+                    self.error(
+                        "limit-metadata",
+                        &path,
+                        format!("{size} bytes is too large for bundle metadata"),
+                    );
+                    None
+                }
+                Some(_) => Some(BufWriter::new(tempfile::tempfile()?)),
+                None => None,
+            };
             let mut hasher = Sha256::new();
             let mut head = Vec::new();
             // Our own metadata holds only relative paths; scanning it would only find those.
@@ -431,6 +484,7 @@ impl Walk<'_> {
                 _ => None,
             };
             let mut write_error = None;
+            let mut spool_error = None;
             r.content(size, |data| {
                 hasher.update(data);
                 if head.len() < 64 {
@@ -439,8 +493,11 @@ impl Walk<'_> {
                 if let Some(s) = scanner.as_mut() {
                     s.feed(data);
                 }
-                if let Some(k) = keep.as_mut() {
-                    k.extend_from_slice(data);
+                if let Some(k) = keep.as_mut()
+                    && let Err(e) = k.write_all(data)
+                {
+                    spool_error = Some(e);
+                    keep = None;
                 }
                 if let Some(f) = out.as_mut()
                     && let Err(e) = io::Write::write_all(f, data)
@@ -450,6 +507,9 @@ impl Walk<'_> {
                 }
                 Ok(())
             })?;
+            if let Some(e) = spool_error {
+                return Err(e);
+            }
             if let Some(x) = &mut self.extract {
                 match (write_error, out, &rel_path) {
                     (Some(e), _, Some(rel)) => x.fail(rel, e),
@@ -465,29 +525,59 @@ impl Walk<'_> {
                     format!("offset {offset}: `{what}` looks like a path on the build machine"),
                 );
             }
+            let spooled = keep
+                .map(|k| k.into_inner().map_err(io::IntoInnerError::into_error))
+                .transpose()?;
             match metadata.as_deref() {
-                Some(MANIFEST) => self.manifest = keep,
-                Some(_) => self.sums = keep,
+                Some(MANIFEST) => self.manifest = spooled,
+                Some(_) => self.sums = spooled,
                 None => {}
             }
-            record = Some(Seen::File {
-                size,
-                mode,
-                sha256: archive::hex(&hasher.finalize()),
-                head,
-            });
+            if let Some(record) = record.as_mut() {
+                if !executable_magic(&head) {
+                    head.clear();
+                }
+                record.kind = RecordKind::File;
+                record.size = size;
+                record.mode = mode;
+                record.sha256 = archive::hex(&hasher.finalize());
+                record.head = head;
+                self.files += 1;
+            }
         } else {
             r.content(size, |_| Ok(()))?;
+            match (kind, &link_target) {
+                (b'5', _) => {}
+                (b'2', Some(target)) => {
+                    if let Some(record) = record.as_mut() {
+                        record.kind = RecordKind::Symlink;
+                        record.target = target.clone();
+                    }
+                }
+                _ => record = None,
+            }
         }
-        if let (Some(path), Some(seen)) = (path, record) {
+        if let Some(path) = path.filter(|_| kind == b'5' || link_target.is_some()) {
             if let (Some(x), true, Some(rel)) = (&mut self.extract, writable, &rel_path) {
-                match &seen {
-                    Seen::Dir => x.dir(rel),
-                    Seen::Symlink { target } => x.symlink(rel, target),
-                    Seen::File { .. } => {}
+                match &link_target {
+                    None => x.dir(rel),
+                    Some(target) => x.symlink(rel, target),
                 }
             }
-            self.seen.entry(path).or_insert(seen);
+            match &link_target {
+                None => self.dirs.insert(path),
+                Some(_) => self.symlinks.insert(path),
+            };
+        }
+        if let Some(record) = record.filter(|r| !r.path.is_empty()) {
+            if record.kind == RecordKind::Symlink {
+                self.links.push(Link {
+                    resolved: archive::resolve_link(&record.path, &record.target),
+                    path: record.path.clone(),
+                    target: record.target.clone(),
+                });
+            }
+            self.record(&record)?;
         }
         Ok(self.within_limits(r.offset))
     }
@@ -714,10 +804,15 @@ pub fn verify_stream(
         findings: Vec::new(),
         top: None,
         mtime: None,
-        seen: BTreeMap::new(),
-        folded: BTreeSet::new(),
+        dirs: HashSet::new(),
+        symlinks: HashSet::new(),
+        links: Vec::new(),
+        siblings: archive::Siblings::default(),
+        canonical: true,
         phase: 0,
         last_body: None,
+        records: BufWriter::new(tempfile::tempfile()?),
+        files: 0,
         manifest: None,
         sums: None,
         entries: 0,
@@ -772,7 +867,9 @@ pub fn verify_stream(
     }
     let mut findings = std::mem::take(&mut walk.findings);
     let summary = if complete {
-        consistency::check(&walk, file_name, &mut findings)
+        walk.records.flush()?;
+        let records = walk.records.get_ref();
+        consistency::check(&walk, records, file_name, &mut findings)?
     } else {
         consistency::Summary::default()
     };

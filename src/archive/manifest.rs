@@ -198,10 +198,10 @@ impl Spool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Manifest {
+    pub(crate) fn sample() -> Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
             generator: "cargo-release-bundle 0.0.0".into(),

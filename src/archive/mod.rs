@@ -99,6 +99,50 @@ pub fn resolve_link(link: &str, target: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Case clashes among entries met in canonical order (names equal but for case break
+/// extraction on macOS and Windows). Two such paths first differ in sibling names, so only
+/// siblings are compared; canonical order keeps each directory's children in one run, so
+/// only the directories on the current path are remembered.
+#[derive(Debug, Default)]
+pub struct Siblings {
+    /// `(directory, its children's names case-folded -> as written)`, outermost first.
+    frames: Vec<(String, std::collections::HashMap<String, String>)>,
+}
+
+impl Siblings {
+    /// Note `path`; returns the earlier sibling path it clashes with, if any.
+    pub fn clash(&mut self, path: &str) -> Option<String> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        while let Some((dir, _)) = self.frames.last() {
+            let inside = parent == dir
+                || dir.is_empty()
+                || parent
+                    .strip_prefix(dir.as_str())
+                    .is_some_and(|r| r.starts_with('/'));
+            if inside {
+                break;
+            }
+            self.frames.pop();
+        }
+        if self.frames.last().is_none_or(|(dir, _)| dir != parent) {
+            self.frames.push((parent.to_string(), Default::default()));
+        }
+        let folded: String = name.chars().flat_map(char::to_lowercase).collect();
+        let (_, siblings) = self.frames.last_mut()?;
+        match siblings.get(&folded) {
+            Some(other) if other != name => Some(match parent {
+                "" => other.clone(),
+                _ => format!("{parent}/{other}"),
+            }),
+            Some(_) => None,
+            None => {
+                siblings.insert(folded, name.to_string());
+                None
+            }
+        }
+    }
+}
+
 /// Compression settings; everything that changes the output bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compression {
@@ -405,6 +449,17 @@ mod tests {
             None
         );
         assert!(check_entry_name("a\nb").is_err());
+        let mut s = Siblings::default();
+        for p in ["A", "a-b", "a-b/X", "a-b/y", "a-c", "b", "b/c/Y"] {
+            assert_eq!(s.clash(p), None, "{p}");
+        }
+        assert_eq!(s.clash("b/c/y"), Some("b/c/Y".into()));
+        assert_eq!(
+            s.clash("b/c/Y"),
+            None,
+            "an exact duplicate is not a case clash"
+        );
+        assert_eq!(s.clash("a"), Some("A".into()));
         assert!(check_entry_name("a\\b").is_err());
     }
 

@@ -124,8 +124,7 @@ fn plan(facts: &PackageFacts, c: &ReleaseConfig, src: Src, target: &str) -> Resu
             .unwrap_or_default();
         tree.sort_by(|a, b| a.rel.cmp(&b.rel));
         let kept = |rel: &str| {
-            std::iter::successors(Some(rel), |r| r.rsplit_once('/').map(|(p, _)| p))
-                .all(&keep)
+            std::iter::successors(Some(rel), |r| r.rsplit_once('/').map(|(p, _)| p)).all(&keep)
         };
         tree.retain(|f| kept(&f.rel));
         Box::new(tree.into_iter().map(Ok)) as Box<dyn Iterator<Item = Result<Found>>>

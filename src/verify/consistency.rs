@@ -1,14 +1,22 @@
 //! Cross-checks once the whole archive has been read: sidecar, manifest ⇔ SHA256SUMS ⇔
 //! archive, symlink targets, and executables against the target triple.
+//!
+//! Nothing here holds the archive's file list: the entries were spooled to a temporary file
+//! in archive order, and MANIFEST.json and SHA256SUMS list them in the same canonical order,
+//! so each check is a merge of two sorted streams.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek};
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::{Finding, Seen, Severity, Walk};
-use crate::archive::manifest::{FORMAT_VERSION, FileKind, Manifest};
+use super::{Finding, Record, RecordKind, Severity, Walk};
+use crate::archive::manifest::{FORMAT_VERSION, FileKind, FileRecord, Manifest};
 use crate::archive::{MANIFEST, SHA256SUMS};
 
 #[derive(Debug, Default)]
@@ -16,7 +24,8 @@ pub struct Summary {
     pub name: Option<String>,
     pub version: Option<String>,
     pub files: usize,
-    /// The parsed manifest, when it parsed.
+    /// The parsed manifest, when it parsed; its `files` were checked as they streamed and
+    /// are not kept (empty).
     pub manifest: Option<Manifest>,
 }
 
@@ -178,8 +187,307 @@ pub fn check_executable(head: &[u8], target: &str) -> Result<(), String> {
     }
 }
 
-pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding>) -> Summary {
-    let mut out = Summary::default();
+/// The spooled entries, read back in archive order.
+fn records(file: &File) -> io::Result<impl Iterator<Item = io::Result<Record>> + '_> {
+    let mut reader = BufReader::new(file);
+    reader.rewind()?;
+    Ok(reader.lines().map(|line| {
+        let line = line?;
+        serde_json::from_str(&line).map_err(io::Error::other)
+    }))
+}
+
+/// Canonical order: body entries bytewise, then MANIFEST.json, then SHA256SUMS.
+fn canonical(a: &str, b: &str) -> Ordering {
+    let rank = |p: &str| match p {
+        MANIFEST => 1,
+        SHA256SUMS => 2,
+        _ => 0,
+    };
+    (rank(a), a).cmp(&(rank(b), b))
+}
+
+/// Walks the archive's records alongside a list that should name them in canonical order,
+/// reporting what the list skips and refusing lists that are not sorted.
+struct Join<I: Iterator<Item = io::Result<Record>>> {
+    archive: std::iter::Peekable<I>,
+    /// Which records the list must name.
+    wanted: fn(&Record) -> bool,
+    last: Option<String>,
+    /// Set once the list is out of order; nothing more is compared.
+    broken: bool,
+    error: Option<io::Error>,
+}
+
+enum Step {
+    /// The list names a record.
+    Pair(Record),
+    /// The list names something the archive does not have.
+    Missing,
+    /// Listed twice, or out of order (reported once; the join stops).
+    Duplicate,
+    Unordered,
+    /// The join stopped earlier.
+    Skip,
+}
+
+impl<I: Iterator<Item = io::Result<Record>>> Join<I> {
+    fn new(archive: I, wanted: fn(&Record) -> bool) -> Self {
+        Join {
+            archive: archive.peekable(),
+            wanted,
+            last: None,
+            broken: false,
+            error: None,
+        }
+    }
+
+    /// The next wanted record, unless reading failed.
+    fn peek(&mut self) -> Option<&Record> {
+        loop {
+            match self.archive.peek() {
+                Some(Ok(r)) if !(self.wanted)(r) => {
+                    self.archive.next();
+                }
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = self.archive.next() {
+                        self.error = Some(e);
+                    }
+                    return None;
+                }
+                _ => break,
+            }
+        }
+        match self.archive.peek() {
+            Some(Ok(r)) if self.error.is_none() => Some(r),
+            _ => None,
+        }
+    }
+
+    fn take(&mut self) -> Option<Record> {
+        self.peek()?;
+        self.archive.next()?.ok()
+    }
+
+    /// Records before `path` that the list skipped, then what `path` names.
+    fn step(&mut self, path: &str, skipped: &mut dyn FnMut(Record)) -> Step {
+        if self.broken {
+            return Step::Skip;
+        }
+        if let Some(last) = &self.last {
+            match canonical(last, path) {
+                Ordering::Equal => return Step::Duplicate,
+                Ordering::Greater => {
+                    self.broken = true;
+                    return Step::Unordered;
+                }
+                Ordering::Less => {}
+            }
+        }
+        self.last = Some(path.to_string());
+        while let Some(r) = self.peek() {
+            match canonical(&r.path, path) {
+                Ordering::Less => {
+                    if let Some(r) = self.take() {
+                        skipped(r);
+                    }
+                }
+                Ordering::Equal => return self.take().map_or(Step::Missing, Step::Pair),
+                Ordering::Greater => break,
+            }
+        }
+        Step::Missing
+    }
+
+    /// Records after the last listed one; none once the join broke.
+    fn rest(mut self, skipped: &mut dyn FnMut(Record)) -> io::Result<()> {
+        while !self.broken
+            && let Some(r) = self.take()
+        {
+            skipped(r);
+        }
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+/// Parses MANIFEST.json handing each `files` element to `on_file` as it is read, so the
+/// list is never held; returns the manifest with an empty `files`.
+struct ManifestSeed<'f> {
+    on_file: &'f mut dyn FnMut(FileRecord),
+}
+
+impl<'de> DeserializeSeed<'de> for ManifestSeed<'_> {
+    type Value = Manifest;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Manifest, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ManifestSeed<'_> {
+    type Value = Manifest;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a bundle manifest")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Manifest, A::Error> {
+        let mut head = serde_json::Map::new();
+        let mut files = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "files" {
+                if files {
+                    return Err(de::Error::duplicate_field("files"));
+                }
+                files = true;
+                map.next_value_seed(FilesSeed {
+                    on_file: &mut *self.on_file,
+                })?;
+            } else {
+                head.insert(key, map.next_value()?);
+            }
+        }
+        if !files {
+            return Err(de::Error::missing_field("files"));
+        }
+        head.insert("files".into(), serde_json::Value::Array(Vec::new()));
+        serde_json::from_value(serde_json::Value::Object(head)).map_err(de::Error::custom)
+    }
+}
+
+struct FilesSeed<'f> {
+    on_file: &'f mut dyn FnMut(FileRecord),
+}
+
+impl<'de> DeserializeSeed<'de> for FilesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FilesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of files")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(file) = seq.next_element::<FileRecord>()? {
+            (self.on_file)(file);
+        }
+        Ok(())
+    }
+}
+
+/// Parse a spooled MANIFEST.json, streaming its `files` to `on_file`.
+pub(super) fn parse_manifest(
+    file: &File,
+    on_file: &mut dyn FnMut(FileRecord),
+) -> io::Result<Result<Manifest, serde_json::Error>> {
+    let mut reader = BufReader::new(file);
+    reader.rewind()?;
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    Ok(ManifestSeed { on_file }
+        .deserialize(&mut de)
+        .and_then(|m| de.end().map(|()| m)))
+}
+
+/// An entry (as the archive has it) against its MANIFEST.json record.
+fn compare(r: &Record, f: &FileRecord, target: &str, p: &str, out: &mut Vec<Finding>) {
+    match (r.kind, f.kind) {
+        (RecordKind::Symlink, FileKind::Symlink) => {
+            if f.target.as_deref() != Some(&r.target) {
+                finding(
+                    out,
+                    Severity::Error,
+                    "symlink-mismatch",
+                    Some(p),
+                    format!(
+                        "manifest says target {:?}, the archive has {:?}",
+                        f.target, r.target
+                    ),
+                );
+            }
+        }
+        (RecordKind::File, kind) if kind != FileKind::Symlink => {
+            if r.size != f.size {
+                finding(
+                    out,
+                    Severity::Error,
+                    "size-mismatch",
+                    Some(p),
+                    format!("manifest says {} bytes, the archive has {}", f.size, r.size),
+                );
+            }
+            let mode = format!("{:04o}", r.mode);
+            if mode != f.mode {
+                finding(
+                    out,
+                    Severity::Error,
+                    "mode-mismatch",
+                    Some(p),
+                    format!("manifest says mode {}, the archive has {mode}", f.mode),
+                );
+            }
+            if matches!(
+                kind,
+                FileKind::Executable | FileKind::Launcher | FileKind::Hook
+            ) && mode != "0755"
+            {
+                finding(
+                    out,
+                    Severity::Error,
+                    "not-executable",
+                    Some(p),
+                    format!("a {kind:?} must be mode 0755, the archive has {mode}").to_lowercase(),
+                );
+            }
+            if f.sha256.as_deref() != Some(&r.sha256) {
+                finding(
+                    out,
+                    Severity::Error,
+                    "checksum-mismatch",
+                    Some(p),
+                    format!(
+                        "MANIFEST.json says {}, the content hashes to {}",
+                        f.sha256.as_deref().unwrap_or("nothing"),
+                        r.sha256
+                    ),
+                );
+            }
+            if kind == FileKind::Executable
+                && let Err(why) = check_executable(&r.head, target)
+            {
+                finding(
+                    out,
+                    Severity::Error,
+                    "target",
+                    Some(p),
+                    format!("{why} (the manifest's target is {target})"),
+                );
+            }
+        }
+        (_, kind) => finding(
+            out,
+            Severity::Error,
+            "kind-mismatch",
+            Some(p),
+            format!("manifest says {kind:?}, the archive has another kind of entry").to_lowercase(),
+        ),
+    }
+}
+
+fn is_metadata(r: &Record) -> bool {
+    r.path == MANIFEST || r.path == SHA256SUMS
+}
+
+pub(super) fn check(
+    walk: &Walk<'_>,
+    records_file: &File,
+    file_name: &str,
+    findings: &mut Vec<Finding>,
+) -> io::Result<Summary> {
+    let mut out = Summary {
+        files: walk.files,
+        ..Summary::default()
+    };
     let Some(top) = walk.top.clone() else {
         finding(
             findings,
@@ -188,44 +496,54 @@ pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding
             None,
             "the archive has no entries".into(),
         );
-        return out;
+        return Ok(out);
     };
-    let in_top = |p: &str| {
-        p.strip_prefix(&top)
-            .and_then(|r| r.strip_prefix('/'))
-            .map(String::from)
-    };
-    // Entries relative to the top directory.
-    let archive: BTreeMap<String, &Seen> = walk
-        .seen
-        .iter()
-        .filter_map(|(p, s)| Some((in_top(p)?, s)))
-        .collect();
-    out.files = archive
-        .values()
-        .filter(|s| matches!(s, Seen::File { .. }))
-        .count();
     let full = |rel: &str| format!("{top}/{rel}");
 
-    for (rel, seen) in &archive {
-        if let Seen::Symlink { target } = seen {
-            let resolved = crate::archive::resolve_link(rel, target);
-            let exists = resolved
-                .as_deref()
-                .is_some_and(|r| r.is_empty() || walk.seen.contains_key(&full(r)));
-            if !exists {
-                finding(
-                    findings,
-                    Severity::Error,
-                    "symlink-dangling",
-                    Some(&full(rel)),
-                    format!("symlink target {target:?} is not in the bundle"),
-                );
+    // Symlink targets: one pass over the records, only when there are symlinks.
+    let mut targets: HashMap<&str, bool> = walk
+        .links
+        .iter()
+        .filter_map(|l| l.resolved.as_deref())
+        .filter(|r| !r.is_empty())
+        .map(|r| (r, false))
+        .collect();
+    if !targets.is_empty() {
+        for r in records(records_file)? {
+            if let Some(found) = targets.get_mut(r?.path.as_str()) {
+                *found = true;
             }
         }
     }
+    for link in &walk.links {
+        let exists = link
+            .resolved
+            .as_deref()
+            .is_some_and(|r| r.is_empty() || targets.get(r) == Some(&true));
+        if !exists {
+            finding(
+                findings,
+                Severity::Error,
+                "symlink-dangling",
+                Some(&full(&link.path)),
+                format!("symlink target {:?} is not in the bundle", link.target),
+            );
+        }
+    }
+    if !walk.canonical {
+        finding(
+            findings,
+            Severity::Error,
+            "not-compared",
+            None,
+            format!(
+                "the entries are not in canonical order, so they were not compared with {MANIFEST} and {SHA256SUMS}"
+            ),
+        );
+    }
 
     // SHA256SUMS ⇔ archive.
+    let mut pending: Vec<Finding> = Vec::new();
     match &walk.sums {
         None => finding(
             findings,
@@ -234,10 +552,25 @@ pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding
             Some(&full(SHA256SUMS)),
             "the archive has no SHA256SUMS".into(),
         ),
-        Some(bytes) => {
-            let text = String::from_utf8_lossy(bytes);
-            let mut listed = BTreeSet::new();
-            for (i, line) in text.lines().enumerate() {
+        Some(sums) if walk.canonical => {
+            let mut join = Join::new(records(records_file)?, |r| {
+                r.kind == RecordKind::File && r.path != SHA256SUMS
+            });
+            let unlisted = |r: Record, out: &mut Vec<Finding>| {
+                let why = "file in the archive but not in SHA256SUMS";
+                finding(
+                    out,
+                    Severity::Error,
+                    "unlisted",
+                    Some(&full(&r.path)),
+                    why.into(),
+                );
+            };
+            let mut reader = BufReader::new(sums);
+            reader.rewind()?;
+            for (i, line) in reader.split(b'\n').enumerate() {
+                let line = line?;
+                let line = String::from_utf8_lossy(&line);
                 let Some((hex, rel)) = line.split_once("  ").filter(|(h, _)| is_hex64(h)) else {
                     finding(
                         findings,
@@ -248,49 +581,52 @@ pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding
                     );
                     continue;
                 };
-                if !listed.insert(rel.to_string()) {
-                    finding(
-                        findings,
-                        Severity::Error,
-                        "sums-duplicate",
-                        Some(&full(rel)),
-                        "listed twice in SHA256SUMS".into(),
-                    );
-                }
-                match archive.get(rel) {
-                    Some(Seen::File { sha256, .. }) if sha256 != hex => finding(
+                let step = join.step(rel, &mut |r| unlisted(r, &mut pending));
+                findings.append(&mut pending);
+                let p = full(rel);
+                match step {
+                    Step::Pair(r) if r.sha256 != hex => finding(
                         findings,
                         Severity::Error,
                         "checksum-mismatch",
-                        Some(&full(rel)),
-                        format!("SHA256SUMS says {hex}, the content hashes to {sha256}"),
+                        Some(&p),
+                        format!("SHA256SUMS says {hex}, the content hashes to {}", r.sha256),
                     ),
-                    Some(Seen::File { .. }) => {}
-                    _ => finding(
+                    Step::Pair(_) | Step::Skip => {}
+                    Step::Missing => finding(
                         findings,
                         Severity::Error,
                         "missing",
-                        Some(&full(rel)),
+                        Some(&p),
                         "listed in SHA256SUMS but not a file in the archive".into(),
+                    ),
+                    Step::Duplicate => finding(
+                        findings,
+                        Severity::Error,
+                        "sums-duplicate",
+                        Some(&p),
+                        "listed twice in SHA256SUMS".into(),
+                    ),
+                    Step::Unordered => finding(
+                        findings,
+                        Severity::Error,
+                        "sums-order",
+                        Some(&p),
+                        format!(
+                            "SHA256SUMS is out of canonical order at line {}; the rest is not compared",
+                            i + 1
+                        ),
                     ),
                 }
             }
-            for (rel, seen) in &archive {
-                if matches!(seen, Seen::File { .. }) && rel != SHA256SUMS && !listed.contains(rel) {
-                    finding(
-                        findings,
-                        Severity::Error,
-                        "unlisted",
-                        Some(&full(rel)),
-                        "file in the archive but not in SHA256SUMS".into(),
-                    );
-                }
-            }
+            join.rest(&mut |r| unlisted(r, &mut pending))?;
+            findings.append(&mut pending);
         }
+        Some(_) => {}
     }
 
     // MANIFEST.json ⇔ archive.
-    let Some(bytes) = &walk.manifest else {
+    let Some(manifest_file) = &walk.manifest else {
         finding(
             findings,
             Severity::Error,
@@ -298,9 +634,10 @@ pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding
             Some(&full(MANIFEST)),
             "the archive has no MANIFEST.json".into(),
         );
-        return out;
+        return Ok(out);
     };
-    let manifest: Manifest = match serde_json::from_slice(bytes) {
+    // First the manifest alone (is it whole and valid?), then its files against the archive.
+    let manifest = match parse_manifest(manifest_file, &mut |_| {})? {
         Ok(m) => m,
         Err(e) => {
             finding(
@@ -310,13 +647,12 @@ pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding
                 Some(&full(MANIFEST)),
                 format!("MANIFEST.json does not parse: {e}"),
             );
-            return out;
+            return Ok(out);
         }
     };
     let m = &manifest;
     out.name = Some(m.name.clone());
     out.version = Some(m.version.clone());
-    out.manifest = Some(m.clone());
     let mpath = full(MANIFEST);
     if m.format_version != FORMAT_VERSION {
         finding(
@@ -365,146 +701,169 @@ pub(super) fn check(walk: &Walk<'_>, file_name: &str, findings: &mut Vec<Finding
             format!("the manifest implies the file name {expected_name:?}, not {actual_name:?}"),
         );
     }
-    let mut listed = BTreeSet::new();
-    for f in &m.files {
-        let p = full(&f.path);
-        if !listed.insert(f.path.clone()) {
+    if walk.canonical {
+        let mut join = Join::new(records(records_file)?, |r| !is_metadata(r));
+        let mut launchers = Vec::new();
+        let unlisted = |r: Record, out: &mut Vec<Finding>| {
+            if r.kind != RecordKind::Dir {
+                let why = "in the archive but not in MANIFEST.json";
+                finding(
+                    out,
+                    Severity::Error,
+                    "unlisted",
+                    Some(&full(&r.path)),
+                    why.into(),
+                );
+            }
+        };
+        parse_manifest(manifest_file, &mut |f| {
+            if f.kind == FileKind::Launcher {
+                launchers.push(f.path.clone());
+            }
+            let p = full(&f.path);
+            match join.step(&f.path, &mut |r| unlisted(r, &mut pending)) {
+                Step::Pair(r) => compare(&r, &f, &m.target, &p, &mut pending),
+                Step::Skip => {}
+                Step::Missing => finding(
+                    &mut pending,
+                    Severity::Error,
+                    "missing",
+                    Some(&p),
+                    "listed in MANIFEST.json but not in the archive".into(),
+                ),
+                Step::Duplicate => finding(
+                    &mut pending,
+                    Severity::Error,
+                    "manifest-duplicate",
+                    Some(&p),
+                    "listed twice in MANIFEST.json".into(),
+                ),
+                Step::Unordered => finding(
+                    &mut pending,
+                    Severity::Error,
+                    "manifest-order",
+                    Some(&p),
+                    "MANIFEST.json lists files out of canonical order from here; the rest is not compared".into(),
+                ),
+            }
+        })?
+        .map_err(io::Error::other)?;
+        join.rest(&mut |r| unlisted(r, &mut pending))?;
+        findings.append(&mut pending);
+        if let Some(l) = launchers.iter().find(|l| **l != format!("bin/{}", m.name)) {
             finding(
                 findings,
                 Severity::Error,
-                "manifest-duplicate",
-                Some(&p),
-                "listed twice in MANIFEST.json".into(),
-            );
-            continue;
-        }
-        match (archive.get(&f.path), f.kind) {
-            (None, _) => finding(
-                findings,
-                Severity::Error,
-                "missing",
-                Some(&p),
-                "listed in MANIFEST.json but not in the archive".into(),
-            ),
-            (Some(Seen::Symlink { target }), FileKind::Symlink) => {
-                if f.target.as_deref() != Some(target) {
-                    finding(
-                        findings,
-                        Severity::Error,
-                        "symlink-mismatch",
-                        Some(&p),
-                        format!(
-                            "manifest says target {:?}, the archive has {target:?}",
-                            f.target
-                        ),
-                    );
-                }
-            }
-            (
-                Some(Seen::File {
-                    size,
-                    mode,
-                    sha256,
-                    head,
-                }),
-                kind,
-            ) if kind != FileKind::Symlink => {
-                if *size != f.size {
-                    finding(
-                        findings,
-                        Severity::Error,
-                        "size-mismatch",
-                        Some(&p),
-                        format!("manifest says {} bytes, the archive has {size}", f.size),
-                    );
-                }
-                let mode = format!("{mode:04o}");
-                if mode != f.mode {
-                    finding(
-                        findings,
-                        Severity::Error,
-                        "mode-mismatch",
-                        Some(&p),
-                        format!("manifest says mode {}, the archive has {mode}", f.mode),
-                    );
-                }
-                if matches!(
-                    kind,
-                    FileKind::Executable | FileKind::Launcher | FileKind::Hook
-                ) && mode != "0755"
-                {
-                    finding(
-                        findings,
-                        Severity::Error,
-                        "not-executable",
-                        Some(&p),
-                        format!("a {kind:?} must be mode 0755, the archive has {mode}")
-                            .to_lowercase(),
-                    );
-                }
-                if f.sha256.as_deref() != Some(sha256) {
-                    finding(
-                        findings,
-                        Severity::Error,
-                        "checksum-mismatch",
-                        Some(&p),
-                        format!(
-                            "MANIFEST.json says {}, the content hashes to {sha256}",
-                            f.sha256.as_deref().unwrap_or("nothing")
-                        ),
-                    );
-                }
-                if kind == FileKind::Executable
-                    && let Err(why) = check_executable(head, &m.target)
-                {
-                    finding(
-                        findings,
-                        Severity::Error,
-                        "target",
-                        Some(&p),
-                        format!("{why} (the manifest's target is {})", m.target),
-                    );
-                }
-            }
-            (Some(_), kind) => finding(
-                findings,
-                Severity::Error,
-                "kind-mismatch",
-                Some(&p),
-                format!("manifest says {kind:?}, the archive has another kind of entry")
-                    .to_lowercase(),
-            ),
-        }
-    }
-    if let Some(l) = m.files.iter().find(|f| f.kind == FileKind::Launcher)
-        && l.path != format!("bin/{}", m.name)
-    {
-        finding(
-            findings,
-            Severity::Error,
-            "launcher",
-            Some(&full(&l.path)),
-            format!("the launcher must be `bin/{}`", m.name),
-        );
-    }
-    for (rel, seen) in &archive {
-        let metadata = rel == MANIFEST || rel == SHA256SUMS;
-        if !matches!(seen, Seen::Dir) && !metadata && !listed.contains(rel) {
-            finding(
-                findings,
-                Severity::Error,
-                "unlisted",
-                Some(&full(rel)),
-                "in the archive but not in MANIFEST.json".into(),
+                "launcher",
+                Some(&full(l)),
+                format!("the launcher must be `bin/{}`", m.name),
             );
         }
     }
-    out
+    out.manifest = Some(manifest);
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rec(path: &str, kind: RecordKind) -> Record {
+        Record {
+            path: path.into(),
+            kind,
+            size: 0,
+            mode: 0o644,
+            sha256: String::new(),
+            target: String::new(),
+            head: Vec::new(),
+        }
+    }
+
+    /// What a join of `listed` against `archive` reports, one line per step.
+    fn join(archive: &[&str], listed: &[&str]) -> Vec<String> {
+        let records = archive
+            .iter()
+            .map(|p| Ok(rec(p, RecordKind::File)))
+            .collect::<Vec<_>>();
+        let mut join = Join::new(records.into_iter(), |r| !is_metadata(r));
+        let mut seen = Vec::new();
+        for path in listed {
+            let mut skipped = Vec::new();
+            let step = join.step(path, &mut |r| skipped.push(format!("unlisted {}", r.path)));
+            seen.extend(skipped);
+            seen.push(match step {
+                Step::Pair(r) => format!("pair {}", r.path),
+                Step::Missing => format!("missing {path}"),
+                Step::Duplicate => format!("duplicate {path}"),
+                Step::Unordered => format!("unordered {path}"),
+                Step::Skip => format!("skip {path}"),
+            });
+        }
+        join.rest(&mut |r| seen.push(format!("unlisted {}", r.path)))
+            .unwrap();
+        seen
+    }
+
+    #[test]
+    fn joins_sorted_lists() {
+        let archive = ["a", "a.txt", "a/b", "c", "MANIFEST.json", "SHA256SUMS"];
+        assert_eq!(
+            join(&archive, &["a", "a.txt", "a/b", "c"]),
+            ["pair a", "pair a.txt", "pair a/b", "pair c"]
+        );
+        assert_eq!(
+            join(&archive, &["a", "a/b", "b", "c", "c"]),
+            [
+                "pair a",
+                "unlisted a.txt",
+                "pair a/b",
+                "missing b",
+                "pair c",
+                "duplicate c"
+            ]
+        );
+        // Out of order: reported once, then nothing more is compared.
+        assert_eq!(
+            join(&archive, &["a/b", "a", "c"]),
+            [
+                "unlisted a",
+                "unlisted a.txt",
+                "pair a/b",
+                "unordered a",
+                "skip c"
+            ]
+        );
+        assert_eq!(
+            join(&archive, &[]),
+            ["unlisted a", "unlisted a.txt", "unlisted a/b", "unlisted c"]
+        );
+    }
+
+    #[test]
+    fn streams_the_manifest_files() {
+        let mut manifest = serde_json::to_value(crate::archive::manifest::tests::sample()).unwrap();
+        let files = manifest["files"].clone();
+        let text = manifest.to_string();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        let m = parse_manifest(&file, &mut |f| seen.push(f))
+            .unwrap()
+            .unwrap();
+        assert!(m.files.is_empty(), "files are streamed, not kept");
+        assert_eq!(serde_json::to_value(&seen).unwrap(), files);
+
+        manifest.as_object_mut().unwrap().remove("files");
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, manifest.to_string().as_bytes()).unwrap();
+        let e = parse_manifest(&file, &mut |_| {}).unwrap().unwrap_err();
+        assert!(e.to_string().contains("missing field `files`"), "{e}");
+
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, format!("{text} trailing").as_bytes()).unwrap();
+        assert!(parse_manifest(&file, &mut |_| {}).unwrap().is_err());
+    }
 
     #[test]
     fn executable_targets() {
