@@ -106,6 +106,9 @@ chmod +x "$HAND"
 
 median() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("\n".join("%s %.3f" % (r["command"], r["median"]) for r in d["results"]))' "$1"; }
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1; }
+# Peak resident memory of the tool itself, without the cargo it runs (its `-v` report), in MiB.
+self_rss() { "${@/#-q/-v}" 2>&1 >/dev/null | sed -n 's/.*Memory peak resident \([0-9.]*\) MiB.*/\1/p' | tail -n 1; }
+: > "$WORK/rss.txt"
 
 run_size() { # files
   local files=$1 dir=$WORK/pkg-$1
@@ -121,8 +124,9 @@ run_size() { # files
   local r_ours r_hand
   r_ours=$(rss $ours)
   r_hand=$(rss bash -c "bash $hand")
-  printf 'bundle  (zstd -3): ours %6.3fs  hand %6.3fs  ratio %.2f (target <= 0.50)   peak RSS ours %d MiB, hand %d MiB (target <= 64 MiB)\n' \
-    "$t_ours" "$t_hand" "$(echo "$t_ours / $t_hand" | bc -l)" $((r_ours / 1024)) $((r_hand / 1024))
+  local s_ours; s_ours=$(self_rss $ours)
+  printf 'bundle  (zstd -3): ours %6.3fs  hand %6.3fs  ratio %.2f (target <= 0.50)   peak RSS ours %d MiB (tool alone %s MiB), hand %d MiB (target <= 64 MiB)\n' \
+    "$t_ours" "$t_hand" "$(echo "$t_ours / $t_hand" | bc -l)" $((r_ours / 1024)) "$s_ours" $((r_hand / 1024))
 
   local bundle; bundle=$(ls "$WORK"/out-ours/*.tar.zst)
   local top; top=$(basename "$bundle" | sed 's/-x86_64.*//; s/-aarch64.*//')
@@ -132,16 +136,25 @@ run_size() { # files
   hyperfine --style none --runs "$RUNS" --warmup 1 --prepare "rm -rf $WORK/x" --export-json "$WORK/verify.json" "$vours" "$vhand" >/dev/null
   t_ours=$(median "$WORK/verify.json" | sed -n 1p | awk '{print $NF}')
   t_hand=$(median "$WORK/verify.json" | sed -n 2p | awk '{print $NF}')
+  local v_rss; v_rss=$(( $(rss $vours) / 1024 ))
   printf 'verify            : ours %6.3fs  hand %6.3fs  ratio %.2f (target <= 0.40)   peak RSS ours %d MiB\n' \
-    "$t_ours" "$t_hand" "$(echo "$t_ours / $t_hand" | bc -l)" $(( $(rss $vours) / 1024 ))
+    "$t_ours" "$t_hand" "$(echo "$t_ours / $t_hand" | bc -l)" "$v_rss"
+  echo "$files $s_ours $v_rss" >> "$WORK/rss.txt"
 }
 
 run_size "$FILES"
 dir=$WORK/pkg-$FILES
 
+# Peak memory must not follow the tree: compare the two sizes.
+doubling() {
+  awk 'NR == 1 { f = $1; b = $2; v = $3 }
+       NR == 2 { printf "memory, tree doubled (%d -> %d files): bundle %s -> %s MiB (tool alone), verify %s -> %s MiB\n", f, $1, b, $2, v, $3 }' "$WORK/rss.txt"
+}
+
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   # Bundle and verify only (skips the slow gzip and level-19 comparisons).
   run_size $((FILES * 2))
+  doubling
   exit 0
 fi
 
@@ -166,4 +179,5 @@ printf 'bundle (zstd -19) : 1 core %6.1fs  %d cores %6.1fs  speed-up %.2fx, byte
 if [ "${BENCH_DOUBLE:-1}" = 1 ]; then
   # Twice the files and twice the bytes: peak memory must not follow.
   run_size $((FILES * 2))
+  doubling
 fi

@@ -195,15 +195,7 @@ pub fn plan_only(opts: &BundleOpts, shell: &Shell) -> Result<()> {
     for Planned { package, plan, .. } in &p.planned {
         let path = p.out_dir.join(&plan.file_name);
         if opts.message_format == MessageFormat::Json {
-            let entries = plan
-                .entries(&sources::walk)
-                .map(|e| {
-                    let e = e?;
-                    let (kind, source) = plan::describe(&e);
-                    Ok(serde_json::json!({"path": e.path, "mode": format!("{:04o}", e.mode), "kind": kind, "source": source}))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            shell.json(&serde_json::json!({
+            let head = serde_json::json!({
                 "reason": "plan",
                 "package": package.name.to_string(),
                 "name": plan.name,
@@ -213,8 +205,16 @@ pub fn plan_only(opts: &BundleOpts, shell: &Shell) -> Result<()> {
                 "path": path,
                 "top_dir": plan.top_dir,
                 "binaries": plan.binaries,
-                "entries": entries,
-            }));
+            });
+            // Entries are serialized as they are listed: a plan of a million files is never
+            // held in memory.
+            let entries = plan.entries(&sources::walk).map(|e| {
+                let e = e?;
+                let (kind, source) = plan::describe(&e);
+                let mode = format!("{:04o}", e.mode);
+                Ok(serde_json::json!({"path": e.path, "mode": mode, "kind": kind, "source": source}))
+            });
+            shell.json_with_list(&head, "entries", entries)?;
             continue;
         }
         shell.out(format!(

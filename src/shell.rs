@@ -215,6 +215,30 @@ impl Shell {
         let _ = writeln!(out, "{value}");
         let _ = out.flush();
     }
+
+    /// One JSON line: the object `head` with `key` set to the items of `list`, written as they
+    /// come so the list is never held. Stops at the first item that is an error.
+    pub fn json_with_list(
+        &self,
+        head: &serde_json::Value,
+        key: &str,
+        list: impl Iterator<Item = anyhow::Result<serde_json::Value>>,
+    ) -> anyhow::Result<()> {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut head = head.to_string();
+        // Invariant: `head` is an object (it ends in `}`); an empty one gets no comma.
+        let close = head.pop();
+        debug_assert_eq!(close, Some('}'));
+        let comma = if head.len() > 1 { "," } else { "" };
+        write!(out, "{head}{comma}{}:[", serde_json::Value::from(key))?;
+        for (i, item) in list.enumerate() {
+            let item = item?;
+            write!(out, "{}{item}", if i == 0 { "" } else { "," })?;
+        }
+        writeln!(out, "]}}")?;
+        out.flush()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
