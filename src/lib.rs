@@ -162,6 +162,13 @@ fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             level: loaded.config.compression_level,
         };
         shell.verbose_status("Config", format!("{}: {}", package.name, loaded.config));
+        shell.verbose_status(
+            "Planned",
+            format!(
+                "{}: {} entries, {} bytes of package files (plus the executables once built)",
+                package.name, totals.entries, totals.bytes
+            ),
+        );
         planned.push(Planned {
             package: package.clone(),
             plan,

@@ -572,7 +572,7 @@ pub fn plan(
 /// What a full pass over the entries found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
-    /// Directories, files and symlinks.
+    /// Directories, files and symlinks, the binaries included.
     pub entries: usize,
     /// Bytes of the files copied from disk (binaries are counted after the build).
     pub bytes: u64,
