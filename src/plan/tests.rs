@@ -495,32 +495,24 @@ fn trees_merge_in_canonical_order() {
 #[test]
 fn conflicts_between_trees() {
     let priv_with = |objects: Vec<Found>| Some([vec![dir("")], objects].concat());
+    // A priv tree beside an include of the directory `d` (holding `f`) into `priv/`.
+    let with_d = |objects: Vec<Found>| Src {
+        priv_tree: priv_with(objects),
+        includes: vec![dir_include("d", "/d")],
+        trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
+        ..Default::default()
+    };
     let cases: Vec<(Src, &str)> = vec![
         (
-            Src {
-                priv_tree: priv_with(vec![dir("d"), file("d/f", false)]),
-                includes: vec![dir_include("d", "/d")],
-                trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
-                ..Default::default()
-            },
+            with_d(vec![dir("d"), file("d/f", false)]),
             "app/Cargo.toml: package.metadata.release.include[0].dest: two files land on `priv/d/f`: the priv file `/src/d/f` and package.metadata.release.include[0] (`/d/f`)",
         ),
         (
-            Src {
-                priv_tree: priv_with(vec![file("d", false)]),
-                includes: vec![dir_include("d", "/d")],
-                trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
-                ..Default::default()
-            },
+            with_d(vec![file("d", false)]),
             "app/Cargo.toml: package.metadata.release.include[0].dest: `priv/d` is a directory of package.metadata.release.include[0], but the priv file `/src/d` puts a file there",
         ),
         (
-            Src {
-                priv_tree: priv_with(vec![dir("D"), file("D/f", false)]),
-                includes: vec![dir_include("d", "/d")],
-                trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
-                ..Default::default()
-            },
+            with_d(vec![dir("D"), file("D/f", false)]),
             "`priv/D` and `priv/d` differ only in case",
         ),
         (
@@ -541,15 +533,7 @@ fn conflicts_between_trees() {
             },
             "symlink `priv/l` (from the priv file `/src/l`) points to `gone/file`, which is not in the bundle",
         ),
-        (
-            Src {
-                priv_tree: priv_with(vec![]),
-                includes: vec![dir_include("d", "/d")],
-                trees: vec![("/d", tree("/d", &[dir(""), file("f", false)]))],
-                ..Default::default()
-            },
-            "",
-        ),
+        (with_d(vec![]), ""),
     ];
     for (src, want) in cases {
         let release = if want.is_empty() {

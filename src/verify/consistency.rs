@@ -474,6 +474,17 @@ fn compare(r: &Record, f: &FileRecord, target: &str, p: &str, out: &mut Vec<Find
     }
 }
 
+/// Reports a record that `list` skipped (directories need no listing).
+fn unlisted<'a>(top: &'a str, list: &'static str) -> impl Fn(Record, &mut Vec<Finding>) + 'a {
+    move |r, out| {
+        if r.kind != RecordKind::Dir {
+            let why = format!("in the archive but not in {list}");
+            let path = format!("{top}/{}", r.path);
+            finding(out, Severity::Error, "unlisted", Some(&path), why);
+        }
+    }
+}
+
 fn is_metadata(r: &Record) -> bool {
     r.path == MANIFEST || r.path == SHA256SUMS
 }
@@ -556,16 +567,7 @@ pub(super) fn check(
             let mut join = Join::new(records(records_file)?, |r| {
                 r.kind == RecordKind::File && r.path != SHA256SUMS
             });
-            let unlisted = |r: Record, out: &mut Vec<Finding>| {
-                let why = "file in the archive but not in SHA256SUMS";
-                finding(
-                    out,
-                    Severity::Error,
-                    "unlisted",
-                    Some(&full(&r.path)),
-                    why.into(),
-                );
-            };
+            let unlisted = unlisted(&top, SHA256SUMS);
             let mut reader = BufReader::new(sums);
             reader.rewind()?;
             for (i, line) in reader.split(b'\n').enumerate() {
@@ -704,18 +706,7 @@ pub(super) fn check(
     if walk.canonical {
         let mut join = Join::new(records(records_file)?, |r| !is_metadata(r));
         let mut launchers = Vec::new();
-        let unlisted = |r: Record, out: &mut Vec<Finding>| {
-            if r.kind != RecordKind::Dir {
-                let why = "in the archive but not in MANIFEST.json";
-                finding(
-                    out,
-                    Severity::Error,
-                    "unlisted",
-                    Some(&full(&r.path)),
-                    why.into(),
-                );
-            }
-        };
+        let unlisted = unlisted(&top, MANIFEST);
         parse_manifest(manifest_file, &mut |f| {
             if f.kind == FileKind::Launcher {
                 launchers.push(f.path.clone());
