@@ -69,6 +69,11 @@ pub fn walk(
 
 fn stat(path: &Utf8Path, rel: String) -> Result<Found> {
     let meta = fs::symlink_metadata(path).with_context(|| format!("cannot read `{path}`"))?;
+    found(path, rel, &meta)
+}
+
+/// The `Found` for `path`, whose (not followed) metadata is `meta`.
+fn found(path: &Utf8Path, rel: String, meta: &fs::Metadata) -> Result<Found> {
     let ft = meta.file_type();
     let node = if ft.is_symlink() {
         let target =
@@ -162,7 +167,11 @@ impl SortedWalk {
             if !(self.keep)(&child_rel) {
                 continue;
             }
-            let found = stat(&path, child_rel.clone())?;
+            // Stat relative to the open directory (fstatat): no lookup of the whole path.
+            let meta = child
+                .metadata()
+                .with_context(|| format!("cannot read `{path}`"))?;
+            let found = found(&path, child_rel.clone(), &meta)?;
             if found.node == Node::Dir {
                 steps.push((
                     format!("{name}/"),
