@@ -134,6 +134,20 @@ struct Link {
     resolved: Option<String>,
 }
 
+/// An anonymous temporary file for what verification spools; errors name the directory.
+fn spool() -> io::Result<File> {
+    tempfile::tempfile().map_err(|e| {
+        let dir = std::env::temp_dir();
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot create a temporary file in `{}` (set TMPDIR): {e}",
+                dir.display()
+            ),
+        )
+    })
+}
+
 /// Whether a file's first bytes look like an executable of some platform.
 fn executable_magic(head: &[u8]) -> bool {
     [
@@ -469,7 +483,7 @@ impl Walk<'_> {
                     );
                     None
                 }
-                Some(_) => Some(BufWriter::new(tempfile::tempfile()?)),
+                Some(_) => Some(BufWriter::new(spool()?)),
                 None => None,
             };
             let mut hasher = Sha256::new();
@@ -654,7 +668,7 @@ pub fn verify_file(
     let file = File::open(path).with_context(|| format!("`{path}`: cannot open the bundle"))?;
     let file_name = path.file_name().unwrap_or_default();
     let streamed = verify_stream(file, file_name, limits, extract)
-        .with_context(|| format!("`{path}`: cannot read"))?;
+        .with_context(|| format!("`{path}`: cannot verify"))?;
     let mut findings = streamed.findings;
     consistency::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
     findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
@@ -811,7 +825,7 @@ pub fn verify_stream(
         canonical: true,
         phase: 0,
         last_body: None,
-        records: BufWriter::new(tempfile::tempfile()?),
+        records: BufWriter::new(spool()?),
         files: 0,
         manifest: None,
         sums: None,
