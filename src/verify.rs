@@ -148,18 +148,6 @@ fn spool() -> io::Result<File> {
     })
 }
 
-/// Whether a file's first bytes look like an executable of some platform.
-fn executable_magic(head: &[u8]) -> bool {
-    [
-        &b"\x7fELF"[..],
-        b"MZ",
-        b"\xcf\xfa\xed\xfe",
-        b"\xca\xfe\xba\xbe",
-    ]
-    .iter()
-    .any(|m| head.starts_with(m))
-}
-
 /// Hashes and counts the raw (compressed) bytes as they are read.
 struct RawReader<R> {
     input: R,
@@ -548,7 +536,7 @@ impl Walk<'_> {
                 None => {}
             }
             if let Some(record) = record.as_mut() {
-                if !executable_magic(&head) {
+                if !consistency::executable_magic(&head) {
                     head.clear();
                 }
                 record.kind = RecordKind::File;

@@ -143,6 +143,19 @@ fn elf_machine(arch: &str) -> Option<u16> {
     })
 }
 
+/// Whether a file's first bytes look like an executable of some platform. Verify keeps the
+/// head only of such files: [`check_executable`] fails every other head as it fails an empty one.
+pub(super) fn executable_magic(head: &[u8]) -> bool {
+    [
+        &b"\x7fELF"[..],
+        b"MZ",
+        b"\xcf\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+    ]
+    .iter()
+    .any(|m| head.starts_with(m))
+}
+
 /// Whether the first bytes of an executable fit the target triple.
 pub fn check_executable(head: &[u8], target: &str) -> Result<(), String> {
     let arch = target.split('-').next().unwrap_or_default();
@@ -873,5 +886,27 @@ mod tests {
         let macho = [0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0, 0, 0x01];
         assert!(check_executable(&macho, "aarch64-apple-darwin").is_ok());
         assert!(check_executable(&macho, "x86_64-apple-darwin").is_err());
+        // Verify drops the heads `executable_magic` refuses: for them, the verdict must be
+        // the one an empty head gets.
+        for target in [
+            "x86_64-unknown-linux-gnu",
+            "aarch64-apple-darwin",
+            "x86_64-pc-windows-msvc",
+        ] {
+            for head in [
+                &b"#!/bin/sh\n"[..],
+                b"\x7fEL",
+                b"M",
+                &[0xcf, 0xfa],
+                b"PK\x03\x04",
+            ] {
+                assert!(!executable_magic(head));
+                assert_eq!(
+                    check_executable(head, target),
+                    check_executable(&[], target)
+                );
+            }
+            assert!(executable_magic(&elf) && executable_magic(&macho));
+        }
     }
 }
