@@ -361,12 +361,12 @@ impl Walk<'_> {
             return Ok(false);
         }
         let raw_path = h.path_bytes();
-        if !h.checksum_ok() {
+        if let Err(why) = h.checksum() {
             let shown = String::from_utf8_lossy(&raw_path).into_owned();
             self.error(
                 "bad-checksum",
                 &shown,
-                "header checksum does not match; the archive is corrupt",
+                format!("header checksum {why}; the archive is corrupt"),
             );
             return Ok(false);
         }
@@ -375,7 +375,13 @@ impl Walk<'_> {
             Ok(s) => s,
             Err(e) => {
                 let shown = String::from_utf8_lossy(&raw_path).into_owned();
-                self.error("bad-header", &shown, format!("size field {e}"));
+                self.error(
+                    "bad-header",
+                    &shown,
+                    format!(
+                        "size field {e}; tar implementations disagree on such a field, so nothing after it can be trusted"
+                    ),
+                );
                 return Ok(false);
             }
         };

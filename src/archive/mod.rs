@@ -11,6 +11,7 @@
 //!
 //! Names must fit plain ustar headers (no PAX or GNU extensions are ever written).
 
+pub mod header;
 pub mod manifest;
 pub mod read;
 
@@ -20,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::config::Format;
+use header::Kind;
 
 /// File name of the manifest inside the top directory.
 pub const MANIFEST: &str = "MANIFEST.json";
@@ -32,23 +34,14 @@ pub const MODE_FILE: u32 = 0o644;
 pub const MODE_SYMLINK: u32 = 0o777;
 
 /// Largest file a ustar header can describe (11 octal digits).
-pub const MAX_FILE_SIZE: u64 = 0o777_7777_7777;
+pub const MAX_FILE_SIZE: u64 = header::max_octal(header::SIZE.len);
 /// Largest mtime a ustar header can hold.
-pub const MAX_MTIME: u64 = 0o777_7777_7777;
+pub const MAX_MTIME: u64 = header::max_octal(header::MTIME.len);
 
 pub(crate) const BLOCK: usize = 512;
 const BUFFER: usize = 256 * 1024;
 
-/// Split a full archive name into ustar `(prefix, name)` fields, or `None` if it cannot fit.
-pub fn split_ustar_name(path: &str) -> Option<(&str, &str)> {
-    if path.len() <= 100 {
-        return Some(("", path));
-    }
-    // The longest name field that fits, so the prefix is as short as possible.
-    path.match_indices('/')
-        .map(|(i, _)| (&path[..i], &path[i + 1..]))
-        .find(|(prefix, name)| name.len() <= 100 && !name.is_empty() && prefix.len() <= 155)
-}
+pub use header::split_name as split_ustar_name;
 
 /// Why a path inside the bundle cannot be stored, if it cannot.
 pub fn check_entry_name(full_path: &str) -> Result<(), String> {
@@ -286,63 +279,38 @@ impl<W: Write> ArchiveWriter<W> {
             entries: 0,
             buf: vec![0; BUFFER],
         };
-        w.header(tar::EntryType::Directory, "", MODE_DIR, 0, "")?;
+        w.header(Kind::Dir, "", MODE_DIR, 0, "")?;
         Ok(w)
     }
 
-    fn header(
-        &mut self,
-        kind: tar::EntryType,
-        path: &str,
-        mode: u32,
-        size: u64,
-        link: &str,
-    ) -> Result<()> {
+    fn header(&mut self, kind: Kind, path: &str, mode: u32, size: u64, link: &str) -> Result<()> {
         let full = if path.is_empty() {
             self.top.clone()
         } else {
             format!("{}/{path}", self.top)
         };
         check_entry_name(&full).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
-        let (prefix, name) = split_ustar_name(&full)
-            .ok_or_else(|| anyhow::anyhow!("`{full}` does not fit a ustar header"))?;
-        if size > MAX_FILE_SIZE {
-            bail!("`{full}` is larger than 8 GiB, which a plain ustar header cannot describe");
-        }
         check_link_target(link).map_err(|why| anyhow::anyhow!("`{full}`: symlink {why}"))?;
-
-        let mut header = tar::Header::new_ustar();
-        {
-            // Invariant: new_ustar() always has a ustar view.
-            let ustar = header
-                .as_ustar_mut()
-                .ok_or_else(|| anyhow::anyhow!("tar header is not ustar"))?;
-            ustar.name[..name.len()].copy_from_slice(name.as_bytes());
-            ustar.prefix[..prefix.len()].copy_from_slice(prefix.as_bytes());
-            ustar.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        }
-        header.set_entry_type(kind);
-        header.set_mode(mode);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_size(size);
-        header.set_mtime(self.mtime);
-        header.set_username("")?;
-        header.set_groupname("")?;
-        header.set_device_major(0)?;
-        header.set_device_minor(0)?;
-        header.set_cksum();
-        self.out.write_all(header.as_bytes())?;
+        let entry = header::Entry {
+            kind,
+            path: &full,
+            mode,
+            size,
+            mtime: self.mtime,
+            link,
+        };
+        let block = header::encode(&entry).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
+        self.out.write_all(&block)?;
         self.entries += 1;
         Ok(())
     }
 
     pub fn dir(&mut self, path: &str) -> Result<()> {
-        self.header(tar::EntryType::Directory, path, MODE_DIR, 0, "")
+        self.header(Kind::Dir, path, MODE_DIR, 0, "")
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
-        self.header(tar::EntryType::Symlink, path, MODE_SYMLINK, 0, target)
+        self.header(Kind::Symlink, path, MODE_SYMLINK, 0, target)
     }
 
     /// Stream exactly `size` bytes from `data` into a file entry; returns the SHA-256 (hex).
@@ -354,7 +322,7 @@ impl<W: Write> ArchiveWriter<W> {
         size: u64,
         mut data: impl Read,
     ) -> Result<String> {
-        self.header(tar::EntryType::Regular, path, mode, size, "")?;
+        self.header(Kind::File, path, mode, size, "")?;
         let mut hasher = Sha256::new();
         let mut left = size;
         while left > 0 {

@@ -2,6 +2,7 @@
 //! canonical header fields (owner, mode, mtime, device numbers, magic) and symlink targets.
 
 use super::{RawHeader, Walk};
+use crate::archive::header::Kind;
 
 fn show(v: Option<u64>) -> String {
     v.map_or("?".into(), |n| n.to_string())
@@ -38,6 +39,28 @@ impl Walk<'_> {
     }
 
     pub(super) fn check_header(&mut self, h: &RawHeader, path: &str, kind: u8) -> bool {
+        let before = self.findings.len();
+        let ok = self.check_header_values(h, path, kind);
+        // Values that pass can still be spelled differently from what the writer produces
+        // (another name/prefix split, bytes after a string's NUL, padding): refuse those too.
+        if ok
+            && self.findings.len() == before
+            && let Some(fields) = h.noncanonical_fields()
+            && !fields.is_empty()
+        {
+            self.error(
+                "non-canonical-header",
+                path,
+                format!(
+                    "header field(s) {} differ from the bytes the bundler writes for this entry",
+                    fields.join(", ")
+                ),
+            );
+        }
+        ok
+    }
+
+    fn check_header_values(&mut self, h: &RawHeader, path: &str, kind: u8) -> bool {
         if !h.is_ustar() {
             self.error(
                 "not-ustar",
@@ -109,12 +132,8 @@ impl Walk<'_> {
                 format!("mode {mode:04o} has setuid, setgid or sticky bits"),
             );
         }
-        let allowed: &[u64] = match kind {
-            b'5' => &[0o755],
-            b'2' => &[0o777],
-            _ => &[0o644, 0o755],
-        };
-        if mode & 0o7000 == 0 && !allowed.contains(&mode) {
+        let allowed = Kind::from_typeflag(kind).unwrap_or(Kind::File).modes();
+        if mode & 0o7000 == 0 && !allowed.iter().any(|&m| u64::from(m) == mode) {
             let want: Vec<String> = allowed.iter().map(|m| format!("{m:04o}")).collect();
             self.error(
                 "mode",

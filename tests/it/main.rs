@@ -9,6 +9,7 @@ mod launcher;
 mod memory;
 mod reproducible;
 mod support;
+mod trust;
 mod verify;
 mod workflow;
 mod workspace;

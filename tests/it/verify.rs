@@ -13,12 +13,12 @@ use crate::support::*;
 /// One tar entry: a raw 512-byte header and its content.
 #[derive(Clone)]
 pub struct Raw {
-    header: [u8; 512],
+    pub header: [u8; 512],
     pub data: Vec<u8>,
 }
 
 impl Raw {
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         let field = |o: usize, l: usize| {
             let f = &self.header[o..o + l];
             String::from_utf8_lossy(&f[..f.iter().position(|&b| b == 0).unwrap_or(l)]).into_owned()
@@ -31,7 +31,7 @@ impl Raw {
         }
     }
 
-    fn set_field(&mut self, offset: usize, len: usize, value: &[u8]) {
+    pub fn set_field(&mut self, offset: usize, len: usize, value: &[u8]) {
         self.header[offset..offset + len].fill(0);
         self.header[offset..offset + value.len()].copy_from_slice(value);
     }
@@ -54,7 +54,7 @@ impl Raw {
     pub fn fix_checksum(&mut self) {
         self.header[148..156].fill(b' ');
         let sum: u32 = self.header.iter().map(|&b| u32::from(b)).sum();
-        let text = format!("{sum:06o}\0 ");
+        let text = format!("{sum:07o}\0");
         self.header[148..156].copy_from_slice(text.as_bytes());
     }
 
@@ -89,7 +89,7 @@ fn parse(tar: &[u8]) -> Vec<Raw> {
     out
 }
 
-fn serialize(entries: &[Raw]) -> Vec<u8> {
+pub fn serialize(entries: &[Raw]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
         out.extend_from_slice(&e.header);
@@ -100,11 +100,11 @@ fn serialize(entries: &[Raw]) -> Vec<u8> {
     out
 }
 
-fn zstd_compress(data: &[u8]) -> Vec<u8> {
+pub fn zstd_compress(data: &[u8]) -> Vec<u8> {
     zstd::stream::encode_all(data, 3).unwrap()
 }
 
-fn sha_hex(data: &[u8]) -> String {
+pub fn sha_hex(data: &[u8]) -> String {
     sha2::Sha256::digest(data)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -138,7 +138,7 @@ pub fn find(entries: &mut [Raw], name: &str) -> usize {
         .unwrap_or_else(|| panic!("no entry {name}"))
 }
 
-const TOP: &str = "webapp-1.2.0";
+pub const TOP: &str = "webapp-1.2.0";
 
 /// Rewrite MANIFEST.json and SHA256SUMS so they agree with the (tampered) content.
 pub fn reseal(entries: &mut [Raw]) {

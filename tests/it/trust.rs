@@ -1,0 +1,378 @@
+//! Trust: `verify` must see exactly what `tar` extracts. Headers mutated every way tar
+//! implementations read differently; a bundle verify passes must extract to the same entries
+//! with GNU tar, bsdtar and Python's `tarfile` as with `unpack`.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+use crate::verify::{Raw, TOP, entries_of, find, reseal, serialize, sha_hex, zstd_compress};
+
+const NAME: &str = "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst";
+
+/// Write entries as a bundle with a matching sidecar (an attacker controls both).
+fn write_bundle(dir: &Path, entries: &[Raw]) -> std::path::PathBuf {
+    let bytes = zstd_compress(&serialize(entries));
+    let path = dir.join(NAME);
+    fs::write(&path, &bytes).unwrap();
+    fs::write(
+        dir.join(format!("{NAME}.sha256")),
+        format!("{}  {NAME}\n", sha_hex(&bytes)),
+    )
+    .unwrap();
+    path
+}
+
+/// `path kind size [-> link]` for every entry below `root`, sorted.
+fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name().min_depth(1) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+        let meta = fs::symlink_metadata(e.path()).unwrap();
+        out.push(if meta.file_type().is_symlink() {
+            format!("{rel} l -> {}", fs::read_link(e.path()).unwrap().display())
+        } else if meta.is_dir() {
+            format!("{rel} d")
+        } else {
+            format!("{rel} f {}", meta.len())
+        });
+    }
+    out.sort();
+    out
+}
+
+/// What each tool makes of the bundle: `Err` when it fails, else its entries.
+fn gnu_tar(bundle: &Path, into: &Path) -> Result<Vec<String>, String> {
+    fs::create_dir_all(into).unwrap();
+    let out = Command::new("tar")
+        .args(["--zstd", "-xf"])
+        .arg(bundle)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(tree(into))
+}
+
+fn bsdtar(bundle: &Path, into: &Path) -> Result<Vec<String>, String> {
+    fs::create_dir_all(into).unwrap();
+    let out = Command::new("bsdtar")
+        .arg("-xf")
+        .arg(bundle)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(tree(into))
+}
+
+const PY_LIST: &str = r#"
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    for m in t:
+        kind = "d" if m.isdir() else "l" if m.issym() else "f" if m.isreg() else "?" + repr(m.type)
+        line = m.name + " " + kind
+        if kind == "f":
+            line += " " + str(m.size)
+        if kind == "l":
+            line += " -> " + m.linkname
+        print(line)
+"#;
+
+fn python_tarfile(bundle: &Path, dir: &Path) -> Result<Vec<String>, String> {
+    let plain = dir.join("plain.tar");
+    sh(
+        dir,
+        "zstd",
+        &[
+            "-qdf",
+            bundle.to_str().unwrap(),
+            "-o",
+            plain.to_str().unwrap(),
+        ],
+    );
+    let out = Command::new("python3")
+        .args(["-c", PY_LIST])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    Ok(lines)
+}
+
+/// Verify (strict) and, when it passes, compare what unpack installed with what each tar
+/// extracts. Returns whether verify passed.
+fn check_agreement(dir: &Path, entries: &[Raw], what: &str) -> bool {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).unwrap();
+    let bundle = write_bundle(dir, entries);
+    let out = run_tool(dir, &["verify", "--strict", "-q", NAME], &[]);
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        return false;
+    }
+    let unpacked = dir.join("unpacked");
+    let out = run_tool(
+        dir,
+        &[
+            "unpack",
+            "--strict",
+            "-q",
+            NAME,
+            "--to",
+            unpacked.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&out);
+    // unpack's tree is the top directory's contents; the tools' trees hold the top directory.
+    let mut ours: Vec<String> = vec![format!("{TOP} d")];
+    ours.extend(tree(&unpacked).into_iter().map(|l| format!("{TOP}/{l}")));
+    ours.sort();
+    for (tool, got) in [
+        ("GNU tar", gnu_tar(&bundle, &dir.join("gnu"))),
+        ("bsdtar", bsdtar(&bundle, &dir.join("bsd"))),
+        ("python tarfile", python_tarfile(&bundle, dir)),
+    ] {
+        match got {
+            Ok(entries) => assert_eq!(
+                entries, ours,
+                "{what}: verify passed, but {tool} extracts other entries"
+            ),
+            Err(e) => panic!("{what}: verify passed, but {tool} fails: {e}"),
+        }
+    }
+    true
+}
+
+fn set_bytes(r: &mut Raw, offset: usize, bytes: &[u8]) {
+    r.header[offset..offset + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Canonical checksum (7 octal digits and a NUL) after a mutation.
+fn fix(r: &mut Raw) {
+    r.fix_checksum();
+}
+
+/// Spellings of `value` in a numeric field of `len` bytes that some tar reads as `value`.
+fn spellings(value: u64, len: usize) -> Vec<(String, Vec<u8>)> {
+    let d = len - 1;
+    let mut out: Vec<(String, Vec<u8>)> = vec![
+        (
+            "leading space".into(),
+            format!(" {value:0w$o}\0", w = d - 1).into_bytes(),
+        ),
+        (
+            "trailing space".into(),
+            format!("{value:0w$o} ", w = d).into_bytes(),
+        ),
+        (
+            "space then NUL".into(),
+            format!("{value:0w$o} \0", w = d - 1).into_bytes(),
+        ),
+        (
+            "embedded space".into(),
+            format!("0 {value:0w$o}", w = d - 1).into_bytes(),
+        ),
+        ("embedded NUL".into(), {
+            let mut b = format!("0\0{value:0w$o}", w = d - 1).into_bytes();
+            b.truncate(len);
+            b
+        }),
+        (
+            "two NULs".into(),
+            format!("{value:0w$o}\0\0", w = d - 1).into_bytes(),
+        ),
+        (
+            "no terminator".into(),
+            format!("{value:0w$o}", w = len).into_bytes(),
+        ),
+        ("short, left aligned".into(), {
+            let mut b = format!("{value:o}\0").into_bytes();
+            b.resize(len, 0);
+            b
+        }),
+        (
+            "non-octal digit".into(),
+            format!("{value:0w$o}8\0", w = d - 1).into_bytes(),
+        ),
+        (
+            "sign".into(),
+            format!("+{value:0w$o}\0", w = d - 1).into_bytes(),
+        ),
+        ("base-256".into(), {
+            let mut b = vec![0u8; len];
+            b[0] = 0x80;
+            let be = value.to_be_bytes();
+            b[len - 8..].copy_from_slice(&be);
+            b
+        }),
+    ];
+    let canonical = format!("{value:0w$o}\0", w = d).into_bytes();
+    out.retain(|(_, b)| b.len() == len && *b != canonical);
+    out
+}
+
+#[test]
+fn verify_sees_what_tar_extracts() {
+    if !(have("tar") && have("bsdtar") && have("zstd") && have("python3")) {
+        return;
+    }
+    let good = entries_of(webapp_bundle());
+    let scratch = Scratch::new();
+    let dir = scratch.join("case");
+    assert!(
+        check_agreement(&dir, &good, "the unmodified bundle"),
+        "the unmodified bundle must verify"
+    );
+    let target = find(&mut good.clone(), &format!("{TOP}/bin/webapp"));
+    let numeric = [
+        ("mode", 100, 8),
+        ("uid", 108, 8),
+        ("gid", 116, 8),
+        ("size", 124, 12),
+        ("mtime", 136, 12),
+        ("devmajor", 329, 8),
+        ("devminor", 337, 8),
+    ];
+    let mut cases = 0;
+    for (field, offset, len) in numeric {
+        let raw = &good[target].header[offset..offset + len];
+        let text = String::from_utf8_lossy(&raw[..len - 1]).into_owned();
+        let value = u64::from_str_radix(&text, 8).unwrap();
+        for (how, bytes) in spellings(value, len) {
+            let mut entries = good.clone();
+            set_bytes(&mut entries[target], offset, &bytes);
+            fix(&mut entries[target]);
+            let what = format!("{field} spelt with {how} ({})", bytes.escape_ascii());
+            assert!(
+                !check_agreement(&dir, &entries, &what),
+                "{what}: verify passed"
+            );
+            cases += 1;
+        }
+    }
+    // Checksum spellings that GNU tar accepts.
+    let sum = |r: &Raw| {
+        let mut h = r.header;
+        h[148..156].fill(b' ');
+        h.iter().map(|&b| u64::from(b)).sum::<u64>()
+    };
+    let s = sum(&good[target]);
+    for (how, text) in [
+        ("six digits, NUL, space", format!("{s:06o}\0 ")),
+        ("space terminated", format!("{s:07o} ")),
+        ("leading space", format!(" {s:06o}\0")),
+        ("left aligned", format!("{s:o}\0\0")),
+    ] {
+        let mut entries = good.clone();
+        let mut field = text.into_bytes();
+        field.resize(8, 0);
+        set_bytes(&mut entries[target], 148, &field);
+        let what = format!("checksum spelt {how}");
+        assert!(
+            !check_agreement(&dir, &entries, &what),
+            "{what}: verify passed"
+        );
+        cases += 1;
+    }
+    // The same name split another way between prefix and name, magic variants, stray bytes.
+    let short = find(&mut good.clone(), &format!("{TOP}/priv/static/index.html"));
+    let mut split = good.clone();
+    split[short].set_field(0, 100, b"index.html");
+    split[short].set_field(345, 155, format!("{TOP}/priv/static").as_bytes());
+    fix(&mut split[short]);
+    let mut gnu_magic = good.clone();
+    set_bytes(&mut gnu_magic[short], 257, b"ustar  \0");
+    fix(&mut gnu_magic[short]);
+    let mut after_nul = good.clone();
+    set_bytes(&mut after_nul[short], 90, b"x");
+    fix(&mut after_nul[short]);
+    let mut padding = good.clone();
+    set_bytes(&mut padding[short], 505, b"x");
+    fix(&mut padding[short]);
+    for (what, entries) in [
+        ("name split into prefix", split),
+        ("GNU magic", gnu_magic),
+        ("a byte after the name's NUL", after_nul),
+        ("a byte in the padding", padding),
+    ] {
+        assert!(
+            !check_agreement(&dir, &entries, what),
+            "{what}: verify passed"
+        );
+        cases += 1;
+    }
+    assert!(cases >= 70, "only {cases} cases");
+}
+
+/// The reproducer: a size field `0 0000002000` that a lenient reader takes as 1024 and tar as
+/// 0, with a hidden header as the entry's content and the manifest resealed around it.
+#[test]
+fn a_hidden_entry_behind_a_lenient_size_is_refused() {
+    if !(have("tar") && have("zstd")) {
+        return;
+    }
+    let mut entries = entries_of(webapp_bundle());
+    let readme = find(&mut entries, &format!("{TOP}/README.md"));
+    let mut hidden = entries[readme].clone();
+    hidden.set_field(0, 100, format!("{TOP}/bin/evil").as_bytes());
+    hidden.set_field(100, 8, b"0000755\0");
+    hidden.set_data(b"#!/bin/sh\nid\n".to_vec());
+    hidden.fix_checksum();
+    let mut content = hidden.header.to_vec();
+    content.extend_from_slice(&hidden.data);
+    content.resize(1024, 0);
+    entries[readme].set_data(content);
+    reseal(&mut entries);
+    set_bytes(&mut entries[readme], 124, b"0 0000002000");
+    entries[readme].fix_checksum();
+
+    let scratch = Scratch::new();
+    let bundle = write_bundle(&scratch.path, &entries);
+    let gnu = scratch.join("gnu");
+    let extracted = gnu_tar(&bundle, &gnu).expect("GNU tar extracts the crafted bundle");
+    assert!(
+        extracted
+            .iter()
+            .any(|l| l.starts_with(&format!("{TOP}/bin/evil f"))),
+        "the crafted bundle no longer hides an entry from a lenient reader: {extracted:#?}"
+    );
+    let out = run_tool(
+        &scratch.path,
+        &["verify", "--strict", "--message-format", "json", NAME],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"code\":\"bad-header\"") && text.contains("size field"),
+        "{text}"
+    );
+    let to = scratch.join("installed");
+    let out = run_tool(
+        &scratch.path,
+        &["unpack", NAME, "--to", to.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!to.exists());
+}
