@@ -628,12 +628,34 @@ impl BundlePlan {
         if links.is_empty() {
             return Ok(totals);
         }
-        let mut wanted: BTreeSet<&str> = links.iter().map(|l| l.resolved.as_str()).collect();
+        let targets: BTreeMap<&str, &str> = links
+            .iter()
+            .map(|l| (l.path.as_str(), l.target.as_str()))
+            .collect();
+        let mut resolved = Vec::with_capacity(links.len());
+        for link in &links {
+            match archive::resolve_link_through(&link.path, &link.target, |p| {
+                targets.get(p).copied()
+            }) {
+                Ok(r) => resolved.push(r),
+                Err(why) => bail!(
+                    "symlink `{}` (from {}) points to `{}`, which {why}",
+                    link.path,
+                    link.from,
+                    link.target
+                ),
+            }
+        }
+        let mut wanted: BTreeSet<&str> = resolved.iter().map(String::as_str).collect();
         wanted.remove("");
         for entry in self.entries(walk) {
             wanted.remove(entry?.path.as_str());
         }
-        if let Some(link) = links.iter().find(|l| wanted.contains(l.resolved.as_str())) {
+        if let Some((link, _)) = links
+            .iter()
+            .zip(&resolved)
+            .find(|(_, r)| wanted.contains(r.as_str()))
+        {
             bail!(
                 "symlink `{}` (from {}) points to `{}`, which is not in the bundle",
                 link.path,
@@ -677,7 +699,6 @@ impl<'p> Stream<'p> {
 struct Link {
     path: String,
     target: String,
-    resolved: String,
     from: String,
 }
 
@@ -787,16 +808,15 @@ impl Entries<'_> {
                         from()
                     );
                 }
-                let Some(resolved) = archive::resolve_link(path, target) else {
+                if archive::resolve_link(path, target).is_none() {
                     bail!(
                         "symlink `{path}` (from {}) points to `{target}`, which leaves the bundle",
                         from()
                     );
-                };
+                }
                 self.links.push(Link {
                     path: path.to_string(),
                     target: target.clone(),
-                    resolved,
                     from: from(),
                 });
             }

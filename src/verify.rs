@@ -124,14 +124,13 @@ struct Record {
     head: Vec<u8>,
 }
 
-/// A symlink, kept until the end to check that its target is in the bundle.
+/// A symlink, kept until the end to resolve it through the others and check that its target
+/// is in the bundle.
 #[derive(Debug, Clone)]
 struct Link {
     /// Relative to the top directory.
     path: String,
     target: String,
-    /// Where it leads inside the top directory; `None` when it leaves it.
-    resolved: Option<String>,
 }
 
 /// An anonymous temporary file for what verification spools; errors name the directory.
@@ -580,7 +579,6 @@ impl Walk<'_> {
         if let Some(record) = record.filter(|r| !r.path.is_empty()) {
             if record.kind == RecordKind::Symlink {
                 self.links.push(Link {
-                    resolved: archive::resolve_link(&record.path, &record.target),
                     path: record.path.clone(),
                     target: record.target.clone(),
                 });

@@ -92,6 +92,83 @@ pub fn resolve_link(link: &str, target: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Why a symlink cannot be shipped, found by [`resolve_link_through`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkProblem {
+    /// A `..` climbs above the top directory.
+    Leaves,
+    /// A `..` follows a component that is itself a symlink in the bundle (given here): the
+    /// kernel then climbs from the link's target, not from where the path says, so the
+    /// written path no longer tells where the link leads.
+    DotDotThroughLink(String),
+    /// More than 40 links in a row, or a cycle.
+    Loop,
+}
+
+impl std::fmt::Display for LinkProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkProblem::Leaves => f.write_str("leaves the bundle"),
+            LinkProblem::Loop => f.write_str("passes through more than 40 symlinks (a cycle?)"),
+            LinkProblem::DotDotThroughLink(via) => write!(
+                f,
+                "uses `..` after passing through the symlink `{via}`, so it resolves elsewhere than it reads (possibly outside the bundle)"
+            ),
+        }
+    }
+}
+
+/// Where a symlink at `link` pointing to `target` leads, as the kernel follows it: each
+/// directory component that is itself a symlink in the bundle (`target_of` gives its target)
+/// is replaced by where that link leads. A final component that is a link is kept (a link to
+/// a link is an entry). Refuses targets that leave the top directory at any step, that use
+/// `..` after passing through a link (the path then reads differently from where it leads),
+/// and chains of more than 40 links (the kernel's limit).
+pub fn resolve_link_through<'t>(
+    link: &str,
+    target: &str,
+    target_of: impl Fn(&str) -> Option<&'t str>,
+) -> Result<String, LinkProblem> {
+    let mut parts: Vec<String> = link.split('/').map(String::from).collect();
+    parts.pop();
+    // Components still to walk, last first; `true` for those of `target` itself.
+    let mut pending: Vec<(String, bool)> = target
+        .split('/')
+        .rev()
+        .map(|p| (p.to_string(), true))
+        .collect();
+    let mut through: Option<String> = None;
+    let mut hops = 0;
+    while let Some((part, own)) = pending.pop() {
+        match part.as_str() {
+            "" | "." => {}
+            ".." => {
+                if let (Some(via), true) = (&through, own) {
+                    return Err(LinkProblem::DotDotThroughLink(via.clone()));
+                }
+                parts.pop().ok_or(LinkProblem::Leaves)?;
+            }
+            _ => {
+                parts.push(part);
+                let last = pending.iter().all(|(p, _)| p.is_empty() || p == ".");
+                let here = parts.join("/");
+                if let (false, Some(next)) = (last, target_of(&here)) {
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(LinkProblem::Loop);
+                    }
+                    if own {
+                        through.get_or_insert(here);
+                    }
+                    parts.pop();
+                    pending.extend(next.split('/').rev().map(|p| (p.to_string(), false)));
+                }
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
 /// Case clashes among entries met in canonical order (names equal but for case break
 /// extraction on macOS and Windows). Two such paths first differ in sibling names, so only
 /// siblings are compared; canonical order keeps each directory's children in one run, so
@@ -404,6 +481,43 @@ mod tests {
             "climbing out and back in"
         );
         assert_eq!(resolve_link("priv/l", "..").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn symlinks_are_resolved_through_the_bundle_links() {
+        let links = [
+            ("priv/static/up", ".."),
+            ("priv/latest", "static/index.html"),
+            ("a", "b"),
+            ("b", "a"),
+        ];
+        let target_of = |p: &str| links.iter().find(|(l, _)| *l == p).map(|(_, t)| *t);
+        let resolve = |l, t| resolve_link_through(l, t, target_of);
+        // The reproducer: `up -> ..`, then a path that climbs back through it.
+        assert_eq!(resolve("priv/static/up", ".."), Ok("priv".into()));
+        assert_eq!(
+            resolve(
+                "priv/static/root",
+                "up/static/up/static/up/../../../../../../.."
+            ),
+            Err(LinkProblem::DotDotThroughLink("priv/static/up".into()))
+        );
+        // Through a link with names only: where it really leads.
+        assert_eq!(
+            resolve("priv/a", "static/up/static/x"),
+            Ok("priv/static/x".into())
+        );
+        assert_eq!(
+            resolve("priv/static/a", "../latest"),
+            Ok("priv/latest".into())
+        );
+        assert_eq!(
+            resolve("x", "priv/latest/y"),
+            Ok("priv/static/index.html/y".into())
+        );
+        assert_eq!(resolve("priv/l", "../.."), Err(LinkProblem::Leaves));
+        assert_eq!(resolve("l", "x/./y"), Ok("x/y".into()));
+        assert_eq!(resolve("c", "a/x"), Err(LinkProblem::Loop));
     }
 
     #[test]

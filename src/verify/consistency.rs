@@ -17,7 +17,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::{Finding, Record, RecordKind, Severity, Walk};
 use crate::archive::manifest::{FORMAT_VERSION, FileKind, FileRecord, Manifest};
-use crate::archive::{MANIFEST, SHA256SUMS};
+use crate::archive::{self, MANIFEST, SHA256SUMS};
 
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -524,13 +524,36 @@ pub(super) fn check(
     };
     let full = |rel: &str| format!("{top}/{rel}");
 
-    // Symlink targets: one pass over the records, only when there are symlinks.
-    let mut targets: HashMap<&str, bool> = walk
+    // Symlink targets, resolved through the bundle's other links as the kernel would; then
+    // one pass over the records to see that they exist, only when there are symlinks.
+    let link_targets: HashMap<&str, &str> = walk
         .links
         .iter()
-        .filter_map(|l| l.resolved.as_deref())
+        .map(|l| (l.path.as_str(), l.target.as_str()))
+        .collect();
+    let mut resolved: Vec<Option<String>> = Vec::with_capacity(walk.links.len());
+    for link in &walk.links {
+        match archive::resolve_link_through(&link.path, &link.target, |p| {
+            link_targets.get(p).copied()
+        }) {
+            Ok(r) => resolved.push(Some(r)),
+            Err(why) => {
+                finding(
+                    findings,
+                    Severity::Error,
+                    "symlink-escape",
+                    Some(&full(&link.path)),
+                    format!("symlink target {:?} {why}", link.target),
+                );
+                resolved.push(None);
+            }
+        }
+    }
+    let mut targets: HashMap<&str, bool> = resolved
+        .iter()
+        .flatten()
         .filter(|r| !r.is_empty())
-        .map(|r| (r, false))
+        .map(|r| (r.as_str(), false))
         .collect();
     if !targets.is_empty() {
         for r in records(records_file)? {
@@ -539,12 +562,9 @@ pub(super) fn check(
             }
         }
     }
-    for link in &walk.links {
-        let exists = link
-            .resolved
-            .as_deref()
-            .is_some_and(|r| r.is_empty() || targets.get(r) == Some(&true));
-        if !exists {
+    for (link, resolved) in walk.links.iter().zip(&resolved) {
+        let Some(r) = resolved else { continue };
+        if !(r.is_empty() || targets.get(r.as_str()) == Some(&true)) {
             finding(
                 findings,
                 Severity::Error,

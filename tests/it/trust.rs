@@ -376,3 +376,77 @@ fn a_hidden_entry_behind_a_lenient_size_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!to.exists());
 }
+
+/// Insert symlinks after `after` (canonical order kept) and list them in the manifest.
+fn add_symlinks(entries: &mut Vec<Raw>, after: &str, links: &[(&str, &str)]) {
+    let at = find(entries, &format!("{TOP}/{after}"));
+    let like = entries[at].clone();
+    for (i, (path, target)) in links.iter().enumerate() {
+        let full = format!("{TOP}/{path}");
+        let raw = Raw::crafted(&like, full.as_bytes(), b'2', 0o777, b"", target.as_bytes());
+        entries.insert(at + 1 + i, raw);
+    }
+    let mi = find(entries, &format!("{TOP}/MANIFEST.json"));
+    let mut manifest: serde_json::Value = serde_json::from_slice(&entries[mi].data).unwrap();
+    let files = manifest["files"].as_array_mut().unwrap();
+    for (path, target) in links {
+        files.push(serde_json::json!({
+            "path": path, "kind": "symlink", "mode": "0777", "size": 0, "target": target
+        }));
+    }
+    files.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    entries[mi].set_data(serde_json::to_vec_pretty(&manifest).unwrap());
+    reseal(entries);
+}
+
+/// `up -> ..` and a path that climbs back through it: lexically inside, on disk `/`.
+#[test]
+fn a_symlink_that_leaves_through_another_symlink_is_refused() {
+    let scratch = Scratch::new();
+    let root_target = "up/static/up/static/up/../../../../../../..";
+    // Control: the same shape without the climb verifies, so the refusal below is about it.
+    let mut fine = entries_of(webapp_bundle());
+    add_symlinks(
+        &mut fine,
+        "priv/static/latest.html",
+        &[
+            ("priv/static/root", "up/static/index.html"),
+            ("priv/static/up", ".."),
+        ],
+    );
+    let dir = scratch.join("fine");
+    fs::create_dir_all(&dir).unwrap();
+    write_bundle(&dir, &fine);
+    let out = run_tool(&dir, &["verify", "--strict", NAME], &[]);
+    assert_success(&out);
+
+    let mut entries = entries_of(webapp_bundle());
+    add_symlinks(
+        &mut entries,
+        "priv/static/latest.html",
+        &[("priv/static/root", root_target), ("priv/static/up", "..")],
+    );
+    write_bundle(&scratch.path, &entries);
+    let out = run_tool(
+        &scratch.path,
+        &["verify", "--message-format", "json", NAME],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hit = text.lines().any(|l| {
+        let m: serde_json::Value = serde_json::from_str(l).unwrap();
+        m["code"] == "symlink-escape"
+            && m["path"] == format!("{TOP}/priv/static/root")
+            && m["message"].as_str().unwrap().contains("`priv/static/up`")
+    });
+    assert!(hit, "{text}");
+    let to = scratch.join("installed");
+    let out = run_tool(
+        &scratch.path,
+        &["unpack", NAME, "--to", to.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!to.exists());
+}

@@ -59,7 +59,7 @@ impl Raw {
     }
 
     /// A new entry shaped like `like` (same mtime, owner, magic), with another name and kind.
-    fn crafted(like: &Raw, name: &[u8], kind: u8, mode: u64, data: &[u8], link: &[u8]) -> Raw {
+    pub fn crafted(like: &Raw, name: &[u8], kind: u8, mode: u64, data: &[u8], link: &[u8]) -> Raw {
         let mut r = like.clone();
         r.set_name(name);
         r.header[156] = kind;
