@@ -163,6 +163,32 @@ impl<R: Read> Read for RawReader<R> {
     }
 }
 
+/// The limit `decompressed` bytes (read so far) break, with a message, if any.
+fn limit_hit(
+    limits: &Limits,
+    compressed: &AtomicU64,
+    decompressed: u64,
+) -> Option<(&'static str, String)> {
+    let compressed = compressed.load(Ordering::Relaxed).max(1);
+    if decompressed > limits.max_size {
+        let max = limits.max_size;
+        return Some((
+            "limit-size",
+            format!("decompresses to more than {max} bytes; refusing to read further"),
+        ));
+    }
+    if decompressed > limits.ratio_floor && decompressed / compressed > limits.max_ratio {
+        return Some((
+            "limit-ratio",
+            format!(
+                "{compressed} compressed bytes expand to {decompressed} (more than {}x): refusing to read further (compression bomb?)",
+                limits.max_ratio
+            ),
+        ));
+    }
+    None
+}
+
 /// Verification state for one archive.
 struct Walk<'a> {
     limits: Limits,
@@ -214,32 +240,41 @@ impl Walk<'_> {
 
     /// Checks on the decompressed size so far; false when the walk must stop.
     fn within_limits(&mut self, decompressed: u64) -> bool {
-        let compressed = self.compressed.load(Ordering::Relaxed).max(1);
-        if decompressed > self.limits.max_size {
-            let max = self.limits.max_size;
-            self.add(
-                Severity::Error,
-                "limit-size",
-                None,
-                format!("decompresses to more than {max} bytes; refusing to read further"),
-            );
-            return false;
+        match limit_hit(&self.limits, &self.compressed, decompressed) {
+            Some((code, message)) => {
+                self.add(Severity::Error, code, None, message);
+                false
+            }
+            None => true,
         }
-        if decompressed > self.limits.ratio_floor
-            && decompressed / compressed > self.limits.max_ratio
-        {
-            self.add(
-                Severity::Error,
-                "limit-ratio",
-                None,
-                format!(
-                    "{compressed} compressed bytes expand to {decompressed} (more than {}x): refusing to read further (compression bomb?)",
-                    self.limits.max_ratio
-                ),
-            );
-            return false;
+    }
+
+    /// Stream an entry's content to `sink`, checking the size and ratio limits on every
+    /// chunk, so a bomb is stopped where it crosses them rather than after the entry (and
+    /// `unpack` never writes past them); false when a limit stopped it.
+    fn content(
+        &mut self,
+        r: &mut TarReader<impl Read>,
+        size: u64,
+        mut sink: impl FnMut(&[u8]),
+    ) -> io::Result<bool> {
+        let (limits, compressed) = (self.limits, self.compressed.clone());
+        let mut at = r.offset;
+        let mut hit = None;
+        let result = r.content(size, |data| {
+            at += data.len() as u64;
+            hit = limit_hit(&limits, &compressed, at);
+            if hit.is_some() {
+                return Err(io::Error::other("over a limit"));
+            }
+            sink(data);
+            Ok(())
+        });
+        if let Some((code, message)) = hit {
+            self.add(Severity::Error, code, None, message);
+            return Ok(false);
         }
-        true
+        result.map(|()| true)
     }
 
     /// Top directory, containment and canonical order; whether the entry may be extracted
@@ -384,6 +419,18 @@ impl Walk<'_> {
                 return Ok(false);
             }
         };
+        if r.offset.saturating_add(size) > self.limits.max_size {
+            let shown = String::from_utf8_lossy(&raw_path).into_owned();
+            let max = self.limits.max_size;
+            self.error(
+                "limit-size",
+                &shown,
+                format!(
+                    "declares {size} bytes, which would take the archive past {max} bytes decompressed; refusing to read it"
+                ),
+            );
+            return Ok(false);
+        }
         let path = self.check_name(&raw_path);
         let shown = path
             .clone()
@@ -492,7 +539,7 @@ impl Walk<'_> {
             };
             let mut write_error = None;
             let mut spool_error = None;
-            r.content(size, |data| {
+            let complete = self.content(r, size, |data| {
                 hasher.update(data);
                 if head.len() < 64 {
                     head.extend_from_slice(&data[..data.len().min(64 - head.len())]);
@@ -512,10 +559,12 @@ impl Walk<'_> {
                     write_error = Some(e);
                     out = None;
                 }
-                Ok(())
             })?;
             if let Some(e) = spool_error {
                 return Err(e);
+            }
+            if !complete {
+                return Ok(false);
             }
             if let Some(x) = &mut self.extract {
                 match (write_error, out, &rel_path) {
@@ -552,7 +601,9 @@ impl Walk<'_> {
                 self.files += 1;
             }
         } else {
-            r.content(size, |_| Ok(()))?;
+            if !self.content(r, size, |_| {})? {
+                return Ok(false);
+            }
             match (kind, &link_target) {
                 (b'5', _) => {}
                 (b'2', Some(target)) => {

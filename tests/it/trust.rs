@@ -450,3 +450,94 @@ fn a_symlink_that_leaves_through_another_symlink_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!to.exists());
 }
+
+/// A bundle holding one file of `size` zeros, compressed as it is generated.
+fn zero_bomb(path: &Path, size: u64) {
+    use std::io::Write;
+    let good = entries_of(webapp_bundle());
+    let mut bomb = Raw::crafted(
+        &good[0],
+        format!("{TOP}/bomb").as_bytes(),
+        b'0',
+        0o644,
+        b"",
+        b"",
+    );
+    bomb.set_field(124, 12, format!("{size:011o}\0").as_bytes());
+    bomb.fix_checksum();
+    let file = fs::File::create(path).unwrap();
+    let mut enc = zstd::stream::write::Encoder::new(file, 1).unwrap();
+    enc.include_checksum(true).unwrap();
+    enc.write_all(&good[0].header).unwrap();
+    enc.write_all(&bomb.header).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..size >> 20 {
+        enc.write_all(&zeros).unwrap();
+    }
+    enc.finish().unwrap();
+}
+
+/// The number after `expand to` in a limit-ratio message.
+fn expanded(text: &str) -> u64 {
+    let at = text.find("expand to ").expect("a limit-ratio message") + "expand to ".len();
+    text[at..].split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn bombs_are_stopped_inside_the_entry() {
+    let scratch = Scratch::new();
+    let bundle = scratch.join("bomb.tar.zst");
+    zero_bomb(&bundle, 1 << 30);
+    assert!(fs::metadata(&bundle).unwrap().len() < 1 << 20);
+    let out = run_tool(
+        &scratch.path,
+        &["verify", "--message-format", "json", "bomb.tar.zst"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("\"code\":\"limit-ratio\""), "{text}");
+    // Stopped within a chunk of the 64 MiB floor, not after the whole GiB.
+    let n = expanded(&text);
+    assert!(n < 80 << 20, "read {n} bytes before refusing: {text}");
+
+    // A declared size past --max-size is refused before any of it is read.
+    let out = run_tool(
+        &scratch.path,
+        &[
+            "verify",
+            "--message-format",
+            "json",
+            "--max-size",
+            "100000000",
+            "bomb.tar.zst",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"code\":\"limit-size\"") && text.contains("declares 1073741824 bytes"),
+        "{text}"
+    );
+
+    // unpack under a 150 MiB file-size limit: it must refuse, not be killed by SIGXFSZ, and
+    // leave nothing behind.
+    let to = scratch.join("installed");
+    let script = format!(
+        "ulimit -f 307200 && exec '{}' release-bundle unpack bomb.tar.zst --to '{}'",
+        tool().display(),
+        to.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(&scratch.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let left: Vec<_> = fs::read_dir(&scratch.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["bomb.tar.zst"], "unpack left files behind");
+}
