@@ -2,12 +2,17 @@
 //! to the destination, then rename it into place. Only entries that passed verification are
 //! written; files are created exclusively (never through an existing path or symlink) with
 //! explicit modes; nothing is renamed into place unless the whole bundle verified.
+//!
+//! The temporary directory is private (0700) whatever the umask, and locked while in use: a
+//! later `unpack` to the same destination removes the ones left by a killed run (same owner,
+//! unlocked). SIGINT and SIGTERM stop the walk and remove it.
 
 use std::collections::BTreeSet;
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -15,43 +20,108 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::archive::{MODE_DIR, MODE_EXEC, MODE_FILE};
 use crate::cli::UnpackOpts;
 use crate::shell::Shell;
-use crate::verify;
+use crate::verify::{self, Sink};
+
+/// Set by the SIGINT/SIGTERM handler; checked by the walk on every chunk.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Route SIGINT and SIGTERM to [`INTERRUPTED`], so the walk stops and the temporary
+/// directory is removed on the way out.
+fn catch_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only stores to an atomic; `sa` is fully initialised
+        // (zeroed, then the fields sigaction reads are set).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(signal, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The prefix of this destination's temporary directories.
+fn temp_prefix(dest: &Utf8Path) -> String {
+    format!(".{}.unpack-", dest.file_name().unwrap_or("bundle"))
+}
+
+/// Remove temporary directories a killed `unpack` to `dest` left in `parent`: only real
+/// directories (not symlinks) owned by this user that no running `unpack` holds locked.
+fn remove_stale(parent: &Utf8Path, prefix: &str) -> Vec<Utf8PathBuf> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(parent) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| n.starts_with(prefix)) else {
+            continue;
+        };
+        let path = parent.join(name);
+        let owned_dir =
+            fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid);
+        // Opened without following a symlink swapped in since the check.
+        let handle = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&path);
+        if let (true, Ok(dir)) = (owned_dir, handle)
+            && dir.try_lock().is_ok()
+            && fs::remove_dir_all(&path).is_ok()
+        {
+            removed.push(path);
+        }
+    }
+    removed
+}
 
 /// Writes verified entries below a private temporary directory. Failures are kept, not
 /// raised, so the archive is still read to the end and every finding is reported.
 pub struct Extractor {
     tmp: tempfile::TempDir,
+    /// Holds the lock that marks `tmp` as in use.
+    _lock: File,
     dirs: BTreeSet<String>,
     error: Option<String>,
+    /// Stale temporary directories removed on the way in.
+    pub removed: Vec<Utf8PathBuf>,
 }
 
 impl Extractor {
-    /// A fresh, private (0700) directory next to `dest`.
+    /// A fresh, private (0700), locked directory next to `dest`, after removing stale ones.
     pub fn new(dest: &Utf8Path) -> Result<Extractor> {
         let parent = match dest.parent() {
             Some(p) if !p.as_str().is_empty() => p.to_owned(),
             _ => Utf8PathBuf::from("."),
         };
-        let name = dest.file_name().unwrap_or("bundle");
+        let prefix = temp_prefix(dest);
+        let removed = remove_stale(&parent, &prefix);
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.unpack-"))
+            .prefix(&prefix)
+            .permissions(Permissions::from_mode(0o700))
             .tempdir_in(&parent)
             .with_context(|| format!("`{parent}`: cannot create a temporary directory"))?;
+        let lock = File::open(tmp.path())
+            .and_then(|f| f.try_lock().map(|()| f).map_err(io::Error::from))
+            .with_context(|| format!("`{}`: cannot lock", tmp.path().display()))?;
         Ok(Extractor {
             tmp,
+            _lock: lock,
             dirs: BTreeSet::from([String::new()]),
             error: None,
+            removed,
         })
     }
 
     fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
-    }
-
-    pub fn fail(&mut self, rel: &str, e: io::Error) {
-        if self.error.is_none() {
-            self.error = Some(format!("`{rel}`: {e}"));
-        }
     }
 
     /// Parents must be directories this extractor created.
@@ -62,63 +132,6 @@ impl Extractor {
         }
         self.fail(rel, io::Error::other("parent directory was not extracted"));
         false
-    }
-
-    pub fn dir(&mut self, rel: &str) {
-        if rel.is_empty() || !self.parent_ok(rel) {
-            return;
-        }
-        let result = DirBuilder::new()
-            .mode(MODE_DIR)
-            .create(self.path(rel))
-            .and_then(|()| fs::set_permissions(self.path(rel), Permissions::from_mode(MODE_DIR)));
-        match result {
-            Ok(()) => {
-                self.dirs.insert(rel.to_string());
-            }
-            Err(e) => self.fail(rel, e),
-        }
-    }
-
-    pub fn begin_file(&mut self, rel: &str) -> Option<File> {
-        if !self.parent_ok(rel) {
-            return None;
-        }
-        // create_new: O_CREAT|O_EXCL, which also refuses an existing symlink.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(self.path(rel))
-        {
-            Ok(f) => Some(f),
-            Err(e) => {
-                self.fail(rel, e);
-                None
-            }
-        }
-    }
-
-    pub fn end_file(&mut self, rel: &str, file: File, mode: u32) {
-        let mode = if mode == MODE_EXEC {
-            MODE_EXEC
-        } else {
-            MODE_FILE
-        };
-        let result = file
-            .set_permissions(Permissions::from_mode(mode))
-            .and_then(|()| file.sync_all());
-        if let Err(e) = result {
-            self.fail(rel, e);
-        }
-    }
-
-    pub fn symlink(&mut self, rel: &str, target: &str) {
-        if self.parent_ok(rel)
-            && let Err(e) = std::os::unix::fs::symlink(target, self.path(rel))
-        {
-            self.fail(rel, e);
-        }
     }
 
     /// Move the extracted tree into place at `dest` (which must not exist).
@@ -141,6 +154,75 @@ impl Extractor {
     }
 }
 
+impl Sink for Extractor {
+    fn fail(&mut self, rel: &str, e: io::Error) {
+        if self.error.is_none() {
+            self.error = Some(format!("`{rel}`: {e}"));
+        }
+    }
+
+    fn dir(&mut self, rel: &str) {
+        if rel.is_empty() || !self.parent_ok(rel) {
+            return;
+        }
+        let result = DirBuilder::new()
+            .mode(MODE_DIR)
+            .create(self.path(rel))
+            .and_then(|()| fs::set_permissions(self.path(rel), Permissions::from_mode(MODE_DIR)));
+        match result {
+            Ok(()) => {
+                self.dirs.insert(rel.to_string());
+            }
+            Err(e) => self.fail(rel, e),
+        }
+    }
+
+    fn begin_file(&mut self, rel: &str) -> Option<File> {
+        if !self.parent_ok(rel) {
+            return None;
+        }
+        // create_new: O_CREAT|O_EXCL, which also refuses an existing symlink.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.path(rel))
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.fail(rel, e);
+                None
+            }
+        }
+    }
+
+    fn end_file(&mut self, rel: &str, file: File, mode: u32) {
+        let mode = if mode == MODE_EXEC {
+            MODE_EXEC
+        } else {
+            MODE_FILE
+        };
+        let result = file
+            .set_permissions(Permissions::from_mode(mode))
+            .and_then(|()| file.sync_all());
+        if let Err(e) = result {
+            self.fail(rel, e);
+        }
+    }
+
+    fn symlink(&mut self, rel: &str, target: &str) {
+        if self.parent_ok(rel)
+            && let Err(e) = std::os::unix::fs::symlink(target, self.path(rel))
+        {
+            self.fail(rel, e);
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
+    }
+}
+
 /// `unpack PATH --to DIR`: 0 installed, 1 refused (findings, or DIR exists), 2 I/O error.
 pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
     let dest = &opts.to;
@@ -150,13 +232,25 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
         ));
         return Ok(1);
     }
+    catch_signals();
     let mut extractor = Extractor::new(dest)?;
+    for stale in &extractor.removed {
+        shell.status(
+            "Removed",
+            format!("{stale} (left by an interrupted unpack)"),
+        );
+    }
     let report = verify::verify_file(
         &opts.path,
         opts.check.sha256.as_deref(),
         verify::limits(&opts.check),
         Some(&mut extractor),
     )?;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        drop(extractor);
+        shell.error(format!("interrupted; nothing was installed at `{dest}`"));
+        return Ok(130);
+    }
     verify::print(&report, &opts.check, shell);
     if !report.passes(opts.check.strict) {
         shell.error(format!(

@@ -21,8 +21,23 @@ use crate::archive::manifest::Manifest;
 use crate::archive::read::{CountingReader, RawHeader, TarReader, Trailer};
 use crate::archive::{self, MANIFEST, SHA256SUMS};
 use crate::config::Format;
-use crate::unpack::Extractor;
 use leaks::{LEAK_PATTERNS, LeakScanner};
+
+/// Where the entries that pass go, as they pass (the unpacker implements it); verify knows
+/// nothing more of it. Failures are the sink's to keep: the walk goes on, so every finding
+/// is still reported.
+pub trait Sink {
+    fn dir(&mut self, rel: &str);
+    fn symlink(&mut self, rel: &str, target: &str);
+    /// Start a regular file; `None` when it cannot be written.
+    fn begin_file(&mut self, rel: &str) -> Option<File>;
+    fn end_file(&mut self, rel: &str, file: File, mode: u32);
+    fn fail(&mut self, rel: &str, e: io::Error);
+    /// Whether the walk must stop now (the user interrupted the sink's command).
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -163,6 +178,12 @@ impl<R: Read> Read for RawReader<R> {
     }
 }
 
+/// When the sink asks the walk to stop, the finding that says so.
+fn cancelled(sink: Option<&dyn Sink>) -> Option<(&'static str, String)> {
+    sink.filter(|s| s.cancelled())
+        .map(|_| ("interrupted", "interrupted; stopped reading".to_string()))
+}
+
 /// The limit `decompressed` bytes (read so far) break, with a message, if any.
 fn limit_hit(
     limits: &Limits,
@@ -215,7 +236,7 @@ struct Walk<'a> {
     entries: u64,
     compressed: Arc<AtomicU64>,
     leaks: AhoCorasick,
-    extract: Option<&'a mut Extractor>,
+    extract: Option<&'a mut dyn Sink>,
 }
 
 impl Walk<'_> {
@@ -240,7 +261,9 @@ impl Walk<'_> {
 
     /// Checks on the decompressed size so far; false when the walk must stop.
     fn within_limits(&mut self, decompressed: u64) -> bool {
-        match limit_hit(&self.limits, &self.compressed, decompressed) {
+        let hit = limit_hit(&self.limits, &self.compressed, decompressed)
+            .or_else(|| cancelled(self.extract.as_deref()));
+        match hit {
             Some((code, message)) => {
                 self.add(Severity::Error, code, None, message);
                 false
@@ -259,11 +282,12 @@ impl Walk<'_> {
         mut sink: impl FnMut(&[u8]),
     ) -> io::Result<bool> {
         let (limits, compressed) = (self.limits, self.compressed.clone());
+        let extract = self.extract.as_deref();
         let mut at = r.offset;
         let mut hit = None;
         let result = r.content(size, |data| {
             at += data.len() as u64;
-            hit = limit_hit(&limits, &compressed, at);
+            hit = limit_hit(&limits, &compressed, at).or_else(|| cancelled(extract));
             if hit.is_some() {
                 return Err(io::Error::other("over a limit"));
             }
@@ -706,7 +730,7 @@ pub fn verify_file(
     path: &Utf8Path,
     expected_sha256: Option<&str>,
     limits: Limits,
-    extract: Option<&mut Extractor>,
+    extract: Option<&mut dyn Sink>,
 ) -> Result<Report> {
     let file = File::open(path).with_context(|| format!("`{path}`: cannot open the bundle"))?;
     let file_name = path.file_name().unwrap_or_default();
@@ -839,7 +863,7 @@ pub fn verify_stream(
     input: impl Read + Send,
     file_name: &str,
     limits: Limits,
-    extract: Option<&mut Extractor>,
+    extract: Option<&mut dyn Sink>,
 ) -> io::Result<Streamed> {
     let count = Arc::new(AtomicU64::new(0));
     let mut raw = BufReader::with_capacity(

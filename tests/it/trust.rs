@@ -474,6 +474,7 @@ fn zero_bomb(path: &Path, size: u64) {
     for _ in 0..size >> 20 {
         enc.write_all(&zeros).unwrap();
     }
+    enc.write_all(&[0; 1024]).unwrap();
     enc.finish().unwrap();
 }
 
@@ -540,4 +541,77 @@ fn bombs_are_stopped_inside_the_entry() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, ["bomb.tar.zst"], "unpack left files behind");
+}
+
+/// Start `unpack` of a 2 GiB entry under `umask 000` and wait until it is writing; returns
+/// the child and its temporary directory.
+fn unpack_in_flight(
+    dir: &Path,
+    to: &Path,
+    not: Option<&Path>,
+) -> (std::process::Child, std::path::PathBuf) {
+    let script = format!(
+        "umask 000 && exec '{}' release-bundle unpack -q --max-ratio 100000000 bomb.tar.zst --to '{}'",
+        tool().display(),
+        to.display()
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let tmp = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                Some(p.as_path()) != not
+                    && p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(".installed.unpack-")
+            });
+        if let Some(tmp) = tmp
+            && fs::metadata(tmp.join("bomb")).is_ok_and(|m| m.len() > 0)
+        {
+            return (child, tmp);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30)
+            || child.try_wait().unwrap().is_some()
+        {
+            let _ = child.kill();
+            panic!("unpack never started writing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn unpack_temp_dirs_are_private_and_never_left_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new();
+    zero_bomb(&scratch.join("bomb.tar.zst"), 2 << 30);
+    let to = scratch.join("installed");
+
+    // kill -9 mid-way: the directory stays, private despite umask 000.
+    let (mut child, tmp) = unpack_in_flight(&scratch.path, &to, None);
+    let mode = fs::metadata(&tmp).unwrap().permissions().mode() & 0o777;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode, 0o700, "the temporary directory is not private");
+    assert!(tmp.exists());
+
+    // The next unpack to the same destination removes it; SIGTERM removes its own.
+    let (child, second) = unpack_in_flight(&scratch.path, &to, Some(&tmp));
+    assert!(
+        !tmp.exists(),
+        "the stale temporary directory was not removed"
+    );
+    let pid = child.id().to_string();
+    sh(&scratch.path, "kill", &["-TERM", &pid]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(!second.exists(), "SIGTERM left the temporary directory");
+    assert!(!to.exists());
 }
