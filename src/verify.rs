@@ -23,6 +23,9 @@ use crate::archive::{self, MANIFEST, SHA256SUMS};
 use crate::config::Format;
 use leaks::{LEAK_PATTERNS, LeakScanner};
 
+/// Leak findings listed per bundle; further ones are counted in one summary finding.
+const MAX_LEAK_FINDINGS: usize = 256;
+
 /// Where the entries that pass go, as they pass (the unpacker implements it); verify knows
 /// nothing more of it. Failures are the sink's to keep: the walk goes on, so every finding
 /// is still reported.
@@ -236,6 +239,10 @@ struct Walk<'a> {
     entries: u64,
     compressed: Arc<AtomicU64>,
     leaks: AhoCorasick,
+    /// Leak findings reported, and further matches only counted (memory stays flat).
+    leaks_listed: usize,
+    leaks_unlisted: u64,
+    leak_files_capped: u64,
     extract: Option<&'a mut dyn Sink>,
 }
 
@@ -597,13 +604,23 @@ impl Walk<'_> {
                     _ => {}
                 }
             }
-            for (what, offset) in scanner.map(LeakScanner::finish).unwrap_or_default() {
+            let hits = scanner.map(LeakScanner::finish).unwrap_or_default();
+            for (what, offset) in hits.first {
+                if self.leaks_listed == MAX_LEAK_FINDINGS {
+                    self.leaks_unlisted += 1;
+                    continue;
+                }
+                self.leaks_listed += 1;
                 self.add(
                     Severity::Warning,
                     "leak",
                     Some(&path),
                     format!("offset {offset}: `{what}` looks like a path on the build machine"),
                 );
+            }
+            if hits.more > 0 {
+                self.leaks_unlisted += hits.more;
+                self.leak_files_capped += 1;
             }
             let spooled = keep
                 .map(|k| k.into_inner().map_err(io::IntoInnerError::into_error))
@@ -899,6 +916,9 @@ pub fn verify_stream(
         entries: 0,
         compressed: count,
         leaks,
+        leaks_listed: 0,
+        leaks_unlisted: 0,
+        leak_files_capped: 0,
         extract,
     };
     let named = archive::format_of(file_name);
@@ -945,6 +965,14 @@ pub fn verify_stream(
     {
         let why = format!("{n} bytes after the end of the compressed stream");
         walk.add(Severity::Error, "trailing-garbage", None, why);
+    }
+    if walk.leaks_unlisted > 0 {
+        let (n, files) = (walk.leaks_unlisted, walk.leak_files_capped);
+        let why = format!(
+            "{n} more matches of build-machine paths not listed (at most {MAX_LEAK_FINDINGS} in all and {} per file are; {files} file(s) had more)",
+            leaks::MAX_HITS_PER_FILE
+        );
+        walk.add(Severity::Warning, "leak", None, why);
     }
     let mut findings = std::mem::take(&mut walk.findings);
     let summary = if complete {

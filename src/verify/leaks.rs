@@ -1,7 +1,8 @@
 //! The leak scan: strings in shipped files that look like paths of the build machine
 //! (home directories, cargo's registry, temporary build directories). Streaming, so a match
 //! split across two reads is still found, and each distinct path is reported once, at its
-//! first offset.
+//! first offset. At most [`MAX_HITS_PER_FILE`] distinct paths are kept per file (each at most
+//! [`LEAK_CARRY`] bytes); the rest are only counted, so memory stays flat whatever the file.
 
 use std::collections::BTreeMap;
 
@@ -28,10 +29,16 @@ pub fn leak_at(buf: &[u8], at: usize, pattern: usize) -> Option<String> {
         return None;
     }
     let rest = &buf[at + p.len()..];
+    // User and directory names are short; a longer run is not reported (and a reported
+    // path never exceeds LEAK_CARRY).
     let word = rest
         .iter()
+        .take(MAX_NAME + 1)
         .take_while(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
         .count();
+    if word > MAX_NAME {
+        return None;
+    }
     let needs_name = matches!(LEAK_PATTERNS[pattern], "/home/" | "/Users/" | "/tmp/");
     if needs_name && (word == 0 || rest.get(word) != Some(&b'/')) {
         return None;
@@ -49,9 +56,25 @@ pub struct LeakScanner {
     carry: Vec<u8>,
     offset: u64,
     hits: BTreeMap<String, u64>,
+    /// Matches not kept because `hits` was full (not necessarily distinct).
+    more: u64,
 }
 
+/// Context kept between chunks; also bounds the length of a reported path.
 const LEAK_CARRY: usize = 128;
+/// Longest user or directory name after `/home/`, `/Users/` or `/tmp/` that is reported.
+const MAX_NAME: usize = 64;
+/// Distinct paths kept per file.
+pub const MAX_HITS_PER_FILE: usize = 16;
+
+/// What a scan found in one file.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Hits {
+    /// Distinct suspicious paths with their first offsets, at most [`MAX_HITS_PER_FILE`].
+    pub first: BTreeMap<String, u64>,
+    /// Further matches, counted only.
+    pub more: u64,
+}
 
 impl LeakScanner {
     pub fn new(ac: AhoCorasick) -> Self {
@@ -60,6 +83,7 @@ impl LeakScanner {
             carry: Vec::new(),
             offset: 0,
             hits: BTreeMap::new(),
+            more: 0,
         }
     }
 
@@ -68,12 +92,17 @@ impl LeakScanner {
         let base = self.offset - buf.len() as u64;
         buf.extend_from_slice(chunk);
         for m in self.ac.find_overlapping_iter(&buf) {
-            // Matches near the end are re-examined with more context next time.
-            if buf.len() - m.start() < LEAK_CARRY && !chunk.is_empty() {
+            // Matches within the carried tail are examined next time, with more context
+            // (and only then: `<=`, so a match is never examined twice).
+            if buf.len() - m.start() <= LEAK_CARRY && !chunk.is_empty() {
                 continue;
             }
             if let Some(what) = leak_at(&buf, m.start(), m.pattern().as_usize()) {
-                self.hits.entry(what).or_insert(base + m.start() as u64);
+                if self.hits.len() < MAX_HITS_PER_FILE || self.hits.contains_key(&what) {
+                    self.hits.entry(what).or_insert(base + m.start() as u64);
+                } else {
+                    self.more += 1;
+                }
             }
         }
         self.offset += chunk.len() as u64;
@@ -81,9 +110,12 @@ impl LeakScanner {
         self.carry = buf[buf.len() - keep..].to_vec();
     }
 
-    pub fn finish(mut self) -> BTreeMap<String, u64> {
+    pub fn finish(mut self) -> Hits {
         self.feed(&[]);
-        self.hits
+        Hits {
+            first: self.hits,
+            more: self.more,
+        }
     }
 }
 
@@ -96,7 +128,19 @@ mod tests {
         for c in chunks {
             s.feed(c);
         }
-        s.finish()
+        s.finish().first
+    }
+
+    #[test]
+    fn hits_are_capped_and_counted() {
+        let mut s = LeakScanner::new(AhoCorasick::new(LEAK_PATTERNS).unwrap());
+        for i in 0..1000 {
+            s.feed(format!("x /home/{}{i:04}/y ", "u".repeat(50)).as_bytes());
+        }
+        let hits = s.finish();
+        assert_eq!(hits.first.len(), MAX_HITS_PER_FILE);
+        assert_eq!(hits.more, 1000 - MAX_HITS_PER_FILE as u64);
+        assert!(hits.first.keys().all(|k| k.len() <= LEAK_CARRY), "{hits:?}");
     }
 
     #[test]

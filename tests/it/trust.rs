@@ -615,3 +615,71 @@ fn unpack_temp_dirs_are_private_and_never_left_behind() {
     assert!(!second.exists(), "SIGTERM left the temporary directory");
     assert!(!to.exists());
 }
+
+/// 64 MiB of distinct `/home/<user>/` paths in one file: verify lists a capped number,
+/// counts the rest, and runs in flat memory (an address-space limit of 64 MiB; keeping every
+/// distinct path took gigabytes).
+#[test]
+fn the_leak_scan_has_flat_memory() {
+    use std::io::Write;
+    if !have("prlimit") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let good = entries_of(webapp_bundle());
+    let lines = (64 << 20) / 16;
+    let mut leak = Raw::crafted(
+        &good[0],
+        format!("{TOP}/leaky").as_bytes(),
+        b'0',
+        0o644,
+        b"",
+        b"",
+    );
+    leak.set_field(124, 12, format!("{:011o}\0", lines * 16).as_bytes());
+    leak.fix_checksum();
+    let path = scratch.join("leaky.tar.zst");
+    let mut enc = zstd::stream::write::Encoder::new(fs::File::create(&path).unwrap(), 1).unwrap();
+    enc.include_checksum(true).unwrap();
+    enc.write_all(&good[0].header).unwrap();
+    enc.write_all(&leak.header).unwrap();
+    let mut block = Vec::with_capacity(1 << 20);
+    for i in 0..lines {
+        write!(block, "/home/u{i:07x}/ ").unwrap();
+        if block.len() >= 1 << 20 {
+            enc.write_all(&block).unwrap();
+            block.clear();
+        }
+    }
+    enc.write_all(&block).unwrap();
+    enc.write_all(&[0; 1024]).unwrap();
+    enc.finish().unwrap();
+
+    let out = Command::new("prlimit")
+        .arg(format!("--as={}:unlimited", 64u64 << 20))
+        .arg("--")
+        .arg(tool())
+        .args([
+            "release-bundle",
+            "verify",
+            "--message-format",
+            "json",
+            "leaky.tar.zst",
+        ])
+        .current_dir(&scratch.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let msgs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let leaks: Vec<&serde_json::Value> = msgs.iter().filter(|m| m["code"] == "leak").collect();
+    assert_eq!(leaks.len(), 16 + 1, "{leaks:#?}");
+    let summary = leaks.iter().find(|m| m["path"].is_null()).unwrap();
+    let more = format!("{} more matches", lines - 16);
+    assert!(
+        summary["message"].as_str().unwrap().contains(&more),
+        "{summary}"
+    );
+}
