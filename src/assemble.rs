@@ -143,7 +143,8 @@ pub fn assemble(
                 .get(bin)
                 .ok_or_else(|| anyhow!("no executable was built for `{bin}`"))?,
         };
-        let file = File::open(source).with_context(|| format!("cannot open `{source}`"))?;
+        let file = crate::fsutil::open_regular(source)
+            .with_context(|| format!("cannot open `{source}`"))?;
         let size = file
             .metadata()
             .with_context(|| format!("cannot stat `{source}`"))?

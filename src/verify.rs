@@ -749,7 +749,8 @@ pub fn verify_file(
     limits: Limits,
     extract: Option<&mut dyn Sink>,
 ) -> Result<Report> {
-    let file = File::open(path).with_context(|| format!("`{path}`: cannot open the bundle"))?;
+    let file = crate::fsutil::open_regular(path)
+        .with_context(|| format!("`{path}`: cannot open the bundle"))?;
     let file_name = path.file_name().unwrap_or_default();
     let streamed = verify_stream(file, file_name, limits, extract)
         .with_context(|| format!("`{path}`: cannot verify"))?;
@@ -891,11 +892,9 @@ pub fn verify_stream(
             count: count.clone(),
         },
     );
-    let format = match io::BufRead::fill_buf(&mut raw)? {
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Format::TarZst),
-        [0x1f, 0x8b, ..] => Some(Format::TarGz),
-        _ => None,
-    };
+    let head = io::BufRead::fill_buf(&mut raw)?;
+    let format = archive::sniff(head);
+    let frame_checksum = archive::zstd_frame_checksum(head);
     let leaks = AhoCorasick::new(LEAK_PATTERNS).map_err(io::Error::other)?;
     let mut walk = Walk {
         limits,
@@ -943,6 +942,10 @@ pub fn verify_stream(
             if named != Some(f) {
                 let why = format!("the file name does not end in `.{}`", f.extension());
                 walk.add(Severity::Warning, "file-name", None, why);
+            }
+            if f == Format::TarZst && frame_checksum != Some(true) {
+                let why = "the zstd frame has no content checksum (the bundler always writes one): corruption inside the compressed data may go unnoticed";
+                walk.add(Severity::Warning, "zstd-checksum", None, why);
             }
             let (tx, rx) = sync_channel(4);
             std::thread::scope(|scope| {

@@ -455,6 +455,21 @@ pub fn decoder<'a, R: io::BufRead + 'a>(format: Format, input: R) -> Result<Box<
     })
 }
 
+/// The format a stream's first bytes show (zstd or gzip magic), if any.
+pub fn sniff(head: &[u8]) -> Option<Format> {
+    match head {
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Format::TarZst),
+        [0x1f, 0x8b, ..] => Some(Format::TarGz),
+        _ => None,
+    }
+}
+
+/// Whether a zstd frame starting at `head` declares a content checksum (bit 2 of the frame
+/// header descriptor, the byte after the magic); `None` if `head` is too short to tell.
+pub fn zstd_frame_checksum(head: &[u8]) -> Option<bool> {
+    head.get(4).map(|descriptor| descriptor & 0x04 != 0)
+}
+
 /// The format a bundle file name implies.
 pub fn format_of(file_name: &str) -> Option<Format> {
     if file_name.ends_with(".tar.zst") {

@@ -179,15 +179,8 @@ pub fn summarize(path: &camino::Utf8Path) -> anyhow::Result<Vec<EntrySummary>> {
     use sha2::{Digest, Sha256};
     let file = std::fs::File::open(path).with_context(|| format!("`{path}`: cannot open"))?;
     let mut input = io::BufReader::new(file);
-    let magic = io::BufRead::fill_buf(&mut input)?
-        .get(..4)
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default();
-    let format = if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        crate::config::Format::TarZst
-    } else {
-        crate::config::Format::TarGz
-    };
+    let format = super::sniff(io::BufRead::fill_buf(&mut input)?)
+        .with_context(|| format!("`{path}`: not a zstd or gzip stream"))?;
     let mut r = TarReader::new(super::decoder(format, input)?);
     let mut out = Vec::new();
     while let Some(h) = r

@@ -683,3 +683,116 @@ fn the_leak_scan_has_flat_memory() {
         "{summary}"
     );
 }
+
+/// Run the tool with a deadline: a hang fails the test instead of stalling it.
+fn run_with_deadline(dir: &Path, args: &[&str], secs: u64) -> std::process::Output {
+    let mut cmd = tool_command(dir);
+    cmd.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(secs) {
+            child.kill().unwrap();
+            panic!("`{}` hung", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn special_files_as_sidecar_or_bundle_are_refused_without_blocking() {
+    if !have("mkfifo") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let bundle = scratch.join(NAME);
+    fs::copy(webapp_bundle(), &bundle).unwrap();
+    let sidecar = scratch.join(format!("{NAME}.sha256"));
+    sh(&scratch.path, "mkfifo", &[sidecar.to_str().unwrap()]);
+    for args in [
+        vec!["verify", NAME],
+        vec!["unpack", NAME, "--to", "installed"],
+    ] {
+        let out = run_with_deadline(&scratch.path, &args, 20);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(&format!("{NAME}.sha256")) && err.contains("FIFO"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!scratch.join("installed").exists());
+    fs::remove_file(&sidecar).unwrap();
+    fs::create_dir(&sidecar).unwrap();
+    let out = run_with_deadline(&scratch.path, &["verify", NAME], 20);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("directory"), "{}", stderr(&out));
+
+    let fifo = scratch.join("fifo.tar.zst");
+    sh(&scratch.path, "mkfifo", &[fifo.to_str().unwrap()]);
+    let out = run_with_deadline(&scratch.path, &["verify", "fifo.tar.zst"], 20);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`fifo.tar.zst`"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_zstd_frame_without_its_checksum_fails_strict() {
+    if !have("zstd") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let plain = scratch.join("plain.tar");
+    let bundle = scratch.join(NAME);
+    sh(
+        &scratch.path,
+        "zstd",
+        &[
+            "-qdf",
+            webapp_bundle().to_str().unwrap(),
+            "-o",
+            plain.to_str().unwrap(),
+        ],
+    );
+    for (flag, warned) in [("--check", false), ("--no-check", true)] {
+        sh(
+            &scratch.path,
+            "zstd",
+            &[
+                "-qf",
+                flag,
+                plain.to_str().unwrap(),
+                "-o",
+                bundle.to_str().unwrap(),
+            ],
+        );
+        let digest = sha256_file(&bundle);
+        fs::write(
+            scratch.join(format!("{NAME}.sha256")),
+            format!("{digest}  {NAME}\n"),
+        )
+        .unwrap();
+        let out = run_tool(
+            &scratch.path,
+            &["verify", "--message-format", "json", NAME],
+            &[],
+        );
+        assert_success(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.contains("\"code\":\"zstd-checksum\""),
+            warned,
+            "{flag}: {text}"
+        );
+        let strict = run_tool(&scratch.path, &["verify", "--strict", NAME], &[]);
+        assert_eq!(
+            strict.status.code(),
+            Some(if warned { 1 } else { 0 }),
+            "{flag}: {}",
+            stderr(&strict)
+        );
+    }
+}
