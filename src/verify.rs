@@ -96,6 +96,8 @@ pub struct Report {
     pub name: Option<String>,
     pub version: Option<String>,
     pub files: usize,
+    /// What the bundle's digest was checked against (origin, or only consistency).
+    pub reference: consistency::Reference,
     pub findings: Vec<Finding>,
 }
 
@@ -755,7 +757,8 @@ pub fn verify_file(
     let streamed = verify_stream(file, file_name, limits, extract)
         .with_context(|| format!("`{path}`: cannot verify"))?;
     let mut findings = streamed.findings;
-    consistency::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
+    let reference =
+        consistency::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
     findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
     let summary = streamed.summary;
     Ok(Report {
@@ -765,6 +768,7 @@ pub fn verify_file(
         name: summary.name,
         version: summary.version,
         files: summary.files,
+        reference,
         findings,
     })
 }

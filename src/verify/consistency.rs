@@ -49,12 +49,30 @@ fn is_hex64(s: &str) -> bool {
 }
 
 /// `PATH.sha256` (and `--sha256`) against the archive's digest.
+/// What the bundle's digest was checked against: only an expected digest given from outside
+/// (`--sha256`, or in future a signature) proves where a bundle came from. A sidecar lies
+/// beside the bundle, and whoever could replace the one could replace the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reference {
+    /// `--sha256 HEX`: origin is checked, as far as that digest is trusted.
+    ExpectedDigest,
+    /// Only the `.sha256` beside the bundle: internal consistency, not origin.
+    SidecarOnly,
+    /// Nothing but the bundle's own MANIFEST.json and SHA256SUMS.
+    None,
+}
+
 pub fn check_sidecar(
     path: &Utf8Path,
     digest: &str,
     expected: Option<&str>,
     findings: &mut Vec<Finding>,
-) -> Result<()> {
+) -> Result<Reference> {
+    let reference = match expected {
+        Some(_) => Reference::ExpectedDigest,
+        None => Reference::SidecarOnly,
+    };
     if let Some(hex) = expected {
         let hex = hex.trim().to_ascii_lowercase();
         if hex != digest {
@@ -81,7 +99,10 @@ pub fn check_sidecar(
                     ),
                 );
             }
-            return Ok(());
+            return Ok(match expected {
+                Some(_) => Reference::ExpectedDigest,
+                None => Reference::None,
+            });
         }
         Err(e) => return Err(e).with_context(|| format!("`{sidecar}`: cannot read")),
         Ok(f) => {
@@ -124,7 +145,7 @@ pub fn check_sidecar(
             format!("`{sidecar}` is not `<64 hex>  <file name>`"),
         ),
     }
-    Ok(())
+    Ok(reference)
 }
 
 /// ELF `e_machine` for a target triple's architecture, if we know it.

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use super::consistency::Reference;
 use super::{Finding, Limits, Report, Severity, verify_file};
 use crate::cli::{CheckOpts, MessageFormat, VerifyOpts};
 use crate::shell::Shell;
@@ -52,6 +53,8 @@ pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
             "warnings": report.count(Severity::Warning),
             "notes": report.count(Severity::Note),
             "ok": passed,
+            "reference": report.reference,
+            "origin_checked": report.reference == Reference::ExpectedDigest,
         }));
         return;
     }
@@ -81,6 +84,15 @@ pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
     let files = thousands(report.files);
     let verb = if passed { "verified" } else { "FAILED" };
     shell.out(format!("{verb} {what}: {files} files, {problems} {plural}"));
+    if passed && report.reference != Reference::ExpectedDigest {
+        let against = match report.reference {
+            Reference::SidecarOnly => "its own metadata and the `.sha256` beside it",
+            _ => "its own metadata",
+        };
+        shell.out(format!(
+            "  consistent with {against}: this shows the bundle is intact, not where it came from; pass --sha256 HEX with a digest from a trusted source to check origin"
+        ));
+    }
 }
 
 /// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.

@@ -796,3 +796,58 @@ fn a_zstd_frame_without_its_checksum_fails_strict() {
         );
     }
 }
+
+#[test]
+fn summaries_say_whether_origin_was_checked() {
+    let scratch = Scratch::new();
+    let bundle = scratch.join(NAME);
+    fs::copy(webapp_bundle(), &bundle).unwrap();
+    let digest = sha256_file(&bundle);
+    let summary = |args: &[&str]| -> (serde_json::Value, String) {
+        let mut json = vec!["verify", "--message-format", "json"];
+        json.extend_from_slice(args);
+        json.push(NAME);
+        let out = run_tool(&scratch.path, &json, &[]);
+        assert_success(&out);
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let mut human = vec!["verify"];
+        human.extend_from_slice(args);
+        human.push(NAME);
+        let out = run_tool(&scratch.path, &human, &[]);
+        assert_success(&out);
+        (
+            serde_json::from_str(&last).unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (json, human) = summary(&[]);
+    assert_eq!(json["reference"], "none", "{json}");
+    assert_eq!(json["origin_checked"], false);
+    assert!(
+        human.contains("consistent with its own metadata:")
+            && human.contains("not where it came from"),
+        "{human}"
+    );
+
+    fs::write(
+        scratch.join(format!("{NAME}.sha256")),
+        format!("{digest}  {NAME}\n"),
+    )
+    .unwrap();
+    let (json, human) = summary(&[]);
+    assert_eq!(json["reference"], "sidecar-only", "{json}");
+    assert_eq!(json["origin_checked"], false);
+    assert!(
+        human.contains("the `.sha256` beside it") && human.contains("--sha256 HEX"),
+        "{human}"
+    );
+
+    let (json, human) = summary(&["--sha256", &digest]);
+    assert_eq!(json["reference"], "expected-digest", "{json}");
+    assert_eq!(json["origin_checked"], true);
+    assert!(!human.contains("not where it came from"), "{human}");
+}

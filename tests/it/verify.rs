@@ -100,8 +100,12 @@ pub fn serialize(entries: &[Raw]) -> Vec<u8> {
     out
 }
 
+/// Compressed as the bundler does: one zstd frame with its content checksum.
 pub fn zstd_compress(data: &[u8]) -> Vec<u8> {
-    zstd::stream::encode_all(data, 3).unwrap()
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    enc.include_checksum(true).unwrap();
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
 }
 
 pub fn sha_hex(data: &[u8]) -> String {
@@ -279,7 +283,7 @@ fn good_bundles_verify_clean() {
     assert_success(&human);
     assert_eq!(
         String::from_utf8_lossy(&human.stdout),
-        "verified webapp 1.2.0: 14 files, 0 problems\n"
+        "verified webapp 1.2.0: 14 files, 0 problems\n  consistent with its own metadata and the `.sha256` beside it: this shows the bundle is intact, not where it came from; pass --sha256 HEX with a digest from a trusted source to check origin\n"
     );
 
     // gzip, and a workspace member with its own table.
