@@ -148,7 +148,7 @@ fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             shell.warn(warning);
         }
         let root = package.manifest_path.parent().unwrap_or(ws.root());
-        let sources = sources::scan(root, &ws.target_dir, &loaded.config)?;
+        let sources = sources::scan(root, ws.root(), &ws.target_dir, &loaded.config)?;
         let facts = plan::PackageFacts {
             name: package.name.to_string(),
             version: package.version.to_string(),

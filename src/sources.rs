@@ -211,6 +211,23 @@ impl Iterator for SortedWalk {
     }
 }
 
+/// Containment of an include source: a literal path where it really is (a directory that is
+/// walked, followed), or the literal directory a glob walks.
+fn contained_include(contain: &Containment, root: &Utf8Path, source: &str) -> Result<(), String> {
+    let source = source.trim_start_matches("./");
+    if !has_glob_meta(source) {
+        let path = root.join(source);
+        let walked = path.is_dir() && !path.is_symlink();
+        return contain.check(&path, walked);
+    }
+    let literal: Vec<&str> = source
+        .split('/')
+        .take_while(|p| !has_glob_meta(p))
+        .collect();
+    let base = literal.iter().fold(root.to_owned(), |p, c| p.join(c));
+    contain.check(&base, true)
+}
+
 fn has_glob_meta(s: &str) -> bool {
     s.contains(['*', '?', '[', '{', '\\'])
 }
@@ -276,17 +293,89 @@ fn resolve_include(root: &Utf8Path, source: &str, skip: &[Utf8PathBuf]) -> Resul
     Ok(IncludeMatches { matches })
 }
 
+/// Where sources may come from: the package directory and the workspace root, with symlinks
+/// resolved. Nothing outside (the builder's `~/.ssh`, `~/.cargo/credentials.toml`, a
+/// sibling checkout) can be bundled, whether reached by `..` or by a symlink.
+struct Containment {
+    /// Canonical roots, the package directory first.
+    roots: Vec<Utf8PathBuf>,
+}
+
+impl Containment {
+    fn new(package_root: &Utf8Path, workspace_root: &Utf8Path) -> Result<Self> {
+        let roots = [package_root, workspace_root]
+            .iter()
+            .map(|r| {
+                let real = r
+                    .canonicalize_utf8()
+                    .with_context(|| format!("cannot resolve `{r}`"))?;
+                Ok(real)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Containment { roots })
+    }
+
+    /// Where `path` really is: its directory with symlinks resolved, and the final component
+    /// resolved too when `follow` (a directory that is walked, not shipped as a link).
+    fn real(path: &Utf8Path, follow: bool) -> std::io::Result<Utf8PathBuf> {
+        let to_utf8 = |p: std::path::PathBuf| {
+            Utf8PathBuf::try_from(p).map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        if follow {
+            return to_utf8(fs::canonicalize(path)?);
+        }
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_str().is_empty())
+            .unwrap_or(Utf8Path::new("."));
+        let name = path.file_name().unwrap_or_default();
+        Ok(to_utf8(fs::canonicalize(parent)?)?.join(name))
+    }
+
+    /// Why `path` may not be bundled, if it may not: the message names the resolved path.
+    fn check(&self, path: &Utf8Path, follow: bool) -> Result<(), String> {
+        let Ok(real) = Self::real(path, follow) else {
+            return Ok(()); // missing paths are reported by the caller, which knows the key
+        };
+        if self.roots.iter().any(|r| real.starts_with(r)) {
+            return Ok(());
+        }
+        let within = if self.roots[0] == self.roots[1] {
+            format!("the package directory `{}`", self.roots[0])
+        } else {
+            format!(
+                "the package directory `{}` and the workspace root `{}`",
+                self.roots[0], self.roots[1]
+            )
+        };
+        Err(format!(
+            "resolves to `{real}`, outside {within}; sources must stay inside once symlinks and `..` are resolved, so nothing else on the build machine can be shipped"
+        ))
+    }
+}
+
 /// Scan the package root for the priv directory and include rules.
-/// `target_dir` and `.git` are never looked into.
+/// `target_dir` and `.git` are never looked into; nothing outside the package directory or
+/// the workspace root is read.
 pub fn scan(
     package_root: &Utf8Path,
+    workspace_root: &Utf8Path,
     target_dir: &Utf8Path,
     config: &ReleaseConfig,
 ) -> Result<Sources> {
+    let contain = Containment::new(package_root, workspace_root)?;
     let skip = vec![target_dir.to_owned(), package_root.join(".git")];
     let priv_root = match &config.priv_dir {
         PrivDir::Disabled => None,
-        PrivDir::Default => Some(package_root.join("priv")).filter(|p| p.is_dir()),
+        PrivDir::Default => {
+            let path = package_root.join("priv");
+            if path.is_dir()
+                && let Err(why) = contain.check(&path, true)
+            {
+                bail!("the package's `priv` directory {why}");
+            }
+            Some(path).filter(|p| p.is_dir())
+        }
         PrivDir::Dir(dir) => {
             let path = package_root.join(&dir.value);
             if !path.exists() {
@@ -304,6 +393,9 @@ pub fn scan(
                     .error(format!("{:?} is not a directory", dir.value))
                     .into());
             }
+            if let Err(why) = contain.check(&path, true) {
+                return Err(dir.origin.error(format!("{:?} {why}", dir.value)).into());
+            }
             Some(path)
         }
     };
@@ -311,7 +403,12 @@ pub fn scan(
         .include
         .iter()
         .map(|rule| {
-            resolve_include(package_root, &rule.value.source, &skip).with_context(|| {
+            let source = &rule.value.source;
+            if let Err(why) = contained_include(&contain, package_root, source) {
+                let key = rule.origin.child("source");
+                return Err(key.error(format!("{source:?} {why}")).into());
+            }
+            resolve_include(package_root, source, &skip).with_context(|| {
                 format!(
                     "{}: {:?} cannot be read",
                     rule.origin.child("source"),
@@ -324,6 +421,9 @@ pub fn scan(
     if config.launcher.enabled {
         for (hook, path) in &config.launcher.hooks {
             let file = package_root.join(&path.value);
+            if let Err(why) = contain.check(&file, false) {
+                return Err(path.origin.error(format!("{:?} {why}", path.value)).into());
+            }
             let found = match stat(&file, String::new()) {
                 Ok(
                     found @ Found {

@@ -851,3 +851,131 @@ fn summaries_say_whether_origin_was_checked() {
     assert_eq!(json["origin_checked"], true);
     assert!(!human.contains("not where it came from"), "{human}");
 }
+
+/// Every way a source could reach outside the package is refused before anything is built,
+/// naming the key and the resolved path; nothing is written.
+#[test]
+fn sources_outside_the_package_are_refused() {
+    use std::os::unix::fs::symlink;
+    type Setup = fn(&Fixture, &Path);
+    let cases: &[(&str, Setup, &str)] = &[
+        (
+            "priv -> ../.cargo",
+            |fx, _| {
+                fs::remove_dir_all(fx.root.join("priv")).unwrap();
+                symlink("../.cargo", fx.root.join("priv")).unwrap();
+            },
+            "error: the package's `priv` directory resolves to `…/.cargo`, outside the package directory `…/webapp`",
+        ),
+        (
+            "priv -> absolute ssh dir",
+            |fx, ssh| {
+                fs::remove_dir_all(fx.root.join("priv")).unwrap();
+                symlink(ssh, fx.root.join("priv")).unwrap();
+            },
+            "error: the package's `priv` directory resolves to `…/home/.ssh`, outside",
+        ),
+        (
+            "priv = \"pl\" -> ssh dir",
+            |fx, ssh| {
+                symlink(ssh, fx.root.join("pl")).unwrap();
+                fx.edit(
+                    "Cargo.toml",
+                    "name = \"webapp\"\nbins",
+                    "name = \"webapp\"\npriv = \"pl\"\nbins",
+                );
+            },
+            "error: Cargo.toml: package.metadata.release.priv: \"pl\" resolves to `…/home/.ssh`, outside",
+        ),
+        (
+            "include dl/* with dl -> ssh dir",
+            |fx, ssh| {
+                symlink(ssh, fx.root.join("dl")).unwrap();
+                fx.edit(
+                    "Cargo.toml",
+                    "include = [",
+                    "include = [\n  { source = \"dl/*\", dest = \"keys/\" },",
+                );
+            },
+            "error: Cargo.toml: package.metadata.release.include[0].source: \"dl/*\" resolves to `…/home/.ssh`, outside",
+        ),
+        (
+            "include ../secret.txt",
+            |fx, _| {
+                fx.edit(
+                    "Cargo.toml",
+                    "include = [",
+                    "include = [\n  { source = \"../secret.txt\", dest = \"./\" },",
+                )
+            },
+            "error: Cargo.toml: package.metadata.release.include[0].source: \"../secret.txt\" resolves to `…/secret.txt`, outside",
+        ),
+        (
+            "include src/../../secret.txt",
+            |fx, _| {
+                fx.edit(
+                    "Cargo.toml",
+                    "include = [",
+                    "include = [\n  { source = \"src/../../secret.txt\", dest = \"./\" },",
+                )
+            },
+            "error: Cargo.toml: package.metadata.release.include[0].source: \"src/../../secret.txt\" resolves to `…/secret.txt`, outside",
+        ),
+        (
+            "include ../*",
+            |fx, _| {
+                fx.edit(
+                    "Cargo.toml",
+                    "include = [",
+                    "include = [\n  { source = \"../*\", dest = \"up/\" },",
+                )
+            },
+            "error: Cargo.toml: package.metadata.release.include[0].source: \"../*\" resolves to `…`, outside",
+        ),
+        (
+            "hook ../secret.txt",
+            |fx, _| {
+                fx.edit(
+                    "Cargo.toml",
+                    "pre-start = \"rel/hooks/pre_start.sh\"",
+                    "pre-start = \"../secret.txt\"",
+                )
+            },
+            "error: Cargo.toml: package.metadata.release.hooks.pre-start: \"../secret.txt\" resolves to `…/secret.txt`, outside",
+        ),
+    ];
+    let wildcard = |pattern: &str, text: &str| {
+        let mut rest = text;
+        for (i, part) in pattern.split('…').enumerate() {
+            match rest.find(part) {
+                Some(at) if i > 0 || at == 0 => rest = &rest[at + part.len()..],
+                _ => return false,
+            }
+        }
+        true
+    };
+    for (what, setup, expected) in cases {
+        let fx = Fixture::new("webapp");
+        let canary = "CANARY-SECRET";
+        fs::write(fx.scratch.join("secret.txt"), canary).unwrap();
+        fs::create_dir_all(fx.scratch.join(".cargo")).unwrap();
+        fs::write(fx.scratch.join(".cargo/credentials.toml"), canary).unwrap();
+        let ssh = fx.scratch.join("home/.ssh");
+        fs::create_dir_all(&ssh).unwrap();
+        fs::write(ssh.join("id_ed25519"), canary).unwrap();
+        setup(&fx, &ssh);
+        let out_dir = fx.out();
+        let out = fx.run(&["--out-dir", out_dir.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            wildcard(expected, first),
+            "{what}:\nexpected {expected}\nfound    {first}"
+        );
+        assert!(
+            !out_dir.exists() || fs::read_dir(&out_dir).unwrap().next().is_none(),
+            "{what}: wrote output"
+        );
+    }
+}
