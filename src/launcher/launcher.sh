@@ -13,6 +13,7 @@ rb_main={{MAIN}}
 rb_env_file_default={{ENV_FILE}}
 rb_stop_timeout_default={{STOP_TIMEOUT}}
 rb_start_grace_default=1
+rb_lock_wait={{LOCK_WAIT}}
 rb_required_env={{REQUIRED_ENV}}
 rb_env_names={{ENV_NAMES}}
 rb_file_keys=
@@ -40,6 +41,8 @@ export RELEASE_ROOT RELEASE_NAME RELEASE_VSN RELEASE_PRIV RELEASE_TMP RELEASE_PR
 rb_exe=$RELEASE_ROOT/libexec/$rb_main
 rb_pidfile=$RELEASE_TMP/$RELEASE_NAME.pid
 rb_log=$RELEASE_TMP/log/$RELEASE_NAME.log
+rb_lock=$RELEASE_TMP/$RELEASE_NAME.lock
+rb_uid=$(id -u)
 
 rb_usage() {
   cat <<USAGE
@@ -70,10 +73,17 @@ rb_read_env_file() {
   rb_file=$1
   [ -f "$rb_file" ] || rb_die "env file $rb_file does not exist"
   [ -r "$rb_file" ] || rb_die "env file $rb_file is not readable"
-  rb_perms=$(ls -lLd -- "$rb_file" 2>/dev/null) || rb_perms=
-  case $rb_perms in
+  rb_perms=$(ls -lLdn -- "$rb_file" 2>/dev/null) || rb_perms=
+  # shellcheck disable=SC2086 # split `ls -n` output into fields on purpose
+  set -- $rb_perms
+  case ${1:-} in
+    ????????w*) rb_die "env file $rb_file is writable by others, so anyone could change what the service runs with; refusing it (chmod 600 $rb_file)" ;;
+    ?????w*) rb_err "warning: env file $rb_file is writable by its group; it holds secrets (chmod 600)" ;;
     ????r*|???????r*) rb_err "warning: env file $rb_file is readable by group or others; it holds secrets (chmod 600)" ;;
   esac
+  if [ -n "${3:-}" ] && [ "$3" != "$rb_uid" ] && [ "$3" != 0 ]; then
+    rb_err "warning: env file $rb_file belongs to uid $3, not to you (uid $rb_uid) or root; whoever owns it controls the service's secrets"
+  fi
   rb_lineno=0
   while IFS= read -r rb_line || [ -n "$rb_line" ]; do
     rb_lineno=$((rb_lineno + 1))
@@ -154,35 +164,142 @@ rb_alive() {
   return 0
 }
 
-# Is process $1 our service (not an unrelated process that reused the pid)?
+# Is $1 a pid we may signal: a canonical decimal above 1 (not `0`, `-1`, `012`: kill reads
+# those as process groups or another pid)?
+rb_valid_pid() {
+  case $1 in ''|0*|*[!0-9]*) return 1 ;; esac
+  [ "${#1}" -le 10 ] && [ "$1" -gt 1 ]
+}
+
+# Is process $1 our service (not an unrelated process that reused the pid)? Where /proc
+# exists, /proc/<pid> must exist and run our executable.
 rb_ours() {
+  rb_valid_pid "$1" || return 1
   rb_alive "$1" || return 1
-  if [ -r "/proc/$1/cmdline" ]; then
-    rb_arg0=$(tr '\000' '\n' < "/proc/$1/cmdline" 2>/dev/null | head -n 1)
-    [ "$rb_arg0" = "$rb_exe" ] || return 1
+  if [ -d /proc/self ]; then
+    [ -d "/proc/$1" ] || return 1
+    if rb_target=$(readlink "/proc/$1/exe" 2>/dev/null); then
+      [ "$rb_target" = "$rb_exe" ] || return 1
+    else
+      rb_arg0=$(tr '\000' '\n' < "/proc/$1/cmdline" 2>/dev/null | head -n 1)
+      [ "$rb_arg0" = "$rb_exe" ] || return 1
+    fi
+  else
+    rb_arg0=$(ps -o args= -p "$1" 2>/dev/null) || return 1
+    case $rb_arg0 in "$rb_exe"|"$rb_exe "*) ;; *) return 1 ;; esac
   fi
   return 0
 }
 
-# Sets rb_pid and succeeds when the service is running; removes a stale pid file.
+# RELEASE_TMP (and its log/) must be a real directory that only the invoking user can write:
+# otherwise another user could plant a pid (which root's `stop` would kill) or a symlink
+# (which root's `daemon` would write through). $1 = the directory, $2 = create to create it.
+rb_check_dir() {
+  if [ -L "$1" ]; then
+    rb_die "$1 is a symlink; refusing to use it for pid and log files (make it a real directory: rm $1 && mkdir -m 700 $1)"
+  fi
+  if [ ! -d "$1" ]; then
+    [ "${2:-}" = create ] || return 1
+    (umask 077 && mkdir -p -- "$1") || rb_die "cannot create $1"
+  fi
+  rb_dir=$1
+  rb_perms=$(ls -ldn -- "$rb_dir" 2>/dev/null) || rb_die "cannot inspect $rb_dir"
+  # shellcheck disable=SC2086 # split `ls -n` output into fields on purpose
+  set -- $rb_perms
+  if [ "$3" != "$rb_uid" ]; then
+    rb_die "$rb_dir belongs to uid $3, not to you (uid $rb_uid); run this as uid $3, or give it to yourself: chown $rb_uid $rb_dir"
+  fi
+  case $1 in
+    ?????w*|????????w*) rb_die "$rb_dir is writable by group or others, who could plant pid or log files there; chmod 700 $rb_dir" ;;
+  esac
+  return 0
+}
+
+# Check RELEASE_TMP; $1 = create to create it (commands that write there).
+rb_tmp() {
+  rb_check_dir "$RELEASE_TMP" "${1:-}"
+}
+
+# Sets rb_pid and succeeds when the service is running; removes a pid file that does not
+# name it (never printing what it holds: it may be a link to a secret).
 rb_running() {
   rb_pid=
+  rb_tmp || return 1
+  if [ -L "$rb_pidfile" ]; then
+    rb_err "removing $rb_pidfile: it is a symlink, not a pid file"
+    rm -f "$rb_pidfile"
+    return 1
+  fi
   [ -f "$rb_pidfile" ] || return 1
-  rb_pid=$(cat "$rb_pidfile" 2>/dev/null) || rb_pid=
-  case $rb_pid in
-    ''|*[!0-9]*) ;;
-    *) rb_ours "$rb_pid" && return 0 ;;
-  esac
-  rb_err "removing stale pid file $rb_pidfile (pid ${rb_pid:-?} is not $RELEASE_NAME)"
+  IFS= read -r rb_pid < "$rb_pidfile" || [ -n "$rb_pid" ] || rb_pid=
+  if ! rb_valid_pid "$rb_pid"; then
+    rb_err "removing $rb_pidfile: it does not hold a pid"
+  elif rb_ours "$rb_pid"; then
+    return 0
+  else
+    rb_err "removing stale pid file $rb_pidfile (pid $rb_pid is not $RELEASE_NAME)"
+  fi
   rm -f "$rb_pidfile"
   rb_pid=
   return 1
 }
 
+# Write a pid file without following anything planted there: a new file (noclobber, private
+# umask) renamed over the old name.
 rb_write_pid() {
-  mkdir -p "$RELEASE_TMP" || rb_die "cannot create RELEASE_TMP $RELEASE_TMP"
-  if ! { printf '%s\n' "$1" > "$rb_pidfile.$$" && mv -f "$rb_pidfile.$$" "$rb_pidfile"; }; then
+  rb_tmp create
+  rb_new=$rb_pidfile.new.$$
+  rm -f "$rb_new"
+  if ! (umask 022 && set -C && printf '%s\n' "$1" > "$rb_new") || ! mv -f "$rb_new" "$rb_pidfile"; then
+    rm -f "$rb_new"
     rb_die "cannot write $rb_pidfile"
+  fi
+}
+
+# The log file: a regular file in a checked log/ directory, created 0600.
+rb_open_log() {
+  rb_check_dir "$RELEASE_TMP/log" create
+  if [ -L "$rb_log" ]; then
+    rb_die "$rb_log is a symlink; refusing to append to it (rm $rb_log)"
+  fi
+  if [ ! -e "$rb_log" ]; then
+    (umask 077 && set -C && : > "$rb_log") 2>/dev/null || [ -f "$rb_log" ] || rb_die "cannot create $rb_log"
+  fi
+  if [ ! -f "$rb_log" ] || [ -L "$rb_log" ]; then
+    rb_die "$rb_log is not a regular file"
+  fi
+}
+
+# One start or stop at a time: an atomic mkdir lock holding its owner's pid. A lock whose
+# owner is gone, or has become the service itself (`start` execs with the lock held), is
+# taken over; otherwise wait for it.
+rb_lock() {
+  rb_tmp create
+  rb_waited=0
+  until mkdir "$rb_lock" 2>/dev/null; do
+    rb_owner=
+    [ -f "$rb_lock/pid" ] && IFS= read -r rb_owner < "$rb_lock/pid"
+    if rb_valid_pid "$rb_owner" && { ! rb_alive "$rb_owner" || rb_ours "$rb_owner"; }; then
+      rm -rf "$rb_lock"
+      continue
+    fi
+    if [ "$rb_waited" -ge $((rb_lock_wait * 10)) ]; then
+      rb_die "another start or stop is in progress (lock $rb_lock, pid ${rb_owner:-unknown}); if none is, remove the lock: rmdir $rb_lock"
+    fi
+    rb_nap
+    rb_waited=$((rb_waited + rb_tick))
+  done
+  (umask 022 && printf '%s\n' "$$" > "$rb_lock/pid") || rb_die "cannot write $rb_lock/pid"
+  rb_locked=1
+  trap 'rb_unlock' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+rb_unlock() {
+  if [ -n "${rb_locked:-}" ]; then
+    rm -rf "$rb_lock"
+    rb_locked=
   fi
 }
 
@@ -191,36 +308,45 @@ rb_nap() {
   if sleep 0.1 2>/dev/null; then rb_tick=1; else sleep 1; rb_tick=10; fi
 }
 
-rb_positive() {
-  case $1 in ''|*[!0-9]*|0) return 1 ;; *) return 0 ;; esac
+# Is $1 a whole number of seconds from 1 to $2?
+rb_seconds() {
+  case $1 in ''|0*|*[!0-9]*) return 1 ;; esac
+  [ "${#1}" -le 6 ] && [ "$1" -le "$2" ]
 }
 
 # $1 = the command; $2 = norequire to skip the required-env check (custom commands).
 rb_prepare() {
   RELEASE_COMMAND=$1
   export RELEASE_COMMAND
-  mkdir -p "$RELEASE_TMP" || rb_die "cannot create RELEASE_TMP $RELEASE_TMP"
+  rb_tmp create
   rb_load_env
   [ "${2:-}" = norequire ] || rb_require_env
 }
 
 rb_start() {
+  rb_lock
   if rb_running; then
     rb_die "already running (pid $rb_pid)"
   fi
   rb_prepare start
   rb_hook pre-start
   rb_write_pid "$$"
+  # The lock stays, naming this pid: once exec'd it is the service, and the next start or
+  # stop takes the lock over.
+  trap - EXIT INT TERM
   exec "$rb_exe" "$@"
 }
 
 rb_daemon() {
+  rb_lock
   if rb_running; then
     rb_die "already running (pid $rb_pid); not starting another"
   fi
+  rb_grace=${RELEASE_START_GRACE:-$rb_start_grace_default}
+  rb_seconds "$rb_grace" 3600 || rb_die "RELEASE_START_GRACE must be a whole number of seconds from 1 to 3600, not '$rb_grace'"
   rb_prepare daemon
   rb_hook pre-start
-  mkdir -p "$RELEASE_TMP/log" || rb_die "cannot create $RELEASE_TMP/log"
+  rb_open_log
   if command -v setsid >/dev/null 2>&1; then
     setsid "$rb_exe" "$@" < /dev/null >> "$rb_log" 2>&1 &
   else
@@ -228,8 +354,6 @@ rb_daemon() {
   fi
   rb_pid=$!
   rb_write_pid "$rb_pid"
-  rb_grace=${RELEASE_START_GRACE:-$rb_start_grace_default}
-  rb_positive "$rb_grace" || rb_die "RELEASE_START_GRACE must be a positive number of seconds, not '$rb_grace'"
   rb_waited=0
   while [ "$rb_waited" -lt $((rb_grace * 10)) ]; do
     if ! rb_alive "$rb_pid"; then
@@ -241,20 +365,26 @@ rb_daemon() {
     rb_nap
     rb_waited=$((rb_waited + rb_tick))
   done
+  rb_unlock
   rb_hook post-start
   rb_say "$RELEASE_NAME $RELEASE_VSN started (pid $rb_pid)"
 }
 
 rb_stop() {
+  rb_timeout=${RELEASE_STOP_TIMEOUT:-$rb_stop_timeout_default}
+  rb_seconds "$rb_timeout" 86400 || rb_die "RELEASE_STOP_TIMEOUT must be a whole number of seconds from 1 to 86400, not '$rb_timeout'"
+  if ! rb_tmp; then
+    rb_say "$RELEASE_NAME $RELEASE_VSN not running"
+    return 0
+  fi
+  rb_lock
   if ! rb_running; then
+    rb_unlock
     rb_say "$RELEASE_NAME $RELEASE_VSN not running"
     return 0
   fi
   RELEASE_COMMAND='stop'
   export RELEASE_COMMAND
-  rb_timeout=${RELEASE_STOP_TIMEOUT:-$rb_stop_timeout_default}
-  rb_positive "$rb_timeout" || rb_die "RELEASE_STOP_TIMEOUT must be a positive number of seconds, not '$rb_timeout'"
-  mkdir -p "$RELEASE_TMP" || rb_die "cannot create RELEASE_TMP $RELEASE_TMP"
   if [ -f "$RELEASE_ROOT/hooks/pre-stop.sh" ] || [ -f "$RELEASE_ROOT/hooks/post-stop.sh" ]; then
     rb_load_env nofile
   fi
@@ -272,6 +402,7 @@ rb_stop() {
     rb_waited=$((rb_waited + rb_tick))
   done
   rm -f "$rb_pidfile"
+  rb_unlock
   rb_say "$RELEASE_NAME $RELEASE_VSN stopped (pid $rb_pid)"
   rb_hook post-stop
 }

@@ -78,31 +78,59 @@ pub fn render(spec: &LauncherSpec) -> String {
     } else {
         &spec.name
     };
-    TEMPLATE
-        .replace(
-            "{{TITLE}}",
-            &format!(
-                "{} {}",
-                heredoc_text(&spec.name),
-                heredoc_text(&spec.version)
-            ),
-        )
-        .replace("{{FILE}}", file_name)
-        .replace("{{NAME}}", &quote(&spec.name))
-        .replace("{{VSN}}", &quote(&spec.version))
-        .replace("{{MAIN}}", &quote(&spec.main))
-        .replace(
-            "{{ENV_FILE}}",
-            &quote(spec.env_file.as_deref().unwrap_or("")),
-        )
-        .replace("{{STOP_TIMEOUT}}", &spec.stop_timeout.to_string())
-        .replace("{{BINS_TEXT}}", &heredoc_text(&bins_text))
-        .replace("{{USAGE_COMMANDS}}", &usage)
-        .replace("{{ENV_DEFAULTS}}", &defaults)
-        .replace("{{REQUIRED_ENV}}", &quote(&spec.required_env.join(" ")))
-        .replace("{{ENV_NAMES}}", &quote(&env_names.join(" ")))
-        .replace("{{BIN_CASES}}", &bin_cases)
-        .replace("{{COMMAND_CASES}}", &command_cases)
+    let title = format!(
+        "{} {}",
+        heredoc_text(&spec.name),
+        heredoc_text(&spec.version)
+    );
+    let values: [(&str, String); 15] = [
+        ("TITLE", title),
+        ("FILE", file_name.to_string()),
+        ("NAME", quote(&spec.name)),
+        ("VSN", quote(&spec.version)),
+        ("MAIN", quote(&spec.main)),
+        ("ENV_FILE", quote(spec.env_file.as_deref().unwrap_or(""))),
+        ("STOP_TIMEOUT", spec.stop_timeout.to_string()),
+        ("BINS_TEXT", heredoc_text(&bins_text)),
+        ("USAGE_COMMANDS", usage),
+        ("ENV_DEFAULTS", defaults),
+        ("REQUIRED_ENV", quote(&spec.required_env.join(" "))),
+        ("ENV_NAMES", quote(&env_names.join(" "))),
+        ("BIN_CASES", bin_cases),
+        ("COMMAND_CASES", command_cases),
+        ("LOCK_WAIT", (spec.stop_timeout + 30).to_string()),
+    ];
+    fill(TEMPLATE, &values)
+}
+
+/// Replace each `{{KEY}}` of `template` with its value in one pass: a value is never scanned
+/// again, so configuration text that looks like a placeholder stays text.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len() + 4096);
+    let mut rest = template;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let value = after.find("}}").and_then(|end| {
+            let key = &after[..end];
+            values
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (v, end + 2))
+        });
+        match value {
+            Some((v, used)) => {
+                out.push_str(v);
+                rest = &after[used..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

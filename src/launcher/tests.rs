@@ -54,3 +54,42 @@ fn values_are_embedded_quoted() {
 fn rendering_is_deterministic() {
     assert_eq!(render(&spec()), render(&spec()));
 }
+
+/// Configuration text that looks like every placeholder is rendered as text, once.
+#[test]
+fn placeholders_in_values_are_not_filled_again() {
+    let placeholders: Vec<String> = TEMPLATE
+        .match_indices("{{")
+        .filter_map(|(at, _)| {
+            let rest = &TEMPLATE[at + 2..];
+            rest.find("}}")
+                .map(|end| format!("{{{{{}}}}}", &rest[..end]))
+        })
+        .collect();
+    assert!(placeholders.len() >= 14, "{placeholders:?}");
+    let all = placeholders.join(" ");
+    let mut s = spec();
+    s.env.insert("LOOKS_LIKE".into(), all.clone());
+    s.commands.get_mut("migrate").unwrap().description = Some(all.clone());
+    s.commands
+        .get_mut("migrate")
+        .unwrap()
+        .args
+        .push(all.clone());
+    let script = render(&s);
+    // Each value appears as given (quoted or escaped), and nothing else was substituted.
+    assert!(script.contains(&format!("  rb_default LOOKS_LIKE {}\n", quote(&all))));
+    assert!(script.contains(&format!("  migrate     {}\n", heredoc_text(&all))));
+    let clean = render(&spec());
+    let extra = script.matches("{{").count() - clean.matches("{{").count();
+    assert_eq!(
+        extra,
+        3 * placeholders.len(),
+        "values were rendered more than once"
+    );
+    assert_eq!(
+        clean.matches("{{").count(),
+        0,
+        "every template placeholder is filled"
+    );
+}

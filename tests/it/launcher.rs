@@ -616,3 +616,223 @@ fn hostile_values_stay_literal() {
         .collect();
     assert!(pwned.is_empty(), "no value was executed: {pwned:?}");
 }
+
+/// Run the launcher in its own process group (so a `kill 0` could only hit itself).
+fn run_alone(rel: &Release, args: &[&str], env: &[(&str, &str)]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = rel.command_via(&rel.launcher(), args);
+    cmd.process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn pid_files_are_trusted_only_as_canonical_pids_of_our_executable() {
+    let rel = Release::new();
+    fs::create_dir_all(rel.root.join("tmp")).unwrap();
+    fs::set_permissions(rel.root.join("tmp"), fs::Permissions::from_mode(0o700)).unwrap();
+    let other = KillOnDrop(Command::new("sleep").arg("60").spawn().unwrap());
+    let pid = other.0.id();
+    for (content, what) in [
+        (format!("0{pid}\n"), "a leading zero"),
+        ("0\n".to_string(), "pid 0 (the process group)"),
+        ("-1\n".to_string(), "pid -1 (every process)"),
+        ("1\n".to_string(), "pid 1 (init)"),
+        (format!(" {pid}\n"), "a leading space"),
+    ] {
+        fs::write(rel.pid_file(), &content).unwrap();
+        let status = run_alone(&rel, &["status"], &[]);
+        assert_eq!(status.status.code(), Some(3), "{what}: {}", stderr(&status));
+        fs::write(rel.pid_file(), &content).unwrap();
+        let stop = run_alone(&rel, &["stop"], &[]);
+        let (out, err) = text(&stop);
+        assert_eq!(stop.status.code(), Some(0), "{what}: {out}{err}");
+        assert!(out.contains("not running"), "{what}: {out}{err}");
+        assert!(!gone(pid), "{what}: stop signalled an unrelated process");
+        assert!(!rel.pid_file().exists(), "{what}: the bad pid file stays");
+    }
+    // A pid file that is a symlink to a secret: its content is never printed.
+    let secret = rel.scratch.join("secret");
+    fs::write(&secret, "TOP-SECRET-LINE\n").unwrap();
+    std::os::unix::fs::symlink(&secret, rel.pid_file()).unwrap();
+    let status = rel.run(&["status"], &[]);
+    let (out, err) = text(&status);
+    assert_eq!(status.status.code(), Some(3));
+    assert!(
+        !out.contains("TOP-SECRET") && !err.contains("TOP-SECRET"),
+        "{out}{err}"
+    );
+    fs::write(rel.pid_file(), "TOP-SECRET-LINE\n").unwrap();
+    let (out, err) = text(&rel.run(&["status"], &[]));
+    assert!(
+        !out.contains("TOP-SECRET") && !err.contains("TOP-SECRET"),
+        "{out}{err}"
+    );
+    assert!(err.contains("does not hold a pid"), "{err}");
+}
+
+#[test]
+fn release_tmp_must_belong_to_the_invoking_user() {
+    let rel = Release::new();
+    let tmp = rel.root.join("tmp");
+    // Created private whatever the umask; pid 0644 and log 0600.
+    let script = format!("umask 000 && exec '{}' daemon", rel.launcher().display());
+    let mut cmd = rel.command_via(Path::new("sh"), &[]);
+    cmd.args(["-c", &script]);
+    assert_success(&cmd.output().unwrap());
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&tmp), 0o700);
+    assert_eq!(mode(&tmp.join("log")), 0o700);
+    assert_eq!(mode(&rel.pid_file()), 0o644);
+    assert_eq!(mode(&tmp.join("log/webapp.log")), 0o600);
+    let pid = rel.pid();
+
+    // Another user's RELEASE_TMP: root refuses to stop what it names, or to start there.
+    sh(
+        &rel.scratch.path,
+        "chown",
+        &["-R", "65534", tmp.to_str().unwrap()],
+    );
+    let stop = rel.run(&["stop"], &[]);
+    let (out, err) = text(&stop);
+    assert_eq!(stop.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("belongs to uid 65534") && err.contains("chown"),
+        "{err}"
+    );
+    assert!(
+        !gone(pid),
+        "stop signalled a pid from another user's directory"
+    );
+    let daemon = rel.run(&["daemon"], &[]);
+    assert_eq!(daemon.status.code(), Some(1), "{}", stderr(&daemon));
+    sh(
+        &rel.scratch.path,
+        "chown",
+        &["-R", "0", tmp.to_str().unwrap()],
+    );
+
+    // Writable by others, or a symlink: refused too.
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o777)).unwrap();
+    let err = stderr(&rel.run(&["status"], &[]));
+    assert!(
+        err.contains("writable by group or others") && err.contains("chmod 700"),
+        "{err}"
+    );
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700)).unwrap();
+    assert_success(&rel.run(&["stop"], &[]));
+    assert!(gone(pid));
+
+    let elsewhere = rel.scratch.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::remove_dir_all(tmp.join("log")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, tmp.join("log")).unwrap();
+    let daemon = rel.run(&["daemon"], &[]);
+    assert_eq!(daemon.status.code(), Some(1), "{}", stderr(&daemon));
+    assert!(
+        stderr(&daemon).contains("is a symlink"),
+        "{}",
+        stderr(&daemon)
+    );
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "wrote through the symlink"
+    );
+    let linked = rel.scratch.join("linked-tmp");
+    std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+    let out = rel.run(&["daemon"], &[("RELEASE_TMP", linked.to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a symlink"), "{}", stderr(&out));
+}
+
+#[test]
+fn two_daemons_started_at_once_leave_one_running_and_tracked() {
+    let rel = Release::new();
+    let spawn = || {
+        rel.command_via(&rel.launcher(), &["daemon"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(1)),
+        "{codes:?}\n{}\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let loser = if a.status.success() { &b } else { &a };
+    assert!(
+        stderr(loser).contains("already running"),
+        "{}",
+        stderr(loser)
+    );
+    let pid = rel.pid();
+    assert_eq!(
+        rel.get("/pid"),
+        pid.to_string(),
+        "the pid file names the running service"
+    );
+    assert!(
+        rel.ok(&["status"])
+            .contains(&format!("running (pid {pid})"))
+    );
+}
+
+#[test]
+fn env_files_writable_or_owned_by_others_are_flagged() {
+    let rel = Release::new();
+    let env = rel.scratch.join("webapp.env");
+    fs::write(&env, "GREETING=from file\n").unwrap();
+    let env_var = [("RELEASE_ENV_FILE", env.to_str().unwrap())];
+    for (mode, refused, says) in [
+        (0o602, true, "writable by others"),
+        (0o622, true, "writable by others"),
+        (0o620, false, "writable by its group"),
+        (0o640, false, "readable by group or others"),
+    ] {
+        fs::set_permissions(&env, fs::Permissions::from_mode(mode)).unwrap();
+        let out = rel.run(&["env"], &env_var);
+        let (stdout, err) = text(&out);
+        assert_eq!(out.status.success(), !refused, "{mode:o}: {stdout}{err}");
+        assert!(err.contains(says), "{mode:o}: {err}");
+    }
+    fs::set_permissions(&env, fs::Permissions::from_mode(0o600)).unwrap();
+    sh(
+        &rel.scratch.path,
+        "chown",
+        &["65534", env.to_str().unwrap()],
+    );
+    let out = rel.run(&["env"], &env_var);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("belongs to uid 65534"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn stop_timeout_is_a_bounded_number() {
+    let rel = Release::new();
+    assert_success(&rel.run(&["daemon"], &[]));
+    let pid = rel.pid();
+    for bad in ["922337203685477581", "0", "-5", "1e3", "10s", "0010"] {
+        let out = rel.run(&["stop"], &[("RELEASE_STOP_TIMEOUT", bad)]);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("from 1 to 86400"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+        assert!(!gone(pid), "{bad}: the service was signalled");
+    }
+    assert_success(&rel.run(&["stop"], &[("RELEASE_STOP_TIMEOUT", "86400")]));
+    assert!(gone(pid));
+}
