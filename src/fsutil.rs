@@ -15,7 +15,15 @@ pub fn write_atomically(path: &Utf8Path, content: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
     std::io::Write::write_all(&mut tmp, content)
         .with_context(|| format!("cannot write `{path}`"))?;
-    if let Ok(meta) = std::fs::metadata(path) {
+    // The old file's mode, when it is a regular file (a planted symlink is replaced, and
+    // what it points to is neither read nor written).
+    if let Ok(meta) = std::fs::symlink_metadata(path).and_then(|m| {
+        if m.file_type().is_file() {
+            Ok(m)
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    }) {
         let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
     } else {
         use std::os::unix::fs::PermissionsExt;
@@ -54,4 +62,45 @@ pub fn open_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<std::f
     }
     // O_NONBLOCK means nothing for regular files; leave it set.
     Ok(file)
+}
+
+/// Copy `source` to `dest` through a fresh temporary file in `dest`'s directory (random name,
+/// created exclusively), renamed into place: nothing planted at a predictable name or at
+/// `dest` (a symlink) is followed. The content streams; `mode` is set before the rename.
+pub fn copy_atomically(source: &Utf8Path, dest: &Utf8Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_str().is_empty())
+        .unwrap_or(Utf8Path::new("."));
+    let mut input = open_regular(source).with_context(|| format!("cannot read `{source}`"))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
+    std::io::copy(&mut input, &mut tmp)
+        .with_context(|| format!("cannot copy `{source}` to `{dir}`"))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of a temporary file in `{dir}`"))?;
+    tmp.persist(dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move `{dest}` into place"))?;
+    Ok(())
+}
+
+/// SHA-256 (hex) of a regular file, streamed.
+pub fn sha256_of(path: &Utf8Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = open_regular(path).with_context(|| format!("cannot read `{path}`"))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read `{path}`")),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(crate::archive::hex(&hasher.finalize()))
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::archive;
 use crate::cli::{MergeOpts, MessageFormat};
-use crate::fsutil::write_atomically;
+use crate::fsutil::{copy_atomically, write_atomically};
 use crate::shell::Shell;
 use crate::verify::{self, Severity};
 
@@ -131,19 +131,21 @@ pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
 
     let out = &opts.out;
     fs::create_dir_all(out).with_context(|| format!("`{out}`: cannot create"))?;
-    for (name, (_, source)) in &index {
+    for (name, (entry, source)) in &index {
         let dest = out.join(name);
-        if dest.exists() && fs::read(&dest).ok() == fs::read(source).ok() {
-            continue;
+        // A regular file already there must be this bundle; a symlink or nothing is replaced
+        // by a rename (never written through).
+        let existing = fs::symlink_metadata(&dest).ok();
+        if existing.as_ref().is_some_and(|m| m.file_type().is_file()) {
+            if crate::fsutil::sha256_of(&dest)? != entry.sha256 {
+                bail!("`{dest}` already exists with other content; merge into an empty directory");
+            }
+        } else {
+            copy_atomically(source, &dest, 0o644)?;
         }
-        if dest.exists() {
-            bail!("`{dest}` already exists with other content; merge into an empty directory");
-        }
-        let tmp = out.join(format!(".{name}.merge-tmp"));
-        fs::copy(source, &tmp).with_context(|| format!("cannot copy `{source}` to `{out}`"))?;
-        fs::rename(&tmp, &dest).with_context(|| format!("cannot move `{dest}` into place"))?;
-        fs::copy(format!("{source}.sha256"), format!("{dest}.sha256"))
-            .with_context(|| format!("cannot copy the sidecar of `{source}`"))?;
+        // The sidecar says what verify computed (and checked against the source's sidecar).
+        let sidecar = format!("{}  {name}\n", entry.sha256);
+        write_atomically(&out.join(format!("{name}.sha256")), sidecar.as_bytes())?;
     }
     let sums: String = index
         .values()

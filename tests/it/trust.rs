@@ -979,3 +979,89 @@ fn sources_outside_the_package_are_refused() {
         );
     }
 }
+
+/// A shared `--out` where another user planted symlinks at the names merge writes: nothing
+/// is written through them, and the result checks out.
+#[test]
+fn merge_never_writes_through_planted_links() {
+    let scratch = Scratch::new();
+    let input = scratch.join("in");
+    fs::create_dir_all(&input).unwrap();
+    let bundle = input.join(NAME);
+    fs::copy(webapp_bundle(), &bundle).unwrap();
+    let digest = sha256_file(&bundle);
+    fs::write(
+        input.join(format!("{NAME}.sha256")),
+        format!("{digest}  {NAME}\n"),
+    )
+    .unwrap();
+    let out = scratch.join("out");
+    fs::create_dir_all(&out).unwrap();
+    let victim = scratch.join("root-only");
+    fs::write(&victim, "precious\n").unwrap();
+    for planted in [
+        format!(".{NAME}.merge-tmp"),
+        format!("{NAME}.sha256"),
+        "SHA256SUMS".to_string(),
+        "index.json".to_string(),
+    ] {
+        std::os::unix::fs::symlink(&victim, out.join(planted)).unwrap();
+    }
+    let res = run_tool(
+        &scratch.path,
+        &[
+            "merge",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&res);
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "written through a link"
+    );
+    for name in [
+        NAME.to_string(),
+        format!("{NAME}.sha256"),
+        "SHA256SUMS".into(),
+    ] {
+        let meta = fs::symlink_metadata(out.join(&name)).unwrap();
+        assert!(meta.file_type().is_file(), "{name} is not a regular file");
+    }
+    assert_eq!(sha256_file(&out.join(NAME)), digest);
+    if have("sha256sum") {
+        sh(&out, "sha256sum", &["-c", &format!("{NAME}.sha256")]);
+        sh(&out, "sha256sum", &["-c", "SHA256SUMS"]);
+    }
+    // Merging again into the same directory is a no-op; a different file there is refused.
+    assert_success(&run_tool(
+        &scratch.path,
+        &[
+            "merge",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    fs::write(out.join(NAME), "other").unwrap();
+    let res = run_tool(
+        &scratch.path,
+        &[
+            "merge",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_ne!(res.status.code(), Some(0));
+    assert!(
+        stderr(&res).contains("already exists with other content"),
+        "{}",
+        stderr(&res)
+    );
+}
