@@ -277,7 +277,7 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
         out_dir,
         source_date_epoch,
     } = prepare(opts, shell)?;
-    let git = project::git(ws.root());
+    let git = project::git(ws.root(), &[&ws.target_dir, &out_dir]);
     let selected: Vec<&Package> = planned.iter().map(|p| &p.package).collect();
     for warning in reproducibility_warnings(&ws, &selected, git.as_ref().map(|(g, _)| g)) {
         if opts.strict {

@@ -276,12 +276,26 @@ pub fn parse_source_date_epoch(value: &str) -> Result<u64> {
     }
 }
 
-/// The git state of `dir`, if it is inside a git work tree and git is installed.
-pub fn git(dir: &Utf8Path) -> Option<(Git, u64)> {
+/// The git state of `dir`, if it is inside a git work tree and git is installed. Changes
+/// below `outputs` (the tool's own target and out directories) never count as dirty: a
+/// first run in a clone without `.gitignore` creates them, and a second run must not record
+/// a different state.
+pub fn git(dir: &Utf8Path, outputs: &[&Utf8Path]) -> Option<(Git, u64)> {
     let git = |args: &[&str]| run(Command::new("git").arg("-C").arg(dir).args(args));
     let commit = git(&["rev-parse", "--verify", "HEAD"])?;
     let time = git(&["log", "-1", "--format=%ct", "HEAD"])?.parse().ok()?;
-    let dirty = git(&["status", "--porcelain", "--", "."]).is_none_or(|s| !s.is_empty());
+    let mut status: Vec<String> = ["status", "--porcelain", "--", "."]
+        .map(String::from)
+        .to_vec();
+    for output in outputs {
+        if let Ok(rel) = output.strip_prefix(dir)
+            && !rel.as_str().is_empty()
+        {
+            status.push(format!(":(exclude,literal){rel}"));
+        }
+    }
+    let status: Vec<&str> = status.iter().map(String::as_str).collect();
+    let dirty = git(&status).is_none_or(|s| !s.is_empty());
     let workspace = git(&["rev-parse", "--show-prefix"])?
         .trim_end_matches('/')
         .to_string();

@@ -3,7 +3,7 @@
 //! with GNU tar, bsdtar and Python's `tarfile` as with `unpack`.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::*;
@@ -1064,4 +1064,36 @@ fn merge_never_writes_through_planted_links() {
         "{}",
         stderr(&res)
     );
+}
+
+/// A fresh clone without `.gitignore`: the tool's own target and out directories, created
+/// by the first run, never make the second run "dirty" (and so different).
+#[test]
+fn the_tools_own_outputs_never_count_as_uncommitted_changes() {
+    let fx = Fixture::new("native");
+    let _ = fs::remove_file(fx.root.join(".gitignore"));
+    git(&fx.root, &["init", "-q"]);
+    git(&fx.root, &["add", "-A"]);
+    git(&fx.root, &["commit", "-qm", "init"]);
+    let mut bytes = Vec::new();
+    for _ in 0..2 {
+        let out = fx.run(&["--out-dir", "dist", "--message-format", "json"]);
+        assert_success(&out);
+        assert!(!stderr(&out).contains("uncommitted"), "{}", stderr(&out));
+        let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let path = PathBuf::from(msg["path"].as_str().unwrap());
+        bytes.push(fs::read(&path).unwrap());
+        let top = extract(&path, &fx.scratch.join(format!("x{}", bytes.len())), "gnu");
+        let dir = fs::read_dir(&top).unwrap().next().unwrap().unwrap().path();
+        assert_eq!(manifest(&dir)["git"]["dirty"], false);
+    }
+    assert!(
+        bytes[0] == bytes[1],
+        "the second run in the same clone gave other bytes"
+    );
+    // A real change still counts.
+    fs::write(fx.root.join("src/extra.rs"), "// new\n").unwrap();
+    let out = fx.run(&["--out-dir", "dist"]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("uncommitted"), "{}", stderr(&out));
 }
