@@ -89,6 +89,7 @@ pub fn assemble(
     artifacts: &Artifacts,
     manifest: Manifest,
     compression: Compression,
+    workers: u32,
     out_dir: &Utf8Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Bundle> {
@@ -96,7 +97,13 @@ pub fn assemble(
     let final_path = out_dir.join(&plan.file_name);
     let tmp = temp_in(out_dir, &plan.file_name)?;
     let out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
-    let mut ar = ArchiveWriter::new(out, compression, &plan.top_dir, manifest.timestamp.epoch)?;
+    let mut ar = ArchiveWriter::new(
+        out,
+        compression,
+        workers,
+        &plan.top_dir,
+        manifest.timestamp.epoch,
+    )?;
 
     let spool_file = || {
         tempfile::tempfile_in(out_dir)

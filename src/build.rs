@@ -49,6 +49,9 @@ pub fn command_args(
     if let Some(dir) = &opts.target_dir {
         args.extend(["--target-dir".into(), dir.to_string()]);
     }
+    if let Some(jobs) = opts.jobs {
+        args.extend(["--jobs".into(), jobs.to_string()]);
+    }
     for f in &opts.features {
         args.extend(["--features".into(), f.clone()]);
     }

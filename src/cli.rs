@@ -264,6 +264,16 @@ pub struct BundleOpts {
     #[arg(long, help_heading = "Manifest Options")]
     pub offline: bool,
 
+    /// Number of parallel jobs: passed to `cargo build`, and the number of compression
+    /// workers (at most 8) [default: the number of CPUs]. The bundle's bytes do not depend on it
+    #[arg(
+        short = 'j',
+        long,
+        value_name = "N",
+        help_heading = "Compilation Options"
+    )]
+    pub jobs: Option<std::num::NonZeroU32>,
+
     /// Directory for the bundles [default: <target-dir>/release-bundle/<profile>/]
     #[arg(long, value_name = "DIR", help_heading = "Bundle Options")]
     pub out_dir: Option<Utf8PathBuf>,

@@ -365,6 +365,7 @@ pub fn bundle(opts: &BundleOpts, shell: &Shell) -> Result<()> {
             &artifacts,
             manifest,
             *compression,
+            archive::zstd_workers(opts.jobs),
             &out_dir,
             &mut progress,
         )?;

@@ -225,14 +225,22 @@ pub fn zstd_version() -> &'static str {
     zstd::zstd_safe::version_string()
 }
 
-/// zstd worker threads. Multithreaded mode gives the same bytes for any count >= 1, so the
-/// count only changes speed; single-threaded mode (0) would change the bytes and is never used.
-/// Capped so memory stays bounded on large machines (each worker holds its own buffers).
-fn zstd_workers() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1)
-        .clamp(1, 8)
+/// Most zstd workers ever started: each holds its own buffers, so memory stays bounded on
+/// large machines.
+pub const MAX_WORKERS: u32 = 8;
+
+/// zstd worker threads for `jobs` (cargo's `-j`: at most that many at once), by default one
+/// per CPU; capped at [`MAX_WORKERS`]. Multithreaded mode gives the same bytes for any count
+/// >= 1, so the count only changes speed; single-threaded mode (0) would change the bytes and
+/// is never used.
+pub fn zstd_workers(jobs: Option<std::num::NonZeroU32>) -> u32 {
+    let n = match jobs {
+        Some(n) => n.get(),
+        None => std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+    };
+    n.clamp(1, MAX_WORKERS)
 }
 
 /// zstd job size for a level: 2 MiB for the fast levels, where job buffers dominate memory
@@ -338,8 +346,15 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 impl<W: Write> ArchiveWriter<W> {
-    /// Start an archive whose entries live under `top/`. Writes the top directory entry.
-    pub fn new(out: W, compression: Compression, top: &str, mtime: u64) -> Result<Self> {
+    /// Start an archive whose entries live under `top/`, compressed by `workers` threads (see
+    /// [`zstd_workers`]; the bytes do not depend on it). Writes the top directory entry.
+    pub fn new(
+        out: W,
+        compression: Compression,
+        workers: u32,
+        top: &str,
+        mtime: u64,
+    ) -> Result<Self> {
         if mtime > MAX_MTIME {
             bail!("timestamp {mtime} does not fit a ustar header");
         }
@@ -349,7 +364,7 @@ impl<W: Write> ArchiveWriter<W> {
             len: 0,
         };
         let mut w = ArchiveWriter {
-            out: Compressor::new(tee, compression, zstd_workers())
+            out: Compressor::new(tee, compression, workers.max(1))
                 .context("cannot start the compressor")?,
             top: top.to_string(),
             mtime,
@@ -561,7 +576,7 @@ mod tests {
     }
 
     fn write(c: Compression, data: &[u8]) -> (Vec<u8>, Written) {
-        let mut w = ArchiveWriter::new(Vec::new(), c, "top-1.0", 1_700_000_000).unwrap();
+        let mut w = ArchiveWriter::new(Vec::new(), c, 2, "top-1.0", 1_700_000_000).unwrap();
         w.dir("d").unwrap();
         w.file("d/f", MODE_FILE, data.len() as u64, data).unwrap();
         w.symlink("d/l", "f").unwrap();
@@ -605,10 +620,10 @@ mod tests {
             format: Format::TarZst,
             level: 1,
         };
-        let mut w = ArchiveWriter::new(Vec::new(), c, "t", 0).unwrap();
+        let mut w = ArchiveWriter::new(Vec::new(), c, 1, "t", 0).unwrap();
         let e = w.file("f", MODE_FILE, 10, &b"short"[..]).unwrap_err();
         assert!(e.to_string().contains("shrank"), "{e}");
-        let mut w = ArchiveWriter::new(Vec::new(), c, "t", 0).unwrap();
+        let mut w = ArchiveWriter::new(Vec::new(), c, 1, "t", 0).unwrap();
         let e = w.file("f", MODE_FILE, 2, &b"longer"[..]).unwrap_err();
         assert!(e.to_string().contains("grew"), "{e}");
     }
@@ -635,6 +650,7 @@ mod tests {
             let mut w = ArchiveWriter::new(
                 Vec::new(),
                 Compression { format, level },
+                2,
                 "app-1.0.0",
                 1_700_000_000,
             )

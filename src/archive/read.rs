@@ -133,7 +133,7 @@ mod tests {
             format: Format::TarGz,
             level: 1,
         };
-        let mut w = ArchiveWriter::new(Vec::new(), c, "top", 42).unwrap();
+        let mut w = ArchiveWriter::new(Vec::new(), c, 1, "top", 42).unwrap();
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
         w.file(&long, MODE_FILE, 3, &b"abc"[..]).unwrap();
         let (bytes, _) = w.finish().unwrap();
