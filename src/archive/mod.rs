@@ -231,8 +231,8 @@ pub const MAX_WORKERS: u32 = 8;
 
 /// zstd worker threads for `jobs` (cargo's `-j`: at most that many at once), by default one
 /// per CPU; capped at [`MAX_WORKERS`]. Multithreaded mode gives the same bytes for any count
-/// >= 1, so the count only changes speed; single-threaded mode (0) would change the bytes and
-/// is never used.
+/// of one or more, so the count only changes speed; single-threaded mode (0) would change the
+/// bytes and is never used.
 pub fn zstd_workers(jobs: Option<std::num::NonZeroU32>) -> u32 {
     let n = match jobs {
         Some(n) => n.get(),
