@@ -17,6 +17,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::archive::header::{
+    TYPE_BLOCK_DEVICE, TYPE_CHAR_DEVICE, TYPE_DIR, TYPE_FIFO, TYPE_GNU_LONGLINK, TYPE_GNU_LONGNAME,
+    TYPE_GNU_SPARSE, TYPE_HARDLINK, TYPE_OLD_REGULAR, TYPE_PAX, TYPE_PAX_GLOBAL, TYPE_REGULAR,
+    TYPE_SYMLINK,
+};
 use crate::archive::manifest::Manifest;
 use crate::archive::read::{CountingReader, RawHeader, TarReader, Trailer};
 use crate::archive::{self, MANIFEST, SHA256SUMS};
@@ -315,7 +320,7 @@ impl Walk<'_> {
     fn check_place(&mut self, path: &str, kind: u8) -> bool {
         let Some(top) = self.top.clone() else {
             self.phase = 1;
-            if kind == b'5' && !path.contains('/') {
+            if kind == TYPE_DIR && !path.contains('/') {
                 self.top = Some(path.to_string());
                 return true;
             }
@@ -469,23 +474,25 @@ impl Walk<'_> {
             .clone()
             .unwrap_or_else(|| String::from_utf8_lossy(&raw_path).into_owned());
         let refused = match kind {
-            b'0' | b'5' | b'2' => None,
-            0 => Some((
+            TYPE_REGULAR | TYPE_DIR | TYPE_SYMLINK => None,
+            TYPE_OLD_REGULAR => Some((
                 "old-type",
                 "old-style regular file (typeflag NUL); the writer uses `0`",
             )),
-            b'1' => Some(("hard-link", "hard link entries are not allowed")),
-            b'3' | b'4' => Some(("device", "device entries are not allowed")),
-            b'6' => Some(("fifo", "FIFO entries are not allowed")),
-            b'x' | b'g' => Some((
+            TYPE_HARDLINK => Some(("hard-link", "hard link entries are not allowed")),
+            TYPE_CHAR_DEVICE | TYPE_BLOCK_DEVICE => {
+                Some(("device", "device entries are not allowed"))
+            }
+            TYPE_FIFO => Some(("fifo", "FIFO entries are not allowed")),
+            TYPE_PAX | TYPE_PAX_GLOBAL => Some((
                 "pax-extension",
                 "PAX extended headers are never written by the bundler",
             )),
-            b'L' | b'K' => Some((
+            TYPE_GNU_LONGNAME | TYPE_GNU_LONGLINK => Some((
                 "gnu-extension",
                 "GNU long-name entries are never written by the bundler",
             )),
-            b'S' => Some(("sparse", "sparse entries are not allowed")),
+            TYPE_GNU_SPARSE => Some(("sparse", "sparse entries are not allowed")),
             _ => Some(("entry-type", "unknown entry type")),
         };
         if let Some((code, message)) = refused {
@@ -495,7 +502,7 @@ impl Walk<'_> {
                 format!("{message} (typeflag {:?})", kind as char),
             );
         }
-        if matches!(kind, b'5' | b'2') && size != 0 {
+        if matches!(kind, TYPE_DIR | TYPE_SYMLINK) && size != 0 {
             self.error(
                 "bad-header",
                 &shown,
@@ -517,7 +524,7 @@ impl Walk<'_> {
                 );
             }
             writable = parents && placed;
-            if kind == b'2' {
+            if kind == TYPE_SYMLINK {
                 link_target = self.check_link(path, h.link_bytes());
                 writable &= link_target.is_some();
             }
@@ -541,7 +548,7 @@ impl Walk<'_> {
             head: Vec::new(),
         });
 
-        if kind == b'0' && usable {
+        if kind == TYPE_REGULAR && usable {
             let path = path.clone().unwrap_or_default();
             let metadata = rel_path
                 .as_deref()
@@ -648,8 +655,8 @@ impl Walk<'_> {
                 return Ok(false);
             }
             match (kind, &link_target) {
-                (b'5', _) => {}
-                (b'2', Some(target)) => {
+                (TYPE_DIR, _) => {}
+                (TYPE_SYMLINK, Some(target)) => {
                     if let Some(record) = record.as_mut() {
                         record.kind = RecordKind::Symlink;
                         record.target = target.clone();
@@ -658,7 +665,7 @@ impl Walk<'_> {
                 _ => record = None,
             }
         }
-        if let Some(path) = path.filter(|_| kind == b'5' || link_target.is_some()) {
+        if let Some(path) = path.filter(|_| kind == TYPE_DIR || link_target.is_some()) {
             if let (Some(x), true, Some(rel)) = (&mut self.extract, writable, &rel_path) {
                 match &link_target {
                     None => x.dir(rel),
