@@ -9,10 +9,10 @@ use anyhow::{Context, Result, anyhow};
 use camino::{Utf8Path, Utf8PathBuf};
 use tempfile::NamedTempFile;
 
+use crate::archive::Format;
 use crate::archive::manifest::{CompressionInfo, FileKind, FileRecord, Manifest, Spool};
 use crate::archive::{self, ArchiveWriter, Compression};
 use crate::build::Artifacts;
-use crate::config::Format;
 use crate::plan::{BundlePlan, Content, Totals};
 use crate::sources;
 

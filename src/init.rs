@@ -50,7 +50,7 @@ compression-level = 3
 }
 
 /// 0 written; an existing table is an error.
-pub fn run(opts: &InitOpts, shell: &Shell) -> Result<u8> {
+pub fn init(opts: &InitOpts, shell: &Shell) -> Result<u8> {
     let manifest = match &opts.manifest_path {
         Some(p) => p.clone(),
         None => Utf8PathBuf::from_path_buf(std::env::current_dir()?.join("Cargo.toml"))

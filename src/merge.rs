@@ -10,9 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use crate::archive;
-use crate::cli::{MergeOpts, MessageFormat};
 use crate::fsutil::{copy_atomically, write_atomically};
-use crate::shell::Shell;
 use crate::verify::{self, Severity};
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,17 +41,23 @@ fn bundles_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
     Ok(out)
 }
 
-/// 0 merged, 1 refused (a bundle failed verification, a duplicate or a version conflict).
-pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
+/// The bundles found in the input directories, verified and indexed; `problems` says why
+/// they cannot be merged (then nothing may be written).
+pub struct Gathered {
+    pub problems: Vec<String>,
+    index: BTreeMap<String, (Indexed, Utf8PathBuf)>,
+}
+
+/// Find and verify every bundle in `dirs`; refuse duplicates and conflicting versions.
+pub fn gather(dirs: &[Utf8PathBuf]) -> Result<Gathered> {
     let mut found = Vec::new();
-    for dir in &opts.dirs {
+    for dir in dirs {
         found.extend(bundles_in(dir)?);
     }
     if found.is_empty() {
         bail!(
             "no bundles (`*.tar.zst`, `*.tar.gz`) in {}",
-            opts.dirs
-                .iter()
+            dirs.iter()
                 .map(|d| format!("`{d}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -118,20 +122,16 @@ pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
         };
         index.insert(file_name, (entry, path.clone()));
     }
-    if !problems.is_empty() {
-        for p in &problems {
-            shell.error(p);
-        }
-        shell.error(format!(
-            "refusing to merge: {} problem(s); nothing was written",
-            problems.len()
-        ));
-        return Ok(1);
-    }
+    Ok(Gathered { problems, index })
+}
 
-    let out = &opts.out;
+/// Write the gathered bundles, their sidecars, `SHA256SUMS` and `index.json` into `out`.
+/// Every file goes through a temporary file renamed into place; a bundle already there must
+/// be the same bytes. Returns the index entries, as JSON values.
+pub fn write(gathered: &Gathered, out: &Utf8Path) -> Result<Vec<serde_json::Value>> {
+    let index = &gathered.index;
     fs::create_dir_all(out).with_context(|| format!("`{out}`: cannot create"))?;
-    for (name, (entry, source)) in &index {
+    for (name, (entry, source)) in index {
         let dest = out.join(name);
         // A regular file already there must be this bundle; a symlink or nothing is replaced
         // by a rename (never written through).
@@ -156,17 +156,8 @@ pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
     let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "bundles": entries }))?;
     json.push(b'\n');
     write_atomically(&out.join("index.json"), &json)?;
-    if opts.message_format == MessageFormat::Json {
-        for e in &entries {
-            shell.json(&serde_json::json!({"reason": "merged", "bundle": e}));
-        }
-    }
-    shell.status(
-        "Merged",
-        format!(
-            "{} bundle(s) into {out} (SHA256SUMS, index.json)",
-            entries.len()
-        ),
-    );
-    Ok(0)
+    entries
+        .iter()
+        .map(|e| serde_json::to_value(e).context("cannot describe a bundle"))
+        .collect()
 }

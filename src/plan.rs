@@ -15,8 +15,9 @@ use anyhow::{Result, anyhow, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+use crate::archive::Format;
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
-use crate::config::{Format, HookName, Origin, ReleaseConfig};
+use crate::config::{HookName, Origin, ReleaseConfig};
 use crate::launcher::{self, CustomCommand, LauncherSpec};
 use crate::sources::{Found, Match, Node, Sources};
 

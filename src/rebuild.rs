@@ -10,24 +10,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::archive::manifest::Manifest;
 use crate::archive::read::{differences, summarize};
 use crate::project;
-use crate::verify::{Finding, Severity};
-
-fn finding(
-    severity: Severity,
-    code: &'static str,
-    path: Option<String>,
-    message: String,
-) -> Finding {
-    Finding {
-        severity,
-        code,
-        path,
-        message,
-    }
-}
+use crate::verify::Finding;
 
 fn refuse(message: String) -> Vec<Finding> {
-    vec![finding(Severity::Error, "rebuild-refused", None, message)]
+    vec![Finding::error("rebuild-refused", None, message)]
 }
 
 fn git(dir: &Utf8Path, args: &[&str]) -> Result<std::process::Output> {
@@ -154,8 +140,7 @@ pub fn rebuild(
     };
     let result = cmd.output().context("cannot run the rebuild")?;
     if !result.status.success() {
-        return Ok(vec![finding(
-            Severity::Error,
+        return Ok(vec![Finding::error(
             "rebuild-failed",
             None,
             format!("rebuilding commit {} failed ({})", g.commit, result.status),
@@ -165,8 +150,7 @@ pub fn rebuild(
         serde_json::from_slice(&result.stdout).context("the rebuild printed no bundle message")?;
     let rebuilt = Utf8PathBuf::from(message["path"].as_str().unwrap_or_default());
     if message["sha256"].as_str() == Some(original_sha) {
-        return Ok(vec![finding(
-            Severity::Note,
+        return Ok(vec![Finding::note(
             "rebuild-identical",
             None,
             format!(
@@ -179,14 +163,7 @@ pub fn rebuild(
     let mut findings: Vec<Finding> = diffs
         .iter()
         .take(20)
-        .map(|(path, what)| {
-            finding(
-                Severity::Error,
-                "rebuild-differs",
-                Some(path.clone()),
-                what.clone(),
-            )
-        })
+        .map(|(path, what)| Finding::error("rebuild-differs", Some(path), what.clone()))
         .collect();
     let summary = if diffs.is_empty() {
         "the rebuilt archive has the same entries but different bytes (compression settings or library differ)".to_string()
@@ -197,6 +174,6 @@ pub fn rebuild(
             g.commit
         )
     };
-    findings.push(finding(Severity::Error, "rebuild-differs", None, summary));
+    findings.push(Finding::error("rebuild-differs", None, summary));
     Ok(findings)
 }

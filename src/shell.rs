@@ -185,6 +185,16 @@ impl Shell {
         ));
     }
 
+    /// An error and its causes, the one way every command reports one: the message, then each
+    /// cause under `Caused by:`.
+    pub fn error_chain(&self, err: &anyhow::Error) {
+        let mut text = err.to_string();
+        for cause in err.chain().skip(1) {
+            text.push_str(&format!("\n\nCaused by:\n  {cause}"));
+        }
+        self.error(text);
+    }
+
     /// A line of a command's own output on stdout (e.g. a verification report).
     pub fn out(&self, text: impl std::fmt::Display) {
         let mut out = std::io::stdout().lock();

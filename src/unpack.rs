@@ -18,12 +18,15 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::archive::{MODE_DIR, MODE_EXEC, MODE_FILE};
-use crate::cli::UnpackOpts;
-use crate::shell::Shell;
-use crate::verify::{self, Sink};
+use crate::verify::Sink;
 
 /// Set by the SIGINT/SIGTERM handler; checked by the walk on every chunk.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether SIGINT or SIGTERM arrived since [`catch_signals`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 extern "C" fn on_signal(_: libc::c_int) {
     // Async-signal-safe: one atomic store.
@@ -32,7 +35,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Route SIGINT and SIGTERM to [`INTERRUPTED`], so the walk stops and the temporary
 /// directory is removed on the way out.
-fn catch_signals() {
+pub fn catch_signals() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: installs a handler that only stores to an atomic; `sa` is fully initialised
         // (zeroed, then the fields sigaction reads are set).
@@ -219,50 +222,6 @@ impl Sink for Extractor {
     }
 
     fn cancelled(&self) -> bool {
-        INTERRUPTED.load(Ordering::SeqCst)
+        interrupted()
     }
-}
-
-/// `unpack PATH --to DIR`: 0 installed, 1 refused (findings, or DIR exists), 2 I/O error.
-pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
-    let dest = &opts.to;
-    if fs::symlink_metadata(dest).is_ok() {
-        shell.error(format!(
-            "`{dest}` already exists; unpack creates a new directory"
-        ));
-        return Ok(1);
-    }
-    catch_signals();
-    let mut extractor = Extractor::new(dest)?;
-    for stale in &extractor.removed {
-        shell.status(
-            "Removed",
-            format!("{stale} (left by an interrupted unpack)"),
-        );
-    }
-    let report = verify::verify_file(
-        &opts.path,
-        opts.check.sha256.as_deref(),
-        verify::limits(&opts.check),
-        Some(&mut extractor),
-    )?;
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        drop(extractor);
-        shell.error(format!("interrupted; nothing was installed at `{dest}`"));
-        return Ok(130);
-    }
-    verify::print(&report, &opts.check, shell);
-    if !report.passes(opts.check.strict) {
-        shell.error(format!(
-            "`{}` did not verify; nothing was installed",
-            opts.path
-        ));
-        return Ok(1);
-    }
-    extractor.finish(dest)?;
-    shell.status(
-        "Unpacked",
-        format!("{} into {dest}", opts.path.file_name().unwrap_or_default()),
-    );
-    Ok(0)
 }

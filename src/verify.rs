@@ -17,6 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::archive::Format;
 use crate::archive::header::{
     TYPE_BLOCK_DEVICE, TYPE_CHAR_DEVICE, TYPE_DIR, TYPE_FIFO, TYPE_GNU_LONGLINK, TYPE_GNU_LONGNAME,
     TYPE_GNU_SPARSE, TYPE_HARDLINK, TYPE_OLD_REGULAR, TYPE_PAX, TYPE_PAX_GLOBAL, TYPE_REGULAR,
@@ -25,7 +26,6 @@ use crate::archive::header::{
 use crate::archive::manifest::Manifest;
 use crate::archive::read::{CountingReader, RawHeader, TarReader, Trailer};
 use crate::archive::{self, MANIFEST, SHA256SUMS};
-use crate::config::Format;
 use leaks::{LEAK_PATTERNS, LeakScanner};
 
 /// Leak findings listed per bundle; further ones are counted in one summary finding.
@@ -64,6 +64,34 @@ pub struct Finding {
     /// Entry path inside the archive, when the finding is about one.
     pub path: Option<String>,
     pub message: String,
+}
+
+impl Finding {
+    pub fn new(
+        severity: Severity,
+        code: &'static str,
+        path: Option<&str>,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            severity,
+            code,
+            path: path.map(String::from),
+            message: message.into(),
+        }
+    }
+
+    pub fn error(code: &'static str, path: Option<&str>, message: impl Into<String>) -> Finding {
+        Finding::new(Severity::Error, code, path, message)
+    }
+
+    pub fn warning(code: &'static str, path: Option<&str>, message: impl Into<String>) -> Finding {
+        Finding::new(Severity::Warning, code, path, message)
+    }
+
+    pub fn note(code: &'static str, path: Option<&str>, message: impl Into<String>) -> Finding {
+        Finding::new(Severity::Note, code, path, message)
+    }
 }
 
 /// Bounds that keep a hostile archive from exhausting memory or disk.
@@ -261,12 +289,8 @@ impl Walk<'_> {
         path: Option<&str>,
         message: impl Into<String>,
     ) {
-        self.findings.push(Finding {
-            severity,
-            code,
-            path: path.map(String::from),
-            message: message.into(),
-        });
+        self.findings
+            .push(Finding::new(severity, code, path, message));
     }
 
     fn error(&mut self, code: &'static str, path: &str, message: impl Into<String>) {
@@ -749,7 +773,7 @@ mod header;
 mod leaks;
 mod report;
 
-pub use report::{limits, print, run};
+pub use report::{limits, print};
 
 /// Verify one bundle file. `Err` only for I/O problems with the file itself (exit code 2).
 pub fn verify_file(

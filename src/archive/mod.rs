@@ -20,8 +20,45 @@ use std::io::{self, Read, Write};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::config::Format;
 use header::Kind;
+
+/// Archive compression format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Format {
+    TarZst,
+    TarGz,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "tar.zst" => Some(Format::TarZst),
+            "tar.gz" => Some(Format::TarGz),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::TarZst => "tar.zst",
+            Format::TarGz => "tar.gz",
+        }
+    }
+
+    /// Allowed compression levels and the default.
+    pub fn levels(self) -> (i64, i64, i64) {
+        match self {
+            Format::TarZst => (1, 22, 3),
+            Format::TarGz => (1, 9, 6),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.extension())
+    }
+}
 
 /// File name of the manifest inside the top directory.
 pub const MANIFEST: &str = "MANIFEST.json";

@@ -124,8 +124,8 @@ impl<R: Read> Read for CountingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::Format;
     use crate::archive::{ArchiveWriter, Compression, MODE_FILE};
-    use crate::config::Format;
 
     #[test]
     fn reads_back_what_the_writer_wrote() {

@@ -18,43 +18,7 @@ use serde_json::Value;
 pub use layer::{Command, HookName, IncludeRule, Layer};
 pub use value::{ConfigError, Origin, Spanned};
 
-/// Archive compression format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Format {
-    TarZst,
-    TarGz,
-}
-
-impl Format {
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "tar.zst" => Some(Format::TarZst),
-            "tar.gz" => Some(Format::TarGz),
-            _ => None,
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::TarZst => "tar.zst",
-            Format::TarGz => "tar.gz",
-        }
-    }
-
-    /// Allowed compression levels and the default.
-    pub fn levels(self) -> (i64, i64, i64) {
-        match self {
-            Format::TarZst => (1, 22, 3),
-            Format::TarGz => (1, 9, 6),
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.extension())
-    }
-}
+use crate::archive::Format;
 
 /// Where the priv directory comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,12 +36,7 @@ fn finding(
     path: Option<&str>,
     message: String,
 ) {
-    findings.push(Finding {
-        severity,
-        code,
-        path: path.map(String::from),
-        message,
-    });
+    findings.push(Finding::new(severity, code, path, message));
 }
 
 fn is_hex64(s: &str) -> bool {

@@ -1,10 +1,8 @@
-//! Printing verification reports (human lines or JSON objects) and the `verify` command.
-
-use anyhow::Result;
+//! Printing verification reports (human lines or JSON objects).
 
 use super::consistency::Reference;
-use super::{Finding, Limits, Report, Severity, verify_file};
-use crate::cli::{CheckOpts, MessageFormat, VerifyOpts};
+use super::{Limits, Report, Severity};
+use crate::cli::{CheckOpts, MessageFormat};
 use crate::shell::Shell;
 
 fn thousands(n: usize) -> String {
@@ -93,44 +91,4 @@ pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
             "  consistent with {against}: this shows the bundle is intact, not where it came from; pass --sha256 HEX with a digest from a trusted source to check origin"
         ));
     }
-}
-
-/// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.
-pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
-    let mut code = 0;
-    for path in &opts.paths {
-        match verify_file(
-            path,
-            opts.check.sha256.as_deref(),
-            limits(&opts.check),
-            None,
-        ) {
-            Ok(mut report) => {
-                if opts.rebuild {
-                    match &report.manifest {
-                        Some(m) if report.passes(false) => {
-                            let repo = opts.repo.clone().unwrap_or_else(|| ".".into());
-                            let found = crate::rebuild::rebuild(path, &report.sha256, m, &repo)?;
-                            report.findings.extend(found);
-                        }
-                        _ => report.findings.push(Finding {
-                            severity: Severity::Error,
-                            code: "rebuild-refused",
-                            path: None,
-                            message: "the bundle does not verify, so it is not rebuilt".into(),
-                        }),
-                    }
-                }
-                print(&report, &opts.check, shell);
-                if !report.passes(opts.check.strict) && code == 0 {
-                    code = 1;
-                }
-            }
-            Err(e) => {
-                shell.error(format!("{e:#}"));
-                code = 2;
-            }
-        }
-    }
-    Ok(code)
 }

@@ -1,0 +1,28 @@
+//! `cargo release-bundle` (no subcommand): build and bundle each selected package.
+
+use anyhow::Result;
+
+use crate::cli::{BundleOpts, MessageFormat};
+use crate::pipeline;
+use crate::shell::Shell;
+
+/// 0 when every bundle was written; errors (exit 1) otherwise.
+pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
+    pipeline::bundle(opts, shell, &mut |package, plan, bundle| {
+        if opts.message_format == MessageFormat::Json {
+            shell.json(&serde_json::json!({
+                "reason": "bundle",
+                "package": package.name.to_string(),
+                "name": plan.name,
+                "version": plan.version,
+                "profile": opts.profile,
+                "target": plan.target,
+                "path": bundle.path,
+                "sha256": bundle.sha256,
+                "size": bundle.size,
+                "files": bundle.files,
+            }));
+        }
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,13 @@
+//! `cargo release-bundle init`: add a release table to a package's `Cargo.toml`.
+
+use anyhow::Result;
+
+use crate::cli::InitOpts;
+use crate::init;
+use crate::shell::Shell;
+
+/// 0 written; an existing table is an error (exit 1).
+pub fn run(opts: &InitOpts, shell: &Shell) -> Result<u8> {
+    init::init(opts, shell)?;
+    Ok(0)
+}

@@ -1,0 +1,37 @@
+//! `cargo release-bundle merge DIR... --out DIR`: gather CI matrix outputs into one place.
+
+use anyhow::Result;
+
+use crate::cli::{MergeOpts, MessageFormat};
+use crate::merge;
+use crate::shell::Shell;
+
+/// 0 merged, 1 refused (a bundle failed verification, a duplicate or a version conflict).
+pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
+    let gathered = merge::gather(&opts.dirs)?;
+    if !gathered.problems.is_empty() {
+        for p in &gathered.problems {
+            shell.error(p);
+        }
+        shell.error(format!(
+            "refusing to merge: {} problem(s); nothing was written",
+            gathered.problems.len()
+        ));
+        return Ok(1);
+    }
+    let entries = merge::write(&gathered, &opts.out)?;
+    if opts.message_format == MessageFormat::Json {
+        for e in &entries {
+            shell.json(&serde_json::json!({"reason": "merged", "bundle": e}));
+        }
+    }
+    shell.status(
+        "Merged",
+        format!(
+            "{} bundle(s) into {} (SHA256SUMS, index.json)",
+            entries.len(),
+            opts.out
+        ),
+    );
+    Ok(0)
+}

@@ -1,0 +1,54 @@
+//! `cargo release-bundle unpack PATH --to DIR`: verify and install in one pass.
+
+use std::fs;
+
+use anyhow::Result;
+
+use crate::cli::UnpackOpts;
+use crate::shell::Shell;
+use crate::unpack::{self, Extractor};
+use crate::verify;
+
+/// `unpack PATH --to DIR`: 0 installed, 1 refused (findings, or DIR exists), 2 I/O error.
+pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
+    let dest = &opts.to;
+    if fs::symlink_metadata(dest).is_ok() {
+        shell.error(format!(
+            "`{dest}` already exists; unpack creates a new directory"
+        ));
+        return Ok(1);
+    }
+    unpack::catch_signals();
+    let mut extractor = Extractor::new(dest)?;
+    for stale in &extractor.removed {
+        shell.status(
+            "Removed",
+            format!("{stale} (left by an interrupted unpack)"),
+        );
+    }
+    let report = verify::verify_file(
+        &opts.path,
+        opts.check.sha256.as_deref(),
+        verify::limits(&opts.check),
+        Some(&mut extractor),
+    )?;
+    if unpack::interrupted() {
+        drop(extractor);
+        shell.error(format!("interrupted; nothing was installed at `{dest}`"));
+        return Ok(130);
+    }
+    verify::print(&report, &opts.check, shell);
+    if !report.passes(opts.check.strict) {
+        shell.error(format!(
+            "`{}` did not verify; nothing was installed",
+            opts.path
+        ));
+        return Ok(1);
+    }
+    extractor.finish(dest)?;
+    shell.status(
+        "Unpacked",
+        format!("{} into {dest}", opts.path.file_name().unwrap_or_default()),
+    );
+    Ok(0)
+}

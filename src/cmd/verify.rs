@@ -1,0 +1,47 @@
+//! `cargo release-bundle verify PATH...`: check bundles, optionally rebuilding them.
+
+use anyhow::Result;
+
+use crate::cli::VerifyOpts;
+use crate::rebuild;
+use crate::shell::Shell;
+use crate::verify::{Finding, limits, print, verify_file};
+
+/// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.
+pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
+    let mut code = 0;
+    for path in &opts.paths {
+        match verify_file(
+            path,
+            opts.check.sha256.as_deref(),
+            limits(&opts.check),
+            None,
+        ) {
+            Ok(mut report) => {
+                if opts.rebuild {
+                    match &report.manifest {
+                        Some(m) if report.passes(false) => {
+                            let repo = opts.repo.clone().unwrap_or_else(|| ".".into());
+                            let found = rebuild::rebuild(path, &report.sha256, m, &repo)?;
+                            report.findings.extend(found);
+                        }
+                        _ => report.findings.push(Finding::error(
+                            "rebuild-refused",
+                            None,
+                            "the bundle does not verify, so it is not rebuilt",
+                        )),
+                    }
+                }
+                print(&report, &opts.check, shell);
+                if !report.passes(opts.check.strict) && code == 0 {
+                    code = 1;
+                }
+            }
+            Err(e) => {
+                shell.error_chain(&e);
+                code = 2;
+            }
+        }
+    }
+    Ok(code)
+}

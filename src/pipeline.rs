@@ -1,0 +1,310 @@
+//! The bundle pipeline, top to bottom: `prepare` (config → scan → plan for every selected
+//! package, nothing built) feeds both `plan` and `bundle`; `bundle` then builds each package
+//! and assembles its archive. Commands in [`crate::cmd`] print what it returns.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use camino::Utf8PathBuf;
+use cargo_metadata::Package;
+
+use crate::archive::Compression;
+use crate::archive::Format;
+use crate::archive::manifest::{FORMAT_VERSION, Manifest};
+use crate::cli::{BundleOpts, FormatArg};
+use crate::config::Overrides;
+use crate::plan::{self, BundlePlan};
+use crate::shell::Shell;
+use crate::{archive, assemble, build, config, project, rustflags, sources};
+
+/// One package, planned and checked, ready to build.
+pub struct Planned {
+    pub package: Package,
+    pub plan: BundlePlan,
+    /// From the checking pass over the plan's entries.
+    pub totals: plan::Totals,
+    pub compression: Compression,
+    pub reproducible: bool,
+}
+
+/// Warnings about what makes a bundle impossible to rebuild bit for bit elsewhere.
+fn reproducibility_warnings(
+    ws: &project::Workspace,
+    packages: &[&Package],
+    git: Option<&archive::manifest::Git>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(g) = git.filter(|g| g.dirty) {
+        out.push(format!(
+            "`{}`: the git work tree has uncommitted changes, so this bundle cannot be rebuilt from commit {}",
+            project::display_path(ws.root()),
+            &g.commit[..g.commit.len().min(12)]
+        ));
+    }
+    for package in packages {
+        for dep in &package.dependencies {
+            if let Some(path) = dep.path.as_ref().filter(|p| !p.starts_with(ws.root())) {
+                out.push(format!(
+                    "`{}`: path dependency `{}` at `{path}` is outside the workspace; its absolute path enters symbol names, so the executables depend on where it is checked out",
+                    project::display_path(&package.manifest_path),
+                    dep.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+/// This process's peak resident memory (Linux `VmHWM`), for `-v`.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(human_size(kb * 1024))
+}
+
+/// Everything decided before building: the workspace, the toolchain, and one plan per package.
+pub struct Prepared {
+    pub ws: project::Workspace,
+    pub rustc: archive::manifest::Rustc,
+    pub target: String,
+    pub planned: Vec<Planned>,
+    pub out_dir: Utf8PathBuf,
+    pub source_date_epoch: Option<String>,
+}
+
+/// Config → scan → plan for every selected package. Fails on any configuration problem
+/// before anything is built; builds nothing itself.
+pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
+    // Validate what does not depend on the project first: nothing is built on bad input.
+    let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    if let Some(value) = &source_date_epoch {
+        project::parse_source_date_epoch(value)?;
+    }
+    build::check_builder(opts)?;
+    let ws = project::load(opts)?;
+    let packages = project::select(&ws, opts)?;
+    let rustc = project::rustc(ws.root())?;
+    let target = opts.target.clone().unwrap_or_else(|| rustc.host.clone());
+    let overrides = Overrides {
+        profile: opts.profile.clone(),
+        format: opts.format.map(|f| match f {
+            FormatArg::TarZst => Format::TarZst,
+            FormatArg::TarGz => Format::TarGz,
+        }),
+    };
+
+    // Config → scan → plan for every package before anything is built.
+    let mut planned = Vec::new();
+    for &package in &packages {
+        let loaded = config::load(
+            &package.name,
+            &ws.workspace_table(),
+            &ws.package_table(package),
+            &overrides,
+        )?;
+        for warning in &loaded.warnings {
+            if opts.strict {
+                bail!("{warning}\nnote: `--strict` turns configuration warnings into errors");
+            }
+            shell.warn(warning);
+        }
+        let root = package.manifest_path.parent().unwrap_or(ws.root());
+        let sources = sources::scan(root, ws.root(), &ws.target_dir, &loaded.config)?;
+        let facts = plan::PackageFacts {
+            name: package.name.to_string(),
+            version: package.version.to_string(),
+            manifest: project::display_path(&package.manifest_path),
+            bin_targets: project::bin_targets(package),
+        };
+        let plan = plan::plan(&facts, &loaded.config, sources, &target)?;
+        let totals = plan.check(&sources::walk)?;
+        let compression = Compression {
+            format: loaded.config.format,
+            level: loaded.config.compression_level,
+        };
+        shell.verbose_status("Config", format!("{}: {}", package.name, loaded.config));
+        shell.verbose_status(
+            "Planned",
+            format!(
+                "{}: {} entries, {} bytes of package files (plus the executables once built)",
+                package.name, totals.entries, totals.bytes
+            ),
+        );
+        planned.push(Planned {
+            package: package.clone(),
+            plan,
+            totals,
+            compression,
+            reproducible: loaded.config.reproducible,
+        });
+    }
+
+    let out_dir = match &opts.out_dir {
+        Some(dir) => dir.clone(),
+        None => ws.target_dir.join("release-bundle").join(&opts.profile),
+    };
+    let out_dir = std::path::absolute(&out_dir)
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or(out_dir);
+    Ok(Prepared {
+        ws,
+        rustc,
+        target,
+        planned,
+        out_dir,
+        source_date_epoch,
+    })
+}
+
+/// Validate everything, then build and bundle each selected package, handing each finished
+/// bundle to `done`.
+pub fn bundle(
+    opts: &BundleOpts,
+    shell: &Shell,
+    done: &mut dyn FnMut(&Package, &BundlePlan, &assemble::Bundle),
+) -> Result<()> {
+    let started = Instant::now();
+    let Prepared {
+        ws,
+        rustc,
+        target,
+        planned,
+        out_dir,
+        source_date_epoch,
+    } = prepare(opts, shell)?;
+    let git = project::git(ws.root(), &[&ws.target_dir, &out_dir]);
+    let selected: Vec<&Package> = planned.iter().map(|p| &p.package).collect();
+    for warning in reproducibility_warnings(&ws, &selected, git.as_ref().map(|(g, _)| g)) {
+        if opts.strict {
+            bail!("{warning}\nnote: `--strict` turns warnings into errors");
+        }
+        shell.warn(warning);
+    }
+    let remap = if planned.iter().any(|p| p.reproducible) {
+        let cargo_home = rustflags::cargo_home().context(
+            "cannot find CARGO_HOME (set CARGO_HOME or HOME), needed to remap its paths",
+        )?;
+        let cfgs = project::rustc_cfgs(ws.root(), &target)?;
+        let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        let cwd = Utf8PathBuf::from_path_buf(
+            std::env::current_dir().context("cannot read the working directory")?,
+        )
+        .map_err(|p| anyhow::anyhow!("`{}`: working directory is not UTF-8", p.display()))?;
+        let sources = rustflags::discover(&cwd, Some(&cargo_home), &target, &cfgs, &env)?;
+        build::PathRemap::new(&sources, &target, ws.root(), &cargo_home)
+    } else {
+        build::PathRemap::default()
+    };
+    let timestamp =
+        project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
+    for Planned {
+        package,
+        plan,
+        totals,
+        compression,
+        reproducible,
+    } in &planned
+    {
+        shell.status(
+            "Bundling",
+            format!(
+                "{} v{} ({}, {})",
+                plan.name, plan.version, opts.profile, plan.target
+            ),
+        );
+        let no_remap = build::PathRemap::default();
+        let remap_for = if *reproducible { &remap } else { &no_remap };
+        let artifacts = build::build(
+            opts,
+            &ws.manifest,
+            package,
+            &plan.binaries,
+            remap_for,
+            shell,
+        )?;
+        // After the build, which may have created or updated the lock file.
+        let cargo_lock = project::cargo_lock_sha256(ws.root())?;
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            generator: format!("cargo-release-bundle {}", env!("CARGO_PKG_VERSION")),
+            name: plan.name.clone(),
+            package: package.name.to_string(),
+            version: plan.version.clone(),
+            profile: opts.profile.clone(),
+            target: plan.target.clone(),
+            top_dir: plan.top_dir.clone(),
+            rustc: rustc.clone(),
+            features: artifacts.features.clone(),
+            timestamp: timestamp.clone(),
+            git: git.as_ref().map(|(g, _)| g.clone()),
+            cargo_lock_sha256: cargo_lock,
+            compression: assemble::compression_info(*compression),
+            path_remap: if *reproducible {
+                vec![
+                    rustflags::REMAP_WORKSPACE.into(),
+                    rustflags::REMAP_CARGO_HOME.into(),
+                ]
+            } else {
+                Vec::new()
+            },
+            files: Vec::new(),
+        };
+        let mut bar = shell.progress(assemble::total_bytes(totals, &artifacts));
+        let mut progress = |n: u64| {
+            if let Some(bar) = bar.as_mut() {
+                bar.advance(n);
+            }
+        };
+        let bundle = assemble::assemble(
+            plan,
+            &artifacts,
+            manifest,
+            *compression,
+            archive::zstd_workers(opts.jobs),
+            &out_dir,
+            &mut progress,
+        )?;
+        drop(bar);
+        shell.status(
+            "Finished",
+            format!(
+                "{} ({}, {} files) in {:.1}s",
+                project::display_path(&bundle.path),
+                human_size(bundle.size),
+                bundle.files,
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        if let Some(peak) = peak_memory() {
+            shell.verbose_status(
+                "Memory",
+                format!("peak resident {peak} (this process, not cargo)"),
+            );
+        }
+        done(package, plan, &bundle);
+    }
+    Ok(())
+}
