@@ -9,7 +9,6 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use cargo_metadata::{Message, Package, TargetKind};
 
-use crate::cli::{Builder, BundleOpts};
 use crate::project;
 use crate::rustflags::{self, Injection};
 use crate::shell::Shell;
@@ -23,9 +22,51 @@ pub struct Artifacts {
     pub features: Vec<String>,
 }
 
+/// What builds the executables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Builder {
+    /// `$CARGO build`
+    Cargo,
+    /// `cross build` (https://github.com/cross-rs/cross)
+    Cross,
+    /// `cargo zigbuild` (https://github.com/rust-cross/cargo-zigbuild)
+    Zigbuild,
+}
+
+impl Builder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Builder::Cargo => "cargo",
+            Builder::Cross => "cross",
+            Builder::Zigbuild => "zigbuild",
+        }
+    }
+}
+
+/// Everything the build takes from the command line, forwarded to cargo as it is.
+#[derive(Debug, Clone)]
+pub struct BuildOpts {
+    pub builder: Builder,
+    pub profile: String,
+    pub target: Option<String>,
+    pub target_dir: Option<Utf8PathBuf>,
+    pub jobs: Option<std::num::NonZeroU32>,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    pub locked: bool,
+    pub frozen: bool,
+    pub offline: bool,
+    pub quiet: bool,
+    /// `-v` count: cargo gets one `--verbose` less (our `-v` is for us).
+    pub verbose: u8,
+    /// `--color` as cargo spells it.
+    pub color: Option<&'static str>,
+}
+
 /// The cargo command line for one package (pure; exposed for `-v` and tests).
 pub fn command_args(
-    opts: &BundleOpts,
+    opts: &BuildOpts,
     manifest: &Utf8Path,
     package: &Package,
     bins: &[String],
@@ -71,11 +112,7 @@ pub fn command_args(
         args.push("--verbose".into());
     }
     if let Some(color) = opts.color {
-        let value = clap::ValueEnum::to_possible_value(&color).map(|v| v.get_name().to_string());
-        args.push(format!(
-            "--color={}",
-            value.unwrap_or_else(|| "auto".into())
-        ));
+        args.push(format!("--color={color}"));
     }
     args
 }
@@ -130,7 +167,7 @@ impl PathRemap {
 }
 
 /// The program and first argument that build with `opts.builder`.
-fn builder_command(opts: &BundleOpts) -> (String, Option<&'static str>) {
+fn builder_command(opts: &BuildOpts) -> (String, Option<&'static str>) {
     match opts.builder {
         Builder::Cargo => (project::cargo().to_string(), None),
         Builder::Cross => ("cross".to_string(), None),
@@ -139,7 +176,7 @@ fn builder_command(opts: &BundleOpts) -> (String, Option<&'static str>) {
 }
 
 /// Fail early, before anything is built, when the chosen builder is not installed.
-pub fn check_builder(opts: &BundleOpts) -> Result<()> {
+pub fn check_builder(opts: &BuildOpts) -> Result<()> {
     let (program, first) = builder_command(opts);
     if opts.builder != Builder::Cargo {
         let mut probe = Command::new(&program);
@@ -161,12 +198,7 @@ pub fn check_builder(opts: &BundleOpts) -> Result<()> {
                     "`cargo zigbuild` is not installed or not working\nhelp: cargo install --locked cargo-zigbuild, and install zig"
                 }
             };
-            bail!(
-                "--builder {}: {how}",
-                clap::ValueEnum::to_possible_value(&opts.builder)
-                    .map(|v| v.get_name().to_string())
-                    .unwrap_or_default()
-            );
+            bail!("--builder {}: {how}", opts.builder.name());
         }
     }
     Ok(())
@@ -174,7 +206,7 @@ pub fn check_builder(opts: &BundleOpts) -> Result<()> {
 
 /// Build the package's bins; cargo's diagnostics go straight to the user's stderr.
 pub fn build(
-    opts: &BundleOpts,
+    opts: &BuildOpts,
     manifest: &Utf8Path,
     package: &Package,
     bins: &[String],

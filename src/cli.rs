@@ -86,15 +86,7 @@ pub struct InitOpts {
     pub color: Option<ColorChoice>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Builder {
-    /// `$CARGO build`
-    Cargo,
-    /// `cross build` (https://github.com/cross-rs/cross)
-    Cross,
-    /// `cargo zigbuild` (https://github.com/rust-cross/cargo-zigbuild)
-    Zigbuild,
-}
+pub use crate::build::Builder;
 
 /// Options shared by `verify` and `unpack`.
 #[derive(Debug, Clone, Args)]
@@ -165,12 +157,7 @@ pub struct UnpackOpts {
     pub check: CheckOpts,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
+pub use crate::shell::ColorChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MessageFormat {
@@ -301,6 +288,51 @@ pub struct BundleOpts {
     /// Coloring
     #[arg(long, value_name = "WHEN")]
     pub color: Option<ColorChoice>,
+}
+
+impl BundleOpts {
+    /// What `build` forwards to cargo.
+    pub fn build_opts(&self) -> crate::build::BuildOpts {
+        crate::build::BuildOpts {
+            builder: self.builder,
+            profile: self.profile.clone(),
+            target: self.target.clone(),
+            target_dir: self.target_dir.clone(),
+            jobs: self.jobs,
+            features: self.features.clone(),
+            all_features: self.all_features,
+            no_default_features: self.no_default_features,
+            locked: self.locked,
+            frozen: self.frozen,
+            offline: self.offline,
+            quiet: self.quiet,
+            verbose: self.verbose,
+            color: self.color.map(|c| match c {
+                ColorChoice::Auto => "auto",
+                ColorChoice::Always => "always",
+                ColorChoice::Never => "never",
+            }),
+        }
+    }
+
+    /// What `project::load` needs to find the workspace.
+    pub fn locate(&self) -> crate::project::Locate {
+        crate::project::Locate {
+            manifest_path: self.manifest_path.clone(),
+            target_dir: self.target_dir.clone(),
+            locked: self.locked,
+            frozen: self.frozen,
+            offline: self.offline,
+        }
+    }
+
+    /// The packages asked for.
+    pub fn selection(&self) -> crate::project::Selection {
+        crate::project::Selection {
+            packages: self.package.clone(),
+            workspace: self.workspace,
+        }
+    }
 }
 
 /// Shell completions for `cargo-release-bundle` (which also accepts the bare form).

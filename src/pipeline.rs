@@ -102,9 +102,9 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
     if let Some(value) = &source_date_epoch {
         project::parse_source_date_epoch(value)?;
     }
-    build::check_builder(opts)?;
-    let ws = project::load(opts)?;
-    let packages = project::select(&ws, opts)?;
+    build::check_builder(&opts.build_opts())?;
+    let ws = project::load(&opts.locate())?;
+    let packages = project::select(&ws, &opts.selection())?;
     let rustc = project::rustc(ws.root())?;
     let target = opts.target.clone().unwrap_or_else(|| rustc.host.clone());
     let overrides = Overrides {
@@ -218,6 +218,7 @@ pub fn bundle(
     } else {
         build::PathRemap::default()
     };
+    let build_opts = opts.build_opts();
     let timestamp =
         project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
     for Planned {
@@ -238,7 +239,7 @@ pub fn bundle(
         let no_remap = build::PathRemap::default();
         let remap_for = if *reproducible { &remap } else { &no_remap };
         let artifacts = build::build(
-            opts,
+            &build_opts,
             &ws.manifest,
             package,
             &plan.binaries,

@@ -12,7 +12,6 @@ use cargo_metadata::{Metadata, MetadataCommand, Package, TargetKind};
 
 use crate::archive::manifest::{Git, Rustc, Timestamp};
 use crate::archive::{self, MAX_MTIME};
-use crate::cli::BundleOpts;
 use crate::config::TableSource;
 
 /// Timestamp used when there is neither `SOURCE_DATE_EPOCH` nor a git commit:
@@ -73,7 +72,24 @@ impl Workspace {
     }
 }
 
-fn find_manifest(opts: &BundleOpts) -> Result<Utf8PathBuf> {
+/// Where the project is and how cargo may reach the network: what `cargo metadata` needs.
+#[derive(Debug, Clone, Default)]
+pub struct Locate {
+    pub manifest_path: Option<Utf8PathBuf>,
+    pub target_dir: Option<Utf8PathBuf>,
+    pub locked: bool,
+    pub frozen: bool,
+    pub offline: bool,
+}
+
+/// Which packages the user asked for: `-p` specs, or `--workspace`.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub packages: Vec<String>,
+    pub workspace: bool,
+}
+
+fn find_manifest(opts: &Locate) -> Result<Utf8PathBuf> {
     if let Some(path) = &opts.manifest_path {
         if !path.is_file() {
             bail!("`{path}`: manifest path does not exist");
@@ -94,7 +110,7 @@ fn find_manifest(opts: &BundleOpts) -> Result<Utf8PathBuf> {
 }
 
 /// Run `cargo metadata --no-deps` for the manifest the user means.
-pub fn load(opts: &BundleOpts) -> Result<Workspace> {
+pub fn load(opts: &Locate) -> Result<Workspace> {
     let manifest = find_manifest(opts)?;
     let mut cmd = MetadataCommand::new();
     cmd.cargo_path(cargo()).manifest_path(&manifest).no_deps();
@@ -155,7 +171,7 @@ pub fn bin_targets(package: &Package) -> Vec<String> {
 
 /// Which packages to bundle: `-p`, `--workspace`, the current package, or at a virtual
 /// workspace root every member with a release table.
-pub fn select<'a>(ws: &'a Workspace, opts: &BundleOpts) -> Result<Vec<&'a Package>> {
+pub fn select<'a>(ws: &'a Workspace, opts: &Selection) -> Result<Vec<&'a Package>> {
     let members = ws.members();
     let has_table = |p: &Package| ws.package_table(p).has_table();
     let names = |ps: &[&Package]| {
@@ -164,9 +180,9 @@ pub fn select<'a>(ws: &'a Workspace, opts: &BundleOpts) -> Result<Vec<&'a Packag
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if !opts.package.is_empty() {
+    if !opts.packages.is_empty() {
         let mut out: Vec<&Package> = Vec::new();
-        for spec in &opts.package {
+        for spec in &opts.packages {
             let name = spec.split('@').next().unwrap_or(spec);
             let Some(p) = members.iter().find(|p| p.name.as_str() == name) else {
                 bail!(

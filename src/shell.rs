@@ -3,7 +3,13 @@
 
 use std::io::{IsTerminal, Write};
 
-use crate::cli::ColorChoice;
+/// `--color`: when to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
 
 pub struct Shell {
     color: bool,

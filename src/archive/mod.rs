@@ -65,6 +65,32 @@ pub const MANIFEST: &str = "MANIFEST.json";
 /// File name of the checksum list inside the top directory.
 pub const SHA256SUMS: &str = "SHA256SUMS";
 
+/// Where an entry sits in canonical order: the top directory, then the body (sorted
+/// bytewise by path), then `MANIFEST.json`, then `SHA256SUMS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    Top,
+    Body,
+    Manifest,
+    Sums,
+}
+
+impl Section {
+    /// The section of an entry inside the top directory (`rel` relative to it).
+    pub fn of(rel: &str) -> Section {
+        match rel {
+            MANIFEST => Section::Manifest,
+            SHA256SUMS => Section::Sums,
+            _ => Section::Body,
+        }
+    }
+}
+
+/// Canonical order of two entries inside the top directory: by section, then bytewise.
+pub fn canonical_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (Section::of(a), a).cmp(&(Section::of(b), b))
+}
+
 pub const MODE_DIR: u32 = 0o755;
 pub const MODE_EXEC: u32 = 0o755;
 pub const MODE_FILE: u32 = 0o644;

@@ -15,7 +15,8 @@ use anyhow::{Context, Result};
 use camino::Utf8Path;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::{Finding, Record, RecordKind, Severity, Walk};
+use super::record::{Record, RecordKind};
+use super::{Finding, Severity, Walk};
 use crate::archive::manifest::{FORMAT_VERSION, FileKind, FileRecord, Manifest};
 use crate::archive::{self, MANIFEST, SHA256SUMS};
 
@@ -226,16 +227,6 @@ fn records(file: &File) -> io::Result<impl Iterator<Item = io::Result<Record>> +
     }))
 }
 
-/// Canonical order: body entries bytewise, then MANIFEST.json, then SHA256SUMS.
-fn canonical(a: &str, b: &str) -> Ordering {
-    let rank = |p: &str| match p {
-        MANIFEST => 1,
-        SHA256SUMS => 2,
-        _ => 0,
-    };
-    (rank(a), a).cmp(&(rank(b), b))
-}
-
 /// Walks the archive's records alongside a list that should name them in canonical order,
 /// reporting what the list skips and refusing lists that are not sorted.
 struct Join<I: Iterator<Item = io::Result<Record>>> {
@@ -304,7 +295,7 @@ impl<I: Iterator<Item = io::Result<Record>>> Join<I> {
             return Step::Skip;
         }
         if let Some(last) = &self.last {
-            match canonical(last, path) {
+            match archive::canonical_order(last, path) {
                 Ordering::Equal => return Step::Duplicate,
                 Ordering::Greater => {
                     self.broken = true;
@@ -315,7 +306,7 @@ impl<I: Iterator<Item = io::Result<Record>>> Join<I> {
         }
         self.last = Some(path.to_string());
         while let Some(r) = self.peek() {
-            match canonical(&r.path, path) {
+            match archive::canonical_order(&r.path, path) {
                 Ordering::Less => {
                     if let Some(r) = self.take() {
                         skipped(r);

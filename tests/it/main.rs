@@ -1,6 +1,7 @@
 //! Integration tests: the real tool, run through the real cargo on copies of `fixtures/`,
 //! checked with real GNU tar, bsdtar, zstd and sha256sum.
 
+mod architecture;
 mod bundle;
 mod cli;
 mod config_errors;

@@ -1,0 +1,574 @@
+//! The walk over one archive: each header checked before anything is derived from it, the
+//! entry placed (top directory, canonical order, parents), its content streamed through the
+//! limits, the hasher, the leak scan and the sink, and a [`Record`] spooled for the
+//! cross-checks.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aho_corasick::AhoCorasick;
+use sha2::{Digest, Sha256};
+
+use super::leaks::LeakScanner;
+use super::record::{Link, Record, RecordKind, spool};
+use super::{Finding, Limits, MAX_LEAK_FINDINGS, Severity, Sink, consistency};
+use crate::archive::header::{
+    TYPE_BLOCK_DEVICE, TYPE_CHAR_DEVICE, TYPE_DIR, TYPE_FIFO, TYPE_GNU_LONGLINK, TYPE_GNU_LONGNAME,
+    TYPE_GNU_SPARSE, TYPE_HARDLINK, TYPE_OLD_REGULAR, TYPE_PAX, TYPE_PAX_GLOBAL, TYPE_REGULAR,
+    TYPE_SYMLINK,
+};
+use crate::archive::read::{RawHeader, TarReader, Trailer};
+use crate::archive::{self, MANIFEST, SHA256SUMS, Section};
+
+/// When the sink asks the walk to stop, the finding that says so.
+fn cancelled(sink: Option<&dyn Sink>) -> Option<(&'static str, String)> {
+    sink.filter(|s| s.cancelled())
+        .map(|_| ("interrupted", "interrupted; stopped reading".to_string()))
+}
+
+/// The limit `decompressed` bytes (read so far) break, with a message, if any.
+fn limit_hit(
+    limits: &Limits,
+    compressed: &AtomicU64,
+    decompressed: u64,
+) -> Option<(&'static str, String)> {
+    let compressed = compressed.load(Ordering::Relaxed).max(1);
+    if decompressed > limits.max_size {
+        let max = limits.max_size;
+        return Some((
+            "limit-size",
+            format!("decompresses to more than {max} bytes; refusing to read further"),
+        ));
+    }
+    if decompressed > limits.ratio_floor && decompressed / compressed > limits.max_ratio {
+        return Some((
+            "limit-ratio",
+            format!(
+                "{compressed} compressed bytes expand to {decompressed} (more than {}x): refusing to read further (compression bomb?)",
+                limits.max_ratio
+            ),
+        ));
+    }
+    None
+}
+
+/// Verification state for one archive.
+pub(super) struct Walk<'a> {
+    pub(super) limits: Limits,
+    pub(super) findings: Vec<Finding>,
+    pub(super) top: Option<String>,
+    pub(super) mtime: Option<u64>,
+    /// Full paths of the directory entries and symlinks so far, for the parent checks.
+    pub(super) dirs: HashSet<String>,
+    pub(super) symlinks: HashSet<String>,
+    pub(super) links: Vec<Link>,
+    pub(super) siblings: archive::Siblings,
+    /// Whether every entry so far came in canonical order, without duplicates.
+    pub(super) canonical: bool,
+    /// The section of canonical order the walk has reached.
+    pub(super) section: Section,
+    pub(super) last_body: Option<String>,
+    /// Entries inside the top directory, spooled as [`Record`] lines.
+    pub(super) records: BufWriter<File>,
+    /// Regular files inside the top directory.
+    pub(super) files: usize,
+    /// MANIFEST.json and SHA256SUMS, spooled to temporary files.
+    pub(super) manifest: Option<File>,
+    pub(super) sums: Option<File>,
+    pub(super) entries: u64,
+    pub(super) compressed: Arc<AtomicU64>,
+    pub(super) leaks: AhoCorasick,
+    /// Leak findings reported, and further matches only counted (memory stays flat).
+    pub(super) leaks_listed: usize,
+    pub(super) leaks_unlisted: u64,
+    pub(super) leak_files_capped: u64,
+    pub(super) extract: Option<&'a mut dyn Sink>,
+}
+
+impl Walk<'_> {
+    pub(super) fn add(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        path: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        self.findings
+            .push(Finding::new(severity, code, path, message));
+    }
+
+    pub(super) fn error(&mut self, code: &'static str, path: &str, message: impl Into<String>) {
+        self.add(Severity::Error, code, Some(path), message);
+    }
+
+    /// Checks on the decompressed size so far; false when the walk must stop.
+    fn within_limits(&mut self, decompressed: u64) -> bool {
+        let hit = limit_hit(&self.limits, &self.compressed, decompressed)
+            .or_else(|| cancelled(self.extract.as_deref()));
+        match hit {
+            Some((code, message)) => {
+                self.add(Severity::Error, code, None, message);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Stream an entry's content to `sink`, checking the size and ratio limits on every
+    /// chunk, so a bomb is stopped where it crosses them rather than after the entry (and
+    /// `unpack` never writes past them); false when a limit stopped it.
+    fn content(
+        &mut self,
+        r: &mut TarReader<impl Read>,
+        size: u64,
+        mut sink: impl FnMut(&[u8]),
+    ) -> io::Result<bool> {
+        let (limits, compressed) = (self.limits, self.compressed.clone());
+        let extract = self.extract.as_deref();
+        let mut at = r.offset;
+        let mut hit = None;
+        let result = r.content(size, |data| {
+            at += data.len() as u64;
+            hit = limit_hit(&limits, &compressed, at).or_else(|| cancelled(extract));
+            if hit.is_some() {
+                return Err(io::Error::other("over a limit"));
+            }
+            sink(data);
+            Ok(())
+        });
+        if let Some((code, message)) = hit {
+            self.add(Severity::Error, code, None, message);
+            return Ok(false);
+        }
+        result.map(|()| true)
+    }
+
+    /// Top directory, containment and canonical order; whether the entry may be extracted
+    /// (in order and not a duplicate).
+    fn check_place(&mut self, path: &str, kind: u8) -> bool {
+        let Some(top) = self.top.clone() else {
+            self.section = Section::Body;
+            if kind == TYPE_DIR && !path.contains('/') {
+                self.top = Some(path.to_string());
+                return true;
+            }
+            self.top = Some(path.split('/').next().unwrap_or(path).to_string());
+            self.canonical = false;
+            self.error(
+                "order",
+                path,
+                "the first entry must be the bundle's top directory",
+            );
+            return false;
+        };
+        let Some(rel) = path.strip_prefix(&top).and_then(|r| r.strip_prefix('/')) else {
+            let message = if path == top {
+                "the top directory appears twice".to_string()
+            } else {
+                format!("entry is outside the top directory `{top}/`")
+            };
+            self.error(
+                if path == top {
+                    "duplicate"
+                } else {
+                    "outside-top"
+                },
+                path,
+                message,
+            );
+            self.canonical = false;
+            return false;
+        };
+        if self.section == Section::Body && self.last_body.as_deref() == Some(rel) {
+            self.error("duplicate", path, "duplicate entry");
+            self.canonical = false;
+            return false;
+        }
+        let next = Section::of(rel);
+        let in_order = match (self.section, next) {
+            (Section::Body, Section::Body) => {
+                self.last_body.as_deref().is_none_or(|last| last < rel)
+            }
+            (Section::Body, Section::Manifest) | (Section::Manifest, Section::Sums) => true,
+            _ => false,
+        };
+        if !in_order {
+            let why = if next != Section::Body {
+                format!(
+                    "`{MANIFEST}` and `{SHA256SUMS}` must be the last two entries, in that order"
+                )
+            } else {
+                "entries must be sorted bytewise by path, before MANIFEST.json and SHA256SUMS"
+                    .to_string()
+            };
+            self.error("order", path, format!("out of canonical order: {why}"));
+            self.canonical = false;
+        }
+        if next == Section::Body {
+            self.last_body = Some(rel.to_string());
+        }
+        self.section = self.section.max(next);
+        in_order
+    }
+
+    /// Parents must be directories seen earlier; never a symlink (write-through).
+    fn check_parents(&mut self, path: &str) -> bool {
+        let mut parents: Vec<&str> =
+            std::iter::successors(path.rsplit_once('/').map(|(p, _)| p), |p| {
+                p.rsplit_once('/').map(|(p, _)| p)
+            })
+            .collect();
+        parents.reverse();
+        for p in parents {
+            if self.dirs.contains(p) {
+                continue;
+            }
+            if self.symlinks.contains(p) {
+                self.error(
+                    "through-symlink",
+                    path,
+                    format!("is written through the symlink `{p}`"),
+                );
+            } else {
+                self.error(
+                    "missing-parent",
+                    path,
+                    format!("its parent `{p}` has no directory entry before it"),
+                );
+            }
+            return false;
+        }
+        true
+    }
+
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        serde_json::to_writer(&mut self.records, record)?;
+        self.records.write_all(b"\n")
+    }
+
+    fn entry(&mut self, r: &mut TarReader<impl Read>, h: RawHeader) -> io::Result<bool> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            let max = self.limits.max_entries;
+            self.add(
+                Severity::Error,
+                "limit-entries",
+                None,
+                format!("more than {max} entries; refusing to read further"),
+            );
+            return Ok(false);
+        }
+        let raw_path = h.path_bytes();
+        if let Err(why) = h.checksum() {
+            let shown = String::from_utf8_lossy(&raw_path).into_owned();
+            self.error(
+                "bad-checksum",
+                &shown,
+                format!("header checksum {why}; the archive is corrupt"),
+            );
+            return Ok(false);
+        }
+        let kind = h.typeflag();
+        let size = match h.size() {
+            Ok(s) => s,
+            Err(e) => {
+                let shown = String::from_utf8_lossy(&raw_path).into_owned();
+                self.error(
+                    "bad-header",
+                    &shown,
+                    format!(
+                        "size field {e}; tar implementations disagree on such a field, so nothing after it can be trusted"
+                    ),
+                );
+                return Ok(false);
+            }
+        };
+        if r.offset.saturating_add(size) > self.limits.max_size {
+            let shown = String::from_utf8_lossy(&raw_path).into_owned();
+            let max = self.limits.max_size;
+            self.error(
+                "limit-size",
+                &shown,
+                format!(
+                    "declares {size} bytes, which would take the archive past {max} bytes decompressed; refusing to read it"
+                ),
+            );
+            return Ok(false);
+        }
+        let path = self.check_name(&raw_path);
+        let shown = path
+            .clone()
+            .unwrap_or_else(|| String::from_utf8_lossy(&raw_path).into_owned());
+        let refused = match kind {
+            TYPE_REGULAR | TYPE_DIR | TYPE_SYMLINK => None,
+            TYPE_OLD_REGULAR => Some((
+                "old-type",
+                "old-style regular file (typeflag NUL); the writer uses `0`",
+            )),
+            TYPE_HARDLINK => Some(("hard-link", "hard link entries are not allowed")),
+            TYPE_CHAR_DEVICE | TYPE_BLOCK_DEVICE => {
+                Some(("device", "device entries are not allowed"))
+            }
+            TYPE_FIFO => Some(("fifo", "FIFO entries are not allowed")),
+            TYPE_PAX | TYPE_PAX_GLOBAL => Some((
+                "pax-extension",
+                "PAX extended headers are never written by the bundler",
+            )),
+            TYPE_GNU_LONGNAME | TYPE_GNU_LONGLINK => Some((
+                "gnu-extension",
+                "GNU long-name entries are never written by the bundler",
+            )),
+            TYPE_GNU_SPARSE => Some(("sparse", "sparse entries are not allowed")),
+            _ => Some(("entry-type", "unknown entry type")),
+        };
+        if let Some((code, message)) = refused {
+            self.error(
+                code,
+                &shown,
+                format!("{message} (typeflag {:?})", kind as char),
+            );
+        }
+        if matches!(kind, TYPE_DIR | TYPE_SYMLINK) && size != 0 {
+            self.error(
+                "bad-header",
+                &shown,
+                format!("a directory or symlink with size {size}"),
+            );
+        }
+        let header_ok = self.check_header(&h, &shown, kind);
+        let usable = refused.is_none() && header_ok && path.is_some();
+        let mut link_target: Option<String> = None;
+        let mut writable = false;
+        if let Some(path) = path.as_deref().filter(|_| usable) {
+            let placed = self.check_place(path, kind);
+            let parents = self.check_parents(path);
+            if let Some(other) = self.siblings.clash(path) {
+                self.error(
+                    "case-duplicate",
+                    path,
+                    format!("`{other}` has the same name but for case (breaks extraction on macOS and Windows)"),
+                );
+            }
+            writable = parents && placed;
+            if kind == TYPE_SYMLINK {
+                link_target = self.check_link(path, h.link_bytes());
+                writable &= link_target.is_some();
+            }
+        }
+        let path = path.filter(|_| usable);
+        let rel_path = path.as_deref().and_then(|p| {
+            let top = self.top.as_deref()?;
+            if p == top {
+                Some(String::new())
+            } else {
+                p.strip_prefix(top)?.strip_prefix('/').map(String::from)
+            }
+        });
+        let mut record = rel_path.as_ref().map(|rel| Record {
+            path: rel.clone(),
+            kind: RecordKind::Dir,
+            size: 0,
+            mode: 0,
+            sha256: String::new(),
+            target: String::new(),
+            head: Vec::new(),
+        });
+
+        if kind == TYPE_REGULAR && usable {
+            let path = path.clone().unwrap_or_default();
+            let metadata = rel_path
+                .as_deref()
+                .filter(|r| *r == MANIFEST || *r == SHA256SUMS)
+                .map(String::from);
+            let mut keep = match &metadata {
+                Some(_) if size > self.limits.max_metadata => {
+                    self.error(
+                        "limit-metadata",
+                        &path,
+                        format!("{size} bytes is too large for bundle metadata"),
+                    );
+                    None
+                }
+                Some(_) => Some(BufWriter::new(spool()?)),
+                None => None,
+            };
+            let mut hasher = Sha256::new();
+            let mut head = Vec::new();
+            // Our own metadata holds only relative paths; scanning it would only find those.
+            let mut scanner = metadata
+                .is_none()
+                .then(|| LeakScanner::new(self.leaks.clone()));
+            let mode = h.mode().unwrap_or(0);
+            let mut out = match (&mut self.extract, writable, &rel_path) {
+                (Some(x), true, Some(rel)) => x.begin_file(rel),
+                _ => None,
+            };
+            let mut write_error = None;
+            let mut spool_error = None;
+            let complete = self.content(r, size, |data| {
+                hasher.update(data);
+                if head.len() < 64 {
+                    head.extend_from_slice(&data[..data.len().min(64 - head.len())]);
+                }
+                if let Some(s) = scanner.as_mut() {
+                    s.feed(data);
+                }
+                if let Some(k) = keep.as_mut()
+                    && let Err(e) = k.write_all(data)
+                {
+                    spool_error = Some(e);
+                    keep = None;
+                }
+                if let Some(f) = out.as_mut()
+                    && let Err(e) = io::Write::write_all(f, data)
+                {
+                    write_error = Some(e);
+                    out = None;
+                }
+            })?;
+            if let Some(e) = spool_error {
+                return Err(e);
+            }
+            if !complete {
+                return Ok(false);
+            }
+            if let Some(x) = &mut self.extract {
+                match (write_error, out, &rel_path) {
+                    (Some(e), _, Some(rel)) => x.fail(rel, e),
+                    (None, Some(file), Some(rel)) => x.end_file(rel, file, mode as u32),
+                    _ => {}
+                }
+            }
+            let hits = scanner.map(LeakScanner::finish).unwrap_or_default();
+            for (what, offset) in hits.first {
+                if self.leaks_listed == MAX_LEAK_FINDINGS {
+                    self.leaks_unlisted += 1;
+                    continue;
+                }
+                self.leaks_listed += 1;
+                self.add(
+                    Severity::Warning,
+                    "leak",
+                    Some(&path),
+                    format!("offset {offset}: `{what}` looks like a path on the build machine"),
+                );
+            }
+            if hits.more > 0 {
+                self.leaks_unlisted += hits.more;
+                self.leak_files_capped += 1;
+            }
+            let spooled = keep
+                .map(|k| k.into_inner().map_err(io::IntoInnerError::into_error))
+                .transpose()?;
+            match metadata.as_deref() {
+                Some(MANIFEST) => self.manifest = spooled,
+                Some(_) => self.sums = spooled,
+                None => {}
+            }
+            if let Some(record) = record.as_mut() {
+                if !consistency::executable_magic(&head) {
+                    head.clear();
+                }
+                record.kind = RecordKind::File;
+                record.size = size;
+                record.mode = mode;
+                record.sha256 = archive::hex(&hasher.finalize());
+                record.head = head;
+                self.files += 1;
+            }
+        } else {
+            if !self.content(r, size, |_| {})? {
+                return Ok(false);
+            }
+            match (kind, &link_target) {
+                (TYPE_DIR, _) => {}
+                (TYPE_SYMLINK, Some(target)) => {
+                    if let Some(record) = record.as_mut() {
+                        record.kind = RecordKind::Symlink;
+                        record.target = target.clone();
+                    }
+                }
+                _ => record = None,
+            }
+        }
+        if let Some(path) = path.filter(|_| kind == TYPE_DIR || link_target.is_some()) {
+            if let (Some(x), true, Some(rel)) = (&mut self.extract, writable, &rel_path) {
+                match &link_target {
+                    None => x.dir(rel),
+                    Some(target) => x.symlink(rel, target),
+                }
+            }
+            match &link_target {
+                None => self.dirs.insert(path),
+                Some(_) => self.symlinks.insert(path),
+            };
+        }
+        if let Some(record) = record.filter(|r| !r.path.is_empty()) {
+            if record.kind == RecordKind::Symlink {
+                self.links.push(Link {
+                    path: record.path.clone(),
+                    target: record.target.clone(),
+                });
+            }
+            self.record(&record)?;
+        }
+        Ok(self.within_limits(r.offset))
+    }
+
+    /// Read every entry; false when the stream is broken or a limit stopped the walk.
+    pub(super) fn walk(&mut self, input: impl Read) -> bool {
+        let mut r = TarReader::new(input);
+        let result: io::Result<Option<Trailer>> = (|| {
+            while let Some(h) = r.next_header()? {
+                if !self.entry(&mut r, h)? {
+                    return Ok(None);
+                }
+            }
+            r.trailer().map(Some)
+        })();
+        match result {
+            Ok(None) => false,
+            Ok(Some(Trailer::Canonical)) => true,
+            Ok(Some(Trailer::ExtraZeros(n))) => {
+                self.add(
+                    Severity::Warning,
+                    "trailer",
+                    None,
+                    format!("{n} extra zero bytes after the end-of-archive marker"),
+                );
+                true
+            }
+            Ok(Some(Trailer::Data)) => {
+                self.add(
+                    Severity::Error,
+                    "trailing-data",
+                    None,
+                    "data after the end-of-archive marker",
+                );
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                let at = r.offset;
+                self.add(
+                    Severity::Error,
+                    "truncated",
+                    None,
+                    format!("the archive is truncated (ends at decompressed offset {at})"),
+                );
+                false
+            }
+            Err(e) => {
+                self.add(
+                    Severity::Error,
+                    "corrupt",
+                    None,
+                    format!("the compressed stream is corrupt: {e}"),
+                );
+                false
+            }
+        }
+    }
+}

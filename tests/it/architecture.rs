@@ -1,0 +1,142 @@
+//! The shape the code promises in ARCHITECTURE.md: imports between top-level modules run one
+//! way (no cycles), and no source file holds more than 600 lines of non-test code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use crate::support::repo;
+
+/// Every `.rs` file below `dir`, as (path relative to `src/`, text).
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let rel = path.strip_prefix(repo().join("src")).unwrap();
+            out.push((
+                rel.display().to_string(),
+                fs::read_to_string(&path).unwrap(),
+            ));
+        }
+    }
+}
+
+/// The code before the first `#[cfg(test)]` (test modules sit at the end of a file).
+fn non_test(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+/// Top-level modules named after `crate::` in `code`, including `crate::{a, b::c}` groups.
+fn crate_refs(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            for item in group.split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+fn module_of(rel: &str) -> String {
+    rel.split('/')
+        .next()
+        .unwrap()
+        .trim_end_matches(".rs")
+        .to_string()
+}
+
+#[test]
+fn imports_between_modules_have_no_cycles() {
+    let mut files = Vec::new();
+    sources(&repo().join("src"), &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, text) in &files {
+        let from = module_of(rel);
+        if from == "main" || from == "lib" {
+            continue;
+        }
+        // Doc links (`[`crate::plan`]`) are not imports.
+        let code: String = non_test(text)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for to in crate_refs(&code) {
+            if to != from {
+                graph.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    assert!(
+        graph.len() > 10,
+        "the scan found too few modules: {graph:?}"
+    );
+    // Depth-first search for a back edge.
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(cycle) = visit(node, &graph, &mut Vec::new(), &mut done) {
+            panic!("import cycle: {}\n{graph:#?}", cycle.join(" -> "));
+        }
+    }
+    // The command layer is on top: nothing imports it.
+    for (from, to) in &graph {
+        assert!(!to.contains("cmd"), "`{from}` imports `cmd`");
+    }
+}
+
+#[test]
+fn no_source_file_is_over_600_lines_of_non_test_code() {
+    let mut files = Vec::new();
+    sources(&repo().join("src"), &mut files);
+    let big: Vec<String> = files
+        .iter()
+        .filter(|(rel, _)| !rel.ends_with("tests.rs"))
+        .map(|(rel, text)| (rel, non_test(text).lines().count()))
+        .filter(|(_, n)| *n > 600)
+        .map(|(rel, n)| format!("{rel}: {n}"))
+        .collect();
+    assert!(big.is_empty(), "split by idea: {big:?}");
+}
