@@ -125,7 +125,7 @@ pub struct Report {
     pub version: Option<String>,
     pub files: usize,
     /// What the bundle's digest was checked against (origin, or only consistency).
-    pub reference: consistency::Reference,
+    pub reference: sidecar::Reference,
     pub findings: Vec<Finding>,
 }
 
@@ -148,7 +148,9 @@ mod header;
 mod leaks;
 mod record;
 mod report;
+mod sidecar;
 mod stream;
+mod target;
 mod walk;
 
 use record::spool;
@@ -170,8 +172,7 @@ pub fn verify_file(
     let streamed = verify_stream(file, file_name, limits, extract)
         .with_context(|| format!("`{path}`: cannot verify"))?;
     let mut findings = streamed.findings;
-    let reference =
-        consistency::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
+    let reference = sidecar::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
     findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
     let summary = streamed.summary;
     Ok(Report {

@@ -1,8 +1,10 @@
 //! `MANIFEST.json` and `SHA256SUMS`: what the bundle holds and how it was made.
 
+use std::fmt;
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, Write};
+use std::io::{self, BufReader, BufWriter, Seek, Write};
 
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the layout, the manifest or the archive bytes change meaning.
@@ -197,6 +199,85 @@ impl Spool {
     }
 }
 
+/// Parses MANIFEST.json handing each `files` element to `on_file` as it is read, so the
+/// list is never held; returns the manifest with an empty `files`.
+struct ManifestSeed<'f> {
+    on_file: &'f mut dyn FnMut(FileRecord),
+}
+
+impl<'de> DeserializeSeed<'de> for ManifestSeed<'_> {
+    type Value = Manifest;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Manifest, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ManifestSeed<'_> {
+    type Value = Manifest;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a bundle manifest")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Manifest, A::Error> {
+        let mut head = serde_json::Map::new();
+        let mut files = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "files" {
+                if files {
+                    return Err(de::Error::duplicate_field("files"));
+                }
+                files = true;
+                map.next_value_seed(FilesSeed {
+                    on_file: &mut *self.on_file,
+                })?;
+            } else {
+                head.insert(key, map.next_value()?);
+            }
+        }
+        if !files {
+            return Err(de::Error::missing_field("files"));
+        }
+        head.insert("files".into(), serde_json::Value::Array(Vec::new()));
+        serde_json::from_value(serde_json::Value::Object(head)).map_err(de::Error::custom)
+    }
+}
+
+struct FilesSeed<'f> {
+    on_file: &'f mut dyn FnMut(FileRecord),
+}
+
+impl<'de> DeserializeSeed<'de> for FilesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FilesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of files")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(file) = seq.next_element::<FileRecord>()? {
+            (self.on_file)(file);
+        }
+        Ok(())
+    }
+}
+
+/// Parse a spooled MANIFEST.json, streaming its `files` to `on_file`.
+pub fn parse_streaming(
+    file: &File,
+    on_file: &mut dyn FnMut(FileRecord),
+) -> io::Result<Result<Manifest, serde_json::Error>> {
+    let mut reader = BufReader::new(file);
+    reader.rewind()?;
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    Ok(ManifestSeed { on_file }
+        .deserialize(&mut de)
+        .and_then(|m| de.end().map(|()| m)))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -297,5 +378,30 @@ pub(crate) mod tests {
                 "b".repeat(64)
             )
         );
+    }
+
+    #[test]
+    fn streams_the_manifest_files() {
+        let mut manifest = serde_json::to_value(sample()).unwrap();
+        let files = manifest["files"].clone();
+        let text = manifest.to_string();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        let m = parse_streaming(&file, &mut |f| seen.push(f))
+            .unwrap()
+            .unwrap();
+        assert!(m.files.is_empty(), "files are streamed, not kept");
+        assert_eq!(serde_json::to_value(&seen).unwrap(), files);
+
+        manifest.as_object_mut().unwrap().remove("files");
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, manifest.to_string().as_bytes()).unwrap();
+        let e = parse_streaming(&file, &mut |_| {}).unwrap().unwrap_err();
+        assert!(e.to_string().contains("missing field `files`"), "{e}");
+
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, format!("{text} trailing").as_bytes()).unwrap();
+        assert!(parse_streaming(&file, &mut |_| {}).unwrap().is_err());
     }
 }

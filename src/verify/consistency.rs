@@ -7,17 +7,14 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek};
-
-use anyhow::{Context, Result};
-use camino::Utf8Path;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::io::{self, BufRead, BufReader, Seek};
 
 use super::record::{Record, RecordKind};
+use super::sidecar::is_hex64;
+use super::target::check_executable;
 use super::{Finding, Severity, Walk};
-use crate::archive::manifest::{FORMAT_VERSION, FileKind, FileRecord, Manifest};
+use crate::archive::manifest::{self, FORMAT_VERSION, FileKind, FileRecord, Manifest};
 use crate::archive::{self, MANIFEST, SHA256SUMS};
 
 #[derive(Debug, Default)]
@@ -38,183 +35,6 @@ fn finding(
     message: String,
 ) {
     findings.push(Finding::new(severity, code, path, message));
-}
-
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// `PATH.sha256` (and `--sha256`) against the archive's digest.
-/// What the bundle's digest was checked against: only an expected digest given from outside
-/// (`--sha256`, or in future a signature) proves where a bundle came from. A sidecar lies
-/// beside the bundle, and whoever could replace the one could replace the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reference {
-    /// `--sha256 HEX`: origin is checked, as far as that digest is trusted.
-    ExpectedDigest,
-    /// Only the `.sha256` beside the bundle: internal consistency, not origin.
-    SidecarOnly,
-    /// Nothing but the bundle's own MANIFEST.json and SHA256SUMS.
-    None,
-}
-
-pub fn check_sidecar(
-    path: &Utf8Path,
-    digest: &str,
-    expected: Option<&str>,
-    findings: &mut Vec<Finding>,
-) -> Result<Reference> {
-    let reference = match expected {
-        Some(_) => Reference::ExpectedDigest,
-        None => Reference::SidecarOnly,
-    };
-    if let Some(hex) = expected {
-        let hex = hex.trim().to_ascii_lowercase();
-        if hex != digest {
-            finding(
-                findings,
-                Severity::Error,
-                "sha256",
-                None,
-                format!("expected SHA-256 {hex} (--sha256), the archive's is {digest}"),
-            );
-        }
-    }
-    let sidecar = format!("{path}.sha256");
-    let text = match crate::fsutil::open_regular(&sidecar) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if expected.is_none() {
-                finding(
-                    findings,
-                    Severity::Note,
-                    "no-sidecar",
-                    None,
-                    format!(
-                        "no `{sidecar}` to check the archive against; pass --sha256 to check a known digest"
-                    ),
-                );
-            }
-            return Ok(match expected {
-                Some(_) => Reference::ExpectedDigest,
-                None => Reference::None,
-            });
-        }
-        Err(e) => return Err(e).with_context(|| format!("`{sidecar}`: cannot read")),
-        Ok(f) => {
-            let mut text = String::new();
-            f.take(4096)
-                .read_to_string(&mut text)
-                .with_context(|| format!("`{sidecar}`: cannot read"))?;
-            text
-        }
-    };
-    let file_name = path.file_name().unwrap_or_default();
-    let line = text.lines().next().unwrap_or_default();
-    let parsed = line.split_once("  ").or_else(|| line.split_once(" *"));
-    match parsed {
-        Some((hex, name)) if is_hex64(hex) => {
-            if hex != digest {
-                finding(
-                    findings,
-                    Severity::Error,
-                    "sidecar-mismatch",
-                    None,
-                    format!("`{sidecar}` says {hex}, the archive's SHA-256 is {digest}"),
-                );
-            }
-            if name != file_name {
-                finding(
-                    findings,
-                    Severity::Warning,
-                    "sidecar-name",
-                    None,
-                    format!("`{sidecar}` names {name:?}, not {file_name:?}"),
-                );
-            }
-        }
-        _ => finding(
-            findings,
-            Severity::Error,
-            "sidecar-format",
-            None,
-            format!("`{sidecar}` is not `<64 hex>  <file name>`"),
-        ),
-    }
-    Ok(reference)
-}
-
-/// ELF `e_machine` for a target triple's architecture, if we know it.
-fn elf_machine(arch: &str) -> Option<u16> {
-    Some(match arch {
-        "x86_64" => 62,
-        "i386" | "i586" | "i686" => 3,
-        "aarch64" => 183,
-        a if a.starts_with("arm") || a.starts_with("thumb") => 40,
-        a if a.starts_with("riscv64") => 243,
-        "powerpc64" | "powerpc64le" => 21,
-        "powerpc" => 20,
-        "s390x" => 22,
-        "loongarch64" => 258,
-        _ => return None,
-    })
-}
-
-/// Whether a file's first bytes look like an executable of some platform. Verify keeps the
-/// head only of such files: [`check_executable`] fails every other head as it fails an empty one.
-pub(super) fn executable_magic(head: &[u8]) -> bool {
-    [
-        &b"\x7fELF"[..],
-        b"MZ",
-        b"\xcf\xfa\xed\xfe",
-        b"\xca\xfe\xba\xbe",
-    ]
-    .iter()
-    .any(|m| head.starts_with(m))
-}
-
-/// Whether the first bytes of an executable fit the target triple.
-pub fn check_executable(head: &[u8], target: &str) -> Result<(), String> {
-    let arch = target.split('-').next().unwrap_or_default();
-    if target.contains("windows") {
-        return if head.starts_with(b"MZ") {
-            Ok(())
-        } else {
-            Err("is not a PE executable".into())
-        };
-    }
-    if target.contains("apple") {
-        let cpu = match head {
-            [0xcf, 0xfa, 0xed, 0xfe, a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
-            [0xca, 0xfe, 0xba, 0xbe, ..] => return Ok(()),
-            _ => return Err("is not a Mach-O executable".into()),
-        };
-        let want = match arch {
-            "x86_64" => 0x0100_0007,
-            "aarch64" | "arm64" => 0x0100_000c,
-            _ => return Ok(()),
-        };
-        return if cpu == want {
-            Ok(())
-        } else {
-            Err(format!(
-                "is a Mach-O executable for CPU type {cpu:#x}, not {arch}"
-            ))
-        };
-    }
-    if !head.starts_with(b"\x7fELF") || head.len() < 20 {
-        return Err("is not an ELF executable".into());
-    }
-    let machine = match head[5] {
-        2 => u16::from_be_bytes([head[18], head[19]]),
-        _ => u16::from_le_bytes([head[18], head[19]]),
-    };
-    match elf_machine(arch) {
-        Some(want) if want != machine => Err(format!(
-            "is an ELF executable for machine {machine}, not {arch} ({want})"
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// The spooled entries, read back in archive order.
@@ -328,85 +148,6 @@ impl<I: Iterator<Item = io::Result<Record>>> Join<I> {
         }
         self.error.map_or(Ok(()), Err)
     }
-}
-
-/// Parses MANIFEST.json handing each `files` element to `on_file` as it is read, so the
-/// list is never held; returns the manifest with an empty `files`.
-struct ManifestSeed<'f> {
-    on_file: &'f mut dyn FnMut(FileRecord),
-}
-
-impl<'de> DeserializeSeed<'de> for ManifestSeed<'_> {
-    type Value = Manifest;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Manifest, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ManifestSeed<'_> {
-    type Value = Manifest;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a bundle manifest")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Manifest, A::Error> {
-        let mut head = serde_json::Map::new();
-        let mut files = false;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "files" {
-                if files {
-                    return Err(de::Error::duplicate_field("files"));
-                }
-                files = true;
-                map.next_value_seed(FilesSeed {
-                    on_file: &mut *self.on_file,
-                })?;
-            } else {
-                head.insert(key, map.next_value()?);
-            }
-        }
-        if !files {
-            return Err(de::Error::missing_field("files"));
-        }
-        head.insert("files".into(), serde_json::Value::Array(Vec::new()));
-        serde_json::from_value(serde_json::Value::Object(head)).map_err(de::Error::custom)
-    }
-}
-
-struct FilesSeed<'f> {
-    on_file: &'f mut dyn FnMut(FileRecord),
-}
-
-impl<'de> DeserializeSeed<'de> for FilesSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FilesSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of files")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(file) = seq.next_element::<FileRecord>()? {
-            (self.on_file)(file);
-        }
-        Ok(())
-    }
-}
-
-/// Parse a spooled MANIFEST.json, streaming its `files` to `on_file`.
-pub(super) fn parse_manifest(
-    file: &File,
-    on_file: &mut dyn FnMut(FileRecord),
-) -> io::Result<Result<Manifest, serde_json::Error>> {
-    let mut reader = BufReader::new(file);
-    reader.rewind()?;
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    Ok(ManifestSeed { on_file }
-        .deserialize(&mut de)
-        .and_then(|m| de.end().map(|()| m)))
 }
 
 /// An entry (as the archive has it) against its MANIFEST.json record.
@@ -679,7 +420,7 @@ pub(super) fn check(
         return Ok(out);
     };
     // First the manifest alone (is it whole and valid?), then its files against the archive.
-    let manifest = match parse_manifest(manifest_file, &mut |_| {})? {
+    let manifest = match manifest::parse_streaming(manifest_file, &mut |_| {})? {
         Ok(m) => m,
         Err(e) => {
             finding(
@@ -747,7 +488,7 @@ pub(super) fn check(
         let mut join = Join::new(records(records_file)?, |r| !is_metadata(r));
         let mut launchers = Vec::new();
         let unlisted = unlisted(&top, MANIFEST);
-        parse_manifest(manifest_file, &mut |f| {
+        manifest::parse_streaming(manifest_file, &mut |f| {
             if f.kind == FileKind::Launcher {
                 launchers.push(f.path.clone());
             }
@@ -869,71 +610,5 @@ mod tests {
             join(&archive, &[]),
             ["unlisted a", "unlisted a.txt", "unlisted a/b", "unlisted c"]
         );
-    }
-
-    #[test]
-    fn streams_the_manifest_files() {
-        let mut manifest = serde_json::to_value(crate::archive::manifest::tests::sample()).unwrap();
-        let files = manifest["files"].clone();
-        let text = manifest.to_string();
-        let mut file = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
-        let mut seen = Vec::new();
-        let m = parse_manifest(&file, &mut |f| seen.push(f))
-            .unwrap()
-            .unwrap();
-        assert!(m.files.is_empty(), "files are streamed, not kept");
-        assert_eq!(serde_json::to_value(&seen).unwrap(), files);
-
-        manifest.as_object_mut().unwrap().remove("files");
-        let mut file = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut file, manifest.to_string().as_bytes()).unwrap();
-        let e = parse_manifest(&file, &mut |_| {}).unwrap().unwrap_err();
-        assert!(e.to_string().contains("missing field `files`"), "{e}");
-
-        let mut file = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut file, format!("{text} trailing").as_bytes()).unwrap();
-        assert!(parse_manifest(&file, &mut |_| {}).unwrap().is_err());
-    }
-
-    #[test]
-    fn executable_targets() {
-        let mut elf = vec![0u8; 64];
-        elf[..4].copy_from_slice(b"\x7fELF");
-        elf[4] = 2;
-        elf[5] = 1;
-        elf[18] = 62;
-        assert!(check_executable(&elf, "x86_64-unknown-linux-gnu").is_ok());
-        assert_eq!(
-            check_executable(&elf, "aarch64-unknown-linux-gnu").unwrap_err(),
-            "is an ELF executable for machine 62, not aarch64 (183)"
-        );
-        assert!(check_executable(b"#!/bin/sh\n", "x86_64-unknown-linux-gnu").is_err());
-        assert!(check_executable(b"MZ\x90\0", "x86_64-pc-windows-msvc").is_ok());
-        let macho = [0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0, 0, 0x01];
-        assert!(check_executable(&macho, "aarch64-apple-darwin").is_ok());
-        assert!(check_executable(&macho, "x86_64-apple-darwin").is_err());
-        // Verify drops the heads `executable_magic` refuses: for them, the verdict must be
-        // the one an empty head gets.
-        for target in [
-            "x86_64-unknown-linux-gnu",
-            "aarch64-apple-darwin",
-            "x86_64-pc-windows-msvc",
-        ] {
-            for head in [
-                &b"#!/bin/sh\n"[..],
-                b"\x7fEL",
-                b"M",
-                &[0xcf, 0xfa],
-                b"PK\x03\x04",
-            ] {
-                assert!(!executable_magic(head));
-                assert_eq!(
-                    check_executable(head, target),
-                    check_executable(&[], target)
-                );
-            }
-            assert!(executable_magic(&elf) && executable_magic(&macho));
-        }
     }
 }

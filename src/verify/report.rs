@@ -1,6 +1,6 @@
 //! Printing verification reports (human lines or JSON objects).
 
-use super::consistency::Reference;
+use super::sidecar::Reference;
 use super::{Limits, Report, Severity};
 use crate::cli::{CheckOpts, MessageFormat};
 use crate::shell::Shell;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::leaks::LeakScanner;
 use super::record::{Link, Record, RecordKind, spool};
-use super::{Finding, Limits, MAX_LEAK_FINDINGS, Severity, Sink, consistency};
+use super::{Finding, Limits, MAX_LEAK_FINDINGS, Severity, Sink, target};
 use crate::archive::header::{
     TYPE_BLOCK_DEVICE, TYPE_CHAR_DEVICE, TYPE_DIR, TYPE_FIFO, TYPE_GNU_LONGLINK, TYPE_GNU_LONGNAME,
     TYPE_GNU_SPARSE, TYPE_HARDLINK, TYPE_OLD_REGULAR, TYPE_PAX, TYPE_PAX_GLOBAL, TYPE_REGULAR,
@@ -469,7 +469,7 @@ impl Walk<'_> {
                 None => {}
             }
             if let Some(record) = record.as_mut() {
-                if !consistency::executable_magic(&head) {
+                if !target::executable_magic(&head) {
                     head.clear();
                 }
                 record.kind = RecordKind::File;
