@@ -11,7 +11,11 @@ use cargo_release_bundle::cmd;
 fn main() -> ExitCode {
     let Cli::ReleaseBundle(cli) = Cli::parse_from(normalize_args(std::env::args_os().collect()));
     let outcome = cmd::run(&cli);
-    match outcome.result {
+    // Output that could not be written fails the command, whatever it found.
+    let result = outcome
+        .result
+        .and_then(|code| outcome.shell.finish().map(|()| code));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             outcome.shell.error_chain(&err);

@@ -76,7 +76,7 @@ pub struct TreeRule {
     pub base: String,
     kind: FileKind,
     mode: Option<u32>,
-    by: By,
+    by: Claimant,
 }
 
 /// An include rule, as far as messages and the "matches nothing" check need it.
@@ -105,7 +105,7 @@ pub struct BundlePlan {
     pub binaries: Vec<String>,
     /// Entries known without walking a tree, sorted bytewise by path: binaries, the launcher,
     /// hooks, single-file includes, and the directories above them and above every tree.
-    fixed: Vec<(Entry, By)>,
+    fixed: Vec<(Entry, Claimant)>,
     trees: Vec<TreeRule>,
     /// Directories no walk enters.
     skip: Vec<Utf8PathBuf>,
@@ -115,7 +115,7 @@ pub struct BundlePlan {
 
 /// Where an entry came from, for conflict messages (described only when one is needed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum By {
+enum Claimant {
     Binary,
     Launcher,
     Hook(HookName),
@@ -123,21 +123,21 @@ enum By {
     Include(usize),
 }
 
-fn describe_claim(entry: &Entry, by: By, includes: &[IncludeInfo]) -> String {
+fn describe_claim(entry: &Entry, by: Claimant, includes: &[IncludeInfo]) -> String {
     let source = match &entry.content {
         Content::File { source, .. } | Content::Symlink { source, .. } => Some(source),
         _ => None,
     };
     match (by, source) {
-        (By::Binary, _) => match &entry.content {
+        (Claimant::Binary, _) => match &entry.content {
             Content::Binary(bin) => format!("binary `{bin}`"),
             _ => "the binaries".into(),
         },
-        (By::Launcher, _) => "the launcher".into(),
-        (By::Hook(h), _) => format!("the {} hook", h.as_str()),
-        (By::Priv, Some(source)) => format!("the priv file `{source}`"),
-        (By::Priv, None) => "the priv directory".into(),
-        (By::Include(i), source) => {
+        (Claimant::Launcher, _) => "the launcher".into(),
+        (Claimant::Hook(h), _) => format!("the {} hook", h.as_str()),
+        (Claimant::Priv, Some(source)) => format!("the priv file `{source}`"),
+        (Claimant::Priv, None) => "the priv directory".into(),
+        (Claimant::Include(i), source) => {
             let key = includes.get(i).map_or("include", |r| r.key.as_str());
             match source {
                 Some(source) => format!("{key} (`{source}`)"),
@@ -148,21 +148,21 @@ fn describe_claim(entry: &Entry, by: By, includes: &[IncludeInfo]) -> String {
 }
 
 /// The `dest` of the include behind `by`, which errors about its entries name.
-fn origin_of(by: By, includes: &[IncludeInfo]) -> Option<&Origin> {
+fn origin_of(by: Claimant, includes: &[IncludeInfo]) -> Option<&Origin> {
     match by {
-        By::Include(i) => includes.get(i).map(|r| &r.dest_origin),
+        Claimant::Include(i) => includes.get(i).map(|r| &r.dest_origin),
         _ => None,
     }
 }
 
 /// The entries known at plan time, with the directories they imply.
-struct Fixed<'i> {
-    entries: BTreeMap<String, (Entry, By)>,
+struct KnownEntries<'i> {
+    entries: BTreeMap<String, (Entry, Claimant)>,
     includes: &'i [IncludeInfo],
 }
 
-impl Fixed<'_> {
-    fn fail(&self, by: By, msg: String) -> anyhow::Error {
+impl KnownEntries<'_> {
+    fn fail(&self, by: Claimant, msg: String) -> anyhow::Error {
         match origin_of(by, self.includes) {
             Some(o) => anyhow!("{o}: {msg}"),
             None => anyhow!("{msg}"),
@@ -170,7 +170,7 @@ impl Fixed<'_> {
     }
 
     /// Make every parent of `path` a directory.
-    fn parents(&mut self, path: &str, by: By) -> Result<()> {
+    fn parents(&mut self, path: &str, by: Claimant) -> Result<()> {
         let mut parent = path;
         while let Some((p, _)) = parent.rsplit_once('/') {
             parent = p;
@@ -199,7 +199,7 @@ impl Fixed<'_> {
         Ok(())
     }
 
-    fn add(&mut self, entry: Entry, by: By) -> Result<()> {
+    fn add(&mut self, entry: Entry, by: Claimant) -> Result<()> {
         self.parents(&entry.path, by)?;
         if let Some((existing, other)) = self.entries.get(&entry.path) {
             if existing.content == Content::Dir && entry.content == Content::Dir {
@@ -439,7 +439,7 @@ pub fn plan(
             shipped: 0,
         })
         .collect();
-    let mut fixed = Fixed {
+    let mut fixed = KnownEntries {
         entries: BTreeMap::new(),
         includes: &includes,
     };
@@ -453,7 +453,7 @@ pub fn plan(
             mode: MODE_EXEC,
             kind: Some(FileKind::Executable),
         };
-        fixed.add(entry, By::Binary)?;
+        fixed.add(entry, Claimant::Binary)?;
     }
     if with_launcher {
         let spec = launcher_spec(package, config, &binaries)?;
@@ -463,7 +463,7 @@ pub fn plan(
             mode: MODE_EXEC,
             kind: Some(FileKind::Launcher),
         };
-        fixed.add(entry, By::Launcher)?;
+        fixed.add(entry, Claimant::Launcher)?;
         for (hook, found) in sources.hooks {
             let entry = entry_for(
                 found,
@@ -471,7 +471,7 @@ pub fn plan(
                 FileKind::Hook,
                 Some(MODE_EXEC),
             );
-            fixed.add(entry, By::Hook(hook)).map_err(|e| {
+            fixed.add(entry, Claimant::Hook(hook)).map_err(|e| {
                 match config.launcher.hooks.get(&hook) {
                     Some(h) => anyhow!("{}: {e}", h.origin),
                     None => e,
@@ -488,7 +488,7 @@ pub fn plan(
             base: "priv".into(),
             kind: FileKind::Priv,
             mode: None,
-            by: By::Priv,
+            by: Claimant::Priv,
         });
     }
 
@@ -527,7 +527,7 @@ pub fn plan(
                     rule.origin.child("dest")
                 );
             }
-            let by = By::Include(index);
+            let by = Claimant::Include(index);
             match found {
                 Match::One(found) => {
                     let entry = entry_for(found, base, FileKind::Include, rule.value.mode);
@@ -547,7 +547,7 @@ pub fn plan(
             }
         }
     }
-    let fixed: Vec<(Entry, By)> = fixed.entries.into_values().collect();
+    let fixed: Vec<(Entry, Claimant)> = fixed.entries.into_values().collect();
     let includes = includes
         .into_iter()
         .zip(shipped)

@@ -16,6 +16,28 @@ pub struct Shell {
     quiet: bool,
     verbose: u8,
     tty: bool,
+    /// Stdout is gone (a closed pipe, as with `| head`): stop writing there, quietly.
+    stdout_closed: std::cell::Cell<bool>,
+    /// The first other error writing to stdout; the command then fails (see [`Shell::finish`]).
+    stdout_error: std::cell::RefCell<Option<std::io::Error>>,
+}
+
+/// How a finding is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Error,
+    Warning,
+    Note,
+}
+
+impl Tone {
+    fn label(self) -> &'static str {
+        match self {
+            Tone::Error => "error",
+            Tone::Warning => "warning",
+            Tone::Note => "note",
+        }
+    }
 }
 
 /// A progress bar on stderr for long writes; drawn only on a terminal, at most ten times a
@@ -118,6 +140,30 @@ impl Shell {
             quiet,
             verbose,
             tty,
+            stdout_closed: std::cell::Cell::new(false),
+            stdout_error: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Write to stdout: a closed pipe ends the output quietly (as cargo does); any other error
+    /// is kept for [`Shell::finish`], so a consumer never gets truncated output with exit 0.
+    fn stdout(&self, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+        if self.stdout_closed.get() || self.stdout_error.borrow().is_some() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        match write(&mut out).and_then(|()| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.stdout_closed.set(true),
+            Err(e) => *self.stdout_error.borrow_mut() = Some(e),
+        }
+    }
+
+    /// The error, if writing to stdout failed other than by a closed pipe.
+    pub fn finish(&self) -> anyhow::Result<()> {
+        match self.stdout_error.borrow_mut().take() {
+            Some(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+            None => Ok(()),
         }
     }
 
@@ -203,20 +249,19 @@ impl Shell {
 
     /// A line of a command's own output on stdout (e.g. a verification report).
     pub fn out(&self, text: impl std::fmt::Display) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
+        self.stdout(|out| writeln!(out, "{text}"));
     }
 
     /// `error[code]: ...` / `warning[code]: ...` / `note[code]: ...` on stdout.
-    pub fn finding(&self, severity: &str, code: &str, text: impl std::fmt::Display) {
-        let style = match severity {
-            "error" => RED,
-            "warning" => YELLOW,
-            _ => CYAN,
+    pub fn finding(&self, tone: Tone, code: &str, text: impl std::fmt::Display) {
+        let style = match tone {
+            Tone::Error => RED,
+            Tone::Warning => YELLOW,
+            Tone::Note => CYAN,
         };
         self.out(format!(
             "{}{} {text}",
-            self.paint(style, &format!("{severity}[{code}]")),
+            self.paint(style, &format!("{}[{code}]", tone.label())),
             self.paint(BOLD, ":")
         ));
     }
@@ -227,9 +272,7 @@ impl Shell {
 
     /// One line of JSON on stdout.
     pub fn json(&self, value: &serde_json::Value) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{value}");
-        let _ = out.flush();
+        self.stdout(|out| writeln!(out, "{value}"));
     }
 
     /// One JSON line: the object `head` with `key` set to the items of `list`, written as they
@@ -240,6 +283,9 @@ impl Shell {
         key: &str,
         list: impl Iterator<Item = anyhow::Result<serde_json::Value>>,
     ) -> anyhow::Result<()> {
+        if self.stdout_closed.get() {
+            return Ok(());
+        }
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut head = head.to_string();
         // Invariant: `head` is an object (it ends in `}`); an empty one gets no comma.

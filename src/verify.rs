@@ -27,7 +27,7 @@ use leaks::LEAK_PATTERNS;
 const MAX_LEAK_FINDINGS: usize = 256;
 
 /// Where the entries that pass go, as they pass (the unpacker implements it); verify knows
-/// nothing more of it. Failures are the sink's to keep: the walk goes on, so every finding
+/// nothing more of it. Failures are the sink's to keep: the check goes on, so every finding
 /// is still reported.
 pub trait Sink {
     fn dir(&mut self, rel: &str);
@@ -36,7 +36,7 @@ pub trait Sink {
     fn begin_file(&mut self, rel: &str) -> Option<File>;
     fn end_file(&mut self, rel: &str, file: File, mode: u32);
     fn fail(&mut self, rel: &str, e: io::Error);
-    /// Whether the walk must stop now (the user interrupted the sink's command).
+    /// Whether the check must stop now (the user interrupted the sink's command).
     fn cancelled(&self) -> bool {
         false
     }
@@ -143,6 +143,7 @@ impl Report {
     }
 }
 
+mod checker;
 pub mod consistency;
 mod header;
 mod leaks;
@@ -151,11 +152,10 @@ mod report;
 mod sidecar;
 mod stream;
 mod target;
-mod walk;
 
+use checker::Checker;
 use record::spool;
-use stream::{ChannelReader, Raw, RawReader, decompress};
-use walk::Walk;
+use stream::{ChannelReader, HashingReader, InputEnd, decompress};
 
 pub use report::{limits, print};
 
@@ -206,7 +206,7 @@ pub fn verify_stream(
     let count = Arc::new(AtomicU64::new(0));
     let mut raw = BufReader::with_capacity(
         256 * 1024,
-        RawReader {
+        HashingReader {
             input,
             hasher: Sha256::new(),
             count: count.clone(),
@@ -216,7 +216,7 @@ pub fn verify_stream(
     let format = archive::sniff(head);
     let frame_checksum = archive::zstd_frame_checksum(head);
     let leaks = AhoCorasick::new(LEAK_PATTERNS).map_err(io::Error::other)?;
-    let mut walk = Walk {
+    let mut checker = Checker {
         limits,
         findings: Vec::new(),
         top: None,
@@ -224,7 +224,7 @@ pub fn verify_stream(
         dirs: HashSet::new(),
         symlinks: HashSet::new(),
         links: Vec::new(),
-        siblings: archive::Siblings::default(),
+        case_clashes: archive::CaseClashes::default(),
         canonical: true,
         section: archive::Section::Top,
         last_body: None,
@@ -243,7 +243,7 @@ pub fn verify_stream(
     let named = archive::format_of(file_name);
     let (complete, raw) = match format {
         None => {
-            walk.add(Severity::Error, "format", None, "not a zstd or gzip stream");
+            checker.add(Severity::Error, "format", None, "not a zstd or gzip stream");
             let mut rest = CountingReader {
                 inner: &mut raw,
                 count: 0,
@@ -252,7 +252,7 @@ pub fn verify_stream(
             let sha256 = archive::hex(&raw.into_inner().hasher.finalize());
             (
                 false,
-                Raw {
+                InputEnd {
                     sha256,
                     trailing: None,
                 },
@@ -261,11 +261,11 @@ pub fn verify_stream(
         Some(f) => {
             if named != Some(f) {
                 let why = format!("the file name does not end in `.{}`", f.extension());
-                walk.add(Severity::Warning, "file-name", None, why);
+                checker.add(Severity::Warning, "file-name", None, why);
             }
             if f == Format::TarZst && frame_checksum != Some(true) {
                 let why = "the zstd frame has no content checksum (the bundler always writes one): corruption inside the compressed data may go unnoticed";
-                walk.add(Severity::Warning, "zstd-checksum", None, why);
+                checker.add(Severity::Warning, "zstd-checksum", None, why);
             }
             let (tx, rx) = sync_channel(4);
             std::thread::scope(|scope| {
@@ -275,7 +275,7 @@ pub fn verify_stream(
                     chunk: Vec::new(),
                     at: 0,
                 };
-                let complete = walk.walk(reader);
+                let complete = checker.read_all(reader);
                 let raw = producer.join().unwrap_or_else(|_| {
                     Err(io::Error::other("the decompressing thread panicked"))
                 })?;
@@ -287,21 +287,21 @@ pub fn verify_stream(
         && n > 0
     {
         let why = format!("{n} bytes after the end of the compressed stream");
-        walk.add(Severity::Error, "trailing-garbage", None, why);
+        checker.add(Severity::Error, "trailing-garbage", None, why);
     }
-    if walk.leaks_unlisted > 0 {
-        let (n, files) = (walk.leaks_unlisted, walk.leak_files_capped);
+    if checker.leaks_unlisted > 0 {
+        let (n, files) = (checker.leaks_unlisted, checker.leak_files_capped);
         let why = format!(
             "{n} more matches of build-machine paths not listed (at most {MAX_LEAK_FINDINGS} in all and {} per file are; {files} file(s) had more)",
             leaks::MAX_HITS_PER_FILE
         );
-        walk.add(Severity::Warning, "leak", None, why);
+        checker.add(Severity::Warning, "leak", None, why);
     }
-    let mut findings = std::mem::take(&mut walk.findings);
+    let mut findings = std::mem::take(&mut checker.findings);
     let summary = if complete {
-        walk.records.flush()?;
-        let records = walk.records.get_ref();
-        consistency::check(&walk, records, file_name, &mut findings)?
+        checker.records.flush()?;
+        let records = checker.records.get_ref();
+        consistency::check(&checker, records, file_name, &mut findings)?
     } else {
         consistency::Summary::default()
     };

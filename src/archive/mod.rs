@@ -237,12 +237,12 @@ pub fn resolve_link_through<'t>(
 /// siblings are compared; canonical order keeps each directory's children in one run, so
 /// only the directories on the current path are remembered.
 #[derive(Debug, Default)]
-pub struct Siblings {
+pub struct CaseClashes {
     /// `(directory, its children's names case-folded -> as written)`, outermost first.
     frames: Vec<(String, std::collections::HashMap<String, String>)>,
 }
 
-impl Siblings {
+impl CaseClashes {
     /// Note `path`; returns the earlier sibling path it clashes with, if any.
     pub fn clash(&mut self, path: &str) -> Option<String> {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -624,7 +624,7 @@ mod tests {
             None
         );
         assert!(check_entry_name("a\nb").is_err());
-        let mut s = Siblings::default();
+        let mut s = CaseClashes::default();
         for p in ["A", "a-b", "a-b/X", "a-b/y", "a-c", "b", "b/c/Y"] {
             assert_eq!(s.clash(p), None, "{p}");
         }

@@ -40,7 +40,7 @@ impl BundlePlan {
                 Ok((entry_for(found, path, tree.kind, tree.mode), tree.by))
             });
             let include = match tree.by {
-                By::Include(i) => Some(i),
+                Claimant::Include(i) => Some(i),
                 _ => None,
             };
             streams.push(Stream::new(Box::new(found), include));
@@ -48,7 +48,7 @@ impl BundlePlan {
         Entries {
             plan: self,
             streams,
-            siblings: archive::Siblings::default(),
+            case_clashes: archive::CaseClashes::default(),
             shipped: vec![0; self.includes.len()],
             links: Vec::new(),
             totals: Totals::default(),
@@ -107,12 +107,12 @@ impl BundlePlan {
     }
 }
 
-type Claims<'p> = Box<dyn Iterator<Item = Result<(Entry, By)>> + 'p>;
+type Claims<'p> = Box<dyn Iterator<Item = Result<(Entry, Claimant)>> + 'p>;
 
 /// One source of entries in canonical order, with its next entry read ahead.
 struct Stream<'p> {
     rest: Claims<'p>,
-    head: Option<Result<(Entry, By)>>,
+    head: Option<Result<(Entry, Claimant)>>,
     /// The include rule a tree stream ships for.
     include: Option<usize>,
 }
@@ -136,7 +136,7 @@ impl<'p> Stream<'p> {
 }
 
 /// A symlink seen in a pass, for the check that its target exists.
-struct Link {
+struct PlannedLink {
     path: String,
     target: String,
     from: String,
@@ -146,15 +146,15 @@ struct Link {
 pub struct Entries<'p> {
     plan: &'p BundlePlan,
     streams: Vec<Stream<'p>>,
-    siblings: archive::Siblings,
+    case_clashes: archive::CaseClashes,
     shipped: Vec<usize>,
-    links: Vec<Link>,
+    links: Vec<PlannedLink>,
     totals: Totals,
     failed: bool,
 }
 
 impl Entries<'_> {
-    fn fail(&self, by: By, msg: String) -> anyhow::Error {
+    fn fail(&self, by: Claimant, msg: String) -> anyhow::Error {
         match origin_of(by, &self.plan.includes) {
             Some(o) => anyhow!("{o}: {msg}"),
             None => anyhow!("{msg}"),
@@ -162,7 +162,7 @@ impl Entries<'_> {
     }
 
     /// The next entry, with conflicts between sources resolved or refused.
-    fn merged(&mut self) -> Option<Result<(Entry, By)>> {
+    fn merged(&mut self) -> Option<Result<(Entry, Claimant)>> {
         if let Some(stream) = self
             .streams
             .iter_mut()
@@ -176,7 +176,7 @@ impl Entries<'_> {
             .filter_map(Stream::path)
             .min()?
             .to_string();
-        let mut claims: Vec<(Entry, By)> = Vec::new();
+        let mut claims: Vec<(Entry, Claimant)> = Vec::new();
         for stream in &mut self.streams {
             if stream.path() != Some(&least) {
                 continue;
@@ -218,7 +218,7 @@ impl Entries<'_> {
     }
 
     /// Checks on one entry that need no more than the entries around it.
-    fn check(&mut self, entry: &Entry, by: By) -> Result<()> {
+    fn check(&mut self, entry: &Entry, by: Claimant) -> Result<()> {
         let path = entry.path.as_str();
         let from = || describe_claim(entry, by, &self.plan.includes);
         if path == archive::MANIFEST || path == archive::SHA256SUMS {
@@ -231,7 +231,7 @@ impl Entries<'_> {
         archive::check_entry_name(&full)
             .map_err(|why| anyhow!("`{path}` (from {}): bundle path {why}", from()))?;
 
-        if let Some(other) = self.siblings.clash(path) {
+        if let Some(other) = self.case_clashes.clash(path) {
             bail!(
                 "`{other}` and `{path}` differ only in case, which breaks extraction on macOS and Windows (from {})",
                 from()
@@ -254,7 +254,7 @@ impl Entries<'_> {
                         from()
                     );
                 }
-                self.links.push(Link {
+                self.links.push(PlannedLink {
                     path: path.to_string(),
                     target: target.clone(),
                     from: from(),
@@ -269,7 +269,7 @@ impl Entries<'_> {
 
     /// After a full pass: refuse includes that shipped nothing; hand back the totals and the
     /// symlinks seen.
-    fn finish(self) -> Result<(Totals, Vec<Link>)> {
+    fn finish(self) -> Result<(Totals, Vec<PlannedLink>)> {
         for (info, shipped) in self.plan.includes.iter().zip(&self.shipped) {
             if info.shipped + shipped == 0 {
                 let why = if info.matches == 0 {

@@ -13,7 +13,7 @@ use std::io::{self, BufRead, BufReader, Seek};
 use super::record::{Record, RecordKind};
 use super::sidecar::is_hex64;
 use super::target::check_executable;
-use super::{Finding, Severity, Walk};
+use super::{Checker, Finding, Severity};
 use crate::archive::manifest::{self, FORMAT_VERSION, FileKind, FileRecord, Manifest};
 use crate::archive::{self, MANIFEST, SHA256SUMS};
 
@@ -59,7 +59,7 @@ struct Join<I: Iterator<Item = io::Result<Record>>> {
     error: Option<io::Error>,
 }
 
-enum Step {
+enum JoinStep {
     /// The list names a record.
     Pair(Record),
     /// The list names something the archive does not have.
@@ -110,16 +110,16 @@ impl<I: Iterator<Item = io::Result<Record>>> Join<I> {
     }
 
     /// Records before `path` that the list skipped, then what `path` names.
-    fn step(&mut self, path: &str, skipped: &mut dyn FnMut(Record)) -> Step {
+    fn step(&mut self, path: &str, skipped: &mut dyn FnMut(Record)) -> JoinStep {
         if self.broken {
-            return Step::Skip;
+            return JoinStep::Skip;
         }
         if let Some(last) = &self.last {
             match archive::canonical_order(last, path) {
-                Ordering::Equal => return Step::Duplicate,
+                Ordering::Equal => return JoinStep::Duplicate,
                 Ordering::Greater => {
                     self.broken = true;
-                    return Step::Unordered;
+                    return JoinStep::Unordered;
                 }
                 Ordering::Less => {}
             }
@@ -132,11 +132,11 @@ impl<I: Iterator<Item = io::Result<Record>>> Join<I> {
                         skipped(r);
                     }
                 }
-                Ordering::Equal => return self.take().map_or(Step::Missing, Step::Pair),
+                Ordering::Equal => return self.take().map_or(JoinStep::Missing, JoinStep::Pair),
                 Ordering::Greater => break,
             }
         }
-        Step::Missing
+        JoinStep::Missing
     }
 
     /// Records after the last listed one; none once the join broke.
@@ -251,16 +251,16 @@ fn is_metadata(r: &Record) -> bool {
 }
 
 pub(super) fn check(
-    walk: &Walk<'_>,
+    checker: &Checker<'_>,
     records_file: &File,
     file_name: &str,
     findings: &mut Vec<Finding>,
 ) -> io::Result<Summary> {
     let mut out = Summary {
-        files: walk.files,
+        files: checker.files,
         ..Summary::default()
     };
-    let Some(top) = walk.top.clone() else {
+    let Some(top) = checker.top.clone() else {
         finding(
             findings,
             Severity::Error,
@@ -274,13 +274,13 @@ pub(super) fn check(
 
     // Symlink targets, resolved through the bundle's other links as the kernel would; then
     // one pass over the records to see that they exist, only when there are symlinks.
-    let link_targets: HashMap<&str, &str> = walk
+    let link_targets: HashMap<&str, &str> = checker
         .links
         .iter()
         .map(|l| (l.path.as_str(), l.target.as_str()))
         .collect();
-    let mut resolved: Vec<Option<String>> = Vec::with_capacity(walk.links.len());
-    for link in &walk.links {
+    let mut resolved: Vec<Option<String>> = Vec::with_capacity(checker.links.len());
+    for link in &checker.links {
         match archive::resolve_link_through(&link.path, &link.target, |p| {
             link_targets.get(p).copied()
         }) {
@@ -310,7 +310,7 @@ pub(super) fn check(
             }
         }
     }
-    for (link, resolved) in walk.links.iter().zip(&resolved) {
+    for (link, resolved) in checker.links.iter().zip(&resolved) {
         let Some(r) = resolved else { continue };
         if !(r.is_empty() || targets.get(r.as_str()) == Some(&true)) {
             finding(
@@ -322,7 +322,7 @@ pub(super) fn check(
             );
         }
     }
-    if !walk.canonical {
+    if !checker.canonical {
         finding(
             findings,
             Severity::Error,
@@ -336,7 +336,7 @@ pub(super) fn check(
 
     // SHA256SUMS ⇔ archive.
     let mut pending: Vec<Finding> = Vec::new();
-    match &walk.sums {
+    match &checker.sums {
         None => finding(
             findings,
             Severity::Error,
@@ -344,7 +344,7 @@ pub(super) fn check(
             Some(&full(SHA256SUMS)),
             "the archive has no SHA256SUMS".into(),
         ),
-        Some(sums) if walk.canonical => {
+        Some(sums) if checker.canonical => {
             let mut join = Join::new(records(records_file)?, |r| {
                 r.kind == RecordKind::File && r.path != SHA256SUMS
             });
@@ -368,29 +368,29 @@ pub(super) fn check(
                 findings.append(&mut pending);
                 let p = full(rel);
                 match step {
-                    Step::Pair(r) if r.sha256 != hex => finding(
+                    JoinStep::Pair(r) if r.sha256 != hex => finding(
                         findings,
                         Severity::Error,
                         "checksum-mismatch",
                         Some(&p),
                         format!("SHA256SUMS says {hex}, the content hashes to {}", r.sha256),
                     ),
-                    Step::Pair(_) | Step::Skip => {}
-                    Step::Missing => finding(
+                    JoinStep::Pair(_) | JoinStep::Skip => {}
+                    JoinStep::Missing => finding(
                         findings,
                         Severity::Error,
                         "missing",
                         Some(&p),
                         "listed in SHA256SUMS but not a file in the archive".into(),
                     ),
-                    Step::Duplicate => finding(
+                    JoinStep::Duplicate => finding(
                         findings,
                         Severity::Error,
                         "sums-duplicate",
                         Some(&p),
                         "listed twice in SHA256SUMS".into(),
                     ),
-                    Step::Unordered => finding(
+                    JoinStep::Unordered => finding(
                         findings,
                         Severity::Error,
                         "sums-order",
@@ -409,7 +409,7 @@ pub(super) fn check(
     }
 
     // MANIFEST.json ⇔ archive.
-    let Some(manifest_file) = &walk.manifest else {
+    let Some(manifest_file) = &checker.manifest else {
         finding(
             findings,
             Severity::Error,
@@ -484,7 +484,7 @@ pub(super) fn check(
             format!("the manifest implies the file name {expected_name:?}, not {actual_name:?}"),
         );
     }
-    if walk.canonical {
+    if checker.canonical {
         let mut join = Join::new(records(records_file)?, |r| !is_metadata(r));
         let mut launchers = Vec::new();
         let unlisted = unlisted(&top, MANIFEST);
@@ -494,23 +494,23 @@ pub(super) fn check(
             }
             let p = full(&f.path);
             match join.step(&f.path, &mut |r| unlisted(r, &mut pending)) {
-                Step::Pair(r) => compare(&r, &f, &m.target, &p, &mut pending),
-                Step::Skip => {}
-                Step::Missing => finding(
+                JoinStep::Pair(r) => compare(&r, &f, &m.target, &p, &mut pending),
+                JoinStep::Skip => {}
+                JoinStep::Missing => finding(
                     &mut pending,
                     Severity::Error,
                     "missing",
                     Some(&p),
                     "listed in MANIFEST.json but not in the archive".into(),
                 ),
-                Step::Duplicate => finding(
+                JoinStep::Duplicate => finding(
                     &mut pending,
                     Severity::Error,
                     "manifest-duplicate",
                     Some(&p),
                     "listed twice in MANIFEST.json".into(),
                 ),
-                Step::Unordered => finding(
+                JoinStep::Unordered => finding(
                     &mut pending,
                     Severity::Error,
                     "manifest-order",
@@ -565,11 +565,11 @@ mod tests {
             let step = join.step(path, &mut |r| skipped.push(format!("unlisted {}", r.path)));
             seen.extend(skipped);
             seen.push(match step {
-                Step::Pair(r) => format!("pair {}", r.path),
-                Step::Missing => format!("missing {path}"),
-                Step::Duplicate => format!("duplicate {path}"),
-                Step::Unordered => format!("unordered {path}"),
-                Step::Skip => format!("skip {path}"),
+                JoinStep::Pair(r) => format!("pair {}", r.path),
+                JoinStep::Missing => format!("missing {path}"),
+                JoinStep::Duplicate => format!("duplicate {path}"),
+                JoinStep::Unordered => format!("unordered {path}"),
+                JoinStep::Skip => format!("skip {path}"),
             });
         }
         join.rest(&mut |r| seen.push(format!("unlisted {}", r.path)))

@@ -1,14 +1,14 @@
 //! Per-entry checks on one header before anything is derived from it: the name, the
 //! canonical header fields (owner, mode, mtime, device numbers, magic) and symlink targets.
 
-use super::{RawHeader, Walk};
+use super::{Checker, RawHeader};
 use crate::archive::header::Kind;
 
 fn show(v: Option<u64>) -> String {
     v.map_or("?".into(), |n| n.to_string())
 }
 
-impl Walk<'_> {
+impl Checker<'_> {
     /// Name checks; returns the UTF-8 path when it is safe to use.
     pub(super) fn check_name(&mut self, raw: &[u8]) -> Option<String> {
         let shown = String::from_utf8_lossy(raw).into_owned();

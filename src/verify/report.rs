@@ -3,7 +3,7 @@
 use super::sidecar::Reference;
 use super::{Limits, Report, Severity};
 use crate::cli::{CheckOpts, MessageFormat};
-use crate::shell::Shell;
+use crate::shell::{Shell, Tone};
 
 fn thousands(n: usize) -> String {
     let digits = n.to_string();
@@ -58,17 +58,17 @@ pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
     }
     let file = report.bundle.file_name().unwrap_or(report.bundle.as_str());
     for f in &report.findings {
-        let severity = match f.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Note => "note",
+        let tone = match f.severity {
+            Severity::Error => Tone::Error,
+            Severity::Warning => Tone::Warning,
+            Severity::Note => Tone::Note,
         };
         let place = f
             .path
             .as_deref()
             .map(|p| format!("{p}: "))
             .unwrap_or_default();
-        shell.finding(severity, f.code, format!("{file}: {place}{}", f.message));
+        shell.finding(tone, f.code, format!("{file}: {place}{}", f.message));
     }
     if shell.quiet() {
         return;

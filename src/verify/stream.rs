@@ -13,13 +13,13 @@ use crate::archive::read::CountingReader;
 use crate::archive::{self, Format};
 
 /// Hashes and counts the raw (compressed) bytes as they are read.
-pub(super) struct RawReader<R> {
+pub(super) struct HashingReader<R> {
     pub(super) input: R,
     pub(super) hasher: Sha256,
     pub(super) count: Arc<AtomicU64>,
 }
 
-impl<R: Read> Read for RawReader<R> {
+impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.input.read(buf)?;
         self.hasher.update(&buf[..n]);
@@ -57,7 +57,7 @@ impl Read for ChannelReader {
 }
 
 /// What the decompressing thread saw of the raw stream.
-pub(super) struct Raw {
+pub(super) struct InputEnd {
     pub(super) sha256: String,
     /// Bytes after the end of the compressed stream (when it ended cleanly).
     pub(super) trailing: Option<u64>,
@@ -68,10 +68,10 @@ const CHUNK: usize = 1 << 20;
 /// Decompress `raw` and send it on in chunks; then hash whatever is left of the input.
 /// Runs on its own thread, so decompression overlaps hashing and checking.
 pub(super) fn decompress<R: Read>(
-    mut raw: BufReader<RawReader<R>>,
+    mut raw: BufReader<HashingReader<R>>,
     format: Format,
     tx: SyncSender<Chunk>,
-) -> io::Result<Raw> {
+) -> io::Result<InputEnd> {
     fn pump(mut d: impl Read, tx: &SyncSender<Chunk>) -> bool {
         loop {
             let mut buf = vec![0u8; CHUNK];
@@ -120,7 +120,7 @@ pub(super) fn decompress<R: Read>(
     };
     io::copy(&mut rest, &mut io::sink())?;
     let trailing = clean.then_some(rest.count);
-    Ok(Raw {
+    Ok(InputEnd {
         sha256: archive::hex(&raw.into_inner().hasher.finalize()),
         trailing,
     })

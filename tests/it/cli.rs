@@ -446,3 +446,66 @@ fn verbose_shows_the_cargo_command_and_config_quiet_shows_nothing() {
     assert_success(&quiet);
     assert_eq!(stderr(&quiet), "", "-q prints nothing on success");
 }
+
+/// Stdout that cannot be written fails the command (no truncated JSON with exit 0); a
+/// closed pipe (`| head`) ends the output quietly and keeps the command's own exit code.
+#[test]
+fn stdout_write_errors_fail_and_closed_pipes_do_not() {
+    use std::process::Stdio;
+    let bundle = webapp_bundle();
+    let dir = bundle.parent().unwrap();
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = tool_command(dir)
+        .args(["verify", "--message-format", "json"])
+        .arg(bundle)
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot write to stdout"),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut child = tool_command(dir)
+        .args(["verify", "--message-format", "json"])
+        .arg(bundle)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+/// A test whose tool is missing skips (outside CI); this one makes the skips visible in the
+/// summary: it fails listing every missing tool unless `RELEASE_BUNDLE_ALLOW_SKIP=1`.
+#[test]
+fn tools_the_tests_need_are_installed() {
+    let missing: Vec<&str> = TOOLS
+        .iter()
+        .copied()
+        .filter(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let allowed = std::env::var("RELEASE_BUNDLE_ALLOW_SKIP").as_deref() == Ok("1")
+        && std::env::var_os("CI").is_none();
+    assert!(
+        allowed,
+        "tests that need {missing:?} were skipped; install them (see .ci/run), or set RELEASE_BUNDLE_ALLOW_SKIP=1 to accept the skips (never in CI)"
+    );
+    eprintln!("skipped tests that need {missing:?} (RELEASE_BUNDLE_ALLOW_SKIP=1)");
+}

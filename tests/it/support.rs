@@ -169,8 +169,28 @@ pub fn assert_success(out: &Output) {
     );
 }
 
+/// Every external tool some test runs. `tools_the_tests_need_are_installed` fails when one is
+/// missing, so a skip never passes unnoticed.
+pub const TOOLS: &[&str] = &[
+    "tar",
+    "bsdtar",
+    "zstd",
+    "gzip",
+    "sha256sum",
+    "shellcheck",
+    "dash",
+    "bash",
+    "busybox",
+    "git",
+    "python3",
+    "prlimit",
+    "mkfifo",
+    "script",
+];
+
 /// Whether an external tool is installed. In CI (`CI` set) a missing tool fails the test;
-/// elsewhere the caller skips, and this says so.
+/// elsewhere the caller skips, and this says so (and `tools_the_tests_need_are_installed`
+/// fails, unless `RELEASE_BUNDLE_ALLOW_SKIP=1`).
 pub fn have(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::*;
-use crate::verify::{Raw, TOP, entries_of, find, reseal, serialize, sha_hex, zstd_compress};
+use crate::verify::{TOP, TarEntry, entries_of, find, reseal, serialize, sha_hex, zstd_compress};
 
 const NAME: &str = "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst";
 
 /// Write entries as a bundle with a matching sidecar (an attacker controls both).
-fn write_bundle(dir: &Path, entries: &[Raw]) -> std::path::PathBuf {
+fn write_bundle(dir: &Path, entries: &[TarEntry]) -> std::path::PathBuf {
     let bytes = zstd_compress(&serialize(entries));
     let path = dir.join(NAME);
     fs::write(&path, &bytes).unwrap();
@@ -118,7 +118,7 @@ fn python_tarfile(bundle: &Path, dir: &Path) -> Result<Vec<String>, String> {
 
 /// Verify (strict) and, when it passes, compare what unpack installed with what each tar
 /// extracts. Returns whether verify passed.
-fn check_agreement(dir: &Path, entries: &[Raw], what: &str) -> bool {
+fn check_agreement(dir: &Path, entries: &[TarEntry], what: &str) -> bool {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).unwrap();
     let bundle = write_bundle(dir, entries);
@@ -163,12 +163,12 @@ fn check_agreement(dir: &Path, entries: &[Raw], what: &str) -> bool {
     true
 }
 
-fn set_bytes(r: &mut Raw, offset: usize, bytes: &[u8]) {
+fn set_bytes(r: &mut TarEntry, offset: usize, bytes: &[u8]) {
     r.header[offset..offset + bytes.len()].copy_from_slice(bytes);
 }
 
 /// Canonical checksum (7 octal digits and a NUL) after a mutation.
-fn fix(r: &mut Raw) {
+fn fix(r: &mut TarEntry) {
     r.fix_checksum();
 }
 
@@ -271,7 +271,7 @@ fn verify_sees_what_tar_extracts() {
         }
     }
     // Checksum spellings that GNU tar accepts.
-    let sum = |r: &Raw| {
+    let sum = |r: &TarEntry| {
         let mut h = r.header;
         h[148..156].fill(b' ');
         h.iter().map(|&b| u64::from(b)).sum::<u64>()
@@ -378,12 +378,12 @@ fn a_hidden_entry_behind_a_lenient_size_is_refused() {
 }
 
 /// Insert symlinks after `after` (canonical order kept) and list them in the manifest.
-fn add_symlinks(entries: &mut Vec<Raw>, after: &str, links: &[(&str, &str)]) {
+fn add_symlinks(entries: &mut Vec<TarEntry>, after: &str, links: &[(&str, &str)]) {
     let at = find(entries, &format!("{TOP}/{after}"));
     let like = entries[at].clone();
     for (i, (path, target)) in links.iter().enumerate() {
         let full = format!("{TOP}/{path}");
-        let raw = Raw::crafted(&like, full.as_bytes(), b'2', 0o777, b"", target.as_bytes());
+        let raw = TarEntry::crafted(&like, full.as_bytes(), b'2', 0o777, b"", target.as_bytes());
         entries.insert(at + 1 + i, raw);
     }
     let mi = find(entries, &format!("{TOP}/MANIFEST.json"));
@@ -455,7 +455,7 @@ fn a_symlink_that_leaves_through_another_symlink_is_refused() {
 fn zero_bomb(path: &Path, size: u64) {
     use std::io::Write;
     let good = entries_of(webapp_bundle());
-    let mut bomb = Raw::crafted(
+    let mut bomb = TarEntry::crafted(
         &good[0],
         format!("{TOP}/bomb").as_bytes(),
         b'0',
@@ -628,7 +628,7 @@ fn the_leak_scan_has_flat_memory() {
     let scratch = Scratch::new();
     let good = entries_of(webapp_bundle());
     let lines = (64 << 20) / 16;
-    let mut leak = Raw::crafted(
+    let mut leak = TarEntry::crafted(
         &good[0],
         format!("{TOP}/leaky").as_bytes(),
         b'0',

@@ -12,12 +12,12 @@ use crate::support::*;
 
 /// One tar entry: a raw 512-byte header and its content.
 #[derive(Clone)]
-pub struct Raw {
+pub struct TarEntry {
     pub header: [u8; 512],
     pub data: Vec<u8>,
 }
 
-impl Raw {
+impl TarEntry {
     pub fn name(&self) -> String {
         let field = |o: usize, l: usize| {
             let f = &self.header[o..o + l];
@@ -59,7 +59,14 @@ impl Raw {
     }
 
     /// A new entry shaped like `like` (same mtime, owner, magic), with another name and kind.
-    pub fn crafted(like: &Raw, name: &[u8], kind: u8, mode: u64, data: &[u8], link: &[u8]) -> Raw {
+    pub fn crafted(
+        like: &TarEntry,
+        name: &[u8],
+        kind: u8,
+        mode: u64,
+        data: &[u8],
+        link: &[u8],
+    ) -> TarEntry {
         let mut r = like.clone();
         r.set_name(name);
         r.header[156] = kind;
@@ -71,7 +78,7 @@ impl Raw {
     }
 }
 
-fn parse(tar: &[u8]) -> Vec<Raw> {
+fn parse(tar: &[u8]) -> Vec<TarEntry> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + 512 <= tar.len() && tar[at..at + 512].iter().any(|&b| b != 0) {
@@ -80,7 +87,7 @@ fn parse(tar: &[u8]) -> Vec<Raw> {
         let size = u64::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
             .unwrap() as usize;
         at += 512;
-        out.push(Raw {
+        out.push(TarEntry {
             header,
             data: tar[at..at + size].to_vec(),
         });
@@ -89,7 +96,7 @@ fn parse(tar: &[u8]) -> Vec<Raw> {
     out
 }
 
-pub fn serialize(entries: &[Raw]) -> Vec<u8> {
+pub fn serialize(entries: &[TarEntry]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
         out.extend_from_slice(&e.header);
@@ -116,7 +123,7 @@ pub fn sha_hex(data: &[u8]) -> String {
 }
 
 /// A zstd bundle, decompressed and split into entries.
-pub fn entries_of(bundle: &Path) -> Vec<Raw> {
+pub fn entries_of(bundle: &Path) -> Vec<TarEntry> {
     let mut tar = Vec::new();
     zstd::stream::read::Decoder::new(fs::File::open(bundle).unwrap())
         .unwrap()
@@ -126,16 +133,16 @@ pub fn entries_of(bundle: &Path) -> Vec<Raw> {
 }
 
 /// Write entries as a zstd bundle.
-pub fn write_entries(entries: &[Raw], bundle: &Path) {
+pub fn write_entries(entries: &[TarEntry], bundle: &Path) {
     fs::write(bundle, zstd_compress(&serialize(entries))).unwrap();
 }
 
 /// The good webapp bundle, decompressed and split into entries.
-fn good_entries() -> Vec<Raw> {
+fn good_entries() -> Vec<TarEntry> {
     entries_of(webapp_bundle())
 }
 
-pub fn find(entries: &mut [Raw], name: &str) -> usize {
+pub fn find(entries: &mut [TarEntry], name: &str) -> usize {
     entries
         .iter()
         .position(|e| e.name() == name)
@@ -145,7 +152,7 @@ pub fn find(entries: &mut [Raw], name: &str) -> usize {
 pub const TOP: &str = "webapp-1.2.0";
 
 /// Rewrite MANIFEST.json and SHA256SUMS so they agree with the (tampered) content.
-pub fn reseal(entries: &mut [Raw]) {
+pub fn reseal(entries: &mut [TarEntry]) {
     let files: Vec<(String, Vec<u8>, u64)> = entries
         .iter()
         .filter(|e| e.header[156] == b'0')
@@ -216,7 +223,7 @@ impl Case {
         path
     }
 
-    fn bundle(&self, entries: &[Raw]) -> PathBuf {
+    fn bundle(&self, entries: &[TarEntry]) -> PathBuf {
         self.write(
             "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst",
             &zstd_compress(&serialize(entries)),
@@ -325,7 +332,7 @@ fn tampering_is_detected() {
     // An extra file, in canonical order.
     let mut e = good.clone();
     let at = idx("priv/templates/greeting.txt");
-    let extra = Raw::crafted(
+    let extra = TarEntry::crafted(
         &e[at],
         format!("{TOP}/priv/templates/zz.txt").as_bytes(),
         b'0',
@@ -498,25 +505,33 @@ fn unsafe_constructions_are_caught() {
     let t = |rel: &str| format!("{TOP}/{rel}");
     // Each case: entries inserted right after README.md (or replacing it), the expected code
     // and the path the finding names.
-    type Edit = Box<dyn Fn(&mut Vec<Raw>)>;
-    let insert =
-        |raw: Raw| -> Edit { Box::new(move |e: &mut Vec<Raw>| e.insert(readme + 1, raw.clone())) };
+    type Edit = Box<dyn Fn(&mut Vec<TarEntry>)>;
+    let insert = |raw: TarEntry| -> Edit {
+        Box::new(move |e: &mut Vec<TarEntry>| e.insert(readme + 1, raw.clone()))
+    };
     let cases: Vec<(&str, Edit, &str, Option<String>)> = vec![
         (
             "parent dir",
-            insert(Raw::crafted(&like, b"../evil", b'0', 0o644, b"x", b"")),
+            insert(TarEntry::crafted(&like, b"../evil", b'0', 0o644, b"x", b"")),
             "unsafe-name",
             None,
         ),
         (
             "absolute",
-            insert(Raw::crafted(&like, b"/etc/evil", b'0', 0o644, b"x", b"")),
+            insert(TarEntry::crafted(
+                &like,
+                b"/etc/evil",
+                b'0',
+                0o644,
+                b"x",
+                b"",
+            )),
             "unsafe-name",
             None,
         ),
         (
             "backslash",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 format!("{TOP}/a\\b").as_bytes(),
                 b'0',
@@ -529,7 +544,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "control",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 format!("{TOP}/a\nb").as_bytes(),
                 b'0',
@@ -542,7 +557,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "dot",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 format!("{TOP}/./a").as_bytes(),
                 b'0',
@@ -555,7 +570,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "non-utf8",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 &[TOP.as_bytes(), b"/caf\xe9"].concat(),
                 b'0',
@@ -568,7 +583,14 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "outside top",
-            insert(Raw::crafted(&like, b"other/file", b'0', 0o644, b"x", b"")),
+            insert(TarEntry::crafted(
+                &like,
+                b"other/file",
+                b'0',
+                0o644,
+                b"x",
+                b"",
+            )),
             "outside-top",
             Some("other/file".into()),
         ),
@@ -580,7 +602,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "case duplicate",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("README.MD").as_bytes(),
                 b'0',
@@ -593,7 +615,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "hard link",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RL").as_bytes(),
                 b'1',
@@ -606,7 +628,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "device",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RD").as_bytes(),
                 b'3',
@@ -619,7 +641,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "fifo",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RF").as_bytes(),
                 b'6',
@@ -632,7 +654,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "pax",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RP").as_bytes(),
                 b'x',
@@ -645,7 +667,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "gnu longname",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 b"././@LongLink",
                 b'L',
@@ -658,7 +680,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "sparse",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RS").as_bytes(),
                 b'S',
@@ -671,7 +693,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "setuid",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RU").as_bytes(),
                 b'0',
@@ -684,7 +706,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "odd mode",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RM").as_bytes(),
                 b'0',
@@ -697,7 +719,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "absolute symlink",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RA").as_bytes(),
                 b'2',
@@ -710,7 +732,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "escaping symlink",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RE").as_bytes(),
                 b'2',
@@ -723,7 +745,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "dangling symlink",
-            insert(Raw::crafted(
+            insert(TarEntry::crafted(
                 &like,
                 t("RG").as_bytes(),
                 b'2',
@@ -736,14 +758,14 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "write through symlink",
-            Box::new(move |e: &mut Vec<Raw>| {
+            Box::new(move |e: &mut Vec<TarEntry>| {
                 e.insert(
                     readme + 1,
-                    Raw::crafted(&like, t("RW").as_bytes(), b'2', 0o777, b"", b"priv"),
+                    TarEntry::crafted(&like, t("RW").as_bytes(), b'2', 0o777, b"", b"priv"),
                 );
                 e.insert(
                     readme + 2,
-                    Raw::crafted(&like, t("RW/evil").as_bytes(), b'0', 0o644, b"x", b""),
+                    TarEntry::crafted(&like, t("RW/evil").as_bytes(), b'0', 0o644, b"x", b""),
                 );
             }),
             "through-symlink",
@@ -751,7 +773,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "owner",
-            Box::new(move |e: &mut Vec<Raw>| {
+            Box::new(move |e: &mut Vec<TarEntry>| {
                 e[readme].set_octal(108, 8, 1000);
                 e[readme].fix_checksum();
             }),
@@ -760,7 +782,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "user name",
-            Box::new(move |e: &mut Vec<Raw>| {
+            Box::new(move |e: &mut Vec<TarEntry>| {
                 e[readme].set_field(265, 32, b"alice");
                 e[readme].fix_checksum();
             }),
@@ -769,7 +791,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "mtime",
-            Box::new(move |e: &mut Vec<Raw>| {
+            Box::new(move |e: &mut Vec<TarEntry>| {
                 e[readme].set_octal(136, 12, 1);
                 e[readme].fix_checksum();
             }),
@@ -778,19 +800,19 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "checksum",
-            Box::new(move |e: &mut Vec<Raw>| e[readme].header[0] ^= 1),
+            Box::new(move |e: &mut Vec<TarEntry>| e[readme].header[0] ^= 1),
             "bad-checksum",
             None,
         ),
         (
             "order",
-            Box::new(move |e: &mut Vec<Raw>| e.swap(readme, readme + 1)),
+            Box::new(move |e: &mut Vec<TarEntry>| e.swap(readme, readme + 1)),
             "order",
             None,
         ),
         (
             "missing parent",
-            Box::new(move |e: &mut Vec<Raw>| {
+            Box::new(move |e: &mut Vec<TarEntry>| {
                 let i = e
                     .iter()
                     .position(|r| r.name() == format!("{TOP}/share"))
@@ -802,7 +824,7 @@ fn unsafe_constructions_are_caught() {
         ),
         (
             "data after end",
-            Box::new(|_: &mut Vec<Raw>| {}),
+            Box::new(|_: &mut Vec<TarEntry>| {}),
             "trailing-data",
             None,
         ),
@@ -883,7 +905,7 @@ fn compression_bombs_are_refused() {
         .find(|e| e.name().ends_with("README.md"))
         .unwrap();
     // 128 MiB of zeros in a few KiB, streamed into the compressor.
-    let mut header = Raw::crafted(
+    let mut header = TarEntry::crafted(
         like,
         format!("{TOP}/bomb").as_bytes(),
         b'0',
@@ -988,7 +1010,7 @@ fn unpack_installs_good_bundles_and_refuses_bad_ones() {
     let mut e = good.clone();
     e.insert(
         readme + 1,
-        Raw::crafted(
+        TarEntry::crafted(
             &like,
             format!("{TOP}/RW").as_bytes(),
             b'2',
@@ -999,7 +1021,7 @@ fn unpack_installs_good_bundles_and_refuses_bad_ones() {
     );
     e.insert(
         readme + 2,
-        Raw::crafted(
+        TarEntry::crafted(
             &like,
             format!("{TOP}/RW/evil").as_bytes(),
             b'0',
@@ -1010,7 +1032,7 @@ fn unpack_installs_good_bundles_and_refuses_bad_ones() {
     );
     e.insert(
         readme + 3,
-        Raw::crafted(
+        TarEntry::crafted(
             &like,
             format!("{TOP}/../evil2").as_bytes(),
             b'0',

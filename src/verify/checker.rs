@@ -1,4 +1,4 @@
-//! The walk over one archive: each header checked before anything is derived from it, the
+//! The checker over one archive: each header checked before anything is derived from it, the
 //! entry placed (top directory, canonical order, parents), its content streamed through the
 //! limits, the hasher, the leak scan and the sink, and a [`Record`] spooled for the
 //! cross-checks.
@@ -23,7 +23,7 @@ use crate::archive::header::{
 use crate::archive::read::{RawHeader, TarReader, Trailer};
 use crate::archive::{self, MANIFEST, SHA256SUMS, Section};
 
-/// When the sink asks the walk to stop, the finding that says so.
+/// When the sink asks the checker to stop, the finding that says so.
 fn cancelled(sink: Option<&dyn Sink>) -> Option<(&'static str, String)> {
     sink.filter(|s| s.cancelled())
         .map(|_| ("interrupted", "interrupted; stopped reading".to_string()))
@@ -56,7 +56,7 @@ fn limit_hit(
 }
 
 /// Verification state for one archive.
-pub(super) struct Walk<'a> {
+pub(super) struct Checker<'a> {
     pub(super) limits: Limits,
     pub(super) findings: Vec<Finding>,
     pub(super) top: Option<String>,
@@ -65,10 +65,10 @@ pub(super) struct Walk<'a> {
     pub(super) dirs: HashSet<String>,
     pub(super) symlinks: HashSet<String>,
     pub(super) links: Vec<Link>,
-    pub(super) siblings: archive::Siblings,
+    pub(super) case_clashes: archive::CaseClashes,
     /// Whether every entry so far came in canonical order, without duplicates.
     pub(super) canonical: bool,
-    /// The section of canonical order the walk has reached.
+    /// The section of canonical order the checker has reached.
     pub(super) section: Section,
     pub(super) last_body: Option<String>,
     /// Entries inside the top directory, spooled as [`Record`] lines.
@@ -88,7 +88,7 @@ pub(super) struct Walk<'a> {
     pub(super) extract: Option<&'a mut dyn Sink>,
 }
 
-impl Walk<'_> {
+impl Checker<'_> {
     pub(super) fn add(
         &mut self,
         severity: Severity,
@@ -104,7 +104,7 @@ impl Walk<'_> {
         self.add(Severity::Error, code, Some(path), message);
     }
 
-    /// Checks on the decompressed size so far; false when the walk must stop.
+    /// Checks on the decompressed size so far; false when the checker must stop.
     fn within_limits(&mut self, decompressed: u64) -> bool {
         let hit = limit_hit(&self.limits, &self.compressed, decompressed)
             .or_else(|| cancelled(self.extract.as_deref()));
@@ -345,7 +345,7 @@ impl Walk<'_> {
         if let Some(path) = path.as_deref().filter(|_| usable) {
             let placed = self.check_place(path, kind);
             let parents = self.check_parents(path);
-            if let Some(other) = self.siblings.clash(path) {
+            if let Some(other) = self.case_clashes.clash(path) {
                 self.error(
                     "case-duplicate",
                     path,
@@ -518,8 +518,8 @@ impl Walk<'_> {
         Ok(self.within_limits(r.offset))
     }
 
-    /// Read every entry; false when the stream is broken or a limit stopped the walk.
-    pub(super) fn walk(&mut self, input: impl Read) -> bool {
+    /// Read every entry; false when the stream is broken or a limit stopped the checker.
+    pub(super) fn read_all(&mut self, input: impl Read) -> bool {
         let mut r = TarReader::new(input);
         let result: io::Result<Option<Trailer>> = (|| {
             while let Some(h) = r.next_header()? {
