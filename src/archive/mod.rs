@@ -106,13 +106,28 @@ const BUFFER: usize = 256 * 1024;
 
 pub use header::split_name as split_ustar_name;
 
-/// Why a path inside the bundle cannot be stored, if it cannot.
+/// Why a path inside the bundle cannot be stored, if it cannot: the one statement of the
+/// entry-name rules, applied by the writer and by verify. A name is relative, its components
+/// are neither empty, `.` nor `..`, it holds no backslash or control character, and it fits
+/// a plain ustar header.
 pub fn check_entry_name(full_path: &str) -> Result<(), String> {
+    if full_path.is_empty() {
+        return Err("is empty".into());
+    }
+    if full_path.starts_with('/') {
+        return Err("is absolute".into());
+    }
     if full_path.bytes().any(|b| b.is_ascii_control()) {
         return Err("contains a control character".into());
     }
     if full_path.contains('\\') {
         return Err("contains a backslash".into());
+    }
+    if full_path.split('/').any(|c| c == "..") {
+        return Err("contains `..`".into());
+    }
+    if full_path.split('/').any(|c| c.is_empty() || c == ".") {
+        return Err("has an empty or `.` component".into());
     }
     if split_ustar_name(full_path).is_none() {
         return Err(format!(
@@ -123,8 +138,16 @@ pub fn check_entry_name(full_path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a symlink target cannot be stored, if it cannot.
+/// Why a symlink target cannot be stored, if it cannot (whether it stays inside the bundle
+/// is [`resolve_link`]'s and [`resolve_link_through`]'s to say): a non-empty relative path
+/// without backslashes or control characters that fits the ustar link field.
 pub fn check_link_target(target: &str) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("target is empty".into());
+    }
+    if target.starts_with('/') {
+        return Err(format!("target `{target}` is absolute"));
+    }
     if target.len() > 100 {
         return Err(format!(
             "target is too long for a plain ustar header ({} bytes; at most 100)",
@@ -445,7 +468,9 @@ impl<W: Write> ArchiveWriter<W> {
             format!("{}/{path}", self.top)
         };
         check_entry_name(&full).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
-        check_link_target(link).map_err(|why| anyhow::anyhow!("`{full}`: symlink {why}"))?;
+        if kind == Kind::Symlink {
+            check_link_target(link).map_err(|why| anyhow::anyhow!("`{full}`: symlink {why}"))?;
+        }
         let entry = header::Entry {
             kind,
             path: &full,

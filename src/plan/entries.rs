@@ -240,14 +240,14 @@ impl Entries<'_> {
 
         match &entry.content {
             Content::Symlink { target, .. } => {
-                archive::check_link_target(target)
-                    .map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", from()))?;
                 if target.starts_with('/') {
                     bail!(
                         "symlink `{path}` (from {}) points to the absolute path `{target}`; only relative links inside the bundle are allowed",
                         from()
                     );
                 }
+                archive::check_link_target(target)
+                    .map_err(|why| anyhow!("`{path}` (from {}): symlink {why}", from()))?;
                 if archive::resolve_link(path, target).is_none() {
                     bail!(
                         "symlink `{path}` (from {}) points to `{target}`, which leaves the bundle",

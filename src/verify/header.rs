@@ -2,7 +2,7 @@
 //! canonical header fields (owner, mode, mtime, device numbers, magic) and symlink targets.
 
 use super::{Checker, RawHeader};
-use crate::archive::header::Kind;
+use crate::archive::{self, header::Kind};
 
 fn show(v: Option<u64>) -> String {
     v.map_or("?".into(), |n| n.to_string())
@@ -16,23 +16,9 @@ impl Checker<'_> {
             self.error("name-not-utf8", &shown, "entry name is not UTF-8");
             return None;
         };
-        let problem = if path.is_empty() {
-            Some("entry name is empty")
-        } else if path.starts_with('/') {
-            Some("absolute entry name")
-        } else if path.contains('\\') {
-            Some("entry name contains a backslash")
-        } else if path.bytes().any(|b| b.is_ascii_control()) {
-            Some("entry name contains a control character")
-        } else if path.split('/').any(|c| c == "..") {
-            Some("entry name contains `..`")
-        } else if path.split('/').any(|c| c.is_empty() || c == ".") {
-            Some("entry name has an empty or `.` component")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            self.error("unsafe-name", &shown.escape_debug().to_string(), problem);
+        if let Err(why) = archive::check_entry_name(&path) {
+            let shown = shown.escape_debug().to_string();
+            self.error("unsafe-name", &shown, format!("entry name {why}"));
             return None;
         }
         Some(path)
@@ -150,15 +136,11 @@ impl Checker<'_> {
             return None;
         };
         let top = self.top.clone().unwrap_or_default();
-        if target.is_empty()
-            || target.starts_with('/')
-            || target.contains('\\')
-            || target.bytes().any(|b| b.is_ascii_control())
-        {
+        if let Err(why) = archive::check_link_target(&target) {
             self.error(
                 "symlink",
                 path,
-                format!("symlink target {target:?} must be a plain relative path"),
+                format!("symlink {why}: it must be a plain relative path"),
             );
             return None;
         }
@@ -166,7 +148,7 @@ impl Checker<'_> {
             .strip_prefix(&top)
             .and_then(|r| r.strip_prefix('/'))
             .unwrap_or(path);
-        if crate::archive::resolve_link(rel, &target).is_none() {
+        if archive::resolve_link(rel, &target).is_none() {
             self.error(
                 "symlink-escape",
                 path,
