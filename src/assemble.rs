@@ -41,10 +41,13 @@ pub fn compression_info(c: Compression) -> CompressionInfo {
                     job >> 10
                 ),
             },
-            Format::TarGz => "flate2 1.1.11 (miniz_oxide 0.9.1), mtime 0, OS 255".into(),
+            Format::TarGz => format!("{GZIP_ENCODER}, mtime 0, OS 255"),
         },
     }
 }
+
+/// The gzip backend, as pinned in `Cargo.toml` (checked against `Cargo.lock` by a test).
+const GZIP_ENCODER: &str = "flate2 1.1.11 (miniz_oxide 0.9.1)";
 
 /// A hidden temporary file next to its final name, readable like any published file.
 fn temp_in(dir: &Utf8Path, name: &str) -> Result<NamedTempFile> {
@@ -221,4 +224,32 @@ pub fn assemble(
         size: written.size,
         files: file_count,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encoder the manifest names is the one compiled in: its versions are those of
+    /// `Cargo.lock`.
+    #[test]
+    fn the_gzip_encoder_string_matches_cargo_lock() {
+        let lock: toml::Table = include_str!("../Cargo.lock").parse().unwrap();
+        let version = |name: &str| {
+            lock["package"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"].as_str() == Some(name))
+                .and_then(|p| p["version"].as_str())
+                .unwrap_or_else(|| panic!("{name} is not in Cargo.lock"))
+                .to_string()
+        };
+        let expected = format!(
+            "flate2 {} (miniz_oxide {})",
+            version("flate2"),
+            version("miniz_oxide")
+        );
+        assert_eq!(GZIP_ENCODER, expected);
+    }
 }

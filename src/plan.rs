@@ -15,7 +15,6 @@ use anyhow::{Result, anyhow, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::archive::Format;
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
 use crate::config::{HookName, Origin, ReleaseConfig};
 use crate::launcher::{self, CustomCommand, LauncherSpec};
@@ -100,7 +99,6 @@ pub struct BundlePlan {
     pub top_dir: String,
     /// `<name>-<version>-<target>.<ext>`
     pub file_name: String,
-    pub format: Format,
     /// Bin targets cargo must build.
     pub binaries: Vec<String>,
     /// Entries known without walking a tree, sorted bytewise by path: binaries, the launcher,
@@ -560,7 +558,6 @@ pub fn plan(
         target: target.to_string(),
         file_name: format!("{top_dir}-{target}.{}", config.format.extension()),
         top_dir,
-        format: config.format,
         binaries,
         fixed,
         trees,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use cargo_metadata::{Metadata, MetadataCommand, Package, TargetKind};
 
-use crate::archive::manifest::{Git, Rustc, Timestamp};
+use crate::archive::manifest::{Git, Rustc, Timestamp, TimestampSource};
 use crate::archive::{self, MAX_MTIME};
 use crate::config::TableSource;
 
@@ -330,17 +330,17 @@ pub fn timestamp(source_date_epoch: Option<&str>, git_time: Option<u64>) -> Resu
     if let Some(value) = source_date_epoch {
         return Ok(Timestamp {
             epoch: parse_source_date_epoch(value)?,
-            source: "SOURCE_DATE_EPOCH".into(),
+            source: TimestampSource::SourceDateEpoch,
         });
     }
     Ok(match git_time {
         Some(t) if t <= MAX_MTIME => Timestamp {
             epoch: t,
-            source: "git-commit".into(),
+            source: TimestampSource::GitCommit,
         },
         _ => Timestamp {
             epoch: CONSTANT_EPOCH,
-            source: "constant".into(),
+            source: TimestampSource::Constant,
         },
     })
 }
@@ -403,12 +403,15 @@ mod tests {
     fn timestamp_precedence() {
         assert_eq!(
             timestamp(Some("5"), Some(7)).unwrap().source,
-            "SOURCE_DATE_EPOCH"
+            TimestampSource::SourceDateEpoch
         );
         let t = timestamp(None, Some(7)).unwrap();
-        assert_eq!((t.epoch, t.source.as_str()), (7, "git-commit"));
+        assert_eq!((t.epoch, t.source), (7, TimestampSource::GitCommit));
         let t = timestamp(None, None).unwrap();
-        assert_eq!((t.epoch, t.source.as_str()), (CONSTANT_EPOCH, "constant"));
+        assert_eq!(
+            (t.epoch, t.source),
+            (CONSTANT_EPOCH, TimestampSource::Constant)
+        );
         assert!(timestamp(Some("x"), Some(7)).is_err());
     }
 }

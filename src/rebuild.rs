@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::archive::manifest::Manifest;
+use crate::archive::manifest::{Manifest, TimestampSource};
 use crate::archive::read::{differences, summarize};
 use crate::project;
 use crate::verify::Finding;
@@ -134,9 +134,13 @@ pub fn rebuild(
         .env_remove("CARGO_TARGET_DIR")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
-    match m.timestamp.source.as_str() {
-        "SOURCE_DATE_EPOCH" => cmd.env("SOURCE_DATE_EPOCH", m.timestamp.epoch.to_string()),
-        _ => cmd.env_remove("SOURCE_DATE_EPOCH"),
+    match m.timestamp.source {
+        TimestampSource::SourceDateEpoch => {
+            cmd.env("SOURCE_DATE_EPOCH", m.timestamp.epoch.to_string())
+        }
+        TimestampSource::GitCommit | TimestampSource::Constant => {
+            cmd.env_remove("SOURCE_DATE_EPOCH")
+        }
     };
     let result = cmd.output().context("cannot run the rebuild")?;
     if !result.status.success() {

@@ -238,8 +238,12 @@ fn resolve_include(root: &Utf8Path, source: &str, skip: &[Utf8PathBuf]) -> Resul
     let source = source.trim_start_matches("./");
     if !has_glob_meta(source) {
         let path = root.join(source);
-        if fs::symlink_metadata(&path).is_err() {
-            return Ok(IncludeMatches::default());
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(IncludeMatches::default());
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read `{path}`")),
+            Ok(_) => {}
         }
         let found = if path.is_dir() && !path.is_symlink() {
             Match::Tree(path)
@@ -260,8 +264,13 @@ fn resolve_include(root: &Utf8Path, source: &str, skip: &[Utf8PathBuf]) -> Resul
     let base = parts[..literal]
         .iter()
         .fold(root.to_owned(), |p, c| p.join(c));
-    if !base.is_dir() {
-        return Ok(IncludeMatches::default());
+    match fs::metadata(&base) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Ok(IncludeMatches::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(IncludeMatches::default());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{base}`")),
     }
     let mut walker = WalkDir::new(&base).follow_links(false).sort_by_file_name();
     if !source.contains("**") {
@@ -378,14 +387,16 @@ pub fn scan(
         }
         PrivDir::Dir(dir) => {
             let path = package_root.join(&dir.value);
-            if !path.exists() {
-                return Err(dir
-                    .origin
-                    .error(format!(
-                        "{:?} does not exist (looked for `{path}`)",
-                        dir.value
-                    ))
-                    .into());
+            match fs::metadata(&path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let why = format!("{:?} does not exist (looked for `{path}`)", dir.value);
+                    return Err(dir.origin.error(why).into());
+                }
+                Err(e) => {
+                    let why = format!("{:?}: cannot read `{path}`: {e}", dir.value);
+                    return Err(dir.origin.error(why).into());
+                }
             }
             if !path.is_dir() {
                 return Err(dir
@@ -435,8 +446,14 @@ pub fn scan(
                     let why = format!("{:?} is not a regular file", path.value);
                     return Err(path.origin.error(why).into());
                 }
-                Err(_) => {
-                    let why = format!("{:?} does not exist (looked for `{file}`)", path.value);
+                Err(e) => {
+                    let missing = fs::symlink_metadata(&file)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                    let why = if missing {
+                        format!("{:?} does not exist (looked for `{file}`)", path.value)
+                    } else {
+                        format!("{:?}: {e:#}", path.value)
+                    };
                     return Err(path.origin.error(why).into());
                 }
             };

@@ -45,8 +45,21 @@ pub struct Rustc {
 pub struct Timestamp {
     /// Unix time used as every entry's mtime.
     pub epoch: u64,
-    /// `SOURCE_DATE_EPOCH`, `git-commit` or `constant`.
-    pub source: String,
+    pub source: TimestampSource,
+}
+
+/// Where the bundle's single mtime came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimestampSource {
+    /// The `SOURCE_DATE_EPOCH` environment variable.
+    #[serde(rename = "SOURCE_DATE_EPOCH")]
+    SourceDateEpoch,
+    /// The commit time of `HEAD`.
+    #[serde(rename = "git-commit")]
+    GitCommit,
+    /// Neither was available: a fixed constant.
+    #[serde(rename = "constant")]
+    Constant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,7 +313,7 @@ pub(crate) mod tests {
             features: vec!["default".into()],
             timestamp: Timestamp {
                 epoch: 1,
-                source: "constant".into(),
+                source: TimestampSource::Constant,
             },
             git: None,
             cargo_lock_sha256: None,

@@ -411,7 +411,6 @@ impl<W: Write> Write for Compressor<W> {
 pub struct Written {
     pub sha256: String,
     pub size: u64,
-    pub entries: usize,
 }
 
 /// Writes canonical entries; the caller supplies them in canonical order.
@@ -419,7 +418,6 @@ pub struct ArchiveWriter<W: Write> {
     out: Compressor<Tee<W>>,
     top: String,
     mtime: u64,
-    entries: usize,
     buf: Vec<u8>,
 }
 
@@ -454,7 +452,6 @@ impl<W: Write> ArchiveWriter<W> {
                 .context("cannot start the compressor")?,
             top: top.to_string(),
             mtime,
-            entries: 0,
             buf: vec![0; BUFFER],
         };
         w.header(Kind::Dir, "", MODE_DIR, 0, "")?;
@@ -481,7 +478,6 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let block = header::encode(&entry).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
         self.out.write_all(&block)?;
-        self.entries += 1;
         Ok(())
     }
 
@@ -544,7 +540,6 @@ impl<W: Write> ArchiveWriter<W> {
         let written = Written {
             sha256: hex(&tee.hasher.finalize()),
             size: tee.len,
-            entries: self.entries,
         };
         Ok((tee.inner, written))
     }

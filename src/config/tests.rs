@@ -230,3 +230,35 @@ fn secret_looking_env_values_warn() {
         w[0]
     );
 }
+
+/// `KNOWN_KEYS` is what the parser reads: each key, set alone (to a value of some type), is
+/// never reported as unknown, and a key not in the list is.
+#[test]
+fn known_keys_are_the_keys_the_parser_reads() {
+    for key in layer::KNOWN_KEYS {
+        for value in [json!("x"), json!(1), json!(true), json!([]), json!({})] {
+            let pkg = json!({"release": {*key: value}});
+            let warned = match load_with(json!({}), pkg, "release") {
+                Ok(loaded) => loaded
+                    .warnings
+                    .iter()
+                    .any(|w| w.to_string().contains("unknown key")),
+                Err(e) => e.to_string().contains("unknown key"),
+            };
+            assert!(!warned, "`{key}` = {value} is reported as unknown");
+        }
+    }
+    let loaded = load_with(json!({}), json!({"release": {"no-such-key": 1}}), "release").unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("unknown key")),
+        "{:?}",
+        loaded
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+    );
+}

@@ -93,3 +93,23 @@ fn placeholders_in_values_are_not_filled_again() {
         "every template placeholder is filled"
     );
 }
+
+/// The built-in commands config refuses to shadow are exactly the launcher's own case arms.
+#[test]
+fn builtin_commands_are_the_templates_case_arms() {
+    let mut s = spec();
+    s.commands.clear();
+    let script = render(&s);
+    let dispatch = &script[script.rfind("case $rb_command in").unwrap()..];
+    let mut arms: Vec<&str> = dispatch
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.split_once(')').map(|(arm, _)| arm))
+        .filter(|arm| !arm.starts_with(' ') && *arm != "*")
+        .flat_map(|arm| arm.split('|'))
+        .filter(|name| !name.starts_with('-'))
+        .collect();
+    arms.sort_unstable();
+    let mut builtins = crate::config::layer::BUILTIN_COMMANDS.to_vec();
+    builtins.sort_unstable();
+    assert_eq!(arms, builtins);
+}

@@ -190,7 +190,7 @@ fn compare(r: &Record, f: &FileRecord, target: &str, p: &str, out: &mut Vec<Find
             if matches!(
                 kind,
                 FileKind::Executable | FileKind::Launcher | FileKind::Hook
-            ) && mode != "0755"
+            ) && r.mode != u64::from(archive::MODE_EXEC)
             {
                 finding(
                     out,
