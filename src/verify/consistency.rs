@@ -27,7 +27,8 @@ pub struct Summary {
     pub manifest: Option<Manifest>,
 }
 
-fn finding(
+/// Add a finding to `findings` (the cross-checks collect into a list they are handed).
+pub(super) fn finding(
     findings: &mut Vec<Finding>,
     severity: Severity,
     code: &'static str,

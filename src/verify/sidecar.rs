@@ -6,17 +6,8 @@ use std::io::Read;
 use anyhow::{Context, Result};
 use camino::Utf8Path;
 
+use super::consistency::finding;
 use super::{Finding, Severity};
-
-fn finding(
-    findings: &mut Vec<Finding>,
-    severity: Severity,
-    code: &'static str,
-    path: Option<&str>,
-    message: String,
-) {
-    findings.push(Finding::new(severity, code, path, message));
-}
 
 pub(super) fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

@@ -43,11 +43,17 @@ fn tree(root: &Path) -> Vec<String> {
     out
 }
 
-/// What each tool makes of the bundle: `Err` when it fails, else its entries.
-fn gnu_tar(bundle: &Path, into: &Path) -> Result<Vec<String>, String> {
+/// What a tar makes of the bundle, extracting it into `into`: `Err` when it fails, else the
+/// entries it created.
+fn extract_with(
+    program: &str,
+    args: &[&str],
+    bundle: &Path,
+    into: &Path,
+) -> Result<Vec<String>, String> {
     fs::create_dir_all(into).unwrap();
-    let out = Command::new("tar")
-        .args(["--zstd", "-xf"])
+    let out = Command::new(program)
+        .args(args)
         .arg(bundle)
         .arg("-C")
         .arg(into)
@@ -59,19 +65,12 @@ fn gnu_tar(bundle: &Path, into: &Path) -> Result<Vec<String>, String> {
     Ok(tree(into))
 }
 
+fn gnu_tar(bundle: &Path, into: &Path) -> Result<Vec<String>, String> {
+    extract_with("tar", &["--zstd", "-xf"], bundle, into)
+}
+
 fn bsdtar(bundle: &Path, into: &Path) -> Result<Vec<String>, String> {
-    fs::create_dir_all(into).unwrap();
-    let out = Command::new("bsdtar")
-        .arg("-xf")
-        .arg(bundle)
-        .arg("-C")
-        .arg(into)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(tree(into))
+    extract_with("bsdtar", &["-xf"], bundle, into)
 }
 
 const PY_LIST: &str = r#"
