@@ -11,6 +11,15 @@ use crate::verify::{TOP, TarEntry, entries_of, find, reseal, serialize, sha_hex,
 
 const NAME: &str = "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst";
 
+/// Run the tool in `dir`, assert that it refuses (exit 1, no panic), and return its stdout.
+fn refused(dir: &Path, args: &[&str]) -> String {
+    let out = run_tool(dir, args, &[]);
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Write entries as a bundle with a matching sidecar (an attacker controls both).
 fn write_bundle(dir: &Path, entries: &[TarEntry]) -> std::path::PathBuf {
     let bytes = zstd_compress(&serialize(entries));
@@ -355,13 +364,10 @@ fn a_hidden_entry_behind_a_lenient_size_is_refused() {
             .any(|l| l.starts_with(&format!("{TOP}/bin/evil f"))),
         "the crafted bundle no longer hides an entry from a lenient reader: {extracted:#?}"
     );
-    let out = run_tool(
+    let text = refused(
         &scratch.path,
         &["verify", "--strict", "--message-format", "json", NAME],
-        &[],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("\"code\":\"bad-header\"") && text.contains("size field"),
         "{text}"
@@ -426,13 +432,7 @@ fn a_symlink_that_leaves_through_another_symlink_is_refused() {
         &[("priv/static/root", root_target), ("priv/static/up", "..")],
     );
     write_bundle(&scratch.path, &entries);
-    let out = run_tool(
-        &scratch.path,
-        &["verify", "--message-format", "json", NAME],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = refused(&scratch.path, &["verify", "--message-format", "json", NAME]);
     let hit = text.lines().any(|l| {
         let m: serde_json::Value = serde_json::from_str(l).unwrap();
         m["code"] == "symlink-escape"
@@ -489,20 +489,17 @@ fn bombs_are_stopped_inside_the_entry() {
     let bundle = scratch.join("bomb.tar.zst");
     zero_bomb(&bundle, 1 << 30);
     assert!(fs::metadata(&bundle).unwrap().len() < 1 << 20);
-    let out = run_tool(
+    let text = refused(
         &scratch.path,
         &["verify", "--message-format", "json", "bomb.tar.zst"],
-        &[],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("\"code\":\"limit-ratio\""), "{text}");
     // Stopped within a chunk of the 64 MiB floor, not after the whole GiB.
     let n = expanded(&text);
     assert!(n < 80 << 20, "read {n} bytes before refusing: {text}");
 
     // A declared size past --max-size is refused before any of it is read.
-    let out = run_tool(
+    let text = refused(
         &scratch.path,
         &[
             "verify",
@@ -512,10 +509,7 @@ fn bombs_are_stopped_inside_the_entry() {
             "100000000",
             "bomb.tar.zst",
         ],
-        &[],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("\"code\":\"limit-size\"") && text.contains("declares 1073741824 bytes"),
         "{text}"
@@ -998,6 +992,10 @@ fn merge_never_writes_through_planted_links() {
     fs::create_dir_all(&out).unwrap();
     let victim = scratch.join("root-only");
     fs::write(&victim, "precious\n").unwrap();
+    let merge = || {
+        let (input, out) = (input.to_str().unwrap(), out.to_str().unwrap());
+        run_tool(&scratch.path, &["merge", input, "--out", out], &[])
+    };
     for planted in [
         format!(".{NAME}.merge-tmp"),
         format!("{NAME}.sha256"),
@@ -1006,17 +1004,7 @@ fn merge_never_writes_through_planted_links() {
     ] {
         std::os::unix::fs::symlink(&victim, out.join(planted)).unwrap();
     }
-    let res = run_tool(
-        &scratch.path,
-        &[
-            "merge",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&res);
+    assert_success(&merge());
     assert_eq!(
         fs::read_to_string(&victim).unwrap(),
         "precious\n",
@@ -1036,27 +1024,9 @@ fn merge_never_writes_through_planted_links() {
         sh(&out, "sha256sum", &["-c", "SHA256SUMS"]);
     }
     // Merging again into the same directory is a no-op; a different file there is refused.
-    assert_success(&run_tool(
-        &scratch.path,
-        &[
-            "merge",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    ));
+    assert_success(&merge());
     fs::write(out.join(NAME), "other").unwrap();
-    let res = run_tool(
-        &scratch.path,
-        &[
-            "merge",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let res = merge();
     assert_ne!(res.status.code(), Some(0));
     assert!(
         stderr(&res).contains("already exists with other content"),
