@@ -309,16 +309,26 @@ fn parse_command(name: &str, value: &Value, origin: &Origin) -> Result<Spanned<C
     })
 }
 
+/// Which table a layer is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// `[*.metadata.release]`, shared with cargo-release: its keys are ignored silently.
+    Shared,
+    /// `[*.metadata.release-bundle]`, ours alone.
+    Own,
+    /// `profile.<name>` inside either: no cargo-release keys, no nested profiles.
+    Profile,
+}
+
 impl Layer {
-    /// Parse a release table. `shared` is true for `[*.metadata.release]`, where cargo-release's
-    /// keys live too; `top` is false inside `profile.<name>`.
+    /// Parse a release table of the given kind.
     pub fn parse(
         value: &Value,
         origin: &Origin,
-        shared: bool,
-        top: bool,
+        kind: TableKind,
         warnings: &mut Vec<ConfigWarning>,
     ) -> std::result::Result<Layer, ConfigError> {
+        let top = kind != TableKind::Profile;
         let map = value::table(value, origin)?;
         let mut layer = Layer::default();
         for (key, v) in map {
@@ -494,11 +504,11 @@ impl Layer {
                 }
                 "profile" if top => {
                     for (name, p) in value::table(v, &o)? {
-                        let profile = Layer::parse(p, &o.child(name), false, false, warnings)?;
+                        let profile = Layer::parse(p, &o.child(name), TableKind::Profile, warnings)?;
                         layer.profiles.insert(name.clone(), profile);
                     }
                 }
-                _ if shared && top && CARGO_RELEASE_KEYS.contains(&key.as_str()) => {}
+                _ if kind == TableKind::Shared && CARGO_RELEASE_KEYS.contains(&key.as_str()) => {}
                 _ => {
                     let known: Vec<&str> = KNOWN_KEYS
                         .iter()

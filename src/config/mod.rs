@@ -15,7 +15,7 @@ use std::fmt;
 use camino::Utf8PathBuf;
 use serde_json::Value;
 
-pub use layer::{Command, HookName, IncludeRule, Layer};
+pub use layer::{Command, HookName, IncludeRule, Layer, TableKind};
 pub use value::{ConfigError, Origin, Spanned};
 
 use crate::archive::Format;
@@ -119,17 +119,17 @@ pub struct TableSource<'a> {
 
 impl TableSource<'_> {
     /// The table that applies: `release-bundle` when present, else `release`.
-    fn table(&self) -> Option<(&Value, Origin, bool)> {
+    fn table(&self) -> Option<(&Value, Origin, TableKind)> {
         let metadata = self.metadata?.as_object()?;
-        let (key, shared) = if metadata.contains_key("release-bundle") {
-            ("release-bundle", false)
+        let (key, kind) = if metadata.contains_key("release-bundle") {
+            ("release-bundle", TableKind::Own)
         } else if metadata.contains_key("release") {
-            ("release", true)
+            ("release", TableKind::Shared)
         } else {
             return None;
         };
         let origin = Origin::new(self.file.clone(), format!("{}.metadata.{key}", self.scope));
-        Some((&metadata[key], origin, shared))
+        Some((&metadata[key], origin, kind))
     }
 
     /// Whether the package or workspace has a release table at all.
@@ -164,8 +164,8 @@ pub fn load(
     let mut read = |source: &TableSource<'_>| -> Result<(Layer, Layer), ConfigError> {
         match source.table() {
             None => Ok((Layer::default(), Layer::default())),
-            Some((value, origin, shared)) => {
-                let mut base = Layer::parse(value, &origin, shared, true, &mut warnings)?;
+            Some((value, origin, kind)) => {
+                let mut base = Layer::parse(value, &origin, kind, &mut warnings)?;
                 let profile = base.profiles.remove(&overrides.profile).unwrap_or_default();
                 Ok((base, profile))
             }
