@@ -49,6 +49,20 @@ pub fn compression_info(c: Compression) -> CompressionInfo {
 /// The gzip backend, as pinned in `Cargo.toml` (checked against `Cargo.lock` by a test).
 const GZIP_ENCODER: &str = "flate2 1.1.11 (miniz_oxide 0.9.1)";
 
+/// Test hook, in debug builds only: with `CARGO_RELEASE_BUNDLE_PAUSE_FOR_TEST=MARKER` set, stop
+/// once the temporary bundle exists, write its path to `MARKER` and wait to be killed, so a
+/// test can interrupt a run at a known point instead of racing it.
+fn pause_for_tests(temp: &std::path::Path) {
+    if cfg!(debug_assertions)
+        && let Some(marker) = std::env::var_os("CARGO_RELEASE_BUNDLE_PAUSE_FOR_TEST")
+    {
+        let _ = fs::write(marker, temp.as_os_str().as_encoded_bytes());
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
 /// A hidden temporary file next to its final name, readable like any published file.
 fn temp_in(dir: &Utf8Path, name: &str) -> Result<NamedTempFile> {
     use std::os::unix::fs::PermissionsExt;
@@ -113,6 +127,7 @@ pub fn assemble(
             .with_context(|| format!("cannot create a temporary file in `{out_dir}`"))
     };
     let mut spool = Spool::new(&manifest, spool_file()?, spool_file()?)?;
+    pause_for_tests(tmp.path());
     let mut file_count = 2;
     for entry in plan.entries(&sources::walk) {
         let entry = entry?;

@@ -521,53 +521,33 @@ fn features_target_and_cargo_flags_are_forwarded() {
 
 #[test]
 fn a_killed_run_leaves_no_file_under_the_final_name() {
-    use std::io::Write;
     let fx = Fixture::new("webapp");
-    // A large, incompressible priv file at level 19 keeps the writer busy long enough.
-    let mut f = fs::File::create(fx.root.join("priv/big.bin")).unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut block = vec![0u8; 1 << 20];
-    for _ in 0..96 {
-        for chunk in block.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes());
-        }
-        f.write_all(&block).unwrap();
-    }
-    drop(f);
     let out = fx.out();
+    // The debug build's test hook stops the run once its temporary bundle exists and says
+    // where: the kill then lands at that known point, not at a moment a timer guessed.
+    let marker = fx.scratch.join("paused");
     let mut cmd = tool_command(&fx.root);
-    cmd.args([
-        "--profile",
-        "prod",
-        "--out-dir",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    cmd.args(["--out-dir", out.to_str().unwrap(), "-q"])
+        .env("CARGO_RELEASE_BUNDLE_PAUSE_FOR_TEST", &marker);
     let child = cmd.stderr(Stdio::null()).spawn().unwrap();
     let mut guard = KillOnDrop(child);
     let start = std::time::Instant::now();
-    let tmp_seen = loop {
-        let tmp = fs::read_dir(&out)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-            })
-            .unwrap_or(false);
-        if tmp || start.elapsed() > Duration::from_secs(60) {
-            break tmp;
-        }
-        if let Ok(Some(_)) = guard.0.try_wait() {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    while !marker.exists() {
+        assert!(
+            guard.0.try_wait().unwrap().is_none(),
+            "the run ended before reaching the pause"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "never paused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let temp = std::path::PathBuf::from(fs::read_to_string(&marker).unwrap());
     assert!(
-        tmp_seen,
-        "the bundle is first written to a hidden temporary file"
+        temp.exists() && temp.parent() == Some(out.as_path()),
+        "the bundle is first written to a temporary file in the out dir: {}",
+        temp.display()
     );
+    let name = temp.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with('.') && name.ends_with(".tmp"), "{name}");
     guard.0.kill().unwrap();
     guard.0.wait().unwrap();
     let names: Vec<String> = fs::read_dir(&out)
