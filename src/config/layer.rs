@@ -504,7 +504,8 @@ impl Layer {
                 }
                 "profile" if top => {
                     for (name, p) in value::table(v, &o)? {
-                        let profile = Layer::parse(p, &o.child(name), TableKind::Profile, warnings)?;
+                        let profile =
+                            Layer::parse(p, &o.child(name), TableKind::Profile, warnings)?;
                         layer.profiles.insert(name.clone(), profile);
                     }
                 }

@@ -15,6 +15,32 @@ fn real_cargo_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"))
 }
 
+/// The toolchain the tests run with, pinned so that a test that swaps `HOME` or `CARGO_HOME`
+/// still finds it when the test binary runs on its own (without `cargo test`'s environment):
+/// `RUSTUP_HOME` and `RUSTUP_TOOLCHAIN` where rustup is in use.
+fn toolchain_env() -> Vec<(String, String)> {
+    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    let mut env = Vec::new();
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".rustup"));
+    if rustup_home.is_dir() {
+        env.push(("RUSTUP_HOME".into(), rustup_home.display().to_string()));
+        let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok().or_else(|| {
+            let out = Command::new("rustup")
+                .args(["show", "active-toolchain"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8(out.stdout).ok()?;
+            text.split_whitespace().next().map(String::from)
+        });
+        if let Some(toolchain) = toolchain {
+            env.push(("RUSTUP_TOOLCHAIN".into(), toolchain));
+        }
+    }
+    env
+}
+
 /// Bundle `root` with the given environment (and umask), returning the bundle's path.
 fn bundle_in(root: &Path, out: &Path, umask: &str, env: &[(&str, &str)]) -> (PathBuf, String) {
     let mut cmd = Command::new("sh");
@@ -29,6 +55,9 @@ fn bundle_in(root: &Path, out: &Path, umask: &str, env: &[(&str, &str)]) -> (Pat
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    for (k, v) in toolchain_env() {
+        cmd.env(k, v);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
