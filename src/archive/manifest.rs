@@ -292,10 +292,10 @@ pub fn parse_streaming(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    pub(crate) fn sample() -> Manifest {
+    fn sample() -> Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
             generator: "cargo-release-bundle 0.0.0".into(),

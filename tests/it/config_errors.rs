@@ -84,3 +84,38 @@ fn broken_configs_fail_cleanly() {
     assert!(count >= 15, "only {count} broken fixtures found");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A source that cannot be read is reported as what failed, not as missing: a symlink loop
+/// (ELOOP) and a file used as a directory (ENOTDIR) fail even for root, unlike permissions.
+#[test]
+fn unreadable_sources_say_what_failed() {
+    let fx = Fixture::new("webapp");
+    std::os::unix::fs::symlink("loop", fx.root.join("loop")).unwrap();
+    fx.edit(
+        "Cargo.toml",
+        "pre-start = \"rel/hooks/pre_start.sh\"",
+        "pre-start = \"loop/hook.sh\"",
+    );
+    let out = fx.run(&["plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("hooks.pre-start") && !err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("symbolic links"), "{err}");
+
+    let fx = Fixture::new("webapp");
+    fx.edit(
+        "Cargo.toml",
+        "include = [",
+        "include = [\n  { source = \"README.md/x\", dest = \"./\" },",
+    );
+    let out = fx.run(&["plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("include[0]") && err.to_lowercase().contains("not a directory"),
+        "{err}"
+    );
+}
