@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cli::InitOpts;
-use crate::config::layer::{CARGO_RELEASE_KEYS, KNOWN_KEYS};
+use crate::config::keys::{CARGO_RELEASE_KEYS, KNOWN_KEYS};
 use crate::fsutil::write_atomically;
 use crate::project;
 use crate::shell::Shell;

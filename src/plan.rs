@@ -16,7 +16,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
-use crate::config::{HookName, Origin, ReleaseConfig};
+use crate::config::{HookName, Origin, ReleaseConfig, Workdir};
 use crate::launcher::{self, CustomCommand, LauncherSpec};
 use crate::sources::{Found, Match, Node, Sources};
 
@@ -349,6 +349,11 @@ fn launcher_spec(
         required_env: l.required_env.iter().map(|v| v.value.clone()).collect(),
         env_file: l.env_file.as_ref().map(|f| f.value.clone()),
         stop_timeout: l.stop_timeout,
+        args: l.args.clone(),
+        workdir: match &l.workdir {
+            Workdir::Caller => None,
+            Workdir::Release(dir) => Some(dir.clone()),
+        },
         commands: l
             .commands
             .iter()

@@ -5,118 +5,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::keys::{
+    BUILTIN_COMMANDS, CARGO_RELEASE_KEYS, Command, HookName, IncludeRule, KNOWN_KEYS,
+    RELEASE_VARIABLES, Workdir,
+};
 use super::value::{self, ConfigError, Origin, Result, Spanned};
 use super::{ConfigWarning, Format, PrivDir};
-
-/// An `include` rule: cargo-deb style `{ source = "glob", dest = "dir/", mode = "0644" }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncludeRule {
-    pub source: String,
-    pub dest: String,
-    pub mode: Option<u32>,
-}
-
-/// A custom launcher command: `migrate = { bin = "billing-migrate", args = ["up"] }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub bin: Spanned<String>,
-    pub args: Vec<String>,
-    pub description: Option<String>,
-}
-
-/// Launcher hook points, run in this order around start and stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum HookName {
-    PreStart,
-    PostStart,
-    PreStop,
-    PostStop,
-}
-
-impl HookName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HookName::PreStart => "pre-start",
-            HookName::PostStart => "post-start",
-            HookName::PreStop => "pre-stop",
-            HookName::PostStop => "post-stop",
-        }
-    }
-
-    pub const ALL: [(&'static str, HookName); 4] = [
-        ("pre-start", HookName::PreStart),
-        ("post-start", HookName::PostStart),
-        ("pre-stop", HookName::PreStop),
-        ("post-stop", HookName::PostStop),
-    ];
-}
-
-/// Keys this tool reads.
-pub const KNOWN_KEYS: &[&str] = &[
-    "name",
-    "bins",
-    "priv",
-    "exclude",
-    "include",
-    "format",
-    "compression-level",
-    "profile",
-    "main",
-    "env",
-    "required-env",
-    "env-file",
-    "stop-timeout",
-    "launcher",
-    "commands",
-    "hooks",
-    "reproducible",
-];
-
-/// Keys owned by cargo-release in the shared `[package.metadata.release]` table.
-pub const CARGO_RELEASE_KEYS: &[&str] = &[
-    "allow-branch",
-    "sign-commit",
-    "sign-tag",
-    "push-remote",
-    "registry",
-    "release",
-    "publish",
-    "verify",
-    "owners",
-    "push",
-    "push-options",
-    "shared-version",
-    "consolidate-commits",
-    "pre-release-commit-message",
-    "tag-message",
-    "tag-prefix",
-    "tag-name",
-    "tag",
-    "enable-features",
-    "enable-all-features",
-    "dependent-version",
-    "metadata",
-    "target",
-    "rate-limit",
-    "pre-release-replacements",
-    "pre-release-hook",
-    "certs-source",
-];
-
-/// Launcher built-ins that custom commands may not shadow.
-pub const BUILTIN_COMMANDS: &[&str] = &[
-    "start",
-    "foreground",
-    "daemon",
-    "stop",
-    "restart",
-    "pid",
-    "status",
-    "version",
-    "env",
-    "run",
-    "help",
-];
 
 #[derive(Debug, Clone, Default)]
 pub struct Layer {
@@ -132,11 +26,63 @@ pub struct Layer {
     pub required_env: Option<Vec<Spanned<String>>>,
     pub env_file: Option<Spanned<String>>,
     pub stop_timeout: Option<u32>,
+    pub args: Option<Vec<Spanned<String>>>,
+    pub workdir: Option<Workdir>,
     pub launcher: Option<bool>,
     pub reproducible: Option<bool>,
     pub commands: BTreeMap<String, Spanned<Command>>,
     pub hooks: BTreeMap<HookName, Spanned<String>>,
     pub profiles: BTreeMap<String, Layer>,
+}
+
+fn parse_workdir(v: &Value, o: &Origin) -> Result<Workdir> {
+    if let Value::Bool(b) = v {
+        return Ok(match b {
+            false => Workdir::Caller,
+            true => Workdir::Release(String::new()),
+        });
+    }
+    let dir = value::string(v, o)?.value;
+    let parts: Vec<&str> = dir
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let bad = dir.starts_with('/')
+        || parts.contains(&"..")
+        || dir.bytes().any(|b| b.is_ascii_control() || b == b'\\');
+    if bad {
+        return Err(o
+            .error(format!("{dir:?} is not a directory inside the release"))
+            .with_help(
+                "a path relative to the release root (\"\" or \".\" for the root, \"priv/www\"), or false to keep the caller's directory",
+            ));
+    }
+    Ok(Workdir::Release(parts.join("/")))
+}
+
+/// Warn about a `$` that is not one of the substituted `${RELEASE_*}` forms: it stays literal.
+fn warn_literal_dollars(text: &str, origin: &Origin, warnings: &mut Vec<ConfigWarning>) {
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        let after = &rest[at + 1..];
+        let substituted = after.strip_prefix('{').and_then(|a| {
+            let (name, _) = a.split_once('}')?;
+            RELEASE_VARIABLES.contains(&name).then_some(name.len() + 2)
+        });
+        match substituted {
+            Some(len) => rest = &after[len..],
+            None => {
+                warnings.push(ConfigWarning {
+                    origin: origin.clone(),
+                    message: format!(
+                        "`$` in {text:?} stays literal: only ${{RELEASE_ROOT}}, ${{RELEASE_PRIV}}, ${{RELEASE_TMP}}, ${{RELEASE_NAME}} and ${{RELEASE_VSN}} are substituted (never by a shell)"
+                    ),
+                    help: None,
+                });
+                return;
+            }
+        }
+    }
 }
 
 fn unknown_key(key: &str, origin: &Origin, known: &[&str], warnings: &mut Vec<ConfigWarning>) {
@@ -439,6 +385,7 @@ impl Layer {
                         if text.contains('\0') {
                             return Err(vo.error("contains a NUL byte"));
                         }
+                        warn_literal_dollars(&text, &vo, warnings);
                         layer.env.insert(
                             name.clone(),
                             Spanned {
@@ -477,6 +424,17 @@ impl Layer {
                     layer.stop_timeout = Some(value::integer(v, &o, 1, 86_400)?.value as u32);
                 }
                 "launcher" => layer.launcher = Some(value::boolean(v, &o)?),
+                "args" => {
+                    let args = value::string_list(v, &o)?;
+                    for (i, a) in args.iter().enumerate() {
+                        if a.value.contains('\0') {
+                            return Err(o.index(i).error("contains a NUL byte"));
+                        }
+                        warn_literal_dollars(&a.value, &o.index(i), warnings);
+                    }
+                    layer.args = Some(args);
+                }
+                "workdir" => layer.workdir = Some(parse_workdir(v, &o)?),
                 "reproducible" => layer.reproducible = Some(value::boolean(v, &o)?),
                 "commands" => {
                     for (name, c) in value::table(v, &o)? {
@@ -544,6 +502,8 @@ impl Layer {
             required_env: pick(self.required_env, other.required_env),
             env_file: pick(self.env_file, other.env_file),
             stop_timeout: pick(self.stop_timeout, other.stop_timeout),
+            args: pick(self.args, other.args),
+            workdir: pick(self.workdir, other.workdir),
             launcher: pick(self.launcher, other.launcher),
             reproducible: pick(self.reproducible, other.reproducible),
             commands: self.commands,

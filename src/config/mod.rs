@@ -6,6 +6,7 @@
 //! Unknown keys become [`ConfigWarning`]s with a suggestion; cargo-release's own keys are
 //! ignored silently in the shared `release` table.
 
+pub mod keys;
 pub mod layer;
 pub mod value;
 
@@ -15,7 +16,8 @@ use std::fmt;
 use camino::Utf8PathBuf;
 use serde_json::Value;
 
-pub use layer::{Command, HookName, IncludeRule, Layer, TableKind};
+pub use keys::{Command, HookName, IncludeRule, Workdir};
+pub use layer::{Layer, TableKind};
 pub use value::{ConfigError, Origin, Spanned};
 
 use crate::archive::Format;
@@ -58,6 +60,10 @@ pub struct LauncherConfig {
     pub required_env: Vec<Spanned<String>>,
     pub env_file: Option<Spanned<String>>,
     pub stop_timeout: u32,
+    /// Arguments `start`/`daemon` give the main binary before the caller's own.
+    pub args: Vec<String>,
+    /// Where `start`/`daemon` run the service (default: the release root).
+    pub workdir: Workdir,
     pub commands: BTreeMap<String, Spanned<Command>>,
     pub hooks: BTreeMap<HookName, Spanned<String>>,
 }
@@ -230,6 +236,13 @@ fn finish(
         required_env: layer.required_env.unwrap_or_default(),
         env_file: layer.env_file,
         stop_timeout: layer.stop_timeout.unwrap_or(30),
+        args: layer
+            .args
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.value)
+            .collect(),
+        workdir: layer.workdir.unwrap_or(Workdir::Release(String::new())),
         commands: layer.commands,
         hooks: layer.hooks,
     };

@@ -235,7 +235,7 @@ fn secret_looking_env_values_warn() {
 /// never reported as unknown, and a key not in the list is.
 #[test]
 fn known_keys_are_the_keys_the_parser_reads() {
-    for key in layer::KNOWN_KEYS {
+    for key in keys::KNOWN_KEYS {
         for value in [json!("x"), json!(1), json!(true), json!([]), json!({})] {
             let pkg = json!({"release": {*key: value}});
             let warned = match load_with(json!({}), pkg, "release") {

@@ -36,6 +36,11 @@ RELEASE_ROOT=$(cd -P -- "$(dirname -- "$rb_script")/.." && pwd -P) || rb_die "ca
 RELEASE_PROG=$(basename -- "$0")
 RELEASE_PRIV=$RELEASE_ROOT/priv
 RELEASE_TMP=${RELEASE_TMP:-$RELEASE_ROOT/tmp}
+# Absolute, so it still names the same place once the service runs in its working directory.
+case $RELEASE_TMP in
+  /*) ;;
+  *) RELEASE_TMP=$(pwd -P)/$RELEASE_TMP ;;
+esac
 export RELEASE_ROOT RELEASE_NAME RELEASE_VSN RELEASE_PRIV RELEASE_TMP RELEASE_PROG
 
 rb_exe=$RELEASE_ROOT/libexec/$rb_main
@@ -334,7 +339,7 @@ rb_start() {
   # The lock stays, naming this pid: once exec'd it is the service, and the next start or
   # stop takes the lock over.
   trap - EXIT INT TERM
-  exec "$rb_exe" "$@"
+{{WORKDIR}}  exec "$rb_exe" {{MAIN_ARGS}}"$@"
 }
 
 rb_daemon() {
@@ -347,10 +352,10 @@ rb_daemon() {
   rb_prepare daemon
   rb_hook pre-start
   rb_open_log
-  if command -v setsid >/dev/null 2>&1; then
-    setsid "$rb_exe" "$@" < /dev/null >> "$rb_log" 2>&1 &
+{{WORKDIR}}  if command -v setsid >/dev/null 2>&1; then
+    setsid "$rb_exe" {{MAIN_ARGS}}"$@" < /dev/null >> "$rb_log" 2>&1 &
   else
-    nohup "$rb_exe" "$@" < /dev/null >> "$rb_log" 2>&1 &
+    nohup "$rb_exe" {{MAIN_ARGS}}"$@" < /dev/null >> "$rb_log" 2>&1 &
   fi
   rb_pid=$!
   rb_write_pid "$rb_pid"

@@ -21,6 +21,12 @@ pub struct LauncherSpec {
     pub required_env: Vec<String>,
     pub env_file: Option<String>,
     pub stop_timeout: u32,
+    /// Arguments `start`/`daemon` give the main binary, before the caller's own; `${RELEASE_*}`
+    /// forms are substituted.
+    pub args: Vec<String>,
+    /// Where `start`/`daemon` run the service, relative to the release root (`""`: the root);
+    /// `None` keeps the caller's directory.
+    pub workdir: Option<String>,
     /// Custom commands: name → (binary, args, description).
     pub commands: BTreeMap<String, CustomCommand>,
 }
@@ -35,6 +41,44 @@ pub struct CustomCommand {
 /// Single-quote a string for POSIX sh: `it's` → `'it'\''s'`.
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A configuration value as one shell word in which exactly the `${RELEASE_ROOT}`,
+/// `${RELEASE_PRIV}`, `${RELEASE_TMP}`, `${RELEASE_NAME}` and `${RELEASE_VSN}` forms become
+/// the variables' values: literal text is single-quoted, each form becomes a double-quoted
+/// `"$RELEASE_X"`, so nothing is ever evaluated. `"${RELEASE_PRIV}/www"` renders as
+/// `"$RELEASE_PRIV"'/www'`.
+pub fn word(value: &str) -> String {
+    let mut out = String::new();
+    let mut literal = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        let after = &rest[at + 2..];
+        let name = after
+            .split_once('}')
+            .map(|(name, _)| name)
+            .filter(|name| crate::config::keys::RELEASE_VARIABLES.contains(name));
+        match name {
+            Some(name) => {
+                literal.push_str(&rest[..at]);
+                if !literal.is_empty() {
+                    out.push_str(&quote(&literal));
+                    literal.clear();
+                }
+                out.push_str(&format!("\"${name}\""));
+                rest = &after[name.len() + 1..];
+            }
+            None => {
+                literal.push_str(&rest[..at + 2]);
+                rest = after;
+            }
+        }
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() || out.is_empty() {
+        out.push_str(&quote(&literal));
+    }
+    out
 }
 
 /// Text safe inside an unquoted here-document and on one line.
@@ -58,8 +102,23 @@ pub fn render(spec: &LauncherSpec) -> String {
     }
     let mut defaults = String::new();
     for (k, v) in &spec.env {
-        defaults.push_str(&format!("  rb_default {k} {}\n", quote(v)));
+        defaults.push_str(&format!("  rb_default {k} {}\n", word(v)));
     }
+    let main_args: String = spec.args.iter().map(|a| format!("{} ", word(a))).collect();
+    // `cd` to the working directory: `"$RELEASE_ROOT"` plus the (validated, quoted) subpath.
+    let workdir = match &spec.workdir {
+        None => String::new(),
+        Some(dir) => {
+            let sub = if dir.is_empty() {
+                String::new()
+            } else {
+                quote(&format!("/{dir}"))
+            };
+            format!(
+                "  cd -- \"$RELEASE_ROOT\"{sub} || rb_die \"cannot change to the working directory $RELEASE_ROOT\"{sub}\n"
+            )
+        }
+    };
     let mut bin_cases = String::new();
     for bin in &spec.bins {
         bin_cases.push_str(&format!("    {}) ;;\n", quote(bin)));
@@ -83,7 +142,7 @@ pub fn render(spec: &LauncherSpec) -> String {
         heredoc_text(&spec.name),
         heredoc_text(&spec.version)
     );
-    let values: [(&str, String); 15] = [
+    let values: [(&str, String); 17] = [
         ("TITLE", title),
         ("FILE", file_name.to_string()),
         ("NAME", quote(&spec.name)),
@@ -99,6 +158,8 @@ pub fn render(spec: &LauncherSpec) -> String {
         ("BIN_CASES", bin_cases),
         ("COMMAND_CASES", command_cases),
         ("LOCK_WAIT", (spec.stop_timeout + 30).to_string()),
+        ("MAIN_ARGS", main_args),
+        ("WORKDIR", workdir),
     ];
     fill(TEMPLATE, &values)
 }

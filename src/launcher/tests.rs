@@ -13,6 +13,8 @@ fn spec() -> LauncherSpec {
         required_env: vec!["PORT".into(), "DATABASE_URL".into()],
         env_file: Some("/etc/billing/env".into()),
         stop_timeout: 30,
+        args: vec!["--root=${RELEASE_PRIV}/www".into(), "$HOME".into()],
+        workdir: Some("priv/www".into()),
         commands: BTreeMap::from([(
             "migrate".into(),
             CustomCommand {
@@ -109,7 +111,33 @@ fn builtin_commands_are_the_templates_case_arms() {
         .filter(|name| !name.starts_with('-'))
         .collect();
     arms.sort_unstable();
-    let mut builtins = crate::config::layer::BUILTIN_COMMANDS.to_vec();
+    let mut builtins = crate::config::keys::BUILTIN_COMMANDS.to_vec();
     builtins.sort_unstable();
     assert_eq!(arms, builtins);
+}
+
+#[test]
+fn release_variables_are_substituted_as_data() {
+    assert_eq!(word("plain"), "'plain'");
+    assert_eq!(word(""), "''");
+    assert_eq!(word("${RELEASE_PRIV}/www"), "\"$RELEASE_PRIV\"'/www'");
+    assert_eq!(
+        word("a${RELEASE_ROOT}b${RELEASE_VSN}"),
+        "'a'\"$RELEASE_ROOT\"'b'\"$RELEASE_VSN\""
+    );
+    // Anything else stays literal, quoted: no shell ever sees it unquoted.
+    assert_eq!(
+        word("$HOME ${HOME} ${RELEASE_PRIV"),
+        "'$HOME ${HOME} ${RELEASE_PRIV'"
+    );
+    assert_eq!(word("$(id)${RELEASE_TMP}"), "'$(id)'\"$RELEASE_TMP\"");
+    let script = render(&spec());
+    assert!(
+        script.contains("exec \"$rb_exe\" '--root='\"$RELEASE_PRIV\"'/www' '$HOME' \"$@\""),
+        "{script}"
+    );
+    assert!(script.contains("  cd -- \"$RELEASE_ROOT\"'/priv/www' || rb_die"));
+    let mut s = spec();
+    s.workdir = None;
+    assert!(!render(&s).contains("  cd -- "));
 }

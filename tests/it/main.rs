@@ -9,6 +9,7 @@ mod determinism;
 mod launcher;
 mod memory;
 mod reproducible;
+mod services;
 mod support;
 mod trust;
 mod verify;
