@@ -25,14 +25,16 @@ fn table_text(table: &str, name: &str, profile: Option<&str>) -> String {
 name = "{name}"
 # Bin targets to ship (default: every bin target of the package).
 # bins = ["{name}"]
-# Runtime data shipped as priv/ (templates, migrations, static assets).
-priv = "priv"
+# Runtime data shipped as priv/ (templates, migrations, static assets): the package's priv/
+# directory when it exists; set a path to use another, or false to ship none.
+# priv = "priv"
 # Globs never shipped, matched against paths inside the bundle.
 exclude = ["**/*.swp", "**/.DS_Store"]
 # Extra files: {{ source = glob, dest = "dir/" or "file", mode = "0644" or "0755" }}.
 # include = [{{ source = "README.md", dest = "./" }}]
 # Environment defaults baked into the launcher; the server's environment wins. No secrets here.
-env = {{ RUST_LOG = "info" }}
+# ${{RELEASE_PRIV}}, ${{RELEASE_ROOT}}, ${{RELEASE_TMP}} are replaced by the release's paths.
+# env = {{ RUST_LOG = "info" }}
 # Variables that must be set before `bin/{name} start` runs the service.
 # required-env = ["PORT"]
 # Secrets stay on the server, in a KEY=VALUE file read at start.
@@ -122,7 +124,7 @@ pub fn init(opts: &InitOpts, shell: &Shell) -> Result<u8> {
                 .with_context(|| format!("`{root}`: not valid TOML"))?;
             if !has_profile(&root_doc, p) {
                 root_edit = Some(format!(
-                    "{}\n[profile.{p}]\ninherits = \"release\"\n",
+                    "{}\n\n[profile.{p}]\ninherits = \"release\"\n",
                     root_text.trim_end_matches('\n')
                 ));
             }
@@ -133,17 +135,9 @@ pub fn init(opts: &InitOpts, shell: &Shell) -> Result<u8> {
         .parse::<toml::Table>()
         .with_context(|| format!("`{shown}`: the new table does not parse (please report this)"))?;
     write_atomically(&manifest, new_text.as_bytes())?;
+    let root_profile = root_edit.is_some();
     if let Some(root_text) = root_edit {
         write_atomically(&root, root_text.as_bytes())?;
-    }
-    let priv_dir = dir.join("priv");
-    if !priv_dir.exists() {
-        fs::create_dir_all(&priv_dir).with_context(|| format!("`{priv_dir}`: cannot create"))?;
-        fs::write(
-            priv_dir.join("README.md"),
-            "Runtime data shipped in the bundle as priv/ (templates, migrations, static assets).\nAt runtime the service finds it through $RELEASE_PRIV, or ../priv next to its executable.\n",
-        )
-        .with_context(|| format!("`{priv_dir}`: cannot write README.md"))?;
     }
     if cargo_release {
         shell.warn(format!(
@@ -151,13 +145,28 @@ pub fn init(opts: &InitOpts, shell: &Shell) -> Result<u8> {
         ));
     }
     shell.status("Added", format!("[{table}] to {shown}"));
+    if let Some(p) = profile {
+        let into = if root_profile {
+            Some(project::display_path(&root).to_string())
+        } else if !has_profile(&doc, p) && root == manifest {
+            Some(shown.to_string())
+        } else {
+            None
+        };
+        if let Some(into) = into {
+            shell.status(
+                "Added",
+                format!("[profile.{p}] (inherits release) to {into}"),
+            );
+        }
+    }
     let profile_flag = opts
         .profile
         .as_deref()
         .map(|p| format!(" --profile {p}"))
         .unwrap_or_default();
     shell.out(format!(
-        "Next steps:\n  cargo release-bundle plan{profile_flag}      # see what goes in\n  cargo release-bundle{profile_flag}           # build and bundle\n  cargo release-bundle verify <bundle>   # check it before publishing"
+        "Next steps:\n  mkdir priv                             # runtime data shipped as priv/ (optional)\n  cargo release-bundle plan{profile_flag}      # see what goes in\n  cargo release-bundle{profile_flag}           # build and bundle\n  cargo release-bundle verify <bundle>   # check it before publishing"
     ));
     Ok(0)
 }

@@ -51,8 +51,21 @@ fn init_then_bundle_from_cargo_new() {
         text.contains("[profile.prod]\ninherits = \"release\""),
         "{text}"
     );
-    assert!(dir.join("priv/README.md").is_file());
+    // Nothing but Cargo.toml is written: no placeholder that would ship in the bundle.
+    assert!(!dir.join("priv").exists());
+    assert!(
+        stderr(&out).contains("Added [package.metadata.release] to"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("Added [profile.prod] (inherits release) to"),
+        "{}",
+        stderr(&out)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("cargo release-bundle --profile prod"));
+    // The service's own logging default is not overridden.
+    assert!(!text.lines().any(|l| l.starts_with("env =")), "{text}");
 
     // The new table is valid and complete: a real bundle, without warnings, that verifies.
     let out = run_tool(
@@ -95,7 +108,7 @@ fn init_in_a_cargo_release_project_writes_the_alias_table() {
     );
     let text = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(text.contains("[package.metadata.release-bundle]"), "{text}");
-    // ... and bundling reads it: the launcher carries its env default.
+    // ... and bundling reads it: the launcher carries its stop timeout.
     let out = run_tool(&dir, &["plan", "--message-format", "json", "--strict"], &[]);
     assert_success(&out);
     let out = run_tool(&dir, &["--message-format", "json", "--strict"], &[]);
@@ -109,7 +122,11 @@ fn init_in_a_cargo_release_project_writes_the_alias_table() {
         )
         .join("tool-0.1.0");
         let launcher = fs::read_to_string(top.join("bin/tool")).unwrap();
-        assert!(launcher.contains("rb_default RUST_LOG 'info'"));
+        assert!(
+            launcher.contains("rb_stop_timeout_default=30"),
+            "{launcher}"
+        );
+        assert!(!launcher.contains("rb_default RUST_LOG"));
     }
 }
 
@@ -508,4 +525,31 @@ fn tools_the_tests_need_are_installed() {
         "tests that need {missing:?} were skipped; install them (see .ci/run), or set RELEASE_BUNDLE_ALLOW_SKIP=1 to accept the skips (never in CI)"
     );
     eprintln!("skipped tests that need {missing:?} (RELEASE_BUNDLE_ALLOW_SKIP=1)");
+}
+
+/// In a workspace member, init adds the profile to the workspace root (where cargo reads
+/// profiles), with a blank line before it, and says so.
+#[test]
+fn init_in_a_workspace_member_says_what_it_changes() {
+    let fx = Fixture::new("workspace");
+    let member = fx.root.join("shared");
+    let root_before = fs::read_to_string(fx.root.join("Cargo.toml")).unwrap();
+    let out = run_tool(&member, &["init", "--profile", "staging"], &[]);
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("Added [package.metadata.release] to"), "{err}");
+    assert!(
+        err.contains("Added [profile.staging] (inherits release) to")
+            && err.contains("workspace")
+            && err.contains("Cargo.toml"),
+        "{err}"
+    );
+    let root = fs::read_to_string(fx.root.join("Cargo.toml")).unwrap();
+    assert_eq!(
+        root,
+        format!(
+            "{}\n\n[profile.staging]\ninherits = \"release\"\n",
+            root_before.trim_end_matches('\n')
+        )
+    );
 }
