@@ -95,6 +95,8 @@ pub struct Extractor {
     error: Option<String>,
     /// Stale temporary directories removed on the way in.
     pub removed: Vec<Utf8PathBuf>,
+    /// The archive's mtime, set on every entry before the tree is moved into place.
+    mtime: Option<u64>,
 }
 
 impl Extractor {
@@ -104,6 +106,13 @@ impl Extractor {
             Some(p) if !p.as_str().is_empty() => p.to_owned(),
             _ => Utf8PathBuf::from("."),
         };
+        // Missing parents are created, as `mkdir -p` would (0755); the destination itself is
+        // created only by the final rename.
+        DirBuilder::new()
+            .recursive(true)
+            .mode(MODE_DIR)
+            .create(&parent)
+            .with_context(|| format!("`{parent}`: cannot create the parent directory"))?;
         let prefix = temp_prefix(dest);
         let removed = remove_stale(&parent, &prefix);
         let tmp = tempfile::Builder::new()
@@ -120,6 +129,7 @@ impl Extractor {
             dirs: BTreeSet::from([String::new()]),
             error: None,
             removed,
+            mtime: None,
         })
     }
 
@@ -147,6 +157,9 @@ impl Extractor {
         }
         fs::set_permissions(self.tmp.path(), Permissions::from_mode(MODE_DIR))
             .with_context(|| format!("`{}`: cannot set permissions", self.tmp.path().display()))?;
+        if let Some(mtime) = self.mtime {
+            set_mtimes(self.tmp.path(), mtime)?;
+        }
         let tmp = self.tmp.keep();
         if let Err(e) = fs::rename(&tmp, dest) {
             let _ = fs::remove_dir_all(&tmp);
@@ -157,7 +170,43 @@ impl Extractor {
     }
 }
 
+/// Give every entry below `root` (the root included, symlinks themselves rather than their
+/// targets) the archive's mtime, children before their directories, so every host serves the
+/// same `Last-Modified` for the same file.
+fn set_mtimes(root: &std::path::Path, mtime: u64) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let when = libc::timespec {
+        tv_sec: libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX),
+        tv_nsec: 0,
+    };
+    let times = [when, when];
+    for entry in walkdir::WalkDir::new(root).contents_first(true) {
+        let entry = entry.with_context(|| format!("`{}`: cannot walk", root.display()))?;
+        let path = std::ffi::CString::new(entry.path().as_os_str().as_bytes())
+            .with_context(|| format!("`{}`: path holds a NUL", entry.path().display()))?;
+        // SAFETY: `path` is a valid C string and `times` holds two timespecs, as utimensat
+        // requires; AT_SYMLINK_NOFOLLOW sets a symlink's own time.
+        let rc = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("`{}`: cannot set its mtime", entry.path().display()));
+        }
+    }
+    Ok(())
+}
+
 impl Sink for Extractor {
+    fn mtime(&mut self, mtime: u64) {
+        self.mtime = Some(mtime);
+    }
+
     fn fail(&mut self, rel: &str, e: io::Error) {
         if self.error.is_none() {
             self.error = Some(format!("`{rel}`: {e}"));

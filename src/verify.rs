@@ -36,6 +36,8 @@ pub trait Sink {
     fn begin_file(&mut self, rel: &str) -> Option<File>;
     fn end_file(&mut self, rel: &str, file: File, mode: u32);
     fn fail(&mut self, rel: &str, e: io::Error);
+    /// The bundle's single mtime, given once it is read (every entry carries the same one).
+    fn mtime(&mut self, mtime: u64);
     /// Whether the check must stop now (the user interrupted the sink's command).
     fn cancelled(&self) -> bool {
         false

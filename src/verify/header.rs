@@ -99,7 +99,12 @@ impl Checker<'_> {
         }
         if let Some(mtime) = numbers(self, "mtime", h.mtime()) {
             match self.mtime {
-                None => self.mtime = Some(mtime),
+                None => {
+                    self.mtime = Some(mtime);
+                    if let Some(sink) = self.extract.as_deref_mut() {
+                        sink.mtime(mtime);
+                    }
+                }
                 Some(first) if first != mtime => self.error(
                     "mtime",
                     path,

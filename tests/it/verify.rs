@@ -1073,3 +1073,42 @@ fn unpack_installs_good_bundles_and_refuses_bad_ones() {
         assert!(!case.dir.join(outside).exists(), "{outside} was written");
     }
 }
+
+/// unpack gives every entry the archive's mtime (files, directories, symlinks and the root),
+/// so every host serves the same `Last-Modified`; missing parents of `--to` are created.
+#[test]
+fn unpack_keeps_the_archive_mtime_and_creates_parents() {
+    use std::os::unix::fs::MetadataExt;
+    let bundle = webapp_bundle();
+    let epoch = entries_of(bundle)
+        .iter()
+        .find(|e| e.name().ends_with("MANIFEST.json"))
+        .map(|e| {
+            let m: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+            m["timestamp"]["epoch"].as_i64().unwrap()
+        })
+        .unwrap();
+    let scratch = Scratch::new();
+    let to = scratch.join("missing/parents/webapp");
+    let out = run_tool(
+        &scratch.path,
+        &[
+            "unpack",
+            bundle.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&out);
+    for rel in [
+        "",
+        "bin",
+        "bin/webapp",
+        "priv/static/index.html",
+        "priv/static/latest.html",
+    ] {
+        let meta = fs::symlink_metadata(to.join(rel)).unwrap();
+        assert_eq!(meta.mtime(), epoch, "{rel:?}");
+    }
+}

@@ -79,3 +79,103 @@ fn github_recipe_is_valid_and_uses_real_commands() {
     }
     assert!(matches!(wf["on"]["push"]["tags"], Yaml::Array(_)));
 }
+
+/// The README's Quick start, run as written: the first block in an empty directory (with this
+/// tool on PATH as `cargo-release-bundle`), then the server block line by line, with only the
+/// host triple, `/opt` and the port replaced.
+#[test]
+fn the_quick_start_runs_verbatim() {
+    use crate::support::*;
+    use std::fs;
+    use std::process::Command;
+
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Quick start").unwrap()..];
+    let section = &section[..section.find("\n## ").unwrap()];
+    let blocks: Vec<&str> = section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .collect();
+    assert_eq!(blocks.len(), 2, "{section}");
+
+    let scratch = Scratch::new();
+    let bin = scratch.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(tool(), bin.join("cargo-release-bundle")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(String::from))
+        .unwrap();
+    let sh = |dir: &std::path::Path, script: &str| {
+        let out = Command::new("sh")
+            .args(["-ec", script])
+            .current_dir(dir)
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert_success(&out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let build = blocks[0].replace("x86_64-unknown-linux-gnu", &host);
+    sh(&scratch.path, &build);
+
+    let server = scratch.join("server");
+    fs::create_dir_all(&server).unwrap();
+    let name = format!("billing-0.1.0-{host}.tar.zst");
+    fs::copy(
+        scratch
+            .join("billing/target/release-bundle/prod")
+            .join(&name),
+        server.join(&name),
+    )
+    .unwrap();
+    let port = free_port();
+    let opt = scratch.join("opt");
+    let lines: Vec<String> = blocks[1]
+        .lines()
+        .map(|l| {
+            l.replace("x86_64-unknown-linux-gnu", &host)
+                .replace("/opt/", &format!("{}/", opt.display()))
+                .replace("PORT=4000", &format!("PORT={port}"))
+        })
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    sh(&server, &lines[0]);
+    sh(&server, &lines[1]);
+    let stop = lines[3].clone();
+    let _stopped = StopOnDrop(&server, &stop);
+    let status = sh(&server, &lines[2]);
+    assert!(
+        status.starts_with("billing 0.1.0 running (pid "),
+        "{status}"
+    );
+    assert_eq!(
+        http_get(port, "/", std::time::Duration::from_secs(10)),
+        "hello\n"
+    );
+    let stopped = sh(&server, &stop);
+    assert!(stopped.starts_with("billing 0.1.0 stopped"), "{stopped}");
+}
+
+/// Runs the Quick start's `stop` line when dropped, so a failing test leaves no service behind.
+struct StopOnDrop<'a>(&'a std::path::Path, &'a str);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("sh")
+            .args(["-c", self.1])
+            .current_dir(self.0)
+            .output();
+    }
+}
