@@ -126,7 +126,10 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         )?;
         for warning in &loaded.warnings {
             if opts.strict {
-                bail!("{warning}\nnote: `--strict` turns configuration warnings into errors");
+                bail!(
+                    "{}\nnote: `--strict` turns configuration warnings into errors",
+                    warning.as_error()
+                );
             }
             shell.warn(warning);
         }
@@ -186,7 +189,9 @@ pub fn bundle(
     shell: &Shell,
     done: &mut dyn FnMut(&Package, &BundlePlan, &assemble::Bundle),
 ) -> Result<()> {
-    let started = Instant::now();
+    // Each bundle's time runs from the end of the previous one (the first from the start,
+    // preparation included), so in `--workspace` runs the times add up to the whole run.
+    let mut started = Instant::now();
     let Prepared {
         ws,
         rustc,
@@ -297,6 +302,14 @@ pub fn bundle(
                 human_size(bundle.size),
                 bundle.files,
                 started.elapsed().as_secs_f64()
+            ),
+        );
+        started = Instant::now();
+        shell.status(
+            "Next",
+            format!(
+                "cargo release-bundle verify {}",
+                project::display_path(&bundle.path)
             ),
         );
         if let Some(peak) = peak_memory() {

@@ -41,6 +41,22 @@ pub struct ConfigWarning {
     pub help: Option<String>,
 }
 
+impl ConfigWarning {
+    /// The warning as an error (under `--strict`): what is wrong, without the warning's
+    /// "ignored", since nothing goes on.
+    pub fn as_error(&self) -> String {
+        let mut text = format!(
+            "{}: {}",
+            self.origin,
+            self.message.trim_end_matches(", ignored")
+        );
+        if let Some(help) = &self.help {
+            text.push_str(&format!("\nhelp: {help}"));
+        }
+        text
+    }
+}
+
 impl fmt::Display for ConfigWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.origin, self.message)?;

@@ -77,11 +77,17 @@ pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
         (Some(n), Some(v)) => format!("{n} {v}"),
         _ => file.to_string(),
     };
-    let problems = report.count(Severity::Error) + report.count(Severity::Warning);
-    let plural = if problems == 1 { "problem" } else { "problems" };
+    let count = |n: usize, one: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {one}s"),
+    };
+    let errors = count(report.count(Severity::Error), "error");
+    let warnings = count(report.count(Severity::Warning), "warning");
     let files = thousands(report.files);
     let verb = if passed { "verified" } else { "FAILED" };
-    shell.out(format!("{verb} {what}: {files} files, {problems} {plural}"));
+    shell.out(format!(
+        "{verb} {what}: {files} files, {errors}, {warnings}"
+    ));
     if passed && report.reference != Reference::ExpectedDigest {
         let against = match report.reference {
             Reference::SidecarOnly => "its own metadata and the `.sha256` beside it",

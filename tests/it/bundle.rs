@@ -393,6 +393,10 @@ fn runs_as_a_cargo_subcommand() {
         "{err}"
     );
     assert!(err.contains("    Finished "), "{err}");
+    assert!(
+        err.contains("        Next cargo release-bundle verify "),
+        "{err}"
+    );
     assert_eq!(fs::read_dir(fx.out()).unwrap().count(), 2);
 
     let help = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
@@ -429,9 +433,11 @@ fn unknown_keys_warn_with_a_suggestion() {
         fx.scratch.join("strict").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
     assert!(
-        stderr(&out)
-            .starts_with("error: Cargo.toml: package.metadata.release.exclued: unknown key")
+        err.starts_with("error: Cargo.toml: package.metadata.release.exclued: unknown key\n")
+            && !err.contains("ignored"),
+        "an error does not say the key is ignored: {err}"
     );
     assert!(!fx.scratch.join("strict").exists());
 }

@@ -134,3 +134,34 @@ fn virtual_root_without_tables_lists_candidates() {
     assert!(err.contains("help: pick packages with `-p`"), "{err}");
     assert!(!fx.out().exists());
 }
+
+/// Each "Finished … in Ns" of a multi-package run is that bundle's own time, not the time
+/// since the run began: the times add up to no more than the whole run.
+#[test]
+fn each_bundle_reports_its_own_time() {
+    let fx = Fixture::new("workspace");
+    let start = std::time::Instant::now();
+    let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_success(&out);
+    let err = stderr(&out);
+    let times: Vec<f64> = err
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Finished") && l.contains(" files) in "))
+        .map(|l| {
+            l.rsplit(" in ")
+                .next()
+                .unwrap()
+                .trim_end_matches('s')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(times.len(), 2, "{err}");
+    let sum: f64 = times.iter().sum();
+    // Printed to 0.1 s: allow the rounding of two times.
+    assert!(
+        sum <= elapsed + 0.1,
+        "{times:?} add up to more than the run ({elapsed:.2}s)"
+    );
+}
