@@ -10,11 +10,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::cli::InitOpts;
 use crate::config::keys::{CARGO_RELEASE_KEYS, KNOWN_KEYS};
 use crate::fsutil::write_atomically;
-use crate::project;
+use crate::project::{self, BUILT_IN_PROFILES};
 use crate::shell::Shell;
-
-/// Profiles cargo defines itself.
-const BUILT_IN_PROFILES: &[&str] = &["dev", "release", "test", "bench"];
 
 fn table_text(table: &str, name: &str, profile: Option<&str>) -> String {
     let mut text = format!(

@@ -104,6 +104,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
     }
     build::check_builder(&opts.build_opts())?;
     let ws = project::load(&opts.locate())?;
+    project::check_profile(&ws, &opts.profile)?;
     let packages = project::select(&ws, &opts.selection())?;
     let rustc = project::rustc(ws.root())?;
     let target = opts.target.clone().unwrap_or_else(|| rustc.host.clone());

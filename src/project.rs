@@ -143,6 +143,57 @@ pub fn load(opts: &Locate) -> Result<Workspace> {
     })
 }
 
+/// Profiles cargo defines itself.
+pub const BUILT_IN_PROFILES: &[&str] = &["dev", "release", "test", "bench"];
+
+/// Fail before anything is planned when `profile` is defined nowhere cargo looks: built in,
+/// `[profile.<name>]` in the workspace's `Cargo.toml`, in a `.cargo/config.toml` above the
+/// working directory or the workspace, in `$CARGO_HOME/config.toml`, or through
+/// `CARGO_PROFILE_<NAME>_*` variables.
+pub fn check_profile(ws: &Workspace, profile: &str) -> Result<()> {
+    if BUILT_IN_PROFILES.contains(&profile) {
+        return Ok(());
+    }
+    let defines = |path: &Utf8Path| -> bool {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .is_some_and(|doc| doc.get("profile").and_then(|p| p.get(profile)).is_some())
+    };
+    let manifest = ws.root().join("Cargo.toml");
+    if defines(&manifest) {
+        return Ok(());
+    }
+    let env_prefix = format!(
+        "CARGO_PROFILE_{}_",
+        profile.to_ascii_uppercase().replace('-', "_")
+    );
+    if env::vars().any(|(k, _)| k.starts_with(&env_prefix)) {
+        return Ok(());
+    }
+    let cwd = env::current_dir()
+        .ok()
+        .and_then(|c| Utf8PathBuf::from_path_buf(c).ok());
+    let mut dirs: Vec<Utf8PathBuf> = Vec::new();
+    for start in cwd.iter().map(|c| c.as_path()).chain([ws.root()]) {
+        dirs.extend(start.ancestors().map(|d| d.join(".cargo")));
+    }
+    if let Some(home) = crate::rustflags::cargo_home() {
+        dirs.push(home);
+    }
+    let in_config = dirs
+        .iter()
+        .flat_map(|d| [d.join("config.toml"), d.join("config")])
+        .any(|f| defines(&f));
+    if in_config {
+        return Ok(());
+    }
+    bail!(
+        "profile `{profile}` is not defined in `{}` or any cargo config\nhelp: add it, e.g.\n\n[profile.{profile}]\ninherits = \"release\"",
+        display_path(&manifest)
+    )
+}
+
 /// The root `Cargo.toml` of the workspace `manifest` belongs to (itself for a lone package).
 pub fn workspace_root_of(manifest: &Utf8Path) -> Result<Utf8PathBuf> {
     let manifest = manifest

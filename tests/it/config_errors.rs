@@ -119,3 +119,30 @@ fn unreadable_sources_say_what_failed() {
         "{err}"
     );
 }
+
+/// `plan` checks the profile too (it used to print a full plan for a profile cargo would
+/// refuse); a profile defined in a cargo config file is found.
+#[test]
+fn plan_refuses_an_undefined_profile() {
+    let fx = Fixture::new("webapp");
+    let out = fx.run(&["plan", "--profile", "staging"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("error: profile `staging` is not defined in `"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout_of(&out).is_empty(), "no plan is printed");
+    fs::create_dir_all(fx.root.join(".cargo")).unwrap();
+    fs::write(
+        fx.root.join(".cargo/config.toml"),
+        "[profile.staging]\ninherits = \"release\"\n",
+    )
+    .unwrap();
+    assert_success(&fx.run(&["plan", "--profile", "staging"]));
+    assert_success(&fx.run(&["plan", "--profile", "prod"]));
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
