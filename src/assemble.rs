@@ -5,7 +5,7 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use tempfile::NamedTempFile;
 
@@ -88,6 +88,23 @@ impl<R: std::io::Read> std::io::Read for Reporting<'_, R> {
     }
 }
 
+/// How the archive is written: what changes its bytes (compression), what does not (workers),
+/// and what it refuses to ship.
+#[derive(Clone, Copy)]
+pub struct Settings<'a> {
+    pub compression: Compression,
+    pub workers: u32,
+    pub guard: &'a Guard,
+}
+
+/// What bundling refuses to ship: the build machine's own paths, searched in every file from
+/// disk, and in the executables when their paths were remapped (otherwise they hold the
+/// workspace path by design).
+pub struct Guard {
+    pub paths: crate::machine_paths::MachinePaths,
+    pub executables: bool,
+}
+
 /// Bytes the bundle's files will stream (for a progress bar): the planned files plus the
 /// built executables.
 pub fn total_bytes(totals: &Totals, artifacts: &Artifacts) -> u64 {
@@ -105,11 +122,15 @@ pub fn assemble(
     plan: &BundlePlan,
     artifacts: &Artifacts,
     manifest: Manifest,
-    compression: Compression,
-    workers: u32,
+    settings: &Settings,
     out_dir: &Utf8Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Bundle> {
+    let Settings {
+        compression,
+        workers,
+        guard: machine,
+    } = *settings;
     fs::create_dir_all(out_dir).with_context(|| format!("cannot create `{out_dir}`"))?;
     let final_path = out_dir.join(&plan.file_name);
     let tmp = temp_in(out_dir, &plan.file_name)?;
@@ -174,17 +195,29 @@ pub fn assemble(
             .metadata()
             .with_context(|| format!("cannot stat `{source}`"))?
             .len();
-        let sha256 = ar
-            .file(
-                &entry.path,
-                entry.mode,
-                size,
-                Reporting {
-                    inner: file,
-                    progress: &mut *progress,
-                },
-            )
-            .with_context(|| format!("cannot add `{source}` to the bundle"))?;
+        let scanned = match &entry.content {
+            Content::Binary(_) => machine.executables,
+            _ => true,
+        };
+        let mut reader = machine.paths.scan(Reporting {
+            inner: file,
+            progress: &mut *progress,
+        });
+        let sha256 = if scanned {
+            ar.file(&entry.path, entry.mode, size, &mut reader)
+        } else {
+            ar.file(&entry.path, entry.mode, size, reader.get_mut())
+        }
+        .with_context(|| format!("cannot add `{source}` to the bundle"))?;
+        if let (true, Some(hit)) = (scanned, reader.hit()) {
+            bail!(
+                "`{}` (from `{source}`) contains `{}`, {}, at offset {}: a path of the build machine would ship\nhelp: remove it from the file; if it is an example, not this machine's, list it in [package.metadata.release.verify] allow-paths",
+                entry.path,
+                hit.path,
+                hit.what,
+                hit.offset
+            );
+        }
         spool.record(&FileRecord {
             path: entry.path.clone(),
             // Invariant: the planner gives every non-directory entry a kind.

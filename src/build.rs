@@ -240,6 +240,12 @@ pub fn build(
         command.env(k, v);
     }
     shell.verbose_status("Running", format!("`{cargo} {}`", args.join(" ")));
+    if remap.injection.is_some() {
+        shell.verbose_status(
+            "Note",
+            "the path-remapping flags make cargo rebuild what a plain `cargo build` built in this target directory (and the other way round); the executables that ship are the bundle's, not target/<profile>/'s",
+        );
+    }
     let mut child = command
         .args(&args)
         .stdout(Stdio::piped())

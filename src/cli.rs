@@ -103,6 +103,11 @@ pub struct CheckOpts {
     #[arg(long, value_name = "FMT", default_value = "human")]
     pub message_format: MessageFormat,
 
+    /// A path prefix the leak scan accepts, such as an example path in help text (repeatable;
+    /// adds to the bundle's own `[verify] allow-paths`)
+    #[arg(long = "allow-path", value_name = "PREFIX")]
+    pub allow_paths: Vec<String>,
+
     /// Refuse archives with more entries than this
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_entries: u64,

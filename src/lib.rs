@@ -14,6 +14,7 @@ pub mod config;
 pub mod fsutil;
 pub mod init;
 pub mod launcher;
+pub mod machine_paths;
 pub mod merge;
 pub mod pipeline;
 pub mod plan;

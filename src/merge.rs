@@ -67,7 +67,7 @@ pub fn gather(dirs: &[Utf8PathBuf]) -> Result<Gathered> {
     let mut index: BTreeMap<String, (Indexed, Utf8PathBuf)> = BTreeMap::new();
     let mut versions: BTreeMap<String, (String, Utf8PathBuf)> = BTreeMap::new();
     for path in &found {
-        let report = verify::verify_file(path, None, verify::Limits::default(), None)?;
+        let report = verify::verify_file(path, None, verify::Limits::default(), &[], None)?;
         let sidecar = Utf8PathBuf::from(format!("{path}.sha256"));
         if !sidecar.is_file() {
             problems.push(format!("`{path}`: has no `.sha256` sidecar"));

@@ -13,6 +13,7 @@ use crate::archive::Format;
 use crate::archive::manifest::{FORMAT_VERSION, Manifest};
 use crate::cli::{BundleOpts, FormatArg};
 use crate::config::Overrides;
+use crate::machine_paths::MachinePaths;
 use crate::plan::{self, BundlePlan};
 use crate::shell::Shell;
 use crate::{archive, assemble, build, config, project, rustflags, sources};
@@ -25,6 +26,7 @@ pub struct Planned {
     pub totals: plan::Totals,
     pub compression: Compression,
     pub reproducible: bool,
+    pub allow_paths: Vec<String>,
 }
 
 /// Warnings about what makes a bundle impossible to rebuild bit for bit elsewhere.
@@ -162,6 +164,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             totals,
             compression,
             reproducible: loaded.config.reproducible,
+            allow_paths: loaded.config.allow_paths.clone(),
         });
     }
 
@@ -225,6 +228,17 @@ pub fn bundle(
         build::PathRemap::default()
     };
     let build_opts = opts.build_opts();
+    // This machine's paths, which no shipped file may hold.
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_home = rustflags::cargo_home()
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    let machine: Vec<(&str, &'static str)> = vec![
+        (ws.root().as_str(), "the workspace root"),
+        (ws.target_dir.as_str(), "the target directory"),
+        (cargo_home.as_str(), "CARGO_HOME"),
+        (home.as_str(), "your HOME"),
+    ];
     let timestamp =
         project::timestamp(source_date_epoch.as_deref(), git.as_ref().map(|(_, t)| *t))?;
     for Planned {
@@ -233,6 +247,7 @@ pub fn bundle(
         totals,
         compression,
         reproducible,
+        allow_paths,
     } in &planned
     {
         shell.status(
@@ -277,6 +292,7 @@ pub fn bundle(
             } else {
                 Vec::new()
             },
+            allow_paths: allow_paths.clone(),
             files: Vec::new(),
         };
         let mut bar = shell.progress(assemble::total_bytes(totals, &artifacts));
@@ -285,12 +301,20 @@ pub fn bundle(
                 bar.advance(n);
             }
         };
+        let guard = assemble::Guard {
+            paths: MachinePaths::new(&machine, allow_paths),
+            executables: *reproducible,
+        };
+        let settings = assemble::Settings {
+            compression: *compression,
+            workers: archive::zstd_workers(opts.jobs),
+            guard: &guard,
+        };
         let bundle = assemble::assemble(
             plan,
             &artifacts,
             manifest,
-            *compression,
-            archive::zstd_workers(opts.jobs),
+            &settings,
             &out_dir,
             &mut progress,
         )?;

@@ -166,12 +166,13 @@ pub fn verify_file(
     path: &Utf8Path,
     expected_sha256: Option<&str>,
     limits: Limits,
+    allow_paths: &[String],
     extract: Option<&mut dyn Sink>,
 ) -> Result<Report> {
     let file = crate::fsutil::open_regular(path)
         .with_context(|| format!("`{path}`: cannot open the bundle"))?;
     let file_name = path.file_name().unwrap_or_default();
-    let streamed = verify_stream(file, file_name, limits, extract)
+    let streamed = verify_stream(file, file_name, limits, allow_paths, extract)
         .with_context(|| format!("`{path}`: cannot verify"))?;
     let mut findings = streamed.findings;
     let reference = sidecar::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
@@ -203,6 +204,7 @@ pub fn verify_stream(
     input: impl Read + Send,
     file_name: &str,
     limits: Limits,
+    allow_paths: &[String],
     extract: Option<&mut dyn Sink>,
 ) -> io::Result<Streamed> {
     let count = Arc::new(AtomicU64::new(0));
@@ -237,7 +239,8 @@ pub fn verify_stream(
         entries: 0,
         compressed: count,
         leaks,
-        leaks_listed: 0,
+        allow_paths: allow_paths.to_vec(),
+        leak_hits: Vec::new(),
         leaks_unlisted: 0,
         leak_files_capped: 0,
         extract,
@@ -291,14 +294,6 @@ pub fn verify_stream(
         let why = format!("{n} bytes after the end of the compressed stream");
         checker.add(Severity::Error, "trailing-garbage", None, why);
     }
-    if checker.leaks_unlisted > 0 {
-        let (n, files) = (checker.leaks_unlisted, checker.leak_files_capped);
-        let why = format!(
-            "{n} more matches of build-machine paths not listed (at most {MAX_LEAK_FINDINGS} in all and {} per file are; {files} file(s) had more)",
-            leaks::MAX_HITS_PER_FILE
-        );
-        checker.add(Severity::Warning, "leak", None, why);
-    }
     let mut findings = std::mem::take(&mut checker.findings);
     let summary = if complete {
         checker.records.flush()?;
@@ -307,6 +302,31 @@ pub fn verify_stream(
     } else {
         consistency::Summary::default()
     };
+    // Leaks, now that the manifest's allow-list is known.
+    let recorded: &[String] = summary
+        .manifest
+        .as_ref()
+        .map_or(&[], |m| m.allow_paths.as_slice());
+    for hit in &checker.leak_hits {
+        if !leaks::allowed(&hit.what, recorded) {
+            findings.push(Finding::warning(
+                "leak",
+                Some(&hit.path),
+                format!(
+                    "offset {}: `{}` looks like a path on the build machine (if it is an example, list it in [package.metadata.release.verify] allow-paths, or pass --allow-path)",
+                    hit.offset, hit.what
+                ),
+            ));
+        }
+    }
+    if checker.leaks_unlisted > 0 {
+        let (n, files) = (checker.leaks_unlisted, checker.leak_files_capped);
+        let why = format!(
+            "{n} more matches of build-machine paths not listed (at most {MAX_LEAK_FINDINGS} in all and {} per file are; {files} file(s) had more)",
+            leaks::MAX_HITS_PER_FILE
+        );
+        findings.push(Finding::warning("leak", None, why));
+    }
     Ok(Streamed {
         findings,
         summary,

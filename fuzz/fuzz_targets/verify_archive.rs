@@ -18,10 +18,10 @@ fuzz_target!(|data: &[u8]| {
     match data.split_first() {
         Some((first, tar)) if first & 1 == 1 => {
             let compressed = zstd::stream::encode_all(tar, 1).expect("compressing in memory");
-            let _ = verify_stream(&compressed[..], name, limits, None);
+            let _ = verify_stream(&compressed[..], name, limits, &[], None);
         }
         _ => {
-            let _ = verify_stream(data, name, limits, None);
+            let _ = verify_stream(data, name, limits, &[], None);
         }
     }
 });

@@ -31,6 +31,10 @@ pub struct Manifest {
     /// The fixed names build-machine paths were remapped to (empty with `reproducible = false`).
     #[serde(default)]
     pub path_remap: Vec<String>,
+    /// Path prefixes the leak scan accepts in this bundle (`[verify] allow-paths`), so that
+    /// `verify` of the published bundle honours them. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_paths: Vec<String>,
     pub files: Vec<FileRecord>,
 }
 
@@ -323,6 +327,7 @@ mod tests {
                 encoder: "x".into(),
             },
             path_remap: vec!["/build/workspace".into(), "/build/cargo-home".into()],
+            allow_paths: Vec::new(),
             files: vec![
                 FileRecord {
                     path: "bin/billing".into(),

@@ -30,6 +30,7 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
         &opts.path,
         opts.check.sha256.as_deref(),
         verify::limits(&opts.check),
+        &opts.check.allow_paths,
         Some(&mut extractor),
     )?;
     if unpack::interrupted() {

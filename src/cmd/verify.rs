@@ -15,6 +15,7 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
             path,
             opts.check.sha256.as_deref(),
             limits(&opts.check),
+            &opts.check.allow_paths,
             None,
         ) {
             Ok(mut report) => {

@@ -67,6 +67,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "reproducible",
     "args",
     "workdir",
+    "verify",
 ];
 
 /// Keys owned by cargo-release in the shared `[package.metadata.release]` table.

@@ -28,6 +28,7 @@ pub struct Layer {
     pub stop_timeout: Option<u32>,
     pub args: Option<Vec<Spanned<String>>>,
     pub workdir: Option<Workdir>,
+    pub allow_paths: Option<Vec<Spanned<String>>>,
     pub launcher: Option<bool>,
     pub reproducible: Option<bool>,
     pub commands: BTreeMap<String, Spanned<Command>>,
@@ -467,6 +468,36 @@ impl Layer {
                         layer.profiles.insert(name.clone(), profile);
                     }
                 }
+                // Ours when it is a table; cargo-release's `verify = bool` in a shared table.
+                "verify" if v.is_object() => {
+                    let table = value::table(v, &o)?;
+                    for (k, item) in table {
+                        match k.as_str() {
+                            "allow-paths" => {
+                                let paths = value::string_list(item, &o.child(k))?;
+                                for (i, p) in paths.iter().enumerate() {
+                                    if p.value.is_empty() || p.value.contains('\0') {
+                                        return Err(o.child(k).index(i).error(
+                                            "is empty or holds a NUL byte; give a path prefix such as \"/home/hello/\"",
+                                        ));
+                                    }
+                                }
+                                layer.allow_paths = Some(paths);
+                            }
+                            _ => {
+                                return Err(o
+                                    .child(k)
+                                    .error("unknown key in verify (known: allow-paths)"));
+                            }
+                        }
+                    }
+                }
+                "verify" if kind != TableKind::Shared => {
+                    return Err(o.error(format!(
+                        "expected a table (`[...verify] allow-paths = [...]`), found {}",
+                        value::describe(v)
+                    )));
+                }
                 _ if kind == TableKind::Shared && CARGO_RELEASE_KEYS.contains(&key.as_str()) => {}
                 _ => {
                     let known: Vec<&str> = KNOWN_KEYS
@@ -504,6 +535,7 @@ impl Layer {
             stop_timeout: pick(self.stop_timeout, other.stop_timeout),
             args: pick(self.args, other.args),
             workdir: pick(self.workdir, other.workdir),
+            allow_paths: pick(self.allow_paths, other.allow_paths),
             launcher: pick(self.launcher, other.launcher),
             reproducible: pick(self.reproducible, other.reproducible),
             commands: self.commands,

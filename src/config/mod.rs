@@ -98,6 +98,8 @@ pub struct ReleaseConfig {
     pub compression_level: i32,
     /// Remap build-machine paths out of executables (default true).
     pub reproducible: bool,
+    /// Path prefixes the leak scan accepts (`[verify] allow-paths`), recorded in the manifest.
+    pub allow_paths: Vec<String>,
     pub launcher: LauncherConfig,
 }
 
@@ -275,6 +277,12 @@ fn finish(
         // Invariant: levels() ranges fit in i32.
         compression_level: compression_level as i32,
         reproducible: layer.reproducible.unwrap_or(true),
+        allow_paths: layer
+            .allow_paths
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.value)
+            .collect(),
         launcher,
     })
 }

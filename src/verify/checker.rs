@@ -13,6 +13,14 @@ use aho_corasick::AhoCorasick;
 use sha2::{Digest, Sha256};
 
 use super::leaks::LeakScanner;
+
+/// A suspected build-machine path in a shipped file.
+#[derive(Debug, Clone)]
+pub(super) struct LeakHit {
+    pub(super) path: String,
+    pub(super) offset: u64,
+    pub(super) what: String,
+}
 use super::record::{Link, Record, RecordKind, spool};
 use super::{Finding, Limits, MAX_LEAK_FINDINGS, Severity, Sink, target};
 use crate::archive::header::{
@@ -81,8 +89,11 @@ pub(super) struct Checker<'a> {
     pub(super) entries: u64,
     pub(super) compressed: Arc<AtomicU64>,
     pub(super) leaks: AhoCorasick,
-    /// Leak findings reported, and further matches only counted (memory stays flat).
-    pub(super) leaks_listed: usize,
+    /// Path prefixes the leak scan does not report (`--allow-path`).
+    pub(super) allow_paths: Vec<String>,
+    /// Leaks found, at most [`MAX_LEAK_FINDINGS`], and further matches only counted (memory
+    /// stays flat).
+    pub(super) leak_hits: Vec<LeakHit>,
     pub(super) leaks_unlisted: u64,
     pub(super) leak_files_capped: u64,
     pub(super) extract: Option<&'a mut dyn Sink>,
@@ -400,7 +411,7 @@ impl Checker<'_> {
             // Our own metadata holds only relative paths; scanning it would only find those.
             let mut scanner = metadata
                 .is_none()
-                .then(|| LeakScanner::new(self.leaks.clone()));
+                .then(|| LeakScanner::new(self.leaks.clone(), &self.allow_paths));
             let mode = h.mode().unwrap_or(0);
             let mut out = match (&mut self.extract, writable, &rel_path) {
                 (Some(x), true, Some(rel)) => x.begin_file(rel),
@@ -444,17 +455,16 @@ impl Checker<'_> {
             }
             let hits = scanner.map(LeakScanner::finish).unwrap_or_default();
             for (what, offset) in hits.first {
-                if self.leaks_listed == MAX_LEAK_FINDINGS {
+                if self.leak_hits.len() == MAX_LEAK_FINDINGS {
                     self.leaks_unlisted += 1;
                     continue;
                 }
-                self.leaks_listed += 1;
-                self.add(
-                    Severity::Warning,
-                    "leak",
-                    Some(&path),
-                    format!("offset {offset}: `{what}` looks like a path on the build machine"),
-                );
+                // Reported once the manifest (and its allow-list) has been read.
+                self.leak_hits.push(LeakHit {
+                    path: path.clone(),
+                    offset,
+                    what,
+                });
             }
             if hits.more > 0 {
                 self.leaks_unlisted += hits.more;

@@ -51,8 +51,18 @@ pub fn leak_at(buf: &[u8], at: usize, pattern: usize) -> Option<String> {
     Some(String::from_utf8_lossy(shown).into_owned())
 }
 
+/// Whether a reported path is covered by an allowed prefix (or lies above one: an allowed
+/// `/home/hello/docs` covers the `/home/hello/` the scan reports).
+pub fn allowed(what: &str, allow: &[String]) -> bool {
+    allow
+        .iter()
+        .any(|a| what.starts_with(a.as_str()) || a.starts_with(what))
+}
+
 pub struct LeakScanner {
     ac: AhoCorasick,
+    /// Path prefixes not reported (`--allow-path`, `[verify] allow-paths`).
+    allow: Vec<String>,
     carry: Vec<u8>,
     offset: u64,
     hits: BTreeMap<String, u64>,
@@ -77,9 +87,10 @@ pub struct Hits {
 }
 
 impl LeakScanner {
-    pub fn new(ac: AhoCorasick) -> Self {
+    pub fn new(ac: AhoCorasick, allow: &[String]) -> Self {
         LeakScanner {
             ac,
+            allow: allow.to_vec(),
             carry: Vec::new(),
             offset: 0,
             hits: BTreeMap::new(),
@@ -97,7 +108,9 @@ impl LeakScanner {
             if buf.len() - m.start() <= LEAK_CARRY && !chunk.is_empty() {
                 continue;
             }
-            if let Some(what) = leak_at(&buf, m.start(), m.pattern().as_usize()) {
+            if let Some(what) = leak_at(&buf, m.start(), m.pattern().as_usize())
+                && !allowed(&what, &self.allow)
+            {
                 if self.hits.len() < MAX_HITS_PER_FILE || self.hits.contains_key(&what) {
                     self.hits.entry(what).or_insert(base + m.start() as u64);
                 } else {
@@ -124,7 +137,7 @@ mod tests {
     use super::*;
 
     fn scan(chunks: &[&[u8]]) -> BTreeMap<String, u64> {
-        let mut s = LeakScanner::new(AhoCorasick::new(LEAK_PATTERNS).unwrap());
+        let mut s = LeakScanner::new(AhoCorasick::new(LEAK_PATTERNS).unwrap(), &[]);
         for c in chunks {
             s.feed(c);
         }
@@ -132,8 +145,17 @@ mod tests {
     }
 
     #[test]
+    fn allowed_prefixes_are_not_reported() {
+        let allow = vec!["/home/hello/".to_string()];
+        let mut s = LeakScanner::new(AhoCorasick::new(LEAK_PATTERNS).unwrap(), &allow);
+        s.feed(b"see /home/hello/docs and /home/alice/src ");
+        let hits = s.finish();
+        assert_eq!(hits.first.keys().collect::<Vec<_>>(), ["/home/alice/"]);
+    }
+
+    #[test]
     fn hits_are_capped_and_counted() {
-        let mut s = LeakScanner::new(AhoCorasick::new(LEAK_PATTERNS).unwrap());
+        let mut s = LeakScanner::new(AhoCorasick::new(LEAK_PATTERNS).unwrap(), &[]);
         for i in 0..1000 {
             s.feed(format!("x /home/{}{i:04}/y ", "u".repeat(50)).as_bytes());
         }

@@ -160,3 +160,128 @@ fn the_readme_snippet_finds_priv_under_cargo_run() {
         "hello from priv/data\n"
     );
 }
+
+/// An example `/home/...` path in a binary's help text (miniserve's `/home/hello/`) fails
+/// `verify --strict` until it is allowed, by `verify --allow-path` or by the bundle's own
+/// `[verify] allow-paths`, which the manifest records; other paths are still reported.
+#[test]
+fn example_paths_can_be_allowed() {
+    let fx = Fixture::new("static-site");
+    let (path, _) = bundle(&fx);
+    let dir = path.parent().unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--strict", "--message-format", "json"];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        let out = run_tool(dir, &args, &[]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = verify(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("`/home/hello/`") && text.contains("allow-paths"),
+        "{text}"
+    );
+    let (code, text) = verify(&["--allow-path", "/home/hello/"]);
+    assert_eq!(code, Some(0), "{text}");
+
+    fx.edit(
+        "Cargo.toml",
+        "[package.metadata.release]\n",
+        "[package.metadata.release.verify]\nallow-paths = [\"/home/hello/\"]\n\n[package.metadata.release]\n",
+    );
+    let (path, _) = bundle(&fx);
+    let out = run_tool(
+        path.parent().unwrap(),
+        &["verify", "--strict", path.to_str().unwrap()],
+        &[],
+    );
+    assert_success(&out);
+    let top = extract(&path, &fx.scratch.join("x"), "gnu");
+    let top = fs::read_dir(&top).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(
+        manifest(&top)["allow_paths"],
+        serde_json::json!(["/home/hello/"])
+    );
+
+    // Allowing one path does not hide another.
+    fs::write(
+        fx.root.join("assets/leak.txt"),
+        "built in /home/alice/src\n",
+    )
+    .unwrap();
+    let (path, _) = bundle(&fx);
+    let out = run_tool(
+        path.parent().unwrap(),
+        &[
+            "verify",
+            "--strict",
+            "--message-format",
+            "json",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("`/home/alice/`") && !text.contains("`/home/hello/`"),
+        "{text}"
+    );
+}
+
+/// The build machine's own paths (the workspace, HOME, CARGO_HOME, the target directory) in a
+/// shipped file stop the bundle, naming the file, the path and what it is.
+#[test]
+fn the_build_machines_own_paths_are_refused_at_bundle_time() {
+    let fx = Fixture::new("static-site");
+    let root = fx.root.canonicalize().unwrap();
+    fs::write(
+        fx.root.join("priv/data/config.txt"),
+        format!("templates = {}/templates\n", root.display()),
+    )
+    .unwrap();
+    let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`priv/data/config.txt`")
+            && err.contains(&format!(
+                "`{}/`, the workspace root, at offset 12",
+                root.display()
+            )),
+        "{err}"
+    );
+    let left: Vec<_> = fs::read_dir(fx.out())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| n.to_string_lossy().starts_with('.')),
+        "nothing under a final name: {left:?}"
+    );
+
+    let home = std::env::var("HOME").unwrap();
+    if home.len() > 1 {
+        fs::write(
+            fx.root.join("priv/data/config.txt"),
+            format!("cache = {home}/.cache/site\n"),
+        )
+        .unwrap();
+        let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("your HOME"), "{}", stderr(&out));
+        // An allowed prefix is accepted (here: this HOME, as if it were an example path).
+        fx.edit(
+            "Cargo.toml",
+            "[package.metadata.release]\n",
+            &format!(
+                "[package.metadata.release.verify]\nallow-paths = [\"{}/\"]\n\n[package.metadata.release]\n",
+                home.trim_end_matches('/')
+            ),
+        );
+        assert_success(&fx.run(&["--out-dir", fx.out().to_str().unwrap()]));
+    }
+}

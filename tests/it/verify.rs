@@ -885,9 +885,8 @@ fn leaks_are_warnings_naming_file_and_offset() {
         .map(|m| m["message"].as_str().unwrap().to_string())
         .collect();
     assert!(
-        leaks.contains(
-            &"offset 300010: `/home/alice/` looks like a path on the build machine".to_string()
-        ),
+        leaks.iter().any(|l| l
+            .starts_with("offset 300010: `/home/alice/` looks like a path on the build machine")),
         "{leaks:#?}"
     );
     assert!(
