@@ -210,8 +210,16 @@ pub fn assemble(
         }
         .with_context(|| format!("cannot add `{source}` to the bundle"))?;
         if let (true, Some(hit)) = (scanned, reader.hit()) {
+            let help = match &entry.content {
+                Content::Binary(_) => {
+                    "a path the remapping does not cover (a path dependency outside the workspace, a build script that embeds one) is compiled in; move that code into the workspace, or set `reproducible = false` to ship the executable as built"
+                }
+                _ => {
+                    "remove it from the file; if it is an example, not this machine's, list it in [package.metadata.release.verify] allow-paths"
+                }
+            };
             bail!(
-                "`{}` (from `{source}`) contains `{}`, {}, at offset {}: a path of the build machine would ship\nhelp: remove it from the file; if it is an example, not this machine's, list it in [package.metadata.release.verify] allow-paths",
+                "`{}` (from `{source}`) contains `{}`, {}, at offset {}: a path of the build machine would ship\nhelp: {help}",
                 entry.path,
                 hit.path,
                 hit.what,

@@ -57,6 +57,19 @@ fn reproducibility_warnings(
     out
 }
 
+/// The names of `package`'s path dependencies outside the workspace, sorted.
+fn outside_path_dependencies(ws: &project::Workspace, package: &Package) -> Vec<String> {
+    let mut names: Vec<String> = package
+        .dependencies
+        .iter()
+        .filter(|d| d.path.as_ref().is_some_and(|p| !p.starts_with(ws.root())))
+        .map(|d| d.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut size = bytes as f64;
@@ -293,6 +306,7 @@ pub fn bundle(
                 Vec::new()
             },
             allow_paths: allow_paths.clone(),
+            outside_path_dependencies: outside_path_dependencies(&ws, package),
             files: Vec::new(),
         };
         let mut bar = shell.progress(assemble::total_bytes(totals, &artifacts));

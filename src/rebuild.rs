@@ -178,6 +178,16 @@ pub fn rebuild(
             g.commit
         )
     };
+    let summary = match m.outside_path_dependencies.as_slice() {
+        [] => summary,
+        deps => format!(
+            "{summary}; likely cause: the path dependencies {} lie outside the workspace, and their absolute paths (which differ between checkouts) enter symbol names (bundling warned about this)",
+            deps.iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     findings.push(Finding::error("rebuild-differs", None, summary));
     Ok(findings)
 }

@@ -35,6 +35,10 @@ pub struct Manifest {
     /// `verify` of the published bundle honours them. Absent when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_paths: Vec<String>,
+    /// Path dependencies outside the workspace (warned about when bundling): their absolute
+    /// paths enter symbol names, the likely cause if a rebuild differs. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside_path_dependencies: Vec<String>,
     pub files: Vec<FileRecord>,
 }
 
@@ -328,6 +332,7 @@ mod tests {
             },
             path_remap: vec!["/build/workspace".into(), "/build/cargo-home".into()],
             allow_paths: Vec::new(),
+            outside_path_dependencies: Vec::new(),
             files: vec![
                 FileRecord {
                     path: "bin/billing".into(),

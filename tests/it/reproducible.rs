@@ -366,3 +366,61 @@ fn verify_rebuild_end_to_end() {
         );
     }
 }
+
+/// axum's shape: a workspace in a subdirectory of its repository, with a path dependency
+/// elsewhere in the same repository. Two checkouts differ (the dependency's absolute path is
+/// compiled in), and `verify --rebuild` names the likely cause instead of a bare
+/// `rebuild-differs`.
+#[test]
+fn rebuild_differs_names_an_outside_path_dependency() {
+    if !have("git") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let repo_dir = scratch.join("repo");
+    let app = repo_dir.join("examples/app");
+    let helper = repo_dir.join("helper");
+    fs::create_dir_all(app.join("src")).unwrap();
+    fs::create_dir_all(helper.join("src")).unwrap();
+    fs::write(
+        helper.join("Cargo.toml"),
+        "[package]\nname = \"helper\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    fs::write(
+        helper.join("src/lib.rs"),
+        "pub fn origin() -> &'static str {\n    file!()\n}\n",
+    )
+    .unwrap();
+    fs::write(
+        app.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[dependencies]\nhelper = { path = \"../../helper\" }\n\n[package.metadata.release]\n",
+    )
+    .unwrap();
+    fs::write(
+        app.join("src/main.rs"),
+        "fn main() {\n    println!(\"{}\", helper::origin());\n}\n",
+    )
+    .unwrap();
+    fs::write(repo_dir.join(".gitignore"), "target/\n").unwrap();
+    git(&repo_dir, &["init", "-q"]);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    sh(&app, &cargo, &["generate-lockfile", "--offline", "-q"]);
+    git(&repo_dir, &["add", "-A"]);
+    git(&repo_dir, &["commit", "-q", "-m", "release"]);
+    let (bundle, err) = bundle_in(&app, &scratch.join("out"), "022", &[]);
+    assert!(err.contains("path dependency `helper`"), "{err}");
+    let (code, msgs) = verify_json(&app, &["--rebuild", bundle.to_str().unwrap()]);
+    assert_eq!(code, 1, "{msgs:#?}");
+    let summary = msgs
+        .iter()
+        .find(|m| m["code"] == "rebuild-differs" && m["path"].is_null())
+        .unwrap_or_else(|| panic!("{msgs:#?}"));
+    assert!(
+        summary["message"]
+            .as_str()
+            .unwrap()
+            .contains("likely cause: the path dependencies `helper` lie outside the workspace"),
+        "{summary}"
+    );
+}
