@@ -126,15 +126,11 @@ pub struct PathRemap {
 }
 
 impl PathRemap {
-    /// Remap the workspace root and `CARGO_HOME` through whichever sources are in force.
-    pub fn new(
-        sources: &rustflags::Sources,
-        target: &str,
-        workspace: &Utf8Path,
-        cargo_home: &Utf8Path,
-    ) -> PathRemap {
-        let flags = rustflags::remap_flags(workspace, cargo_home);
-        let (prefix_map, quoted) = rustflags::prefix_map_flags(workspace, cargo_home);
+    /// Remap `pairs` (the workspace root and `CARGO_HOME`, and the fixed repository root when
+    /// one is used) through whichever rustflags sources are in force.
+    pub fn new(sources: &rustflags::Sources, target: &str, pairs: &rustflags::Remaps) -> PathRemap {
+        let flags = rustflags::remap_flags(pairs);
+        let (prefix_map, quoted) = rustflags::prefix_map_flags(pairs);
         let underscored = target.replace('-', "_");
         let mut env = Vec::new();
         for base in ["CFLAGS", "CXXFLAGS"] {
@@ -205,10 +201,13 @@ pub fn check_builder(opts: &BuildOpts) -> Result<()> {
 }
 
 /// Build the package's bins; cargo's diagnostics go straight to the user's stderr.
+/// `package_manifest` is the package's `Cargo.toml` as cargo will see it (through the fixed
+/// root when one is used), which identifies its artifacts.
 pub fn build(
     opts: &BuildOpts,
     manifest: &Utf8Path,
     package: &Package,
+    package_manifest: &Utf8Path,
     bins: &[String],
     remap: &PathRemap,
     shell: &Shell,
@@ -268,7 +267,8 @@ pub fn build(
         };
         match message {
             Message::CompilerArtifact(a)
-                if a.package_id == package.id && a.target.kind.contains(&TargetKind::Bin) =>
+                if a.manifest_path == package_manifest
+                    && a.target.kind.contains(&TargetKind::Bin) =>
             {
                 if let Some(exe) = a.executable {
                     artifacts.executables.insert(a.target.name.clone(), exe);

@@ -11,6 +11,7 @@ pub mod build;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod fixed_root;
 pub mod fsutil;
 pub mod init;
 pub mod launcher;

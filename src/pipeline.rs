@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use cargo_metadata::Package;
 
 use crate::archive::Compression;
@@ -13,6 +13,7 @@ use crate::archive::Format;
 use crate::archive::manifest::{FORMAT_VERSION, Manifest};
 use crate::cli::{BundleOpts, FormatArg};
 use crate::config::Overrides;
+use crate::fixed_root::FixedRoot;
 use crate::machine_paths::MachinePaths;
 use crate::plan::{self, BundlePlan};
 use crate::shell::Shell;
@@ -34,6 +35,7 @@ fn reproducibility_warnings(
     ws: &project::Workspace,
     packages: &[&Package],
     git: Option<&archive::manifest::Git>,
+    covered: Option<&Utf8Path>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(g) = git.filter(|g| g.dirty) {
@@ -45,7 +47,10 @@ fn reproducibility_warnings(
     }
     for package in packages {
         for dep in &package.dependencies {
-            if let Some(path) = dep.path.as_ref().filter(|p| !p.starts_with(ws.root())) {
+            let outside = |p: &&Utf8PathBuf| {
+                !p.starts_with(ws.root()) && covered.is_none_or(|r| !p.starts_with(r))
+            };
+            if let Some(path) = dep.path.as_ref().filter(outside) {
                 out.push(format!(
                     "`{}`: path dependency `{}` at `{path}` is outside the workspace; its absolute path enters symbol names, so the executables depend on where it is checked out",
                     project::display_path(&package.manifest_path),
@@ -57,12 +62,21 @@ fn reproducibility_warnings(
     out
 }
 
-/// The names of `package`'s path dependencies outside the workspace, sorted.
-fn outside_path_dependencies(ws: &project::Workspace, package: &Package) -> Vec<String> {
+/// The names of `package`'s path dependencies outside the workspace (and outside `covered`,
+/// the repository built through a fixed path), sorted.
+fn path_dependencies_outside(
+    ws: &project::Workspace,
+    package: &Package,
+    covered: Option<&Utf8Path>,
+) -> Vec<String> {
     let mut names: Vec<String> = package
         .dependencies
         .iter()
-        .filter(|d| d.path.as_ref().is_some_and(|p| !p.starts_with(ws.root())))
+        .filter(|d| {
+            d.path.as_ref().is_some_and(|p| {
+                !p.starts_with(ws.root()) && covered.is_none_or(|r| !p.starts_with(r))
+            })
+        })
         .map(|d| d.name.clone())
         .collect();
     names.sort();
@@ -199,6 +213,20 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
     })
 }
 
+/// The root of the git repository holding the workspace at `root`, `prefix` (git's
+/// `--show-prefix`) below it; `None` when the workspace is the repository's root.
+fn repository_root(root: &Utf8Path, prefix: &str) -> Option<Utf8PathBuf> {
+    if prefix.is_empty() {
+        return None;
+    }
+    let depth = prefix.split('/').filter(|c| !c.is_empty()).count();
+    let mut repo = root;
+    for _ in 0..depth {
+        repo = repo.parent()?;
+    }
+    Some(repo.to_owned())
+}
+
 /// Validate everything, then build and bundle each selected package, handing each finished
 /// bundle to `done`.
 pub fn bundle(
@@ -218,8 +246,24 @@ pub fn bundle(
         source_date_epoch,
     } = prepare(opts, shell)?;
     let git = project::git(ws.root(), &[&ws.target_dir, &out_dir]);
+    // A workspace inside a larger repository with path dependencies elsewhere in it is built
+    // through a fixed path, so those dependencies' paths are the same in every checkout.
+    let repo = git
+        .as_ref()
+        .and_then(|(g, _)| repository_root(ws.root(), &g.workspace));
+    let needs_fixed = repo.as_deref().is_some_and(|r| {
+        planned.iter().any(|p| {
+            let outside = path_dependencies_outside(&ws, &p.package, None).len();
+            p.reproducible && path_dependencies_outside(&ws, &p.package, Some(r)).len() < outside
+        })
+    });
+    let fixed = match (&repo, needs_fixed) {
+        (Some(r), true) => Some(FixedRoot::acquire(r)?),
+        _ => None,
+    };
+    let covered = fixed.as_ref().and(repo.as_deref());
     let selected: Vec<&Package> = planned.iter().map(|p| &p.package).collect();
-    for warning in reproducibility_warnings(&ws, &selected, git.as_ref().map(|(g, _)| g)) {
+    for warning in reproducibility_warnings(&ws, &selected, git.as_ref().map(|(g, _)| g), covered) {
         if opts.strict {
             bail!("{warning}\nnote: `--strict` turns warnings into errors");
         }
@@ -236,11 +280,26 @@ pub fn bundle(
         )
         .map_err(|p| anyhow::anyhow!("`{}`: working directory is not UTF-8", p.display()))?;
         let sources = rustflags::discover(&cwd, Some(&cargo_home), &target, &cfgs, &env)?;
-        build::PathRemap::new(&sources, &target, ws.root(), &cargo_home)
+        let mut pairs = rustflags::remaps(ws.root(), &cargo_home);
+        let through = fixed.as_ref().and_then(|f| f.through(ws.root()));
+        if let (Some(f), Some(through)) = (&fixed, &through) {
+            pairs.push((f.path(), rustflags::REMAP_REPO));
+            pairs.push((through, rustflags::REMAP_WORKSPACE));
+        }
+        build::PathRemap::new(&sources, &target, &pairs)
     } else {
         build::PathRemap::default()
     };
-    let build_opts = opts.build_opts();
+    let mut build_opts = opts.build_opts();
+    // Through the fixed path, cargo would otherwise put its target directory there too.
+    let build_manifest = match &fixed {
+        Some(f) => {
+            build_opts.target_dir = Some(ws.target_dir.clone());
+            f.through(&ws.manifest)
+                .unwrap_or_else(|| ws.manifest.clone())
+        }
+        None => ws.manifest.clone(),
+    };
     // This machine's paths, which no shipped file may hold.
     let home = std::env::var("HOME").unwrap_or_default();
     let cargo_home = rustflags::cargo_home()
@@ -272,10 +331,15 @@ pub fn bundle(
         );
         let no_remap = build::PathRemap::default();
         let remap_for = if *reproducible { &remap } else { &no_remap };
+        let package_manifest = fixed
+            .as_ref()
+            .and_then(|f| f.through(&package.manifest_path))
+            .unwrap_or_else(|| package.manifest_path.clone());
         let artifacts = build::build(
             &build_opts,
-            &ws.manifest,
+            &build_manifest,
             package,
+            &package_manifest,
             &plan.binaries,
             remap_for,
             shell,
@@ -306,7 +370,7 @@ pub fn bundle(
                 Vec::new()
             },
             allow_paths: allow_paths.clone(),
-            outside_path_dependencies: outside_path_dependencies(&ws, package),
+            outside_path_dependencies: path_dependencies_outside(&ws, package, covered),
             files: Vec::new(),
         };
         let mut bar = shell.progress(assemble::total_bytes(totals, &artifacts));

@@ -143,11 +143,24 @@ pub fn rebuild(
         }
     };
     let result = cmd.output().context("cannot run the rebuild")?;
+    let outside = match m.outside_path_dependencies.as_slice() {
+        [] => String::new(),
+        deps => format!(
+            "; likely cause: the path dependencies {} lie outside the workspace's repository (bundling warned about this)",
+            deps.iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     if !result.status.success() {
         return Ok(vec![Finding::error(
             "rebuild-failed",
             None,
-            format!("rebuilding commit {} failed ({})", g.commit, result.status),
+            format!(
+                "rebuilding commit {} failed ({}){outside}",
+                g.commit, result.status
+            ),
         )]);
     }
     let message: serde_json::Value =
@@ -178,16 +191,7 @@ pub fn rebuild(
             g.commit
         )
     };
-    let summary = match m.outside_path_dependencies.as_slice() {
-        [] => summary,
-        deps => format!(
-            "{summary}; likely cause: the path dependencies {} lie outside the workspace, and their absolute paths (which differ between checkouts) enter symbol names (bundling warned about this)",
-            deps.iter()
-                .map(|d| format!("`{d}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
+    let summary = format!("{summary}{outside}");
     findings.push(Finding::error("rebuild-differs", None, summary));
     Ok(findings)
 }

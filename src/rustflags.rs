@@ -71,12 +71,28 @@ pub fn decide(sources: &Sources, target: &str, flags: &[String]) -> Injection {
     Injection::Config(format!("{key}={}", toml_array(flags)))
 }
 
-/// The remap flags: the workspace root and `CARGO_HOME` to fixed names, most specific last
-/// (rustc applies the last matching prefix).
-pub fn remap_flags(workspace: &Utf8Path, cargo_home: &Utf8Path) -> Vec<String> {
-    let mut pairs = [(cargo_home, REMAP_CARGO_HOME), (workspace, REMAP_WORKSPACE)];
+/// Where a workspace that sits inside a larger repository is built from, so that path
+/// dependencies elsewhere in the repository have the same absolute path in every checkout.
+pub const REMAP_REPO: &str = "/build/repo";
+
+/// Build-machine paths and the fixed names they become.
+pub type Remaps<'a> = Vec<(&'a Utf8Path, &'static str)>;
+
+/// The usual remaps: the workspace root and `CARGO_HOME`.
+pub fn remaps<'a>(workspace: &'a Utf8Path, cargo_home: &'a Utf8Path) -> Remaps<'a> {
+    vec![(cargo_home, REMAP_CARGO_HOME), (workspace, REMAP_WORKSPACE)]
+}
+
+/// Most specific (longest) last: rustc and C compilers apply the last matching prefix.
+fn ordered<'a>(pairs: &Remaps<'a>) -> Remaps<'a> {
+    let mut pairs = pairs.clone();
     pairs.sort_by_key(|(from, _)| from.as_str().len());
     pairs
+}
+
+/// The remap flags for rustc.
+pub fn remap_flags(pairs: &Remaps) -> Vec<String> {
+    ordered(pairs)
         .iter()
         .map(|(from, to)| format!("--remap-path-prefix={from}={to}"))
         .collect()
@@ -85,9 +101,8 @@ pub fn remap_flags(workspace: &Utf8Path, cargo_home: &Utf8Path) -> Vec<String> {
 /// The same mapping for C/C++ compilers run by build scripts (`cc` reads `CFLAGS`/`CXXFLAGS`).
 /// Returns the flags and whether they are shell-quoted: `cc` splits these variables on
 /// whitespace unless `CC_SHELL_ESCAPED_FLAGS` is set, so paths with spaces are quoted.
-pub fn prefix_map_flags(workspace: &Utf8Path, cargo_home: &Utf8Path) -> (String, bool) {
-    let mut pairs = [(cargo_home, REMAP_CARGO_HOME), (workspace, REMAP_WORKSPACE)];
-    pairs.sort_by_key(|(from, _)| from.as_str().len());
+pub fn prefix_map_flags(pairs: &Remaps) -> (String, bool) {
+    let pairs = ordered(pairs);
     let quoted = pairs
         .iter()
         .any(|(from, _)| from.as_str().contains(char::is_whitespace));
@@ -175,20 +190,20 @@ mod tests {
     use super::*;
 
     fn flags() -> Vec<String> {
-        remap_flags("/home/u/my proj".into(), "/home/u/.cargo".into())
+        remap_flags(&remaps("/home/u/my proj".into(), "/home/u/.cargo".into()))
     }
 
     #[test]
     fn remap_most_specific_last() {
         assert_eq!(
-            remap_flags("/w".into(), "/w/vendor/home".into()),
+            remap_flags(&remaps("/w".into(), "/w/vendor/home".into())),
             [
                 "--remap-path-prefix=/w=/build/workspace",
                 "--remap-path-prefix=/w/vendor/home=/build/cargo-home"
             ]
         );
         assert_eq!(
-            prefix_map_flags("/a/b".into(), "/c".into()),
+            prefix_map_flags(&remaps("/a/b".into(), "/c".into())),
             (
                 "-ffile-prefix-map=/c=/build/cargo-home -ffile-prefix-map=/a/b=/build/workspace"
                     .into(),
@@ -196,7 +211,7 @@ mod tests {
             )
         );
         assert_eq!(
-            prefix_map_flags("/a b".into(), "/c".into()),
+            prefix_map_flags(&remaps("/a b".into(), "/c".into())),
             (
                 "'-ffile-prefix-map=/c=/build/cargo-home' '-ffile-prefix-map=/a b=/build/workspace'".into(),
                 true

@@ -367,19 +367,16 @@ fn verify_rebuild_end_to_end() {
     }
 }
 
-/// axum's shape: a workspace in a subdirectory of its repository, with a path dependency
-/// elsewhere in the same repository. Two checkouts differ (the dependency's absolute path is
-/// compiled in), and `verify --rebuild` names the likely cause instead of a bare
-/// `rebuild-differs`.
-#[test]
-fn rebuild_differs_names_an_outside_path_dependency() {
-    if !have("git") {
-        return;
-    }
-    let scratch = Scratch::new();
-    let repo_dir = scratch.join("repo");
+/// axum's shape: a workspace in a subdirectory of its repository (`examples/app`), with a
+/// path dependency `helper`. Returns the repository and the workspace directories.
+fn axum_shape(
+    scratch: &Scratch,
+    at: &str,
+    helper_at: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let repo_dir = scratch.join(at);
     let app = repo_dir.join("examples/app");
-    let helper = repo_dir.join("helper");
+    let helper = scratch.join(helper_at);
     fs::create_dir_all(app.join("src")).unwrap();
     fs::create_dir_all(helper.join("src")).unwrap();
     fs::write(
@@ -387,14 +384,16 @@ fn rebuild_differs_names_an_outside_path_dependency() {
         "[package]\nname = \"helper\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
     )
     .unwrap();
+    // Its path is compiled in twice: in symbol names (cargo's hash of the path) and file!().
     fs::write(
         helper.join("src/lib.rs"),
         "pub fn origin() -> &'static str {\n    file!()\n}\n",
     )
     .unwrap();
+    let dep = pathdiff(&helper, &app);
     fs::write(
         app.join("Cargo.toml"),
-        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[dependencies]\nhelper = { path = \"../../helper\" }\n\n[package.metadata.release]\n",
+        format!("[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[dependencies]\nhelper = {{ path = \"{dep}\" }}\n\n[package.metadata.release]\n"),
     )
     .unwrap();
     fs::write(
@@ -403,24 +402,70 @@ fn rebuild_differs_names_an_outside_path_dependency() {
     )
     .unwrap();
     fs::write(repo_dir.join(".gitignore"), "target/\n").unwrap();
-    git(&repo_dir, &["init", "-q"]);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     sh(&app, &cargo, &["generate-lockfile", "--offline", "-q"]);
+    (repo_dir, app)
+}
+
+/// `to`'s path from `from`, with `..` (both are below the same scratch directory).
+fn pathdiff(to: &Path, from: &Path) -> String {
+    let common = to.ancestors().find(|a| from.starts_with(a)).unwrap();
+    let ups = from.strip_prefix(common).unwrap().components().count();
+    let rest = to.strip_prefix(common).unwrap();
+    format!("{}{}", "../".repeat(ups), rest.display())
+}
+
+/// A path dependency elsewhere in the same repository: built through a fixed path, two
+/// checkouts give the same bytes and `verify --rebuild` finds them identical.
+#[test]
+fn a_workspace_inside_a_larger_repository_is_reproducible() {
+    if !have("git") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let mut bytes = Vec::new();
+    for (at, out) in [("one/repo", "out-a"), ("two/deeper/repo", "out-b")] {
+        let (repo_dir, app) = axum_shape(&scratch, at, &format!("{at}/helper"));
+        git(&repo_dir, &["init", "-q"]);
+        git(&repo_dir, &["add", "-A"]);
+        git(&repo_dir, &["commit", "-q", "-m", "release"]);
+        let (bundle, err) = bundle_in(&app, &scratch.join(out), "022", &[]);
+        assert!(!err.contains("warning"), "{err}");
+        if bytes.is_empty() {
+            let (code, msgs) = verify_json(&app, &["--rebuild", bundle.to_str().unwrap()]);
+            assert_eq!(code, 0, "{msgs:#?}");
+            assert!(
+                msgs.iter().any(|m| m["code"] == "rebuild-identical"),
+                "{msgs:#?}"
+            );
+        }
+        bytes.push(fs::read(&bundle).unwrap());
+    }
+    assert!(bytes[0] == bytes[1], "two checkouts gave different bytes");
+}
+
+/// A path dependency outside the repository cannot be made reproducible: bundling warns and
+/// records it, and `verify --rebuild` names it as the likely cause of its failure.
+#[test]
+fn a_rebuild_names_a_path_dependency_outside_the_repository() {
+    if !have("git") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let (repo_dir, app) = axum_shape(&scratch, "repo", "elsewhere/helper");
+    git(&repo_dir, &["init", "-q"]);
     git(&repo_dir, &["add", "-A"]);
     git(&repo_dir, &["commit", "-q", "-m", "release"]);
     let (bundle, err) = bundle_in(&app, &scratch.join("out"), "022", &[]);
     assert!(err.contains("path dependency `helper`"), "{err}");
+    // The rebuild's fresh checkout does not hold the dependency: the failure says why.
     let (code, msgs) = verify_json(&app, &["--rebuild", bundle.to_str().unwrap()]);
     assert_eq!(code, 1, "{msgs:#?}");
-    let summary = msgs
-        .iter()
-        .find(|m| m["code"] == "rebuild-differs" && m["path"].is_null())
-        .unwrap_or_else(|| panic!("{msgs:#?}"));
-    assert!(
-        summary["message"]
-            .as_str()
-            .unwrap()
-            .contains("likely cause: the path dependencies `helper` lie outside the workspace"),
-        "{summary}"
-    );
+    let named = msgs.iter().any(|m| {
+        m["code"] == "rebuild-failed"
+            && m["message"].as_str().unwrap().contains(
+                "likely cause: the path dependencies `helper` lie outside the workspace's repository",
+            )
+    });
+    assert!(named, "{msgs:#?}");
 }
