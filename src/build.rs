@@ -242,7 +242,7 @@ pub fn build(
     if remap.injection.is_some() {
         shell.verbose_status(
             "Note",
-            "the path-remapping flags make cargo rebuild what a plain `cargo build` built in this target directory (and the other way round); the executables that ship are the bundle's, not target/<profile>/'s",
+            "built with path-remapping flags, in a target directory of its own unless --target-dir is given (sharing one with plain `cargo build` makes each rebuild what the other built); the executables that ship are the bundle's",
         );
     }
     let mut child = command

@@ -291,13 +291,18 @@ pub fn bundle(
         build::PathRemap::default()
     };
     let mut build_opts = opts.build_opts();
-    // Through the fixed path, cargo would otherwise put its target directory there too.
+    // The remapping flags are part of the build's flags: in cargo's own target directory they
+    // would make the next plain `cargo build` rebuild everything (and the other way round).
+    // Unless `--target-dir` says otherwise, bundles build in a directory of their own, so
+    // both stay warm. (Through the fixed path, cargo would also put its target directory
+    // there.)
+    if build_opts.target_dir.is_none() && (remap.injection.is_some() || fixed.is_some()) {
+        build_opts.target_dir = Some(ws.target_dir.join("release-bundle").join("cargo"));
+    }
     let build_manifest = match &fixed {
-        Some(f) => {
-            build_opts.target_dir = Some(ws.target_dir.clone());
-            f.through(&ws.manifest)
-                .unwrap_or_else(|| ws.manifest.clone())
-        }
+        Some(f) => f
+            .through(&ws.manifest)
+            .unwrap_or_else(|| ws.manifest.clone()),
         None => ws.manifest.clone(),
     };
     // This machine's paths, which no shipped file may hold.

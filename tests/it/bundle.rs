@@ -317,8 +317,14 @@ fn prod_profile_overrides_level() {
     ]);
     assert_eq!(msgs[0]["profile"], "prod");
     assert!(
-        fx.root.join("target/prod/webapp").exists(),
-        "built in the prod profile"
+        fx.root
+            .join("target/release-bundle/cargo/prod/webapp")
+            .exists(),
+        "built in the prod profile, in the bundle's own target directory"
+    );
+    assert!(
+        !fx.root.join("target/prod").exists(),
+        "a plain `cargo build --profile prod` keeps its own artifacts"
     );
     if !have("tar") {
         return;
@@ -512,7 +518,7 @@ fn features_target_and_cargo_flags_are_forwarded() {
     assert!(path.ends_with(format!("webapp-1.2.0-{target}.tar.zst")));
     assert!(
         fx.root
-            .join("target")
+            .join("target/release-bundle/cargo")
             .join(&target)
             .join("release/webapp")
             .exists(),
