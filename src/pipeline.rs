@@ -30,6 +30,12 @@ pub struct Planned {
     pub allow_paths: Vec<String>,
 }
 
+/// Whether a path dependency at `path` makes the build depend on where it is checked out:
+/// outside the workspace, and outside `covered` (the repository built through a fixed path).
+fn outside(ws: &project::Workspace, covered: Option<&Utf8Path>, path: &Utf8Path) -> bool {
+    !path.starts_with(ws.root()) && covered.is_none_or(|r| !path.starts_with(r))
+}
+
 /// Warnings about what makes a bundle impossible to rebuild bit for bit elsewhere.
 fn reproducibility_warnings(
     ws: &project::Workspace,
@@ -47,10 +53,7 @@ fn reproducibility_warnings(
     }
     for package in packages {
         for dep in &package.dependencies {
-            let outside = |p: &&Utf8PathBuf| {
-                !p.starts_with(ws.root()) && covered.is_none_or(|r| !p.starts_with(r))
-            };
-            if let Some(path) = dep.path.as_ref().filter(outside) {
+            if let Some(path) = dep.path.as_ref().filter(|p| outside(ws, covered, p)) {
                 out.push(format!(
                     "`{}`: path dependency `{}` at `{path}` is outside the workspace; its absolute path enters symbol names, so the executables depend on where it is checked out",
                     project::display_path(&package.manifest_path),
@@ -72,11 +75,7 @@ fn path_dependencies_outside(
     let mut names: Vec<String> = package
         .dependencies
         .iter()
-        .filter(|d| {
-            d.path.as_ref().is_some_and(|p| {
-                !p.starts_with(ws.root()) && covered.is_none_or(|r| !p.starts_with(r))
-            })
-        })
+        .filter(|d| d.path.as_ref().is_some_and(|p| outside(ws, covered, p)))
         .map(|d| d.name.clone())
         .collect();
     names.sort();
