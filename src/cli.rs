@@ -40,12 +40,81 @@ pub enum Command {
     Merge(MergeOpts),
     /// Add a commented [package.metadata.release] table and a priv/ directory to a package
     Init(InitOpts),
+    /// Install a bundle under a deploy path (releases/<version>, current, shared/) and switch to it
+    Install(InstallOpts),
+    /// Switch a deploy path back to an earlier release (the newest not marked bad by default)
+    Rollback(RollbackOpts),
+    /// List the releases installed under a deploy path
+    Releases(ReleasesOpts),
     /// Print shell completions for cargo-release-bundle
     Completions {
         /// The shell to generate completions for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// What `install` and `rollback` share: where, and how a restart is judged.
+#[derive(Debug, Clone, Args)]
+pub struct DeployPathOpts {
+    /// The deploy path (releases/, current, shared/ live under it)
+    #[arg(long, value_name = "DIR")]
+    pub path: Utf8PathBuf,
+
+    /// Seconds the new release must stay up after starting to count as healthy
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    pub healthy_for: u64,
+
+    /// Remove a lock left by an install that is gone
+    #[arg(long)]
+    pub break_lock: bool,
+
+    /// Coloring
+    #[arg(long, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+
+    /// Do not print status messages
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InstallOpts {
+    /// The bundle to install
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Utf8PathBuf,
+
+    #[command(flatten)]
+    pub deploy: DeployPathOpts,
+
+    /// Stop the running release and start the new one, reverting if it does not stay up
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Releases to keep (bad ones are pruned first; never current or the one before it)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub keep: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackOpts {
+    #[command(flatten)]
+    pub deploy: DeployPathOpts,
+
+    /// The release to switch to [default: the newest earlier one not marked bad]
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReleasesOpts {
+    /// The deploy path
+    #[arg(long, value_name = "DIR")]
+    pub path: Utf8PathBuf,
+
+    /// Output format: human lines, or one JSON object per release
+    #[arg(long, value_name = "FMT", default_value = "human")]
+    pub message_format: MessageFormat,
 }
 
 #[derive(Debug, Clone, Args)]

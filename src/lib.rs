@@ -11,6 +11,7 @@ pub mod build;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod deploy;
 pub mod fixed_root;
 pub mod fsutil;
 pub mod init;

@@ -5,6 +5,7 @@
 mod bundle;
 mod completions;
 mod init;
+mod install;
 mod merge;
 mod plan;
 mod unpack;
@@ -44,6 +45,21 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
         Some(Command::Init(i)) => {
             let shell = Shell::new(i.color, false, 0);
             let result = init::run(i, &shell);
+            (shell, result, 1)
+        }
+        Some(Command::Install(o)) => {
+            let shell = Shell::new(o.deploy.color, o.deploy.quiet, 0);
+            let result = install::install(o, &shell);
+            (shell, result, 1)
+        }
+        Some(Command::Rollback(o)) => {
+            let shell = Shell::new(o.deploy.color, o.deploy.quiet, 0);
+            let result = install::rollback(o, &shell);
+            (shell, result, 1)
+        }
+        Some(Command::Releases(o)) => {
+            let shell = Shell::new(None, false, 0);
+            let result = install::releases(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Completions { shell: which }) => {

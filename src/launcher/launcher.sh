@@ -35,6 +35,24 @@ done
 RELEASE_ROOT=$(cd -P -- "$(dirname -- "$rb_script")/.." && pwd -P) || rb_die "cannot find the release root from $0"
 RELEASE_PROG=$(basename -- "$0")
 RELEASE_PRIV=$RELEASE_ROOT/priv
+# Installed by `install` or `deploy` (<path>/releases/<version>/ beside <path>/shared/): pid
+# files, logs and the host's environment live in <path>/shared, so they survive a switch of
+# <path>/current.
+rb_deploy_root=
+case $RELEASE_ROOT in
+  */releases/*)
+    rb_parent=${RELEASE_ROOT%/releases/*}
+    case ${RELEASE_ROOT#"$rb_parent"/releases/} in
+      */*) ;;
+      *) [ -d "$rb_parent/shared" ] && rb_deploy_root=$rb_parent ;;
+    esac ;;
+esac
+if [ -n "$rb_deploy_root" ]; then
+  RELEASE_TMP=${RELEASE_TMP:-$rb_deploy_root/shared/tmp}
+  if [ -z "${RELEASE_ENV_FILE:-}" ] && [ -f "$rb_deploy_root/shared/env" ]; then
+    RELEASE_ENV_FILE=$rb_deploy_root/shared/env
+  fi
+fi
 RELEASE_TMP=${RELEASE_TMP:-$RELEASE_ROOT/tmp}
 # Absolute, so it still names the same place once the service runs in its working directory.
 case $RELEASE_TMP in
@@ -184,7 +202,14 @@ rb_ours() {
   if [ -d /proc/self ]; then
     [ -d "/proc/$1" ] || return 1
     if rb_target=$(readlink "/proc/$1/exe" 2>/dev/null); then
-      [ "$rb_target" = "$rb_exe" ] || return 1
+      # In a deployed layout, the process a previous release started is ours too: `stop`
+      # from `current` after a switch must stop it.
+      case $rb_target in
+        "$rb_exe") ;;
+        "$rb_deploy_root"/releases/*/libexec/"$rb_main")
+          [ -n "$rb_deploy_root" ] || return 1 ;;
+        *) return 1 ;;
+      esac
     else
       rb_arg0=$(tr '\000' '\n' < "/proc/$1/cmdline" 2>/dev/null | head -n 1)
       [ "$rb_arg0" = "$rb_exe" ] || return 1

@@ -6,6 +6,7 @@ mod bundle;
 mod cli;
 mod config_errors;
 mod determinism;
+mod install;
 mod launcher;
 mod memory;
 mod reproducible;

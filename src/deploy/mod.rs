@@ -1,0 +1,241 @@
+//! Installing releases side by side and switching between them: the layout under a deploy
+//! path, the event log that records what happened there, and the decisions made from it
+//! (which release to roll back to, which to prune). This file is pure; `local.rs` carries
+//! the steps out on this machine.
+//!
+//! ```text
+//! <path>/releases/<version>/   one verified release, never modified after install
+//! <path>/current -> releases/<version>   switched atomically (temp link, then rename)
+//! <path>/shared/env            the host's environment (0600), the launcher's env file
+//! <path>/shared/tmp/           RELEASE_TMP: pid file and logs survive a switch
+//! <path>/.deploy/lock/         held while installing (atomic mkdir; holder inside)
+//! <path>/.deploy/log.jsonl     one event a line
+//! ```
+
+pub mod local;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+/// The paths of the layout under a deploy path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub root: Utf8PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Utf8Path) -> Layout {
+        Layout {
+            root: root.to_owned(),
+        }
+    }
+    pub fn releases(&self) -> Utf8PathBuf {
+        self.root.join("releases")
+    }
+    pub fn release(&self, version: &str) -> Utf8PathBuf {
+        self.releases().join(version)
+    }
+    pub fn current(&self) -> Utf8PathBuf {
+        self.root.join("current")
+    }
+    pub fn shared(&self) -> Utf8PathBuf {
+        self.root.join("shared")
+    }
+    pub fn lock(&self) -> Utf8PathBuf {
+        self.root.join(".deploy/lock")
+    }
+    pub fn log(&self) -> Utf8PathBuf {
+        self.root.join(".deploy/log.jsonl")
+    }
+}
+
+/// One line of `.deploy/log.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A release was installed under `releases/<version>`, from a bundle with this digest.
+    Staged {
+        version: String,
+        sha256: String,
+        time: u64,
+    },
+    /// `current` now points at `to`.
+    Switched {
+        from: Option<String>,
+        to: String,
+        time: u64,
+    },
+    Healthy {
+        version: String,
+        time: u64,
+    },
+    Failed {
+        version: String,
+        why: String,
+        time: u64,
+    },
+    /// `current` was switched back after a failure.
+    Reverted {
+        from: String,
+        to: String,
+        time: u64,
+    },
+    MarkedBad {
+        version: String,
+        time: u64,
+    },
+    Pruned {
+        version: String,
+        time: u64,
+    },
+}
+
+/// What the log says about the releases under one deploy path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Digest each version was staged from (the last staging wins).
+    pub staged: Vec<(String, String, u64)>,
+    /// Versions that were current, oldest first (a version can appear more than once).
+    pub switched: Vec<String>,
+    pub bad: Vec<String>,
+    pub pruned: Vec<String>,
+}
+
+impl History {
+    pub fn from_events(events: &[Event]) -> History {
+        let mut h = History::default();
+        for e in events {
+            match e {
+                Event::Staged {
+                    version,
+                    sha256,
+                    time,
+                } => {
+                    h.staged.retain(|(v, _, _)| v != version);
+                    h.staged.push((version.clone(), sha256.clone(), *time));
+                    h.pruned.retain(|v| v != version);
+                }
+                Event::Switched { to, .. } | Event::Reverted { to, .. } => {
+                    h.switched.push(to.clone())
+                }
+                Event::MarkedBad { version, .. } => {
+                    if !h.bad.contains(version) {
+                        h.bad.push(version.clone());
+                    }
+                }
+                Event::Pruned { version, .. } => h.pruned.push(version.clone()),
+                Event::Healthy { .. } | Event::Failed { .. } => {}
+            }
+        }
+        h
+    }
+
+    /// The digest `version` was staged from, if the log knows it.
+    pub fn digest_of(&self, version: &str) -> Option<&str> {
+        self.staged
+            .iter()
+            .find(|(v, _, _)| v == version)
+            .map(|(_, d, _)| d.as_str())
+    }
+
+    /// Where a rollback from `current` goes: the most recent earlier current that is still
+    /// installed and not marked bad.
+    pub fn rollback_target(&self, current: &str, installed: &[String]) -> Option<String> {
+        self.switched
+            .iter()
+            .rev()
+            .find(|v| v.as_str() != current && installed.contains(v) && !self.bad.contains(v))
+            .cloned()
+    }
+
+    /// Releases to remove so that at most `keep` stay: never `current`, never the rollback
+    /// target; bad releases first, then the oldest staged.
+    pub fn to_prune(
+        &self,
+        current: Option<&str>,
+        installed: &[String],
+        keep: usize,
+    ) -> Vec<String> {
+        let protect: Vec<String> = current
+            .into_iter()
+            .map(String::from)
+            .chain(current.and_then(|c| self.rollback_target(c, installed)))
+            .collect();
+        let mut candidates: Vec<&String> =
+            installed.iter().filter(|v| !protect.contains(v)).collect();
+        let staged_at = |v: &str| {
+            self.staged
+                .iter()
+                .find(|(s, _, _)| s == v)
+                .map_or(0, |(_, _, t)| *t)
+        };
+        // Bad first, then oldest first.
+        candidates.sort_by_key(|v| (!self.bad.contains(v), staged_at(v), (*v).clone()));
+        let excess = installed.len().saturating_sub(keep);
+        candidates.into_iter().take(excess).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history() -> History {
+        let staged = |v: &str, t| Event::Staged {
+            version: v.into(),
+            sha256: format!("d{v}"),
+            time: t,
+        };
+        let switched = |to: &str| Event::Switched {
+            from: None,
+            to: to.into(),
+            time: 0,
+        };
+        History::from_events(&[
+            staged("1.0.0", 1),
+            switched("1.0.0"),
+            staged("1.1.0", 2),
+            switched("1.1.0"),
+            staged("1.2.0", 3),
+            switched("1.2.0"),
+            Event::Reverted {
+                from: "1.2.0".into(),
+                to: "1.1.0".into(),
+                time: 4,
+            },
+            Event::MarkedBad {
+                version: "1.2.0".into(),
+                time: 4,
+            },
+            staged("1.3.0", 5),
+            switched("1.3.0"),
+        ])
+    }
+
+    #[test]
+    fn rollback_skips_bad_and_missing_releases() {
+        let h = history();
+        let all: Vec<String> = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(h.rollback_target("1.3.0", &all).as_deref(), Some("1.1.0"));
+        let without: Vec<String> = ["1.0.0", "1.2.0", "1.3.0"].map(String::from).to_vec();
+        assert_eq!(
+            h.rollback_target("1.3.0", &without).as_deref(),
+            Some("1.0.0")
+        );
+        assert_eq!(h.digest_of("1.2.0"), Some("d1.2.0"));
+    }
+
+    #[test]
+    fn pruning_keeps_current_and_the_rollback_target_and_drops_bad_first() {
+        let h = history();
+        let all: Vec<String> = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(h.to_prune(Some("1.3.0"), &all, 3), ["1.2.0"]);
+        assert_eq!(h.to_prune(Some("1.3.0"), &all, 2), ["1.2.0", "1.0.0"]);
+        assert_eq!(h.to_prune(Some("1.3.0"), &all, 1), ["1.2.0", "1.0.0"]);
+        assert!(h.to_prune(Some("1.3.0"), &all, 5).is_empty());
+    }
+}

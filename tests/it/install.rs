@@ -1,0 +1,227 @@
+//! `install`, `rollback` and `releases` on this machine: releases side by side, `current`
+//! switched atomically, restarts through the launchers with a health wait, an automatic
+//! revert of a release that does not stay up, the lock, and pruning.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// The webapp fixture at `version`, with `extra` added to its release table; its bundle.
+fn webapp_at(scratch: &Scratch, version: &str, extra: &str) -> PathBuf {
+    let fx = Fixture::new("webapp");
+    fx.edit(
+        "Cargo.toml",
+        "version = \"1.2.0\"",
+        &format!("version = \"{version}\""),
+    );
+    fx.edit(
+        "Cargo.toml",
+        "[package.metadata.release.env]\n",
+        &format!("[package.metadata.release.env]\n{extra}"),
+    );
+    let out = fx.run(&[
+        "--message-format",
+        "json",
+        "-q",
+        "--out-dir",
+        scratch.join("bundles").to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(msg["path"].as_str().unwrap())
+}
+
+fn tool_at(dir: &Path, args: &[&str]) -> std::process::Output {
+    run_tool(dir, args, &[])
+}
+
+struct StopAll(PathBuf);
+
+impl Drop for StopAll {
+    fn drop(&mut self) {
+        let launcher = self.0.join("current/bin/webapp");
+        let _ = std::process::Command::new(launcher).arg("stop").output();
+    }
+}
+
+#[test]
+fn install_upgrade_revert_and_rollback() {
+    let scratch = Scratch::new();
+    let v1 = webapp_bundle().to_path_buf();
+    let v2 = webapp_at(&scratch, "1.3.0", "");
+    let bad = webapp_at(&scratch, "1.4.0", "WEBAPP_CRASH = \"1\"\n");
+    let path = scratch.join("srv/webapp");
+    let p = path.to_str().unwrap();
+    let port = free_port();
+    // The host's environment, as an operator writes it: outside any release.
+    fs::create_dir_all(path.join("shared")).unwrap();
+    fs::write(
+        path.join("shared/env"),
+        format!("PORT={port}\nDATABASE_URL=postgres://db/app\n"),
+    )
+    .unwrap();
+    fs::set_permissions(path.join("shared/env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let _stop = StopAll(path.clone());
+    let get = |what: &str| http_get(port, what, Duration::from_secs(10));
+    let install = |bundle: &Path| {
+        tool_at(
+            &scratch.path,
+            &[
+                "install",
+                bundle.to_str().unwrap(),
+                "--path",
+                p,
+                "--restart",
+                "--healthy-for",
+                "1",
+            ],
+        )
+    };
+
+    assert_success(&install(&v1));
+    assert_eq!(get("/env/RELEASE_VSN"), "1.2.0");
+    assert_eq!(
+        fs::read_link(path.join("current")).unwrap(),
+        Path::new("releases/1.2.0")
+    );
+    assert!(
+        path.join("shared/tmp/webapp.pid").is_file(),
+        "pid file in shared/tmp"
+    );
+    let first_pid = get("/pid");
+
+    assert_success(&install(&v2));
+    assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
+    assert_ne!(get("/pid"), first_pid, "the old process was stopped");
+    assert!(
+        path.join("releases/1.2.0/bin/webapp").is_file(),
+        "the old release stays"
+    );
+
+    // A release that exits at once: reverted, marked bad, the previous one serving.
+    let out = install(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("webapp 1.4.0 did not come up")
+            && err.contains("marked bad and switched back to 1.3.0, which is serving"),
+        "{err}"
+    );
+    assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
+    let listed =
+        String::from_utf8(tool_at(&scratch.path, &["releases", "--path", p]).stdout).unwrap();
+    assert_eq!(listed, "1.2.0\n1.3.0 (current)\n1.4.0 (marked bad)\n");
+
+    // Rollback skips the bad release.
+    let out = tool_at(
+        &scratch.path,
+        &["rollback", "--path", p, "--healthy-for", "1"],
+    );
+    assert_success(&out);
+    assert_eq!(get("/env/RELEASE_VSN"), "1.2.0");
+
+    // The same bundle again changes nothing; keep 2 prunes the bad release first.
+    let out = tool_at(
+        &scratch.path,
+        &[
+            "install",
+            v2.to_str().unwrap(),
+            "--path",
+            p,
+            "--restart",
+            "--healthy-for",
+            "1",
+            "--keep",
+            "2",
+        ],
+    );
+    assert_success(&out);
+    assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
+    let listed =
+        String::from_utf8(tool_at(&scratch.path, &["releases", "--path", p]).stdout).unwrap();
+    assert_eq!(listed, "1.2.0\n1.3.0 (current)\n", "{}", stderr(&out));
+    let log = fs::read_to_string(path.join(".deploy/log.jsonl")).unwrap();
+    for event in [
+        "staged",
+        "switched",
+        "healthy",
+        "failed",
+        "marked-bad",
+        "reverted",
+        "pruned",
+    ] {
+        assert!(
+            log.contains(&format!("\"event\":\"{event}\"")),
+            "{event}: {log}"
+        );
+    }
+}
+
+#[test]
+fn the_lock_and_changed_bundles_are_refused() {
+    let scratch = Scratch::new();
+    let path = scratch.join("srv");
+    let p = path.to_str().unwrap();
+    let bundle = webapp_bundle().to_str().unwrap().to_string();
+    // Held by a live process: refused, naming the holder.
+    fs::create_dir_all(path.join(".deploy/lock")).unwrap();
+    fs::write(
+        path.join(".deploy/lock/holder"),
+        format!("{} install 9.9.9 0\n", std::process::id()),
+    )
+    .unwrap();
+    let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another install holds the lock"),
+        "{}",
+        stderr(&out)
+    );
+    // Left by a process that is gone: stale, broken only when asked.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    fs::write(
+        path.join(".deploy/lock/holder"),
+        format!("{dead} install 9.9.9 0\n"),
+    )
+    .unwrap();
+    let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
+    assert!(stderr(&out).contains("--break-lock"), "{}", stderr(&out));
+    assert_success(&tool_at(
+        &scratch.path,
+        &["install", &bundle, "--path", p, "--break-lock"],
+    ));
+    assert!(
+        !path.join(".deploy/lock").exists(),
+        "released after the install"
+    );
+    // Without --restart: staged and switched, nothing started.
+    assert_eq!(
+        fs::read_link(path.join("current")).unwrap(),
+        Path::new("releases/1.2.0")
+    );
+    // Another bundle with the same version is refused: installed releases never change.
+    let entries = crate::verify::entries_of(webapp_bundle());
+    let mut entries = entries;
+    let i = crate::verify::find(&mut entries, "webapp-1.2.0/priv/templates/greeting.txt");
+    entries[i].data[0] ^= 0x20;
+    entries[i].fix_checksum();
+    crate::verify::reseal(&mut entries);
+    let other = scratch.join("other/webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst");
+    fs::create_dir_all(other.parent().unwrap()).unwrap();
+    crate::verify::write_entries(&entries, &other);
+    let out = tool_at(
+        &scratch.path,
+        &["install", other.to_str().unwrap(), "--path", p],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already installed from another bundle"),
+        "{}",
+        stderr(&out)
+    );
+}
