@@ -46,12 +46,33 @@ pub enum Command {
     Rollback(RollbackOpts),
     /// List the releases installed under a deploy path
     Releases(ReleasesOpts),
+    /// Sign bundles (an SSH signature over each bundle's .sha256 line, written to BUNDLE.sig)
+    Sign(SignOpts),
     /// Print shell completions for cargo-release-bundle
     Completions {
         /// The shell to generate completions for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SignOpts {
+    /// Bundles to sign
+    #[arg(required = true, value_name = "BUNDLE")]
+    pub bundles: Vec<Utf8PathBuf>,
+
+    /// An OpenSSH private key file, or a public key whose private half is in ssh-agent
+    #[arg(long, value_name = "KEY")]
+    pub key: Utf8PathBuf,
+
+    /// Coloring
+    #[arg(long, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+
+    /// Do not print status messages
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 /// What `install` and `rollback` share: where, and how a restart is judged.
@@ -171,6 +192,15 @@ pub struct CheckOpts {
     /// Output format: human lines, or JSON objects (one per line) on stdout
     #[arg(long, value_name = "FMT", default_value = "human")]
     pub message_format: MessageFormat,
+
+    /// OpenSSH allowed_signers file: BUNDLE.sig must be a valid signature by one of its keys
+    /// (principals, namespaces=, valid-after=, valid-before= are honoured)
+    #[arg(long, value_name = "FILE")]
+    pub allowed_signers: Option<Utf8PathBuf>,
+
+    /// The principal the signature must be from [default: whoever allowed_signers says holds the key]
+    #[arg(long, value_name = "ID", requires = "allowed_signers")]
+    pub identity: Option<String>,
 
     /// A path prefix the leak scan accepts, such as an example path in help text (repeatable;
     /// adds to the bundle's own `[verify] allow-paths`)

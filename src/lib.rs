@@ -24,6 +24,7 @@ pub mod project;
 pub mod rebuild;
 pub mod rustflags;
 pub mod shell;
+pub mod sign;
 pub mod sources;
 pub mod unpack;
 pub mod verify;

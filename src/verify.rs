@@ -152,6 +152,7 @@ mod leaks;
 mod record;
 mod report;
 mod sidecar;
+mod signature;
 mod stream;
 mod target;
 
@@ -160,6 +161,7 @@ use record::spool;
 use stream::{ChannelReader, HashingReader, InputEnd, decompress};
 
 pub use report::{limits, print};
+pub use signature::check_signature;
 
 /// Verify one bundle file. `Err` only for I/O problems with the file itself (exit code 2).
 pub fn verify_file(

@@ -8,6 +8,7 @@ mod init;
 mod install;
 mod merge;
 mod plan;
+mod sign;
 mod unpack;
 mod verify;
 
@@ -60,6 +61,11 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
         Some(Command::Releases(o)) => {
             let shell = Shell::new(None, false, 0);
             let result = install::releases(o, &shell);
+            (shell, result, 1)
+        }
+        Some(Command::Sign(o)) => {
+            let shell = Shell::new(o.color, o.quiet, 0);
+            let result = sign::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Completions { shell: which }) => {

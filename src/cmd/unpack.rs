@@ -26,12 +26,18 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
             format!("{stale} (left by an interrupted unpack)"),
         );
     }
-    let report = verify::verify_file(
+    let mut report = verify::verify_file(
         &opts.path,
         opts.check.sha256.as_deref(),
         verify::limits(&opts.check),
         &opts.check.allow_paths,
         Some(&mut extractor),
+    )?;
+    // Before anything is moved into place: a signature, when signers are given.
+    verify::check_signature(
+        &mut report,
+        opts.check.allowed_signers.as_deref(),
+        opts.check.identity.as_deref(),
     )?;
     if unpack::interrupted() {
         drop(extractor);

@@ -52,7 +52,7 @@ pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
             "notes": report.count(Severity::Note),
             "ok": passed,
             "reference": report.reference,
-            "origin_checked": report.reference == Reference::ExpectedDigest,
+            "origin_checked": matches!(report.reference, Reference::ExpectedDigest | Reference::Signature),
         }));
         return;
     }
@@ -88,13 +88,18 @@ pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
     shell.out(format!(
         "{verb} {what}: {files} files, {errors}, {warnings}"
     ));
-    if passed && report.reference != Reference::ExpectedDigest {
+    if passed
+        && !matches!(
+            report.reference,
+            Reference::ExpectedDigest | Reference::Signature
+        )
+    {
         let against = match report.reference {
             Reference::SidecarOnly => "its own metadata and the `.sha256` beside it",
             _ => "its own metadata",
         };
         shell.out(format!(
-            "  consistent with {against}: this shows the bundle is intact, not where it came from; pass --sha256 HEX with a digest from a trusted source to check origin"
+            "  consistent with {against}: this shows the bundle is intact, not where it came from; pass --sha256 HEX with a digest from a trusted source, or --allowed-signers FILE, to check origin"
         ));
     }
 }

@@ -20,6 +20,8 @@ pub(super) fn is_hex64(s: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reference {
+    /// A valid signature by a key in `--allowed-signers`: origin is checked.
+    Signature,
     /// `--sha256 HEX`: origin is checked, as far as that digest is trusted.
     ExpectedDigest,
     /// Only the `.sha256` beside the bundle: internal consistency, not origin.

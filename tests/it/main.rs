@@ -11,6 +11,7 @@ mod launcher;
 mod memory;
 mod reproducible;
 mod services;
+mod sign;
 mod support;
 mod trust;
 mod verify;

@@ -186,6 +186,9 @@ pub const TOOLS: &[&str] = &[
     "prlimit",
     "mkfifo",
     "script",
+    "ssh-keygen",
+    "ssh-agent",
+    "ssh-add",
 ];
 
 /// Whether an external tool is installed. In CI (`CI` set) a missing tool fails the test;

@@ -1,0 +1,119 @@
+//! Signatures over a bundle: SSH signatures (the `SSHSIG` format of `ssh-keygen -Y sign`),
+//! made and checked by the system `ssh-keygen`, so private keys in files, in `ssh-agent` and
+//! on hardware tokens all work as the user's OpenSSH does.
+//!
+//! What is signed is the bundle's `.sha256` line, `<hex>  <file name>\n`: the digest ties the
+//! signature to the bytes, the name to the release. The namespace is fixed,
+//! [`NAMESPACE`], so a signature made for anything else (a git commit, a file) never passes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// The SSH signature namespace of release bundles.
+pub const NAMESPACE: &str = "release-bundle@cargo-release-bundle";
+
+/// The signed message for a bundle: its `.sha256` line.
+pub fn message(sha256: &str, file_name: &str) -> String {
+    format!("{sha256}  {file_name}\n")
+}
+
+/// Where a bundle's signature lives.
+pub fn signature_path(bundle: &Utf8Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{bundle}.sig"))
+}
+
+fn ssh_keygen(args: &[&str], stdin: &[u8]) -> Result<std::process::Output> {
+    let mut child = Command::new("ssh-keygen")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run `ssh-keygen` (install OpenSSH's client)")?;
+    child
+        .stdin
+        .take()
+        .context("ssh-keygen's stdin was not captured")?
+        .write_all(stdin)
+        .context("cannot write to ssh-keygen")?;
+    child
+        .wait_with_output()
+        .context("cannot wait for ssh-keygen")
+}
+
+/// Sign `message` with `key`: an OpenSSH private key file, or a public key whose private half
+/// is in `ssh-agent`. Returns the armored signature.
+pub fn sign(key: &Utf8Path, message: &str) -> Result<Vec<u8>> {
+    let out = ssh_keygen(
+        &["-Y", "sign", "-f", key.as_str(), "-n", NAMESPACE, "-q"],
+        message.as_bytes(),
+    )?;
+    if !out.status.success() {
+        bail!(
+            "`{key}`: ssh-keygen could not sign: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// Check `signature` over `message` against an OpenSSH `allowed_signers` file, for `identity`
+/// or else for the principals the file gives the signing key. `Ok(principal)` when valid.
+pub fn check(
+    allowed_signers: &Utf8Path,
+    identity: Option<&str>,
+    signature: &Utf8Path,
+    message: &str,
+) -> Result<std::result::Result<String, String>> {
+    let principal = match identity {
+        Some(id) => id.to_string(),
+        None => {
+            let out = ssh_keygen(
+                &[
+                    "-Y",
+                    "find-principals",
+                    "-s",
+                    signature.as_str(),
+                    "-f",
+                    allowed_signers.as_str(),
+                ],
+                b"",
+            )?;
+            let found = String::from_utf8_lossy(&out.stdout);
+            match found.lines().next() {
+                Some(p) if out.status.success() => p.to_string(),
+                _ => {
+                    return Ok(Err(format!(
+                        "no principal in `{allowed_signers}` holds the key that made it"
+                    )));
+                }
+            }
+        }
+    };
+    let out = ssh_keygen(
+        &[
+            "-Y",
+            "verify",
+            "-f",
+            allowed_signers.as_str(),
+            "-I",
+            &principal,
+            "-n",
+            NAMESPACE,
+            "-s",
+            signature.as_str(),
+        ],
+        message.as_bytes(),
+    )?;
+    if out.status.success() {
+        Ok(Ok(principal))
+    } else {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Ok(Err(format!(
+            "not a valid {NAMESPACE} signature by {principal} for this bundle ({why})"
+        )))
+    }
+}

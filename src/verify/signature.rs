@@ -1,0 +1,56 @@
+//! `BUNDLE.sig` against `--allowed-signers`: a valid signature is what proves origin; a missing
+//! or invalid one is an error when signers are given, and a present but unchecked one is said.
+
+use anyhow::Result;
+use camino::Utf8Path;
+
+use super::sidecar::Reference;
+use super::{Finding, Report};
+use crate::sign;
+
+pub fn check_signature(
+    report: &mut Report,
+    allowed_signers: Option<&Utf8Path>,
+    identity: Option<&str>,
+) -> Result<()> {
+    let sig = sign::signature_path(&report.bundle);
+    let present = std::fs::symlink_metadata(&sig).is_ok_and(|m| m.file_type().is_file());
+    let Some(allowed) = allowed_signers else {
+        if present {
+            report.findings.push(Finding::note(
+                "signature-unchecked",
+                None,
+                format!(
+                    "`{sig}` is present but not checked; pass --allowed-signers FILE to check it"
+                ),
+            ));
+        }
+        return Ok(());
+    };
+    if !present {
+        report.findings.push(Finding::error(
+            "signature-missing",
+            None,
+            format!("no signature `{sig}` (--allowed-signers asks for one)"),
+        ));
+        return Ok(());
+    }
+    let file_name = report.bundle.file_name().unwrap_or_default();
+    let message = sign::message(&report.sha256, file_name);
+    match sign::check(allowed, identity, &sig, &message)? {
+        Ok(principal) => {
+            report.reference = Reference::Signature;
+            report.findings.push(Finding::note(
+                "signature",
+                None,
+                format!("signed by {principal} (`{sig}`)"),
+            ));
+        }
+        Err(why) => report.findings.push(Finding::error(
+            "signature-invalid",
+            None,
+            format!("`{sig}`: {why}"),
+        )),
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! SSH signatures: `sign` writes `BUNDLE.sig` (the SSHSIG format of `ssh-keygen -Y sign`) over
+//! the bundle's `.sha256` line; `verify`/`unpack --allowed-signers` require a valid one. Both
+//! ways interoperate with `ssh-keygen` itself.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+const NS: &str = "release-bundle@cargo-release-bundle";
+const NAME: &str = "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst";
+
+fn keygen(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    sh(
+        dir,
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            key.to_str().unwrap(),
+        ],
+    );
+    key
+}
+
+fn ssh_keygen_stdin(dir: &Path, args: &[&str], input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("ssh-keygen")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn verify_json(dir: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["verify", "--message-format", "json"];
+    args.extend_from_slice(extra);
+    args.push(NAME);
+    let out = run_tool(dir, &args, &[]);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
+    if !(have("ssh-keygen") && have("ssh-agent") && have("ssh-add")) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dir = &scratch.path;
+    fs::copy(webapp_bundle(), dir.join(NAME)).unwrap();
+    let alice = keygen(dir, "alice");
+    let mallory = keygen(dir, "mallory");
+    let pubkey = |k: &Path| fs::read_to_string(k.with_extension("pub")).unwrap();
+    fs::write(
+        dir.join("allowed"),
+        format!("alice@example.com namespaces=\"{NS}\" {}", pubkey(&alice)),
+    )
+    .unwrap();
+    let allowed = ["--allowed-signers", "allowed"];
+
+    // Unsigned: required signature missing; without the flag nothing is said.
+    let (code, text) = verify_json(dir, &allowed);
+    assert_eq!(code, 1);
+    assert!(text.contains("\"code\":\"signature-missing\""), "{text}");
+
+    // Signed by alice with a key file: valid, and origin is checked.
+    assert_success(&run_tool(
+        dir,
+        &["sign", NAME, "--key", alice.to_str().unwrap()],
+        &[],
+    ));
+    let (code, text) = verify_json(dir, &allowed);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("\"reference\":\"signature\"") && text.contains("\"origin_checked\":true"),
+        "{text}"
+    );
+    assert!(text.contains("signed by alice@example.com"), "{text}");
+    let (code, text) = verify_json(dir, &[]);
+    assert_eq!(code, 0);
+    assert!(text.contains("\"code\":\"signature-unchecked\""), "{text}");
+
+    // ssh-keygen checks ours: the message is the bundle's .sha256 line.
+    let message = format!("{}  {NAME}\n", sha256_file(&dir.join(NAME)));
+    let out = ssh_keygen_stdin(
+        dir,
+        &[
+            "-Y",
+            "verify",
+            "-f",
+            "allowed",
+            "-I",
+            "alice@example.com",
+            "-n",
+            NS,
+            "-s",
+            &format!("{NAME}.sig"),
+        ],
+        message.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Ours checks ssh-keygen's, made through ssh-agent with only the public key named.
+    let agent = Command::new("ssh-agent").arg("-s").output().unwrap();
+    let agent_env = String::from_utf8_lossy(&agent.stdout).into_owned();
+    let var = |name: &str| {
+        agent_env
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix(&format!("{name}=")))
+            .map(String::from)
+            .unwrap()
+    };
+    let (sock, pid) = (var("SSH_AUTH_SOCK"), var("SSH_AGENT_PID"));
+    let add = Command::new("ssh-add")
+        .arg(&alice)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let out = run_tool(
+        dir,
+        &[
+            "sign",
+            NAME,
+            "--key",
+            alice.with_extension("pub").to_str().unwrap(),
+        ],
+        &[("SSH_AUTH_SOCK", &sock)],
+    );
+    let _ = Command::new("kill").arg(&pid).status();
+    assert_success(&out);
+    assert_eq!(verify_json(dir, &allowed).0, 0);
+    let theirs = ssh_keygen_stdin(
+        dir,
+        &["-Y", "sign", "-f", "alice", "-n", NS, "-q"],
+        message.as_bytes(),
+    );
+    assert!(theirs.status.success());
+    fs::write(dir.join(format!("{NAME}.sig")), &theirs.stdout).unwrap();
+    assert_eq!(verify_json(dir, &allowed).0, 0);
+
+    // Refused: another key, another namespace, an expired key, a changed bundle.
+    let refused = |what: &str, setup: &dyn Fn()| {
+        setup();
+        let (code, text) = verify_json(dir, &allowed);
+        assert_eq!(code, 1, "{what}: {text}");
+        assert!(
+            text.contains("\"code\":\"signature-invalid\""),
+            "{what}: {text}"
+        );
+    };
+    refused("mallory's key", &|| {
+        assert_success(&run_tool(
+            dir,
+            &["sign", NAME, "--key", mallory.to_str().unwrap()],
+            &[],
+        ));
+    });
+    refused("another namespace", &|| {
+        let other = ssh_keygen_stdin(
+            dir,
+            &["-Y", "sign", "-f", "alice", "-n", "file", "-q"],
+            message.as_bytes(),
+        );
+        fs::write(dir.join(format!("{NAME}.sig")), &other.stdout).unwrap();
+    });
+    refused("an expired key", &|| {
+        assert_success(&run_tool(
+            dir,
+            &["sign", NAME, "--key", alice.to_str().unwrap()],
+            &[],
+        ));
+        fs::write(
+            dir.join("allowed"),
+            format!(
+                "alice@example.com valid-before=\"20000101\" {}",
+                pubkey(&alice)
+            ),
+        )
+        .unwrap();
+    });
+    fs::write(
+        dir.join("allowed"),
+        format!("alice@example.com {}", pubkey(&alice)),
+    )
+    .unwrap();
+    assert_eq!(verify_json(dir, &allowed).0, 0, "valid again");
+    refused("a changed bundle", &|| {
+        let mut bytes = fs::read(dir.join(NAME)).unwrap();
+        bytes.push(0);
+        fs::write(dir.join(NAME), bytes).unwrap();
+        let _ = fs::remove_file(dir.join(format!("{NAME}.sha256")));
+    });
+
+    // unpack refuses an unsigned bundle when signers are given, and installs nothing.
+    fs::copy(webapp_bundle(), dir.join(NAME)).unwrap();
+    let _ = fs::remove_file(dir.join(format!("{NAME}.sig")));
+    let out = run_tool(
+        dir,
+        &[
+            "unpack",
+            NAME,
+            "--to",
+            "installed",
+            "--allowed-signers",
+            "allowed",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!dir.join("installed").exists());
+    assert_success(&run_tool(
+        dir,
+        &["sign", NAME, "--key", alice.to_str().unwrap()],
+        &[],
+    ));
+    assert_success(&run_tool(
+        dir,
+        &[
+            "unpack",
+            NAME,
+            "--to",
+            "installed",
+            "--allowed-signers",
+            "allowed",
+        ],
+        &[],
+    ));
+}
