@@ -21,6 +21,7 @@ pub mod merge;
 pub mod pipeline;
 pub mod plan;
 pub mod project;
+pub mod provenance;
 pub mod rebuild;
 pub mod rustflags;
 pub mod shell;

@@ -143,6 +143,11 @@ pub fn write(gathered: &Gathered, out: &Utf8Path) -> Result<Vec<serde_json::Valu
         } else {
             copy_atomically(source, &dest, 0o644)?;
         }
+        // Provenance travels with its bundle (verify checked that it names it).
+        let provenance = crate::provenance::path_of(source);
+        if provenance.is_file() {
+            copy_atomically(&provenance, &crate::provenance::path_of(&dest), 0o644)?;
+        }
         // The sidecar says what verify computed (and checked against the source's sidecar).
         let sidecar = format!("{}  {name}\n", entry.sha256);
         write_atomically(&out.join(format!("{name}.sha256")), sidecar.as_bytes())?;

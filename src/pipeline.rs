@@ -17,7 +17,7 @@ use crate::fixed_root::FixedRoot;
 use crate::machine_paths::MachinePaths;
 use crate::plan::{self, BundlePlan};
 use crate::shell::Shell;
-use crate::{archive, assemble, build, config, project, rustflags, sources};
+use crate::{archive, assemble, build, config, project, provenance, rustflags, sources};
 
 /// One package, planned and checked, ready to build.
 pub struct Planned {
@@ -392,6 +392,7 @@ pub fn bundle(
             workers: archive::zstd_workers(opts.jobs),
             guard: &guard,
         };
+        let recorded = manifest.clone();
         let bundle = assemble::assemble(
             plan,
             &artifacts,
@@ -401,6 +402,16 @@ pub fn bundle(
             &mut progress,
         )?;
         drop(bar);
+        // Provenance beside the bundle (after it, so a bundle never has stale provenance).
+        let statement = provenance::statement(
+            &recorded,
+            &plan.file_name,
+            &bundle.sha256,
+            &provenance::builder_id(&|k| std::env::var(k).ok()),
+        );
+        let mut line = serde_json::to_vec(&statement)?;
+        line.push(b'\n');
+        crate::fsutil::write_atomically(&provenance::path_of(&bundle.path), &line)?;
         shell.status(
             "Finished",
             format!(

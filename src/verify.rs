@@ -149,6 +149,7 @@ mod checker;
 pub mod consistency;
 mod header;
 mod leaks;
+mod provenance;
 mod record;
 mod report;
 mod sidecar;
@@ -178,6 +179,7 @@ pub fn verify_file(
         .with_context(|| format!("`{path}`: cannot verify"))?;
     let mut findings = streamed.findings;
     let reference = sidecar::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
+    provenance::check_provenance(path, &streamed.sha256, &mut findings);
     findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
     let summary = streamed.summary;
     Ok(Report {

@@ -45,8 +45,24 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     assert_eq!(sidecar, format!("{}  {name}\n", sha256_file(&path)));
     let only_final = fs::read_dir(&out).unwrap().count();
     assert_eq!(
-        only_final, 2,
-        "only the bundle and its sidecar are left in the out dir"
+        only_final, 3,
+        "only the bundle, its sidecar and its provenance are left in the out dir"
+    );
+    // Provenance: an in-toto statement naming this bundle and its digest.
+    let statement: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(out.join(format!("{name}.intoto.jsonl"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(statement["subject"][0]["name"], name.as_str());
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        sha256_file(&path).as_str()
+    );
+    assert_eq!(
+        statement["predicate"]["runDetails"]["builder"]["id"],
+        "local"
     );
     if !(have("sha256sum") && have("zstd") && have("tar") && have("bsdtar")) {
         return;
@@ -374,8 +390,8 @@ fn failed_build_keeps_the_previous_bundle() {
     assert_eq!(fs::read(&sidecar).unwrap(), sidecar_before);
     assert_eq!(
         fs::read_dir(&out).unwrap().count(),
-        2,
-        "no temporary files are left behind"
+        3,
+        "no temporary files are left behind (bundle, sidecar, provenance)"
     );
 }
 
@@ -403,7 +419,8 @@ fn runs_as_a_cargo_subcommand() {
         err.contains("        Next cargo release-bundle verify "),
         "{err}"
     );
-    assert_eq!(fs::read_dir(fx.out()).unwrap().count(), 2);
+    // The bundle, its sidecar and its provenance.
+    assert_eq!(fs::read_dir(fx.out()).unwrap().count(), 3);
 
     let help = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
         .args(["help", "release-bundle"])

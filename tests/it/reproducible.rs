@@ -108,6 +108,12 @@ fn two_checkouts(config: Option<&str>) -> (Vec<u8>, Vec<u8>, Fixture, PathBuf) {
             ("HOME", scratch.join("another home").to_str().unwrap()),
         ],
     );
+    // The provenance beside each is identical too (no clock, no path).
+    let provenance = |p: &Path| fs::read(format!("{}.intoto.jsonl", p.display())).unwrap();
+    assert!(
+        provenance(&a) == provenance(&b),
+        "provenance differs between checkouts"
+    );
     (fs::read(&a).unwrap(), fs::read(&b).unwrap(), one, a)
 }
 

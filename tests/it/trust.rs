@@ -988,6 +988,8 @@ fn merge_never_writes_through_planted_links() {
         format!("{digest}  {NAME}\n"),
     )
     .unwrap();
+    let provenance = format!("{}.intoto.jsonl", webapp_bundle().display());
+    fs::copy(&provenance, input.join(format!("{NAME}.intoto.jsonl"))).unwrap();
     let out = scratch.join("out");
     fs::create_dir_all(&out).unwrap();
     let victim = scratch.join("root-only");
@@ -1019,6 +1021,11 @@ fn merge_never_writes_through_planted_links() {
         assert!(meta.file_type().is_file(), "{name} is not a regular file");
     }
     assert_eq!(sha256_file(&out.join(NAME)), digest);
+    assert_eq!(
+        fs::read(out.join(format!("{NAME}.intoto.jsonl"))).unwrap(),
+        fs::read(&provenance).unwrap(),
+        "provenance travels with its bundle"
+    );
     if have("sha256sum") {
         sh(&out, "sha256sum", &["-c", &format!("{NAME}.sha256")]);
         sh(&out, "sha256sum", &["-c", "SHA256SUMS"]);

@@ -1111,3 +1111,21 @@ fn unpack_keeps_the_archive_mtime_and_creates_parents() {
         assert_eq!(meta.mtime(), epoch, "{rel:?}");
     }
 }
+
+/// Provenance beside a bundle must describe it: another bundle's statement is an error.
+#[test]
+fn provenance_that_names_another_digest_is_an_error() {
+    let case = Case::new();
+    let name = "webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst";
+    let bundle = case.write(name, &fs::read(webapp_bundle()).unwrap(), true);
+    let statement =
+        fs::read_to_string(format!("{}.intoto.jsonl", webapp_bundle().display())).unwrap();
+    let provenance = case.dir.join(format!("{name}.intoto.jsonl"));
+    fs::write(&provenance, &statement).unwrap();
+    let (out, _) = verify(&bundle, &["--strict"]);
+    assert_success(&out);
+    let digest = sha256_file(webapp_bundle());
+    fs::write(&provenance, statement.replace(&digest, &"0".repeat(64))).unwrap();
+    let msgs = assert_finding(&bundle, &[], "provenance-mismatch", None);
+    assert!(format!("{msgs:?}").contains("the bundle's is"), "{msgs:#?}");
+}

@@ -1,0 +1,119 @@
+//! Provenance beside each bundle: `<bundle>.intoto.jsonl`, one in-toto Statement v1 with a
+//! SLSA v1 provenance predicate saying how the bundle was built. Made from the manifest and
+//! the bundle's digest only (no clock, no host), so two builds of a commit give the same file.
+//! Generated locally it is SLSA Build L1: it says what happened, nothing vouches for it
+//! unless it is signed or attested by the CI platform.
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::manifest::Manifest;
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
+/// The build type: what the parameters mean (documented in the README).
+pub const BUILD_TYPE: &str =
+    "https://github.com/cargo-release-bundle/cargo-release-bundle/buildtypes/bundle/v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    #[serde(rename = "_type")]
+    pub kind: String,
+    pub subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    pub name: String,
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    pub sha256: String,
+}
+
+/// Where provenance lives: beside the bundle.
+pub fn path_of(bundle: &camino::Utf8Path) -> camino::Utf8PathBuf {
+    camino::Utf8PathBuf::from(format!("{bundle}.intoto.jsonl"))
+}
+
+/// The builder: `local`, or the CI run that built it (GitHub Actions' run URL).
+pub fn builder_id(env: &dyn Fn(&str) -> Option<String>) -> String {
+    match (
+        env("GITHUB_SERVER_URL"),
+        env("GITHUB_REPOSITORY"),
+        env("GITHUB_RUN_ID"),
+    ) {
+        (Some(server), Some(repo), Some(run)) => format!("{server}/{repo}/actions/runs/{run}"),
+        _ => "local".to_string(),
+    }
+}
+
+/// The statement for a bundle `file_name` with digest `sha256`, built as `m` records.
+pub fn statement(m: &Manifest, file_name: &str, sha256: &str, builder: &str) -> Statement {
+    let mut resolved = vec![serde_json::json!({
+        "name": "rustc",
+        "annotations": {"release": m.rustc.release, "commitHash": m.rustc.commit_hash, "host": m.rustc.host},
+    })];
+    if let Some(g) = &m.git {
+        resolved.push(serde_json::json!({
+            "name": "source",
+            "digest": {"gitCommit": g.commit},
+            "annotations": {"dirty": g.dirty, "workspace": g.workspace},
+        }));
+    }
+    if let Some(lock) = &m.cargo_lock_sha256 {
+        resolved.push(serde_json::json!({"name": "Cargo.lock", "digest": {"sha256": lock}}));
+    }
+    let predicate = serde_json::json!({
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {
+                "package": m.package,
+                "profile": m.profile,
+                "target": m.target,
+                "features": m.features,
+            },
+            "internalParameters": {
+                "generator": m.generator,
+                "formatVersion": m.format_version,
+                "compression": m.compression,
+                "timestamp": m.timestamp,
+                "pathRemap": m.path_remap,
+            },
+            "resolvedDependencies": resolved,
+        },
+        "runDetails": {"builder": {"id": builder}},
+    });
+    Statement {
+        kind: STATEMENT_TYPE.into(),
+        subject: vec![Subject {
+            name: file_name.into(),
+            digest: Digest {
+                sha256: sha256.into(),
+            },
+        }],
+        predicate_type: PREDICATE_TYPE.into(),
+        predicate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_is_local_unless_ci_says_where() {
+        assert_eq!(builder_id(&|_| None), "local");
+        let gh = |k: &str| match k {
+            "GITHUB_SERVER_URL" => Some("https://github.com".to_string()),
+            "GITHUB_REPOSITORY" => Some("o/r".to_string()),
+            "GITHUB_RUN_ID" => Some("42".to_string()),
+            _ => None,
+        };
+        assert_eq!(builder_id(&gh), "https://github.com/o/r/actions/runs/42");
+    }
+}
