@@ -293,12 +293,17 @@ pub fn install(
     ] {
         fs::create_dir_all(&dir).with_context(|| format!("`{dir}`: cannot create"))?;
     }
-    // Verify before anything on the host changes (the extraction verifies again as it writes).
-    let report = verify::verify_file(bundle, None, Limits::default(), &[], None)?;
+    let file_name = bundle.file_name().unwrap_or_default();
+    let _lock = Lock::take(&layout, &format!("install {file_name}"), opts.break_lock)?;
+    // One pass: verify while extracting into a temporary directory under releases/, which
+    // becomes releases/<version> only when everything verified (the version is known then).
+    let mut extractor = Extractor::new(&layout.releases().join(".incoming"))?;
+    let report = verify::verify_file(bundle, None, Limits::default(), &[], Some(&mut extractor))?;
     if !report.passes(false) {
         let first = report
             .findings
-            .first()
+            .iter()
+            .find(|f| f.severity == verify::Severity::Error)
             .map(|f| f.message.clone())
             .unwrap_or_default();
         bail!("`{bundle}` does not verify ({first}); nothing was installed");
@@ -306,10 +311,10 @@ pub fn install(
     let (Some(name), Some(version)) = (report.name.clone(), report.version.clone()) else {
         bail!("`{bundle}`: its manifest names no release");
     };
-    let _lock = Lock::take(&layout, &format!("install {version}"), opts.break_lock)?;
     let history = History::from_events(&read_events(&layout)?);
     let dest = layout.release(&version);
     let staged = if dest.exists() {
+        // The extracted copy is dropped (its temporary directory removed).
         match history.digest_of(&version) {
             Some(d) if d == report.sha256 => false,
             Some(d) => bail!(
@@ -318,12 +323,6 @@ pub fn install(
             None => bail!("`{dest}` exists but was not installed by this tool; move it away first"),
         }
     } else {
-        let mut extractor = Extractor::new(&dest)?;
-        let report =
-            verify::verify_file(bundle, None, Limits::default(), &[], Some(&mut extractor))?;
-        if !report.passes(false) {
-            bail!("`{bundle}` did not verify while extracting; nothing was installed");
-        }
         extractor.finish(&dest)?;
         record(
             &layout,
