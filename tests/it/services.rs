@@ -42,6 +42,14 @@ fn launcher(root: &Path, cwd: &Path, port: u16, args: &[&str]) -> std::process::
         .unwrap()
 }
 
+/// `bin/static-site daemon` from `cwd` (created) on a free port; stopped when dropped.
+fn serve<'a>(root: &'a Path, cwd: &'a Path) -> (u16, Stop<'a>) {
+    fs::create_dir_all(cwd).unwrap();
+    let port = free_port();
+    assert_success(&launcher(root, cwd, port, &["daemon"]));
+    (port, Stop(root, cwd))
+}
+
 struct Stop<'a>(&'a Path, &'a Path);
 
 impl Drop for Stop<'_> {
@@ -60,10 +68,7 @@ fn the_service_finds_its_data_in_a_release() {
     );
     let root = install(&path, &fx.scratch, "default");
     let elsewhere = fx.scratch.join("elsewhere");
-    fs::create_dir_all(&elsewhere).unwrap();
-    let port = free_port();
-    assert_success(&launcher(&root, &elsewhere, port, &["daemon"]));
-    let _stop = Stop(&root, &elsewhere);
+    let (port, _stop) = serve(&root, &elsewhere);
     let get = |p: &str| http_get(port, p, Duration::from_secs(10));
     let data = root.join("priv/data").display().to_string();
     assert_eq!(
@@ -96,10 +101,7 @@ fn workdir_false_keeps_the_callers_directory_and_a_subdirectory_can_be_chosen() 
         let (path, _) = bundle(&fx);
         let root = install(&path, &fx.scratch, "x");
         let elsewhere = fx.scratch.join("elsewhere");
-        fs::create_dir_all(&elsewhere).unwrap();
-        let port = free_port();
-        assert_success(&launcher(&root, &elsewhere, port, &["daemon"]));
-        let _stop = Stop(&root, &elsewhere);
+        let (port, _stop) = serve(&root, &elsewhere);
         let get = |p: &str| http_get(port, p, Duration::from_secs(10));
         let cwd = if setting.contains("false") {
             elsewhere.canonicalize().unwrap()

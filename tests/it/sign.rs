@@ -219,18 +219,18 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
     // unpack refuses an unsigned bundle when signers are given, and installs nothing.
     fs::copy(webapp_bundle(), dir.join(NAME)).unwrap();
     let _ = fs::remove_file(dir.join(format!("{NAME}.sig")));
-    let out = run_tool(
-        dir,
-        &[
+    let unpack = || {
+        let args = [
             "unpack",
             NAME,
             "--to",
             "installed",
             "--allowed-signers",
             "allowed",
-        ],
-        &[],
-    );
+        ];
+        run_tool(dir, &args, &[])
+    };
+    let out = unpack();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!dir.join("installed").exists());
     assert_success(&run_tool(
@@ -238,16 +238,5 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
         &["sign", NAME, "--key", alice.to_str().unwrap()],
         &[],
     ));
-    assert_success(&run_tool(
-        dir,
-        &[
-            "unpack",
-            NAME,
-            "--to",
-            "installed",
-            "--allowed-signers",
-            "allowed",
-        ],
-        &[],
-    ));
+    assert_success(&unpack());
 }
