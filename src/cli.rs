@@ -46,6 +46,8 @@ pub enum Command {
     Rollback(RollbackOpts),
     /// List the releases installed under a deploy path
     Releases(ReleasesOpts),
+    /// Print a systemd unit for the release installed under a deploy path
+    SystemdUnit(SystemdUnitOpts),
     /// Sign bundles (an SSH signature over each bundle's .sha256 line, written to BUNDLE.sig)
     Sign(SignOpts),
     /// Print shell completions for cargo-release-bundle
@@ -115,6 +117,21 @@ pub struct InstallOpts {
     /// Releases to keep (bad ones are pruned first; never current or the one before it)
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub keep: usize,
+
+    /// Install FILE as the host's environment, <path>/shared/env (mode 0600; never echoed)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<Utf8PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SystemdUnitOpts {
+    /// The deploy path (the unit runs <path>/current/bin/<name> start)
+    #[arg(long, value_name = "DIR")]
+    pub path: Utf8PathBuf,
+
+    /// The user the service runs as
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

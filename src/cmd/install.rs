@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cli::{DeployPathOpts, InstallOpts, MessageFormat, ReleasesOpts, RollbackOpts};
+use crate::cli::{
+    DeployPathOpts, InstallOpts, MessageFormat, ReleasesOpts, RollbackOpts, SystemdUnitOpts,
+};
 use crate::deploy::local::{self, Options};
 use crate::shell::Shell;
 
@@ -21,6 +23,13 @@ fn options(d: &DeployPathOpts, restart: bool, keep: usize) -> Options {
 /// 0 installed (and healthy when restarted); errors (exit 1) otherwise.
 pub fn install(opts: &InstallOpts, shell: &Shell) -> Result<u8> {
     let o = options(&opts.deploy, opts.restart, opts.keep);
+    if let Some(file) = &opts.env_file {
+        local::install_env_file(&opts.deploy.path, file)?;
+        shell.status(
+            "Installed",
+            format!("{file} as {}/shared/env (0600)", opts.deploy.path),
+        );
+    }
     let done = local::install(&opts.bundle, &opts.deploy.path, &o, shell)?;
     for v in &done.pruned {
         shell.status("Pruned", format!("{} {v}", done.name));
@@ -63,5 +72,10 @@ pub fn releases(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
             shell.out(format!("{}{marks}", r.version));
         }
     }
+    Ok(0)
+}
+
+pub fn systemd_unit(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
+    shell.out(local::systemd_unit(&opts.path, opts.user.as_deref())?.trim_end());
     Ok(0)
 }

@@ -63,6 +63,11 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
             let result = install::releases(o, &shell);
             (shell, result, 1)
         }
+        Some(Command::SystemdUnit(o)) => {
+            let shell = Shell::new(None, false, 0);
+            let result = install::systemd_unit(o, &shell);
+            (shell, result, 1)
+        }
         Some(Command::Sign(o)) => {
             let shell = Shell::new(o.color, o.quiet, 0);
             let result = sign::run(o, &shell);

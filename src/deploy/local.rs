@@ -399,7 +399,31 @@ pub fn rollback(
     Ok((from, to))
 }
 
-/// The release name, from the launcher's file name in `bin/` (`bin/<name>`).
+/// Install `file` as the host's environment, `shared/env`, mode 0600 from the start (a temp
+/// file renamed into place; the content is never printed).
+pub fn install_env_file(path: &Utf8Path, file: &Utf8Path) -> Result<()> {
+    let layout = Layout::new(path);
+    fs::create_dir_all(layout.shared())
+        .with_context(|| format!("`{}`: cannot create", layout.shared()))?;
+    crate::fsutil::copy_atomically(file, &layout.shared().join("env"), 0o600)
+}
+
+/// A systemd unit running the release `current` points at (`Type=exec`: `start` execs the
+/// service, so systemd supervises it directly; no pid file).
+pub fn systemd_unit(path: &Utf8Path, user: Option<&str>) -> Result<String> {
+    let layout = Layout::new(path);
+    let root = layout
+        .root
+        .canonicalize_utf8()
+        .with_context(|| format!("`{path}`: cannot resolve the deploy path"))?;
+    let name = release_name(&layout.current())?;
+    let user = user.map(|u| format!("User={u}\n")).unwrap_or_default();
+    Ok(format!(
+        "[Unit]\nDescription={name} (installed by cargo release-bundle under {root})\nAfter=network-online.target\nWants=network-online.target\n\n[Service]\nType=exec\n{user}EnvironmentFile=-{root}/shared/env\nExecStart={root}/current/bin/{name} start\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n"
+    ))
+}
+
+/// The release name, from a release's `MANIFEST.json`.
 fn release_name(release: &Utf8Path) -> Result<String> {
     let manifest = release.join(crate::archive::MANIFEST);
     let text =

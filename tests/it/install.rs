@@ -56,14 +56,14 @@ fn install_upgrade_revert_and_rollback() {
     let path = scratch.join("srv/webapp");
     let p = path.to_str().unwrap();
     let port = free_port();
-    // The host's environment, as an operator writes it: outside any release.
-    fs::create_dir_all(path.join("shared")).unwrap();
+    // The host's environment, as an operator writes it: outside any release, installed 0600
+    // by the first install and never printed.
+    let env = scratch.join("host.env");
     fs::write(
-        path.join("shared/env"),
-        format!("PORT={port}\nDATABASE_URL=postgres://db/app\n"),
+        &env,
+        format!("PORT={port}\nDATABASE_URL=postgres://db/SECRET\n"),
     )
     .unwrap();
-    fs::set_permissions(path.join("shared/env"), fs::Permissions::from_mode(0o600)).unwrap();
     let _stop = StopAll(path.clone());
     let get = |what: &str| http_get(port, what, Duration::from_secs(10));
     let install = |bundle: &Path| {
@@ -81,8 +81,33 @@ fn install_upgrade_revert_and_rollback() {
         )
     };
 
-    assert_success(&install(&v1));
+    let out = tool_at(
+        &scratch.path,
+        &[
+            "install",
+            v1.to_str().unwrap(),
+            "--path",
+            p,
+            "--restart",
+            "--healthy-for",
+            "1",
+            "--env-file",
+            env.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        !stderr(&out).contains("SECRET")
+            && !String::from_utf8_lossy(&out.stdout).contains("SECRET")
+    );
+    let mode = fs::metadata(path.join("shared/env"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
     assert_eq!(get("/env/RELEASE_VSN"), "1.2.0");
+    assert_eq!(get("/env/DATABASE_URL"), "postgres://db/SECRET");
     assert_eq!(
         fs::read_link(path.join("current")).unwrap(),
         Path::new("releases/1.2.0")
@@ -224,4 +249,51 @@ fn the_lock_and_changed_bundles_are_refused() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A unit for the installed layout: systemd supervises `current/bin/<name> start` directly.
+#[test]
+fn a_systemd_unit_for_the_layout() {
+    let scratch = Scratch::new();
+    let path = scratch.join("srv/webapp");
+    let p = path.to_str().unwrap();
+    assert_success(&tool_at(
+        &scratch.path,
+        &["install", webapp_bundle().to_str().unwrap(), "--path", p],
+    ));
+    let out = tool_at(
+        &scratch.path,
+        &["systemd-unit", "--path", p, "--user", "webapp"],
+    );
+    assert_success(&out);
+    let unit = String::from_utf8(out.stdout).unwrap();
+    let root = path.canonicalize().unwrap();
+    for line in [
+        "Type=exec".to_string(),
+        "User=webapp".to_string(),
+        format!("ExecStart={}/current/bin/webapp start", root.display()),
+        format!("EnvironmentFile=-{}/shared/env", root.display()),
+        "Restart=on-failure".to_string(),
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line}:\n{unit}");
+    }
+    assert!(!unit.contains("PIDFile"), "{unit}");
+    // systemd's own check, where systemd is installed (optional, as the issue says).
+    let analyze = std::process::Command::new("sh")
+        .args(["-c", "command -v systemd-analyze"])
+        .output()
+        .unwrap();
+    if !analyze.status.success() {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    let file = scratch.join("webapp.service");
+    fs::write(&file, &unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
 }
