@@ -77,6 +77,29 @@ pub struct SignOpts {
     pub quiet: bool,
 }
 
+/// A duration: plain seconds (`30`), or a number with `ms`, `s`, `m` or `h` (`500ms`, `2m`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30, 500ms, 30s, 2m)"))?;
+    let millis = match unit {
+        "" | "s" => n.checked_mul(1000),
+        "ms" => Some(n),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    };
+    millis
+        .filter(|&m| m <= 86_400_000)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is longer than a day"))
+}
+
 /// What `install` and `rollback` share: where, and how a restart is judged.
 #[derive(Debug, Clone, Args)]
 pub struct DeployPathOpts {
@@ -84,9 +107,10 @@ pub struct DeployPathOpts {
     #[arg(long, value_name = "DIR")]
     pub path: Utf8PathBuf,
 
-    /// Seconds the new release must stay up after starting to count as healthy
-    #[arg(long, value_name = "SECS", default_value_t = 2)]
-    pub healthy_for: u64,
+    /// How long the new release must stay up after starting to count as healthy: seconds, or
+    /// a duration such as `500ms`, `30s`, `2m`
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub healthy_for: std::time::Duration,
 
     /// Remove a lock left by an install that is gone
     #[arg(long)]
@@ -475,6 +499,21 @@ pub fn normalize_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
 
 #[cfg(test)]
 mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("2 minutes").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
     use super::*;
     use clap::CommandFactory;
 

@@ -1,8 +1,6 @@
 //! `cargo release-bundle install`, `rollback` and `releases`: releases side by side under a
 //! deploy path on this machine.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
 use crate::cli::{
@@ -15,7 +13,7 @@ fn options(d: &DeployPathOpts, restart: bool, keep: usize) -> Options {
     Options {
         restart,
         keep,
-        healthy_for: Duration::from_secs(d.healthy_for),
+        healthy_for: d.healthy_for,
         break_lock: d.break_lock,
     }
 }

@@ -143,7 +143,7 @@ fn install_upgrade_revert_and_rollback() {
     // Rollback skips the bad release.
     let out = tool_at(
         &scratch.path,
-        &["rollback", "--path", p, "--healthy-for", "1"],
+        &["rollback", "--path", p, "--healthy-for", "1500ms"],
     );
     assert_success(&out);
     assert_eq!(get("/env/RELEASE_VSN"), "1.2.0");
