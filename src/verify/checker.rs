@@ -1,7 +1,7 @@
-//! The checker over one archive: each header checked before anything is derived from it, the
-//! entry placed (top directory, canonical order, parents), its content streamed through the
-//! limits, the hasher, the leak scan and the sink, and a [`Record`] spooled for the
-//! cross-checks.
+//! Checking one archive, entry by entry: each header checked before anything is derived
+//! from it, the entry placed (top directory, canonical order, parents), its content streamed
+//! through the limits, the hasher, the leak scan and the sink, and a [`Record`] spooled for
+//! the cross-checks.
 
 use std::collections::HashSet;
 use std::fs::File;

@@ -20,6 +20,14 @@ fn refused(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `unpack` of the bundle in `dir` refuses (exit 1) and installs nothing.
+fn assert_unpack_refused(dir: &Path) {
+    let to = dir.join("installed");
+    let out = run_tool(dir, &["unpack", NAME, "--to", to.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!to.exists(), "unpack installed a refused bundle");
+}
+
 /// Write entries as a bundle with a matching sidecar (an attacker controls both).
 fn write_bundle(dir: &Path, entries: &[TarEntry]) -> std::path::PathBuf {
     let bytes = zstd_compress(&serialize(entries));
@@ -372,14 +380,7 @@ fn a_hidden_entry_behind_a_lenient_size_is_refused() {
         text.contains("\"code\":\"bad-header\"") && text.contains("size field"),
         "{text}"
     );
-    let to = scratch.join("installed");
-    let out = run_tool(
-        &scratch.path,
-        &["unpack", NAME, "--to", to.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(!to.exists());
+    assert_unpack_refused(&scratch.path);
 }
 
 /// Insert symlinks after `after` (canonical order kept) and list them in the manifest.
@@ -440,14 +441,7 @@ fn a_symlink_that_leaves_through_another_symlink_is_refused() {
             && m["message"].as_str().unwrap().contains("`priv/static/up`")
     });
     assert!(hit, "{text}");
-    let to = scratch.join("installed");
-    let out = run_tool(
-        &scratch.path,
-        &["unpack", NAME, "--to", to.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(!to.exists());
+    assert_unpack_refused(&scratch.path);
 }
 
 /// A bundle holding one file of `size` zeros, compressed as it is generated.
