@@ -40,13 +40,16 @@ pub enum Command {
     Merge(MergeOpts),
     /// Add a commented [package.metadata.release] table and a priv/ directory to a package
     Init(InitOpts),
-    /// Install a bundle under a deploy path (releases/<version>, current, shared/) and switch to it
+    /// Deploy a bundle to hosts over SSH: stage, then stop, switch, start and check health
+    /// batch by batch, reverting a host whose new release does not come up
+    Deploy(Box<DeployOpts>),
+    /// Install a bundle under a deploy path on this machine (what deploy does on each host)
     Install(InstallOpts),
-    /// Switch a deploy path back to an earlier release (the newest not marked bad by default)
+    /// Switch hosts (or a deploy path here) back to an earlier release (the newest not marked bad)
     Rollback(RollbackOpts),
-    /// List the releases installed under a deploy path
+    /// List the releases installed on hosts (or under a deploy path here)
     Releases(ReleasesOpts),
-    /// Print a systemd unit for the release installed under a deploy path
+    /// Print a systemd unit for the deployed layout
     SystemdUnit(SystemdUnitOpts),
     /// Sign bundles (an SSH signature over each bundle's .sha256 line, written to BUNDLE.sig)
     Sign(SignOpts),
@@ -77,52 +80,129 @@ pub struct SignOpts {
     pub quiet: bool,
 }
 
-/// A duration: plain seconds (`30`), or a number with `ms`, `s`, `m` or `h` (`500ms`, `2m`).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 30, 500ms, 30s, 2m)"))?;
-    let millis = match unit {
-        "" | "s" => n.checked_mul(1000),
-        "ms" => Some(n),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
-    };
-    millis
-        .filter(|&m| m <= 86_400_000)
-        .map(std::time::Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is longer than a day"))
+pub use crate::deploy::config::parse_duration;
+
+fn parse_batch(text: &str) -> Result<crate::deploy::config::Batch, String> {
+    crate::deploy::config::Batch::parse(text)
 }
 
-/// What `install` and `rollback` share: where, and how a restart is judged.
-#[derive(Debug, Clone, Args)]
-pub struct DeployPathOpts {
-    /// The deploy path (releases/, current, shared/ live under it)
-    #[arg(long, value_name = "DIR")]
-    pub path: Utf8PathBuf,
+/// Which hosts, and where on them: shared by `deploy`, `rollback`, `releases` and
+/// `systemd-unit`. Without `--host` or `--dest` (and no `deploy.hosts`), this machine.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HostOpts {
+    /// A host: anything `ssh` accepts (user@host, an alias from the SSH config); repeatable
+    #[arg(long = "host", value_name = "HOST", help_heading = "Hosts")]
+    pub hosts: Vec<String>,
 
-    /// How long the new release must stay up after starting to count as healthy: seconds, or
-    /// a duration such as `500ms`, `30s`, `2m`
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
-    pub healthy_for: std::time::Duration,
+    /// Hosts and settings from [package.metadata.release.deploy.destinations.NAME]
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "hosts",
+        help_heading = "Hosts"
+    )]
+    pub dest: Option<String>,
 
-    /// Remove a lock left by an install that is gone
+    /// The deploy path on each host (relative: to the remote user's home) [default:
+    /// deploy.path, else /srv/<name>]
+    #[arg(long, value_name = "DIR", help_heading = "Hosts")]
+    pub path: Option<String>,
+
+    /// SSH configuration file, passed to ssh as -F
+    #[arg(long, value_name = "FILE", help_heading = "Hosts")]
+    pub ssh_config: Option<Utf8PathBuf>,
+}
+
+/// How a restart is judged, and how the deploy lock is taken.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RestartOpts {
+    /// Health URL probed from the host (http://127.0.0.1:${PORT}/health; ${VAR} from the
+    /// service's environment there); 2xx or 3xx is healthy
+    #[arg(long, value_name = "URL", help_heading = "Health")]
+    pub health_url: Option<String>,
+
+    /// Health command run on the host in the release directory with shared/env; exit 0 is healthy
+    #[arg(long, value_name = "CMD", help_heading = "Health")]
+    pub health_command: Option<String>,
+
+    /// Time between health probes [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
+    pub health_interval: Option<std::time::Duration>,
+
+    /// Time one probe may take [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
+    pub health_timeout: Option<std::time::Duration>,
+
+    /// Time the new release has to become healthy [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
+    pub health_deadline: Option<std::time::Duration>,
+
+    /// How long it must stay healthy: seconds, or a duration such as `500ms`, `30s`, `2m`
+    /// [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
+    pub healthy_for: Option<std::time::Duration>,
+
+    /// Hosts restarted at once: a count or a share (`25%`) [default: deploy.batch, else 1]
+    #[arg(long, value_name = "N|N%", value_parser = parse_batch)]
+    pub batch: Option<crate::deploy::config::Batch>,
+
+    /// Also revert the batches already switched when one fails [default: deploy.on-failure]
+    #[arg(long)]
+    pub revert_all: bool,
+
+    /// Remove a deploy lock whose holder is gone
     #[arg(long)]
     pub break_lock: bool,
 
-    /// Coloring
-    #[arg(long, value_name = "WHEN")]
-    pub color: Option<ColorChoice>,
+    /// Wait this long for a deploy lock another deploy holds (default: fail at once)
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub lock_wait: std::time::Duration,
+}
 
-    /// Do not print status messages
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
+/// Where the deploy settings are read from when no bundle is built.
+#[derive(Debug, Clone, Args)]
+pub struct ManifestOpts {
+    /// Path to Cargo.toml (for [package.metadata.release.deploy])
+    #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
+    pub manifest_path: Option<Utf8PathBuf>,
+
+    /// The package whose deploy settings apply
+    #[arg(
+        short = 'p',
+        long = "package",
+        value_name = "SPEC",
+        help_heading = "Manifest Options"
+    )]
+    pub package: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployOpts {
+    /// The bundle to deploy [default: bundle first, with the bundling flags below]
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<Utf8PathBuf>,
+
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub restart: RestartOpts,
+
+    /// Releases to keep on each host [default: deploy.keep, else 5]
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+
+    /// Print the plan (hosts, batches, what would be sent, stopped and started); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Install FILE as each host's shared/env (0600, sent through stdin, never echoed); with
+    /// HOST=FILE for one host only; repeatable
+    #[arg(long, value_name = "[HOST=]FILE")]
+    pub env_file: Vec<String>,
+
+    #[command(flatten)]
+    pub build: BundleOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -131,8 +211,9 @@ pub struct InstallOpts {
     #[arg(value_name = "BUNDLE")]
     pub bundle: Utf8PathBuf,
 
-    #[command(flatten)]
-    pub deploy: DeployPathOpts,
+    /// The deploy path (releases/, current, shared/ live under it)
+    #[arg(long, value_name = "DIR")]
+    pub path: Utf8PathBuf,
 
     /// Stop the running release and start the new one, reverting if it does not stay up
     #[arg(long)]
@@ -145,13 +226,37 @@ pub struct InstallOpts {
     /// Install FILE as the host's environment, <path>/shared/env (mode 0600; never echoed)
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<Utf8PathBuf>,
+
+    #[command(flatten)]
+    pub health: RestartOpts,
+
+    #[command(flatten)]
+    pub out: OutputOpts,
+}
+
+/// How a deploy-side command reports.
+#[derive(Debug, Clone, Args)]
+pub struct OutputOpts {
+    /// Output format: human status lines on stderr, or one JSON object per event on stdout
+    #[arg(long, value_name = "FMT", default_value = "human")]
+    pub message_format: MessageFormat,
+
+    /// Coloring
+    #[arg(long, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+
+    /// Do not print status messages
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct SystemdUnitOpts {
-    /// The deploy path (the unit runs <path>/current/bin/<name> start)
-    #[arg(long, value_name = "DIR")]
-    pub path: Utf8PathBuf,
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
 
     /// The user the service runs as
     #[arg(long, value_name = "USER")]
@@ -161,18 +266,29 @@ pub struct SystemdUnitOpts {
 #[derive(Debug, Clone, Args)]
 pub struct RollbackOpts {
     #[command(flatten)]
-    pub deploy: DeployPathOpts,
+    pub hosts: HostOpts,
 
-    /// The release to switch to [default: the newest earlier one not marked bad]
+    /// The release to switch to [default: the newest earlier one not marked bad, on every host]
     #[arg(long, value_name = "VERSION")]
     pub version: Option<String>,
+
+    #[command(flatten)]
+    pub restart: RestartOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
+
+    #[command(flatten)]
+    pub out: OutputOpts,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ReleasesOpts {
-    /// The deploy path
-    #[arg(long, value_name = "DIR")]
-    pub path: Utf8PathBuf,
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
 
     /// Output format: human lines, or one JSON object per release
     #[arg(long, value_name = "FMT", default_value = "human")]
@@ -499,21 +615,6 @@ pub fn normalize_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
-
-    #[test]
-    fn durations() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("2 minutes").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("25h").is_err());
-        assert!(parse_duration("").is_err());
-    }
-
     use super::*;
     use clap::CommandFactory;
 

@@ -89,7 +89,7 @@ pub struct Selection {
     pub workspace: bool,
 }
 
-fn find_manifest(opts: &Locate) -> Result<Utf8PathBuf> {
+pub fn find_manifest(opts: &Locate) -> Result<Utf8PathBuf> {
     if let Some(path) = &opts.manifest_path {
         if !path.is_file() {
             bail!("`{path}`: manifest path does not exist");

@@ -4,11 +4,15 @@
 
 mod bundle;
 mod completions;
+mod deploy;
 mod init;
 mod install;
 mod merge;
 mod plan;
+mod releases;
+mod rollback;
 mod sign;
+mod systemd_unit;
 mod unpack;
 mod verify;
 
@@ -48,24 +52,29 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
             let result = init::run(i, &shell);
             (shell, result, 1)
         }
+        Some(Command::Deploy(o)) => {
+            let shell = Shell::new(o.build.color, o.build.quiet, o.build.verbose);
+            let result = deploy::run(o, &shell);
+            (shell, result, 1)
+        }
         Some(Command::Install(o)) => {
-            let shell = Shell::new(o.deploy.color, o.deploy.quiet, 0);
-            let result = install::install(o, &shell);
+            let shell = Shell::new(o.out.color, o.out.quiet, 0);
+            let result = install::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Rollback(o)) => {
-            let shell = Shell::new(o.deploy.color, o.deploy.quiet, 0);
-            let result = install::rollback(o, &shell);
+            let shell = Shell::new(o.out.color, o.out.quiet, 0);
+            let result = rollback::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Releases(o)) => {
             let shell = Shell::new(None, false, 0);
-            let result = install::releases(o, &shell);
+            let result = releases::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::SystemdUnit(o)) => {
             let shell = Shell::new(None, false, 0);
-            let result = install::systemd_unit(o, &shell);
+            let result = systemd_unit::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Sign(o)) => {

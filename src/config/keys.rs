@@ -68,6 +68,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "args",
     "workdir",
     "verify",
+    "deploy",
 ];
 
 /// Keys owned by cargo-release in the shared `[package.metadata.release]` table.

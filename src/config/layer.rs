@@ -468,6 +468,8 @@ impl Layer {
                         layer.profiles.insert(name.clone(), profile);
                     }
                 }
+                // Read by `deploy` (see `deploy::config`), not by bundling.
+                "deploy" => {}
                 // Ours when it is a table; cargo-release's `verify = bool` in a shared table.
                 "verify" if v.is_object() => {
                     let table = value::table(v, &o)?;

@@ -156,6 +156,12 @@ impl TableSource<'_> {
         Some((&metadata[key], origin, kind))
     }
 
+    /// The `deploy` table inside the release table, with where it is.
+    pub fn deploy_table(&self) -> Option<(&Value, Origin)> {
+        let (table, origin, _) = self.table()?;
+        Some((table.get("deploy")?, origin.child("deploy")))
+    }
+
     /// Whether the package or workspace has a release table at all.
     pub fn has_table(&self) -> bool {
         self.table().is_some()

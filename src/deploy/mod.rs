@@ -1,7 +1,8 @@
 //! Installing releases side by side and switching between them: the layout under a deploy
 //! path, the event log that records what happened there, and the decisions made from it
-//! (which release to roll back to, which to prune). This file is pure; `local.rs` carries
-//! the steps out on this machine.
+//! (which release to roll back to, which to prune, what to send). This file and `config.rs`
+//! are pure; `host.sh` carries the steps out on a host, `transport.rs` reaches it (local `sh`
+//! or the system `ssh`), and `fleet.rs` runs the sequence over every host.
 //!
 //! ```text
 //! <path>/releases/<version>/   one verified release, never modified after install
@@ -12,7 +13,10 @@
 //! <path>/.deploy/log.jsonl     one event a line
 //! ```
 
-pub mod local;
+pub mod config;
+pub mod fleet;
+pub mod resolve;
+pub mod transport;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
@@ -49,6 +53,38 @@ impl Layout {
     }
 }
 
+/// A Unix time as `2026-12-01T05:30:00Z`.
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A systemd unit running the release `current` points at under `root` (absolute):
+/// `Type=exec`, because `start` execs the service, so systemd supervises it directly; no pid
+/// file; the host's environment from `shared/env`.
+pub fn systemd_unit(root: &str, name: &str, user: Option<&str>) -> String {
+    let user = user.map(|u| format!("User={u}\n")).unwrap_or_default();
+    format!(
+        "[Unit]\nDescription={name} (deployed by cargo release-bundle under {root})\nAfter=network-online.target\nWants=network-online.target\n\n[Service]\nType=exec\n{user}EnvironmentFile=-{root}/shared/env\nExecStart={root}/current/bin/{name} start\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
 /// One line of `.deploy/log.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -76,6 +112,12 @@ pub enum Event {
     },
     /// `current` was switched back after a failure.
     Reverted {
+        from: String,
+        to: String,
+        time: u64,
+    },
+    /// `rollback` switched from `from` back to `to`.
+    RolledBack {
         from: String,
         to: String,
         time: u64,
@@ -117,6 +159,12 @@ impl History {
                 }
                 Event::Switched { to, .. } | Event::Reverted { to, .. } => {
                     h.switched.push(to.clone())
+                }
+                // A release rolled back from is no longer a place to roll back to: the next
+                // rollback goes further back, not forward again.
+                Event::RolledBack { from, to, .. } => {
+                    h.switched.retain(|v| v != from);
+                    h.switched.push(to.clone());
                 }
                 Event::MarkedBad { version, .. } => {
                     if !h.bad.contains(version) {
@@ -181,6 +229,10 @@ mod tests {
     use super::*;
 
     fn history() -> History {
+        History::from_events(&events())
+    }
+
+    fn events() -> Vec<Event> {
         let staged = |v: &str, t| Event::Staged {
             version: v.into(),
             sha256: format!("d{v}"),
@@ -191,7 +243,7 @@ mod tests {
             to: to.into(),
             time: 0,
         };
-        History::from_events(&[
+        vec![
             staged("1.0.0", 1),
             switched("1.0.0"),
             staged("1.1.0", 2),
@@ -209,7 +261,14 @@ mod tests {
             },
             staged("1.3.0", 5),
             switched("1.3.0"),
-        ])
+        ]
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_795_930_200), "2026-11-29T05:30:00Z");
     }
 
     #[test]
@@ -225,6 +284,15 @@ mod tests {
             Some("1.0.0")
         );
         assert_eq!(h.digest_of("1.2.0"), Some("d1.2.0"));
+        let mut events = events();
+        events.push(Event::RolledBack {
+            from: "1.3.0".into(),
+            to: "1.1.0".into(),
+            time: 6,
+        });
+        let h = History::from_events(&events);
+        // A second rollback goes further back, not forward to what was rolled back from.
+        assert_eq!(h.rollback_target("1.1.0", &all).as_deref(), Some("1.0.0"));
     }
 
     #[test]

@@ -38,6 +38,25 @@ fn tool_at(dir: &Path, args: &[&str]) -> std::process::Output {
     run_tool(dir, args, &[])
 }
 
+/// `releases --path`, with the deploy times (which vary) cut out of each line.
+fn releases(dir: &Path, path: &str) -> String {
+    let out = tool_at(dir, &["releases", "--path", path]);
+    assert_success(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut cut = String::new();
+    for line in text.lines() {
+        let (head, _) = line.split_once("deployed 20").unwrap_or((line, ""));
+        let head = head.trim_end_matches(", ").trim_end();
+        cut.push_str(head);
+        if !head.ends_with(')') {
+            cut.push(')');
+        }
+        cut.push('\n');
+    }
+    assert!(text.contains("deployed 20"), "{text}");
+    cut
+}
+
 struct StopAll(PathBuf);
 
 impl Drop for StopAll {
@@ -136,9 +155,8 @@ fn install_upgrade_revert_and_rollback() {
         "{err}"
     );
     assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
-    let listed =
-        String::from_utf8(tool_at(&scratch.path, &["releases", "--path", p]).stdout).unwrap();
-    assert_eq!(listed, "1.2.0\n1.3.0 (current)\n1.4.0 (marked bad)\n");
+    let listed = releases(&scratch.path, p);
+    assert_eq!(listed, "1.2.0 ()\n1.3.0 (current)\n1.4.0 (marked bad)\n");
 
     // Rollback skips the bad release.
     let out = tool_at(
@@ -165,9 +183,8 @@ fn install_upgrade_revert_and_rollback() {
     );
     assert_success(&out);
     assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
-    let listed =
-        String::from_utf8(tool_at(&scratch.path, &["releases", "--path", p]).stdout).unwrap();
-    assert_eq!(listed, "1.2.0\n1.3.0 (current)\n", "{}", stderr(&out));
+    let listed = releases(&scratch.path, p);
+    assert_eq!(listed, "1.2.0 ()\n1.3.0 (current)\n", "{}", stderr(&out));
     let log = fs::read_to_string(path.join(".deploy/log.jsonl")).unwrap();
     for event in [
         "staged",
@@ -195,13 +212,13 @@ fn the_lock_and_changed_bundles_are_refused() {
     fs::create_dir_all(path.join(".deploy/lock")).unwrap();
     fs::write(
         path.join(".deploy/lock/holder"),
-        format!("{} install 9.9.9 0\n", std::process::id()),
+        format!("pid={} who=test version=9.9.9\n", std::process::id()),
     )
     .unwrap();
     let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("another install holds the lock"),
+        stderr(&out).contains("another deploy holds") && stderr(&out).contains("who=test"),
         "{}",
         stderr(&out)
     );
@@ -211,7 +228,7 @@ fn the_lock_and_changed_bundles_are_refused() {
     gone.wait().unwrap();
     fs::write(
         path.join(".deploy/lock/holder"),
-        format!("{dead} install 9.9.9 0\n"),
+        format!("pid={dead} who=test version=9.9.9\n"),
     )
     .unwrap();
     let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
@@ -245,7 +262,7 @@ fn the_lock_and_changed_bundles_are_refused() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("already installed from another bundle"),
+        stderr(&out).contains("already installed there from another bundle"),
         "{}",
         stderr(&out)
     );

@@ -1,0 +1,297 @@
+//! `cargo release-bundle deploy [BUNDLE] --host HOST... | --dest NAME`: bundle when no bundle
+//! is given, verify it, then run the deploy sequence on every host (see `deploy::fleet`).
+
+use anyhow::{Context, Result, bail};
+use camino::Utf8PathBuf;
+
+use crate::cli::{DeployOpts, HostOpts, MessageFormat, RestartOpts};
+use crate::deploy::config::{OnFailure, Partial};
+use crate::deploy::fleet::{self, Note, Options, Release, Summary, What};
+use crate::deploy::resolve::{self, Lookup};
+use crate::deploy::transport::ControlDir;
+use crate::pipeline;
+use crate::shell::Shell;
+use crate::verify::{self, Limits, Severity};
+
+/// The flags that override the deploy tables.
+pub(super) fn flags(hosts: &HostOpts, restart: &RestartOpts, keep: Option<usize>) -> Partial {
+    Partial {
+        hosts: Some(hosts.hosts.clone()).filter(|h| !h.is_empty()),
+        path: hosts.path.clone(),
+        keep,
+        batch: restart.batch,
+        on_failure: restart.revert_all.then_some(OnFailure::RevertAll),
+        ssh_config: hosts.ssh_config.as_ref().map(|p| p.to_string()),
+        url: restart.health_url.clone(),
+        command: restart.health_command.clone(),
+        interval: restart.health_interval,
+        timeout: restart.health_timeout,
+        deadline: restart.health_deadline,
+        healthy_for: restart.healthy_for,
+        ..Partial::default()
+    }
+}
+
+/// Verify the bundle as `verify` does; its manifest and digest when it passes.
+pub(super) fn verified(bundle: &Utf8PathBuf) -> Result<Release<'_>> {
+    let report = verify::verify_file(bundle, None, Limits::default(), &[], None)?;
+    if !report.passes(false) {
+        let first = report
+            .findings
+            .iter()
+            .find(|f| f.severity == Severity::Error)
+            .map(|f| f.message.clone())
+            .unwrap_or_default();
+        bail!("`{bundle}` does not verify ({first}); nothing was deployed");
+    }
+    let manifest = report
+        .manifest
+        .with_context(|| format!("`{bundle}`: its manifest names no release"))?;
+    Ok(Release {
+        bundle,
+        sha256: report.sha256,
+        manifest,
+    })
+}
+
+fn human(note: &Note) -> (&'static str, String) {
+    let h = &note.host;
+    match &note.what {
+        What::Locked => ("Locked", h.to_string()),
+        What::EnvInstalled => ("Installed", format!("{h}: shared/env (0600)")),
+        What::Swept { path } => (
+            "Removed",
+            format!("{h}: {path}, left by a deploy that was killed"),
+        ),
+        What::BrokeLock { holder } => ("Broke", format!("{h}: stale lock ({holder})")),
+        What::Staged {
+            version,
+            bytes_sent,
+            files_sent,
+            files_linked,
+        } => (
+            "Staged",
+            format!(
+                "{h}: {version} ({} sent: {files_sent} files; {files_linked} linked from installed releases)",
+                crate::pipeline::human_size(*bytes_sent)
+            ),
+        ),
+        What::AlreadyStaged { version } => {
+            ("Staged", format!("{h}: {version} was already installed"))
+        }
+        What::Stopped { version } => ("Stopped", format!("{h}: {version}")),
+        What::Switched { from, to } => (
+            "Switched",
+            format!(
+                "{h}: current -> releases/{to}{}",
+                from.as_ref()
+                    .map(|f| format!(" (was {f})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        What::Started { version } => ("Started", format!("{h}: {version}")),
+        What::Healthy { version } => ("Healthy", format!("{h}: {version}")),
+        What::Failed {
+            version,
+            why,
+            log_tail,
+        } => (
+            "Failed",
+            format!(
+                "{h}: {version}: {why}{}",
+                if log_tail.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("\nlast lines of its log on {h}:\n{}", log_tail.trim_end())
+                }
+            ),
+        ),
+        What::Reverted { from, to, healthy } => (
+            "Reverted",
+            format!(
+                "{h}: {from} -> {to}, {}",
+                if *healthy {
+                    "which is serving"
+                } else {
+                    "which did not come up either"
+                }
+            ),
+        ),
+        What::MarkedBad { version } => ("Marked bad", format!("{h}: {version}")),
+        What::Pruned { version } => ("Pruned", format!("{h}: {version}")),
+    }
+}
+
+/// Print what happened host by host, then the summary; the error, if any, is returned.
+pub(super) fn report(
+    summary: Summary,
+    format: MessageFormat,
+    shell: &Shell,
+    verb: &str,
+) -> Result<u8> {
+    for note in &summary.notes {
+        if format == MessageFormat::Json {
+            let mut v = serde_json::to_value(note).context("a note always serializes")?;
+            v["reason"] = "deploy-event".into();
+            shell.json(&v);
+        } else {
+            let (verb, text) = human(note);
+            if verb == "Failed" {
+                shell.warn(text);
+            } else {
+                shell.status(verb, text);
+            }
+        }
+    }
+    if format == MessageFormat::Json {
+        shell.json(&serde_json::json!({
+            "reason": "deploy-summary",
+            "success": summary.error.is_none(),
+            "hosts": summary.hosts,
+        }));
+    } else if summary.error.is_none() {
+        let hosts: Vec<String> = summary
+            .hosts
+            .iter()
+            .map(|o| format!("{} ({})", o.host, o.outcome))
+            .collect();
+        shell.status(verb, hosts.join(", "));
+    }
+    match summary.error {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
+
+pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
+    let bundle = match &opts.bundle {
+        Some(b) => b.clone(),
+        None => {
+            let mut paths = Vec::new();
+            pipeline::bundle(&opts.build, shell, &mut |_, _, bundle| {
+                paths.push(bundle.path.clone())
+            })?;
+            match paths.as_slice() {
+                [one] => one.clone(),
+                _ => bail!(
+                    "deploy takes one bundle, and {} were bundled; select one package with -p",
+                    paths.len()
+                ),
+            }
+        }
+    };
+    let release = verified(&bundle)?;
+    let lookup = Lookup {
+        manifest_path: opts.build.manifest_path.clone(),
+        package: opts.build.package.first().cloned(),
+        release: Some(release.manifest.name.clone()),
+        dest: opts.hosts.dest.clone(),
+    };
+    let resolved = resolve::settings(&lookup, flags(&opts.hosts, &opts.restart, opts.keep))?;
+    if resolved.settings.hosts.is_empty() {
+        bail!(
+            "no hosts to deploy to: pass --host HOST (repeatable) or --dest NAME, or set deploy.hosts (to install on this machine, use `install`)"
+        );
+    }
+    let control = ControlDir::new()?;
+    let targets = resolve::targets(&resolved.settings, &control)?;
+    if opts.dry_run {
+        return dry_run(
+            &release,
+            &targets,
+            &resolved.settings,
+            opts.build.message_format,
+            shell,
+        );
+    }
+    let options = Options {
+        settings: resolved.settings,
+        restart: true,
+        break_lock: opts.restart.break_lock,
+        lock_wait: opts.restart.lock_wait,
+        who: resolve::who(),
+        env: resolve::env_files(&opts.env_file, &targets)?,
+    };
+    let summary = fleet::deploy(&release, &targets, &options);
+    report(summary, opts.build.message_format, shell, "Deployed")
+}
+
+/// Print what a deploy would do: read each host's state, change nothing.
+fn dry_run(
+    release: &Release,
+    targets: &[fleet::Target],
+    settings: &crate::deploy::config::Settings,
+    format: MessageFormat,
+    shell: &Shell,
+) -> Result<u8> {
+    let m = &release.manifest;
+    let size = settings.batch.size(targets.len());
+    let mut plan = Vec::new();
+    for (t, state) in targets.iter().zip(fleet::states(targets)) {
+        let state = state?;
+        let links = fleet::plan_transfer(m, &state);
+        let linked: std::collections::BTreeSet<&str> =
+            links.iter().map(|l| l.to.as_str()).collect();
+        let (send_files, send_bytes) = m
+            .files
+            .iter()
+            .filter(|f| f.sha256.is_some() && !linked.contains(f.path.as_str()))
+            .fold((0usize, 0u64), |(n, b), f| (n + 1, b + f.size));
+        let installed = state.releases.contains_key(&m.version);
+        plan.push(serde_json::json!({
+            "host": t.label,
+            "path": t.path,
+            "current": state.current,
+            "stage": !installed,
+            "files_to_send": if installed { 0 } else { send_files },
+            "bytes_to_send_uncompressed": if installed { 0 } else { send_bytes },
+            "files_to_link": if installed { 0 } else { links.len() },
+            "stop": state.current.as_ref().filter(|c| **c != m.version),
+            "start": (state.current.as_deref() != Some(m.version.as_str())).then_some(&m.version),
+        }));
+    }
+    let batches: Vec<Vec<&str>> = fleet::batches(targets.len(), size)
+        .into_iter()
+        .map(|r| targets[r].iter().map(|t| t.label.as_str()).collect())
+        .collect();
+    if format == MessageFormat::Json {
+        shell.json(&serde_json::json!({
+            "reason": "deploy-plan",
+            "name": m.name,
+            "version": m.version,
+            "bundle": release.bundle,
+            "hosts": plan,
+            "batches": batches,
+        }));
+        return Ok(0);
+    }
+    shell.out(format!(
+        "Would deploy {} {} from {}",
+        m.name, m.version, release.bundle
+    ));
+    for p in &plan {
+        let host = p["host"].as_str().unwrap_or_default();
+        let mut line = format!("  {host} ({}):", p["path"].as_str().unwrap_or_default());
+        if p["stage"].as_bool() == Some(true) {
+            line.push_str(&format!(
+                " send {} files ({} before compression), link {} from installed releases;",
+                p["files_to_send"],
+                crate::pipeline::human_size(p["bytes_to_send_uncompressed"].as_u64().unwrap_or(0)),
+                p["files_to_link"]
+            ));
+        } else {
+            line.push_str(" already staged;");
+        }
+        match (p["stop"].as_str(), p["start"].as_str()) {
+            (Some(old), Some(new)) => line.push_str(&format!(" stop {old}, switch, start {new}")),
+            (None, Some(new)) => line.push_str(&format!(" switch, start {new}")),
+            _ => line.push_str(" already current; nothing to restart"),
+        }
+        shell.out(line);
+    }
+    for (i, b) in batches.iter().enumerate() {
+        shell.out(format!("  batch {}: {}", i + 1, b.join(", ")));
+    }
+    shell.out("Nothing was changed (--dry-run).");
+    Ok(0)
+}

@@ -1,0 +1,61 @@
+//! `cargo release-bundle releases --host/--dest | --path`: per host, the installed releases,
+//! which is current, which are marked bad, and when each was staged.
+
+use anyhow::Result;
+
+use crate::cli::{MessageFormat, ReleasesOpts};
+use crate::deploy::fleet;
+use crate::deploy::resolve::{self, Lookup};
+use crate::deploy::transport::ControlDir;
+use crate::shell::Shell;
+
+pub fn run(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
+    let lookup = Lookup {
+        manifest_path: opts.manifest.manifest_path.clone(),
+        package: opts.manifest.package.clone(),
+        release: None,
+        dest: opts.hosts.dest.clone(),
+    };
+    let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None);
+    let resolved = resolve::settings(&lookup, flags)?;
+    let control = ControlDir::new()?;
+    let targets = resolve::targets(&resolved.settings, &control)?;
+    let several = targets.len() > 1;
+    for (target, state) in targets.iter().zip(fleet::states(&targets)) {
+        let state = state?;
+        let history = state.history();
+        if several && opts.message_format == MessageFormat::Human {
+            shell.out(format!("{}:", target.label));
+        }
+        for version in state.installed() {
+            let current = state.current.as_deref() == Some(version.as_str());
+            let bad = history.bad.contains(&version);
+            let staged = history
+                .staged
+                .iter()
+                .find(|(v, _, _)| *v == version)
+                .map(|(_, _, t)| *t);
+            if opts.message_format == MessageFormat::Json {
+                shell.json(&serde_json::json!({
+                    "reason": "release",
+                    "host": target.label,
+                    "release": {"version": version, "current": current, "bad": bad, "staged": staged},
+                }));
+                continue;
+            }
+            let mut marks = Vec::new();
+            if current {
+                marks.push("current".to_string());
+            }
+            if bad {
+                marks.push("marked bad".to_string());
+            }
+            if let Some(t) = staged {
+                marks.push(format!("deployed {}", crate::deploy::utc(t)));
+            }
+            let indent = if several { "  " } else { "" };
+            shell.out(format!("{indent}{version} ({})", marks.join(", ")));
+        }
+    }
+    Ok(0)
+}

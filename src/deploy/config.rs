@@ -1,0 +1,476 @@
+//! `[package.metadata.release.deploy]` (workspace defaults in `[workspace.metadata.release
+//! .deploy]`), its `destinations.NAME` tables, and the command-line flags over them, merged
+//! into the [`Settings`] one deploy runs with. Pure: values in, settings or an error naming
+//! the file and key out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::value::{self, ConfigError, Origin};
+
+/// A duration: plain seconds (`30`), or a number with `ms`, `s`, `m` or `h` (`500ms`, `2m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30, 500ms, 30s, 2m)"))?;
+    let millis = match unit {
+        "" | "s" => n.checked_mul(1000),
+        "ms" => Some(n),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    };
+    millis
+        .filter(|&m| m <= 86_400_000)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is longer than a day"))
+}
+
+/// How many hosts restart at once: a count, or a share of the hosts (rounded up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    Count(usize),
+    Percent(u32),
+}
+
+impl Batch {
+    pub fn parse(text: &str) -> Result<Batch, String> {
+        let bad = || format!("{text:?} is not a batch size (e.g. 1, 2, 25%, 100%)");
+        if let Some(p) = text.strip_suffix('%') {
+            let p: u32 = p.parse().map_err(|_| bad())?;
+            if p == 0 || p > 100 {
+                return Err(format!("{text:?}: a percentage from 1% to 100%"));
+            }
+            return Ok(Batch::Percent(p));
+        }
+        match text.parse::<usize>() {
+            Ok(0) | Err(_) => Err(bad()),
+            Ok(n) => Ok(Batch::Count(n)),
+        }
+    }
+
+    /// Hosts per batch out of `hosts`: at least one.
+    pub fn size(self, hosts: usize) -> usize {
+        let n = match self {
+            Batch::Count(n) => n,
+            Batch::Percent(p) => (hosts * p as usize).div_ceil(100),
+        };
+        n.clamp(1, hosts.max(1))
+    }
+}
+
+/// What happens to batches already switched when a later one fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Revert only the host that failed; batches already switched keep the new release.
+    RevertHost,
+    /// Revert every host switched so far.
+    RevertAll,
+}
+
+/// How the service is stopped and started on each host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    /// `releases/<v>/bin/<name> stop|daemon|status`.
+    Launcher,
+    /// `systemctl stop|start|is-active UNIT` (the unit from `systemd-unit`).
+    Systemd { unit: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Probed through the SSH connection; `${VAR}` from the service's environment.
+    pub url: Option<String>,
+    /// Run on the host in the release directory with `shared/env`; healthy when it exits 0.
+    pub command: Option<String>,
+    pub interval: Duration,
+    /// Per try.
+    pub timeout: Duration,
+    /// For the whole wait.
+    pub deadline: Duration,
+    /// How long it must stay healthy.
+    pub healthy_for: Duration,
+}
+
+/// Everything one deploy runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub hosts: Vec<String>,
+    /// Relative paths are relative to the remote user's home.
+    pub path: String,
+    pub keep: usize,
+    pub batch: Batch,
+    pub on_failure: OnFailure,
+    pub service: Service,
+    pub ssh_config: Option<String>,
+    pub health: Health,
+}
+
+/// Settings as read from one table or the flags: what is not given is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Partial {
+    pub hosts: Option<Vec<String>>,
+    pub path: Option<String>,
+    pub keep: Option<usize>,
+    pub batch: Option<Batch>,
+    pub on_failure: Option<OnFailure>,
+    pub service: Option<String>,
+    pub unit: Option<String>,
+    pub ssh_config: Option<String>,
+    pub url: Option<String>,
+    pub command: Option<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub deadline: Option<Duration>,
+    pub healthy_for: Option<Duration>,
+}
+
+/// A deploy table: its own settings and its named destinations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeployTable {
+    pub settings: Partial,
+    pub destinations: BTreeMap<String, Partial>,
+}
+
+const KEYS: &str =
+    "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, destinations";
+const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for";
+
+fn duration(v: &Value, o: &Origin) -> Result<Duration, ConfigError> {
+    match v {
+        Value::Number(_) => {
+            let n = value::integer(v, o, 0, 86_400)?;
+            Ok(Duration::from_secs(n.value as u64))
+        }
+        Value::String(s) => parse_duration(s).map_err(|e| o.error(e)),
+        other => Err(o.error(format!(
+            "expected seconds or a duration such as \"500ms\", \"30s\", \"2m\", found {}",
+            value::describe(other)
+        ))),
+    }
+}
+
+fn parse_partial(v: &Value, o: &Origin, top: bool) -> Result<DeployTable, ConfigError> {
+    let mut table = DeployTable::default();
+    let p = &mut table.settings;
+    for (key, item) in value::table(v, o)? {
+        let ko = o.child(key);
+        match key.as_str() {
+            "hosts" => {
+                let hosts = value::string_list(item, &ko)?;
+                for (i, h) in hosts.iter().enumerate() {
+                    super::transport::check_destination(&h.value)
+                        .map_err(|e| ko.index(i).error(e.to_string()))?;
+                }
+                p.hosts = Some(hosts.into_iter().map(|h| h.value).collect());
+            }
+            "path" => {
+                let s = value::string(item, &ko)?.value;
+                if s.is_empty() || s.contains('\0') || s.contains('\n') {
+                    return Err(ko.error("expected a directory path"));
+                }
+                p.path = Some(s);
+            }
+            "keep" => p.keep = Some(value::integer(item, &ko, 1, 1000)?.value as usize),
+            "batch" => {
+                let text = match item {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    other => {
+                        return Err(ko.error(format!(
+                            "expected a count or a percentage such as \"25%\", found {}",
+                            value::describe(other)
+                        )));
+                    }
+                };
+                p.batch = Some(Batch::parse(&text).map_err(|e| ko.error(e))?);
+            }
+            "on-failure" => {
+                p.on_failure = Some(match value::string(item, &ko)?.value.as_str() {
+                    "revert-host" => OnFailure::RevertHost,
+                    "revert-all" => OnFailure::RevertAll,
+                    other => {
+                        return Err(ko.error(format!(
+                            "unknown policy {other:?} (revert-host or revert-all)"
+                        )));
+                    }
+                })
+            }
+            "service" => {
+                let s = value::string(item, &ko)?.value;
+                if s != "launcher" && s != "systemd" {
+                    return Err(ko.error(format!(
+                        "unknown service manager {s:?} (launcher or systemd)"
+                    )));
+                }
+                p.service = Some(s);
+            }
+            "unit" => p.unit = Some(value::string(item, &ko)?.value),
+            "ssh-config" => p.ssh_config = Some(value::string(item, &ko)?.value),
+            "health" => {
+                for (hk, hv) in value::table(item, &ko)? {
+                    let ho = ko.child(hk);
+                    match hk.as_str() {
+                        "url" => {
+                            let url = value::string(hv, &ho)?.value;
+                            let vars = url_variables(&url).map_err(|e| ho.error(e))?;
+                            let sample: Vec<(String, String)> =
+                                vars.into_iter().map(|v| (v, "1".into())).collect();
+                            parse_url(&expand_url(&url, &sample)).map_err(|e| ho.error(e))?;
+                            p.url = Some(url);
+                        }
+                        "command" => p.command = Some(value::string(hv, &ho)?.value),
+                        "interval" => p.interval = Some(duration(hv, &ho)?),
+                        "timeout" => p.timeout = Some(duration(hv, &ho)?),
+                        "deadline" => p.deadline = Some(duration(hv, &ho)?),
+                        "healthy-for" => p.healthy_for = Some(duration(hv, &ho)?),
+                        _ => return Err(ho.error(format!("unknown key (known: {HEALTH_KEYS})"))),
+                    }
+                }
+            }
+            "destinations" if top => {
+                for (name, dv) in value::table(item, &ko)? {
+                    let d = parse_partial(dv, &ko.child(name), false)?;
+                    table.destinations.insert(name.clone(), d.settings);
+                }
+            }
+            _ => return Err(ko.error(format!("unknown key (known: {KEYS})"))),
+        }
+    }
+    Ok(table)
+}
+
+/// Read a `deploy` table.
+pub fn parse(v: &Value, o: &Origin) -> Result<DeployTable, ConfigError> {
+    parse_partial(v, o, true)
+}
+
+impl Partial {
+    /// `other` over `self`: what `other` gives wins.
+    pub fn over(self, other: Partial) -> Partial {
+        Partial {
+            hosts: other.hosts.or(self.hosts),
+            path: other.path.or(self.path),
+            keep: other.keep.or(self.keep),
+            batch: other.batch.or(self.batch),
+            on_failure: other.on_failure.or(self.on_failure),
+            service: other.service.or(self.service),
+            unit: other.unit.or(self.unit),
+            ssh_config: other.ssh_config.or(self.ssh_config),
+            url: other.url.or(self.url),
+            command: other.command.or(self.command),
+            interval: other.interval.or(self.interval),
+            timeout: other.timeout.or(self.timeout),
+            deadline: other.deadline.or(self.deadline),
+            healthy_for: other.healthy_for.or(self.healthy_for),
+        }
+    }
+
+    /// The settings for release `name`, with the defaults for what is still unset.
+    pub fn resolve(self, name: &str) -> Settings {
+        let service = match self.service.as_deref() {
+            Some("systemd") => Service::Systemd {
+                unit: self.unit.unwrap_or_else(|| format!("{name}.service")),
+            },
+            _ => Service::Launcher,
+        };
+        Settings {
+            hosts: self.hosts.unwrap_or_default(),
+            path: self.path.unwrap_or_else(|| format!("/srv/{name}")),
+            keep: self.keep.unwrap_or(5),
+            batch: self.batch.unwrap_or(Batch::Count(1)),
+            on_failure: self.on_failure.unwrap_or(OnFailure::RevertHost),
+            service,
+            ssh_config: self.ssh_config,
+            health: Health {
+                url: self.url,
+                command: self.command,
+                interval: self.interval.unwrap_or(Duration::from_secs(1)),
+                timeout: self.timeout.unwrap_or(Duration::from_secs(5)),
+                deadline: self.deadline.unwrap_or(Duration::from_secs(30)),
+                healthy_for: self.healthy_for.unwrap_or(Duration::from_secs(2)),
+            },
+        }
+    }
+}
+
+/// An `http://HOST:PORT/PATH` URL (health probes speak plain HTTP through the tunnel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+pub fn parse_url(url: &str) -> Result<Url, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?}: health URLs are http://HOST[:PORT]/PATH"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("{url:?}: {p:?} is not a port"))?,
+        ),
+        None => (authority, 80),
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+        return Err(format!("{url:?}: no host"));
+    }
+    if path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{url:?}: the path has spaces or control characters"
+        ));
+    }
+    Ok(Url {
+        host: host.into(),
+        port,
+        path: path.into(),
+    })
+}
+
+/// The `${VAR}` names in a health URL, in order, each once.
+pub fn url_variables(url: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = url;
+    while let Some(at) = rest.find("${") {
+        let after = &rest[at + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{url:?}: `${{` without a closing `}}`"))?;
+        let name = &after[..end];
+        if !crate::config::layer::is_env_name(name) {
+            return Err(format!("{url:?}: `${{{name}}}` is not a variable name"));
+        }
+        if !out.iter().any(|n| n == name) {
+            out.push(name.into());
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+/// `url` with each `${VAR}` replaced by its value.
+pub fn expand_url(url: &str, values: &[(String, String)]) -> String {
+    let mut out = url.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(toml_text: &str) -> Result<DeployTable, ConfigError> {
+        let v: Value = toml::from_str::<toml::Value>(toml_text)
+            .map(|t| serde_json::to_value(t).unwrap())
+            .unwrap();
+        parse(
+            &v,
+            &Origin::new("Cargo.toml", "package.metadata.release.deploy"),
+        )
+    }
+
+    #[test]
+    fn tables_flags_and_defaults_merge_in_order() {
+        let t = table(
+            r#"
+            path = "/srv/billing"
+            batch = "50%"
+            [health]
+            url = "http://127.0.0.1:${PORT}/health"
+            deadline = "2m"
+            healthy-for = 3
+            [destinations.staging]
+            hosts = ["deploy@staging-1"]
+            path = "apps/billing"
+            "#,
+        )
+        .unwrap();
+        let staging = t.destinations["staging"].clone();
+        let flags = Partial {
+            keep: Some(3),
+            ..Partial::default()
+        };
+        let s = t.settings.over(staging).over(flags).resolve("billing");
+        assert_eq!(s.hosts, ["deploy@staging-1"]);
+        assert_eq!(s.path, "apps/billing");
+        assert_eq!(s.keep, 3);
+        assert_eq!(s.batch.size(4), 2);
+        assert_eq!(s.health.deadline, Duration::from_secs(120));
+        assert_eq!(s.health.healthy_for, Duration::from_secs(3));
+        assert_eq!(s.health.interval, Duration::from_secs(1));
+        assert_eq!(s.service, Service::Launcher);
+        assert_eq!(Partial::default().resolve("x").path, "/srv/x");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = table("batch = \"0%\"").unwrap_err().to_string();
+        assert!(e.contains("package.metadata.release.deploy.batch"), "{e}");
+        let e = table("[health]\ntimeout = \"5 parsecs\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deploy.health.timeout"), "{e}");
+        let e = table("hosts = [\"-oProxyCommand=x\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deploy.hosts[0]"), "{e}");
+        let e = table("[health]\nurl = \"https://x/\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deploy.health.url"), "{e}");
+        let e = table("pth = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("deploy.pth") && e.contains("known"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("2 minutes").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn batches_urls_and_variables() {
+        assert_eq!(Batch::parse("100%").unwrap().size(4), 4);
+        assert_eq!(Batch::parse("25%").unwrap().size(3), 1);
+        assert_eq!(Batch::parse("10").unwrap().size(3), 3);
+        assert!(Batch::parse("0").is_err());
+        let u = parse_url("http://127.0.0.1:4000/health?x=1").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 4000, "/health?x=1")
+        );
+        assert_eq!(parse_url("http://localhost").unwrap().path, "/");
+        let url = "http://127.0.0.1:${PORT}/${PATH_}x${PORT}";
+        assert_eq!(url_variables(url).unwrap(), ["PORT", "PATH_"]);
+        assert!(url_variables("http://x/${1A}").is_err());
+        assert_eq!(
+            expand_url(
+                url,
+                &[("PORT".into(), "80".into()), ("PATH_".into(), "h".into())]
+            ),
+            "http://127.0.0.1:80/hx80"
+        );
+    }
+}

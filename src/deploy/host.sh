@@ -1,0 +1,270 @@
+# Host side of `cargo release-bundle deploy` and `install`: one step per call, run as
+#   sh -c "$SCRIPT" rb-host PATH STEP [ARGS...]
+# over ssh or locally. It needs only sh, coreutils, tar and gzip. Decisions (what to send,
+# what to prune, where to roll back to) are made by the tool; this script carries them out
+# under PATH and reports what it sees. Nothing here prints secrets.
+set -u
+umask 022
+
+rb_path=$1
+rb_step=$2
+shift 2
+
+rb_die() {
+  printf 'rb-host: %s\n' "$*" >&2
+  exit 1
+}
+
+# A version or release name from the tool: one path component, no leading dot.
+rb_name_ok() {
+  case $1 in
+    ''|.*|*/*) rb_die "not a release name: '$1'" ;;
+  esac
+}
+
+case $rb_step in
+  state|tail|getenv|check|launcher|systemctl|unlock)
+    # Steps that only read (or act on what is installed) create nothing.
+    if [ ! -d "$rb_path" ]; then
+      [ "$rb_step" = state ] && printf '@@rb current \n@@rb log\n@@rb end\n'
+      [ "$rb_step" = state ] || [ "$rb_step" = unlock ] || rb_die "nothing is installed under $rb_path"
+      exit 0
+    fi ;;
+  *) mkdir -p -- "$rb_path" || rb_die "cannot create the deploy path $rb_path" ;;
+esac
+cd -P -- "$rb_path" || rb_die "cannot enter the deploy path $rb_path"
+
+rb_current() {
+  rb_link=$(readlink current 2>/dev/null) || return 0
+  printf '%s\n' "${rb_link#releases/}"
+}
+
+# Variables of shared/env (KEY=VALUE lines, read as data like the launcher does), exported.
+rb_load_env() {
+  [ -f shared/env ] || return 0
+  while IFS= read -r rb_line || [ -n "$rb_line" ]; do
+    rb_line=${rb_line#"${rb_line%%[![:space:]]*}"}
+    case $rb_line in ''|'#'*) continue ;; esac
+    case $rb_line in export[[:space:]]*) rb_line=${rb_line#export}; rb_line=${rb_line#"${rb_line%%[![:space:]]*}"} ;; esac
+    case $rb_line in *=*) ;; *) continue ;; esac
+    rb_key=${rb_line%%=*}
+    rb_key=${rb_key%"${rb_key##*[![:space:]]}"}
+    rb_value=${rb_line#*=}
+    case $rb_key in ''|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac
+    case $rb_value in
+      \"*\") rb_value=${rb_value#\"}; rb_value=${rb_value%\"} ;;
+      \'*\') rb_value=${rb_value#\'}; rb_value=${rb_value%\'} ;;
+    esac
+    export "$rb_key=$rb_value"
+  done < shared/env
+}
+
+case $rb_step in
+  lock)
+    # lock WHO VERSION BREAK: take .deploy/lock and hold it while stdin stays open. The
+    # holder's pid is this shell, which lives exactly as long as the deploying process.
+    rb_who=$1 rb_version=$2 rb_break=$3
+    mkdir -p .deploy releases shared/tmp || rb_die "cannot create the layout under $rb_path"
+    chmod 700 shared/tmp 2>/dev/null
+    while :; do
+      rb_new=.deploy/lock.$$
+      rm -rf -- "$rb_new"
+      mkdir -- "$rb_new" || rb_die "cannot create $rb_path/$rb_new"
+      printf 'pid=%s who=%s version=%s since=%s\n' "$$" "$rb_who" "$rb_version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$rb_new/holder"
+      # rename(2) onto a lock that exists (and is not empty) fails: the take is atomic.
+      if mv -T -- "$rb_new" .deploy/lock 2>/dev/null; then
+        printf 'locked %s\n' "$$"
+        cat > /dev/null
+        exit 0
+      fi
+      rm -rf -- "$rb_new"
+      rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || rb_holder=
+      rb_pid=${rb_holder#pid=}
+      rb_pid=${rb_pid%% *}
+      case $rb_pid in ''|*[!0-9]*) rb_pid= ;; esac
+      if [ -n "$rb_pid" ] && kill -0 "$rb_pid" 2>/dev/null; then
+        printf 'held %s\n' "$rb_holder"
+        exit 3
+      fi
+      if [ "$rb_break" != 1 ]; then
+        printf 'stale %s\n' "${rb_holder:-(no holder recorded)}"
+        exit 3
+      fi
+      rm -rf -- .deploy/lock || rb_die "cannot remove the stale lock $rb_path/.deploy/lock"
+      printf 'broke %s\n' "${rb_holder:-(no holder recorded)}" >&2
+      rb_break=0
+    done
+    ;;
+  unlock)
+    # unlock PID: remove the lock when the holder is the keeper with that pid.
+    rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || exit 0
+    case $rb_holder in "pid=$1 "*) rm -rf -- .deploy/lock ;; esac
+    ;;
+  state)
+    # What the tool decides from: current, the installed releases with their SHA256SUMS,
+    # and the event log. Sections start with "@@rb ".
+    printf '@@rb root %s\n' "$(pwd -P)"
+    printf '@@rb current %s\n' "$(rb_current)"
+    if [ -d releases ]; then
+      for rb_dir in releases/*/; do
+        [ -d "$rb_dir" ] || continue
+        rb_v=${rb_dir#releases/}
+        rb_v=${rb_v%/}
+        printf '@@rb release %s\n' "$rb_v"
+        [ -f "$rb_dir/SHA256SUMS" ] && cat -- "$rb_dir/SHA256SUMS"
+      done
+    fi
+    rb_v=$(rb_current)
+    if [ -n "$rb_v" ] && [ -f "releases/$rb_v/MANIFEST.json" ]; then
+      printf '@@rb manifest %s\n' "$rb_v"
+      cat -- "releases/$rb_v/MANIFEST.json"
+      echo
+    fi
+    printf '@@rb log\n'
+    [ -f .deploy/log.jsonl ] && cat .deploy/log.jsonl
+    printf '@@rb end\n'
+    ;;
+  sweep)
+    # Leftovers of a deploy that was killed: partial transfers and temporary links.
+    for rb_f in releases/.incoming-* .current.tmp.*; do
+      [ -e "$rb_f" ] || [ -L "$rb_f" ] || continue
+      rm -rf -- "$rb_f"
+      printf '%s\n' "$rb_f"
+    done
+    ;;
+  receive)
+    # receive ID: the transfer from stdin, then its sha256 (checked by the tool).
+    rb_name_ok "$1"
+    rb_file=releases/.incoming-$1.tar
+    cat > "$rb_file" || rb_die "cannot write $rb_path/$rb_file"
+    rb_sum=$(sha256sum < "$rb_file") || rb_die "cannot hash $rb_path/$rb_file"
+    printf '%s\n' "${rb_sum%% *}"
+    ;;
+  unpack)
+    # unpack ID VERSION COMPRESSION: extract a received transfer, hard-link the files it
+    # names from installed releases, check every file with sha256sum -c, and only then
+    # rename it to releases/VERSION.
+    rb_id=$1 rb_version=$2 rb_gz=$3
+    rb_name_ok "$rb_id"
+    rb_name_ok "$rb_version"
+    rb_file=releases/.incoming-$rb_id.tar
+    rb_dir=releases/.incoming-$rb_id
+    rb_fail() {
+      rm -rf -- "$rb_dir" "$rb_file"
+      rb_die "$@"
+    }
+    [ ! -e "releases/$rb_version" ] || rb_fail "releases/$rb_version is already installed"
+    mkdir -- "$rb_dir" || rb_fail "cannot create $rb_path/$rb_dir"
+    if [ "$rb_gz" = gz ]; then
+      tar -xzf "$rb_file" -C "$rb_dir" || rb_fail "cannot extract the transfer"
+    else
+      tar -xf "$rb_file" -C "$rb_dir" || rb_fail "cannot extract the transfer"
+    fi
+    if [ -f "$rb_dir/links" ]; then
+      # Three lines per file: the installed copy (under releases/), its path in the new
+      # release, and its mode. Same mode: a hard link; otherwise a copy with that mode.
+      while IFS= read -r rb_src && IFS= read -r rb_dst && IFS= read -r rb_mode; do
+        rb_to=$rb_dir/release/$rb_dst
+        mkdir -p -- "$(dirname -- "$rb_to")" || rb_fail "cannot create the parent of $rb_dst"
+        if [ "$(stat -c %a -- "releases/$rb_src" 2>/dev/null)" = "$rb_mode" ]; then
+          ln -- "releases/$rb_src" "$rb_to" 2>/dev/null || cp -- "releases/$rb_src" "$rb_to" || rb_fail "cannot copy releases/$rb_src"
+        else
+          cp -- "releases/$rb_src" "$rb_to" || rb_fail "cannot copy releases/$rb_src"
+          chmod "$rb_mode" "$rb_to" || rb_fail "cannot set the mode of $rb_dst"
+        fi
+      done < "$rb_dir/links"
+    fi
+    (cd "$rb_dir/release" && sha256sum --quiet --strict -c SHA256SUMS >&2) || rb_fail "the release does not match its SHA256SUMS; nothing was installed"
+    mv -T -- "$rb_dir/release" "releases/$rb_version" || rb_fail "cannot rename the release into place"
+    rm -rf -- "$rb_dir" "$rb_file"
+    ;;
+  discard)
+    rb_name_ok "$1"
+    rm -rf -- "releases/.incoming-$1" "releases/.incoming-$1.tar"
+    ;;
+  log)
+    # log LINE: one event, appended.
+    printf '%s\n' "$1" >> .deploy/log.jsonl || rb_die "cannot write $rb_path/.deploy/log.jsonl"
+    ;;
+  switch)
+    # switch VERSION: current -> releases/VERSION, atomically (a new link renamed over).
+    rb_name_ok "$1"
+    [ -d "releases/$1" ] || rb_die "releases/$1 is not installed"
+    rb_tmp=.current.tmp.$$
+    rm -f -- "$rb_tmp"
+    ln -s -- "releases/$1" "$rb_tmp" || rb_die "cannot create $rb_path/$rb_tmp"
+    mv -T -- "$rb_tmp" current || rb_die "cannot switch $rb_path/current"
+    ;;
+  launcher)
+    # launcher VERSION NAME COMMAND: run the release's launcher.
+    rb_name_ok "$1"
+    rb_name_ok "$2"
+    exec "releases/$1/bin/$2" "$3" < /dev/null
+    ;;
+  systemctl)
+    # systemctl UNIT COMMAND: the service manager instead of the launcher.
+    case $2 in
+      is-active) exec systemctl is-active --quiet -- "$1" ;;
+      *) exec systemctl "$2" -- "$1" < /dev/null ;;
+    esac
+    ;;
+  getenv)
+    # getenv VERSION NAME VAR...: values the service would see (shared/env, then the
+    # release's configured defaults), one per line, for expanding a health URL.
+    rb_name_ok "$1"
+    rb_name_ok "$2"
+    rb_launcher=releases/$1/bin/$2
+    shift 2
+    rb_load_env
+    rb_defaults=$("$rb_launcher" env 2>/dev/null) || rb_defaults=
+    for rb_var in "$@"; do
+      case $rb_var in ''|[0-9]*|*[!A-Za-z0-9_]*) rb_die "not a variable name: '$rb_var'" ;; esac
+      if eval "[ -n \"\${$rb_var+x}\" ]"; then
+        eval "printf '%s\n' \"\${$rb_var}\""
+        continue
+      fi
+      rb_found=
+      while IFS= read -r rb_line; do
+        case $rb_line in "$rb_var="*) rb_found=${rb_line#*=}; break ;; esac
+      done <<EOF
+$rb_defaults
+EOF
+      printf '%s\n' "$rb_found"
+    done
+    ;;
+  check)
+    # check VERSION COMMAND: a health command, in the release directory, with shared/env.
+    rb_name_ok "$1"
+    rb_load_env
+    cd "releases/$1" || rb_die "releases/$1 is not installed"
+    exec sh -c "$2" < /dev/null
+    ;;
+  tail)
+    rb_name_ok "$1"
+    [ -f "shared/tmp/log/$1.log" ] && tail -n 20 -- "shared/tmp/log/$1.log"
+    exit 0
+    ;;
+  prune)
+    # prune VERSION...: remove releases (never the one current points at).
+    rb_cur=$(rb_current)
+    for rb_v in "$@"; do
+      rb_name_ok "$rb_v"
+      [ "$rb_v" != "$rb_cur" ] || rb_die "releases/$rb_v is current; not pruning it"
+      rm -rf -- "releases/$rb_v" || rb_die "cannot remove releases/$rb_v"
+    done
+    ;;
+  env-file)
+    # The host's environment from stdin, as shared/env: 0600 from the start, renamed in.
+    umask 077
+    mkdir -p shared || rb_die "cannot create $rb_path/shared"
+    rb_tmp=shared/.env.tmp.$$
+    cat > "$rb_tmp" || { rm -f -- "$rb_tmp"; rb_die "cannot write $rb_path/$rb_tmp"; }
+    if ! { chmod 600 "$rb_tmp" && mv -f -- "$rb_tmp" shared/env; }; then
+      rm -f -- "$rb_tmp"
+      rb_die "cannot install $rb_path/shared/env"
+    fi
+    ;;
+  *)
+    rb_die "unknown step '$rb_step'"
+    ;;
+esac

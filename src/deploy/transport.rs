@@ -1,0 +1,265 @@
+//! How the tool reaches a host: this machine's `sh`, or the system OpenSSH client (so the
+//! user's `~/.ssh/config`, agents, jump hosts and `known_hosts` apply exactly as for `ssh`;
+//! `BatchMode`, never a relaxed host key check). Every host step is `host.sh` run by `sh`;
+//! over SSH the session that holds the deploy lock is also the connection master, so every
+//! other step, and every health probe (`ssh -W`), reuses one connection per host, and the
+//! connection ends with the lock holder.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// The host side, run by `sh -c` with `rb-host PATH STEP ARGS...`.
+pub const SCRIPT: &str = include_str!("host.sh");
+
+/// One way to reach one host.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// This machine, through `sh`.
+    Local,
+    Ssh(Ssh),
+}
+
+#[derive(Debug, Clone)]
+pub struct Ssh {
+    /// Anything `ssh` accepts as a destination: `user@host`, an alias from the config.
+    pub dest: String,
+    /// `-F FILE`.
+    pub config: Option<Utf8PathBuf>,
+    /// The control socket of this host's master connection.
+    pub control: Utf8PathBuf,
+}
+
+/// A destination that `ssh` could read as an option or that a shell would split.
+pub fn check_destination(dest: &str) -> Result<()> {
+    if dest.is_empty()
+        || dest.starts_with('-')
+        || dest.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        bail!("`{dest}`: not an SSH destination (expected user@host or a Host alias)");
+    }
+    Ok(())
+}
+
+/// `text` as one word for a POSIX shell.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+impl Ssh {
+    fn base(&self) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"]);
+        if let Some(config) = &self.config {
+            cmd.arg("-F").arg(config);
+        }
+        cmd
+    }
+
+    fn remote(path: &str, step: &str, args: &[&str]) -> String {
+        let mut words = vec![
+            "sh".to_string(),
+            "-c".into(),
+            quote(SCRIPT),
+            "rb-host".into(),
+            quote(path),
+            quote(step),
+        ];
+        words.extend(args.iter().map(|a| quote(a)));
+        words.join(" ")
+    }
+}
+
+impl Transport {
+    /// A host step: `sh host.sh PATH STEP ARGS...` on the host.
+    pub fn step(&self, path: &str, step: &str, args: &[&str]) -> Command {
+        match self {
+            Transport::Local => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(SCRIPT)
+                    .arg("rb-host")
+                    .arg(path)
+                    .arg(step)
+                    .args(args);
+                cmd
+            }
+            Transport::Ssh(ssh) => {
+                let mut cmd = ssh.base();
+                cmd.args(["-o", "ControlMaster=no", "-S"]).arg(&ssh.control);
+                cmd.arg("--")
+                    .arg(&ssh.dest)
+                    .arg(Ssh::remote(path, step, args));
+                cmd
+            }
+        }
+    }
+
+    /// A step that opens the host's connection (over SSH: the master of the control
+    /// socket; it lives as long as this step does).
+    pub fn master_step(&self, path: &str, step: &str, args: &[&str]) -> Command {
+        match self {
+            Transport::Local => self.step(path, step, args),
+            Transport::Ssh(ssh) => {
+                let mut cmd = ssh.base();
+                cmd.args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-S"])
+                    .arg(&ssh.control);
+                cmd.arg("--")
+                    .arg(&ssh.dest)
+                    .arg(Ssh::remote(path, step, args));
+                cmd
+            }
+        }
+    }
+
+    /// A step on its own connection (read-only commands that hold no lock).
+    pub fn single_step(&self, path: &str, step: &str, args: &[&str]) -> Command {
+        match self {
+            Transport::Local => self.step(path, step, args),
+            Transport::Ssh(ssh) => {
+                let mut cmd = ssh.base();
+                cmd.arg("--")
+                    .arg(&ssh.dest)
+                    .arg(Ssh::remote(path, step, args));
+                cmd
+            }
+        }
+    }
+
+    /// A byte stream to `host:port` as seen from the host (`ssh -W`; nothing to install).
+    pub fn connect(&self, host: &str, port: u16) -> Result<Tunnel> {
+        match self {
+            Transport::Local => {
+                let stream = TcpStream::connect((host, port))
+                    .with_context(|| format!("cannot connect to {host}:{port}"))?;
+                Ok(Tunnel::Tcp(stream))
+            }
+            Transport::Ssh(ssh) => {
+                let mut cmd = ssh.base();
+                cmd.args(["-o", "ControlMaster=no", "-S"])
+                    .arg(&ssh.control)
+                    .arg("-W")
+                    .arg(format!("{host}:{port}"))
+                    .arg("--")
+                    .arg(&ssh.dest)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null());
+                let child = cmd.spawn().context("cannot run `ssh`")?;
+                Ok(Tunnel::Ssh(child))
+            }
+        }
+    }
+}
+
+/// A connection opened by [`Transport::connect`].
+pub enum Tunnel {
+    Tcp(TcpStream),
+    Ssh(Child),
+}
+
+impl Tunnel {
+    /// Send `request`, then read the reply up to `limit` bytes (or its end).
+    pub fn exchange(&mut self, request: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+        let mut reply = Vec::new();
+        match self {
+            Tunnel::Tcp(s) => {
+                s.write_all(request)?;
+                s.take(limit as u64).read_to_end(&mut reply)?;
+            }
+            Tunnel::Ssh(child) => {
+                if let Some(stdin) = child.stdin.as_mut() {
+                    stdin.write_all(request)?;
+                }
+                if let Some(stdout) = child.stdout.as_mut() {
+                    stdout.take(limit as u64).read_to_end(&mut reply)?;
+                }
+            }
+        }
+        Ok(reply)
+    }
+
+    /// A handle that can end the connection from another thread (on a timeout).
+    pub fn closer(&self) -> Closer {
+        match self {
+            Tunnel::Tcp(s) => Closer::Tcp(s.try_clone().ok()),
+            Tunnel::Ssh(child) => Closer::Pid(child.id()),
+        }
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        if let Tunnel::Ssh(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub enum Closer {
+    Tcp(Option<TcpStream>),
+    Pid(u32),
+}
+
+impl Closer {
+    pub fn close(&self) {
+        match self {
+            Closer::Tcp(Some(s)) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Closer::Tcp(None) => {}
+            Closer::Pid(pid) => {
+                // SAFETY: sending SIGKILL to our own child `ssh -W`, which is not reaped until
+                // the Tunnel is dropped, so the pid cannot have been reused.
+                unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// A private directory for control sockets, short enough for the Unix socket path limit.
+pub struct ControlDir(pub Utf8PathBuf);
+
+impl ControlDir {
+    pub fn new() -> Result<ControlDir> {
+        let dir = tempfile::Builder::new()
+            .prefix("rb-")
+            .tempdir_in("/tmp")
+            .context("cannot create a directory for SSH control sockets under /tmp")?;
+        let path = Utf8PathBuf::from_path_buf(dir.keep())
+            .map_err(|p| anyhow::anyhow!("`{}`: not UTF-8", p.display()))?;
+        Ok(ControlDir(path))
+    }
+
+    pub fn socket(&self, index: usize) -> Utf8PathBuf {
+        self.0.join(format!("h{index}"))
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.0
+    }
+}
+
+impl Drop for ControlDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_any_text() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert!(check_destination("-oProxyCommand=x").is_err());
+        assert!(check_destination("a b").is_err());
+        assert!(check_destination("deploy@web-1").is_ok());
+    }
+}
