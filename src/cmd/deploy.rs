@@ -6,7 +6,9 @@ use camino::Utf8PathBuf;
 
 use crate::cli::{DeployOpts, HostOpts, MessageFormat, RestartOpts};
 use crate::deploy::config::{OnFailure, Partial};
-use crate::deploy::fleet::{self, Note, Options, Release, Summary, What};
+use std::sync::mpsc;
+
+use crate::deploy::fleet::{self, Note, Notes, Options, Release, Summary, What};
 use crate::deploy::resolve::{self, Lookup};
 use crate::deploy::transport::ControlDir;
 use crate::pipeline;
@@ -122,27 +124,40 @@ fn human(note: &Note) -> (&'static str, String) {
     }
 }
 
-/// Print what happened host by host, then the summary; the error, if any, is returned.
-pub(super) fn report(
-    summary: Summary,
+fn print_note(note: &Note, format: MessageFormat, shell: &Shell) -> Result<()> {
+    if format == MessageFormat::Json {
+        let mut v = serde_json::to_value(note).context("a note always serializes")?;
+        v["reason"] = "deploy-event".into();
+        shell.json(&v);
+    } else {
+        let (verb, text) = human(note);
+        if verb == "Failed" {
+            shell.warn(text);
+        } else {
+            shell.status(verb, text);
+        }
+    }
+    Ok(())
+}
+
+/// Run `work` on its own thread and print its notes as they come, then the summary; the
+/// error that stopped it, if any, is returned (after everything is printed).
+pub(super) fn reporting(
     format: MessageFormat,
     shell: &Shell,
     verb: &str,
+    work: impl FnOnce(&Notes) -> Summary + Send,
 ) -> Result<u8> {
-    for note in &summary.notes {
-        if format == MessageFormat::Json {
-            let mut v = serde_json::to_value(note).context("a note always serializes")?;
-            v["reason"] = "deploy-event".into();
-            shell.json(&v);
-        } else {
-            let (verb, text) = human(note);
-            if verb == "Failed" {
-                shell.warn(text);
-            } else {
-                shell.status(verb, text);
-            }
+    let (tx, rx) = mpsc::channel();
+    let summary = std::thread::scope(|scope| -> Result<Summary> {
+        let worker = scope.spawn(move || work(&tx));
+        for note in rx {
+            print_note(&note, format, shell)?;
         }
-    }
+        Ok(worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })?;
     if format == MessageFormat::Json {
         shell.json(&serde_json::json!({
             "reason": "deploy-summary",
@@ -212,8 +227,9 @@ pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
         who: resolve::who(),
         env: resolve::env_files(&opts.env_file, &targets)?,
     };
-    let summary = fleet::deploy(&release, &targets, &options);
-    report(summary, opts.build.message_format, shell, "Deployed")
+    reporting(opts.build.message_format, shell, "Deployed", |tx| {
+        fleet::deploy(&release, &targets, &options, tx)
+    })
 }
 
 /// Print what a deploy would do: read each host's state, change nothing.

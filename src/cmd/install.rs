@@ -37,6 +37,7 @@ pub fn run(opts: &InstallOpts, shell: &Shell) -> Result<u8> {
         who: resolve::who(),
         env,
     };
-    let summary = fleet::deploy(&release, std::slice::from_ref(&target), &options);
-    super::deploy::report(summary, opts.out.message_format, shell, "Installed")
+    super::deploy::reporting(opts.out.message_format, shell, "Installed", |tx| {
+        fleet::deploy(&release, std::slice::from_ref(&target), &options, tx)
+    })
 }

@@ -29,6 +29,7 @@ pub fn run(opts: &RollbackOpts, shell: &Shell) -> Result<u8> {
         who: resolve::who(),
         env: Default::default(),
     };
-    let summary = fleet::rollback(&targets, opts.version.as_deref(), &options);
-    super::deploy::report(summary, opts.out.message_format, shell, "Rolled back")
+    super::deploy::reporting(opts.out.message_format, shell, "Rolled back", |tx| {
+        fleet::rollback(&targets, opts.version.as_deref(), &options, tx)
+    })
 }

@@ -120,6 +120,25 @@ pub enum What {
     },
 }
 
+/// Where notes go as they happen: the command prints them on its own thread.
+pub type Notes = mpsc::Sender<Note>;
+
+/// The notes of one host.
+pub struct HostNotes<'a> {
+    pub tx: &'a Notes,
+    pub host: &'a str,
+}
+
+impl HostNotes<'_> {
+    fn push(&self, what: What) {
+        // The receiver only goes away when the command is ending anyway.
+        let _ = self.tx.send(Note {
+            host: self.host.into(),
+            what,
+        });
+    }
+}
+
 /// Where each host ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HostOutcome {
@@ -132,7 +151,6 @@ pub struct HostOutcome {
 
 /// What a deploy did: per host, and the error that stopped it (if any).
 pub struct Summary {
-    pub notes: Vec<Note>,
     pub hosts: Vec<HostOutcome>,
     pub error: Option<anyhow::Error>,
 }
@@ -427,13 +445,20 @@ fn lock(target: &Target, opts: &Options, version: &str) -> Result<Session> {
 }
 
 /// Lock every host in sorted order; on any failure the locks taken so far are released.
-fn lock_all(targets: &[Target], opts: &Options, version: &str) -> Result<Vec<Session>> {
+fn lock_all(targets: &[Target], opts: &Options, version: &str, tx: &Notes) -> Result<Vec<Session>> {
     let mut order: Vec<&Target> = targets.iter().collect();
     order.sort_by(|a, b| a.label.cmp(&b.label));
     let mut sessions = Vec::new();
     for target in order {
         match lock(target, opts, version) {
-            Ok(s) => sessions.push(s),
+            Ok(s) => {
+                HostNotes {
+                    tx,
+                    host: &target.label,
+                }
+                .push(What::Locked);
+                sessions.push(s)
+            }
             Err(e) => {
                 for s in sessions {
                     let _ = s.unlock();
@@ -752,7 +777,7 @@ fn start(
     s: &Settings,
     version: &str,
     name: &str,
-    notes: &mut Vec<What>,
+    notes: &HostNotes,
 ) -> Result<(), String> {
     let label = format!("{}: ", session.target.label);
     service(session, &s.service, version, name, "daemon")
@@ -778,7 +803,7 @@ fn move_host(
     from: Option<&str>,
     to: &str,
     rollback: bool,
-    notes: &mut Vec<What>,
+    notes: &HostNotes,
 ) -> Result<Moved> {
     let s = &opts.settings;
     if let Some(from) = from
@@ -851,7 +876,7 @@ fn revert(
     name: &str,
     bad: &str,
     good: &str,
-    notes: &mut Vec<What>,
+    notes: &HostNotes,
 ) -> Result<bool> {
     let s = &opts.settings;
     session.step("switch", &[good])?;
@@ -884,7 +909,7 @@ fn went_back(back: &Option<(String, bool)>) -> String {
     }
 }
 
-fn prune(session: &mut Session, keep: usize, notes: &mut Vec<What>) -> Result<()> {
+fn prune(session: &mut Session, keep: usize, notes: &HostNotes) -> Result<()> {
     session.refresh()?;
     let history = session.state.history();
     let gone = history.to_prune(
@@ -906,10 +931,8 @@ fn prune(session: &mut Session, keep: usize, notes: &mut Vec<What>) -> Result<()
 // ---------------------------------------------------------------------------------------
 // The commands.
 
-/// Deploy (or install) `release` on every target.
-pub fn deploy(release: &Release, targets: &[Target], opts: &Options) -> Summary {
-    let mut notes = Vec::new();
-    let mut outcomes: BTreeMap<String, HostOutcome> = targets
+fn untouched(targets: &[Target]) -> BTreeMap<String, HostOutcome> {
+    targets
         .iter()
         .map(|t| {
             (
@@ -922,10 +945,15 @@ pub fn deploy(release: &Release, targets: &[Target], opts: &Options) -> Summary 
                 },
             )
         })
-        .collect();
-    let error = run_deploy(release, targets, opts, &mut notes, &mut outcomes).err();
+        .collect()
+}
+
+fn summary(
+    targets: &[Target],
+    mut outcomes: BTreeMap<String, HostOutcome>,
+    error: Option<anyhow::Error>,
+) -> Summary {
     Summary {
-        notes,
         hosts: targets
             .iter()
             .filter_map(|t| outcomes.remove(&t.label))
@@ -934,60 +962,48 @@ pub fn deploy(release: &Release, targets: &[Target], opts: &Options) -> Summary 
     }
 }
 
-fn push(notes: &mut Vec<Note>, host: &str, whats: Vec<What>) {
-    notes.extend(whats.into_iter().map(|what| Note {
-        host: host.into(),
-        what,
-    }));
+/// Deploy (or install) `release` on every target; notes go to `tx` as they happen.
+pub fn deploy(release: &Release, targets: &[Target], opts: &Options, tx: &Notes) -> Summary {
+    let mut outcomes = untouched(targets);
+    let version = release.manifest.version.clone();
+    let error = (|| -> Result<()> {
+        let mut sessions = lock_all(targets, opts, &version, tx)?;
+        let result = deploy_locked(release, &mut sessions, opts, tx, &mut outcomes);
+        let unlocked = unlock_all(sessions);
+        result.and(unlocked)
+    })()
+    .err();
+    summary(targets, outcomes, error)
 }
 
-fn run_deploy(
-    release: &Release,
-    targets: &[Target],
-    opts: &Options,
-    notes: &mut Vec<Note>,
-    outcomes: &mut BTreeMap<String, HostOutcome>,
-) -> Result<()> {
-    let name = release.manifest.name.clone();
-    let version = release.manifest.version.clone();
-    let mut sessions = lock_all(targets, opts, &version)?;
-    let result = deploy_locked(
-        release,
-        &mut sessions,
-        opts,
-        &name,
-        &version,
-        notes,
-        outcomes,
-    );
-    let unlocked = unlock_all(sessions);
-    result.and(unlocked)
+/// After the locks: sweep, install env files, read the state.
+fn prepare(sessions: &mut [Session], opts: &Options, tx: &Notes) -> Result<()> {
+    for s in sessions.iter_mut() {
+        let label = s.target.label.clone();
+        let notes = HostNotes { tx, host: &label };
+        for path in s.step("sweep", &[])?.lines() {
+            notes.push(What::Swept { path: path.into() });
+        }
+        if let Some(env) = opts.env.get(&label) {
+            let cmd = s.target.transport.step(&s.target.path, "env-file", &[]);
+            output_of(cmd, "env-file", &label, Some(env))?;
+            notes.push(What::EnvInstalled);
+        }
+        s.refresh()?;
+    }
+    Ok(())
 }
 
 fn deploy_locked(
     release: &Release,
     sessions: &mut [Session],
     opts: &Options,
-    name: &str,
-    version: &str,
-    notes: &mut Vec<Note>,
+    tx: &Notes,
     outcomes: &mut BTreeMap<String, HostOutcome>,
 ) -> Result<()> {
-    for s in sessions.iter_mut() {
-        push(notes, &s.target.label, vec![What::Locked]);
-        let swept = s.step("sweep", &[])?;
-        let swept: Vec<What> = swept
-            .lines()
-            .map(|p| What::Swept { path: p.into() })
-            .collect();
-        push(notes, &s.target.label, swept);
-        if let Some(env) = opts.env.get(&s.target.label) {
-            let cmd = s.target.transport.step(&s.target.path, "env-file", &[]);
-            output_of(cmd, "env-file", &s.target.label, Some(env))?;
-            push(notes, &s.target.label, vec![What::EnvInstalled]);
-        }
-        s.refresh()?;
-    }
+    let name = release.manifest.name.as_str();
+    let version = release.manifest.version.as_str();
+    prepare(sessions, opts, tx)?;
     // An installed version is never changed: refuse before anything is sent anywhere.
     for s in sessions.iter() {
         if s.state.releases.contains_key(version) {
@@ -1006,25 +1022,33 @@ fn deploy_locked(
         }
     }
     // Stage everywhere while the old release serves.
-    let staged = on_each(sessions, |s| -> Result<What> {
+    let staged = on_each(sessions, |s| -> Result<u64> {
+        let notes = HostNotes {
+            tx,
+            host: &s.target.label,
+        };
         if s.state.releases.contains_key(version) {
-            return Ok(What::AlreadyStaged {
+            notes.push(What::AlreadyStaged {
                 version: version.into(),
             });
+            return Ok(0);
         }
         let gzip = !matches!(s.target.transport, Transport::Local);
-        stage(s, release, gzip)
+        let what = stage(s, release, gzip)?;
+        let sent = match &what {
+            What::Staged { bytes_sent, .. } => *bytes_sent,
+            _ => 0,
+        };
+        notes.push(what);
+        Ok(sent)
     });
     let mut first_error = None;
     for (s, r) in sessions.iter().zip(staged) {
         match r {
-            Ok(what) => {
-                if let What::Staged { bytes_sent, .. } = &what
-                    && let Some(o) = outcomes.get_mut(&s.target.label)
-                {
-                    o.bytes_sent = *bytes_sent;
+            Ok(sent) => {
+                if let Some(o) = outcomes.get_mut(&s.target.label) {
+                    o.bytes_sent = sent;
                 }
-                push(notes, &s.target.label, vec![what]);
             }
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -1038,21 +1062,22 @@ fn deploy_locked(
     let size = opts.settings.batch.size(sessions.len());
     let mut switched: Vec<(usize, Option<String>)> = Vec::new();
     for range in batches(sessions.len(), size) {
-        let batch = &mut sessions[range.clone()];
-        let results = on_each(batch, |s| {
-            let mut whats = Vec::new();
+        let results = on_each(&mut sessions[range.clone()], |s| {
+            let notes = HostNotes {
+                tx,
+                host: &s.target.label,
+            };
             let from = s.state.current.clone();
             let r = if from.as_deref() == Some(version) {
-                Ok(None)
+                ensure_running(s, opts, name, version, &notes).map(|()| None)
             } else {
-                move_host(s, opts, name, from.as_deref(), version, false, &mut whats).map(Some)
+                move_host(s, opts, name, from.as_deref(), version, false, &notes).map(Some)
             };
-            (r, whats, from)
+            (r, from)
         });
         let mut failure: Option<String> = None;
-        for (i, (r, whats, from)) in range.clone().zip(results) {
+        for (i, (r, from)) in range.clone().zip(results) {
             let label = sessions[i].target.label.clone();
-            push(notes, &label, whats);
             let o = outcomes
                 .get_mut(&label)
                 .context("every host has an outcome")?;
@@ -1076,41 +1101,42 @@ fn deploy_locked(
                 }
                 Err(e) => {
                     o.outcome = "failed".into();
-                    failure.get_or_insert(format!("{label}: {e:#}"));
+                    failure.get_or_insert(format!("{e:#}"));
                 }
             }
         }
         if let Some(why) = failure {
-            // Mark the version bad everywhere it is staged, so no rollback goes to it.
+            // Mark the version bad on every host, so that no rollback goes to it.
             for s in sessions.iter() {
-                if s.log(&Event::MarkedBad {
+                let marked = s.log(&Event::MarkedBad {
                     version: version.into(),
                     time: now(),
-                })
-                .is_ok()
-                {
-                    push(
-                        notes,
-                        &s.target.label,
-                        vec![What::MarkedBad {
-                            version: version.into(),
-                        }],
-                    );
+                });
+                if marked.is_ok() {
+                    HostNotes {
+                        tx,
+                        host: &s.target.label,
+                    }
+                    .push(What::MarkedBad {
+                        version: version.into(),
+                    });
                 }
             }
             if opts.settings.on_failure == OnFailure::RevertAll {
                 for (i, from) in &switched {
                     let s = &sessions[*i];
-                    let mut whats = Vec::new();
+                    let notes = HostNotes {
+                        tx,
+                        host: &s.target.label,
+                    };
                     if let Some(from) = from {
                         let _ = service(s, &opts.settings.service, version, name, "stop");
-                        revert(s, opts, name, version, from, &mut whats)?;
+                        revert(s, opts, name, version, from, &notes)?;
                         if let Some(o) = outcomes.get_mut(&s.target.label) {
                             o.outcome = "reverted".into();
                             o.current = Some(from.clone());
                         }
                     }
-                    push(notes, &s.target.label, whats);
                 }
             }
             let later = sessions.len() - range.end;
@@ -1121,93 +1147,115 @@ fn deploy_locked(
         }
     }
     for s in sessions.iter_mut() {
-        let mut whats = Vec::new();
-        prune(s, opts.settings.keep, &mut whats)?;
-        push(notes, &s.target.label.clone(), whats);
+        let label = s.target.label.clone();
+        prune(s, opts.settings.keep, &HostNotes { tx, host: &label })?;
     }
+    Ok(())
+}
+
+/// `version` is already current (a repeated deploy, or one killed after the switch): make
+/// sure it runs and is healthy.
+fn ensure_running(
+    session: &Session,
+    opts: &Options,
+    name: &str,
+    version: &str,
+    notes: &HostNotes,
+) -> Result<()> {
+    if !opts.restart || service(session, &opts.settings.service, version, name, "status").is_ok() {
+        return Ok(());
+    }
+    start(session, &opts.settings, version, name, notes).map_err(|why| {
+        anyhow::anyhow!(
+            "{}: {name} {version} is current but not running, and did not come up: {why}",
+            session.target.label
+        )
+    })?;
+    session.log(&Event::Healthy {
+        version: version.into(),
+        time: now(),
+    })?;
+    notes.push(What::Healthy {
+        version: version.into(),
+    });
     Ok(())
 }
 
 /// Roll every target back to `version`, or to the newest earlier release that is not
 /// marked bad (on any host) and is installed on every host.
-pub fn rollback(targets: &[Target], version: Option<&str>, opts: &Options) -> Summary {
-    let mut notes = Vec::new();
-    let mut outcomes: BTreeMap<String, HostOutcome> = BTreeMap::new();
+pub fn rollback(targets: &[Target], version: Option<&str>, opts: &Options, tx: &Notes) -> Summary {
+    let mut outcomes = untouched(targets);
     let error = (|| -> Result<()> {
-        let mut sessions = lock_all(targets, opts, "rollback")?;
-        let result = (|| -> Result<()> {
-            for s in sessions.iter_mut() {
-                s.refresh()?;
-            }
-            let bad: Vec<String> = sessions
-                .iter()
-                .flat_map(|s| s.state.history().bad)
-                .collect();
-            let to = pick_rollback(&sessions, version, &bad)?;
-            for range in batches(sessions.len(), opts.settings.batch.size(sessions.len())) {
-                let results = on_each(&mut sessions[range.clone()], |s| {
-                    let mut whats = Vec::new();
-                    let from = s.state.current.clone();
-                    let r = (|| {
-                        let name = release_name(&s.state)
-                            .with_context(|| format!("{}: {}", s.target.label, s.target.path))?;
-                        if from.as_deref() == Some(to.as_str()) {
-                            return Ok(None);
-                        }
-                        move_host(s, opts, &name, from.as_deref(), &to, true, &mut whats).map(Some)
-                    })();
-                    (r, whats, from)
-                });
-                for (i, (r, whats, from)) in range.zip(results) {
-                    let label = sessions[i].target.label.clone();
-                    push(&mut notes, &label, whats);
-                    let (outcome, current) = match &r {
-                        Ok(None) => ("unchanged", Some(to.clone())),
-                        Ok(Some(Moved::Done)) => ("rolled-back", Some(to.clone())),
-                        Ok(Some(Moved::Reverted(_, back))) => {
-                            ("reverted", back.as_ref().map(|(v, _)| v.clone()))
-                        }
-                        Err(_) => ("failed", from.clone()),
-                    };
-                    outcomes.insert(
-                        label.clone(),
-                        HostOutcome {
-                            host: label.clone(),
-                            outcome: outcome.into(),
-                            current,
-                            bytes_sent: 0,
-                        },
-                    );
-                    match r {
-                        Ok(Some(Moved::Reverted(why, back))) => {
-                            bail!("{label}: {to} did not come up: {why}; {}", went_back(&back))
-                        }
-                        Err(e) => return Err(e),
-                        _ => {}
-                    }
-                }
-            }
-            Ok(())
-        })();
+        let mut sessions = lock_all(targets, opts, "rollback", tx)?;
+        let result = rollback_locked(&mut sessions, version, opts, tx, &mut outcomes);
         let unlocked = unlock_all(sessions);
         result.and(unlocked)
     })()
     .err();
-    Summary {
-        notes,
-        hosts: targets
-            .iter()
-            .map(|t| {
-                outcomes.remove(&t.label).unwrap_or(HostOutcome {
-                    host: t.label.clone(),
-                    outcome: "untouched".into(),
-                    current: None,
-                    bytes_sent: 0,
-                })
-            })
-            .collect(),
-        error,
+    summary(targets, outcomes, error)
+}
+
+fn rollback_locked(
+    sessions: &mut [Session],
+    version: Option<&str>,
+    opts: &Options,
+    tx: &Notes,
+    outcomes: &mut BTreeMap<String, HostOutcome>,
+) -> Result<()> {
+    for s in sessions.iter_mut() {
+        s.refresh()?;
     }
+    let bad: Vec<String> = sessions
+        .iter()
+        .flat_map(|s| s.state.history().bad)
+        .collect();
+    let to = pick_rollback(sessions, version, &bad)?;
+    let to = to.as_str();
+    for range in batches(sessions.len(), opts.settings.batch.size(sessions.len())) {
+        let results = on_each(&mut sessions[range.clone()], |s| {
+            let notes = HostNotes {
+                tx,
+                host: &s.target.label,
+            };
+            let from = s.state.current.clone();
+            let r = (|| {
+                let name = release_name(&s.state)
+                    .with_context(|| format!("{}: {}", s.target.label, s.target.path))?;
+                if from.as_deref() == Some(to) {
+                    return ensure_running(s, opts, &name, to, &notes).map(|()| None);
+                }
+                move_host(s, opts, &name, from.as_deref(), to, true, &notes).map(Some)
+            })();
+            (r, from)
+        });
+        for (i, (r, from)) in range.zip(results) {
+            let label = sessions[i].target.label.clone();
+            let o = outcomes
+                .get_mut(&label)
+                .context("every host has an outcome")?;
+            match r {
+                Ok(None) => {
+                    o.outcome = "unchanged".into();
+                    o.current = Some(to.into());
+                }
+                Ok(Some(Moved::Done)) => {
+                    o.outcome = "rolled-back".into();
+                    o.current = Some(to.into());
+                }
+                Ok(Some(Moved::Reverted(why, back))) => {
+                    o.outcome = "reverted".into();
+                    o.current = back.as_ref().map(|(v, _)| v.clone());
+                    bail!("{label}: {to} did not come up: {why}; {}", went_back(&back));
+                }
+                Err(e) => {
+                    o.outcome = "failed".into();
+                    o.current = from;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn pick_rollback(sessions: &[Session], version: Option<&str>, bad: &[String]) -> Result<String> {
