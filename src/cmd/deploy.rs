@@ -49,10 +49,12 @@ pub(super) fn verified(bundle: &Utf8PathBuf) -> Result<Release<'_>> {
     let manifest = report
         .manifest
         .with_context(|| format!("`{bundle}`: its manifest names no release"))?;
+    let manifest_spool = fleet::spool_manifest(bundle, &manifest.top_dir)?;
     Ok(Release {
         bundle,
         sha256: report.sha256,
         manifest,
+        manifest_spool,
     })
 }
 
@@ -245,14 +247,9 @@ fn dry_run(
     let mut plan = Vec::new();
     for (t, state) in targets.iter().zip(fleet::states(targets)) {
         let state = state?;
-        let links = fleet::plan_transfer(m, &state);
-        let linked: std::collections::BTreeSet<&str> =
-            links.iter().map(|l| l.to.as_str()).collect();
-        let (send_files, send_bytes) = m
-            .files
-            .iter()
-            .filter(|f| f.sha256.is_some() && !linked.contains(f.path.as_str()))
-            .fold((0usize, 0u64), |(n, b), f| (n + 1, b + f.size));
+        let transfer = fleet::plan_transfer(release, &state)?;
+        let (send_files, send_bytes) = (transfer.files_sent, transfer.bytes_sent_uncompressed);
+        let links = transfer.links;
         let installed = state.releases.contains_key(&m.version);
         plan.push(serde_json::json!({
             "host": t.label,

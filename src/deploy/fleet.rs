@@ -8,7 +8,7 @@
 //!    host back, start the previous release, mark the new one bad, stop;
 //! 4. prune, unlock, report.
 //!
-//! Decisions come from the pure parts ([`History`], [`plan_transfer`], [`parse_state`]);
+//! Decisions come from the pure parts ([`History`], [`Held`], [`parse_state`]);
 //! hosts are reached through a [`Transport`]. Work on several hosts runs on threads; what
 //! they did is reported from the main thread, host by host.
 
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use super::config::{self, Health, OnFailure, Service, Settings};
 use super::transport::Transport;
 use super::{Event, History};
-use crate::archive::manifest::{FileKind, Manifest};
+use crate::archive::manifest::{FileKind, FileRecord, Manifest};
 use crate::archive::{self, Format};
 
 /// One host: how to reach it and where the layout lives there.
@@ -41,7 +41,10 @@ pub struct Target {
 pub struct Release<'a> {
     pub bundle: &'a Utf8Path,
     pub sha256: String,
+    /// Without its file list (see `manifest_spool`).
     pub manifest: Manifest,
+    /// The bundle's `MANIFEST.json`, for streaming its file list per host.
+    pub manifest_spool: std::fs::File,
 }
 
 /// How a deploy, install or rollback runs.
@@ -245,32 +248,92 @@ pub struct Link {
     pub mode: String,
 }
 
-/// The files of `manifest` whose digests an installed release on the host holds (the
-/// current release first), to be hard-linked instead of sent.
-pub fn plan_transfer(manifest: &Manifest, state: &HostState) -> Vec<Link> {
-    let mut held: BTreeMap<&str, String> = BTreeMap::new();
-    let mut order: Vec<&String> = state.releases.keys().collect();
-    // The current release last, so its copies win.
-    order.sort_by_key(|v| Some(v.as_str()) == state.current.as_deref());
-    for version in order {
-        for (digest, path) in &state.releases[version] {
-            held.insert(digest, format!("{version}/{path}"));
+/// The files an installed release on a host holds, by digest (the current release's copies
+/// first), so that a new release's files with those digests are hard-linked, not sent.
+pub struct Held<'s> {
+    by_digest: BTreeMap<&'s str, String>,
+}
+
+impl<'s> Held<'s> {
+    pub fn new(state: &'s HostState) -> Held<'s> {
+        let mut by_digest = BTreeMap::new();
+        let mut order: Vec<&String> = state.releases.keys().collect();
+        // The current release last, so that its copies win.
+        order.sort_by_key(|v| Some(v.as_str()) == state.current.as_deref());
+        for version in order {
+            for (digest, path) in &state.releases[version] {
+                by_digest.insert(digest.as_str(), format!("{version}/{path}"));
+            }
+        }
+        Held { by_digest }
+    }
+
+    /// The link for one file of the new release, when the host holds its content.
+    pub fn link(&self, file: &FileRecord) -> Option<Link> {
+        if file.kind == FileKind::Symlink {
+            return None;
+        }
+        let from = self.by_digest.get(file.sha256.as_deref()?)?;
+        let mode = u32::from_str_radix(&file.mode, 8).ok()?;
+        Some(Link {
+            from: from.clone(),
+            to: file.path.clone(),
+            mode: format!("{mode:o}"),
+        })
+    }
+}
+
+/// What goes to one host: the links, and what is sent (files and their size before
+/// compression).
+#[derive(Debug, Clone, Default)]
+pub struct TransferPlan {
+    pub links: Vec<Link>,
+    pub files_sent: usize,
+    pub bytes_sent_uncompressed: u64,
+}
+
+/// Plan the transfer to a host from the release's spooled `MANIFEST.json`, streamed (the
+/// file list is never held whole).
+pub fn plan_transfer(release: &Release, state: &HostState) -> Result<TransferPlan> {
+    let held = Held::new(state);
+    let mut plan = TransferPlan::default();
+    let parsed =
+        crate::archive::manifest::parse_streaming(&release.manifest_spool, &mut |f| match held
+            .link(&f)
+        {
+            Some(link) => plan.links.push(link),
+            None if f.kind != FileKind::Symlink => {
+                plan.files_sent += 1;
+                plan.bytes_sent_uncompressed += f.size;
+            }
+            None => {}
+        })
+        .context("cannot read the spooled manifest")?;
+    parsed.context("the bundle's MANIFEST.json does not parse")?;
+    Ok(plan)
+}
+
+/// Copy the bundle's `MANIFEST.json` into an anonymous temporary file (one pass over the
+/// bundle; it is the second-to-last entry).
+pub fn spool_manifest(bundle: &Utf8Path, top_dir: &str) -> Result<std::fs::File> {
+    let file = crate::fsutil::open_regular(bundle)
+        .with_context(|| format!("`{bundle}`: cannot open the bundle"))?;
+    let format = archive::format_of(bundle.as_str()).unwrap_or(Format::TarZst);
+    let mut tar = tar::Archive::new(archive::decoder(format, BufReader::new(file))?);
+    let want = format!("{top_dir}/{}", archive::MANIFEST);
+    for entry in tar
+        .entries()
+        .with_context(|| format!("`{bundle}`: cannot read"))?
+    {
+        let mut entry = entry.with_context(|| format!("`{bundle}`: cannot read"))?;
+        if entry.path_bytes().as_ref() == want.as_bytes() {
+            let mut spool = tempfile::tempfile().context("cannot create a temporary file")?;
+            std::io::copy(&mut entry, &mut spool)
+                .with_context(|| format!("`{bundle}`: cannot read {want}"))?;
+            return Ok(spool);
         }
     }
-    manifest
-        .files
-        .iter()
-        .filter(|f| f.kind != FileKind::Symlink)
-        .filter_map(|f| {
-            let from = held.get(f.sha256.as_deref()?)?;
-            let mode = u32::from_str_radix(&f.mode, 8).ok()?;
-            Some(Link {
-                from: from.clone(),
-                to: f.path.clone(),
-                mode: format!("{mode:o}"),
-            })
-        })
-        .collect()
+    bail!("`{bundle}`: no {want}")
 }
 
 /// Hosts in batches of `size`, in order.
@@ -594,10 +657,10 @@ fn write_transfer(release: &Release, links: &[Link], out: impl Write) -> Result<
 }
 
 /// Send the release to one host and install it as `releases/<version>`.
-fn stage(session: &Session, release: &Release, gzip: bool) -> Result<What> {
+fn stage(session: &Session, release: &Release, plan: &TransferPlan, gzip: bool) -> Result<What> {
     let label = &session.target.label;
     let version = &release.manifest.version;
-    let links = plan_transfer(&release.manifest, &session.state);
+    let links = &plan.links;
     let id = format!("{}-{}", std::process::id(), now());
     let mut cmd = session
         .target
@@ -617,9 +680,9 @@ fn stage(session: &Session, release: &Release, gzip: bool) -> Result<What> {
     };
     let written = if gzip {
         let mut gz = flate2::write::GzEncoder::new(&mut tally, flate2::Compression::new(6));
-        write_transfer(release, &links, &mut gz).and_then(|()| Ok(gz.finish().map(drop)?))
+        write_transfer(release, links, &mut gz).and_then(|()| Ok(gz.finish().map(drop)?))
     } else {
-        write_transfer(release, &links, &mut tally)
+        write_transfer(release, links, &mut tally)
     };
     let sent = tally.bytes;
     let digest = archive::hex(&tally.hash.finalize_reset());
@@ -647,16 +710,10 @@ fn stage(session: &Session, release: &Release, gzip: bool) -> Result<What> {
         sha256: release.sha256.clone(),
         time: now(),
     })?;
-    let files = release
-        .manifest
-        .files
-        .iter()
-        .filter(|f| f.kind != FileKind::Symlink)
-        .count();
     Ok(What::Staged {
         version: version.clone(),
         bytes_sent: sent,
-        files_sent: files - links.len(),
+        files_sent: plan.files_sent,
         files_linked: links.len(),
     })
 }
@@ -1022,6 +1079,12 @@ fn deploy_locked(
         }
     }
     // Stage everywhere while the old release serves.
+    let mut plans = BTreeMap::new();
+    for s in sessions.iter() {
+        if !s.state.releases.contains_key(version) {
+            plans.insert(s.target.label.clone(), plan_transfer(release, &s.state)?);
+        }
+    }
     let staged = on_each(sessions, |s| -> Result<u64> {
         let notes = HostNotes {
             tx,
@@ -1034,7 +1097,10 @@ fn deploy_locked(
             return Ok(0);
         }
         let gzip = !matches!(s.target.transport, Transport::Local);
-        let what = stage(s, release, gzip)?;
+        let plan = plans
+            .get(&s.target.label)
+            .context("every host to stage has a plan")?;
+        let what = stage(s, release, plan, gzip)?;
         let sent = match &what {
             What::Staged { bytes_sent, .. } => *bytes_sent,
             _ => 0,

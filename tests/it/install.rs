@@ -9,31 +9,6 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// The webapp fixture at `version`, with `extra` added to its release table; its bundle.
-fn webapp_at(scratch: &Scratch, version: &str, extra: &str) -> PathBuf {
-    let fx = Fixture::new("webapp");
-    fx.edit(
-        "Cargo.toml",
-        "version = \"1.2.0\"",
-        &format!("version = \"{version}\""),
-    );
-    fx.edit(
-        "Cargo.toml",
-        "[package.metadata.release.env]\n",
-        &format!("[package.metadata.release.env]\n{extra}"),
-    );
-    let out = fx.run(&[
-        "--message-format",
-        "json",
-        "-q",
-        "--out-dir",
-        scratch.join("bundles").to_str().unwrap(),
-    ]);
-    assert_success(&out);
-    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    PathBuf::from(msg["path"].as_str().unwrap())
-}
-
 fn tool_at(dir: &Path, args: &[&str]) -> std::process::Output {
     run_tool(dir, args, &[])
 }

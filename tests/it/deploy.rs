@@ -1,0 +1,309 @@
+//! `deploy`, `rollback` and `releases` over real SSH: a loopback `sshd`, several local users as
+//! several hosts (see `hosts.rs`), each with its own deploy path and `shared/env` (its own
+//! PORT), and the webapp fixture serving on each.
+
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::hosts::Hosts;
+use crate::support::*;
+
+/// Each host's env file: its own port, a secret that must never be printed.
+fn env_files(hosts: &Hosts, n: usize) -> (Vec<u16>, Vec<String>) {
+    let mut ports = Vec::new();
+    let mut args = Vec::new();
+    for i in 1..=n {
+        let port = free_port();
+        let file = hosts.scratch.join(format!("h{i}.env"));
+        fs::write(
+            &file,
+            format!("PORT={port}\nDATABASE_URL=postgres://db/SECRET-{i}\n"),
+        )
+        .unwrap();
+        ports.push(port);
+        args.push("--env-file".into());
+        args.push(format!("h{i}={}", file.display()));
+    }
+    (ports, args)
+}
+
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn summary(out: &std::process::Output) -> serde_json::Value {
+    json_lines(out)
+        .into_iter()
+        .find(|v| v["reason"] == "deploy-summary")
+        .unwrap_or_else(|| panic!("no summary:\n{}", stderr(out)))
+}
+
+fn get(port: u16, path: &str) -> String {
+    http_get(port, path, Duration::from_secs(10))
+}
+
+const HEALTH: &[&str] = &[
+    "--health-url",
+    "http://127.0.0.1:${PORT}/env/RELEASE_VSN",
+    "--healthy-for",
+    "500ms",
+    "--health-interval",
+    "200ms",
+    "--health-timeout",
+    "1s",
+    "--health-deadline",
+    "4s",
+];
+
+fn deploy(hosts: &Hosts, bundle: &Path, n: usize, extra: &[&str]) -> std::process::Output {
+    let mut args: Vec<String> = vec![
+        "deploy".into(),
+        bundle.display().to_string(),
+        "--message-format".into(),
+        "json".into(),
+    ];
+    args.extend(hosts.args(n));
+    args.extend(HEALTH.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    hosts.tool(&args)
+}
+
+/// First deploy to three hosts, an upgrade under load, two kinds of broken release, a
+/// rollback past the bad ones, `releases`, and pruning.
+#[test]
+fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
+    let Some(hosts) = Hosts::start(3, "fleet") else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let v1 = webapp_bundle().to_path_buf();
+    let v2 = webapp_at(&scratch, "1.3.0", "");
+    let crashes = webapp_at(&scratch, "1.4.0", "WEBAPP_CRASH = \"1\"\n");
+    let silent = webapp_at(&scratch, "1.5.0", "WEBAPP_SILENT = \"1\"\n");
+
+    // No zstd (nor this tool) on the hosts: only sh, coreutils, tar, gzip.
+    let out = hosts.ssh(
+        1,
+        "command -v zstd || command -v cargo-release-bundle || echo none",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none");
+
+    // First deploy, each host with its own env file.
+    let (ports, env_args) = env_files(&hosts, 3);
+    let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
+    let out = deploy(&hosts, &v1, 3, &env_args);
+    assert_success(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("SECRET")
+            && !stderr(&out).contains("SECRET"),
+        "secrets are never printed"
+    );
+    let s = summary(&out);
+    assert_eq!(s["success"], true);
+    let bundle_size = fs::metadata(&v1).unwrap().len();
+    for (i, h) in s["hosts"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(h["outcome"], "deployed", "{s}");
+        let sent = h["bytes_sent"].as_u64().unwrap();
+        assert!(
+            sent > 0 && sent < bundle_size * 3,
+            "host {i}: {sent} bytes for a {bundle_size}-byte bundle"
+        );
+    }
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.2.0");
+        assert_eq!(
+            get(*port, "/env/DATABASE_URL"),
+            format!("postgres://db/SECRET-{}", i + 1)
+        );
+        let root = hosts.root(i + 1);
+        let mode = fs::metadata(root.join("shared/env")).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        assert!(root.join("shared/tmp/webapp.pid").is_file());
+        assert!(!root.join(".deploy/lock").exists(), "lock released");
+    }
+    let old_sums = hosts.root(1).join("releases/1.2.0/SHA256SUMS");
+    let old_binary = hosts.root(1).join("releases/1.2.0/libexec/webapp");
+    let old_digest = sha256_file(&old_binary);
+
+    // Upgrade one host at a time while a client keeps asking every host.
+    let stop = AtomicBool::new(false);
+    let answered = AtomicUsize::new(0);
+    let out = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for port in &ports {
+                    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", *port)) {
+                        use std::io::{Read, Write};
+                        let _ = s.write_all(b"GET /env/RELEASE_VSN HTTP/1.0\r\n\r\n");
+                        let mut r = String::new();
+                        if s.read_to_string(&mut r).is_ok() && r.starts_with("HTTP/1.1 200") {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let out = deploy(&hosts, &v2, 3, &["--batch", "1"]);
+        stop.store(true, Ordering::Relaxed);
+        out
+    });
+    assert_success(&out);
+    assert!(
+        answered.load(Ordering::Relaxed) > 10,
+        "the hosts kept answering"
+    );
+    for port in &ports {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.3.0");
+    }
+    // Batches of one: each host was stopped, switched and healthy before the next started.
+    let events = json_lines(&out);
+    let order: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["reason"] == "deploy-event")
+        .filter(|e| ["stopped", "healthy"].contains(&e["event"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["host"].as_str().unwrap().to_string(),
+                e["event"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expect: Vec<(String, String)> = ["h1", "h2", "h3"]
+        .iter()
+        .flat_map(|h| {
+            [
+                (h.to_string(), "stopped".to_string()),
+                (h.to_string(), "healthy".to_string()),
+            ]
+        })
+        .collect();
+    assert_eq!(order, expect);
+    // The old release is untouched; unchanged files were linked, not sent again.
+    assert_eq!(sha256_file(&old_binary), old_digest);
+    let check = std::process::Command::new("sha256sum")
+        .args(["--quiet", "-c", "SHA256SUMS"])
+        .current_dir(old_sums.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    let staged = events
+        .iter()
+        .find(|e| e["event"] == "staged" && e["host"] == "h1")
+        .unwrap();
+    assert!(staged["files_linked"].as_u64().unwrap() > 3, "{staged}");
+
+    // A release whose binary exits at once: h1 reverted and serving 1.3.0, h2 and h3 not
+    // touched, 1.4.0 marked bad, locks released, exit non-zero with h1's log tail.
+    let out = deploy(&hosts, &crashes, 3, &["--batch", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("h1: webapp 1.4.0 did not come up"), "{err}");
+    assert!(
+        err.contains("switched back to 1.3.0, which is serving"),
+        "{err}"
+    );
+    assert!(
+        err.contains("crash requested by WEBAPP_CRASH"),
+        "the log tail is shown: {err}"
+    );
+    let s = summary(&out);
+    let outcomes: Vec<&str> = s["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["reverted", "untouched", "untouched"]);
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.3.0");
+        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.3.0"));
+        assert!(!hosts.root(i + 1).join(".deploy/lock").exists());
+    }
+
+    // A release that runs but never answers its health URL: the same.
+    let out = deploy(&hosts, &silent, 3, &["--batch", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("h1: webapp 1.5.0 did not come up") && err.contains("did not answer"),
+        "{err}"
+    );
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.3.0");
+        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.3.0"));
+    }
+
+    // `releases` shows each host's versions, the current one, the bad ones.
+    let mut args = vec!["releases", "--message-format", "json"];
+    let host_args = hosts.args(3);
+    args.extend(host_args.iter().map(String::as_str));
+    let out = hosts.tool(&args);
+    assert_success(&out);
+    let listed = json_lines(&out);
+    let bad: Vec<String> = listed
+        .iter()
+        .filter(|r| r["host"] == "h1" && r["release"]["bad"] == true)
+        .map(|r| r["release"]["version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bad, ["1.4.0", "1.5.0"]);
+    assert!(listed.iter().any(|r| r["host"] == "h3"
+        && r["release"]["current"] == true
+        && r["release"]["version"] == "1.3.0"));
+
+    // Rollback goes past the bad releases to 1.2.0 on every host.
+    let mut args = vec!["rollback"];
+    args.extend(host_args.iter().map(String::as_str));
+    args.extend(HEALTH);
+    let out = hosts.tool(&args);
+    assert_success(&out);
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.2.0");
+        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.2.0"));
+    }
+
+    // Deploying 1.3.0 again sends nothing (it is installed); keep 2 prunes the bad ones first.
+    let out = deploy(&hosts, &v2, 3, &["--batch", "100%", "--keep", "2"]);
+    assert_success(&out);
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.3.0");
+        let mut left: Vec<String> = fs::read_dir(hosts.root(i + 1).join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["1.2.0", "1.3.0"]);
+    }
+    let s = summary(&out);
+    assert!(
+        s["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["bytes_sent"] == 0),
+        "{s}"
+    );
+    let log = fs::read_to_string(hosts.root(1).join(".deploy/log.jsonl")).unwrap();
+    for event in [
+        "staged",
+        "switched",
+        "healthy",
+        "failed",
+        "reverted",
+        "rolled-back",
+        "marked-bad",
+        "pruned",
+    ] {
+        assert!(
+            log.contains(&format!("\"event\":\"{event}\"")),
+            "{event}: {log}"
+        );
+    }
+}
