@@ -61,17 +61,8 @@ const HEALTH: &[&str] = &[
 ];
 
 fn deploy(hosts: &Hosts, bundle: &Path, n: usize, extra: &[&str]) -> std::process::Output {
-    let mut args: Vec<String> = vec![
-        "deploy".into(),
-        bundle.display().to_string(),
-        "--message-format".into(),
-        "json".into(),
-    ];
-    args.extend(hosts.args(n));
-    args.extend(HEALTH.iter().map(|s| s.to_string()));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    hosts.tool(&args)
+    let args = deploy_args(hosts, bundle, n, extra);
+    hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// First deploy to three hosts, an upgrade under load, two kinds of broken release, a
@@ -306,4 +297,220 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
             "{event}: {log}"
         );
     }
+}
+
+fn deploy_args(hosts: &Hosts, bundle: &Path, n: usize, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "deploy".into(),
+        bundle.display().to_string(),
+        "--message-format".into(),
+        "json".into(),
+    ];
+    args.extend(hosts.args(n));
+    // The health flags, except those `extra` sets itself.
+    for pair in HEALTH.chunks(2) {
+        if !extra.contains(&pair[0]) {
+            args.extend(pair.iter().map(|s| s.to_string()));
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `--dry-run` changes nothing; a tampered bundle is refused before anything is sent; a
+/// second deploy is refused by the lock; a deploy killed with SIGKILL mid-switch leaves a
+/// stale lock that the next deploy reports, breaks when asked, and sweeps after; a host
+/// whose key does not match is refused; `systemd-unit` describes the remote layout.
+#[test]
+fn locks_kills_tampering_and_host_keys() {
+    let Some(hosts) = Hosts::start(2, "locks") else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let v1 = webapp_bundle().to_path_buf();
+    let v2 = webapp_at(&scratch, "1.3.0", "");
+    let v3 = webapp_at(&scratch, "1.4.0", "");
+
+    // A dry run reads the hosts and prints the plan; nothing is created on them.
+    let mut args = vec![
+        "deploy".to_string(),
+        v1.display().to_string(),
+        "--dry-run".into(),
+    ];
+    args.extend(hosts.args(2));
+    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&out);
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        plan.contains("Would deploy webapp 1.2.0") && plan.contains("batch 2: h2"),
+        "{plan}"
+    );
+    assert!(plan.contains("switch, start 1.2.0"), "{plan}");
+    assert!(
+        !hosts.root(1).exists() && !hosts.root(2).exists(),
+        "a dry run creates nothing"
+    );
+
+    let (ports, env_args) = env_files(&hosts, 2);
+    let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
+    assert_success(&deploy(&hosts, &v1, 2, &env_args));
+
+    // A dry run of an upgrade: what would be sent, stopped and started.
+    let mut args = vec![
+        "deploy".to_string(),
+        v2.display().to_string(),
+        "--dry-run".into(),
+    ];
+    args.extend(hosts.args(2));
+    args.extend(["--message-format".into(), "json".into()]);
+    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&out);
+    let plan = &json_lines(&out)[0];
+    assert_eq!(plan["hosts"][0]["stop"], "1.2.0");
+    assert_eq!(plan["hosts"][0]["start"], "1.3.0");
+    assert!(
+        plan["hosts"][0]["files_to_link"].as_u64().unwrap() > 0,
+        "{plan}"
+    );
+    assert!(!hosts.root(1).join("releases/1.3.0").exists());
+
+    // A tampered bundle is refused before any host is touched.
+    let tampered = scratch.join("tampered/webapp-1.3.0-x86_64-unknown-linux-gnu.tar.zst");
+    fs::create_dir_all(tampered.parent().unwrap()).unwrap();
+    let mut bytes = fs::read(&v2).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&tampered, bytes).unwrap();
+    let out = deploy(&hosts, &tampered, 2, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not verify") && stderr(&out).contains("nothing was deployed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!hosts.root(1).join("releases/1.3.0").exists());
+    assert_eq!(hosts.current(1).as_deref(), Some("1.2.0"));
+
+    // A deploy that is slow to call its release healthy holds the locks; a second deploy
+    // is refused, naming the holder. Then the first is killed with SIGKILL mid-switch.
+    let args = deploy_args(
+        &hosts,
+        &v2,
+        2,
+        &["--healthy-for", "30s", "--health-deadline", "60s"],
+    );
+    let mut slow = tool_command(&hosts.scratch.path)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(slow.stdout.take().unwrap()));
+    loop {
+        let line = lines.next().expect("the deploy reports a switch").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "started" && v["host"] == "h1" {
+            break;
+        }
+    }
+    let out = deploy(&hosts, &v3, 2, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("another deploy holds") && err.contains("who="),
+        "{err}"
+    );
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    // A transfer the killed deploy might have left behind.
+    let leftover = format!("{}/releases/.incoming-1-1", hosts.path);
+    assert!(
+        hosts
+            .ssh(2, &format!("mkdir -p {leftover}/release"))
+            .status
+            .success()
+    );
+    // The lock holder is gone once its connection is: stale, reported, broken when asked.
+    let mut stale = None;
+    for _ in 0..50 {
+        let out = deploy(&hosts, &v3, 2, &[]);
+        if stderr(&out).contains("stale") {
+            stale = Some(out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = stale.expect("the lock became stale");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--break-lock"), "{}", stderr(&out));
+    let out = deploy(&hosts, &v3, 2, &["--break-lock"]);
+    assert_success(&out);
+    let events = json_lines(&out);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "swept" && e["host"] == "h2"),
+        "{events:?}"
+    );
+    assert!(!hosts.root(2).join("releases/.incoming-1-1").exists());
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.4.0");
+        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.4.0"));
+        assert!(!hosts.root(i + 1).join(".deploy/lock").exists());
+    }
+
+    // A host whose key does not match the pinned one is refused; nothing changes there.
+    let other_key = hosts.scratch.join("other_host_key");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let known = fs::read_to_string(hosts.scratch.join("known_hosts")).unwrap();
+    let host_field = known.split_whitespace().next().unwrap().to_string();
+    let other_pub = fs::read_to_string(other_key.with_extension("pub")).unwrap();
+    let other: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let bad_known = hosts.scratch.join("bad_known_hosts");
+    fs::write(&bad_known, format!("{host_field} {}\n", other.join(" "))).unwrap();
+    let config = fs::read_to_string(&hosts.ssh_config).unwrap();
+    let bad_config = hosts.scratch.join("bad_ssh_config");
+    fs::write(
+        &bad_config,
+        config.replace(
+            hosts.scratch.join("known_hosts").to_str().unwrap(),
+            bad_known.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut args = deploy_args(&hosts, &v2, 1, &[]);
+    let at = args.iter().position(|a| a == "--ssh-config").unwrap();
+    args[at + 1] = bad_config.display().to_string();
+    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Host key verification failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(hosts.current(1).as_deref(), Some("1.4.0"));
+
+    // The unit for the layout on a host.
+    let mut args = vec!["systemd-unit".to_string()];
+    args.extend(hosts.args(1));
+    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&out);
+    let unit = String::from_utf8_lossy(&out.stdout).into_owned();
+    let root = hosts.root(1);
+    assert!(
+        unit.contains(&format!(
+            "ExecStart={}/current/bin/webapp start",
+            root.display()
+        )),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("EnvironmentFile=-{}/shared/env", root.display())),
+        "{unit}"
+    );
 }
