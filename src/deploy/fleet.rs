@@ -1431,6 +1431,40 @@ mod tests {
     }
 
     #[test]
+    fn held_files_are_linked_from_the_current_release_first() {
+        let text = "@@rb current 1.1.0\n@@rb release 1.0.0\naaa  bin/x\nbbb  priv/old\n@@rb release 1.1.0\naaa  libexec/x\n@@rb log\n@@rb end\n";
+        let state = parse_state(text).unwrap();
+        let held = Held::new(&state);
+        let file = |path: &str, sha: &str, mode: &str, kind| FileRecord {
+            path: path.into(),
+            kind,
+            mode: mode.into(),
+            size: 1,
+            sha256: Some(sha.into()),
+            target: None,
+        };
+        let l = held
+            .link(&file("libexec/x", "aaa", "0755", FileKind::Executable))
+            .unwrap();
+        assert_eq!(
+            (l.from.as_str(), l.to.as_str(), l.mode.as_str()),
+            ("1.1.0/libexec/x", "libexec/x", "755")
+        );
+        let l = held
+            .link(&file("priv/new", "bbb", "0644", FileKind::Priv))
+            .unwrap();
+        assert_eq!(l.from, "1.0.0/priv/old");
+        assert!(
+            held.link(&file("priv/c", "ccc", "0644", FileKind::Priv))
+                .is_none()
+        );
+        assert!(
+            held.link(&file("bin/l", "aaa", "0777", FileKind::Symlink))
+                .is_none()
+        );
+    }
+
+    #[test]
     fn batches_cover_every_host_once() {
         assert_eq!(batches(5, 2), [0..2, 2..4, 4..5]);
         assert_eq!(batches(3, 3).len(), 1);

@@ -514,3 +514,61 @@ fn locks_kills_tampering_and_host_keys() {
         "{unit}"
     );
 }
+
+/// `[package.metadata.release.deploy]` with a destination: `deploy --dest NAME` without a
+/// bundle builds one first, and takes hosts, path, SSH config and health from the manifest;
+/// `releases --dest` reads the same table. Bad keys there are errors naming the key.
+#[test]
+fn a_destination_from_the_manifest() {
+    let Some(hosts) = Hosts::start(1, "dest") else {
+        return;
+    };
+    let fx = Fixture::new("webapp");
+    let port = free_port();
+    let env = fx.scratch.join("h1.env");
+    fs::write(&env, format!("PORT={port}\nDATABASE_URL=postgres://db/x\n")).unwrap();
+    let table = format!(
+        "\n[package.metadata.release.deploy]\nkeep = 3\n\n[package.metadata.release.deploy.health]\nurl = \"http://127.0.0.1:${{PORT}}/env/RELEASE_VSN\"\nhealthy-for = \"500ms\"\ninterval = \"200ms\"\n\n[package.metadata.release.deploy.destinations.staging]\nhosts = [\"h1\"]\npath = \"{}\"\nssh-config = \"{}\"\n",
+        hosts.path,
+        hosts.ssh_config.display()
+    );
+    let manifest = fx.root.join("Cargo.toml");
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push_str(&table);
+    fs::write(&manifest, &text).unwrap();
+    let out = fx.run(&[
+        "deploy",
+        "--dest",
+        "staging",
+        "--env-file",
+        env.to_str().unwrap(),
+        "--message-format",
+        "json",
+    ]);
+    assert_success(&out);
+    assert_eq!(get(port, "/env/RELEASE_VSN"), "1.2.0");
+    let summary = summary(&out);
+    assert_eq!(summary["hosts"][0]["host"], "h1");
+    assert_eq!(summary["hosts"][0]["outcome"], "deployed");
+
+    let out = fx.run(&["releases", "--dest", "staging"]);
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1.2.0 (current, deployed 20"));
+
+    let out = fx.run(&["releases", "--dest", "production"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no destination `production`") && stderr(&out).contains("staging"),
+        "{}",
+        stderr(&out)
+    );
+
+    fs::write(&manifest, text.replace("keep = 3", "keep = \"all\"")).unwrap();
+    let out = fx.run(&["releases", "--dest", "staging"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Cargo.toml") && err.contains("package.metadata.release.deploy.keep"),
+        "{err}"
+    );
+}

@@ -189,6 +189,10 @@ pub const TOOLS: &[&str] = &[
     "ssh-keygen",
     "ssh-agent",
     "ssh-add",
+    "ssh",
+    "sshd",
+    "useradd",
+    "runuser",
 ];
 
 /// Whether an external tool is installed. In CI (`CI` set) a missing tool fails the test;
