@@ -285,7 +285,7 @@ impl<'s> Held<'s> {
 
 /// What goes to one host: the links, and what is sent (files and their size before
 /// compression).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransferPlan {
     pub links: Vec<Link>,
     pub files_sent: usize,
@@ -656,65 +656,127 @@ fn write_transfer(release: &Release, links: &[Link], out: impl Write) -> Result<
     Ok(())
 }
 
-/// Send the release to one host and install it as `releases/<version>`.
-fn stage(session: &Session, release: &Release, plan: &TransferPlan, gzip: bool) -> Result<What> {
-    let label = &session.target.label;
+/// Writes the same bytes to every host of a group.
+struct FanOut(Vec<std::io::BufWriter<std::process::ChildStdin>>);
+
+impl Write for FanOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for w in &mut self.0 {
+            w.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.iter_mut().try_for_each(Write::flush)
+    }
+}
+
+/// Send the release to hosts that hold the same files (one stream, compressed once, written
+/// to each), check on each that it arrived whole, and install it there as
+/// `releases/<version>`. One result per host.
+fn stage_group(
+    members: &[&Session],
+    release: &Release,
+    plan: &TransferPlan,
+    gzip: bool,
+) -> Vec<Result<What>> {
     let version = &release.manifest.version;
-    let links = &plan.links;
     let id = format!("{}-{}", std::process::id(), now());
-    let mut cmd = session
-        .target
-        .transport
-        .step(&session.target.path, "receive", &[&id]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("{label}: cannot run the receive step"))?;
-    let stdin = child.stdin.take().context("a piped stdin")?;
+    let mut children = Vec::new();
+    let mut stdins = Vec::new();
+    for s in members {
+        let label = &s.target.label;
+        let mut cmd = s.target.transport.step(&s.target.path, "receive", &[&id]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawned = cmd
+            .spawn()
+            .with_context(|| format!("{label}: cannot run the receive step"))
+            .and_then(|mut child| {
+                let stdin = child.stdin.take().context("a piped stdin")?;
+                Ok((child, stdin))
+            });
+        match spawned {
+            Ok((child, stdin)) => {
+                children.push(child);
+                stdins.push(std::io::BufWriter::with_capacity(256 * 1024, stdin));
+            }
+            Err(e) => {
+                return members
+                    .iter()
+                    .map(|_| Err(anyhow::anyhow!("{e:#}")))
+                    .collect();
+            }
+        }
+    }
     let mut tally = Tally {
-        inner: std::io::BufWriter::with_capacity(256 * 1024, stdin),
+        inner: FanOut(stdins),
         bytes: 0,
         hash: Sha256::new(),
     };
     let written = if gzip {
-        let mut gz = flate2::write::GzEncoder::new(&mut tally, flate2::Compression::new(6));
-        write_transfer(release, links, &mut gz).and_then(|()| Ok(gz.finish().map(drop)?))
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        super::gzip::compress(&mut tally, workers, 6, |w| {
+            write_transfer(release, &plan.links, w)
+        })
+        .map(drop)
     } else {
-        write_transfer(release, links, &mut tally)
+        write_transfer(release, &plan.links, &mut tally)
     };
     let sent = tally.bytes;
     let digest = archive::hex(&tally.hash.finalize_reset());
     drop(tally);
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("{label}: the receive step"))?;
-    written.with_context(|| format!("{label}: cannot send the release"))?;
-    if !out.status.success() {
-        bail!(
-            "{label}: receive failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if theirs != digest {
-        let _ = session.step("discard", &[&id]);
-        bail!(
-            "{label}: the transfer arrived altered (sha256 {theirs} on the host, {digest} sent); nothing was installed"
-        );
-    }
-    session.step("unpack", &[&id, version, if gzip { "gz" } else { "tar" }])?;
-    session.log(&Event::Staged {
-        version: version.clone(),
-        sha256: release.sha256.clone(),
-        time: now(),
-    })?;
-    Ok(What::Staged {
-        version: version.clone(),
-        bytes_sent: sent,
-        files_sent: plan.files_sent,
-        files_linked: links.len(),
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = members
+            .iter()
+            .zip(children)
+            .map(|(s, child)| {
+                let (written, digest, id) = (&written, &digest, &id);
+                scope.spawn(move || -> Result<What> {
+                    let label = &s.target.label;
+                    let out = child
+                        .wait_with_output()
+                        .with_context(|| format!("{label}: the receive step"))?;
+                    if let Err(e) = written {
+                        let _ = s.step("discard", &[id]);
+                        bail!("{label}: cannot send the release: {e:#}");
+                    }
+                    if !out.status.success() {
+                        let _ = s.step("discard", &[id]);
+                        bail!("{label}: receive failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                    }
+                    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    if theirs != *digest {
+                        let _ = s.step("discard", &[id]);
+                        bail!(
+                            "{label}: the transfer arrived altered (sha256 {theirs} on the host, {digest} sent); nothing was installed"
+                        );
+                    }
+                    s.step("unpack", &[id, version, if gzip { "gz" } else { "tar" }])?;
+                    s.log(&Event::Staged {
+                        version: version.clone(),
+                        sha256: release.sha256.clone(),
+                        time: now(),
+                    })?;
+                    Ok(What::Staged {
+                        version: version.clone(),
+                        bytes_sent: sent,
+                        files_sent: plan.files_sent,
+                        files_linked: plan.links.len(),
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
     })
 }
 
@@ -1078,14 +1140,10 @@ fn deploy_locked(
             }
         }
     }
-    // Stage everywhere while the old release serves.
-    let mut plans = BTreeMap::new();
-    for s in sessions.iter() {
-        if !s.state.releases.contains_key(version) {
-            plans.insert(s.target.label.clone(), plan_transfer(release, &s.state)?);
-        }
-    }
-    let staged = on_each(sessions, |s| -> Result<u64> {
+    // Stage everywhere while the old release serves: hosts that hold the same files get one
+    // stream, compressed once.
+    let mut groups: Vec<(TransferPlan, Vec<usize>)> = Vec::new();
+    for (i, s) in sessions.iter().enumerate() {
         let notes = HostNotes {
             tx,
             host: &s.target.label,
@@ -1094,22 +1152,69 @@ fn deploy_locked(
             notes.push(What::AlreadyStaged {
                 version: version.into(),
             });
-            return Ok(0);
+            continue;
         }
+        let plan = plan_transfer(release, &s.state)?;
         let gzip = !matches!(s.target.transport, Transport::Local);
-        let plan = plans
-            .get(&s.target.label)
-            .context("every host to stage has a plan")?;
-        let what = stage(s, release, plan, gzip)?;
-        let sent = match &what {
-            What::Staged { bytes_sent, .. } => *bytes_sent,
-            _ => 0,
-        };
-        notes.push(what);
-        Ok(sent)
-    });
+        match groups.iter_mut().find(|(p, m)| {
+            *p == plan && gzip == !matches!(sessions[m[0]].target.transport, Transport::Local)
+        }) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((plan, vec![i])),
+        }
+    }
+    let mut results: Vec<(usize, Result<What>)> = Vec::new();
+    {
+        let all: &[Session] = sessions;
+        let staged: Vec<Vec<(usize, Result<What>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .iter()
+                .map(|(plan, members)| {
+                    scope.spawn(move || {
+                        let group: Vec<&Session> = members.iter().map(|&i| &all[i]).collect();
+                        let gzip = !matches!(group[0].target.transport, Transport::Local);
+                        members
+                            .iter()
+                            .copied()
+                            .zip(stage_group(&group, release, plan, gzip))
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        results.extend(staged.into_iter().flatten());
+    }
+    results.sort_by_key(|(i, _)| *i);
+    let staged: Vec<(usize, Result<u64>)> = results
+        .into_iter()
+        .map(|(i, r)| {
+            let notes = HostNotes {
+                tx,
+                host: &sessions[i].target.label,
+            };
+            (
+                i,
+                r.map(|what| {
+                    let sent = match &what {
+                        What::Staged { bytes_sent, .. } => *bytes_sent,
+                        _ => 0,
+                    };
+                    notes.push(what);
+                    sent
+                }),
+            )
+        })
+        .collect();
     let mut first_error = None;
-    for (s, r) in sessions.iter().zip(staged) {
+    for (i, r) in staged {
+        let s = &sessions[i];
         match r {
             Ok(sent) => {
                 if let Some(o) = outcomes.get_mut(&s.target.label) {

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod fleet;
+mod gzip;
 pub mod resolve;
 pub mod transport;
 

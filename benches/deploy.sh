@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# What `deploy` sends and how long it takes, over a loopback sshd with a byte-counting proxy
+# (ssh's ProxyCommand), on the webapp fixture with ~300 MB of generated priv data (half
+# random, half text). Prints each figure beside the issue's target. Not a test: the numbers
+# depend on the machine; the README quotes a run.
+#
+#  1. first deploy of a release to one host: bytes on the wire / compressed bundle size
+#  2. upgrade in which one 5 MB file and the executables changed: bytes sent / (changed
+#     bytes + MANIFEST.json)
+#  3. deploy to 4 hosts with --batch 100% / deploy to 1 host (wall time, median of 3)
+#
+# Usage: sudo benches/deploy.sh   (creates the local users rbhost1..rbhost4, like the tests)
+# Needs: root, sshd, ssh, ssh-keygen, useradd, python3, GNU tar, zstd.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${BENCH_DIR:-$REPO/target/bench-deploy}
+TOOL=$REPO/target/release/cargo-release-bundle
+[ "$(id -u)" = 0 ] || { echo "run as root (it creates local users as hosts)" >&2; exit 2; }
+for t in /usr/sbin/sshd ssh ssh-keygen useradd python3 tar zstd; do
+  command -v "$t" >/dev/null || { echo "missing: $t" >&2; exit 2; }
+done
+cargo build --release --quiet --manifest-path "$REPO/Cargo.toml"
+rm -rf "$WORK"; mkdir -p "$WORK"; chmod 755 "$WORK"
+
+# The service: the webapp fixture, with ~300 MB of priv data (deterministic).
+pkg=$WORK/svc
+cp -r "$REPO/fixtures/webapp" "$pkg"; rm -rf "$pkg/target"
+python3 - "$pkg/priv/data" <<'PY'
+import os, random, sys, base64
+root = sys.argv[1]
+os.makedirs(root, exist_ok=True)
+rng = random.Random(20261201)
+for i in range(60):
+    raw = rng.randbytes(5 * 1024 * 1024)
+    data = raw if i % 2 == 0 else base64.b64encode(raw)[: 5 * 1024 * 1024]
+    with open(os.path.join(root, "blob%02d.bin" % i), "wb") as f:
+        f.write(data)
+PY
+bundle() { # version -> path of the bundle
+  sed -i "s/^version = \".*\"/version = \"$1\"/" "$pkg/Cargo.toml"
+  (cd "$pkg" && "$TOOL" release-bundle -q --message-format json --out-dir "$WORK/out-$1") |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])'
+}
+B1=$(bundle 1.2.0)
+# The upgrade: a new version (new executables) and one 5 MB file changed.
+python3 - "$pkg/priv/data/blob07.bin" <<'PY'
+import sys, random
+data = bytearray(open(sys.argv[1], "rb").read())
+rng = random.Random(7)
+for i in range(0, len(data), 4096):
+    data[i] = rng.randrange(256)
+open(sys.argv[1], "wb").write(data)
+PY
+B2=$(bundle 1.3.0)
+
+# Hosts: users rbhost1..4 on one loopback sshd; ssh reaches it through a counting proxy.
+for i in 1 2 3 4; do
+  id "rbhost$i" >/dev/null 2>&1 || useradd -m -s /bin/sh -p '*' "rbhost$i"
+  usermod -p '*' "rbhost$i"
+done
+mkdir -p /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/client_key"
+cp "$WORK/client_key.pub" "$WORK/authorized_keys"; chmod 644 "$WORK/authorized_keys"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$WORK/sshd_config" <<EOF
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $WORK/host_key
+PidFile $WORK/sshd.pid
+AuthorizedKeysFile $WORK/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AllowUsers rbhost1 rbhost2 rbhost3 rbhost4
+MaxSessions 100
+LogLevel ERROR
+EOF
+/usr/sbin/sshd -D -f "$WORK/sshd_config" & SSHD=$!
+trap 'kill $SSHD 2>/dev/null; for i in 1 2 3 4; do runuser -u rbhost$i -- sh -c "for d in \$HOME/bench/*/current; do \$d/bin/webapp stop; done" >/dev/null 2>&1; done' EXIT
+echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" > "$WORK/known_hosts"
+# Counts the bytes the client sends (the upload) per connection, appended to $WORK/bytes.
+cat > "$WORK/count.py" <<'PY'
+import os, socket, sys, threading
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+sent = [0]
+lock = threading.Lock()
+def record():
+    with lock:
+        if sent[0] >= 0:
+            with open(sys.argv[2], "a") as f:
+                f.write("%d\n" % sent[0])
+            sent[0] = -1
+def down():
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        os.write(1, b)
+    record()
+    os._exit(0)
+threading.Thread(target=down, daemon=True).start()
+while True:
+    b = os.read(0, 65536)
+    if not b:
+        break
+    with lock:
+        sent[0] += len(b)
+    s.sendall(b)
+record()
+s.shutdown(socket.SHUT_WR)
+threading.Event().wait(5)
+PY
+{
+  for i in 1 2 3 4; do printf 'Host h%s\n  HostName 127.0.0.1\n  User rbhost%s\n' "$i" "$i"; done
+  printf 'Host *\n  Port %s\n  IdentityFile %s/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile %s/known_hosts\n  StrictHostKeyChecking yes\n  ProxyCommand python3 %s/count.py %s %s/bytes\n' \
+    "$PORT" "$WORK" "$WORK" "$WORK" "$PORT" "$WORK"
+} > "$WORK/ssh_config"
+sleep 0.5
+
+run=0
+deploy() { # bundle hosts... -> JSON summary on stdout; fresh env per host
+  local b=$1; shift
+  local args=()
+  for h in "$@"; do
+    args+=(--host "$h")
+    n=${h#h}
+    printf 'PORT=%s\nDATABASE_URL=postgres://db/x\n' "$((41000 + n * 10 + run))" > "$WORK/env-$h"
+    args+=(--env-file "$h=$WORK/env-$h")
+  done
+  "$TOOL" release-bundle deploy "$b" --ssh-config "$WORK/ssh_config" --path "bench/p$run" \
+    --health-url 'http://127.0.0.1:${PORT}/env/RELEASE_VSN' --healthy-for 500ms --health-interval 200ms \
+    --message-format json "${args[@]}" | grep deploy-summary
+}
+sent_of() { python3 -c 'import json,sys; print(sum(h["bytes_sent"] for h in json.loads(sys.stdin.read())["hosts"]))'; }
+wire() { local t=0; while read -r n; do t=$((t + n)); done < "$WORK/bytes"; echo "$t"; }
+
+size1=$(stat -c %s "$B1")
+: > "$WORK/bytes"
+first=$(deploy "$B1" h1 | sent_of); first_wire=$(wire)
+: > "$WORK/bytes"
+up=$(deploy "$B2" h1 | sent_of); up_wire=$(wire)
+changed=$(python3 - "$B1" "$B2" <<'PY'
+import json, subprocess, sys
+def manifest(b):
+    out = subprocess.run(["tar", "-I", "zstd", "-xOf", b, "--wildcards", "*/MANIFEST.json"], capture_output=True, check=True).stdout
+    return out, {f["path"]: f.get("sha256") for f in json.loads(out)["files"]}, {f["path"]: f["size"] for f in json.loads(out)["files"]}
+_, old, _ = manifest(sys.argv[1])
+raw, new, size = manifest(sys.argv[2])
+held = set(old.values())
+print(sum(size[p] for p, d in new.items() if d and d not in held) + len(raw))
+PY
+)
+
+times() { # label hosts...
+  local label=$1; shift; local ts=()
+  for r in 1 2 3; do
+    run=$((run + 1))
+    local s e; s=$(date +%s.%N); deploy "$B1" "$@" >/dev/null; e=$(date +%s.%N)
+    ts+=("$(python3 -c "print($e - $s)")")
+  done
+  printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p
+}
+run=10; one=$(times one h1)
+run=20; four=$(times four h1 h2 h3 h4)
+
+python3 - "$size1" "$first" "$first_wire" "$changed" "$up" "$up_wire" "$one" "$four" <<'PY'
+import sys
+size, first, first_wire, changed, up, up_wire, one, four = map(float, sys.argv[1:])
+print("first deploy: %.1f MB sent (%.1f MB on the wire) for a %.1f MB bundle: %.3fx (target <= 1.05x)" % (first / 1e6, first_wire / 1e6, size / 1e6, first / size))
+print("upgrade: %.1f MB sent (%.1f MB on the wire) for %.1f MB changed + manifest: %.3fx (target <= 1.3x)" % (up / 1e6, up_wire / 1e6, changed / 1e6, up / changed))
+print("4 hosts --batch 100%%: %.2f s, 1 host: %.2f s: %.2fx (target <= 1.5x)" % (four, one, four / one))
+PY
