@@ -58,6 +58,8 @@ B2=$(bundle 1.3.0)
 for i in 1 2 3 4; do
   id "rbhost$i" >/dev/null 2>&1 || useradd -m -s /bin/sh -p '*' "rbhost$i"
   usermod -p '*' "rbhost$i"
+  # What an earlier run left: stop its services, remove its deploy paths.
+  runuser -u "rbhost$i" -- sh -c 'for d in $HOME/bench/*/current; do [ -x "$d/bin/webapp" ] && "$d/bin/webapp" stop; done; rm -rf "$HOME/bench"' >/dev/null 2>&1 || true
 done
 mkdir -p /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/host_key"
@@ -102,6 +104,12 @@ def down():
     record()
     os._exit(0)
 threading.Thread(target=down, daemon=True).start()
+import signal
+def stop(*_):
+    record()
+    os._exit(0)
+for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, stop)
 while True:
     b = os.read(0, 65536)
     if not b:

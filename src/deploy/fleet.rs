@@ -686,7 +686,11 @@ fn stage_group(
     let mut stdins = Vec::new();
     for s in members {
         let label = &s.target.label;
-        let mut cmd = s.target.transport.step(&s.target.path, "receive", &[&id]);
+        let mut cmd = s.target.transport.step(
+            &s.target.path,
+            "receive",
+            &[&id, if gzip { "gz" } else { "tar" }],
+        );
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -755,7 +759,7 @@ fn stage_group(
                             "{label}: the transfer arrived altered (sha256 {theirs} on the host, {digest} sent); nothing was installed"
                         );
                     }
-                    s.step("unpack", &[id, version, if gzip { "gz" } else { "tar" }])?;
+                    s.step("unpack", &[id, version])?;
                     s.log(&Event::Staged {
                         version: version.clone(),
                         sha256: release.sha256.clone(),

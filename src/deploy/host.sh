@@ -133,33 +133,45 @@ case $rb_step in
     done
     ;;
   receive)
-    # receive ID: the transfer from stdin, then its sha256 (checked by the tool).
+    # receive ID COMPRESSION: extract the transfer from stdin into releases/.incoming-ID as
+    # it arrives, hashing it on the way (through a FIFO: sha256sum beside tar), and print its
+    # sha256. Nothing there is used until the tool has compared that digest and `unpack`
+    # has checked every file.
     rb_name_ok "$1"
-    rb_file=releases/.incoming-$1.tar
-    cat > "$rb_file" || rb_die "cannot write $rb_path/$rb_file"
-    rb_sum=$(sha256sum < "$rb_file") || rb_die "cannot hash $rb_path/$rb_file"
+    rb_dir=releases/.incoming-$1
+    rm -rf -- "$rb_dir" "$rb_dir.fifo" "$rb_dir.sum"
+    mkdir -- "$rb_dir" || rb_die "cannot create $rb_path/$rb_dir"
+    mkfifo -- "$rb_dir.fifo" || rb_die "cannot create $rb_path/$rb_dir.fifo"
+    sha256sum < "$rb_dir.fifo" > "$rb_dir.sum" &
+    rb_hasher=$!
+    if [ "$2" = gz ]; then
+      tee -- "$rb_dir.fifo" | tar -xzf - -C "$rb_dir"
+    else
+      tee -- "$rb_dir.fifo" | tar -xf - -C "$rb_dir"
+    fi
+    rb_status=$?
+    wait "$rb_hasher"
+    rb_sum=$(cat -- "$rb_dir.sum") || rb_sum=
+    rm -f -- "$rb_dir.fifo" "$rb_dir.sum"
+    if [ "$rb_status" != 0 ]; then
+      rm -rf -- "$rb_dir"
+      rb_die "cannot extract the transfer; nothing was installed"
+    fi
     printf '%s\n' "${rb_sum%% *}"
     ;;
   unpack)
-    # unpack ID VERSION COMPRESSION: extract a received transfer, hard-link the files it
-    # names from installed releases, check every file with sha256sum -c, and only then
-    # rename it to releases/VERSION.
-    rb_id=$1 rb_version=$2 rb_gz=$3
+    # unpack ID VERSION: hard-link the files the transfer names from installed releases,
+    # check every file with sha256sum -c, and only then rename it to releases/VERSION.
+    rb_id=$1 rb_version=$2
     rb_name_ok "$rb_id"
     rb_name_ok "$rb_version"
-    rb_file=releases/.incoming-$rb_id.tar
     rb_dir=releases/.incoming-$rb_id
     rb_fail() {
-      rm -rf -- "$rb_dir" "$rb_file"
+      rm -rf -- "$rb_dir"
       rb_die "$@"
     }
+    [ -d "$rb_dir/release" ] || rb_fail "no transfer $rb_id was received"
     [ ! -e "releases/$rb_version" ] || rb_fail "releases/$rb_version is already installed"
-    mkdir -- "$rb_dir" || rb_fail "cannot create $rb_path/$rb_dir"
-    if [ "$rb_gz" = gz ]; then
-      tar -xzf "$rb_file" -C "$rb_dir" || rb_fail "cannot extract the transfer"
-    else
-      tar -xf "$rb_file" -C "$rb_dir" || rb_fail "cannot extract the transfer"
-    fi
     if [ -f "$rb_dir/links" ]; then
       # Three lines per file: the installed copy (under releases/), its path in the new
       # release, and its mode. Same mode: a hard link; otherwise a copy with that mode.
@@ -176,11 +188,11 @@ case $rb_step in
     fi
     (cd "$rb_dir/release" && sha256sum --quiet --strict -c SHA256SUMS >&2) || rb_fail "the release does not match its SHA256SUMS; nothing was installed"
     mv -T -- "$rb_dir/release" "releases/$rb_version" || rb_fail "cannot rename the release into place"
-    rm -rf -- "$rb_dir" "$rb_file"
+    rm -rf -- "$rb_dir"
     ;;
   discard)
     rb_name_ok "$1"
-    rm -rf -- "releases/.incoming-$1" "releases/.incoming-$1.tar"
+    rm -rf -- "releases/.incoming-$1" "releases/.incoming-$1.fifo" "releases/.incoming-$1.sum"
     ;;
   log)
     # log LINE: one event, appended.
