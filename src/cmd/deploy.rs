@@ -8,9 +8,12 @@ use crate::cli::{DeployOpts, HostOpts, MessageFormat, RestartOpts};
 use crate::deploy::config::{OnFailure, Partial};
 use std::sync::mpsc;
 
-use crate::deploy::fleet::{self, Note, Notes, Options, Release, Summary, What};
+use crate::deploy::fleet;
+use crate::deploy::notes::{Note, Notes, Summary, What};
 use crate::deploy::resolve::{self, Lookup};
+use crate::deploy::state;
 use crate::deploy::transport::ControlDir;
+use crate::deploy::{Options, Release, Target};
 use crate::pipeline;
 use crate::shell::Shell;
 use crate::verify::{self, Limits, Severity};
@@ -49,7 +52,7 @@ pub(super) fn verified(bundle: &Utf8PathBuf) -> Result<Release<'_>> {
     let manifest = report
         .manifest
         .with_context(|| format!("`{bundle}`: its manifest names no release"))?;
-    let manifest_spool = fleet::spool_manifest(bundle, &manifest.top_dir)?;
+    let manifest_spool = state::spool_manifest(bundle, &manifest.top_dir)?;
     Ok(Release {
         bundle,
         sha256: report.sha256,
@@ -237,7 +240,7 @@ pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
 /// Print what a deploy would do: read each host's state, change nothing.
 fn dry_run(
     release: &Release,
-    targets: &[fleet::Target],
+    targets: &[Target],
     settings: &crate::deploy::config::Settings,
     format: MessageFormat,
     shell: &Shell,
@@ -247,7 +250,7 @@ fn dry_run(
     let mut plan = Vec::new();
     for (t, state) in targets.iter().zip(fleet::states(targets)) {
         let state = state?;
-        let transfer = fleet::plan_transfer(release, &state)?;
+        let transfer = state::plan_transfer(release, &state)?;
         let (send_files, send_bytes) = (transfer.files_sent, transfer.bytes_sent_uncompressed);
         let links = transfer.links;
         let installed = state.releases.contains_key(&m.version);
@@ -263,7 +266,7 @@ fn dry_run(
             "start": (state.current.as_deref() != Some(m.version.as_str())).then_some(&m.version),
         }));
     }
-    let batches: Vec<Vec<&str>> = fleet::batches(targets.len(), size)
+    let batches: Vec<Vec<&str>> = state::batches(targets.len(), size)
         .into_iter()
         .map(|r| targets[r].iter().map(|t| t.label.as_str()).collect())
         .collect();

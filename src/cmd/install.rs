@@ -4,9 +4,10 @@
 use anyhow::Result;
 
 use crate::cli::{HostOpts, InstallOpts};
-use crate::deploy::fleet::{self, Options, Target};
+use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::deploy::transport::Transport;
+use crate::deploy::{Options, Target};
 use crate::shell::Shell;
 
 /// 0 installed (and healthy when restarted); errors (exit 1) otherwise.

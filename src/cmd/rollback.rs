@@ -3,7 +3,8 @@
 use anyhow::Result;
 
 use crate::cli::RollbackOpts;
-use crate::deploy::fleet::{self, Options};
+use crate::deploy::Options;
+use crate::deploy::fleet;
 use crate::deploy::resolve::{self, Lookup};
 use crate::deploy::transport::ControlDir;
 use crate::shell::Shell;

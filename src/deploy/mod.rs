@@ -16,11 +16,64 @@
 pub mod config;
 pub mod fleet;
 mod gzip;
+pub mod notes;
 pub mod resolve;
+mod restart;
+mod session;
+mod stage;
+pub mod state;
 pub mod transport;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
+
+use crate::archive::manifest::Manifest;
+use config::Settings;
+use transport::Transport;
+
+/// One host: how to reach it and where the layout lives there.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// As the user named it (`deploy@web-1`, `local`).
+    pub label: String,
+    pub transport: Transport,
+    pub path: String,
+}
+
+/// The release being deployed: a bundle that verified.
+pub struct Release<'a> {
+    pub bundle: &'a Utf8Path,
+    pub sha256: String,
+    /// Without its file list (see `manifest_spool`).
+    pub manifest: Manifest,
+    /// The bundle's `MANIFEST.json`, for streaming its file list per host.
+    pub manifest_spool: std::fs::File,
+}
+
+/// How a deploy, install or rollback runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub settings: Settings,
+    /// Stop the running release and start the new one (`install` without `--restart` only
+    /// switches).
+    pub restart: bool,
+    pub break_lock: bool,
+    /// How long to wait for a lock another deploy holds.
+    pub lock_wait: Duration,
+    /// Written into each lock: who deploys, from where.
+    pub who: String,
+    /// Env files to install as `shared/env`, by host label (sent through stdin).
+    pub env: BTreeMap<String, Vec<u8>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// The paths of the layout under a deploy path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 
+use super::Target;
 use super::config::{self, Partial, Settings};
-use super::fleet::Target;
 use super::transport::{self, ControlDir, Ssh, Transport};
 use crate::config::{Overrides, TableSource};
 use crate::project::{self, Locate};

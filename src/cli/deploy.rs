@@ -1,0 +1,219 @@
+//! The options of `deploy`, `install`, `rollback`, `releases` and `systemd-unit`.
+
+use camino::Utf8PathBuf;
+use clap::Args;
+
+use super::{BundleOpts, ColorChoice, MessageFormat, parse_duration};
+
+fn parse_batch(text: &str) -> Result<crate::deploy::config::Batch, String> {
+    crate::deploy::config::Batch::parse(text)
+}
+
+/// Which hosts, and where on them: shared by `deploy`, `rollback`, `releases` and
+/// `systemd-unit`. Without `--host` or `--dest` (and no `deploy.hosts`), this machine.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HostOpts {
+    /// A host: anything `ssh` accepts (user@host, an alias from the SSH config); repeatable
+    #[arg(long = "host", value_name = "HOST", help_heading = "Hosts")]
+    pub hosts: Vec<String>,
+
+    /// Hosts and settings from [package.metadata.release.deploy.destinations.NAME]
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "hosts",
+        help_heading = "Hosts"
+    )]
+    pub dest: Option<String>,
+
+    /// The deploy path on each host (relative: to the remote user's home) [default:
+    /// deploy.path, else /srv/<name>]
+    #[arg(long, value_name = "DIR", help_heading = "Hosts")]
+    pub path: Option<String>,
+
+    /// SSH configuration file, passed to ssh as -F
+    #[arg(long, value_name = "FILE", help_heading = "Hosts")]
+    pub ssh_config: Option<Utf8PathBuf>,
+}
+
+/// How a restart is judged, and how the deploy lock is taken.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RestartOpts {
+    /// Health URL probed from the host (http://127.0.0.1:${PORT}/health; ${VAR} from the
+    /// service's environment there); 2xx or 3xx is healthy
+    #[arg(long, value_name = "URL", help_heading = "Health")]
+    pub health_url: Option<String>,
+
+    /// Health command run on the host in the release directory with shared/env; exit 0 is healthy
+    #[arg(long, value_name = "CMD", help_heading = "Health")]
+    pub health_command: Option<String>,
+
+    /// Time between health probes [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
+    pub health_interval: Option<std::time::Duration>,
+
+    /// Time one probe may take [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
+    pub health_timeout: Option<std::time::Duration>,
+
+    /// Time the new release has to become healthy [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
+    pub health_deadline: Option<std::time::Duration>,
+
+    /// How long it must stay healthy: seconds, or a duration such as `500ms`, `30s`, `2m`
+    /// [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
+    pub healthy_for: Option<std::time::Duration>,
+
+    /// Hosts restarted at once: a count or a share (`25%`) [default: deploy.batch, else 1]
+    #[arg(long, value_name = "N|N%", value_parser = parse_batch)]
+    pub batch: Option<crate::deploy::config::Batch>,
+
+    /// Also revert the batches already switched when one fails [default: deploy.on-failure]
+    #[arg(long)]
+    pub revert_all: bool,
+
+    /// Remove a deploy lock whose holder is gone
+    #[arg(long)]
+    pub break_lock: bool,
+
+    /// Wait this long for a deploy lock another deploy holds (default: fail at once)
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub lock_wait: std::time::Duration,
+}
+
+/// Where the deploy settings are read from when no bundle is built.
+#[derive(Debug, Clone, Args)]
+pub struct ManifestOpts {
+    /// Path to Cargo.toml (for [package.metadata.release.deploy])
+    #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
+    pub manifest_path: Option<Utf8PathBuf>,
+
+    /// The package whose deploy settings apply
+    #[arg(
+        short = 'p',
+        long = "package",
+        value_name = "SPEC",
+        help_heading = "Manifest Options"
+    )]
+    pub package: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployOpts {
+    /// The bundle to deploy [default: bundle first, with the bundling flags below]
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<Utf8PathBuf>,
+
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub restart: RestartOpts,
+
+    /// Releases to keep on each host [default: deploy.keep, else 5]
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+
+    /// Print the plan (hosts, batches, what would be sent, stopped and started); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Install FILE as each host's shared/env (0600, sent through stdin, never echoed); with
+    /// HOST=FILE for one host only; repeatable
+    #[arg(long, value_name = "[HOST=]FILE")]
+    pub env_file: Vec<String>,
+
+    #[command(flatten)]
+    pub build: BundleOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InstallOpts {
+    /// The bundle to install
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Utf8PathBuf,
+
+    /// The deploy path (releases/, current, shared/ live under it)
+    #[arg(long, value_name = "DIR")]
+    pub path: Utf8PathBuf,
+
+    /// Stop the running release and start the new one, reverting if it does not stay up
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Releases to keep (bad ones are pruned first; never current or the one before it)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub keep: usize,
+
+    /// Install FILE as the host's environment, <path>/shared/env (mode 0600; never echoed)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<Utf8PathBuf>,
+
+    #[command(flatten)]
+    pub health: RestartOpts,
+
+    #[command(flatten)]
+    pub out: OutputOpts,
+}
+
+/// How a deploy-side command reports.
+#[derive(Debug, Clone, Args)]
+pub struct OutputOpts {
+    /// Output format: human status lines on stderr, or one JSON object per event on stdout
+    #[arg(long, value_name = "FMT", default_value = "human")]
+    pub message_format: MessageFormat,
+
+    /// Coloring
+    #[arg(long, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+
+    /// Do not print status messages
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SystemdUnitOpts {
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
+
+    /// The user the service runs as
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackOpts {
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    /// The release to switch to [default: the newest earlier one not marked bad, on every host]
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+
+    #[command(flatten)]
+    pub restart: RestartOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
+
+    #[command(flatten)]
+    pub out: OutputOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReleasesOpts {
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
+
+    /// Output format: human lines, or one JSON object per release
+    #[arg(long, value_name = "FMT", default_value = "human")]
+    pub message_format: MessageFormat,
+}

@@ -1,0 +1,100 @@
+//! What a deploy reports: one [`Note`] per thing that happened on a host, sent as it
+//! happens through a channel (the command prints them from its own thread), and the
+//! [`Summary`] at the end.
+
+use std::sync::mpsc;
+
+/// Something that happened on a host, for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Note {
+    pub host: String,
+    #[serde(flatten)]
+    pub what: What,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum What {
+    Locked,
+    /// `shared/env` was installed (its content is never reported).
+    EnvInstalled,
+    Swept {
+        path: String,
+    },
+    BrokeLock {
+        holder: String,
+    },
+    Staged {
+        version: String,
+        bytes_sent: u64,
+        files_sent: usize,
+        files_linked: usize,
+    },
+    AlreadyStaged {
+        version: String,
+    },
+    Stopped {
+        version: String,
+    },
+    Switched {
+        from: Option<String>,
+        to: String,
+    },
+    Started {
+        version: String,
+    },
+    Healthy {
+        version: String,
+    },
+    Failed {
+        version: String,
+        why: String,
+        log_tail: String,
+    },
+    Reverted {
+        from: String,
+        to: String,
+        healthy: bool,
+    },
+    MarkedBad {
+        version: String,
+    },
+    Pruned {
+        version: String,
+    },
+}
+
+/// Where notes go as they happen: the command prints them on its own thread.
+pub type Notes = mpsc::Sender<Note>;
+
+/// The notes of one host.
+pub struct HostNotes<'a> {
+    pub tx: &'a Notes,
+    pub host: &'a str,
+}
+
+impl HostNotes<'_> {
+    pub fn push(&self, what: What) {
+        // The receiver only goes away when the command is ending anyway.
+        let _ = self.tx.send(Note {
+            host: self.host.into(),
+            what,
+        });
+    }
+}
+
+/// Where each host ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostOutcome {
+    pub host: String,
+    /// `deployed`, `unchanged`, `reverted`, `failed`, `untouched`, `rolled-back`.
+    pub outcome: String,
+    pub current: Option<String>,
+    pub bytes_sent: u64,
+}
+
+/// What a deploy did: per host, and the error that stopped it (if any).
+pub struct Summary {
+    pub hosts: Vec<HostOutcome>,
+    pub error: Option<anyhow::Error>,
+}

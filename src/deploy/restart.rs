@@ -1,0 +1,278 @@
+//! Moving one host between releases: stop, switch, start, wait for health (the process stays
+//! up, the URL answers through the host's connection, the command exits 0), and on failure
+//! switch back and start the previous release. Pruning after.
+
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::config::{self, Health, Service, Settings};
+use super::notes::{HostNotes, What};
+use super::session::Session;
+use super::state::http_status;
+use super::{Event, Options, now};
+
+pub fn service(
+    session: &Session,
+    service: &Service,
+    version: &str,
+    name: &str,
+    command: &str,
+) -> Result<String> {
+    match service {
+        Service::Launcher => session.step("launcher", &[version, name, command]),
+        Service::Systemd { unit } => {
+            let verb = match command {
+                "daemon" => "start",
+                "status" => "is-active",
+                other => other,
+            };
+            session.step("systemctl", &[unit, verb])
+        }
+    }
+}
+
+/// One health probe: the URL answers 2xx/3xx, or the command exits 0.
+fn probe(session: &Session, health: &Health, version: &str, name: &str) -> Result<(), String> {
+    if let Some(url) = &health.url {
+        let vars = config::url_variables(url)?;
+        let values = if vars.is_empty() {
+            Vec::new()
+        } else {
+            let mut args = vec![version, name];
+            args.extend(vars.iter().map(String::as_str));
+            let out = session.step("getenv", &args).map_err(|e| e.to_string())?;
+            vars.iter()
+                .cloned()
+                .zip(out.lines().map(String::from))
+                .collect()
+        };
+        let expanded = config::expand_url(url, &values);
+        let u = config::parse_url(&expanded)?;
+        let mut tunnel = session
+            .target
+            .transport
+            .connect(&u.host, u.port)
+            .map_err(|e| format!("{expanded}: {e:#}"))?;
+        let closer = &tunnel.closer();
+        let (tx, rx) = mpsc::channel();
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nUser-Agent: cargo-release-bundle\r\n\r\n",
+            u.path, u.host, u.port
+        );
+        let reply = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                if rx.recv_timeout(health.timeout).is_err() {
+                    closer.close();
+                }
+            });
+            let reply = tunnel.exchange(request.as_bytes(), 4096);
+            let _ = tx.send(());
+            reply
+        });
+        let status = reply
+            .ok()
+            .and_then(|r| http_status(&r))
+            .ok_or_else(|| format!("{expanded} did not answer within {:?}", health.timeout))?;
+        if !(200..400).contains(&status) {
+            return Err(format!("{expanded} answered {status}"));
+        }
+    }
+    if let Some(command) = &health.command {
+        session
+            .step("check", &[version, command])
+            .map_err(|e| format!("the health command failed: {e:#}"))?;
+    }
+    Ok(())
+}
+
+/// Wait until `version` is healthy: alive, probes passing, for `healthy_for` in a row.
+fn wait_healthy(session: &Session, s: &Settings, version: &str, name: &str) -> Result<(), String> {
+    let h = &s.health;
+    let start = Instant::now();
+    let mut healthy_since: Option<Instant> = None;
+    let mut last = String::from("no probe finished");
+    loop {
+        if let Err(e) = service(session, &s.service, version, name, "status") {
+            let label = format!("{}: ", session.target.label);
+            return Err(format!(
+                "it is not running: {}",
+                format!("{e:#}").trim_start_matches(&label)
+            ));
+        }
+        match probe(session, h, version, name) {
+            Ok(()) => {
+                let since = *healthy_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= h.healthy_for {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                healthy_since = None;
+                last = e;
+            }
+        }
+        if start.elapsed() >= h.deadline && healthy_since.is_none() {
+            return Err(format!("not healthy within {:?}: {last}", h.deadline));
+        }
+        std::thread::sleep(h.interval);
+    }
+}
+
+/// Start `version` and wait for health.
+pub fn start(
+    session: &Session,
+    s: &Settings,
+    version: &str,
+    name: &str,
+    notes: &HostNotes,
+) -> Result<(), String> {
+    let label = format!("{}: ", session.target.label);
+    service(session, &s.service, version, name, "daemon")
+        .map_err(|e| format!("{e:#}").trim_start_matches(&label).to_string())?;
+    notes.push(What::Started {
+        version: version.into(),
+    });
+    wait_healthy(session, s, version, name)
+}
+
+/// How one host's move ended.
+pub enum Moved {
+    Done,
+    /// The new release failed: why, and what the host went back to (whether it is healthy).
+    Reverted(String, Option<(String, bool)>),
+}
+
+/// Stop `from`, switch to `to`, start it; on failure switch back to `from` and start it.
+pub fn move_host(
+    session: &Session,
+    opts: &Options,
+    name: &str,
+    from: Option<&str>,
+    to: &str,
+    rollback: bool,
+    notes: &HostNotes,
+) -> Result<Moved> {
+    let s = &opts.settings;
+    if let Some(from) = from
+        && opts.restart
+    {
+        service(session, &s.service, from, name, "stop")?;
+        notes.push(What::Stopped {
+            version: from.into(),
+        });
+    }
+    session.step("switch", &[to])?;
+    let time = now();
+    session.log(&match (rollback, from) {
+        (true, Some(from)) => Event::RolledBack {
+            from: from.into(),
+            to: to.into(),
+            time,
+        },
+        _ => Event::Switched {
+            from: from.map(String::from),
+            to: to.into(),
+            time,
+        },
+    })?;
+    notes.push(What::Switched {
+        from: from.map(String::from),
+        to: to.into(),
+    });
+    if !opts.restart {
+        return Ok(Moved::Done);
+    }
+    match start(session, s, to, name, notes) {
+        Ok(()) => {
+            session.log(&Event::Healthy {
+                version: to.into(),
+                time: now(),
+            })?;
+            notes.push(What::Healthy { version: to.into() });
+            Ok(Moved::Done)
+        }
+        Err(why) => {
+            let log_tail = session.step("tail", &[name]).unwrap_or_default();
+            let _ = service(session, &s.service, to, name, "stop");
+            session.log(&Event::Failed {
+                version: to.into(),
+                why: why.clone(),
+                time: now(),
+            })?;
+            notes.push(What::Failed {
+                version: to.into(),
+                why: why.clone(),
+                log_tail,
+            });
+            let back = match from {
+                Some(from) => Some((
+                    from.to_string(),
+                    revert(session, opts, name, to, from, notes)?,
+                )),
+                None => None,
+            };
+            Ok(Moved::Reverted(why, back))
+        }
+    }
+}
+
+/// Switch back from `bad` to `good` and start it; whether it came up healthy.
+pub fn revert(
+    session: &Session,
+    opts: &Options,
+    name: &str,
+    bad: &str,
+    good: &str,
+    notes: &HostNotes,
+) -> Result<bool> {
+    let s = &opts.settings;
+    session.step("switch", &[good])?;
+    session.log(&Event::Reverted {
+        from: bad.into(),
+        to: good.into(),
+        time: now(),
+    })?;
+    let healthy = start(session, s, good, name, notes).is_ok();
+    if healthy {
+        session.log(&Event::Healthy {
+            version: good.into(),
+            time: now(),
+        })?;
+    }
+    notes.push(What::Reverted {
+        from: bad.into(),
+        to: good.into(),
+        healthy,
+    });
+    Ok(healthy)
+}
+
+/// The end of a failure message: where the host went back to.
+pub fn went_back(back: &Option<(String, bool)>) -> String {
+    match back {
+        Some((v, true)) => format!("switched back to {v}, which is serving"),
+        Some((v, false)) => format!("switched back to {v}, which did not come up either"),
+        None => "there was no earlier release to switch back to".into(),
+    }
+}
+
+pub fn prune(session: &mut Session, keep: usize, notes: &HostNotes) -> Result<()> {
+    session.refresh()?;
+    let history = session.state.history();
+    let gone = history.to_prune(
+        session.state.current.as_deref(),
+        &session.state.installed(),
+        keep,
+    );
+    for version in gone {
+        session.step("prune", &[&version])?;
+        session.log(&Event::Pruned {
+            version: version.clone(),
+            time: now(),
+        })?;
+        notes.push(What::Pruned { version });
+    }
+    Ok(())
+}

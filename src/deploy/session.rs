@@ -1,0 +1,230 @@
+//! A host while this deploy holds its lock: running `host.sh` steps there, and taking and
+//! releasing the locks of every host. The lock holder is the step that keeps the connection
+//! open (over SSH, the connection master): it lives exactly as long as this process does.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::notes::{HostNotes, Notes, What};
+use super::state::{HostState, parse_state};
+use super::{Event, Options, Target};
+
+pub fn output_of(
+    mut cmd: Command,
+    what: &str,
+    label: &str,
+    input: Option<&[u8]>,
+) -> Result<String> {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("{label}: cannot run the {what} step (is `ssh` installed?)"))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(input)
+            .with_context(|| format!("{label}: cannot send to the {what} step"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("{label}: the {what} step"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!("{label}: {what} failed ({}): {}", out.status, err.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A host while its lock is held.
+pub struct Session {
+    pub target: Target,
+    keeper: Child,
+    keeper_pid: String,
+    pub state: HostState,
+}
+
+impl Session {
+    pub fn step(&self, step: &str, args: &[&str]) -> Result<String> {
+        let cmd = self.target.transport.step(&self.target.path, step, args);
+        output_of(cmd, step, &self.target.label, None)
+    }
+
+    pub fn log(&self, event: &Event) -> Result<()> {
+        let line = serde_json::to_string(event).context("an event always serializes")?;
+        self.step("log", &[&line]).map(drop)
+    }
+
+    pub fn refresh(&mut self) -> Result<()> {
+        self.state = parse_state(&self.step("state", &[])?)
+            .with_context(|| format!("{}: cannot read the deploy state", self.target.label))?;
+        Ok(())
+    }
+
+    fn unlock(mut self) -> Result<()> {
+        let result = self.step("unlock", &[&self.keeper_pid.clone()]);
+        drop(self.keeper.stdin.take());
+        let _ = self.keeper.wait();
+        result.map(drop)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Ends the lock holder (and over SSH the connection); the lock stays if `unlock` was
+        // not reached, and the next deploy reports it as stale.
+        drop(self.keeper.stdin.take());
+        let _ = self.keeper.wait();
+    }
+}
+
+enum LockAttempt {
+    Taken(Box<Session>),
+    Held(String),
+}
+
+fn try_lock(target: &Target, who: &str, version: &str, break_lock: bool) -> Result<LockAttempt> {
+    let label = &target.label;
+    let mut cmd = target.transport.master_step(
+        &target.path,
+        "lock",
+        &[who, version, if break_lock { "1" } else { "0" }],
+    );
+    let errors = tempfile::tempfile().context("cannot create a temporary file")?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(
+        errors
+            .try_clone()
+            .context("cannot duplicate a file handle")?,
+    );
+    let mut keeper = cmd
+        .spawn()
+        .with_context(|| format!("{label}: cannot run the lock step (is `ssh` installed?)"))?;
+    let mut first = Vec::new();
+    if let Some(out) = keeper.stdout.as_mut() {
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            first.push(byte[0]);
+        }
+    }
+    let first = String::from_utf8_lossy(&first).into_owned();
+    if let Some(pid) = first.strip_prefix("locked ") {
+        let session = Session {
+            target: target.clone(),
+            keeper,
+            keeper_pid: pid.trim().to_string(),
+            state: HostState::default(),
+        };
+        return Ok(LockAttempt::Taken(Box::new(session)));
+    }
+    drop(keeper.stdin.take());
+    let status = keeper
+        .wait()
+        .with_context(|| format!("{label}: the lock step"))?;
+    let mut err = String::new();
+    let mut errors = errors;
+    use std::io::Seek;
+    let _ = errors.seek(std::io::SeekFrom::Start(0));
+    let _ = errors.read_to_string(&mut err);
+    if let Some(holder) = first.strip_prefix("held ") {
+        return Ok(LockAttempt::Held(holder.to_string()));
+    }
+    if let Some(holder) = first.strip_prefix("stale ") {
+        bail!(
+            "{label}: `{}/.deploy/lock` is stale: left by a deploy that is gone ({holder}); check the host, then pass --break-lock to remove it",
+            target.path
+        );
+    }
+    bail!(
+        "{label}: cannot take the deploy lock ({status}): {}",
+        err.trim()
+    )
+}
+
+fn lock(target: &Target, opts: &Options, version: &str) -> Result<Session> {
+    let start = Instant::now();
+    loop {
+        match try_lock(target, &opts.who, version, opts.break_lock)? {
+            LockAttempt::Taken(s) => return Ok(*s),
+            LockAttempt::Held(holder) => {
+                if start.elapsed() >= opts.lock_wait {
+                    bail!(
+                        "{}: another deploy holds `{}/.deploy/lock` ({holder}); wait for it, or pass --lock-wait DURATION",
+                        target.label,
+                        target.path
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Lock every host in sorted order; on any failure the locks taken so far are released.
+pub fn lock_all(
+    targets: &[Target],
+    opts: &Options,
+    version: &str,
+    tx: &Notes,
+) -> Result<Vec<Session>> {
+    let mut order: Vec<&Target> = targets.iter().collect();
+    order.sort_by(|a, b| a.label.cmp(&b.label));
+    let mut sessions = Vec::new();
+    for target in order {
+        match lock(target, opts, version) {
+            Ok(s) => {
+                HostNotes {
+                    tx,
+                    host: &target.label,
+                }
+                .push(What::Locked);
+                sessions.push(s)
+            }
+            Err(e) => {
+                for s in sessions {
+                    let _ = s.unlock();
+                }
+                return Err(e);
+            }
+        }
+    }
+    // Back to the order the user gave (batches follow it).
+    sessions.sort_by_key(|s| targets.iter().position(|t| t.label == s.target.label));
+    Ok(sessions)
+}
+
+pub fn unlock_all(sessions: Vec<Session>) -> Result<()> {
+    let mut first = None;
+    for s in sessions {
+        if let Err(e) = s.unlock() {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Run `f` on every session at once, each on its own thread; results in session order.
+pub fn on_each<T: Send>(sessions: &mut [Session], f: impl Fn(&mut Session) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = sessions
+            .iter_mut()
+            .map(|s| {
+                let f = &f;
+                scope.spawn(move || f(s))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
