@@ -4,19 +4,45 @@
 use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 
-use crate::cli::{DeployOpts, HostOpts, MessageFormat, RestartOpts};
-use crate::deploy::config::{OnFailure, Partial};
+use crate::cli::{DeployOpts, HostOpts, ManifestOpts, MessageFormat, RestartOpts};
+use crate::deploy::config::{OnFailure, Partial, Settings};
 use std::sync::mpsc;
 
 use crate::deploy::fleet;
 use crate::deploy::notes::{Note, Notes, Summary, What};
 use crate::deploy::resolve::{self, Lookup};
 use crate::deploy::state;
-use crate::deploy::transport::ControlDir;
 use crate::deploy::{Options, Release, Target};
 use crate::pipeline;
 use crate::shell::Shell;
 use crate::verify::{self, Limits, Severity};
+
+/// How the sequence runs, from the settings and the flags.
+pub(super) fn options(
+    settings: Settings,
+    flags: &RestartOpts,
+    restart: bool,
+    env: std::collections::BTreeMap<String, Vec<u8>>,
+) -> Options {
+    Options {
+        settings,
+        restart,
+        break_lock: flags.break_lock,
+        lock_wait: flags.lock_wait,
+        who: resolve::who(),
+        env,
+    }
+}
+
+/// Where a command without a bundle finds its deploy tables.
+pub(super) fn lookup(hosts: &HostOpts, manifest: &ManifestOpts) -> Lookup {
+    Lookup {
+        manifest_path: manifest.manifest_path.clone(),
+        package: manifest.package.clone(),
+        release: None,
+        dest: hosts.dest.clone(),
+    }
+}
 
 /// The flags that override the deploy tables.
 pub(super) fn flags(hosts: &HostOpts, restart: &RestartOpts, keep: Option<usize>) -> Partial {
@@ -207,33 +233,26 @@ pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
         release: Some(release.manifest.name.clone()),
         dest: opts.hosts.dest.clone(),
     };
-    let resolved = resolve::settings(&lookup, flags(&opts.hosts, &opts.restart, opts.keep))?;
-    if resolved.settings.hosts.is_empty() {
+    let hosts = resolve::hosts(&lookup, flags(&opts.hosts, &opts.restart, opts.keep))?;
+    if hosts.settings.hosts.is_empty() {
         bail!(
             "no hosts to deploy to: pass --host HOST (repeatable) or --dest NAME, or set deploy.hosts (to install on this machine, use `install`)"
         );
     }
-    let control = ControlDir::new()?;
-    let targets = resolve::targets(&resolved.settings, &control)?;
+    let targets = &hosts.targets;
     if opts.dry_run {
         return dry_run(
             &release,
-            &targets,
-            &resolved.settings,
+            targets,
+            &hosts.settings,
             opts.build.message_format,
             shell,
         );
     }
-    let options = Options {
-        settings: resolved.settings,
-        restart: true,
-        break_lock: opts.restart.break_lock,
-        lock_wait: opts.restart.lock_wait,
-        who: resolve::who(),
-        env: resolve::env_files(&opts.env_file, &targets)?,
-    };
+    let env = resolve::env_files(&opts.env_file, targets)?;
+    let options = options(hosts.settings.clone(), &opts.restart, true, env);
     reporting(opts.build.message_format, shell, "Deployed", |tx| {
-        fleet::deploy(&release, &targets, &options, tx)
+        fleet::deploy(&release, targets, &options, tx)
     })
 }
 

@@ -4,10 +4,10 @@
 use anyhow::Result;
 
 use crate::cli::{HostOpts, InstallOpts};
+use crate::deploy::Target;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::deploy::transport::Transport;
-use crate::deploy::{Options, Target};
 use crate::shell::Shell;
 
 /// 0 installed (and healthy when restarted); errors (exit 1) otherwise.
@@ -30,14 +30,7 @@ pub fn run(opts: &InstallOpts, shell: &Shell) -> Result<u8> {
         Some(file) => resolve::env_files(&[file.to_string()], std::slice::from_ref(&target))?,
         None => Default::default(),
     };
-    let options = Options {
-        settings,
-        restart: opts.restart,
-        break_lock: opts.health.break_lock,
-        lock_wait: opts.health.lock_wait,
-        who: resolve::who(),
-        env,
-    };
+    let options = super::deploy::options(settings, &opts.health, opts.restart, env);
     super::deploy::reporting(opts.out.message_format, shell, "Installed", |tx| {
         fleet::deploy(&release, std::slice::from_ref(&target), &options, tx)
     })

@@ -5,23 +5,16 @@ use anyhow::Result;
 
 use crate::cli::{MessageFormat, ReleasesOpts};
 use crate::deploy::fleet;
-use crate::deploy::resolve::{self, Lookup};
-use crate::deploy::transport::ControlDir;
+use crate::deploy::resolve;
 use crate::shell::Shell;
 
 pub fn run(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
-    let lookup = Lookup {
-        manifest_path: opts.manifest.manifest_path.clone(),
-        package: opts.manifest.package.clone(),
-        release: None,
-        dest: opts.hosts.dest.clone(),
-    };
+    let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);
     let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None);
-    let resolved = resolve::settings(&lookup, flags)?;
-    let control = ControlDir::new()?;
-    let targets = resolve::targets(&resolved.settings, &control)?;
+    let hosts = resolve::hosts(&lookup, flags)?;
+    let targets = &hosts.targets;
     let several = targets.len() > 1;
-    for (target, state) in targets.iter().zip(fleet::states(&targets)) {
+    for (target, state) in targets.iter().zip(fleet::states(targets)) {
         let state = state?;
         let history = state.history();
         if several && opts.message_format == MessageFormat::Human {

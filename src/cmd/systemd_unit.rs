@@ -4,21 +4,14 @@ use anyhow::{Context, Result};
 
 use crate::cli::SystemdUnitOpts;
 use crate::deploy::fleet;
-use crate::deploy::resolve::{self, Lookup};
-use crate::deploy::transport::ControlDir;
+use crate::deploy::resolve;
 use crate::shell::Shell;
 
 pub fn run(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
-    let lookup = Lookup {
-        manifest_path: opts.manifest.manifest_path.clone(),
-        package: opts.manifest.package.clone(),
-        release: None,
-        dest: opts.hosts.dest.clone(),
-    };
+    let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);
     let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None);
-    let resolved = resolve::settings(&lookup, flags)?;
-    let control = ControlDir::new()?;
-    let targets = resolve::targets(&resolved.settings, &control)?;
+    let hosts = resolve::hosts(&lookup, flags)?;
+    let targets = &hosts.targets;
     // The layout is the same on every host; the first one answers.
     let target = targets.first().context("no host")?;
     let state = fleet::states(std::slice::from_ref(target))

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 
 use super::config::OnFailure;
 use super::notes::{HostNotes, HostOutcome, Notes, Summary, What};
-use super::restart::{Moved, move_host, prune, revert, service, start, went_back};
+use super::restart::{Moved, ensure_running, move_host, prune, revert, service, went_back};
 use super::session::{Session, lock_all, on_each, output_of, unlock_all};
 use super::stage::stage_group;
 use super::state::{HostState, TransferPlan, batches, parse_state, plan_transfer};
@@ -141,29 +141,16 @@ fn deploy_locked(
     let mut results: Vec<(usize, Result<What>)> = Vec::new();
     {
         let all: &[Session] = sessions;
-        let staged: Vec<Vec<(usize, Result<What>)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = groups
-                .iter()
-                .map(|(plan, members)| {
-                    scope.spawn(move || {
-                        let group: Vec<&Session> = members.iter().map(|&i| &all[i]).collect();
-                        let gzip = !matches!(group[0].target.transport, Transport::Local);
-                        members
-                            .iter()
-                            .copied()
-                            .zip(stage_group(&group, release, plan, gzip))
-                            .collect()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
+        let staged: Vec<Vec<(usize, Result<What>)>> =
+            super::parallel(groups.iter().collect(), |(plan, members)| {
+                let group: Vec<&Session> = members.iter().map(|&i| &all[i]).collect();
+                let gzip = !matches!(group[0].target.transport, Transport::Local);
+                members
+                    .iter()
+                    .copied()
+                    .zip(stage_group(&group, release, plan, gzip))
+                    .collect()
+            });
         results.extend(staged.into_iter().flatten());
     }
     results.sort_by_key(|(i, _)| *i);
@@ -227,27 +214,18 @@ fn deploy_locked(
             let o = outcomes
                 .get_mut(&label)
                 .context("every host has an outcome")?;
-            match r {
-                Ok(None) => {
-                    o.outcome = "unchanged".into();
-                    o.current = Some(version.into());
-                }
-                Ok(Some(Moved::Done)) => {
-                    o.outcome = "deployed".into();
-                    o.current = Some(version.into());
-                    switched.push((i, from));
-                }
-                Ok(Some(Moved::Reverted(why, back))) => {
-                    o.outcome = "reverted".into();
-                    o.current = back.as_ref().map(|(v, _)| v.clone());
-                    failure.get_or_insert(format!(
-                        "{label}: {name} {version} did not come up: {why}; it is marked bad and {}",
-                        went_back(&back)
-                    ));
-                }
-                Err(e) => {
-                    o.outcome = "failed".into();
-                    failure.get_or_insert(format!("{e:#}"));
+            match settle(
+                o,
+                r,
+                from.clone(),
+                version,
+                "deployed",
+                &format!("{label}: {name}"),
+            ) {
+                Ok(true) => switched.push((i, from)),
+                Ok(false) => {}
+                Err(why) => {
+                    failure.get_or_insert(why);
                 }
             }
         }
@@ -286,44 +264,18 @@ fn deploy_locked(
                 }
             }
             let later = sessions.len() - range.end;
-            if later > 0 {
-                bail!("{why}; the {later} host(s) in later batches were not touched");
-            }
-            bail!("{why}");
+            let untouched = if later > 0 {
+                format!("; the {later} host(s) in later batches were not touched")
+            } else {
+                String::new()
+            };
+            bail!("{why}; {version} is marked bad{untouched}");
         }
     }
     for s in sessions.iter_mut() {
         let label = s.target.label.clone();
         prune(s, opts.settings.keep, &HostNotes { tx, host: &label })?;
     }
-    Ok(())
-}
-
-/// `version` is already current (a repeated deploy, or one killed after the switch): make
-/// sure it runs and is healthy.
-fn ensure_running(
-    session: &Session,
-    opts: &Options,
-    name: &str,
-    version: &str,
-    notes: &HostNotes,
-) -> Result<()> {
-    if !opts.restart || service(session, &opts.settings.service, version, name, "status").is_ok() {
-        return Ok(());
-    }
-    start(session, &opts.settings, version, name, notes).map_err(|why| {
-        anyhow::anyhow!(
-            "{}: {name} {version} is current but not running, and did not come up: {why}",
-            session.target.label
-        )
-    })?;
-    session.log(&Event::Healthy {
-        version: version.into(),
-        time: now(),
-    })?;
-    notes.push(What::Healthy {
-        version: version.into(),
-    });
     Ok(())
 }
 
@@ -379,29 +331,38 @@ fn rollback_locked(
             let o = outcomes
                 .get_mut(&label)
                 .context("every host has an outcome")?;
-            match r {
-                Ok(None) => {
-                    o.outcome = "unchanged".into();
-                    o.current = Some(to.into());
-                }
-                Ok(Some(Moved::Done)) => {
-                    o.outcome = "rolled-back".into();
-                    o.current = Some(to.into());
-                }
-                Ok(Some(Moved::Reverted(why, back))) => {
-                    o.outcome = "reverted".into();
-                    o.current = back.as_ref().map(|(v, _)| v.clone());
-                    bail!("{label}: {to} did not come up: {why}; {}", went_back(&back));
-                }
-                Err(e) => {
-                    o.outcome = "failed".into();
-                    o.current = from;
-                    return Err(e);
-                }
-            }
+            settle(o, r, from, to, "rolled-back", &label).map_err(anyhow::Error::msg)?;
         }
     }
     Ok(())
+}
+
+/// Record where a host ended after a move to `to` (`done` names a move that happened):
+/// whether it moved, or what went wrong (`who` starts the message).
+fn settle(
+    o: &mut HostOutcome,
+    r: Result<Option<Moved>>,
+    from: Option<String>,
+    to: &str,
+    done: &str,
+    who: &str,
+) -> Result<bool, String> {
+    let (outcome, current, result) = match r {
+        Ok(None) => ("unchanged", Some(to.to_string()), Ok(false)),
+        Ok(Some(Moved::Done)) => (done, Some(to.to_string()), Ok(true)),
+        Ok(Some(Moved::Reverted(why, back))) => (
+            "reverted",
+            back.as_ref().map(|(v, _)| v.clone()),
+            Err(format!(
+                "{who} {to} did not come up: {why}; {}",
+                went_back(&back)
+            )),
+        ),
+        Err(e) => ("failed", from, Err(format!("{e:#}"))),
+    };
+    o.outcome = outcome.into();
+    o.current = current;
+    result
 }
 
 fn pick_rollback(sessions: &[Session], version: Option<&str>, bad: &[String]) -> Result<String> {
@@ -461,25 +422,10 @@ pub fn release_name(state: &HostState) -> Result<String> {
 
 /// Read each host's state without locking (for `releases` and `--dry-run`).
 pub fn states(targets: &[Target]) -> Vec<Result<HostState>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = targets
-            .iter()
-            .map(|t| {
-                scope.spawn(move || {
-                    let cmd = t.transport.single_step(&t.path, "state", &[]);
-                    let text = output_of(cmd, "state", &t.label, None)?;
-                    parse_state(&text)
-                        .with_context(|| format!("{}: cannot read the deploy state", t.label))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread panicked")))
-            })
-            .collect()
+    super::parallel(targets.iter().collect(), |t| {
+        let cmd = t.transport.single_step(&t.path, "state", &[]);
+        let text = output_of(cmd, "state", &t.label, None)?;
+        parse_state(&text).with_context(|| format!("{}: cannot read the deploy state", t.label))
     })
 }
 

@@ -121,6 +121,26 @@ pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
     Ok(Resolved { settings, name })
 }
 
+/// What a command acts on: the settings, one target per host, and the directory of their
+/// control sockets (removed when this is dropped).
+pub struct Hosts {
+    pub settings: Settings,
+    pub targets: Vec<Target>,
+    _control: ControlDir,
+}
+
+/// Resolve the settings and make the targets.
+pub fn hosts(lookup: &Lookup, flags: Partial) -> Result<Hosts> {
+    let settings = settings(lookup, flags)?.settings;
+    let control = ControlDir::new()?;
+    let targets = targets(&settings, &control)?;
+    Ok(Hosts {
+        settings,
+        targets,
+        _control: control,
+    })
+}
+
 /// One target per host (this machine when there are none), each with its control socket.
 pub fn targets(settings: &Settings, control: &ControlDir) -> Result<Vec<Target>> {
     if settings.hosts.is_empty() {

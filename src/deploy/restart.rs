@@ -186,11 +186,7 @@ pub fn move_host(
     }
     match start(session, s, to, name, notes) {
         Ok(()) => {
-            session.log(&Event::Healthy {
-                version: to.into(),
-                time: now(),
-            })?;
-            notes.push(What::Healthy { version: to.into() });
+            healthy(session, to, notes)?;
             Ok(Moved::Done)
         }
         Err(why) => {
@@ -234,19 +230,16 @@ pub fn revert(
         to: good.into(),
         time: now(),
     })?;
-    let healthy = start(session, s, good, name, notes).is_ok();
-    if healthy {
-        session.log(&Event::Healthy {
-            version: good.into(),
-            time: now(),
-        })?;
+    let up = start(session, s, good, name, notes).is_ok();
+    if up {
+        healthy(session, good, notes)?;
     }
     notes.push(What::Reverted {
         from: bad.into(),
         to: good.into(),
-        healthy,
+        healthy: up,
     });
-    Ok(healthy)
+    Ok(up)
 }
 
 /// The end of a failure message: where the host went back to.
@@ -275,4 +268,37 @@ pub fn prune(session: &mut Session, keep: usize, notes: &HostNotes) -> Result<()
         notes.push(What::Pruned { version });
     }
     Ok(())
+}
+
+/// Record that `version` came up healthy: in the host's log and in the report.
+fn healthy(session: &Session, version: &str, notes: &HostNotes) -> Result<()> {
+    session.log(&Event::Healthy {
+        version: version.into(),
+        time: now(),
+    })?;
+    notes.push(What::Healthy {
+        version: version.into(),
+    });
+    Ok(())
+}
+
+/// `version` is already current (a repeated deploy, or one killed after the switch): make
+/// sure it runs and is healthy.
+pub fn ensure_running(
+    session: &Session,
+    opts: &Options,
+    name: &str,
+    version: &str,
+    notes: &HostNotes,
+) -> Result<()> {
+    if !opts.restart || service(session, &opts.settings.service, version, name, "status").is_ok() {
+        return Ok(());
+    }
+    start(session, &opts.settings, version, name, notes).map_err(|why| {
+        anyhow::anyhow!(
+            "{}: {name} {version} is current but not running, and did not come up: {why}",
+            session.target.label
+        )
+    })?;
+    healthy(session, version, notes)
 }

@@ -211,20 +211,5 @@ pub fn unlock_all(sessions: Vec<Session>) -> Result<()> {
 
 /// Run `f` on every session at once, each on its own thread; results in session order.
 pub fn on_each<T: Send>(sessions: &mut [Session], f: impl Fn(&mut Session) -> T + Sync) -> Vec<T> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = sessions
-            .iter_mut()
-            .map(|s| {
-                let f = &f;
-                scope.spawn(move || f(s))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(v) => v,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+    super::parallel(sessions.iter_mut().collect(), f)
 }

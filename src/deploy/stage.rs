@@ -179,53 +179,42 @@ pub fn stage_group(
     let sent = tally.bytes;
     let digest = archive::hex(&tally.hash.finalize_reset());
     drop(tally);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = members
-            .iter()
-            .zip(children)
-            .map(|(s, child)| {
-                let (written, digest, id) = (&written, &digest, &id);
-                scope.spawn(move || -> Result<What> {
-                    let label = &s.target.label;
-                    let out = child
-                        .wait_with_output()
-                        .with_context(|| format!("{label}: the receive step"))?;
-                    if let Err(e) = written {
-                        let _ = s.step("discard", &[id]);
-                        bail!("{label}: cannot send the release: {e:#}");
-                    }
-                    if !out.status.success() {
-                        let _ = s.step("discard", &[id]);
-                        bail!("{label}: receive failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-                    }
-                    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                    if theirs != *digest {
-                        let _ = s.step("discard", &[id]);
-                        bail!(
-                            "{label}: the transfer arrived altered (sha256 {theirs} on the host, {digest} sent); nothing was installed"
-                        );
-                    }
-                    s.step("unpack", &[id, version])?;
-                    s.log(&Event::Staged {
-                        version: version.clone(),
-                        sha256: release.sha256.clone(),
-                        time: now(),
-                    })?;
-                    Ok(What::Staged {
-                        version: version.clone(),
-                        bytes_sent: sent,
-                        files_sent: plan.files_sent,
-                        files_linked: plan.links.len(),
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    let (written, digest, id) = (&written, &digest, &id);
+    let pairs: Vec<(&&Session, std::process::Child)> = members.iter().zip(children).collect();
+    super::parallel(pairs, |(s, child)| -> Result<What> {
+        let label = &s.target.label;
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("{label}: the receive step"))?;
+        if let Err(e) = written {
+            let _ = s.step("discard", &[id]);
+            bail!("{label}: cannot send the release: {e:#}");
+        }
+        if !out.status.success() {
+            let _ = s.step("discard", &[id]);
+            bail!(
+                "{label}: receive failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if theirs != *digest {
+            let _ = s.step("discard", &[id]);
+            bail!(
+                "{label}: the transfer arrived altered (sha256 {theirs} on the host, {digest} sent); nothing was installed"
+            );
+        }
+        s.step("unpack", &[id, version])?;
+        s.log(&Event::Staged {
+            version: version.clone(),
+            sha256: release.sha256.clone(),
+            time: now(),
+        })?;
+        Ok(What::Staged {
+            version: version.clone(),
+            bytes_sent: sent,
+            files_sent: plan.files_sent,
+            files_linked: plan.links.len(),
+        })
     })
 }

@@ -73,9 +73,19 @@ impl Ssh {
     }
 }
 
+/// Which connection an SSH step uses.
+#[derive(Clone, Copy)]
+enum Connection {
+    /// The host's master connection (which must be open).
+    Shared,
+    /// Opens the master connection; it lives as long as this step does.
+    Master,
+    /// A connection of its own.
+    Own,
+}
+
 impl Transport {
-    /// A host step: `sh host.sh PATH STEP ARGS...` on the host.
-    pub fn step(&self, path: &str, step: &str, args: &[&str]) -> Command {
+    fn command(&self, path: &str, step: &str, args: &[&str], connection: Connection) -> Command {
         match self {
             Transport::Local => {
                 let mut cmd = Command::new("sh");
@@ -89,44 +99,38 @@ impl Transport {
             }
             Transport::Ssh(ssh) => {
                 let mut cmd = ssh.base();
-                cmd.args(["-o", "ControlMaster=no", "-S"]).arg(&ssh.control);
+                match connection {
+                    Connection::Shared => {
+                        cmd.args(["-o", "ControlMaster=no", "-S"]).arg(&ssh.control);
+                    }
+                    Connection::Master => {
+                        cmd.args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-S"])
+                            .arg(&ssh.control);
+                    }
+                    Connection::Own => {}
+                }
                 cmd.arg("--")
                     .arg(&ssh.dest)
                     .arg(Ssh::remote(path, step, args));
                 cmd
             }
         }
+    }
+
+    /// A host step: `sh host.sh PATH STEP ARGS...` on the host, over its open connection.
+    pub fn step(&self, path: &str, step: &str, args: &[&str]) -> Command {
+        self.command(path, step, args, Connection::Shared)
     }
 
     /// A step that opens the host's connection (over SSH: the master of the control
     /// socket; it lives as long as this step does).
     pub fn master_step(&self, path: &str, step: &str, args: &[&str]) -> Command {
-        match self {
-            Transport::Local => self.step(path, step, args),
-            Transport::Ssh(ssh) => {
-                let mut cmd = ssh.base();
-                cmd.args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-S"])
-                    .arg(&ssh.control);
-                cmd.arg("--")
-                    .arg(&ssh.dest)
-                    .arg(Ssh::remote(path, step, args));
-                cmd
-            }
-        }
+        self.command(path, step, args, Connection::Master)
     }
 
     /// A step on its own connection (read-only commands that hold no lock).
     pub fn single_step(&self, path: &str, step: &str, args: &[&str]) -> Command {
-        match self {
-            Transport::Local => self.step(path, step, args),
-            Transport::Ssh(ssh) => {
-                let mut cmd = ssh.base();
-                cmd.arg("--")
-                    .arg(&ssh.dest)
-                    .arg(Ssh::remote(path, step, args));
-                cmd
-            }
-        }
+        self.command(path, step, args, Connection::Own)
     }
 
     /// A byte stream to `host:port` as seen from the host (`ssh -W`; nothing to install).

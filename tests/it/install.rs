@@ -126,7 +126,8 @@ fn install_upgrade_revert_and_rollback() {
     let err = stderr(&out);
     assert!(
         err.contains("webapp 1.4.0 did not come up")
-            && err.contains("marked bad and switched back to 1.3.0, which is serving"),
+            && err.contains("switched back to 1.3.0, which is serving")
+            && err.contains("1.4.0 is marked bad"),
         "{err}"
     );
     assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
