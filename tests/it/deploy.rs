@@ -260,6 +260,29 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
         assert_eq!(hosts.current(i + 1).as_deref(), Some("1.2.0"));
     }
 
+    // With revert-all, a failure in the second batch also reverts the first: a health
+    // command that fails on h2 only (it sees h2's shared/env).
+    let check = format!("test \"$PORT\" != {}", ports[1]);
+    let out = deploy(
+        &hosts,
+        &v2,
+        3,
+        &["--batch", "1", "--revert-all", "--health-command", &check],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let s = summary(&out);
+    let outcomes: Vec<&str> = s["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["reverted", "reverted", "untouched"], "{s}");
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.2.0");
+        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.2.0"));
+    }
+
     // Deploying 1.3.0 again sends nothing (it is installed); keep 2 prunes the bad ones first.
     let out = deploy(&hosts, &v2, 3, &["--batch", "100%", "--keep", "2"]);
     assert_success(&out);
@@ -528,7 +551,7 @@ fn a_destination_from_the_manifest() {
     let env = fx.scratch.join("h1.env");
     fs::write(&env, format!("PORT={port}\nDATABASE_URL=postgres://db/x\n")).unwrap();
     let table = format!(
-        "\n[package.metadata.release.deploy]\nkeep = 3\n\n[package.metadata.release.deploy.health]\nurl = \"http://127.0.0.1:${{PORT}}/env/RELEASE_VSN\"\nhealthy-for = \"500ms\"\ninterval = \"200ms\"\n\n[package.metadata.release.deploy.destinations.staging]\nhosts = [\"h1\"]\npath = \"{}\"\nssh-config = \"{}\"\n",
+        "\n[package.metadata.release.deploy]\nkeep = 3\n\n[package.metadata.release.deploy.health]\nurl = \"http://127.0.0.1:${{PORT}}/env/RELEASE_VSN\"\nhealthy-for = \"500ms\"\ninterval = \"200ms\"\ncommand = \"test -x bin/webapp && test -n \\\"$DATABASE_URL\\\"\"\n\n[package.metadata.release.deploy.destinations.staging]\nhosts = [\"h1\"]\npath = \"{}\"\nssh-config = \"{}\"\n",
         hosts.path,
         hosts.ssh_config.display()
     );
