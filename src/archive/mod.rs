@@ -413,12 +413,84 @@ pub struct Written {
     pub size: u64,
 }
 
-/// Writes canonical entries; the caller supplies them in canonical order.
-pub struct ArchiveWriter<W: Write> {
-    out: Compressor<Tee<W>>,
-    top: String,
+/// Canonical tar entries (every header through [`header::encode`]: uid/gid 0, no names,
+/// one mtime) written uncompressed to `out`, at full paths the caller gives in order. The
+/// bundle writer and image layers both write through it.
+pub struct TarWriter<W: Write> {
+    out: W,
     mtime: u64,
     buf: Vec<u8>,
+}
+
+impl<W: Write> TarWriter<W> {
+    pub fn new(out: W, mtime: u64) -> Result<Self> {
+        if mtime > MAX_MTIME {
+            bail!("timestamp {mtime} does not fit a ustar header");
+        }
+        Ok(TarWriter {
+            out,
+            mtime,
+            buf: vec![0; BUFFER],
+        })
+    }
+
+    /// One header for `full`; names and link targets checked as bundles check them.
+    pub fn header(&mut self, kind: Kind, full: &str, mode: u32, size: u64, link: &str) -> Result<()> {
+        check_entry_name(full).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
+        if kind == Kind::Symlink {
+            check_link_target(link).map_err(|why| anyhow::anyhow!("`{full}`: symlink {why}"))?;
+        }
+        let entry = header::Entry {
+            kind,
+            path: full,
+            mode,
+            size,
+            mtime: self.mtime,
+            link,
+        };
+        let block = header::encode(&entry).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
+        self.out.write_all(&block)?;
+        Ok(())
+    }
+
+    /// Stream exactly `size` bytes of `data` as the body of the entry just started (`label`
+    /// names it in errors); its SHA-256 (hex).
+    pub fn body(&mut self, label: &str, size: u64, mut data: impl Read) -> Result<String> {
+        let mut hasher = Sha256::new();
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match data.read(&mut self.buf[..want]) {
+                Ok(0) => bail!("`{label}` shrank while it was being bundled ({left} bytes missing)"),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read `{label}`")),
+            };
+            hasher.update(&self.buf[..n]);
+            self.out.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        if data.read(&mut self.buf[..1])? != 0 {
+            bail!("`{label}` grew while it was being bundled");
+        }
+        let rem = (size % BLOCK as u64) as usize;
+        if rem != 0 {
+            self.out.write_all(&[0; BLOCK][..BLOCK - rem])?;
+        }
+        Ok(hex(&hasher.finalize()))
+    }
+
+    /// The end-of-archive marker; the writer back.
+    pub fn finish(mut self) -> Result<W> {
+        self.out.write_all(&[0; 2 * BLOCK])?;
+        Ok(self.out)
+    }
+}
+
+/// Writes canonical entries; the caller supplies them in canonical order.
+pub struct ArchiveWriter<W: Write> {
+    tar: TarWriter<Compressor<Tee<W>>>,
+    top: String,
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -447,12 +519,11 @@ impl<W: Write> ArchiveWriter<W> {
             hasher: Sha256::new(),
             len: 0,
         };
+        let compressor = Compressor::new(tee, compression, workers.max(1))
+            .context("cannot start the compressor")?;
         let mut w = ArchiveWriter {
-            out: Compressor::new(tee, compression, workers.max(1))
-                .context("cannot start the compressor")?,
+            tar: TarWriter::new(compressor, mtime)?,
             top: top.to_string(),
-            mtime,
-            buf: vec![0; BUFFER],
         };
         w.header(Kind::Dir, "", MODE_DIR, 0, "")?;
         Ok(w)
@@ -464,21 +535,7 @@ impl<W: Write> ArchiveWriter<W> {
         } else {
             format!("{}/{path}", self.top)
         };
-        check_entry_name(&full).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
-        if kind == Kind::Symlink {
-            check_link_target(link).map_err(|why| anyhow::anyhow!("`{full}`: symlink {why}"))?;
-        }
-        let entry = header::Entry {
-            kind,
-            path: &full,
-            mode,
-            size,
-            mtime: self.mtime,
-            link,
-        };
-        let block = header::encode(&entry).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
-        self.out.write_all(&block)?;
-        Ok(())
+        self.tar.header(kind, &full, mode, size, link)
     }
 
     pub fn dir(&mut self, path: &str) -> Result<()> {
@@ -491,33 +548,9 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Stream exactly `size` bytes from `data` into a file entry; returns the SHA-256 (hex).
     /// Fails if `data` is shorter or longer than `size` (a file that changed while bundling).
-    pub fn file(
-        &mut self,
-        path: &str,
-        mode: u32,
-        size: u64,
-        mut data: impl Read,
-    ) -> Result<String> {
+    pub fn file(&mut self, path: &str, mode: u32, size: u64, data: impl Read) -> Result<String> {
         self.header(Kind::File, path, mode, size, "")?;
-        let mut hasher = Sha256::new();
-        let mut left = size;
-        while left > 0 {
-            let want = left.min(self.buf.len() as u64) as usize;
-            let n = match data.read(&mut self.buf[..want]) {
-                Ok(0) => bail!("`{path}` shrank while it was being bundled ({left} bytes missing)"),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).with_context(|| format!("cannot read `{path}`")),
-            };
-            hasher.update(&self.buf[..n]);
-            self.out.write_all(&self.buf[..n])?;
-            left -= n as u64;
-        }
-        if data.read(&mut self.buf[..1])? != 0 {
-            bail!("`{path}` grew while it was being bundled");
-        }
-        self.pad(size)?;
-        Ok(hex(&hasher.finalize()))
+        self.tar.body(path, size, data)
     }
 
     /// A small file generated in memory (manifest, checksums).
@@ -525,18 +558,10 @@ impl<W: Write> ArchiveWriter<W> {
         self.file(path, mode, content.len() as u64, content)
     }
 
-    fn pad(&mut self, size: u64) -> Result<()> {
-        let rem = (size % BLOCK as u64) as usize;
-        if rem != 0 {
-            self.out.write_all(&[0; BLOCK][..BLOCK - rem])?;
-        }
-        Ok(())
-    }
-
     /// Write the end-of-archive marker and finish compression.
-    pub fn finish(mut self) -> Result<(W, Written)> {
-        self.out.write_all(&[0; 2 * BLOCK])?;
-        let tee = self.out.finish().context("cannot finish compression")?;
+    pub fn finish(self) -> Result<(W, Written)> {
+        let out = self.tar.finish()?;
+        let tee = out.finish().context("cannot finish compression")?;
         let written = Written {
             sha256: hex(&tee.hasher.finalize()),
             size: tee.len,
