@@ -23,6 +23,8 @@ pub struct Bundle {
     pub sha256: String,
     pub size: u64,
     pub files: usize,
+    /// The OCI image written beside it, when asked for.
+    pub image: Option<crate::image::build::Built>,
 }
 
 pub fn compression_info(c: Compression) -> CompressionInfo {
@@ -279,6 +281,7 @@ pub fn assemble(
         sha256: written.sha256,
         size: written.size,
         files: file_count,
+        image: None,
     })
 }
 

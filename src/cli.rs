@@ -316,6 +316,11 @@ pub struct BundleOpts {
     #[arg(long, value_name = "DIR", help_heading = "Bundle Options")]
     pub out_dir: Option<Utf8PathBuf>,
 
+    /// Also write the release as an OCI image, `<name>-<version>-<triple>.oci.tar`, beside the
+    /// bundle (as the `image` key does)
+    #[arg(long, help_heading = "Bundle Options")]
+    pub image: bool,
+
     /// Archive format (overrides the `format` key)
     #[arg(long, value_name = "FORMAT", help_heading = "Bundle Options")]
     pub format: Option<FormatArg>,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod deploy;
 pub mod fixed_root;
 pub mod fsutil;
+pub mod image;
 pub mod init;
 pub mod launcher;
 pub mod machine_paths;

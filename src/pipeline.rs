@@ -17,7 +17,7 @@ use crate::fixed_root::FixedRoot;
 use crate::machine_paths::MachinePaths;
 use crate::plan::{self, BundlePlan};
 use crate::shell::Shell;
-use crate::{archive, assemble, build, config, project, provenance, rustflags, sources};
+use crate::{archive, assemble, build, config, image, project, provenance, rustflags, sources};
 
 /// One package, planned and checked, ready to build.
 pub struct Planned {
@@ -28,6 +28,8 @@ pub struct Planned {
     pub compression: Compression,
     pub reproducible: bool,
     pub allow_paths: Vec<String>,
+    /// What the OCI image runs, when one is wanted (`--image`, the `image` key).
+    pub image: Option<image::Spec>,
 }
 
 /// Whether a path dependency at `path` makes the build depend on where it is checked out:
@@ -184,6 +186,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
                 package.name, totals.entries, totals.bytes
             ),
         );
+        let image = image_spec(&ws, package, &loaded.config, &plan, opts.image)?;
         planned.push(Planned {
             package: package.clone(),
             plan,
@@ -191,6 +194,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             compression,
             reproducible: loaded.config.reproducible,
             allow_paths: loaded.config.allow_paths.clone(),
+            image,
         });
     }
 
@@ -210,6 +214,46 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         out_dir,
         source_date_epoch,
     })
+}
+
+/// The image a package asks for: its `image` key (else the workspace's), or `--image`.
+fn image_spec(
+    ws: &project::Workspace,
+    package: &Package,
+    config: &config::ReleaseConfig,
+    plan: &BundlePlan,
+    flag: bool,
+) -> Result<Option<image::Spec>> {
+    let mut wanted = None;
+    for table in [ws.package_table(package), ws.workspace_table()] {
+        if let Some((value, origin)) = table.sub_table("image") {
+            wanted = image::parse_config(value, &origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+            break;
+        }
+    }
+    let Some(image_config) = wanted.or_else(|| flag.then(image::ImageConfig::default)) else {
+        return Ok(None);
+    };
+    let l = &config.launcher;
+    let main = match &l.main {
+        Some(m) => m.value.clone(),
+        None if plan.binaries.len() == 1 => plan.binaries[0].clone(),
+        None if plan.binaries.contains(&package.name.to_string()) => package.name.to_string(),
+        None => bail!(
+            "{}: the image runs one executable and package `{}` ships several ({}); set `main`",
+            project::display_path(&package.manifest_path),
+            package.name,
+            plan.binaries.join(", ")
+        ),
+    };
+    Ok(Some(image::Spec::new(
+        &image_config,
+        l,
+        &plan.name,
+        &plan.version,
+        &plan.target,
+        &main,
+    )))
 }
 
 /// The root of the git repository holding the workspace at `root`, `prefix` (git's
@@ -324,6 +368,7 @@ pub fn bundle(
         compression,
         reproducible,
         allow_paths,
+        image,
     } in &planned
     {
         shell.status(
@@ -412,6 +457,23 @@ pub fn bundle(
         let mut line = serde_json::to_vec(&statement)?;
         line.push(b'\n');
         crate::fsutil::write_atomically(&provenance::path_of(&bundle.path), &line)?;
+        let mut bundle = bundle;
+        if let Some(spec) = image {
+            let mut spec = spec.clone();
+            spec.created = recorded.timestamp.epoch;
+            spec.revision = recorded.git.as_ref().map(|g| g.commit.clone());
+            let built = image::build::build(&bundle.path, &recorded, &spec, &out_dir)?;
+            shell.status(
+                "Image",
+                format!(
+                    "{} ({}, {})",
+                    project::display_path(&built.path),
+                    human_size(built.size),
+                    built.digest
+                ),
+            );
+            bundle.image = Some(built);
+        }
         shell.status(
             "Finished",
             format!(

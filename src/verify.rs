@@ -162,6 +162,7 @@ use record::spool;
 use stream::{ChannelReader, HashingReader, InputEnd, decompress};
 
 pub use report::{limits, print};
+pub use sidecar::Reference;
 pub use signature::check_signature;
 
 /// Verify one bundle file. `Err` only for I/O problems with the file itself (exit code 2).

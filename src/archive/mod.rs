@@ -435,7 +435,14 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// One header for `full`; names and link targets checked as bundles check them.
-    pub fn header(&mut self, kind: Kind, full: &str, mode: u32, size: u64, link: &str) -> Result<()> {
+    pub fn header(
+        &mut self,
+        kind: Kind,
+        full: &str,
+        mode: u32,
+        size: u64,
+        link: &str,
+    ) -> Result<()> {
         check_entry_name(full).map_err(|why| anyhow::anyhow!("`{full}` {why}"))?;
         if kind == Kind::Symlink {
             check_link_target(link).map_err(|why| anyhow::anyhow!("`{full}`: symlink {why}"))?;
@@ -461,7 +468,9 @@ impl<W: Write> TarWriter<W> {
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
             let n = match data.read(&mut self.buf[..want]) {
-                Ok(0) => bail!("`{label}` shrank while it was being bundled ({left} bytes missing)"),
+                Ok(0) => {
+                    bail!("`{label}` shrank while it was being bundled ({left} bytes missing)")
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e).with_context(|| format!("cannot read `{label}`")),

@@ -10,7 +10,7 @@ use crate::shell::Shell;
 pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
     pipeline::bundle(opts, shell, &mut |package, plan, bundle| {
         if opts.message_format == MessageFormat::Json {
-            shell.json(&serde_json::json!({
+            let mut line = serde_json::json!({
                 "reason": "bundle",
                 "package": package.name.to_string(),
                 "name": plan.name,
@@ -21,7 +21,12 @@ pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
                 "sha256": bundle.sha256,
                 "size": bundle.size,
                 "files": bundle.files,
-            }));
+            });
+            if let Some(i) = &bundle.image {
+                line["image"] =
+                    serde_json::json!({"path": i.path, "digest": i.digest, "size": i.size});
+            }
+            shell.json(&line);
         }
     })?;
     Ok(0)

@@ -11,6 +11,21 @@ use crate::verify::{Finding, check_signature, limits, print, verify_file};
 pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
     let mut code = 0;
     for path in &opts.paths {
+        if path.as_str().ends_with(".oci.tar") {
+            match crate::image::verify::verify_image(path) {
+                Ok(report) => {
+                    print(&report, &opts.check, shell);
+                    if !report.passes(opts.check.strict) && code == 0 {
+                        code = 1;
+                    }
+                }
+                Err(e) => {
+                    shell.error_chain(&e);
+                    code = 2;
+                }
+            }
+            continue;
+        }
         match verify_file(
             path,
             opts.check.sha256.as_deref(),

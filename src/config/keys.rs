@@ -69,6 +69,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "workdir",
     "verify",
     "deploy",
+    "image",
 ];
 
 /// Keys owned by cargo-release in the shared `[package.metadata.release]` table.

@@ -468,8 +468,9 @@ impl Layer {
                         layer.profiles.insert(name.clone(), profile);
                     }
                 }
-                // Read by `deploy` (see `deploy::config`), not by bundling.
-                "deploy" => {}
+                // Read by `deploy` (see `deploy::config`) and the image stage (`image`), on
+                // their own.
+                "deploy" | "image" => {}
                 // Ours when it is a table; cargo-release's `verify = bool` in a shared table.
                 "verify" if v.is_object() => {
                     let table = value::table(v, &o)?;

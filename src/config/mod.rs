@@ -158,8 +158,13 @@ impl TableSource<'_> {
 
     /// The `deploy` table inside the release table, with where it is.
     pub fn deploy_table(&self) -> Option<(&Value, Origin)> {
+        self.sub_table("deploy")
+    }
+
+    /// A key of the release table read on its own (`deploy`, `image`), with where it is.
+    pub fn sub_table(&self, key: &str) -> Option<(&Value, Origin)> {
         let (table, origin, _) = self.table()?;
-        Some((table.get("deploy")?, origin.child("deploy")))
+        Some((table.get(key)?, origin.child(key)))
     }
 
     /// Whether the package or workspace has a release table at all.

@@ -8,6 +8,7 @@ mod config_errors;
 mod deploy;
 mod determinism;
 mod hosts;
+mod image;
 mod install;
 mod launcher;
 mod memory;

@@ -193,6 +193,11 @@ pub const TOOLS: &[&str] = &[
     "sshd",
     "useradd",
     "runuser",
+    "podman",
+    "skopeo",
+    "umoci",
+    "runc",
+    "ldd",
 ];
 
 /// Whether an external tool is installed. In CI (`CI` set) a missing tool fails the test;

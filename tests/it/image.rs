@@ -1,0 +1,304 @@
+//! `--image`: the release as an OCI image layout tar, checked with the real skopeo, umoci
+//! and podman, rebuilt for identical bytes, and refused by `verify` when tampered with.
+//!
+//! The toolchain here cannot add a musl target offline, so the webapp is a glibc build on a
+//! base this test makes itself (see [`test_base`]): a single layer with the host's dynamic
+//! loader and the libraries the executable links, and no shell, so the image's entrypoint
+//! is the executable itself. It is a test base only, named `rb-test-base`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::Digest;
+
+use crate::support::*;
+
+fn sha(bytes: &[u8]) -> String {
+    let hex: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// An OCI layout at `dir` holding one image, ref `base`: the loader and libraries `exe`
+/// needs (from `ldd`), in one uncompressed layer.
+pub fn test_base(dir: &Path, exe: &Path) -> PathBuf {
+    let out = Command::new("ldd").arg(exe).output().unwrap();
+    assert!(out.status.success(), "ldd {}", exe.display());
+    let mut libs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with('/'))
+                .map(String::from)
+        })
+        .collect();
+    libs.sort();
+    libs.dedup();
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for lib in &libs {
+        let rel = lib.trim_start_matches('/');
+        let mut at = PathBuf::new();
+        for part in Path::new(rel).parent().unwrap().components() {
+            at.push(part);
+            if dirs.insert(at.clone()) {
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_mtime(0);
+                layer.append_data(&mut h, &at, &[][..]).unwrap();
+            }
+        }
+        let data = fs::read(fs::canonicalize(lib).unwrap()).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o755);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        layer.append_data(&mut h, rel, &data[..]).unwrap();
+    }
+    let layer = layer.into_inner().unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(&layer), "size": layer.len()}],
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&manifest), "size": manifest.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": "base"}}],
+    });
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    for blob in [&layer, &config, &manifest] {
+        fs::write(dir.join("blobs/sha256").join(&sha(blob)[7..]), blob).unwrap();
+    }
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    dir.to_path_buf()
+}
+
+/// The webapp fixture with an image table on the test base; its bundle's JSON line.
+fn webapp_image(fx: &Fixture, base: &Path, out: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    let manifest = fx.root.join("Cargo.toml");
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    if !text.contains("[package.metadata.release.image]") {
+        text.push_str(&format!(
+            "\n[package.metadata.release.image]\nbase = \"oci-layout:{}:base\"\nports = [\"8080\"]\nsource = \"https://example.com/webapp\"\n",
+            base.display()
+        ));
+        fs::write(&manifest, text).unwrap();
+    }
+    let lines = fx.bundle_env(&["--out-dir", out], env);
+    lines.into_iter().next().unwrap()
+}
+
+fn podman(args: &[&str]) -> std::process::Output {
+    // What rootful podman needs on this kind of machine (see the README's CI notes).
+    let mut cmd = Command::new("podman");
+    cmd.args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"]);
+    cmd.args(args);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
+    for tool in ["skopeo", "umoci", "podman", "ldd"] {
+        if !have(tool) {
+            return;
+        }
+    }
+    let fx = Fixture::new("webapp");
+    // The base needs the libraries of the executable it will run: build it once first.
+    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
+    let probe = extract(
+        Path::new(first[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("x"),
+        "gnu",
+    )
+    .join("webapp-1.2.0");
+    let base = test_base(&fx.scratch.join("base"), &probe.join("libexec/webapp"));
+    let line = webapp_image(&fx, &base, fx.scratch.join("out").to_str().unwrap(), &[]);
+    let image = PathBuf::from(line["image"]["path"].as_str().unwrap());
+    let digest = line["image"]["digest"].as_str().unwrap().to_string();
+    assert!(
+        image
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with("-x86_64-unknown-linux-gnu.oci.tar")
+    );
+
+    // verify passes it.
+    let out = run_tool(&fx.root, &["verify", image.to_str().unwrap()], &[]);
+    assert_success(&out);
+
+    // skopeo reports our manifest digest and config.
+    let archive = format!("oci-archive:{}", image.display());
+    let out = Command::new("skopeo")
+        .args(["inspect", &archive])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspected["Digest"], digest.as_str());
+    let out = Command::new("skopeo")
+        .args(["inspect", "--config", &archive])
+        .output()
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Entrypoint"][0],
+        "/opt/webapp/libexec/webapp"
+    );
+    assert!(config["config"]["ExposedPorts"]["8080/tcp"].is_object());
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"GREETING=hello from config")
+            && env.contains(&"RELEASE_PRIV=/opt/webapp/priv"),
+        "{env:?}"
+    );
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        3,
+        "base + priv + the rest"
+    );
+
+    // umoci unpacks a root filesystem whose release matches its SHA256SUMS.
+    let layout = fx.scratch.join("layout");
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            &archive,
+            &format!("oci:{}:webapp", layout.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle_dir = fx.scratch.join("bundle");
+    let out = Command::new("umoci")
+        .args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:webapp", layout.display()),
+        ])
+        .arg(&bundle_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let release = bundle_dir.join("rootfs/opt/webapp");
+    let out = Command::new("sha256sum")
+        .args(["--quiet", "--strict", "-c", "SHA256SUMS"])
+        .current_dir(&release)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // podman loads and runs it; it serves on loopback.
+    let out = podman(&["load", "-i", image.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let port = free_port();
+    let name = format!("rb-test-{}", std::process::id());
+    let out = podman(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "-e",
+        &format!("PORT={port}"),
+        "-e",
+        "DATABASE_URL=postgres://db/x",
+        "localhost/webapp:1.2.0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    struct Stop(String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = podman(&["rm", "-f", &self.0]);
+        }
+    }
+    let _stop = Stop(name);
+    assert_eq!(
+        http_get(port, "/env/RELEASE_VSN", Duration::from_secs(20)),
+        "1.2.0"
+    );
+    assert!(
+        http_get(port, "/index.html", Duration::from_secs(5)).contains("<"),
+        "priv is served"
+    );
+}
+
+/// Same source, same image bytes: another checkout, CARGO_HOME, umask and TZ.
+#[test]
+fn two_builds_give_the_same_image() {
+    if !have("ldd") {
+        return;
+    }
+    let a = Fixture::new("webapp");
+    let b = Fixture::new("webapp");
+    let first = a.bundle(&["--out-dir", a.scratch.join("probe").to_str().unwrap()]);
+    let probe = extract(
+        Path::new(first[0]["path"].as_str().unwrap()),
+        &a.scratch.join("x"),
+        "gnu",
+    )
+    .join("webapp-1.2.0");
+    let shared = Scratch::new();
+    let base = test_base(&shared.join("base"), &probe.join("libexec/webapp"));
+    let one = webapp_image(
+        &a,
+        &base,
+        a.scratch.join("one").to_str().unwrap(),
+        &[("TZ", "UTC")],
+    );
+    let other_home = b.scratch.join("cargo-home");
+    let two = webapp_image(
+        &b,
+        &base,
+        b.scratch.join("two").to_str().unwrap(),
+        &[
+            ("TZ", "Asia/Tokyo"),
+            ("CARGO_HOME", other_home.to_str().unwrap()),
+            ("LC_ALL", "C"),
+        ],
+    );
+    let (p1, p2) = (
+        one["image"]["path"].as_str().unwrap(),
+        two["image"]["path"].as_str().unwrap(),
+    );
+    assert_eq!(one["image"]["digest"], two["image"]["digest"]);
+    assert!(
+        fs::read(p1).unwrap() == fs::read(p2).unwrap(),
+        "{p1} and {p2} differ"
+    );
+}
