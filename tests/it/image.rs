@@ -302,3 +302,150 @@ fn two_builds_give_the_same_image() {
         "{p1} and {p2} differ"
     );
 }
+
+/// The entries of an image layout tar, by name.
+fn entries(image: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut a = tar::Archive::new(fs::File::open(image).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.header().entry_type().is_file() {
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut b).unwrap();
+            out.insert(name, b);
+        }
+    }
+    out
+}
+
+fn write_entries(entries: &std::collections::BTreeMap<String, Vec<u8>>, to: &Path) {
+    let mut b = tar::Builder::new(fs::File::create(to).unwrap());
+    for (name, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+}
+
+fn blob_name(digest: &str) -> String {
+    format!("blobs/sha256/{}", &digest[7..])
+}
+
+/// Put a new layer in place of layer `i` (or only change the config with `edit`), and
+/// re-seal config, manifest and index so that only the intended flaw remains.
+fn reseal(
+    e: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    layer: Option<(usize, Vec<u8>, String)>,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let mut index: serde_json::Value = serde_json::from_slice(&e["index.json"]).unwrap();
+    let mdigest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&e[&blob_name(&mdigest)]).unwrap();
+    let cdigest = manifest["config"]["digest"].as_str().unwrap().to_string();
+    let mut config: serde_json::Value = serde_json::from_slice(&e[&blob_name(&cdigest)]).unwrap();
+    if let Some((i, gz, diff_id)) = layer {
+        let d = sha(&gz);
+        manifest["layers"][i]["digest"] = d.clone().into();
+        manifest["layers"][i]["size"] = gz.len().into();
+        config["rootfs"]["diff_ids"][i] = diff_id.into();
+        e.insert(blob_name(&d), gz);
+    }
+    edit(&mut config);
+    let c = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = sha(&c).into();
+    manifest["config"]["size"] = c.len().into();
+    e.insert(blob_name(&sha(&c)), c);
+    let m = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"][0]["digest"] = sha(&m).into();
+    index["manifests"][0]["size"] = m.len().into();
+    e.insert(blob_name(&sha(&m)), m);
+    e.insert("index.json".into(), serde_json::to_vec(&index).unwrap());
+}
+
+/// verify refuses a changed blob, a wrong diff_id, an index naming a missing blob, and a
+/// layer with a `../` path.
+#[test]
+fn verify_catches_tampered_images() {
+    if !have("ldd") {
+        return;
+    }
+    let fx = Fixture::new("webapp");
+    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
+    let probe = extract(
+        Path::new(first[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("x"),
+        "gnu",
+    )
+    .join("webapp-1.2.0");
+    let base = test_base(&fx.scratch.join("base"), &probe.join("libexec/webapp"));
+    let line = webapp_image(&fx, &base, fx.scratch.join("out").to_str().unwrap(), &[]);
+    let image = PathBuf::from(line["image"]["path"].as_str().unwrap());
+    let original = entries(&image);
+    let mut i = 0;
+    let mut refused = |e: &std::collections::BTreeMap<String, Vec<u8>>, code: &str| {
+        i += 1;
+        let path = fx.scratch.join(format!("tampered-{i}.oci.tar"));
+        write_entries(e, &path);
+        let out = run_tool(&fx.root, &["verify", path.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(1), "{code}: {}", stderr(&out));
+        let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+        assert!(text.contains(&format!("[{code}]")), "{code}: {text}");
+    };
+    let manifest_of = |e: &std::collections::BTreeMap<String, Vec<u8>>| -> serde_json::Value {
+        let index: serde_json::Value = serde_json::from_slice(&e["index.json"]).unwrap();
+        serde_json::from_slice(&e[&blob_name(index["manifests"][0]["digest"].as_str().unwrap())])
+            .unwrap()
+    };
+
+    // A byte changed in the last layer (the executables).
+    let mut e = original.clone();
+    let last = manifest_of(&e)["layers"][2]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = e.get_mut(&blob_name(&last)).unwrap();
+    let at = blob.len() / 2;
+    blob[at] ^= 1;
+    refused(&e, "blob-digest");
+
+    // A config whose diff_id is not what the layer decompresses to.
+    let mut e = original.clone();
+    reseal(&mut e, None, |c| {
+        c["rootfs"]["diff_ids"][1] = sha(b"something else").into()
+    });
+    refused(&e, "diff-id");
+
+    // An index that names a blob the layout does not hold.
+    let mut e = original.clone();
+    let mut index: serde_json::Value = serde_json::from_slice(&e["index.json"]).unwrap();
+    index["manifests"][0]["digest"] = sha(b"nothing").into();
+    e.insert("index.json".into(), serde_json::to_vec(&index).unwrap());
+    refused(&e, "missing-blob");
+
+    // A layer with a `../` path, with every digest made consistent around it.
+    let mut raw = Vec::new();
+    {
+        let data = b"escaped\n";
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        let name = b"opt/webapp/../../etc/evil";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        let mut b = tar::Builder::new(&mut raw);
+        b.append(&h, &data[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let diff_id = sha(&raw);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    let mut e = original.clone();
+    reseal(&mut e, Some((1, gz.finish().unwrap(), diff_id)), |_| {});
+    refused(&e, "bad-name");
+}
