@@ -26,6 +26,23 @@ struct Indexed {
     size: u64,
 }
 
+/// The bundles and the OCI image tars in a directory, each list sorted.
+fn archives_in(dir: &Utf8Path) -> Result<(Vec<Utf8PathBuf>, Vec<Utf8PathBuf>)> {
+    let bundles = bundles_in(dir)?;
+    let mut images = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("`{dir}`: cannot read the directory"))? {
+        let entry = entry.with_context(|| format!("`{dir}`: cannot read the directory"))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name.ends_with(".oci.tar") && entry.file_type()?.is_file() {
+            images.push(dir.join(name));
+        }
+    }
+    images.sort();
+    Ok((bundles, images))
+}
+
 fn bundles_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("`{dir}`: cannot read the directory"))? {
@@ -46,13 +63,18 @@ fn bundles_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
 pub struct Gathered {
     pub problems: Vec<String>,
     index: BTreeMap<String, (Indexed, Utf8PathBuf)>,
+    /// Per-target images, verified, to merge into one multi-platform image.
+    images: Vec<Utf8PathBuf>,
 }
 
 /// Find and verify every bundle in `dirs`; refuse duplicates and conflicting versions.
 pub fn gather(dirs: &[Utf8PathBuf]) -> Result<Gathered> {
     let mut found = Vec::new();
+    let mut images = Vec::new();
     for dir in dirs {
-        found.extend(bundles_in(dir)?);
+        let (b, i) = archives_in(dir)?;
+        found.extend(b);
+        images.extend(i);
     }
     if found.is_empty() {
         bail!(
@@ -122,7 +144,21 @@ pub fn gather(dirs: &[Utf8PathBuf]) -> Result<Gathered> {
         };
         index.insert(file_name, (entry, path.clone()));
     }
-    Ok(Gathered { problems, index })
+    for image in &images {
+        let report = crate::image::verify::verify_image(image)?;
+        for f in report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+        {
+            problems.push(format!("`{image}`: {} [{}]", f.message, f.code));
+        }
+    }
+    Ok(Gathered {
+        problems,
+        index,
+        images,
+    })
 }
 
 /// Write the gathered bundles, their sidecars, `SHA256SUMS` and `index.json` into `out`.
@@ -152,13 +188,36 @@ pub fn write(gathered: &Gathered, out: &Utf8Path) -> Result<Vec<serde_json::Valu
         let sidecar = format!("{}  {name}\n", entry.sha256);
         write_atomically(&out.join(format!("{name}.sha256")), sidecar.as_bytes())?;
     }
-    let sums: String = index
+    let mut sums: String = index
         .values()
         .map(|(e, _)| format!("{}  {}\n", e.sha256, e.path))
         .collect();
+    let mut images = Vec::new();
+    if !gathered.images.is_empty() {
+        let built = crate::image::merge::merge(&gathered.images, out)?;
+        let name = built.path.file_name().unwrap_or_default().to_string();
+        let sha256 = crate::fsutil::sha256_of(&built.path)?;
+        sums.push_str(&format!("{sha256}  {name}\n"));
+        write_atomically(
+            &out.join(format!("{name}.sha256")),
+            format!("{sha256}  {name}\n").as_bytes(),
+        )?;
+        images.push(serde_json::json!({
+            "path": name,
+            "sha256": sha256,
+            "size": built.size,
+            "index_digest": built.digest,
+            "merged_from": gathered.images.iter().map(|p| p.file_name().unwrap_or_default()).collect::<Vec<_>>(),
+        }));
+    }
     write_atomically(&out.join("SHA256SUMS"), sums.as_bytes())?;
     let entries: Vec<&Indexed> = index.values().map(|(e, _)| e).collect();
-    let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "bundles": entries }))?;
+    let doc = if images.is_empty() {
+        serde_json::json!({ "bundles": entries })
+    } else {
+        serde_json::json!({ "bundles": entries, "images": images })
+    };
+    let mut json = serde_json::to_vec_pretty(&doc)?;
     json.push(b'\n');
     write_atomically(&out.join("index.json"), &json)?;
     entries

@@ -104,10 +104,15 @@ impl Layer {
 }
 
 /// Where a blob's bytes are when the layout is written.
-enum Source {
+pub(super) enum Source {
     File(File),
     Bytes(Vec<u8>),
     Path(Utf8PathBuf),
+    /// Inside another file (an entry of another layout tar).
+    Slice {
+        file: Utf8PathBuf,
+        offset: u64,
+    },
 }
 
 /// A base image as read from disk: its blobs (by digest), manifest, config.
@@ -418,10 +423,26 @@ pub fn build(
         (manifest_desc.size, Source::Bytes(manifest_bytes)),
     );
 
-    let name = super::file_name(&spec.name, &spec.version, &spec.target);
-    let path = out_dir.join(&name);
-    let tmp = tempfile::NamedTempFile::new_in(out_dir)
-        .with_context(|| format!("cannot create a temporary file in `{out_dir}`"))?;
+    let path = out_dir.join(super::file_name(&spec.name, &spec.version, &spec.target));
+    let size = write_layout(&path, blobs, &index)?;
+    Ok(Built {
+        path,
+        digest: manifest_desc.digest,
+        size,
+    })
+}
+
+/// Write an OCI image layout tar at `path` (through a temporary file renamed into place):
+/// the blobs in digest order, `index.json`, `oci-layout`. Every blob is re-hashed as it is
+/// copied. Returns the file's size.
+pub(super) fn write_layout(
+    path: &Utf8Path,
+    blobs: BTreeMap<String, (u64, Source)>,
+    index: &Index,
+) -> Result<u64> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
     let mut out = TarWriter::new(Hashing::new(io::BufWriter::new(tmp.as_file())), LAYER_MTIME)?;
     out.header(Kind::Dir, "blobs", MODE_DIR, 0, "")?;
     out.header(Kind::Dir, "blobs/sha256", MODE_DIR, 0, "")?;
@@ -433,34 +454,30 @@ pub fn build(
             Source::Bytes(b) => out.body(&entry, size, &b[..])?,
             Source::Path(p) => {
                 let f = crate::fsutil::open_regular(&p)
-                    .with_context(|| format!("`{p}`: cannot open a base blob"))?;
+                    .with_context(|| format!("`{p}`: cannot open a blob"))?;
                 out.body(&entry, size, BufReader::new(f)).with_context(|| {
-                    format!("`{p}`: a base blob of another size than its descriptor says")
+                    format!("`{p}`: a blob of another size than its descriptor says")
                 })?
+            }
+            Source::Slice { file, offset } => {
+                let mut f = crate::fsutil::open_regular(&file)
+                    .with_context(|| format!("`{file}`: cannot open"))?;
+                f.seek(io::SeekFrom::Start(offset))?;
+                out.body(&entry, size, BufReader::new(f).take(size))
+                    .with_context(|| format!("`{file}`: blob {digest}"))?
             }
         };
         if format!("sha256:{written}") != digest {
-            bail!("blob {digest} does not match its digest (a base blob that changed on disk?)");
+            bail!("blob {digest} does not match its digest (a blob that changed on disk?)");
         }
     }
-    let index_bytes = json(&index);
-    out.header(
-        Kind::File,
-        "index.json",
-        archive::MODE_FILE,
-        index_bytes.len() as u64,
-        "",
-    )?;
-    out.body("index.json", index_bytes.len() as u64, &index_bytes[..])?;
-    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-    out.header(
-        Kind::File,
-        "oci-layout",
-        archive::MODE_FILE,
-        layout.len() as u64,
-        "",
-    )?;
-    out.body("oci-layout", layout.len() as u64, &layout[..])?;
+    for (name, bytes) in [
+        ("index.json", json(index)),
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+    ] {
+        out.header(Kind::File, name, archive::MODE_FILE, bytes.len() as u64, "")?;
+        out.body(name, bytes.len() as u64, &bytes[..])?;
+    }
     let mut hashing = out.finish()?;
     hashing
         .flush()
@@ -469,14 +486,10 @@ pub fn build(
     drop(hashing);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(&path)
+    tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write `{path}`"))?;
-    Ok(Built {
-        path,
-        digest: manifest_desc.digest,
-        size,
-    })
+    Ok(size)
 }
 
 fn descriptor_of(media_type: &str, bytes: &[u8]) -> Descriptor {

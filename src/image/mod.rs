@@ -9,6 +9,7 @@
 //! layout; `verify.rs` checks one.
 
 pub mod build;
+pub mod merge;
 pub mod verify;
 
 use std::collections::BTreeMap;

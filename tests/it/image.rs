@@ -217,6 +217,48 @@ fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // merge turns the per-target images of a CI matrix into one multi-platform image that
+    // skopeo copies with --all (here one target: this toolchain has no other).
+    let merged = fx.scratch.join("merged");
+    let job = image.parent().unwrap().to_str().unwrap().to_string();
+    let out = run_tool(
+        &fx.root,
+        &["merge", &job, "--out", merged.to_str().unwrap()],
+        &[],
+    );
+    assert_success(&out);
+    let multi = merged.join("webapp-1.2.0.oci.tar");
+    assert_success(&run_tool(
+        &fx.root,
+        &["verify", multi.to_str().unwrap()],
+        &[],
+    ));
+    let sums = fs::read_to_string(merged.join("SHA256SUMS")).unwrap();
+    assert!(sums.contains("  webapp-1.2.0.oci.tar\n"), "{sums}");
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            &format!("oci-archive:{}", multi.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let raw: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(raw["manifests"][0]["digest"], digest.as_str(), "{raw}");
+    assert_eq!(raw["manifests"][0]["platform"]["architecture"], "amd64");
+    let copied = fx.scratch.join("copied");
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--all",
+            &format!("oci-archive:{}", multi.display()),
+            &format!("oci:{}:webapp", copied.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
     // podman loads and runs it; it serves on loopback.
     let out = podman(&["load", "-i", image.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
