@@ -246,14 +246,16 @@ fn image_spec(
             plan.binaries.join(", ")
         ),
     };
-    Ok(Some(image::Spec::new(
+    let spec = image::Spec::new(
         &image_config,
         l,
         &plan.name,
         &plan.version,
         &plan.target,
         &main,
-    )))
+    );
+    image::check_scratch(&spec).map_err(anyhow::Error::msg)?;
+    Ok(Some(spec))
 }
 
 /// The root of the git repository holding the workspace at `root`, `prefix` (git's

@@ -278,12 +278,7 @@ pub fn build(
     let base = match &spec.base {
         Some(b) => Some(load_base(b, &spec.target).with_context(|| format!("image.base = {b:?}"))?),
         None => {
-            if !spec.target.contains("musl") {
-                bail!(
-                    "{}: an image without a base runs on `scratch`, which has no libc, and this target's executables need one; build for a static target (`--target x86_64-unknown-linux-musl`) or set `image.base = \"oci-layout:DIR[:REF]\"` (a glibc base such as distroless/cc: `skopeo copy docker://gcr.io/distroless/cc-debian12 oci:DIR:base`)",
-                    spec.target
-                );
-            }
+            super::check_scratch(spec).map_err(anyhow::Error::msg)?;
             None
         }
     };

@@ -140,6 +140,23 @@ pub fn parse_base(text: &str) -> Result<Base, String> {
     ))
 }
 
+/// `scratch` has no libc: only static executables run on it.
+pub fn check_scratch(spec: &Spec) -> Result<(), String> {
+    if spec.base.is_none() && !spec.target.contains("musl") {
+        return Err(format!(
+            "{}: an image without a base runs on `scratch`, which has no libc, and this target's executables need one; build for a static target (`--target x86_64-unknown-linux-musl`) or set `image.base = \"oci-layout:DIR[:REF]\"` (a glibc base such as distroless/cc: `skopeo copy docker://gcr.io/distroless/cc-debian12 oci:DIR:base`)",
+            spec.target
+        ));
+    }
+    if platform(&spec.target).is_none() {
+        return Err(format!(
+            "{}: no OCI platform is known for this target",
+            spec.target
+        ));
+    }
+    Ok(())
+}
+
 /// The OCI platform of a Rust target triple.
 pub fn platform(triple: &str) -> Option<(&'static str, Option<&'static str>)> {
     let arch = triple.split('-').next()?;

@@ -491,3 +491,45 @@ fn verify_catches_tampered_images() {
     reseal(&mut e, Some((1, gz.finish().unwrap(), diff_id)), |_| {});
     refused(&e, "bad-name");
 }
+
+/// A glibc executable on `scratch` would not run: `--image` without a base says what to do,
+/// and a base that would be fetched from a registry is refused, naming the key.
+#[test]
+fn images_without_a_usable_base_are_refused() {
+    let fx = Fixture::new("webapp");
+    let out = fx.run(&[
+        "--image",
+        "--out-dir",
+        fx.scratch.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("x86_64-unknown-linux-gnu")
+            && err.contains("image.base")
+            && err.contains("musl"),
+        "{err}"
+    );
+    assert!(
+        !fx.scratch.join("out").exists(),
+        "refused before anything is built"
+    );
+    let manifest = fx.root.join("Cargo.toml");
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push_str("\n[package.metadata.release.image]\nbase = \"docker.io/library/debian:12\"\n");
+    fs::write(&manifest, text).unwrap();
+    let out = fx.run(&["--out-dir", fx.scratch.join("out").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("package.metadata.release.image.base") && err.contains("never fetched"),
+        "{err}"
+    );
+    assert!(
+        !fx.scratch
+            .join("out")
+            .join("webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst")
+            .exists(),
+        "nothing is built on a bad image key"
+    );
+}
