@@ -25,6 +25,7 @@ pub mod project;
 pub mod provenance;
 pub mod rebuild;
 pub mod rustflags;
+pub mod sbom;
 pub mod shell;
 pub mod sign;
 pub mod sources;

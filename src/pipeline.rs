@@ -10,6 +10,7 @@ use cargo_metadata::Package;
 
 use crate::archive::Compression;
 use crate::archive::Format;
+use crate::archive::manifest::FileKind;
 use crate::archive::manifest::{FORMAT_VERSION, Manifest};
 use crate::cli::{BundleOpts, FormatArg};
 use crate::config::Overrides;
@@ -17,7 +18,9 @@ use crate::fixed_root::FixedRoot;
 use crate::machine_paths::MachinePaths;
 use crate::plan::{self, BundlePlan};
 use crate::shell::Shell;
-use crate::{archive, assemble, build, config, image, project, provenance, rustflags, sources};
+use crate::{
+    archive, assemble, build, config, image, project, provenance, rustflags, sbom, sources,
+};
 
 /// One package, planned and checked, ready to build.
 pub struct Planned {
@@ -172,7 +175,10 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             manifest: project::display_path(&package.manifest_path),
             bin_targets: project::bin_targets(package),
         };
-        let plan = plan::plan(&facts, &loaded.config, sources, &target)?;
+        let mut plan = plan::plan(&facts, &loaded.config, sources, &target)?;
+        // Its place in the bundle now (so `plan` shows it and conflicts show before the
+        // build); its content once the build has resolved the features.
+        plan.add_generated(sbom::SBOM, Vec::new(), FileKind::Sbom)?;
         let totals = plan.check(&sources::walk)?;
         let compression = Compression {
             format: loaded.config.format,
@@ -397,6 +403,24 @@ pub fn bundle(
         )?;
         // After the build, which may have created or updated the lock file.
         let cargo_lock = project::cargo_lock_sha256(ws.root())?;
+        // The SBOM, from the graph resolved for this target and these features.
+        let features = project::Features {
+            features: opts.features.clone(),
+            all_features: opts.all_features,
+            no_default_features: opts.no_default_features,
+        };
+        let graph = project::resolved_graph(&ws.manifest, &plan.target, &features, &opts.locate())?;
+        let lock_text = std::fs::read_to_string(ws.root().join("Cargo.lock")).unwrap_or_default();
+        let bom = sbom::document(
+            &graph,
+            &package.id,
+            &sbom::lock_checksums(&lock_text),
+            ws.root(),
+            timestamp.epoch,
+        )?;
+        let mut plan = plan.clone();
+        plan.set_generated(sbom::SBOM, bom)?;
+        let plan = &plan;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             generator: format!("cargo-release-bundle {}", env!("CARGO_PKG_VERSION")),

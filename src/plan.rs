@@ -114,6 +114,8 @@ pub struct BundlePlan {
 /// Where an entry came from, for conflict messages (described only when one is needed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Claimant {
+    /// Generated after planning (the SBOM).
+    Generated,
     Binary,
     Launcher,
     Hook(HookName),
@@ -132,6 +134,7 @@ fn describe_claim(entry: &Entry, by: Claimant, includes: &[IncludeInfo]) -> Stri
             _ => "the binaries".into(),
         },
         (Claimant::Launcher, _) => "the launcher".into(),
+        (Claimant::Generated, _) => format!("the generated `{}`", entry.path),
         (Claimant::Hook(h), _) => format!("the {} hook", h.as_str()),
         (Claimant::Priv, Some(source)) => format!("the priv file `{source}`"),
         (Claimant::Priv, None) => "the priv directory".into(),
@@ -226,6 +229,7 @@ pub fn describe(e: &Entry) -> (&'static str, String) {
         Some(FileKind::Priv) => "priv",
         Some(FileKind::Include) => "include",
         Some(FileKind::Symlink) => "symlink",
+        Some(FileKind::Sbom) => "sbom",
     };
     let source = match &e.content {
         Content::Dir => String::new(),

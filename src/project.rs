@@ -82,6 +82,14 @@ pub struct Locate {
     pub offline: bool,
 }
 
+/// The feature flags of a build.
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+}
+
 /// Which packages the user asked for: `-p` specs, or `--workspace`.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -140,6 +148,40 @@ pub fn load(opts: &Locate) -> Result<Workspace> {
         metadata,
         manifest,
         target_dir,
+    })
+}
+
+/// The resolved dependency graph for `target` and the build's features (`cargo metadata`
+/// with dependencies and `--filter-platform`), for the SBOM.
+pub fn resolved_graph(
+    manifest: &Utf8Path,
+    target: &str,
+    features: &Features,
+    locate: &Locate,
+) -> Result<Metadata> {
+    let mut cmd = MetadataCommand::new();
+    cmd.cargo_path(cargo()).manifest_path(manifest);
+    let mut other = vec!["--filter-platform".to_string(), target.to_string()];
+    for f in &features.features {
+        other.extend(["--features".into(), f.clone()]);
+    }
+    for (flag, on) in [
+        ("--all-features", features.all_features),
+        ("--no-default-features", features.no_default_features),
+        ("--locked", locate.locked),
+        ("--frozen", locate.frozen),
+        ("--offline", locate.offline),
+    ] {
+        if on {
+            other.push(flag.to_string());
+        }
+    }
+    cmd.other_options(other);
+    cmd.exec().with_context(|| {
+        format!(
+            "`{}`: cargo metadata (the dependency graph, for the SBOM) failed",
+            display_path(manifest)
+        )
     })
 }
 

@@ -241,6 +241,7 @@ pub fn verify_stream(
         files: 0,
         manifest: None,
         sums: None,
+        sbom: None,
         entries: 0,
         compressed: count,
         leaks,

@@ -97,6 +97,8 @@ pub enum FileKind {
     Priv,
     Include,
     Symlink,
+    /// `SBOM.cdx.json`, generated.
+    Sbom,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

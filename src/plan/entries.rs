@@ -19,6 +19,49 @@ pub struct Totals {
 }
 
 impl BundlePlan {
+    /// Add a file generated after planning (the SBOM, which needs the build's resolved
+    /// features) at `path` in the top directory. A file planned at the same path is an
+    /// error, here or, for a tree's file, when the entries are merged.
+    pub fn add_generated(&mut self, path: &str, bytes: Vec<u8>, kind: FileKind) -> Result<()> {
+        if let Some((_, by)) = self.fixed.iter().find(|(e, _)| e.path == path) {
+            let (entry, _) = self
+                .fixed
+                .iter()
+                .find(|(e, _)| e.path == path)
+                .ok_or_else(|| anyhow!("{path}"))?;
+            bail!(
+                "two files land on `{path}`: {} and the generated one",
+                describe_claim(entry, *by, &self.includes)
+            );
+        }
+        let at = self
+            .fixed
+            .partition_point(|(e, _)| e.path.as_bytes() < path.as_bytes());
+        let entry = Entry {
+            path: path.to_string(),
+            content: Content::Generated(bytes),
+            mode: archive::MODE_FILE,
+            kind: Some(kind),
+        };
+        self.fixed.insert(at, (entry, Claimant::Generated));
+        Ok(())
+    }
+
+    /// The content of a file added by [`BundlePlan::add_generated`].
+    pub fn set_generated(&mut self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        match self
+            .fixed
+            .iter_mut()
+            .find(|(e, by)| e.path == path && *by == Claimant::Generated)
+        {
+            Some((entry, _)) => {
+                entry.content = Content::Generated(bytes);
+                Ok(())
+            }
+            None => bail!("`{path}` was not planned"),
+        }
+    }
+
     /// Every entry of the bundle in canonical (bytewise) order, each checked as it passes:
     /// conflicts, names the archive can hold, case clashes, symlinks that stay inside. Stops
     /// after the first error. Whether symlinks point at entries that exist, and whether every

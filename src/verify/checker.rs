@@ -86,6 +86,8 @@ pub(super) struct Checker<'a> {
     /// MANIFEST.json and SHA256SUMS, spooled to temporary files.
     pub(super) manifest: Option<File>,
     pub(super) sums: Option<File>,
+    /// `SBOM.cdx.json`, spooled like the manifest.
+    pub(super) sbom: Option<File>,
     pub(super) entries: u64,
     pub(super) compressed: Arc<AtomicU64>,
     pub(super) leaks: AhoCorasick,
@@ -392,7 +394,7 @@ impl Checker<'_> {
             let path = path.clone().unwrap_or_default();
             let metadata = rel_path
                 .as_deref()
-                .filter(|r| *r == MANIFEST || *r == SHA256SUMS)
+                .filter(|r| *r == MANIFEST || *r == SHA256SUMS || *r == crate::sbom::SBOM)
                 .map(String::from);
             let mut keep = match &metadata {
                 Some(_) if size > self.limits.max_metadata => {
@@ -475,7 +477,8 @@ impl Checker<'_> {
                 .transpose()?;
             match metadata.as_deref() {
                 Some(MANIFEST) => self.manifest = spooled,
-                Some(_) => self.sums = spooled,
+                Some(SHA256SUMS) => self.sums = spooled,
+                Some(_) => self.sbom = spooled,
                 None => {}
             }
             if let Some(record) = record.as_mut() {

@@ -533,8 +533,56 @@ pub(super) fn check(
             );
         }
     }
+    check_sbom(
+        checker.sbom.as_ref(),
+        &manifest,
+        &full(crate::sbom::SBOM),
+        findings,
+    )?;
     out.manifest = Some(manifest);
     Ok(out)
+}
+
+/// The SBOM, when the manifest lists one, parses and names the package; a bundle without one
+/// gets a warning (bundles made before SBOMs were added have none).
+fn check_sbom(
+    spooled: Option<&File>,
+    m: &Manifest,
+    path: &str,
+    findings: &mut Vec<Finding>,
+) -> io::Result<()> {
+    let Some(file) = spooled else {
+        finding(
+            findings,
+            Severity::Warning,
+            "sbom-missing",
+            Some(path),
+            "the bundle carries no SBOM.cdx.json".into(),
+        );
+        return Ok(());
+    };
+    let mut bytes = Vec::new();
+    let mut reader = io::BufReader::new(file);
+    io::Seek::rewind(&mut reader)?;
+    io::Read::read_to_end(&mut reader, &mut bytes)?;
+    match crate::sbom::component_names(&bytes) {
+        Ok(names) if names.iter().any(|n| *n == m.package) => {}
+        Ok(_) => finding(
+            findings,
+            Severity::Error,
+            "sbom-incomplete",
+            Some(path),
+            format!("the SBOM does not list the package `{}`", m.package),
+        ),
+        Err(e) => finding(
+            findings,
+            Severity::Error,
+            "sbom-invalid",
+            Some(path),
+            format!("SBOM.cdx.json is not a CycloneDX document: {e}"),
+        ),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -91,6 +91,7 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         [
             "MANIFEST.json 644",
             "README.md 644",
+            "SBOM.cdx.json 644",
             "SHA256SUMS 644",
             "bin 755",
             "bin/webapp 755",
@@ -125,6 +126,7 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         listed,
         [
             "README.md",
+            "SBOM.cdx.json",
             "bin/webapp",
             "hooks/post-start.sh",
             "hooks/post-stop.sh",
@@ -181,6 +183,7 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         kinds,
         [
             "README.md include 0644",
+            "SBOM.cdx.json sbom 0644",
             "bin/webapp launcher 0755",
             "hooks/post-start.sh hook 0755",
             "hooks/post-stop.sh hook 0755",

@@ -13,6 +13,7 @@ mod install;
 mod launcher;
 mod memory;
 mod reproducible;
+mod sbom;
 mod services;
 mod sign;
 mod support;

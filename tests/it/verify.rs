@@ -290,7 +290,7 @@ fn good_bundles_verify_clean() {
     assert_success(&human);
     assert_eq!(
         String::from_utf8_lossy(&human.stdout),
-        "verified webapp 1.2.0: 14 files, 0 errors, 0 warnings\n  consistent with its own metadata and the `.sha256` beside it: this shows the bundle is intact, not where it came from; pass --sha256 HEX with a digest from a trusted source, or --allowed-signers FILE, to check origin\n"
+        "verified webapp 1.2.0: 15 files, 0 errors, 0 warnings\n  consistent with its own metadata and the `.sha256` beside it: this shows the bundle is intact, not where it came from; pass --sha256 HEX with a digest from a trusted source, or --allowed-signers FILE, to check origin\n"
     );
 
     // gzip, and a workspace member with its own table.
