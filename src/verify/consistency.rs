@@ -566,7 +566,7 @@ fn check_sbom(
     io::Seek::rewind(&mut reader)?;
     io::Read::read_to_end(&mut reader, &mut bytes)?;
     match crate::sbom::component_names(&bytes) {
-        Ok(names) if names.iter().any(|n| *n == m.package) => {}
+        Ok(names) if names.contains(&m.package) => {}
         Ok(_) => finding(
             findings,
             Severity::Error,
