@@ -95,6 +95,10 @@ pub struct MergeOpts {
     #[arg(long, value_name = "DIR")]
     pub out: Utf8PathBuf,
 
+    /// Sign the merged SHA256SUMS (SHA256SUMS.sig) and the merged image with this key
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<Utf8PathBuf>,
+
     /// Output format
     #[arg(long, value_name = "FMT", default_value = "human")]
     pub message_format: MessageFormat,
@@ -315,6 +319,12 @@ pub struct BundleOpts {
     /// Directory for the bundles [default: <target-dir>/release-bundle/<profile>/]
     #[arg(long, value_name = "DIR", help_heading = "Bundle Options")]
     pub out_dir: Option<Utf8PathBuf>,
+
+    /// Sign each bundle (and its provenance, and its image) with this key as it is written:
+    /// an OpenSSH private key file, or a public key whose private half is in ssh-agent [default:
+    /// the `sign.key` setting]
+    #[arg(long, value_name = "KEY", help_heading = "Bundle Options")]
+    pub sign_key: Option<Utf8PathBuf>,
 
     /// Also write the release as an OCI image, `<name>-<version>-<triple>.oci.tar`, beside the
     /// bundle (as the `image` key does)

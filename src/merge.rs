@@ -179,10 +179,24 @@ pub fn write(gathered: &Gathered, out: &Utf8Path) -> Result<Vec<serde_json::Valu
         } else {
             copy_atomically(source, &dest, 0o644)?;
         }
-        // Provenance travels with its bundle (verify checked that it names it).
+        // Provenance and signatures travel with their bundle (verify checked that the
+        // provenance names it; signatures are checked by whoever holds the signers).
         let provenance = crate::provenance::path_of(source);
-        if provenance.is_file() {
-            copy_atomically(&provenance, &crate::provenance::path_of(&dest), 0o644)?;
+        let sidecars = [
+            (provenance.clone(), crate::provenance::path_of(&dest)),
+            (
+                crate::sign::signature_path(source),
+                crate::sign::signature_path(&dest),
+            ),
+            (
+                crate::sign::signature_path(&provenance),
+                crate::sign::signature_path(&crate::provenance::path_of(&dest)),
+            ),
+        ];
+        for (from, to) in sidecars {
+            if from.is_file() {
+                copy_atomically(&from, &to, 0o644)?;
+            }
         }
         // The sidecar says what verify computed (and checked against the source's sidecar).
         let sidecar = format!("{}  {name}\n", entry.sha256);

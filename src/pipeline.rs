@@ -33,6 +33,8 @@ pub struct Planned {
     pub allow_paths: Vec<String>,
     /// What the OCI image runs, when one is wanted (`--image`, the `image` key).
     pub image: Option<image::Spec>,
+    /// The key to sign with (`--sign-key`, the `sign.key` setting).
+    pub sign_key: Option<Utf8PathBuf>,
 }
 
 /// Whether a path dependency at `path` makes the build depend on where it is checked out:
@@ -193,6 +195,10 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             ),
         );
         let image = image_spec(&ws, package, &loaded.config, &plan, opts.image)?;
+        let sign_key = match &opts.sign_key {
+            Some(k) => Some(k.clone()),
+            None => sign_key(&ws, package)?,
+        };
         planned.push(Planned {
             package: package.clone(),
             plan,
@@ -201,6 +207,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             reproducible: loaded.config.reproducible,
             allow_paths: loaded.config.allow_paths.clone(),
             image,
+            sign_key,
         });
     }
 
@@ -220,6 +227,29 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         out_dir,
         source_date_epoch,
     })
+}
+
+/// `[package.metadata.release.sign] key = "PATH"` (relative to the manifest's directory),
+/// else the workspace's.
+fn sign_key(ws: &project::Workspace, package: &Package) -> Result<Option<Utf8PathBuf>> {
+    for (table, dir) in [
+        (ws.package_table(package), package.manifest_path.parent()),
+        (ws.workspace_table(), Some(ws.root())),
+    ] {
+        let Some((value, origin)) = table.sub_table("sign") else {
+            continue;
+        };
+        let key = value
+            .get("key")
+            .and_then(|k| k.as_str())
+            .ok_or_else(|| anyhow::anyhow!("{}: expected a table with `key = \"PATH\"`", origin))?;
+        let key = Utf8PathBuf::from(key);
+        return Ok(Some(match dir {
+            Some(d) if key.is_relative() => d.join(key),
+            _ => key,
+        }));
+    }
+    Ok(None)
 }
 
 /// The image a package asks for: its `image` key (else the workspace's), or `--image`.
@@ -377,6 +407,7 @@ pub fn bundle(
         reproducible,
         allow_paths,
         image,
+        sign_key,
     } in &planned
     {
         shell.status(
@@ -499,6 +530,15 @@ pub fn bundle(
                 ),
             );
             bundle.image = Some(built);
+        }
+        if let Some(key) = sign_key {
+            let mut files = vec![bundle.path.clone()];
+            files.extend(bundle.image.as_ref().map(|i| i.path.clone()));
+            for file in files {
+                for sig in crate::sign::sign_release(key, &file)? {
+                    shell.status("Signed", project::display_path(&sig));
+                }
+            }
         }
         shell.status(
             "Finished",

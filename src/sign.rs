@@ -60,6 +60,28 @@ pub fn sign(key: &Utf8Path, message: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// Sign a release file: `<file>.sig` over its `.sha256` line, and when its provenance
+/// (`<file>.intoto.jsonl`) is beside it, `<file>.intoto.jsonl.sig` over the provenance's line
+/// too, so the signature covers how it was built. Returns the signatures written.
+pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
+    let mut written = Vec::new();
+    let provenance = crate::provenance::path_of(file);
+    let mut targets = vec![file.to_owned()];
+    if provenance.is_file() {
+        targets.push(provenance);
+    }
+    for target in targets {
+        let digest = crate::fsutil::sha256_of(&target)
+            .with_context(|| format!("`{target}`: cannot sign"))?;
+        let name = target.file_name().unwrap_or_default();
+        let signature = sign(key, &message(&digest, name))?;
+        let path = signature_path(&target);
+        crate::fsutil::write_atomically(&path, &signature)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 /// Check `signature` over `message` against an OpenSSH `allowed_signers` file, for `identity`
 /// or else for the principals the file gives the signing key. `Ok(principal)` when valid.
 pub fn check(

@@ -20,6 +20,17 @@ pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
         return Ok(1);
     }
     let entries = merge::write(&gathered, &opts.out)?;
+    if let Some(key) = &opts.sign_key {
+        // SHA256SUMS names every archive with its digest: one signature over it covers them
+        // all (`ssh-keygen -Y verify ... -s SHA256SUMS.sig < SHA256SUMS`).
+        let sums = opts.out.join("SHA256SUMS");
+        let text = std::fs::read_to_string(&sums)
+            .map_err(|e| anyhow::anyhow!("`{sums}`: cannot read: {e}"))?;
+        let signature = crate::sign::sign(key, &text)?;
+        let path = crate::sign::signature_path(&sums);
+        crate::fsutil::write_atomically(&path, &signature)?;
+        shell.status("Signed", &path);
+    }
     if opts.message_format == MessageFormat::Json {
         for e in &entries {
             shell.json(&serde_json::json!({"reason": "merged", "bundle": e}));

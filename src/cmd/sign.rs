@@ -1,20 +1,17 @@
-//! `cargo release-bundle sign BUNDLE... --key KEY`: write `BUNDLE.sig`.
+//! `cargo release-bundle sign BUNDLE... --key KEY`: write `BUNDLE.sig` (and the signature of
+//! its provenance beside it).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::SignOpts;
-use crate::fsutil::{sha256_of, write_atomically};
 use crate::shell::Shell;
 use crate::sign;
 
 pub fn run(opts: &SignOpts, shell: &Shell) -> Result<u8> {
     for bundle in &opts.bundles {
-        let digest = sha256_of(bundle).with_context(|| format!("`{bundle}`: cannot sign"))?;
-        let file_name = bundle.file_name().unwrap_or_default();
-        let signature = sign::sign(&opts.key, &sign::message(&digest, file_name))?;
-        let path = sign::signature_path(bundle);
-        write_atomically(&path, &signature)?;
-        shell.status("Signed", format!("{bundle} ({path})"));
+        let written = sign::sign_release(&opts.key, bundle)?;
+        let names: Vec<&str> = written.iter().map(|p| p.as_str()).collect();
+        shell.status("Signed", format!("{bundle} ({})", names.join(", ")));
     }
     Ok(0)
 }

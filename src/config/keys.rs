@@ -70,6 +70,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "verify",
     "deploy",
     "image",
+    "sign",
 ];
 
 /// Keys owned by cargo-release in the shared `[package.metadata.release]` table.

@@ -470,7 +470,7 @@ impl Layer {
                 }
                 // Read by `deploy` (see `deploy::config`) and the image stage (`image`), on
                 // their own.
-                "deploy" | "image" => {}
+                "deploy" | "image" | "sign" => {}
                 // Ours when it is a table; cargo-release's `verify = bool` in a shared table.
                 "verify" if v.is_object() => {
                     let table = value::table(v, &o)?;

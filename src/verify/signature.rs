@@ -45,12 +45,45 @@ pub fn check_signature(
                 None,
                 format!("signed by {principal} (`{sig}`)"),
             ));
+            check_provenance_signature(report, allowed, &principal)?;
         }
         Err(why) => report.findings.push(Finding::error(
             "signature-invalid",
             None,
             format!("`{sig}`: {why}"),
         )),
+    }
+    Ok(())
+}
+
+/// The provenance beside a signed bundle must be signed by the same principal: otherwise a
+/// valid bundle signature would lend its trust to a statement anyone could have written.
+fn check_provenance_signature(
+    report: &mut Report,
+    allowed: &Utf8Path,
+    principal: &str,
+) -> Result<()> {
+    let provenance = crate::provenance::path_of(&report.bundle);
+    if !provenance.is_file() {
+        return Ok(());
+    }
+    let sig = sign::signature_path(&provenance);
+    if !sig.is_file() {
+        report.findings.push(Finding::warning(
+            "provenance-unsigned",
+            None,
+            format!("`{provenance}` is not signed (no `{sig}`): what it says about the build is not covered by the signature"),
+        ));
+        return Ok(());
+    }
+    let digest = crate::fsutil::sha256_of(&provenance)?;
+    let message = sign::message(&digest, provenance.file_name().unwrap_or_default());
+    if let Err(why) = sign::check(allowed, Some(principal), &sig, &message)? {
+        report.findings.push(Finding::error(
+            "provenance-signature-invalid",
+            None,
+            format!("`{sig}`: {why}"),
+        ));
     }
     Ok(())
 }

@@ -240,3 +240,151 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
     ));
     assert_success(&unpack());
 }
+
+/// `--sign-key` (or `sign.key`) signs while bundling: the bundle and its provenance, both
+/// checked by `verify --allowed-signers`; `merge --sign-key` signs the merged SHA256SUMS, and
+/// plain `ssh-keygen` checks all of it.
+#[test]
+fn signing_at_bundle_time_covers_the_provenance_and_merge_signs_the_sums() {
+    if !have("ssh-keygen") {
+        return;
+    }
+    let fx = Fixture::new("webapp");
+    let keys = fx.scratch.join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let alice = keygen(&keys, "alice");
+    let public = fs::read_to_string(alice.with_extension("pub")).unwrap();
+    fs::write(
+        keys.join("allowed"),
+        format!("alice@example.com namespaces=\"{NS}\" {public}"),
+    )
+    .unwrap();
+    let allowed = keys.join("allowed");
+    // The key from the manifest, relative to it.
+    let manifest = fx.root.join("Cargo.toml");
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push_str(&format!(
+        "\n[package.metadata.release.sign]\nkey = \"{}\"\n",
+        alice.display()
+    ));
+    fs::write(&manifest, text).unwrap();
+    let out_dir = fx.scratch.join("out");
+    let lines = fx.bundle(&["--out-dir", out_dir.to_str().unwrap()]);
+    let bundle = PathBuf::from(lines[0]["path"].as_str().unwrap());
+    let provenance = PathBuf::from(format!("{}.intoto.jsonl", bundle.display()));
+    assert!(PathBuf::from(format!("{}.sig", bundle.display())).is_file());
+    assert!(PathBuf::from(format!("{}.sig", provenance.display())).is_file());
+    let (code, json) = {
+        let out = run_tool(
+            &out_dir,
+            &[
+                "verify",
+                "--message-format",
+                "json",
+                "--allowed-signers",
+                allowed.to_str().unwrap(),
+                NAME,
+            ],
+            &[],
+        );
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "{json}");
+    assert!(
+        json.contains("\"reference\":\"signature\"") && !json.contains("provenance-unsigned"),
+        "{json}"
+    );
+
+    // Plain ssh-keygen checks the provenance's signature over its sha256 line.
+    let line = format!("{}  {NAME}.intoto.jsonl\n", sha256_file(&provenance));
+    let check = ssh_keygen_stdin(
+        &out_dir,
+        &[
+            "-Y",
+            "verify",
+            "-f",
+            allowed.to_str().unwrap(),
+            "-I",
+            "alice@example.com",
+            "-n",
+            NS,
+            "-s",
+            &format!("{NAME}.intoto.jsonl.sig"),
+        ],
+        line.as_bytes(),
+    );
+    assert!(check.status.success(), "{}", stderr(&check));
+
+    // A provenance changed after signing: the bundle's signature no longer vouches for it.
+    let original = fs::read(&provenance).unwrap();
+    let mut changed = original.clone();
+    let at = changed.iter().position(|&b| b == b'"').unwrap();
+    changed.insert(at, b' ');
+    fs::write(&provenance, &changed).unwrap();
+    let out = run_tool(
+        &out_dir,
+        &[
+            "verify",
+            "--message-format",
+            "json",
+            "--allowed-signers",
+            allowed.to_str().unwrap(),
+            NAME,
+        ],
+        &[],
+    );
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert!(json.contains("provenance-signature-invalid"), "{json}");
+    fs::write(&provenance, &original).unwrap();
+
+    // merge --sign-key: one signature over SHA256SUMS covers every archive; the bundles'
+    // own signatures travel with them.
+    let merged = fx.scratch.join("merged");
+    let out = run_tool(
+        &fx.scratch.path,
+        &[
+            "merge",
+            out_dir.to_str().unwrap(),
+            "--out",
+            merged.to_str().unwrap(),
+            "--sign-key",
+            alice.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&out);
+    assert!(merged.join(format!("{NAME}.sig")).is_file());
+    let sums = fs::read(merged.join("SHA256SUMS")).unwrap();
+    let check = ssh_keygen_stdin(
+        &merged,
+        &[
+            "-Y",
+            "verify",
+            "-f",
+            allowed.to_str().unwrap(),
+            "-I",
+            "alice@example.com",
+            "-n",
+            NS,
+            "-s",
+            "SHA256SUMS.sig",
+        ],
+        &sums,
+    );
+    assert!(check.status.success(), "{}", stderr(&check));
+    let out = run_tool(
+        &merged,
+        &[
+            "verify",
+            "--allowed-signers",
+            allowed.to_str().unwrap(),
+            NAME,
+        ],
+        &[],
+    );
+    assert_success(&out);
+}
