@@ -504,16 +504,6 @@ pub fn bundle(
             &mut progress,
         )?;
         drop(bar);
-        // Provenance beside the bundle (after it, so a bundle never has stale provenance).
-        let statement = provenance::statement(
-            &recorded,
-            &plan.file_name,
-            &bundle.sha256,
-            &provenance::builder_id(&|k| std::env::var(k).ok()),
-        );
-        let mut line = serde_json::to_vec(&statement)?;
-        line.push(b'\n');
-        crate::fsutil::write_atomically(&provenance::path_of(&bundle.path), &line)?;
         let mut bundle = bundle;
         if let Some(spec) = image {
             let mut spec = spec.clone();
@@ -531,6 +521,29 @@ pub fn bundle(
             );
             bundle.image = Some(built);
         }
+        // Provenance beside the bundle (after it and its image, so a bundle never has stale
+        // provenance).
+        let statement = provenance::statement(
+            &recorded,
+            &plan.file_name,
+            &bundle.sha256,
+            &provenance::builder_id(&|k| std::env::var(k).ok()),
+        );
+        let mut statement = statement;
+        if let Some(i) = &bundle.image {
+            let name = i.path.file_name().unwrap_or_default();
+            let sha256 = crate::fsutil::sha256_of(&i.path)?;
+            provenance::add_image(
+                &mut statement,
+                name,
+                &sha256,
+                &i.digest,
+                i.base_digest.as_deref(),
+            );
+        }
+        let mut line = serde_json::to_vec(&statement)?;
+        line.push(b'\n');
+        crate::fsutil::write_atomically(&provenance::path_of(&bundle.path), &line)?;
         if let Some(key) = sign_key {
             let mut files = vec![bundle.path.clone()];
             files.extend(bundle.image.as_ref().map(|i| i.path.clone()));

@@ -101,6 +101,37 @@ pub fn statement(m: &Manifest, file_name: &str, sha256: &str, builder: &str) -> 
     }
 }
 
+/// The image built beside the bundle, as a second subject (`name`, the sha256 of the
+/// `.oci.tar`, its manifest digest) and its base as a resolved dependency.
+pub fn add_image(
+    st: &mut Statement,
+    name: &str,
+    sha256: &str,
+    manifest_digest: &str,
+    base_digest: Option<&str>,
+) {
+    st.subject.push(Subject {
+        name: name.into(),
+        digest: Digest {
+            sha256: sha256.into(),
+        },
+    });
+    let resolved = &mut st.predicate["buildDefinition"]["resolvedDependencies"];
+    if let Some(list) = resolved.as_array_mut() {
+        list.push(serde_json::json!({
+            "name": "oci-image",
+            "digest": {"sha256": manifest_digest.trim_start_matches("sha256:")},
+            "annotations": {"file": name},
+        }));
+        if let Some(base) = base_digest {
+            list.push(serde_json::json!({
+                "name": "base-image",
+                "digest": {"sha256": base.trim_start_matches("sha256:")},
+            }));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

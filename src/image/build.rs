@@ -266,6 +266,8 @@ pub struct Built {
     /// The image manifest's digest (`sha256:…`): what a registry names it by.
     pub digest: String,
     pub size: u64,
+    /// The base image's manifest digest, when there is a base.
+    pub base_digest: Option<String>,
 }
 
 /// Build the image of `bundle` (whose manifest is `manifest`) into `out_dir`.
@@ -424,6 +426,7 @@ pub fn build(
         path,
         digest: manifest_desc.digest,
         size,
+        base_digest: base.map(|b| b.digest),
     })
 }
 

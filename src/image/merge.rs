@@ -119,5 +119,10 @@ pub fn merge(images: &[Utf8PathBuf], out: &Utf8Path) -> Result<Built> {
     let short = reference.trim_start_matches("localhost/").replace(':', "-");
     let path = out.join(format!("{short}.oci.tar"));
     let size = write_layout(&path, blobs, &outer)?;
-    Ok(Built { path, digest, size })
+    Ok(Built {
+        path,
+        digest,
+        size,
+        base_digest: None,
+    })
 }

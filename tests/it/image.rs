@@ -144,6 +144,26 @@ fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
     // verify passes it.
     let out = run_tool(&fx.root, &["verify", image.to_str().unwrap()], &[]);
     assert_success(&out);
+    // The provenance names it beside the bundle, and its base.
+    let bundle = PathBuf::from(line["path"].as_str().unwrap());
+    let statement: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{}.intoto.jsonl", bundle.display())).unwrap())
+            .unwrap();
+    let subjects = statement["subject"].as_array().unwrap();
+    assert_eq!(subjects.len(), 2, "{statement}");
+    assert_eq!(
+        subjects[1]["name"],
+        image.file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(
+        subjects[1]["digest"]["sha256"],
+        sha256_file(&image).as_str()
+    );
+    let resolved = statement["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
+    assert!(
+        resolved.contains("base-image") && resolved.contains(&digest[7..]),
+        "{resolved}"
+    );
 
     // skopeo reports our manifest digest and config.
     let archive = format!("oci-archive:{}", image.display());
