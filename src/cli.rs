@@ -67,9 +67,16 @@ pub struct SignOpts {
     #[arg(required = true, value_name = "BUNDLE")]
     pub bundles: Vec<Utf8PathBuf>,
 
-    /// An OpenSSH private key file, or a public key whose private half is in ssh-agent
+    /// An OpenSSH private key file, or a public key whose private half is in ssh-agent; with
+    /// `--signer minisign`, a minisign secret key file
     #[arg(long, value_name = "KEY")]
     pub key: Utf8PathBuf,
+
+    /// What makes the signature: an SSH signature (`BUNDLE.sig`, checked with
+    /// --allowed-signers or `ssh-keygen -Y verify`), or minisign (`BUNDLE.minisig`, checked
+    /// with --minisign-key or `minisign -V`)
+    #[arg(long, value_name = "SIGNER", default_value = "ssh")]
+    pub signer: Signer,
 
     /// Coloring
     #[arg(long, value_name = "WHEN")]
@@ -81,6 +88,12 @@ pub struct SignOpts {
 }
 
 pub use crate::deploy::config::parse_duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Signer {
+    Ssh,
+    Minisign,
+}
 
 mod deploy;
 pub use deploy::*;
@@ -148,6 +161,11 @@ pub struct CheckOpts {
     /// (principals, namespaces=, valid-after=, valid-before= are honoured)
     #[arg(long, value_name = "FILE")]
     pub allowed_signers: Option<Utf8PathBuf>,
+
+    /// A minisign public key: BUNDLE.minisig must be a valid signature by it whose trusted
+    /// comment names the bundle
+    #[arg(long, value_name = "PUB")]
+    pub minisign_key: Option<Utf8PathBuf>,
 
     /// The principal the signature must be from [default: whoever allowed_signers says holds the key]
     #[arg(long, value_name = "ID", requires = "allowed_signers")]
@@ -325,6 +343,15 @@ pub struct BundleOpts {
     /// the `sign.key` setting]
     #[arg(long, value_name = "KEY", help_heading = "Bundle Options")]
     pub sign_key: Option<Utf8PathBuf>,
+
+    /// What signs with --sign-key: ssh (BUNDLE.sig) or minisign (BUNDLE.minisig)
+    #[arg(
+        long,
+        value_name = "SIGNER",
+        default_value = "ssh",
+        help_heading = "Bundle Options"
+    )]
+    pub signer: Signer,
 
     /// Also write the release as an OCI image, `<name>-<version>-<triple>.oci.tar`, beside the
     /// bundle (as the `image` key does)

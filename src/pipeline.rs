@@ -548,7 +548,17 @@ pub fn bundle(
             let mut files = vec![bundle.path.clone()];
             files.extend(bundle.image.as_ref().map(|i| i.path.clone()));
             for file in files {
-                for sig in crate::sign::sign_release(key, &file)? {
+                let signed = match opts.signer {
+                    crate::cli::Signer::Ssh => crate::sign::sign_release(key, &file)?,
+                    crate::cli::Signer::Minisign => {
+                        let name = file.file_name().unwrap_or_default();
+                        let commit = recorded.git.as_ref().map(|g| g.commit.as_str());
+                        let comment =
+                            crate::sign::trusted_comment(name, &plan.name, &plan.version, commit);
+                        vec![crate::sign::sign_minisign(key, &file, &comment)?]
+                    }
+                };
+                for sig in signed {
                     shell.status("Signed", project::display_path(&sig));
                 }
             }

@@ -82,6 +82,106 @@ pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>>
     Ok(written)
 }
 
+/// Where a bundle's minisign signature lives.
+pub fn minisig_path(file: &Utf8Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{file}.minisig"))
+}
+
+/// What a minisign signature's trusted comment says of a release file (signed, so it cannot
+/// be changed): the file, the release and version, and the commit.
+pub fn trusted_comment(file_name: &str, name: &str, version: &str, commit: Option<&str>) -> String {
+    format!(
+        "file:{file_name}\trelease:{name} {version}\tcommit:{}",
+        commit.unwrap_or("none")
+    )
+}
+
+/// Sign `file` with minisign (the `minisign` tool, which reads the secret key file and,
+/// for an encrypted key, its password from the terminal), writing `<file>.minisig`.
+/// minisign 0.11 signs a BLAKE2b hash of the file, so files of any size stream.
+pub fn sign_minisign(key: &Utf8Path, file: &Utf8Path, comment: &str) -> Result<Utf8PathBuf> {
+    let path = minisig_path(file);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_str().is_empty())
+        .unwrap_or(Utf8Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .suffix(".minisig")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
+    let out = Command::new("minisign")
+        .args(["-S", "-s", key.as_str(), "-m", file.as_str(), "-t", comment, "-x"])
+        .arg(tmp.path())
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run `minisign` (install it: Debian's `minisign` package, or https://jedisct1.github.io/minisign/)")?;
+    if !out.status.success() {
+        bail!(
+            "`{key}`: minisign could not sign `{file}` (a key with a password needs a terminal; CI keys are made with `minisign -G -W`): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    tmp.persist(&path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write `{path}`"))?;
+    Ok(path)
+}
+
+/// Check `<file>.minisig` against the minisign public key file `public`: the signature over
+/// the file's bytes (streamed), and its trusted comment naming `file_name`. `Ok(comment)`.
+pub fn check_minisign(
+    public: &Utf8Path,
+    file: &Utf8Path,
+    file_name: &str,
+) -> Result<std::result::Result<String, String>> {
+    let key = minisign_verify::PublicKey::from_file(public)
+        .map_err(|e| anyhow::anyhow!("`{public}`: not a minisign public key ({e})"))?;
+    let sig_path = minisig_path(file);
+    if !sig_path.is_file() {
+        return Ok(Err(format!(
+            "no signature `{sig_path}` (--minisign-key asks for one)"
+        )));
+    }
+    let signature = match minisign_verify::Signature::from_file(&sig_path) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(format!("`{sig_path}`: not a minisign signature ({e})"))),
+    };
+    let mut verifier = match key.verify_stream(&signature) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(Err(format!(
+                "`{sig_path}`: {e} (legacy, non-prehashed signatures are not accepted)"
+            )));
+        }
+    };
+    let mut input =
+        crate::fsutil::open_regular(file).with_context(|| format!("`{file}`: cannot open"))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = std::io::Read::read(&mut input, &mut buf)
+            .with_context(|| format!("`{file}`: cannot read"))?;
+        if n == 0 {
+            break;
+        }
+        verifier.update(&buf[..n]);
+    }
+    if let Err(e) = verifier.finalize() {
+        return Ok(Err(format!(
+            "`{sig_path}`: not a valid signature of this file by `{public}` ({e})"
+        )));
+    }
+    let comment = signature.trusted_comment().to_string();
+    if !comment
+        .split('\t')
+        .any(|f| f == format!("file:{file_name}"))
+    {
+        return Ok(Err(format!(
+            "`{sig_path}`: a valid signature, but its trusted comment names another file ({comment:?})"
+        )));
+    }
+    Ok(Ok(comment))
+}
+
 /// Check `signature` over `message` against an OpenSSH `allowed_signers` file, for `identity`
 /// or else for the principals the file gives the signing key. `Ok(principal)` when valid.
 pub fn check(

@@ -163,7 +163,7 @@ use stream::{ChannelReader, HashingReader, InputEnd, decompress};
 
 pub use report::{limits, print};
 pub use sidecar::Reference;
-pub use signature::check_signature;
+pub use signature::{check_minisign, check_signature};
 
 /// Verify one bundle file. `Err` only for I/O problems with the file itself (exit code 2).
 pub fn verify_file(

@@ -39,6 +39,9 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
         opts.check.allowed_signers.as_deref(),
         opts.check.identity.as_deref(),
     )?;
+    if let Some(public) = &opts.check.minisign_key {
+        verify::check_minisign(&mut report, public)?;
+    }
     if unpack::interrupted() {
         drop(extractor);
         shell.error(format!("interrupted; nothing was installed at `{dest}`"));

@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::cli::VerifyOpts;
 use crate::rebuild;
 use crate::shell::Shell;
-use crate::verify::{Finding, check_signature, limits, print, verify_file};
+use crate::verify::{Finding, check_minisign, check_signature, limits, print, verify_file};
 
 /// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.
 pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
@@ -39,6 +39,9 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
                     opts.check.allowed_signers.as_deref(),
                     opts.check.identity.as_deref(),
                 )?;
+                if let Some(public) = &opts.check.minisign_key {
+                    check_minisign(&mut report, public)?;
+                }
                 if opts.rebuild {
                     match &report.manifest {
                         Some(m) if report.passes(false) => {

@@ -8,6 +8,25 @@ use super::sidecar::Reference;
 use super::{Finding, Report};
 use crate::sign;
 
+/// `BUNDLE.minisig` against `--minisign-key`.
+pub fn check_minisign(report: &mut Report, public: &Utf8Path) -> Result<()> {
+    let name = report.bundle.file_name().unwrap_or_default().to_string();
+    match sign::check_minisign(public, &report.bundle, &name)? {
+        Ok(comment) => {
+            report.reference = Reference::Signature;
+            report.findings.push(Finding::note(
+                "signature",
+                None,
+                format!("minisign signature by `{public}` ({comment})"),
+            ));
+        }
+        Err(why) => report
+            .findings
+            .push(Finding::error("signature-invalid", None, why)),
+    }
+    Ok(())
+}
+
 pub fn check_signature(
     report: &mut Report,
     allowed_signers: Option<&Utf8Path>,

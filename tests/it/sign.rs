@@ -388,3 +388,150 @@ fn signing_at_bundle_time_covers_the_provenance_and_merge_signs_the_sums() {
     );
     assert_success(&out);
 }
+
+/// minisign both ways: our signature checks with the `minisign` tool and with ours; one the
+/// tool makes checks with ours; a wrong key, a tampered bundle and a signature of another
+/// file are refused.
+#[test]
+fn minisign_signatures_interoperate() {
+    if !have("minisign") {
+        return;
+    }
+    let fx = Fixture::new("webapp");
+    let out_dir = fx.scratch.join("out");
+    let lines = fx.bundle(&["--out-dir", out_dir.to_str().unwrap()]);
+    let bundle = PathBuf::from(lines[0]["path"].as_str().unwrap());
+    let keys = fx.scratch.join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let keypair = |name: &str| {
+        let (p, s) = (
+            keys.join(format!("{name}.pub")),
+            keys.join(format!("{name}.key")),
+        );
+        let out = Command::new("minisign")
+            .args([
+                "-G",
+                "-W",
+                "-p",
+                p.to_str().unwrap(),
+                "-s",
+                s.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        (p, s)
+    };
+    let (alice_pub, alice) = keypair("alice");
+    let (mallory_pub, mallory) = keypair("mallory");
+    let verify = |key: &Path| {
+        run_tool(
+            &out_dir,
+            &[
+                "verify",
+                "--message-format",
+                "json",
+                "--minisign-key",
+                key.to_str().unwrap(),
+                NAME,
+            ],
+            &[],
+        )
+    };
+
+    // Ours, checked by ours and by the minisign tool; the trusted comment names the release.
+    let out = run_tool(
+        &out_dir,
+        &[
+            "sign",
+            NAME,
+            "--signer",
+            "minisign",
+            "--key",
+            alice.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&out);
+    let sig = out_dir.join(format!("{NAME}.minisig"));
+    let text = fs::read_to_string(&sig).unwrap();
+    assert!(
+        text.contains(&format!(
+            "trusted comment: file:{NAME}\trelease:webapp 1.2.0\tcommit:"
+        )),
+        "{text}"
+    );
+    let out = verify(&alice_pub);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert!(json.contains("\"reference\":\"signature\""), "{json}");
+    let out = Command::new("minisign")
+        .args([
+            "-V",
+            "-p",
+            alice_pub.to_str().unwrap(),
+            "-m",
+            bundle.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A key that did not sign it.
+    let out = verify(&mallory_pub);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signature-invalid"));
+
+    // The minisign tool's own signature checks with ours.
+    let out = Command::new("minisign")
+        .args([
+            "-S",
+            "-s",
+            mallory.to_str().unwrap(),
+            "-m",
+            bundle.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(verify(&mallory_pub).status.code(), Some(0));
+
+    // A signature of another file (copied beside this bundle) is refused, and so is a
+    // tampered bundle.
+    let other = out_dir.join("other.txt");
+    fs::write(&other, b"other").unwrap();
+    let out = Command::new("minisign")
+        .args([
+            "-S",
+            "-s",
+            alice.to_str().unwrap(),
+            "-m",
+            other.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    fs::copy(out_dir.join("other.txt.minisig"), &sig).unwrap();
+    assert_eq!(verify(&alice_pub).status.code(), Some(1));
+    let out = run_tool(
+        &out_dir,
+        &[
+            "sign",
+            NAME,
+            "--signer",
+            "minisign",
+            "--key",
+            alice.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&out);
+    let mut bytes = fs::read(&bundle).unwrap();
+    let end = bytes.len() - 1;
+    bytes[end] ^= 1;
+    fs::write(&bundle, bytes).unwrap();
+    let out = verify(&alice_pub);
+    assert_ne!(out.status.code(), Some(0));
+}

@@ -198,6 +198,7 @@ pub const TOOLS: &[&str] = &[
     "umoci",
     "runc",
     "ldd",
+    "minisign",
 ];
 
 /// Whether an external tool is installed. In CI (`CI` set) a missing tool fails the test;
