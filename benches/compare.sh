@@ -117,28 +117,37 @@ run_size() { # files
   echo "== priv tree: $files small files + $((12 * (files > 20000 ? files / 20000 : 1))) x 16 MiB, ${mb} MiB =="
   local ours="$TOOL release-bundle --manifest-path $dir/Cargo.toml --out-dir $WORK/out-ours -q"
   local hand="$HAND $dir $WORK/out-hand 'zstd -3 -T0 -q'"
-  hyperfine --style none --runs "$RUNS" --warmup 1 --export-json "$WORK/bundle.json" "$ours" "bash $hand" >/dev/null
-  local t_ours t_hand
+  # The floor: the same files through tar | zstd -3 -T0, nothing hashed, nothing checked.
+  local floor="cd $dir && tar --sort=name -cf - priv target/release/benchsvc | zstd -3 -T0 -q > /dev/null"
+  hyperfine --style none --runs "$RUNS" --warmup 1 --export-json "$WORK/bundle.json" "$ours" "bash $hand" "$floor" >/dev/null
+  local t_ours t_hand t_floor
   t_ours=$(median "$WORK/bundle.json" | sed -n 1p | awk '{print $NF}')
   t_hand=$(median "$WORK/bundle.json" | sed -n 2p | awk '{print $NF}')
+  t_floor=$(median "$WORK/bundle.json" | sed -n 3p | awk '{print $NF}')
   local r_ours r_hand
   r_ours=$(rss $ours)
   r_hand=$(rss bash -c "bash $hand")
   local s_ours; s_ours=$(self_rss $ours)
   printf 'bundle  (zstd -3): ours %6.3fs  hand %6.3fs  ratio %.2f (target <= 0.50)   peak RSS ours %d MiB (tool alone %s MiB), hand %d MiB (target <= 64 MiB)\n' \
     "$t_ours" "$t_hand" "$(echo "$t_ours / $t_hand" | bc -l)" $((r_ours / 1024)) "$s_ours" $((r_hand / 1024))
+  printf 'bundle vs floor   : ours %6.3fs  tar|zstd -3 -T0 %6.3fs  ratio %.2f (target <= 1.20)\n' \
+    "$t_ours" "$t_floor" "$(echo "$t_ours / $t_floor" | bc -l)"
 
   local bundle; bundle=$(ls "$WORK"/out-ours/*.tar.zst)
   local top; top=$(basename "$bundle" | sed 's/-x86_64.*//; s/-aarch64.*//')
   local vours="$TOOL release-bundle verify -q $bundle"
   local vhand="mkdir $WORK/x && zstd -dc $bundle | tar -xf - -C $WORK/x && cd $WORK/x/$top && sha256sum -c --quiet SHA256SUMS && cd $WORK/out-ours && sha256sum -c --quiet $(basename "$bundle").sha256"
   # Removing the previous extraction is set-up, not part of verifying.
-  hyperfine --style none --runs "$RUNS" --warmup 1 --prepare "rm -rf $WORK/x" --export-json "$WORK/verify.json" "$vours" "$vhand" >/dev/null
+  local vfloor="zstd -dc -q $bundle > /dev/null"
+  hyperfine --style none --runs "$RUNS" --warmup 1 --prepare "rm -rf $WORK/x" --export-json "$WORK/verify.json" "$vours" "$vhand" "$vfloor" >/dev/null
   t_ours=$(median "$WORK/verify.json" | sed -n 1p | awk '{print $NF}')
   t_hand=$(median "$WORK/verify.json" | sed -n 2p | awk '{print $NF}')
+  t_floor=$(median "$WORK/verify.json" | sed -n 3p | awk '{print $NF}')
   local v_rss; v_rss=$(( $(rss $vours) / 1024 ))
   printf 'verify            : ours %6.3fs  hand %6.3fs  ratio %.2f (target <= 0.40)   peak RSS ours %d MiB\n' \
     "$t_ours" "$t_hand" "$(echo "$t_ours / $t_hand" | bc -l)" "$v_rss"
+  printf 'verify vs floor   : ours %6.3fs  zstd -dc %6.3fs  ratio %.2f (target <= 1.30)\n' \
+    "$t_ours" "$t_floor" "$(echo "$t_ours / $t_floor" | bc -l)"
   echo "$files $s_ours $v_rss" >> "$WORK/rss.txt"
 }
 

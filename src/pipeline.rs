@@ -182,6 +182,9 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         // build); its content once the build has resolved the features.
         plan.add_generated(sbom::SBOM, Vec::new(), FileKind::Sbom)?;
         let totals = plan.check(&sources::walk)?;
+        // The top directory, the planned entries, MANIFEST.json and SHA256SUMS.
+        crate::verify::within_entry_limit(totals.entries as u64 + 3)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", project::display_path(&package.manifest_path)))?;
         let compression = Compression {
             format: loaded.config.format,
             level: loaded.config.compression_level,

@@ -91,6 +91,21 @@ impl Finding {
     }
 }
 
+/// The most entries `verify` reads by default (`--max-entries`).
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+
+/// A bundle of `entries` archive entries (the top directory, every planned entry, the
+/// manifest and the sums) passes `verify`'s default entry limit; bundling refuses one that
+/// would not, so that what this tool writes, this tool verifies.
+pub fn within_entry_limit(entries: u64) -> Result<(), String> {
+    if entries > DEFAULT_MAX_ENTRIES {
+        return Err(format!(
+            "the bundle would hold {entries} entries, and `verify` refuses more than {DEFAULT_MAX_ENTRIES} (its defence against archive bombs); ship fewer, larger files (for example an archive of the tree inside priv/)"
+        ));
+    }
+    Ok(())
+}
+
 /// Bounds that keep a hostile archive from exhausting memory or disk.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -107,7 +122,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_entries: 1_000_000,
+            max_entries: DEFAULT_MAX_ENTRIES,
             max_size: 64 << 30,
             max_ratio: 1_000,
             ratio_floor: 64 << 20,
@@ -338,4 +353,15 @@ pub fn verify_stream(
         summary,
         sha256: raw.sha256,
     })
+}
+
+#[cfg(test)]
+mod limit_tests {
+    #[test]
+    fn bundling_accepts_what_verify_accepts() {
+        assert!(super::within_entry_limit(super::DEFAULT_MAX_ENTRIES).is_ok());
+        let e = super::within_entry_limit(super::DEFAULT_MAX_ENTRIES + 1).unwrap_err();
+        assert!(e.contains("1000001 entries") && e.contains("1000000"), "{e}");
+        assert_eq!(super::Limits::default().max_entries, super::DEFAULT_MAX_ENTRIES);
+    }
 }
