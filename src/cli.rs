@@ -177,7 +177,7 @@ pub struct CheckOpts {
     pub allow_paths: Vec<String>,
 
     /// Refuse archives with more entries than this
-    #[arg(long, value_name = "N", default_value_t = crate::verify::DEFAULT_MAX_ENTRIES)]
+    #[arg(long, value_name = "N", default_value_t = crate::archive::DEFAULT_MAX_ENTRIES)]
     pub max_entries: u64,
 
     /// Refuse archives that decompress to more bytes than this

@@ -138,10 +138,25 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         project::parse_source_date_epoch(value)?;
     }
     build::check_builder(&opts.build_opts())?;
-    let ws = project::load(&opts.locate())?;
+    // `cargo metadata` and `rustc -vV` run side by side (rustc from the manifest's directory,
+    // where rustup finds the same toolchain file).
+    let locate = opts.locate();
+    let manifest_dir = project::find_manifest(&locate)
+        .ok()
+        .and_then(|m| m.parent().map(Utf8Path::to_owned))
+        .unwrap_or_else(|| Utf8PathBuf::from("."));
+    let (ws, rustc) = std::thread::scope(|scope| {
+        let rustc = scope.spawn(|| project::rustc(&manifest_dir));
+        let ws = project::load(&locate);
+        let rustc = rustc
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (ws, rustc)
+    });
+    let ws = ws?;
+    let rustc = rustc?;
     project::check_profile(&ws, &opts.profile)?;
     let packages = project::select(&ws, &opts.selection())?;
-    let rustc = project::rustc(ws.root())?;
     let target = opts.target.clone().unwrap_or_else(|| rustc.host.clone());
     let overrides = Overrides {
         profile: opts.profile.clone(),
@@ -183,8 +198,9 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         plan.add_generated(sbom::SBOM, Vec::new(), FileKind::Sbom)?;
         let totals = plan.check(&sources::walk)?;
         // The top directory, the planned entries, MANIFEST.json and SHA256SUMS.
-        crate::verify::within_entry_limit(totals.entries as u64 + 3)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", project::display_path(&package.manifest_path)))?;
+        crate::verify::within_entry_limit(totals.entries as u64 + 3).map_err(|e| {
+            anyhow::anyhow!("{}: {e}", project::display_path(&package.manifest_path))
+        })?;
         let compression = Compression {
             format: loaded.config.format,
             level: loaded.config.compression_level,
@@ -197,10 +213,10 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
                 package.name, totals.entries, totals.bytes
             ),
         );
-        let image = image_spec(&ws, package, &loaded.config, &plan, opts.image)?;
+        let image = image::spec_for(&ws, package, &loaded.config, &plan, opts.image)?;
         let sign_key = match &opts.sign_key {
             Some(k) => Some(k.clone()),
-            None => sign_key(&ws, package)?,
+            None => crate::sign::configured_key(&ws, package)?,
         };
         planned.push(Planned {
             package: package.clone(),
@@ -230,71 +246,6 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         out_dir,
         source_date_epoch,
     })
-}
-
-/// `[package.metadata.release.sign] key = "PATH"` (relative to the manifest's directory),
-/// else the workspace's.
-fn sign_key(ws: &project::Workspace, package: &Package) -> Result<Option<Utf8PathBuf>> {
-    for (table, dir) in [
-        (ws.package_table(package), package.manifest_path.parent()),
-        (ws.workspace_table(), Some(ws.root())),
-    ] {
-        let Some((value, origin)) = table.sub_table("sign") else {
-            continue;
-        };
-        let key = value
-            .get("key")
-            .and_then(|k| k.as_str())
-            .ok_or_else(|| anyhow::anyhow!("{}: expected a table with `key = \"PATH\"`", origin))?;
-        let key = Utf8PathBuf::from(key);
-        return Ok(Some(match dir {
-            Some(d) if key.is_relative() => d.join(key),
-            _ => key,
-        }));
-    }
-    Ok(None)
-}
-
-/// The image a package asks for: its `image` key (else the workspace's), or `--image`.
-fn image_spec(
-    ws: &project::Workspace,
-    package: &Package,
-    config: &config::ReleaseConfig,
-    plan: &BundlePlan,
-    flag: bool,
-) -> Result<Option<image::Spec>> {
-    let mut wanted = None;
-    for table in [ws.package_table(package), ws.workspace_table()] {
-        if let Some((value, origin)) = table.sub_table("image") {
-            wanted = image::parse_config(value, &origin).map_err(|e| anyhow::anyhow!("{e}"))?;
-            break;
-        }
-    }
-    let Some(image_config) = wanted.or_else(|| flag.then(image::ImageConfig::default)) else {
-        return Ok(None);
-    };
-    let l = &config.launcher;
-    let main = match &l.main {
-        Some(m) => m.value.clone(),
-        None if plan.binaries.len() == 1 => plan.binaries[0].clone(),
-        None if plan.binaries.contains(&package.name.to_string()) => package.name.to_string(),
-        None => bail!(
-            "{}: the image runs one executable and package `{}` ships several ({}); set `main`",
-            project::display_path(&package.manifest_path),
-            package.name,
-            plan.binaries.join(", ")
-        ),
-    };
-    let spec = image::Spec::new(
-        &image_config,
-        l,
-        &plan.name,
-        &plan.version,
-        &plan.target,
-        &main,
-    );
-    image::check_scratch(&spec).map_err(anyhow::Error::msg)?;
-    Ok(Some(spec))
 }
 
 /// The root of the git repository holding the workspace at `root`, `prefix` (git's
@@ -426,24 +377,35 @@ pub fn bundle(
             .as_ref()
             .and_then(|f| f.through(&package.manifest_path))
             .unwrap_or_else(|| package.manifest_path.clone());
-        let artifacts = build::build(
-            &build_opts,
-            &build_manifest,
-            package,
-            &package_manifest,
-            &plan.binaries,
-            remap_for,
-            shell,
-        )?;
-        // After the build, which may have created or updated the lock file.
-        let cargo_lock = project::cargo_lock_sha256(ws.root())?;
-        // The SBOM, from the graph resolved for this target and these features.
+        // The dependency graph for the SBOM resolves while cargo builds (both only read the
+        // lock file when it is up to date; cargo serialises any update).
         let features = project::Features {
             features: opts.features.clone(),
             all_features: opts.all_features,
             no_default_features: opts.no_default_features,
         };
-        let graph = project::resolved_graph(&ws.manifest, &plan.target, &features, &opts.locate())?;
+        let locate = opts.locate();
+        let (artifacts, graph) = std::thread::scope(|scope| {
+            let graph = scope
+                .spawn(|| project::resolved_graph(&ws.manifest, &plan.target, &features, &locate));
+            let artifacts = build::build(
+                &build_opts,
+                &build_manifest,
+                package,
+                &package_manifest,
+                &plan.binaries,
+                remap_for,
+                shell,
+            );
+            let graph = graph
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (artifacts, graph)
+        });
+        let artifacts = artifacts?;
+        let graph = graph?;
+        // After the build, which may have created or updated the lock file.
+        let cargo_lock = project::cargo_lock_sha256(ws.root())?;
         let lock_text = std::fs::read_to_string(ws.root().join("Cargo.lock")).unwrap_or_default();
         let bom = sbom::document(
             &graph,

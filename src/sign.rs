@@ -82,6 +82,32 @@ pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>>
     Ok(written)
 }
 
+/// `[package.metadata.release.sign] key = "PATH"` (relative to the manifest's directory),
+/// else the workspace's.
+pub fn configured_key(
+    ws: &crate::project::Workspace,
+    package: &cargo_metadata::Package,
+) -> Result<Option<Utf8PathBuf>> {
+    for (table, dir) in [
+        (ws.package_table(package), package.manifest_path.parent()),
+        (ws.workspace_table(), Some(ws.root())),
+    ] {
+        let Some((value, origin)) = table.sub_table("sign") else {
+            continue;
+        };
+        let key = value
+            .get("key")
+            .and_then(|k| k.as_str())
+            .ok_or_else(|| anyhow::anyhow!("{}: expected a table with `key = \"PATH\"`", origin))?;
+        let key = Utf8PathBuf::from(key);
+        return Ok(Some(match dir {
+            Some(d) if key.is_relative() => d.join(key),
+            _ => key,
+        }));
+    }
+    Ok(None)
+}
+
 /// Where a bundle's minisign signature lives.
 pub fn minisig_path(file: &Utf8Path) -> Utf8PathBuf {
     Utf8PathBuf::from(format!("{file}.minisig"))

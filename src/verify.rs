@@ -91,8 +91,7 @@ impl Finding {
     }
 }
 
-/// The most entries `verify` reads by default (`--max-entries`).
-pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+pub use crate::archive::DEFAULT_MAX_ENTRIES;
 
 /// A bundle of `entries` archive entries (the top directory, every planned entry, the
 /// manifest and the sums) passes `verify`'s default entry limit; bundling refuses one that
@@ -361,7 +360,13 @@ mod limit_tests {
     fn bundling_accepts_what_verify_accepts() {
         assert!(super::within_entry_limit(super::DEFAULT_MAX_ENTRIES).is_ok());
         let e = super::within_entry_limit(super::DEFAULT_MAX_ENTRIES + 1).unwrap_err();
-        assert!(e.contains("1000001 entries") && e.contains("1000000"), "{e}");
-        assert_eq!(super::Limits::default().max_entries, super::DEFAULT_MAX_ENTRIES);
+        assert!(
+            e.contains("1000001 entries") && e.contains("1000000"),
+            "{e}"
+        );
+        assert_eq!(
+            super::Limits::default().max_entries,
+            super::DEFAULT_MAX_ENTRIES
+        );
     }
 }

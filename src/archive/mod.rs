@@ -104,6 +104,10 @@ pub const MAX_FILE_SIZE: u64 = header::max_octal(header::SIZE.len);
 /// Largest mtime a ustar header can hold.
 pub const MAX_MTIME: u64 = header::max_octal(header::MTIME.len);
 
+/// The most entries `verify` reads by default (`--max-entries`); bundling refuses a tree
+/// that would make more.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+
 pub(crate) const BLOCK: usize = 512;
 const BUFFER: usize = 256 * 1024;
 

@@ -157,6 +157,48 @@ pub fn check_scratch(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
+/// The image a package asks for: its `image` key (else the workspace's), or `--image`.
+pub fn spec_for(
+    ws: &crate::project::Workspace,
+    package: &cargo_metadata::Package,
+    config: &crate::config::ReleaseConfig,
+    plan: &crate::plan::BundlePlan,
+    flag: bool,
+) -> anyhow::Result<Option<Spec>> {
+    let mut wanted = None;
+    for table in [ws.package_table(package), ws.workspace_table()] {
+        if let Some((value, origin)) = table.sub_table("image") {
+            wanted = parse_config(value, &origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+            break;
+        }
+    }
+    let Some(image_config) = wanted.or_else(|| flag.then(ImageConfig::default)) else {
+        return Ok(None);
+    };
+    let l = &config.launcher;
+    let main = match &l.main {
+        Some(m) => m.value.clone(),
+        None if plan.binaries.len() == 1 => plan.binaries[0].clone(),
+        None if plan.binaries.contains(&package.name.to_string()) => package.name.to_string(),
+        None => anyhow::bail!(
+            "{}: the image runs one executable and package `{}` ships several ({}); set `main`",
+            crate::project::display_path(&package.manifest_path),
+            package.name,
+            plan.binaries.join(", ")
+        ),
+    };
+    let spec = Spec::new(
+        &image_config,
+        l,
+        &plan.name,
+        &plan.version,
+        &plan.target,
+        &main,
+    );
+    check_scratch(&spec).map_err(anyhow::Error::msg)?;
+    Ok(Some(spec))
+}
+
 /// The OCI platform of a Rust target triple.
 pub fn platform(triple: &str) -> Option<(&'static str, Option<&'static str>)> {
     let arch = triple.split('-').next()?;
