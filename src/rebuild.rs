@@ -124,6 +124,15 @@ pub fn rebuild(
     if m.target != here.host {
         args.extend(["--target".into(), m.target.clone()]);
     }
+    // The image beside the bundle is rebuilt and compared too.
+    let image = bundle
+        .parent()
+        .unwrap_or(Utf8Path::new("."))
+        .join(crate::image::file_name(&m.name, &m.version, &m.target));
+    let with_image = image.is_file();
+    if with_image {
+        args.push("--image".into());
+    }
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg("umask 0027 && exec \"$0\" \"$@\"")
@@ -166,17 +175,62 @@ pub fn rebuild(
     let message: serde_json::Value =
         serde_json::from_slice(&result.stdout).context("the rebuild printed no bundle message")?;
     let rebuilt = Utf8PathBuf::from(message["path"].as_str().unwrap_or_default());
+    let mut image_findings = Vec::new();
+    if with_image {
+        let again = Utf8PathBuf::from(message["image"]["path"].as_str().unwrap_or_default());
+        let (ours, theirs) = (
+            crate::fsutil::sha256_of(&image)?,
+            crate::fsutil::sha256_of(&again)?,
+        );
+        image_findings.push(if ours == theirs {
+            Finding::note(
+                "rebuild-image-identical",
+                None,
+                format!("the image was rebuilt too: identical bytes (sha256 {ours})"),
+            )
+        } else {
+            Finding::error(
+                "rebuild-image-differs",
+                None,
+                format!(
+                    "`{image}` differs from the rebuilt image (sha256 {ours}, rebuilt {theirs})"
+                ),
+            )
+        });
+    }
+    let mut findings = rebuilt_findings(
+        bundle,
+        original_sha,
+        &message,
+        &rebuilt,
+        &g.commit,
+        &outside,
+    )?;
+    findings.extend(image_findings);
+    Ok(findings)
+}
+
+/// What comparing the rebuilt bundle with the original found.
+fn rebuilt_findings(
+    bundle: &Utf8Path,
+    original_sha: &str,
+    message: &serde_json::Value,
+    rebuilt: &Utf8Path,
+    commit: &str,
+    outside: &str,
+) -> Result<Vec<Finding>> {
+    let g_commit = commit;
     if message["sha256"].as_str() == Some(original_sha) {
         return Ok(vec![Finding::note(
             "rebuild-identical",
             None,
             format!(
                 "rebuilt from commit {} in a fresh checkout: identical bytes (sha256 {original_sha})",
-                &g.commit[..g.commit.len().min(12)]
+                &g_commit[..g_commit.len().min(12)]
             ),
         )]);
     }
-    let diffs = differences(&summarize(bundle)?, &summarize(&rebuilt)?);
+    let diffs = differences(&summarize(bundle)?, &summarize(rebuilt)?);
     let mut findings: Vec<Finding> = diffs
         .iter()
         .take(20)
@@ -186,9 +240,8 @@ pub fn rebuild(
         "the rebuilt archive has the same entries but different bytes (compression settings or library differ)".to_string()
     } else {
         format!(
-            "{} entries differ from a rebuild of commit {}",
-            diffs.len(),
-            g.commit
+            "{} entries differ from a rebuild of commit {g_commit}",
+            diffs.len()
         )
     };
     let summary = format!("{summary}{outside}");

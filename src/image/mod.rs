@@ -187,7 +187,7 @@ pub fn spec_for(
             plan.binaries.join(", ")
         ),
     };
-    let spec = Spec::new(
+    let mut spec = Spec::new(
         &image_config,
         l,
         &plan.name,
@@ -195,8 +195,24 @@ pub fn spec_for(
         &plan.target,
         &main,
     );
+    // A relative base is relative to the package's directory, wherever cargo runs from.
+    if let (Some(base), Some(dir)) = (&spec.base, package.manifest_path.parent()) {
+        spec.base = Some(anchor_base(base, dir.as_str()));
+    }
     check_scratch(&spec).map_err(anyhow::Error::msg)?;
     Ok(Some(spec))
+}
+
+/// `base` with a relative directory or file made relative to `dir`.
+pub fn anchor_base(base: &str, dir: &str) -> String {
+    for prefix in ["oci-layout:", "oci-archive:"] {
+        if let Some(rest) = base.strip_prefix(prefix)
+            && !rest.starts_with('/')
+        {
+            return format!("{prefix}{dir}/{rest}");
+        }
+    }
+    base.to_string()
 }
 
 /// The OCI platform of a Rust target triple.
@@ -639,5 +655,13 @@ mod tests {
         assert_eq!(parse_port("53/udp").unwrap(), "53/udp");
         assert!(parse_port("0").is_err());
         assert_eq!(platform("aarch64-unknown-linux-gnu"), Some(("arm64", None)));
+        assert_eq!(
+            anchor_base("oci-layout:base:cc", "/p"),
+            "oci-layout:/p/base:cc"
+        );
+        assert_eq!(
+            anchor_base("oci-archive:/x.tar", "/p"),
+            "oci-archive:/x.tar"
+        );
     }
 }

@@ -553,3 +553,45 @@ fn images_without_a_usable_base_are_refused() {
         "nothing is built on a bad image key"
     );
 }
+
+/// `verify --rebuild` rebuilds the image beside the bundle too, in a fresh checkout with
+/// another umask, time zone and locale, and finds the same bytes.
+#[test]
+fn verify_rebuild_compares_the_image() {
+    if !(have("git") && have("ldd")) {
+        return;
+    }
+    let fx = Fixture::new("webapp");
+    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
+    let probe = extract(
+        Path::new(first[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("x"),
+        "gnu",
+    )
+    .join("webapp-1.2.0");
+    let base = test_base(&fx.scratch.join("base"), &probe.join("libexec/webapp"));
+    let manifest = fx.root.join("Cargo.toml");
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push_str(&format!(
+        "\n[package.metadata.release.image]\nbase = \"oci-layout:{}:base\"\n",
+        base.display()
+    ));
+    fs::write(&manifest, text).unwrap();
+    fs::write(fx.root.join(".gitignore"), "target/\n").unwrap();
+    git(&fx.root, &["init", "-q"]);
+    git(&fx.root, &["add", "-A"]);
+    git(&fx.root, &["commit", "-q", "-m", "release"]);
+    let lines = fx.bundle(&["--out-dir", fx.scratch.join("out").to_str().unwrap()]);
+    let bundle = lines[0]["path"].as_str().unwrap();
+    let out = run_tool(
+        &fx.root,
+        &["verify", "--rebuild", "--message-format", "json", bundle],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("rebuild-identical") && text.contains("rebuild-image-identical"),
+        "{text}"
+    );
+}
