@@ -341,12 +341,16 @@ pub fn build(
             layer.tar.body(&full, size, &mut entry)?;
         }
     }
-    // RELEASE_TMP: writable by whatever user the image runs as.
+    // /tmp, writable by whatever user the image runs as: RELEASE_TMP itself on scratch; on a
+    // shell base the launcher makes its own RELEASE_TMP (0700) below it.
     rest.tar.header(Kind::Dir, "tmp", 0o1777, 0, "")?;
     let (priv_file, priv_desc, priv_diff) = priv_layer.finish()?;
     let (rest_file, rest_desc, rest_diff) = rest.finish()?;
 
     let has_shell = base.as_ref().is_some_and(|b| b.has_shell);
+    let mut spec = spec.clone();
+    spec.shell = has_shell;
+    let spec = &spec;
     let config = config_doc(
         spec,
         base.as_ref().map(|b| &b.config),

@@ -252,6 +252,9 @@ pub struct Spec {
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub workdir: Workdir,
+    /// Whether the base has a POSIX shell (then the launcher is the entrypoint); known once
+    /// the base is read.
+    pub shell: bool,
 }
 
 impl Spec {
@@ -282,6 +285,7 @@ impl Spec {
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
             workdir: launcher.workdir.clone(),
+            shell: false,
         }
     }
 
@@ -292,7 +296,16 @@ impl Spec {
             ("RELEASE_NAME", self.name.clone()),
             ("RELEASE_VSN", self.version.clone()),
             ("RELEASE_PRIV", format!("{}/priv", self.root)),
-            ("RELEASE_TMP", "/tmp".into()),
+            // On a shell base the launcher runs and makes RELEASE_TMP its own (0700, the
+            // image's user); on scratch the service gets /tmp itself (1777 in the layer).
+            (
+                "RELEASE_TMP",
+                if self.shell {
+                    format!("/tmp/{}", self.name)
+                } else {
+                    "/tmp".into()
+                },
+            ),
             ("RELEASE_PROG", self.name.clone()),
         ]
     }

@@ -26,20 +26,47 @@ fn sha(bytes: &[u8]) -> String {
 /// An OCI layout at `dir` holding one image, ref `base`: the loader and libraries `exe`
 /// needs (from `ldd`), in one uncompressed layer.
 pub fn test_base(dir: &Path, exe: &Path) -> PathBuf {
-    let out = Command::new("ldd").arg(exe).output().unwrap();
-    assert!(out.status.success(), "ldd {}", exe.display());
-    let mut libs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.starts_with('/'))
-                .map(String::from)
-        })
-        .collect();
+    base_with(dir, exe, false)
+}
+
+/// The same, plus busybox as `/bin/sh` and every applet (a base with a POSIX shell).
+fn base_with(dir: &Path, exe: &Path, shell: bool) -> PathBuf {
+    let found = Command::new("sh")
+        .args(["-c", "command -v busybox"])
+        .output()
+        .unwrap();
+    let busybox = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    let mut needs = vec![exe.to_path_buf()];
+    if shell {
+        needs.push(PathBuf::from(&busybox));
+    }
+    let mut libs: Vec<String> = Vec::new();
+    for program in &needs {
+        let out = Command::new("ldd").arg(program).output().unwrap();
+        assert!(out.status.success(), "ldd {}", program.display());
+        libs.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| {
+                    l.split_whitespace()
+                        .find(|w| w.starts_with('/'))
+                        .map(String::from)
+                }),
+        );
+    }
     libs.sort();
     libs.dedup();
     let mut layer = tar::Builder::new(Vec::new());
     let mut dirs = std::collections::BTreeSet::new();
+    if shell {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        layer.append_data(&mut h, "bin", &[][..]).unwrap();
+        dirs.insert(PathBuf::from("bin"));
+    }
     for lib in &libs {
         let rel = lib.trim_start_matches('/');
         let mut at = PathBuf::new();
@@ -60,6 +87,28 @@ pub fn test_base(dir: &Path, exe: &Path) -> PathBuf {
         h.set_size(data.len() as u64);
         h.set_mtime(0);
         layer.append_data(&mut h, rel, &data[..]).unwrap();
+    }
+    if shell {
+        let data = fs::read(&busybox).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o755);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        layer.append_data(&mut h, "bin/busybox", &data[..]).unwrap();
+        let list = Command::new(&busybox).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet == "busybox" {
+                continue;
+            }
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            h.set_mtime(0);
+            layer
+                .append_link(&mut h, format!("bin/{applet}"), "busybox")
+                .unwrap();
+        }
     }
     let layer = layer.into_inner().unwrap();
     let config = serde_json::json!({
@@ -593,5 +642,88 @@ fn verify_rebuild_compares_the_image() {
     assert!(
         text.contains("rebuild-identical") && text.contains("rebuild-image-identical"),
         "{text}"
+    );
+}
+
+/// On a base with a POSIX shell the image runs the launcher's foreground command, which
+/// serves under podman as it does on a host.
+#[test]
+fn on_a_base_with_a_shell_the_launcher_runs_the_service() {
+    for tool in ["podman", "busybox", "ldd"] {
+        if !have(tool) {
+            return;
+        }
+    }
+    let fx = Fixture::new("webapp");
+    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
+    let probe = extract(
+        Path::new(first[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("x"),
+        "gnu",
+    )
+    .join("webapp-1.2.0");
+    let base = base_with(
+        &fx.scratch.join("base"),
+        &probe.join("libexec/webapp"),
+        true,
+    );
+    fx.edit("Cargo.toml", "version = \"1.2.0\"", "version = \"1.2.1\"");
+    let line = webapp_image(&fx, &base, fx.scratch.join("out").to_str().unwrap(), &[]);
+    let image = PathBuf::from(line["image"]["path"].as_str().unwrap());
+    assert_success(&run_tool(
+        &fx.root,
+        &["verify", image.to_str().unwrap()],
+        &[],
+    ));
+    let out = podman(&["load", "-i", image.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let port = free_port();
+    let name = format!("rb-test-shell-{}", std::process::id());
+    let out = podman(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "-e",
+        &format!("PORT={port}"),
+        "-e",
+        "DATABASE_URL=postgres://db/x",
+        "localhost/webapp:1.2.1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    struct Stop(String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = podman(&["rm", "-f", &self.0]);
+        }
+    }
+    let _stop = Stop(name.clone());
+    let config = podman(&[
+        "image",
+        "inspect",
+        "localhost/webapp:1.2.1",
+        "--format",
+        "{{json .Config.Entrypoint}}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&config.stdout).trim(),
+        r#"["/opt/webapp/bin/webapp","start"]"#
+    );
+    let served =
+        std::panic::catch_unwind(|| http_get(port, "/env/RELEASE_VSN", Duration::from_secs(20)));
+    let logs = podman(&["logs", &name]);
+    assert_eq!(
+        served.ok().as_deref(),
+        Some("1.2.1"),
+        "{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        stderr(&logs)
     );
 }
