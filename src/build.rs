@@ -62,6 +62,8 @@ pub struct BuildOpts {
     pub verbose: u8,
     /// `--color` as cargo spells it.
     pub color: Option<&'static str>,
+    /// Build through `cargo auditable` (the dependency list embedded in the executables).
+    pub auditable: bool,
 }
 
 /// The cargo command line for one package (pure; exposed for `-v` and tests).
@@ -171,6 +173,28 @@ fn builder_command(opts: &BuildOpts) -> (String, Option<&'static str>) {
     }
 }
 
+/// `auditable = true` needs `cargo auditable`, with cargo itself as the builder.
+pub fn check_auditable(opts: &BuildOpts) -> Result<()> {
+    if opts.builder != Builder::Cargo {
+        bail!(
+            "auditable = true builds through `cargo auditable`, which works with `--builder cargo`, not `--builder {}`",
+            opts.builder.name()
+        );
+    }
+    let ok = Command::new(project::cargo().as_str())
+        .args(["auditable", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        bail!(
+            "auditable = true needs `cargo auditable`, which is not installed\nhelp: cargo install cargo-auditable --locked"
+        );
+    }
+    Ok(())
+}
+
 /// Fail early, before anything is built, when the chosen builder is not installed.
 pub fn check_builder(opts: &BuildOpts) -> Result<()> {
     let (program, first) = builder_command(opts);
@@ -216,6 +240,9 @@ pub fn build(
     let (program, first) = builder_command(opts);
     if let Some(sub) = first {
         args[0] = sub.to_string();
+    }
+    if opts.auditable {
+        args.insert(0, "auditable".to_string());
     }
     let cargo = Utf8PathBuf::from(program);
     let mut command = Command::new(&cargo);

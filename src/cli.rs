@@ -405,6 +405,7 @@ impl BundleOpts {
                 ColorChoice::Always => "always",
                 ColorChoice::Never => "never",
             }),
+            auditable: false,
         }
     }
 

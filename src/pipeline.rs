@@ -30,6 +30,8 @@ pub struct Planned {
     pub totals: plan::Totals,
     pub compression: Compression,
     pub reproducible: bool,
+    /// Built through `cargo auditable`.
+    pub auditable: bool,
     pub allow_paths: Vec<String>,
     /// What the OCI image runs, when one is wanted (`--image`, the `image` key).
     pub image: Option<image::Spec>,
@@ -213,6 +215,9 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
                 package.name, totals.entries, totals.bytes
             ),
         );
+        if loaded.config.auditable {
+            build::check_auditable(&opts.build_opts())?;
+        }
         let image = image::spec_for(&ws, package, &loaded.config, &plan, opts.image)?;
         let sign_key = match &opts.sign_key {
             Some(k) => Some(k.clone()),
@@ -224,6 +229,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             totals,
             compression,
             reproducible: loaded.config.reproducible,
+            auditable: loaded.config.auditable,
             allow_paths: loaded.config.allow_paths.clone(),
             image,
             sign_key,
@@ -359,6 +365,7 @@ pub fn bundle(
         totals,
         compression,
         reproducible,
+        auditable,
         allow_paths,
         image,
         sign_key,
@@ -388,8 +395,12 @@ pub fn bundle(
         let (artifacts, graph) = std::thread::scope(|scope| {
             let graph = scope
                 .spawn(|| project::resolved_graph(&ws.manifest, &plan.target, &features, &locate));
+            let package_opts = build::BuildOpts {
+                auditable: *auditable,
+                ..build_opts.clone()
+            };
             let artifacts = build::build(
-                &build_opts,
+                &package_opts,
                 &build_manifest,
                 package,
                 &package_manifest,
@@ -413,6 +424,7 @@ pub fn bundle(
             &sbom::lock_checksums(&lock_text),
             ws.root(),
             timestamp.epoch,
+            *auditable,
         )?;
         let mut plan = plan.clone();
         plan.set_generated(sbom::SBOM, bom)?;

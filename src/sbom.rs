@@ -37,7 +37,12 @@ struct BomMetadata {
     timestamp: String,
     tools: Tools,
     component: Component,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    properties: Vec<Property>,
 }
+
+/// The SBOM property saying the executables carry their dependency list (`cargo auditable`).
+pub const AUDITABLE: &str = "cdx:cargo-release-bundle:auditable";
 
 #[derive(Serialize)]
 struct Tools {
@@ -143,6 +148,7 @@ pub fn document(
     lock: &BTreeMap<(String, String), String>,
     workspace_root: &Utf8Path,
     timestamp: u64,
+    auditable: bool,
 ) -> Result<Vec<u8>> {
     let resolve = metadata
         .resolve
@@ -292,6 +298,14 @@ pub fn document(
                 }],
             },
             component: root_component,
+            properties: if auditable {
+                vec![Property {
+                    name: AUDITABLE,
+                    value: "true".into(),
+                }]
+            } else {
+                Vec::new()
+            },
         },
         components,
         dependencies,
@@ -299,6 +313,32 @@ pub fn document(
     let mut bytes = serde_json::to_vec_pretty(&bom).context("the SBOM always serializes")?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+/// Whether the SBOM says the executables carry their dependency list.
+pub fn says_auditable(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| {
+        v["metadata"]["properties"].as_array().is_some_and(|p| {
+            p.iter()
+                .any(|p| p["name"] == AUDITABLE && p["value"] == "true")
+        })
+    })
+}
+
+/// The (name, version) of every component, the application included.
+pub fn components(bytes: &[u8]) -> Vec<(String, String)> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Vec::new();
+    };
+    std::iter::once(&v["metadata"]["component"])
+        .chain(v["components"].as_array().into_iter().flatten())
+        .filter_map(|c| {
+            Some((
+                c["name"].as_str()?.to_string(),
+                c["version"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// What `verify` needs of an SBOM: the names of its components (the application first).

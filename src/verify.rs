@@ -159,6 +159,7 @@ impl Report {
     }
 }
 
+mod auditable;
 mod checker;
 pub mod consistency;
 mod header;
@@ -193,6 +194,11 @@ pub fn verify_file(
     let streamed = verify_stream(file, file_name, limits, allow_paths, extract)
         .with_context(|| format!("`{path}`: cannot verify"))?;
     let mut findings = streamed.findings;
+    // The executables' embedded dependency lists, when the SBOM says they have them.
+    if let (Some(sbom), Some(m)) = (&streamed.summary.sbom, &streamed.summary.manifest) {
+        auditable::check(path, &m.top_dir, sbom, &mut findings)
+            .with_context(|| format!("`{path}`: cannot read the executables' dependency lists"))?;
+    }
     let reference = sidecar::check_sidecar(path, &streamed.sha256, expected_sha256, &mut findings)?;
     provenance::check_provenance(path, &streamed.sha256, &mut findings);
     findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));

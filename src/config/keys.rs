@@ -71,6 +71,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "deploy",
     "image",
     "sign",
+    "auditable",
 ];
 
 /// Keys owned by cargo-release in the shared `[package.metadata.release]` table.

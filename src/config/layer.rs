@@ -31,6 +31,7 @@ pub struct Layer {
     pub allow_paths: Option<Vec<Spanned<String>>>,
     pub launcher: Option<bool>,
     pub reproducible: Option<bool>,
+    pub auditable: Option<bool>,
     pub commands: BTreeMap<String, Spanned<Command>>,
     pub hooks: BTreeMap<HookName, Spanned<String>>,
     pub profiles: BTreeMap<String, Layer>,
@@ -437,6 +438,7 @@ impl Layer {
                 }
                 "workdir" => layer.workdir = Some(parse_workdir(v, &o)?),
                 "reproducible" => layer.reproducible = Some(value::boolean(v, &o)?),
+                "auditable" => layer.auditable = Some(value::boolean(v, &o)?),
                 "commands" => {
                     for (name, c) in value::table(v, &o)? {
                         layer
@@ -541,6 +543,7 @@ impl Layer {
             allow_paths: pick(self.allow_paths, other.allow_paths),
             launcher: pick(self.launcher, other.launcher),
             reproducible: pick(self.reproducible, other.reproducible),
+            auditable: pick(self.auditable, other.auditable),
             commands: self.commands,
             hooks: self.hooks,
             profiles: BTreeMap::new(),

@@ -98,6 +98,8 @@ pub struct ReleaseConfig {
     pub compression_level: i32,
     /// Remap build-machine paths out of executables (default true).
     pub reproducible: bool,
+    /// Build with the dependency list embedded (`cargo auditable`).
+    pub auditable: bool,
     /// Path prefixes the leak scan accepts (`[verify] allow-paths`), recorded in the manifest.
     pub allow_paths: Vec<String>,
     pub launcher: LauncherConfig,
@@ -288,6 +290,7 @@ fn finish(
         // Invariant: levels() ranges fit in i32.
         compression_level: compression_level as i32,
         reproducible: layer.reproducible.unwrap_or(true),
+        auditable: layer.auditable.unwrap_or(false),
         allow_paths: layer
             .allow_paths
             .unwrap_or_default()

@@ -25,6 +25,8 @@ pub struct Summary {
     /// The parsed manifest, when it parsed; its `files` were checked as they streamed and
     /// are not kept (empty).
     pub manifest: Option<Manifest>,
+    /// `SBOM.cdx.json`, when the bundle has one (small: read back from its spool).
+    pub sbom: Option<Vec<u8>>,
 }
 
 /// Add a finding to `findings` (the cross-checks collect into a list they are handed).
@@ -533,7 +535,7 @@ pub(super) fn check(
             );
         }
     }
-    check_sbom(
+    out.sbom = check_sbom(
         checker.sbom.as_ref(),
         &manifest,
         &full(crate::sbom::SBOM),
@@ -550,7 +552,7 @@ fn check_sbom(
     m: &Manifest,
     path: &str,
     findings: &mut Vec<Finding>,
-) -> io::Result<()> {
+) -> io::Result<Option<Vec<u8>>> {
     let Some(file) = spooled else {
         finding(
             findings,
@@ -559,7 +561,7 @@ fn check_sbom(
             Some(path),
             "the bundle carries no SBOM.cdx.json".into(),
         );
-        return Ok(());
+        return Ok(None);
     };
     let mut bytes = Vec::new();
     let mut reader = io::BufReader::new(file);
@@ -582,7 +584,7 @@ fn check_sbom(
             format!("SBOM.cdx.json is not a CycloneDX document: {e}"),
         ),
     }
-    Ok(())
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]

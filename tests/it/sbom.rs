@@ -132,3 +132,115 @@ fn the_sbom_lists_what_is_compiled_in_and_is_reproducible() {
     std::fs::write(&file, &bytes).unwrap();
     validate(&file);
 }
+
+/// `auditable = true` builds through `cargo auditable`: each executable carries its
+/// dependency list, which verify reads back and holds to the SBOM. Without the tool, the
+/// error says how to install it.
+#[test]
+fn auditable_executables_carry_a_list_within_the_sbom() {
+    let has = Command::new("cargo")
+        .args(["auditable", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cargo-auditable is required in CI (.ci/run installs it)"
+        );
+        eprintln!("skipped: cargo-auditable is not installed");
+        return;
+    }
+    let fx = Fixture::new("native");
+    let manifest = fx.root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "[package.metadata.release]\n",
+            "[package.metadata.release]\nauditable = true\n",
+        ),
+    )
+    .unwrap();
+    let lines = fx.bundle(&["--out-dir", fx.scratch.join("out").to_str().unwrap()]);
+    let bundle = std::path::PathBuf::from(lines[0]["path"].as_str().unwrap());
+    let out = run_tool(
+        &fx.root,
+        &[
+            "verify",
+            "--message-format",
+            "json",
+            bundle.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert!(json.contains("\"code\":\"auditable\""), "{json}");
+    let (_, doc) = sbom_of(&bundle, &fx.scratch.join("x"));
+    assert!(
+        doc["metadata"]["properties"]
+            .to_string()
+            .contains("auditable"),
+        "{doc}"
+    );
+
+    // An SBOM that leaves out a crate the executable embeds is caught.
+    let mut entries = crate::verify::entries_of(&bundle);
+    let i = crate::verify::find(&mut entries, "native-0.2.0/SBOM.cdx.json");
+    let mut sbom: serde_json::Value = serde_json::from_slice(&entries[i].data).unwrap();
+    sbom["components"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|c| c["name"] != "memchr");
+    entries[i].set_data(serde_json::to_vec_pretty(&sbom).unwrap());
+    entries[i].fix_checksum();
+    crate::verify::reseal_in(&mut entries, "native-0.2.0");
+    let tampered = fx.scratch.join("t").join(bundle.file_name().unwrap());
+    std::fs::create_dir_all(tampered.parent().unwrap()).unwrap();
+    crate::verify::write_entries(&entries, &tampered);
+    let out = run_tool(
+        &fx.root,
+        &[
+            "verify",
+            "--message-format",
+            "json",
+            tampered.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert!(
+        json.contains("auditable-not-in-sbom") && json.contains("memchr"),
+        "{json}"
+    );
+
+    // Without cargo-auditable anywhere cargo looks, the error says how to install it.
+    let which = Command::new("rustup")
+        .args(["which", "cargo"])
+        .output()
+        .unwrap();
+    let real_cargo = String::from_utf8_lossy(&which.stdout).trim().to_string();
+    let bin = std::path::Path::new(&real_cargo)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let empty_home = fx.scratch.join("empty-cargo-home");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let out = fx.run_env(
+        &["--out-dir", fx.scratch.join("out2").to_str().unwrap()],
+        &[
+            ("PATH", &format!("{bin}:/usr/bin:/bin")),
+            ("CARGO", &real_cargo),
+            ("CARGO_HOME", empty_home.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cargo install cargo-auditable --locked"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -153,6 +153,11 @@ pub const TOP: &str = "webapp-1.2.0";
 
 /// Rewrite MANIFEST.json and SHA256SUMS so they agree with the (tampered) content.
 pub fn reseal(entries: &mut [TarEntry]) {
+    reseal_in(entries, TOP)
+}
+
+/// The same for a bundle whose top directory is `top`.
+pub fn reseal_in(entries: &mut [TarEntry], top: &str) {
     let files: Vec<(String, Vec<u8>, u64)> = entries
         .iter()
         .filter(|e| e.header[156] == b'0')
@@ -168,10 +173,10 @@ pub fn reseal(entries: &mut [TarEntry]) {
             )
         })
         .collect();
-    let mi = find(entries, &format!("{TOP}/MANIFEST.json"));
+    let mi = find(entries, &format!("{top}/MANIFEST.json"));
     let mut manifest: serde_json::Value = serde_json::from_slice(&entries[mi].data).unwrap();
     for f in manifest["files"].as_array_mut().unwrap() {
-        let path = format!("{TOP}/{}", f["path"].as_str().unwrap());
+        let path = format!("{top}/{}", f["path"].as_str().unwrap());
         if let Some((_, data, mode)) = files.iter().find(|(n, _, _)| *n == path) {
             f["sha256"] = sha_hex(data).into();
             f["size"] = data.len().into();
@@ -186,14 +191,14 @@ pub fn reseal(entries: &mut [TarEntry]) {
     for e in entries.iter().filter(|e| e.header[156] == b'0') {
         let rel = e
             .name()
-            .strip_prefix(&format!("{TOP}/"))
+            .strip_prefix(&format!("{top}/"))
             .unwrap()
             .to_string();
         if rel != "SHA256SUMS" {
             sums.push_str(&format!("{}  {rel}\n", sha_hex(&e.data)));
         }
     }
-    let si = find(entries, &format!("{TOP}/SHA256SUMS"));
+    let si = find(entries, &format!("{top}/SHA256SUMS"));
     entries[si].set_data(sums.into_bytes());
     entries[si].fix_checksum();
 }
