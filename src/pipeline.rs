@@ -125,6 +125,8 @@ fn peak_memory() -> Option<String> {
 pub struct Prepared {
     pub ws: project::Workspace,
     pub rustc: archive::manifest::Rustc,
+    /// `rustc --print cfg` for the target, running since preparation began.
+    pub cfgs: std::thread::JoinHandle<Result<Vec<cargo_metadata::cargo_platform::Cfg>>>,
     pub target: String,
     pub planned: Vec<Planned>,
     pub out_dir: Utf8PathBuf,
@@ -157,6 +159,14 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
     });
     let ws = ws?;
     let rustc = rustc?;
+    // The target's cfgs (for finding rustflags) while the trees are walked and checked.
+    let cfgs = {
+        let (dir, target) = (
+            ws.root().to_owned(),
+            opts.target.clone().unwrap_or_else(|| rustc.host.clone()),
+        );
+        std::thread::spawn(move || project::rustc_cfgs(&dir, &target))
+    };
     project::check_profile(&ws, &opts.profile)?;
     let packages = project::select(&ws, &opts.selection())?;
     let target = opts.target.clone().unwrap_or_else(|| rustc.host.clone());
@@ -247,6 +257,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
     Ok(Prepared {
         ws,
         rustc,
+        cfgs,
         target,
         planned,
         out_dir,
@@ -281,6 +292,7 @@ pub fn bundle(
     let Prepared {
         ws,
         rustc,
+        cfgs,
         target,
         planned,
         out_dir,
@@ -314,7 +326,9 @@ pub fn bundle(
         let cargo_home = rustflags::cargo_home().context(
             "cannot find CARGO_HOME (set CARGO_HOME or HOME), needed to remap its paths",
         )?;
-        let cfgs = project::rustc_cfgs(ws.root(), &target)?;
+        let cfgs = cfgs
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
         let cwd = Utf8PathBuf::from_path_buf(
             std::env::current_dir().context("cannot read the working directory")?,
