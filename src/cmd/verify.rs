@@ -5,57 +5,14 @@ use anyhow::Result;
 use crate::cli::VerifyOpts;
 use crate::rebuild;
 use crate::shell::Shell;
-use crate::verify::{Finding, check_minisign, check_signature, limits, print, verify_file};
+use crate::verify::{Finding, Report, check_minisign, check_signature, limits, print, verify_file};
 
 /// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.
 pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
     let mut code = 0;
     for path in &opts.paths {
-        if path.as_str().ends_with(".oci.tar") {
-            match crate::image::verify::verify_image(path) {
-                Ok(report) => {
-                    print(&report, &opts.check, shell);
-                    if !report.passes(opts.check.strict) && code == 0 {
-                        code = 1;
-                    }
-                }
-                Err(e) => {
-                    shell.error_chain(&e);
-                    code = 2;
-                }
-            }
-            continue;
-        }
-        match verify_file(
-            path,
-            opts.check.sha256.as_deref(),
-            limits(&opts.check),
-            &opts.check.allow_paths,
-            None,
-        ) {
-            Ok(mut report) => {
-                check_signature(
-                    &mut report,
-                    opts.check.allowed_signers.as_deref(),
-                    opts.check.identity.as_deref(),
-                )?;
-                if let Some(public) = &opts.check.minisign_key {
-                    check_minisign(&mut report, public)?;
-                }
-                if opts.rebuild {
-                    match &report.manifest {
-                        Some(m) if report.passes(false) => {
-                            let repo = opts.repo.clone().unwrap_or_else(|| ".".into());
-                            let found = rebuild::rebuild(path, &report.sha256, m, &repo)?;
-                            report.findings.extend(found);
-                        }
-                        _ => report.findings.push(Finding::error(
-                            "rebuild-refused",
-                            None,
-                            "the bundle does not verify, so it is not rebuilt",
-                        )),
-                    }
-                }
+        match check(path, opts) {
+            Ok(report) => {
                 print(&report, &opts.check, shell);
                 if !report.passes(opts.check.strict) && code == 0 {
                     code = 1;
@@ -68,4 +25,43 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// One bundle or image: its own checks, then its signature, then (bundles) the rebuild.
+fn check(path: &camino::Utf8Path, opts: &VerifyOpts) -> Result<Report> {
+    let image = path.as_str().ends_with(".oci.tar");
+    let mut report = if image {
+        crate::image::verify::verify_image(path)?
+    } else {
+        verify_file(
+            path,
+            opts.check.sha256.as_deref(),
+            limits(&opts.check),
+            &opts.check.allow_paths,
+            None,
+        )?
+    };
+    check_signature(
+        &mut report,
+        opts.check.allowed_signers.as_deref(),
+        opts.check.identity.as_deref(),
+    )?;
+    if let Some(public) = &opts.check.minisign_key {
+        check_minisign(&mut report, public)?;
+    }
+    if opts.rebuild && !image {
+        match &report.manifest {
+            Some(m) if report.passes(false) => {
+                let repo = opts.repo.clone().unwrap_or_else(|| ".".into());
+                let found = rebuild::rebuild(path, &report.sha256, m, &repo)?;
+                report.findings.extend(found);
+            }
+            _ => report.findings.push(Finding::error(
+                "rebuild-refused",
+                None,
+                "the bundle does not verify, so it is not rebuilt",
+            )),
+        }
+    }
+    Ok(report)
 }

@@ -161,6 +161,50 @@ fn podman(args: &[&str]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
+/// A container of `image` (loaded from the layout tar first) serving on `port`, removed when
+/// dropped. The flags rootful podman needs on this kind of machine are in [`podman`] and here.
+struct Container(String);
+
+impl Container {
+    fn start(layout_tar: &Path, image: &str, port: u16) -> Container {
+        let out = podman(&["load", "-i", layout_tar.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let name = format!("rb-test-{}-{port}", std::process::id());
+        let out = podman(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            "host",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "-e",
+            &format!("PORT={port}"),
+            "-e",
+            "DATABASE_URL=postgres://db/x",
+            image,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        Container(name)
+    }
+
+    /// What it printed, for a failure message.
+    fn logs(&self) -> String {
+        let out = podman(&["logs", &self.0]);
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman(&["rm", "-f", &self.0]);
+    }
+}
+
 #[test]
 fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
     for tool in ["skopeo", "umoci", "podman", "ldd"] {
@@ -329,36 +373,8 @@ fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // podman loads and runs it; it serves on loopback.
-    let out = podman(&["load", "-i", image.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let port = free_port();
-    let name = format!("rb-test-{}", std::process::id());
-    let out = podman(&[
-        "run",
-        "-d",
-        "--rm",
-        "--name",
-        &name,
-        "--network",
-        "host",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "-e",
-        &format!("PORT={port}"),
-        "-e",
-        "DATABASE_URL=postgres://db/x",
-        "localhost/webapp:1.2.0",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    struct Stop(String);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = podman(&["rm", "-f", &self.0]);
-        }
-    }
-    let _stop = Stop(name);
+    let _container = Container::start(&image, "localhost/webapp:1.2.0", port);
     assert_eq!(
         http_get(port, "/env/RELEASE_VSN", Duration::from_secs(20)),
         "1.2.0"
@@ -675,36 +691,8 @@ fn on_a_base_with_a_shell_the_launcher_runs_the_service() {
         &["verify", image.to_str().unwrap()],
         &[],
     ));
-    let out = podman(&["load", "-i", image.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let port = free_port();
-    let name = format!("rb-test-shell-{}", std::process::id());
-    let out = podman(&[
-        "run",
-        "-d",
-        "--rm",
-        "--name",
-        &name,
-        "--network",
-        "host",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "-e",
-        &format!("PORT={port}"),
-        "-e",
-        "DATABASE_URL=postgres://db/x",
-        "localhost/webapp:1.2.1",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    struct Stop(String);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = podman(&["rm", "-f", &self.0]);
-        }
-    }
-    let _stop = Stop(name.clone());
+    let container = Container::start(&image, "localhost/webapp:1.2.1", port);
     let config = podman(&[
         "image",
         "inspect",
@@ -718,12 +706,10 @@ fn on_a_base_with_a_shell_the_launcher_runs_the_service() {
     );
     let served =
         std::panic::catch_unwind(|| http_get(port, "/env/RELEASE_VSN", Duration::from_secs(20)));
-    let logs = podman(&["logs", &name]);
     assert_eq!(
         served.ok().as_deref(),
         Some("1.2.1"),
-        "{}{}",
-        String::from_utf8_lossy(&logs.stdout),
-        stderr(&logs)
+        "{}",
+        container.logs()
     );
 }
