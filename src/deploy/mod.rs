@@ -1,15 +1,15 @@
-//! Installing releases side by side and switching between them: the layout under a deploy
-//! path, the event log that records what happened there, and the decisions made from it
-//! (which release to roll back to, which to prune, what to send). This file and `config.rs`
-//! are pure; `host.sh` carries the steps out on a host, `transport.rs` reaches it (local `sh`
-//! or the system `ssh`), and `fleet.rs` runs the sequence over every host.
+//! Releases side by side on hosts and switching between them: the event log that records what
+//! happened under a deploy path and the decisions made from it (which release to roll back
+//! to, which to prune), the unit for systemd. This file, `config.rs` and `state.rs` are pure;
+//! `host.sh` carries the steps out on a host, `transport.rs` reaches it (local `sh` or the
+//! system `ssh`), and `fleet.rs` runs the sequence over every host.
 //!
 //! ```text
 //! <path>/releases/<version>/   one verified release, never modified after install
 //! <path>/current -> releases/<version>   switched atomically (temp link, then rename)
 //! <path>/shared/env            the host's environment (0600), the launcher's env file
 //! <path>/shared/tmp/           RELEASE_TMP: pid file and logs survive a switch
-//! <path>/.deploy/lock/         held while installing (atomic mkdir; holder inside)
+//! <path>/.deploy/lock/         held during a deploy (atomic rename; holder inside)
 //! <path>/.deploy/log.jsonl     one event a line
 //! ```
 
@@ -27,7 +27,7 @@ pub mod transport;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::Manifest;
@@ -92,38 +92,6 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// The paths of the layout under a deploy path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    pub root: Utf8PathBuf,
-}
-
-impl Layout {
-    pub fn new(root: &Utf8Path) -> Layout {
-        Layout {
-            root: root.to_owned(),
-        }
-    }
-    pub fn releases(&self) -> Utf8PathBuf {
-        self.root.join("releases")
-    }
-    pub fn release(&self, version: &str) -> Utf8PathBuf {
-        self.releases().join(version)
-    }
-    pub fn current(&self) -> Utf8PathBuf {
-        self.root.join("current")
-    }
-    pub fn shared(&self) -> Utf8PathBuf {
-        self.root.join("shared")
-    }
-    pub fn lock(&self) -> Utf8PathBuf {
-        self.root.join(".deploy/lock")
-    }
-    pub fn log(&self) -> Utf8PathBuf {
-        self.root.join(".deploy/log.jsonl")
-    }
 }
 
 /// A Unix time as `2026-12-01T05:30:00Z`.
