@@ -8,9 +8,9 @@
 //!    host back, start the previous release, mark the new one bad, stop;
 //! 4. prune, unlock, report.
 //!
-//! Decisions come from the pure parts ([`History`], [`Held`], [`parse_state`]);
+//! Decisions come from the pure parts ([`History`](super::History), the `state` module);
 //! hosts are reached through a [`Transport`]. Work on several hosts runs on threads; what
-//! they did is reported from the main thread, host by host.
+//! each does is sent as a note through a channel as it happens, for the command to print.
 
 use std::collections::BTreeMap;
 
@@ -427,10 +427,4 @@ pub fn states(targets: &[Target]) -> Vec<Result<HostState>> {
         let text = output_of(cmd, "state", &t.label, None)?;
         parse_state(&text).with_context(|| format!("{}: cannot read the deploy state", t.label))
     })
-}
-
-/// Install `env` as `shared/env` (0600) on a target, through stdin: never on a command line.
-pub fn install_env_file(target: &Target, env: &[u8]) -> Result<()> {
-    let cmd = target.transport.single_step(&target.path, "env-file", &[]);
-    output_of(cmd, "env-file", &target.label, Some(env)).map(drop)
 }

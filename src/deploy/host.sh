@@ -91,7 +91,7 @@ case $rb_step in
         exit 3
       fi
       rm -rf -- .deploy/lock || rb_die "cannot remove the stale lock $rb_path/.deploy/lock"
-      printf 'broke %s\n' "${rb_holder:-(no holder recorded)}" >&2
+      printf 'broke %s\n' "${rb_holder:-(no holder recorded)}"
       rb_break=0
     done
     ;;

@@ -49,6 +49,8 @@ pub struct Session {
     keeper: Child,
     keeper_pid: String,
     pub state: HostState,
+    /// The holder of a stale lock `--break-lock` removed to take this one.
+    pub broke: Option<String>,
 }
 
 impl Session {
@@ -106,20 +108,30 @@ fn try_lock(target: &Target, who: &str, version: &str, break_lock: bool) -> Resu
     let mut keeper = cmd
         .spawn()
         .with_context(|| format!("{label}: cannot run the lock step (is `ssh` installed?)"))?;
-    let mut first = Vec::new();
-    if let Some(out) = keeper.stdout.as_mut() {
-        let mut byte = [0u8; 1];
-        while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
-            first.push(byte[0]);
+    // Lines until the verdict (`locked PID`, `held …`, `stale …`), read a byte at a time:
+    // the keeper's stdout stays open while it holds the lock.
+    let mut broke = None;
+    let first = loop {
+        let mut line = Vec::new();
+        if let Some(out) = keeper.stdout.as_mut() {
+            let mut byte = [0u8; 1];
+            while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+                line.push(byte[0]);
+            }
         }
-    }
-    let first = String::from_utf8_lossy(&first).into_owned();
+        let line = String::from_utf8_lossy(&line).into_owned();
+        match line.strip_prefix("broke ") {
+            Some(holder) => broke = Some(holder.to_string()),
+            None => break line,
+        }
+    };
     if let Some(pid) = first.strip_prefix("locked ") {
         let session = Session {
             target: target.clone(),
             keeper,
             keeper_pid: pid.trim().to_string(),
             state: HostState::default(),
+            broke,
         };
         return Ok(LockAttempt::Taken(Box::new(session)));
     }
@@ -179,11 +191,16 @@ pub fn lock_all(
     for target in order {
         match lock(target, opts, version) {
             Ok(s) => {
-                HostNotes {
+                let notes = HostNotes {
                     tx,
                     host: &target.label,
+                };
+                if let Some(holder) = &s.broke {
+                    notes.push(What::BrokeLock {
+                        holder: holder.clone(),
+                    });
                 }
-                .push(What::Locked);
+                notes.push(What::Locked);
                 sessions.push(s)
             }
             Err(e) => {
