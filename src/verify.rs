@@ -114,7 +114,8 @@ pub struct Limits {
     /// Decompressed / compressed, enforced once more than `ratio_floor` bytes came out.
     pub max_ratio: u64,
     pub ratio_floor: u64,
-    /// Largest MANIFEST.json / SHA256SUMS accepted (they are spooled to disk, then streamed).
+    /// Largest MANIFEST.json / SHA256SUMS / SBOM accepted (spooled to disk, then streamed,
+    /// never held): room for the manifest of the most entries bundling writes.
     pub max_metadata: u64,
 }
 
@@ -125,7 +126,7 @@ impl Default for Limits {
             max_size: 64 << 30,
             max_ratio: 1_000,
             ratio_floor: 64 << 20,
-            max_metadata: 64 << 20,
+            max_metadata: 1 << 30,
         }
     }
 }
@@ -362,6 +363,25 @@ pub fn verify_stream(
 
 #[cfg(test)]
 mod limit_tests {
+    #[test]
+    fn the_manifest_of_the_largest_bundle_fits_the_metadata_limit() {
+        use crate::archive::manifest::{FileKind, FileRecord};
+        // The longest record a bundle can have: a 255-byte path, the largest size.
+        let record = FileRecord {
+            path: "p".repeat(255),
+            kind: FileKind::Executable,
+            mode: "0755".into(),
+            size: crate::archive::MAX_FILE_SIZE,
+            sha256: Some("f".repeat(64)),
+            target: None,
+        };
+        let one = serde_json::to_vec_pretty(&vec![record]).unwrap().len() as u64;
+        let limits = super::Limits::default();
+        assert!(one * super::DEFAULT_MAX_ENTRIES < limits.max_metadata, "{one} bytes a record");
+        // SHA256SUMS: 64 hex, two spaces, the path, a newline.
+        assert!((64 + 2 + 255 + 1) * super::DEFAULT_MAX_ENTRIES < limits.max_metadata);
+    }
+
     #[test]
     fn bundling_accepts_what_verify_accepts() {
         assert!(super::within_entry_limit(super::DEFAULT_MAX_ENTRIES).is_ok());
