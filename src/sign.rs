@@ -45,8 +45,23 @@ fn ssh_keygen(args: &[&str], stdin: &[u8]) -> Result<std::process::Output> {
 }
 
 /// Sign `message` with `key`: an OpenSSH private key file, or a public key whose private half
-/// is in `ssh-agent`. Returns the armored signature.
+/// is in `ssh-agent`. Returns the armored signature. An unencrypted private key file, with no
+/// agent running, is signed with in-process (the `ssh-key` crate; no `ssh-keygen` needed);
+/// agents, passphrases and hardware keys go through `ssh-keygen`, as the user's OpenSSH has
+/// them.
 pub fn sign(key: &Utf8Path, message: &str) -> Result<Vec<u8>> {
+    if std::env::var_os("SSH_AUTH_SOCK").is_none()
+        && let Ok(private) = ssh_key::PrivateKey::read_openssh_file(key.as_std_path())
+        && !private.is_encrypted()
+    {
+        let signature = private
+            .sign(NAMESPACE, ssh_key::HashAlg::Sha512, message.as_bytes())
+            .map_err(|e| anyhow::anyhow!("`{key}`: cannot sign: {e}"))?;
+        let pem = signature
+            .to_pem(ssh_key::LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("`{key}`: cannot encode the signature: {e}"))?;
+        return Ok(pem.into_bytes());
+    }
     let out = ssh_keygen(
         &["-Y", "sign", "-f", key.as_str(), "-n", NAMESPACE, "-q"],
         message.as_bytes(),
@@ -122,11 +137,31 @@ pub fn trusted_comment(file_name: &str, name: &str, version: &str, commit: Optio
     )
 }
 
-/// Sign `file` with minisign (the `minisign` tool, which reads the secret key file and,
-/// for an encrypted key, its password from the terminal), writing `<file>.minisig`.
-/// minisign 0.11 signs a BLAKE2b hash of the file, so files of any size stream.
+/// Sign `file` with minisign, writing `<file>.minisig` (a BLAKE2b pre-hashed signature, so
+/// files of any size stream). A passwordless secret key the `minisign` crate reads (as
+/// `rsign generate -W` writes them) is signed with in-process; any other key goes through
+/// the `minisign` tool: encrypted keys (it asks for the password on the terminal) and the C
+/// tool's own `-G -W` keys, whose empty checksum the crate refuses.
 pub fn sign_minisign(key: &Utf8Path, file: &Utf8Path, comment: &str) -> Result<Utf8PathBuf> {
     let path = minisig_path(file);
+    let text = std::fs::read_to_string(key).with_context(|| format!("`{key}`: cannot read"))?;
+    let unencrypted = minisign::SecretKeyBox::from_string(&text)
+        .and_then(|b| b.into_unencrypted_secret_key())
+        .ok();
+    if let Some(secret) = unencrypted {
+        let data =
+            crate::fsutil::open_regular(file).with_context(|| format!("`{file}`: cannot open"))?;
+        let signature = minisign::sign(
+            None,
+            &secret,
+            std::io::BufReader::new(data),
+            Some(comment),
+            Some("signature from cargo-release-bundle"),
+        )
+        .map_err(|e| anyhow::anyhow!("`{key}`: cannot sign `{file}`: {e}"))?;
+        crate::fsutil::write_atomically(&path, signature.into_string().as_bytes())?;
+        return Ok(path);
+    }
     let dir = path
         .parent()
         .filter(|d| !d.as_str().is_empty())

@@ -377,7 +377,10 @@ mod limit_tests {
         };
         let one = serde_json::to_vec_pretty(&vec![record]).unwrap().len() as u64;
         let limits = super::Limits::default();
-        assert!(one * super::DEFAULT_MAX_ENTRIES < limits.max_metadata, "{one} bytes a record");
+        assert!(
+            one * super::DEFAULT_MAX_ENTRIES < limits.max_metadata,
+            "{one} bytes a record"
+        );
         // SHA256SUMS: 64 hex, two spaces, the path, a newline.
         assert!((64 + 2 + 255 + 1) * super::DEFAULT_MAX_ENTRIES < limits.max_metadata);
     }
