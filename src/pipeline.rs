@@ -519,6 +519,7 @@ pub fn bundle(
             &plan.file_name,
             &bundle.sha256,
             &provenance::builder_id(&|k| std::env::var(k).ok()),
+            provenance::repository(&|k| std::env::var(k).ok()).as_deref(),
         );
         let mut statement = statement;
         if let Some(i) = &bundle.image {

@@ -52,8 +52,23 @@ pub fn builder_id(env: &dyn Fn(&str) -> Option<String>) -> String {
     }
 }
 
+/// The source repository, where CI says it (GitHub Actions); `None` on a workstation (a
+/// local remote's URL could name a path of this machine).
+pub fn repository(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    match (env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY")) {
+        (Some(server), Some(repo)) => Some(format!("{server}/{repo}")),
+        _ => None,
+    }
+}
+
 /// The statement for a bundle `file_name` with digest `sha256`, built as `m` records.
-pub fn statement(m: &Manifest, file_name: &str, sha256: &str, builder: &str) -> Statement {
+pub fn statement(
+    m: &Manifest,
+    file_name: &str,
+    sha256: &str,
+    builder: &str,
+    repository: Option<&str>,
+) -> Statement {
     let mut resolved = vec![serde_json::json!({
         "name": "rustc",
         "annotations": {"release": m.rustc.release, "commitHash": m.rustc.commit_hash, "host": m.rustc.host},
@@ -72,6 +87,8 @@ pub fn statement(m: &Manifest, file_name: &str, sha256: &str, builder: &str) -> 
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
+                "repository": repository,
+                "commit": m.git.as_ref().map(|g| g.commit.clone()),
                 "package": m.package,
                 "profile": m.profile,
                 "target": m.target,
@@ -146,5 +163,7 @@ mod tests {
             _ => None,
         };
         assert_eq!(builder_id(&gh), "https://github.com/o/r/actions/runs/42");
+        assert_eq!(repository(&gh).as_deref(), Some("https://github.com/o/r"));
+        assert_eq!(repository(&|_| None), None);
     }
 }
