@@ -30,10 +30,29 @@ pub struct Resolved {
 }
 
 fn parse_table(source: &TableSource<'_>) -> Result<config::DeployTable> {
-    match source.deploy_table() {
-        None => Ok(config::DeployTable::default()),
-        Some((value, origin)) => config::parse(value, &origin).map_err(|e| anyhow::anyhow!("{e}")),
-    }
+    let mut table = match source.deploy_table() {
+        None => return Ok(config::DeployTable::default()),
+        Some((value, origin)) => {
+            config::parse(value, &origin).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+    };
+    // An SSH config named in the manifest is relative to the manifest, wherever cargo runs.
+    let dir = source
+        .file
+        .parent()
+        .map(Utf8PathBuf::from)
+        .unwrap_or_default();
+    let anchor = |p: &mut Partial| {
+        if let Some(c) = &p.ssh_config
+            && Utf8PathBuf::from(c).is_relative()
+            && !dir.as_str().is_empty()
+        {
+            p.ssh_config = Some(dir.join(c).to_string());
+        }
+    };
+    anchor(&mut table.settings);
+    table.destinations.values_mut().for_each(anchor);
+    Ok(table)
 }
 
 /// Read the deploy tables (none when there is no manifest here and none was named) and merge

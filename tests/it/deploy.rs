@@ -552,9 +552,11 @@ fn a_destination_from_the_manifest() {
     fs::write(&env, format!("PORT={port}\nDATABASE_URL=postgres://db/x\n")).unwrap();
     let table = format!(
         "\n[package.metadata.release.deploy]\nkeep = 3\n\n[package.metadata.release.deploy.health]\nurl = \"http://127.0.0.1:${{PORT}}/env/RELEASE_VSN\"\nhealthy-for = \"500ms\"\ninterval = \"200ms\"\ncommand = \"test -x bin/webapp && test -n \\\"$DATABASE_URL\\\"\"\n\n[package.metadata.release.deploy.destinations.staging]\nhosts = [\"h1\"]\npath = \"{}\"\nssh-config = \"{}\"\n",
-        hosts.path,
-        hosts.ssh_config.display()
+        hosts.path, "deploy/ssh_config"
     );
+    // The SSH config is named relative to the manifest.
+    fs::create_dir_all(fx.root.join("deploy")).unwrap();
+    fs::copy(&hosts.ssh_config, fx.root.join("deploy/ssh_config")).unwrap();
     let manifest = fx.root.join("Cargo.toml");
     let mut text = fs::read_to_string(&manifest).unwrap();
     text.push_str(&table);
@@ -574,6 +576,19 @@ fn a_destination_from_the_manifest() {
     assert_eq!(summary["hosts"][0]["host"], "h1");
     assert_eq!(summary["hosts"][0]["outcome"], "deployed");
 
+    // From another directory: the manifest's relative ssh-config still applies.
+    let elsewhere = run_tool(
+        &fx.scratch.path,
+        &[
+            "releases",
+            "--dest",
+            "staging",
+            "--manifest-path",
+            fx.root.join("Cargo.toml").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&elsewhere);
     let out = fx.run(&["releases", "--dest", "staging"]);
     assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("1.2.0 (current, deployed 20"));
