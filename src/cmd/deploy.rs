@@ -65,7 +65,8 @@ pub(super) fn flags(hosts: &HostOpts, restart: &RestartOpts, keep: Option<usize>
 
 /// Verify the bundle as `verify` does; its manifest and digest when it passes.
 pub(super) fn verified(bundle: &Utf8PathBuf) -> Result<Release<'_>> {
-    let report = verify::verify_file(bundle, None, Limits::default(), &[], None)?;
+    let mut catcher = state::ManifestCatcher::default();
+    let report = verify::verify_file(bundle, None, Limits::default(), &[], Some(&mut catcher))?;
     if !report.passes(false) {
         let first = report
             .findings
@@ -78,7 +79,9 @@ pub(super) fn verified(bundle: &Utf8PathBuf) -> Result<Release<'_>> {
     let manifest = report
         .manifest
         .with_context(|| format!("`{bundle}`: its manifest names no release"))?;
-    let manifest_spool = state::spool_manifest(bundle, &manifest.top_dir)?;
+    let manifest_spool = catcher
+        .manifest
+        .with_context(|| format!("`{bundle}`: its MANIFEST.json could not be kept"))?;
     Ok(Release {
         bundle,
         sha256: report.sha256,

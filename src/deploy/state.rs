@@ -3,14 +3,12 @@
 //! and reading an HTTP status line.
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
 
 use anyhow::{Context, Result, bail};
-use camino::Utf8Path;
 
 use super::{Event, History, Release};
+use crate::archive;
 use crate::archive::manifest::{FileKind, FileRecord};
-use crate::archive::{self, Format};
 
 /// What `host.sh state` reports about one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,27 +156,29 @@ pub fn plan_transfer(release: &Release, state: &HostState) -> Result<TransferPla
     Ok(plan)
 }
 
-/// Copy the bundle's `MANIFEST.json` into an anonymous temporary file (one pass over the
-/// bundle; it is the second-to-last entry).
-pub fn spool_manifest(bundle: &Utf8Path, top_dir: &str) -> Result<std::fs::File> {
-    let file = crate::fsutil::open_regular(bundle)
-        .with_context(|| format!("`{bundle}`: cannot open the bundle"))?;
-    let format = archive::format_of(bundle.as_str()).unwrap_or(Format::TarZst);
-    let mut tar = tar::Archive::new(archive::decoder(format, BufReader::new(file))?);
-    let want = format!("{top_dir}/{}", archive::MANIFEST);
-    for entry in tar
-        .entries()
-        .with_context(|| format!("`{bundle}`: cannot read"))?
-    {
-        let mut entry = entry.with_context(|| format!("`{bundle}`: cannot read"))?;
-        if entry.path_bytes().as_ref() == want.as_bytes() {
-            let mut spool = tempfile::tempfile().context("cannot create a temporary file")?;
-            std::io::copy(&mut entry, &mut spool)
-                .with_context(|| format!("`{bundle}`: cannot read {want}"))?;
-            return Ok(spool);
-        }
+/// A verify [`Sink`](crate::verify::Sink) that keeps only `MANIFEST.json`, copied into an
+/// anonymous temporary file as verify streams it: the deploy reads the bundle once to verify
+/// it and to learn its file list.
+#[derive(Default)]
+pub struct ManifestCatcher {
+    pub manifest: Option<std::fs::File>,
+}
+
+impl crate::verify::Sink for ManifestCatcher {
+    fn dir(&mut self, _: &str) {}
+    fn symlink(&mut self, _: &str, _: &str) {}
+    fn begin_file(&mut self, rel: &str) -> Option<std::fs::File> {
+        (rel == archive::MANIFEST)
+            .then(|| tempfile::tempfile().ok())
+            .flatten()
     }
-    bail!("`{bundle}`: no {want}")
+    fn end_file(&mut self, _: &str, file: std::fs::File, _: u32) {
+        self.manifest = Some(file);
+    }
+    fn fail(&mut self, _: &str, _: std::io::Error) {
+        self.manifest = None;
+    }
+    fn mtime(&mut self, _: u64) {}
 }
 
 /// Hosts in batches of `size`, in order.
