@@ -2,8 +2,8 @@
 //! and podman, rebuilt for identical bytes, and refused by `verify` when tampered with.
 //!
 //! The toolchain here cannot add a musl target offline, so the webapp is a glibc build on a
-//! base this test makes itself (see [`test_base`]): a single layer with the host's dynamic
-//! loader and the libraries the executable links, and no shell, so the image's entrypoint
+//! base this test makes itself (see [`base_with`]): a single layer with the host's dynamic
+//! loader and the libraries the executable links, and no shell (one test adds busybox), so the entrypoint
 //! is the executable itself. It is a test base only, named `rb-test-base`.
 
 use std::fs;
@@ -24,12 +24,8 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 /// An OCI layout at `dir` holding one image, ref `base`: the loader and libraries `exe`
-/// needs (from `ldd`), in one uncompressed layer.
-pub fn test_base(dir: &Path, exe: &Path) -> PathBuf {
-    base_with(dir, exe, false)
-}
-
-/// The same, plus busybox as `/bin/sh` and every applet (a base with a POSIX shell).
+/// needs (from `ldd`), in one uncompressed layer; with `shell`, also busybox as `/bin/sh` and
+/// every applet (a base with a POSIX shell).
 fn base_with(dir: &Path, exe: &Path, shell: bool) -> PathBuf {
     let found = Command::new("sh")
         .args(["-c", "command -v busybox"])
@@ -138,6 +134,19 @@ fn base_with(dir: &Path, exe: &Path, shell: bool) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// A test base for the webapp fixture `fx` (with busybox as its shell when `shell`): the
+/// libraries come from the executable a first bundle of it holds.
+fn base_for(fx: &Fixture, shell: bool) -> PathBuf {
+    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
+    let probe = extract(
+        Path::new(first[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("probe-x"),
+        "gnu",
+    );
+    let exe = probe.join("webapp-1.2.0/libexec/webapp");
+    base_with(&fx.scratch.join("base"), &exe, shell)
+}
+
 /// The webapp fixture with an image table on the test base; its bundle's JSON line.
 fn webapp_image(fx: &Fixture, base: &Path, out: &str, env: &[(&str, &str)]) -> serde_json::Value {
     let manifest = fx.root.join("Cargo.toml");
@@ -214,14 +223,7 @@ fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
     }
     let fx = Fixture::new("webapp");
     // The base needs the libraries of the executable it will run: build it once first.
-    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
-    let probe = extract(
-        Path::new(first[0]["path"].as_str().unwrap()),
-        &fx.scratch.join("x"),
-        "gnu",
-    )
-    .join("webapp-1.2.0");
-    let base = test_base(&fx.scratch.join("base"), &probe.join("libexec/webapp"));
+    let base = base_for(&fx, false);
     let line = webapp_image(&fx, &base, fx.scratch.join("out").to_str().unwrap(), &[]);
     let image = PathBuf::from(line["image"]["path"].as_str().unwrap());
     let digest = line["image"]["digest"].as_str().unwrap().to_string();
@@ -393,15 +395,7 @@ fn two_builds_give_the_same_image() {
     }
     let a = Fixture::new("webapp");
     let b = Fixture::new("webapp");
-    let first = a.bundle(&["--out-dir", a.scratch.join("probe").to_str().unwrap()]);
-    let probe = extract(
-        Path::new(first[0]["path"].as_str().unwrap()),
-        &a.scratch.join("x"),
-        "gnu",
-    )
-    .join("webapp-1.2.0");
-    let shared = Scratch::new();
-    let base = test_base(&shared.join("base"), &probe.join("libexec/webapp"));
+    let base = base_for(&a, false);
     let one = webapp_image(
         &a,
         &base,
@@ -503,14 +497,7 @@ fn verify_catches_tampered_images() {
         return;
     }
     let fx = Fixture::new("webapp");
-    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
-    let probe = extract(
-        Path::new(first[0]["path"].as_str().unwrap()),
-        &fx.scratch.join("x"),
-        "gnu",
-    )
-    .join("webapp-1.2.0");
-    let base = test_base(&fx.scratch.join("base"), &probe.join("libexec/webapp"));
+    let base = base_for(&fx, false);
     let line = webapp_image(&fx, &base, fx.scratch.join("out").to_str().unwrap(), &[]);
     let image = PathBuf::from(line["image"]["path"].as_str().unwrap());
     let original = entries(&image);
@@ -627,14 +614,7 @@ fn verify_rebuild_compares_the_image() {
         return;
     }
     let fx = Fixture::new("webapp");
-    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
-    let probe = extract(
-        Path::new(first[0]["path"].as_str().unwrap()),
-        &fx.scratch.join("x"),
-        "gnu",
-    )
-    .join("webapp-1.2.0");
-    let base = test_base(&fx.scratch.join("base"), &probe.join("libexec/webapp"));
+    let base = base_for(&fx, false);
     let manifest = fx.root.join("Cargo.toml");
     let mut text = fs::read_to_string(&manifest).unwrap();
     text.push_str(&format!(
@@ -671,18 +651,7 @@ fn on_a_base_with_a_shell_the_launcher_runs_the_service() {
         }
     }
     let fx = Fixture::new("webapp");
-    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
-    let probe = extract(
-        Path::new(first[0]["path"].as_str().unwrap()),
-        &fx.scratch.join("x"),
-        "gnu",
-    )
-    .join("webapp-1.2.0");
-    let base = base_with(
-        &fx.scratch.join("base"),
-        &probe.join("libexec/webapp"),
-        true,
-    );
+    let base = base_for(&fx, true);
     fx.edit("Cargo.toml", "version = \"1.2.0\"", "version = \"1.2.1\"");
     let line = webapp_image(&fx, &base, fx.scratch.join("out").to_str().unwrap(), &[]);
     let image = PathBuf::from(line["image"]["path"].as_str().unwrap());

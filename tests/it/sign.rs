@@ -439,20 +439,23 @@ fn minisign_signatures_interoperate() {
         )
     };
 
+    let sign_minisign = |key: &Path| {
+        run_tool(
+            &out_dir,
+            &[
+                "sign",
+                NAME,
+                "--signer",
+                "minisign",
+                "--key",
+                key.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+
     // Ours, checked by ours and by the minisign tool; the trusted comment names the release.
-    let out = run_tool(
-        &out_dir,
-        &[
-            "sign",
-            NAME,
-            "--signer",
-            "minisign",
-            "--key",
-            alice.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&out);
+    assert_success(&sign_minisign(&alice));
     let sig = out_dir.join(format!("{NAME}.minisig"));
     let text = fs::read_to_string(&sig).unwrap();
     assert!(
@@ -515,19 +518,7 @@ fn minisign_signatures_interoperate() {
     assert!(out.status.success());
     fs::copy(out_dir.join("other.txt.minisig"), &sig).unwrap();
     assert_eq!(verify(&alice_pub).status.code(), Some(1));
-    let out = run_tool(
-        &out_dir,
-        &[
-            "sign",
-            NAME,
-            "--signer",
-            "minisign",
-            "--key",
-            alice.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&out);
+    assert_success(&sign_minisign(&alice));
     let mut bytes = fs::read(&bundle).unwrap();
     let end = bytes.len() - 1;
     bytes[end] ^= 1;
