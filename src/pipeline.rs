@@ -149,14 +149,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         .ok()
         .and_then(|m| m.parent().map(Utf8Path::to_owned))
         .unwrap_or_else(|| Utf8PathBuf::from("."));
-    let (ws, rustc) = std::thread::scope(|scope| {
-        let rustc = scope.spawn(|| project::rustc(&manifest_dir));
-        let ws = project::load(&locate);
-        let rustc = rustc
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (ws, rustc)
-    });
+    let (ws, rustc) = side_by_side(|| project::load(&locate), || project::rustc(&manifest_dir));
     let ws = ws?;
     let rustc = rustc?;
     // The target's cfgs (for finding rustflags) while the trees are walked and checked.
@@ -262,6 +255,18 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         planned,
         out_dir,
         source_date_epoch,
+    })
+}
+
+/// `here` on this thread while `there` runs on another; both results.
+fn side_by_side<A, B: Send>(here: impl FnOnce() -> A, there: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|scope| {
+        let there = scope.spawn(there);
+        let a = here();
+        let b = there
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (a, b)
     })
 }
 
@@ -406,27 +411,24 @@ pub fn bundle(
             no_default_features: opts.no_default_features,
         };
         let locate = opts.locate();
-        let (artifacts, graph) = std::thread::scope(|scope| {
-            let graph = scope
-                .spawn(|| project::resolved_graph(&ws.manifest, &plan.target, &features, &locate));
-            let package_opts = build::BuildOpts {
-                auditable: *auditable,
-                ..build_opts.clone()
-            };
-            let artifacts = build::build(
-                &package_opts,
-                &build_manifest,
-                package,
-                &package_manifest,
-                &plan.binaries,
-                remap_for,
-                shell,
-            );
-            let graph = graph
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (artifacts, graph)
-        });
+        let package_opts = build::BuildOpts {
+            auditable: *auditable,
+            ..build_opts.clone()
+        };
+        let (artifacts, graph) = side_by_side(
+            || {
+                build::build(
+                    &package_opts,
+                    &build_manifest,
+                    package,
+                    &package_manifest,
+                    &plan.binaries,
+                    remap_for,
+                    shell,
+                )
+            },
+            || project::resolved_graph(&ws.manifest, &plan.target, &features, &locate),
+        );
         let artifacts = artifacts?;
         let graph = graph?;
         // After the build, which may have created or updated the lock file.
