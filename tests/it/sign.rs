@@ -209,6 +209,26 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
     )
     .unwrap();
     assert_eq!(verify_json(dir, &allowed).0, 0, "valid again");
+    refused("a signature of another bundle", &|| {
+        let line = format!(
+            "{}  other-1.0.0-x86_64-unknown-linux-gnu.tar.zst\n",
+            "0".repeat(64)
+        );
+        let other = ssh_keygen_stdin(
+            dir,
+            &["-Y", "sign", "-f", "alice", "-n", NS, "-q"],
+            line.as_bytes(),
+        );
+        assert!(other.status.success());
+        fs::write(dir.join(format!("{NAME}.sig")), &other.stdout).unwrap();
+    });
+    // Signed again, valid again: the next refusal is the changed bundle's alone.
+    assert_success(&run_tool(
+        dir,
+        &["sign", NAME, "--key", alice.to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(verify_json(dir, &allowed).0, 0, "valid again");
     refused("a changed bundle", &|| {
         let mut bytes = fs::read(dir.join(NAME)).unwrap();
         bytes.push(0);
