@@ -63,9 +63,34 @@ pub(super) fn flags(hosts: &HostOpts, restart: &RestartOpts, keep: Option<usize>
     }
 }
 
+/// A verify [`Sink`](crate::verify::Sink) that keeps only `MANIFEST.json`, copied into an
+/// anonymous temporary file as verify streams it: the deploy reads the bundle once to verify
+/// it and to learn its file list.
+#[derive(Default)]
+struct ManifestCatcher {
+    manifest: Option<std::fs::File>,
+}
+
+impl crate::verify::Sink for ManifestCatcher {
+    fn dir(&mut self, _: &str) {}
+    fn symlink(&mut self, _: &str, _: &str) {}
+    fn begin_file(&mut self, rel: &str) -> Option<std::fs::File> {
+        (rel == crate::archive::MANIFEST)
+            .then(|| tempfile::tempfile().ok())
+            .flatten()
+    }
+    fn end_file(&mut self, _: &str, file: std::fs::File, _: u32) {
+        self.manifest = Some(file);
+    }
+    fn fail(&mut self, _: &str, _: std::io::Error) {
+        self.manifest = None;
+    }
+    fn mtime(&mut self, _: u64) {}
+}
+
 /// Verify the bundle as `verify` does; its manifest and digest when it passes.
 pub(super) fn verified(bundle: &Utf8PathBuf) -> Result<Release<'_>> {
-    let mut catcher = state::ManifestCatcher::default();
+    let mut catcher = ManifestCatcher::default();
     let report = verify::verify_file(bundle, None, Limits::default(), &[], Some(&mut catcher))?;
     if !report.passes(false) {
         let first = report

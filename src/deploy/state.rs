@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 
 use super::{Event, History, Release};
-use crate::archive;
 use crate::archive::manifest::{FileKind, FileRecord};
 
 /// What `host.sh state` reports about one host.
@@ -154,31 +153,6 @@ pub fn plan_transfer(release: &Release, state: &HostState) -> Result<TransferPla
         .context("cannot read the spooled manifest")?;
     parsed.context("the bundle's MANIFEST.json does not parse")?;
     Ok(plan)
-}
-
-/// A verify [`Sink`](crate::verify::Sink) that keeps only `MANIFEST.json`, copied into an
-/// anonymous temporary file as verify streams it: the deploy reads the bundle once to verify
-/// it and to learn its file list.
-#[derive(Default)]
-pub struct ManifestCatcher {
-    pub manifest: Option<std::fs::File>,
-}
-
-impl crate::verify::Sink for ManifestCatcher {
-    fn dir(&mut self, _: &str) {}
-    fn symlink(&mut self, _: &str, _: &str) {}
-    fn begin_file(&mut self, rel: &str) -> Option<std::fs::File> {
-        (rel == archive::MANIFEST)
-            .then(|| tempfile::tempfile().ok())
-            .flatten()
-    }
-    fn end_file(&mut self, _: &str, file: std::fs::File, _: u32) {
-        self.manifest = Some(file);
-    }
-    fn fail(&mut self, _: &str, _: std::io::Error) {
-        self.manifest = None;
-    }
-    fn mtime(&mut self, _: u64) {}
 }
 
 /// Hosts in batches of `size`, in order.
