@@ -17,12 +17,18 @@ pub fn run(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
     let state = fleet::states(std::slice::from_ref(target))
         .pop()
         .context("no answer")??;
-    let name = fleet::release_name(&state).with_context(|| {
-        format!(
-            "{}: nothing is installed under `{}`; deploy first",
-            target.label, target.path
-        )
-    })?;
+    // The installed release's name; before the first deploy (the unit has to exist for a
+    // deploy with `service = "systemd"` to start anything), the package's.
+    let name = match (fleet::release_name(&state), hosts.name.clone()) {
+        (Ok(name), _) => name,
+        (Err(_), Some(name)) => name,
+        (Err(e), None) => {
+            return Err(e.context(format!(
+                "{}: nothing is installed under `{}` and no package names the release; deploy first or run this in the package",
+                target.label, target.path
+            )));
+        }
+    };
     let root = state
         .root
         .clone()

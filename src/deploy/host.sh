@@ -26,7 +26,11 @@ case $rb_step in
   state|tail|getenv|check|launcher|systemctl|unlock)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
-      [ "$rb_step" = state ] && printf '@@rb current \n@@rb log\n@@rb end\n'
+      if [ "$rb_step" = state ]; then
+        # Where the path would be (a relative one is under the login directory).
+        case $rb_path in /*) rb_root=$rb_path ;; *) rb_root=$(pwd -P)/$rb_path ;; esac
+        printf '@@rb root %s\n@@rb current \n@@rb log\n@@rb end\n' "$rb_root"
+      fi
       [ "$rb_step" = state ] || [ "$rb_step" = unlock ] || rb_die "nothing is installed under $rb_path"
       exit 0
     fi ;;

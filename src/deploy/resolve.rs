@@ -144,17 +144,20 @@ pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
 /// control sockets (removed when this is dropped).
 pub struct Hosts {
     pub settings: Settings,
+    /// The release the manifest names, when there is one.
+    pub name: Option<String>,
     pub targets: Vec<Target>,
     _control: ControlDir,
 }
 
 /// Resolve the settings and make the targets.
 pub fn hosts(lookup: &Lookup, flags: Partial) -> Result<Hosts> {
-    let settings = settings(lookup, flags)?.settings;
+    let Resolved { settings, name } = settings(lookup, flags)?;
     let control = ControlDir::new()?;
     let targets = targets(&settings, &control)?;
     Ok(Hosts {
         settings,
+        name,
         targets,
         _control: control,
     })

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::hosts::Hosts;
+use crate::hosts::{Hosts, Setup, Systemd};
 use crate::support::*;
 
 /// Each host's env file: its own port, a secret that must never be printed.
@@ -609,4 +609,102 @@ fn a_destination_from_the_manifest() {
         err.contains("Cargo.toml") && err.contains("package.metadata.release.deploy.keep"),
         "{err}"
     );
+}
+
+/// `deploy.service = "systemd"` against a real systemd (PID 1 of its own namespaces, see
+/// `hosts.rs`): the unit `systemd-unit` prints is installed on the host, and deploys,
+/// a failed release's revert and a rollback all stop and start the service through
+/// `systemctl`, so systemd supervises the process that serves.
+#[test]
+fn deploys_restart_through_a_real_systemd() {
+    let scratch = Scratch::new();
+    let Some(systemd) = Systemd::boot(&scratch.join("systemd.log")) else {
+        return;
+    };
+    let setup = Setup {
+        users: Some(vec!["root".into()]),
+        systemd: Some(&systemd),
+    };
+    let Some(hosts) = Hosts::start_with(1, "systemd", setup) else {
+        return;
+    };
+    let root = hosts.root(1);
+    let v1 = webapp_bundle().to_path_buf();
+    let v2 = webapp_at(&scratch, "1.3.0", "");
+    let crashes = webapp_at(&scratch, "1.4.0", "WEBAPP_CRASH = \"1\"\n");
+
+    // The project says its hosts run the service under systemd.
+    let fx = Fixture::new("webapp");
+    let manifest = fx.root.join("Cargo.toml");
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push_str(&format!(
+        "\n[package.metadata.release.deploy]\nservice = \"systemd\"\npath = \"{}\"\n",
+        root.display()
+    ));
+    fs::write(&manifest, text).unwrap();
+
+    // The operator installs the unit for the layout.
+    let out = fx.run(&["systemd-unit"]);
+    assert_success(&out);
+    let unit = scratch.join("webapp.service");
+    fs::write(&unit, &out.stdout).unwrap();
+    let out = systemd.run(&format!(
+        "cp {} /run/systemd/system/webapp.service && systemctl daemon-reload",
+        unit.display()
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (ports, env_args) = env_files(&hosts, 1);
+    let port = ports[0];
+    let deploy = |bundle: &Path, extra: &[&str]| {
+        let mut args = deploy_args(&hosts, bundle, 1, extra);
+        args.extend(env_args.iter().cloned());
+        fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // systemd's view: is the unit active, and which process is its main one.
+    let main_pid = || {
+        let out = systemd.run("systemctl show -P MainPID webapp.service");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let active = || {
+        let out = systemd.run("systemctl is-active webapp.service");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+
+    let out = deploy(&v1, &[]);
+    assert_success(&out);
+    assert_eq!(get(port, "/env/RELEASE_VSN"), "1.2.0");
+    assert_eq!(active(), "active");
+    let first = main_pid();
+    assert_ne!(first, "0", "systemd supervises the service");
+    // The launcher under systemd writes the pid file too: it names systemd's main process.
+    let pid_file = fs::read_to_string(root.join("shared/tmp/webapp.pid")).unwrap();
+    assert_eq!(pid_file.trim(), first);
+
+    let out = deploy(&v2, &[]);
+    assert_success(&out);
+    assert_eq!(get(port, "/env/RELEASE_VSN"), "1.3.0");
+    assert_eq!(active(), "active");
+    let second = main_pid();
+    assert!(second != first && second != "0", "{first} then {second}");
+
+    // A release that exits at once: systemd restarts it until its start limit; the deploy
+    // reverts to 1.3.0 through systemctl, which must start the unit again all the same.
+    let out = deploy(&crashes, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(hosts.current(1).as_deref(), Some("1.3.0"));
+    assert_eq!(get(port, "/env/RELEASE_VSN"), "1.3.0");
+    assert_eq!(active(), "active");
+
+    // Rollback to 1.2.0, past the bad 1.4.0, through systemctl.
+    let mut args = vec!["rollback".to_string()];
+    args.extend(hosts.args(1));
+    args.extend(HEALTH.iter().map(|s| s.to_string()));
+    let out = fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&out);
+    assert_eq!(hosts.current(1).as_deref(), Some("1.2.0"));
+    assert_eq!(get(port, "/env/RELEASE_VSN"), "1.2.0");
+    assert_eq!(active(), "active");
+    let out = systemd.run("systemctl stop webapp.service");
+    assert!(out.status.success());
 }

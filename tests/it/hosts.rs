@@ -21,6 +21,138 @@ pub struct Hosts {
     /// The deploy path on every host, relative to the user's home.
     pub path: String,
     sshd: Option<KillOnDrop>,
+    /// The services run under a systemd, which stops them itself.
+    under_systemd: bool,
+}
+
+/// How the hosts are set up: who logs in, and what runs beside them.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// Log in as these users instead of `rbhost1..N`.
+    pub users: Option<Vec<String>>,
+    /// Run sshd (and so every session) inside this systemd's namespaces.
+    pub systemd: Option<&'a Systemd>,
+}
+
+/// A real systemd as PID 1 of its own PID and mount namespaces (as a container runs it),
+/// sharing this machine's files and network: what a server with `deploy.service =
+/// "systemd"` has. Killed, with everything it started, when dropped.
+pub struct Systemd {
+    /// systemd's pid as seen from here.
+    pub pid: u32,
+    _unshare: KillOnDrop,
+}
+
+/// Run inside the new namespaces, then exec systemd (see `Systemd::boot`).
+const BOOT: &str = r#"
+mount -t tmpfs -o mode=755 tmpfs /run
+masks=/run/systemd/system.control
+mkdir -p "$masks" /run/systemd/system
+for dir in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+  for unit in "$dir"/*.wants/* "$dir"/*.requires/*; do
+    [ -e "$unit" ] || [ -L "$unit" ] || continue
+    ln -sf /dev/null "$masks/${unit##*/}"
+  done
+done
+for unit in systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service \
+  systemd-tmpfiles-clean.service systemd-tmpfiles-clean.timer tmp.mount \
+  systemd-sysctl.service systemd-sysusers.service systemd-timesyncd.service \
+  systemd-journald.service systemd-journald.socket systemd-journald-dev-log.socket; do
+  ln -sf /dev/null "$masks/$unit"
+done
+printf '[Unit]\nDescription=cargo-release-bundle tests\nDefaultDependencies=no\n' > "$masks/rbtest.target"
+exec env container=rbtest /lib/systemd/systemd --system --unit=rbtest.target --log-target=console
+"#;
+
+impl Systemd {
+    /// Boot systemd, or `None` (after saying why) where it cannot run and `CI` is unset.
+    pub fn boot(log: &Path) -> Option<Systemd> {
+        let why = if missing().is_some() {
+            missing()
+        } else if !Path::new("/lib/systemd/systemd").exists() {
+            Some("systemd is not installed (Debian: systemd)".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            assert!(std::env::var_os("CI").is_none(), "required in CI: {why}");
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        // A canary in /tmp: it must outlive systemd's boot.
+        let canary = PathBuf::from(format!("/tmp/rbtest-canary-{}", std::process::id()));
+        fs::write(&canary, "").unwrap();
+        // systemd shares this machine's files, so nothing it starts at boot may touch them:
+        // it gets its own /run, in which every unit some target wants (and the tmpfiles
+        // cleaners, which would empty /tmp) is masked at the highest precedence, and it
+        // boots into an empty target. Its own UTS and IPC namespaces keep the hostname.
+        let unshare = Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--propagation",
+                "private",
+                "--mount-proc",
+                "sh",
+                "-ec",
+                BOOT,
+            ])
+            .stdout(fs::File::create(log).unwrap())
+            .stderr(fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        let unshare_pid = unshare.id();
+        let unshare = KillOnDrop(unshare);
+        let start = Instant::now();
+        let pid = loop {
+            let children =
+                fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+                    .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next() {
+                break pid.parse::<u32>().unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "systemd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let systemd = Systemd {
+            pid,
+            _unshare: unshare,
+        };
+        loop {
+            let state = systemd.run("systemctl is-system-running");
+            let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+            if state == "running" || state == "degraded" {
+                assert!(canary.exists(), "systemd's boot removed files in /tmp");
+                let _ = fs::remove_file(&canary);
+                return Some(systemd);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "systemd did not come up ({state}): {}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `nsenter` into systemd's namespaces: this command, as root there.
+    pub fn enter(&self) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.pid.to_string(), "-m", "-p", "--"]);
+        c
+    }
+
+    /// A shell command inside systemd's namespaces.
+    pub fn run(&self, command: &str) -> Output {
+        self.enter().args(["sh", "-c", command]).output().unwrap()
+    }
 }
 
 /// Why these tests cannot run here, or `None` when they can. In CI they must run.
@@ -120,6 +252,11 @@ impl Hosts {
     /// `n` hosts for the test `name` (its deploy path on each host), or `None` (after saying
     /// why) where they cannot run and `CI` is unset.
     pub fn start(n: usize, name: &str) -> Option<Hosts> {
+        Hosts::start_with(n, name, Setup::default())
+    }
+
+    /// `n` hosts set up as `setup` says.
+    pub fn start_with(n: usize, name: &str, setup: Setup) -> Option<Hosts> {
         if let Some(why) = missing() {
             assert!(std::env::var_os("CI").is_none(), "required in CI: {why}");
             eprintln!("skipped: {why}");
@@ -129,13 +266,27 @@ impl Hosts {
         // The host users read the authorized keys and run from their homes; the scratch
         // directory must be traversable by them.
         fs::set_permissions(&scratch.path, fs::Permissions::from_mode(0o755)).unwrap();
-        let users: Vec<String> = (1..=n).map(|i| format!("rbhost{i}")).collect();
-        for u in &users {
-            ensure_user(u);
-        }
+        let users: Vec<String> = match setup.users {
+            Some(users) => users,
+            None => {
+                let users: Vec<String> = (1..=n).map(|i| format!("rbhost{i}")).collect();
+                for u in &users {
+                    ensure_user(u);
+                }
+                users
+            }
+        };
         fs::create_dir_all("/run/sshd").unwrap();
+        if let Some(systemd) = setup.systemd {
+            // systemd mounts its own /run.
+            assert!(systemd.run("mkdir -p /run/sshd").status.success());
+        }
         let bin = scratch.join("hostbin");
         host_bin(&bin);
+        if setup.systemd.is_some() {
+            // A systemd server has its service manager's client too.
+            std::os::unix::fs::symlink("/usr/bin/systemctl", bin.join("systemctl")).unwrap();
+        }
         keygen(&scratch.join("host_key"));
         keygen(&scratch.join("client_key"));
         fs::copy(
@@ -153,7 +304,7 @@ impl Hosts {
         fs::write(
             scratch.join("sshd_config"),
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {s}/host_key\nPidFile {s}/sshd.pid\nAuthorizedKeysFile {s}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nAllowUsers {}\nSetEnv PATH={}\nMaxSessions 100\nMaxStartups 100\nLogLevel ERROR\n",
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {s}/host_key\nPidFile {s}/sshd.pid\nAuthorizedKeysFile {s}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowUsers {}\nSetEnv PATH={}\nMaxSessions 100\nMaxStartups 100\nLogLevel ERROR\n",
                 users.join(" "),
                 bin.display()
             ),
@@ -178,7 +329,15 @@ impl Hosts {
         ));
         let ssh_config = scratch.join("ssh_config");
         fs::write(&ssh_config, config).unwrap();
-        let sshd = Command::new("/usr/sbin/sshd")
+        let mut sshd = match setup.systemd {
+            Some(systemd) => {
+                let mut c = systemd.enter();
+                c.arg("/usr/sbin/sshd");
+                c
+            }
+            None => Command::new("/usr/sbin/sshd"),
+        };
+        let sshd = sshd
             .args(["-D", "-e", "-f"])
             .arg(scratch.join("sshd_config"))
             .stderr(fs::File::create(scratch.join("sshd.log")).unwrap())
@@ -198,6 +357,7 @@ impl Hosts {
             users,
             path: format!("rb-tests/{name}/webapp"),
             sshd: Some(KillOnDrop(sshd)),
+            under_systemd: setup.systemd.is_some(),
         };
         for u in &hosts.users {
             let _ = fs::remove_dir_all(hosts.home(u).join(format!("rb-tests/{name}")));
@@ -206,6 +366,9 @@ impl Hosts {
     }
 
     pub fn home(&self, user: &str) -> PathBuf {
+        if user == "root" {
+            return PathBuf::from("/root");
+        }
         PathBuf::from(format!("/home/{user}"))
     }
 
@@ -255,7 +418,7 @@ impl Hosts {
 impl Drop for Hosts {
     fn drop(&mut self) {
         // Stop every service a test started, then sshd.
-        for i in 1..=self.users.len() {
+        for i in (1..=self.users.len()).filter(|_| !self.under_systemd) {
             let launcher = self.root(i).join("current/bin/webapp");
             if launcher.exists() {
                 let _ = Command::new("runuser")
