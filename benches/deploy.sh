@@ -83,47 +83,36 @@ EOF
 /usr/sbin/sshd -D -f "$WORK/sshd_config" & SSHD=$!
 trap 'kill $SSHD 2>/dev/null; for i in 1 2 3 4; do runuser -u rbhost$i -- sh -c "for d in \$HOME/bench/*/current; do \$d/bin/webapp stop; done" >/dev/null 2>&1; done' EXIT
 echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" > "$WORK/known_hosts"
-# Counts the bytes the client sends (the upload) per connection, appended to $WORK/bytes.
+# Counts the bytes the client sends (the upload) per connection: each proxy keeps its running
+# total in its own file under $WORK/bytes.d, rewritten as bytes pass, so a proxy killed at any
+# moment (ssh's master connection is) has still counted what it forwarded.
 cat > "$WORK/count.py" <<'PY'
 import os, socket, sys, threading
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-sent = [0]
-lock = threading.Lock()
-def record():
-    with lock:
-        if sent[0] >= 0:
-            with open(sys.argv[2], "a") as f:
-                f.write("%d\n" % sent[0])
-            sent[0] = -1
+tally = os.path.join(sys.argv[2], str(os.getpid()))
 def down():
     while True:
         b = s.recv(65536)
         if not b:
             break
         os.write(1, b)
-    record()
     os._exit(0)
 threading.Thread(target=down, daemon=True).start()
-import signal
-def stop(*_):
-    record()
-    os._exit(0)
-for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-    signal.signal(sig, stop)
+sent = 0
 while True:
     b = os.read(0, 65536)
     if not b:
         break
-    with lock:
-        sent[0] += len(b)
+    sent += len(b)
     s.sendall(b)
-record()
+    with open(tally, "w") as f:
+        f.write("%d\n" % sent)
 s.shutdown(socket.SHUT_WR)
 threading.Event().wait(5)
 PY
 {
   for i in 1 2 3 4; do printf 'Host h%s\n  HostName 127.0.0.1\n  User rbhost%s\n' "$i" "$i"; done
-  printf 'Host *\n  Port %s\n  IdentityFile %s/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile %s/known_hosts\n  StrictHostKeyChecking yes\n  ProxyCommand python3 %s/count.py %s %s/bytes\n' \
+  printf 'Host *\n  Port %s\n  IdentityFile %s/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile %s/known_hosts\n  StrictHostKeyChecking yes\n  ProxyCommand python3 %s/count.py %s %s/bytes.d\n' \
     "$PORT" "$WORK" "$WORK" "$WORK" "$PORT" "$WORK"
 } > "$WORK/ssh_config"
 # The timing runs go straight to sshd: the counting proxy is Python, and its own CPU would be
@@ -147,12 +136,13 @@ deploy() { # bundle hosts... -> JSON summary on stdout; fresh env per host
     --message-format json "${args[@]}" | grep deploy-summary
 }
 sent_of() { python3 -c 'import json,sys; print(sum(h["bytes_sent"] for h in json.loads(sys.stdin.read())["hosts"]))'; }
-wire() { local t=0; while read -r n; do t=$((t + n)); done < "$WORK/bytes"; echo "$t"; }
+wire() { cat "$WORK"/bytes.d/* 2>/dev/null | python3 -c 'import sys; print(sum(int(l) for l in sys.stdin))'; }
+mkdir -p "$WORK/bytes.d"
 
 size1=$(stat -c %s "$B1")
-: > "$WORK/bytes"
+rm -f "$WORK"/bytes.d/*
 first=$(deploy "$B1" h1 | sent_of); first_wire=$(wire)
-: > "$WORK/bytes"
+rm -f "$WORK"/bytes.d/*
 up=$(deploy "$B2" h1 | sent_of); up_wire=$(wire)
 changed=$(python3 - "$B1" "$B2" <<'PY'
 import json, subprocess, sys
@@ -166,23 +156,40 @@ print(sum(size[p] for p, d in new.items() if d and d not in held) + len(raw))
 PY
 )
 
-times() { # label hosts...
-  local label=$1; shift; local ts=()
+# Host-side CPU: sshd (so every session and what it runs on the "hosts") in its own cpuacct
+# cgroup, where cgroup v1 has one; deploy-side CPU: the tool and its ssh clients (GNU time).
+CG=/sys/fs/cgroup/cpuacct/rb-bench-deploy
+if mkdir -p "$CG" 2>/dev/null && echo "$SSHD" > "$CG/cgroup.procs" 2>/dev/null; then
+  host_cpu() { cat "$CG/cpuacct.usage"; }
+else
+  host_cpu() { echo 0; }
+fi
+times() { # hosts... -> "wall host_cpu deploy_cpu" of the median run (by wall time)
   for r in 1 2 3; do
     run=$((run + 1))
-    local s e; s=$(date +%s.%N); deploy "$B1" "$@" >/dev/null; e=$(date +%s.%N)
-    ts+=("$(python3 -c "print($e - $s)")")
-  done
-  printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p
+    local s e h0 h1
+    h0=$(host_cpu); s=$(date +%s.%N)
+    export run
+    /usr/bin/time -f '%U %S' -o "$WORK/cpu" bash -c 'deploy "$@"' _ "$B1" "$@" >/dev/null
+    e=$(date +%s.%N); h1=$(host_cpu)
+    python3 -c "import sys; u, k = open('$WORK/cpu').read().split()[-2:]; print($e - $s, ($h1 - $h0) / 1e9, float(u) + float(k))"
+  done | sort -n | sed -n 2p
 }
-SSH_CONFIG=$WORK/ssh_config_direct
-run=10; one=$(times one h1)
-run=20; four=$(times four h1 h2 h3 h4)
+export -f deploy
+export WORK TOOL
+export SSH_CONFIG=$WORK/ssh_config_direct
+run=10; one=$(times h1)
+run=20; four=$(times h1 h2 h3 h4)
 
-python3 - "$size1" "$first" "$first_wire" "$changed" "$up" "$up_wire" "$one" "$four" <<'PY'
+python3 - "$size1" "$first" "$first_wire" "$changed" "$up" "$up_wire" $one $four <<'PY'
 import sys
-size, first, first_wire, changed, up, up_wire, one, four = map(float, sys.argv[1:])
+size, first, first_wire, changed, up, up_wire, one, one_host, one_deploy, four, four_host, four_deploy = map(float, sys.argv[1:])
 print("first deploy: %.1f MB sent (%.1f MB on the wire) for a %.1f MB bundle: %.3fx (target <= 1.05x)" % (first / 1e6, first_wire / 1e6, size / 1e6, first / size))
 print("upgrade: %.1f MB sent (%.1f MB on the wire) for %.1f MB changed + manifest: %.3fx (target <= 1.3x)" % (up / 1e6, up_wire / 1e6, changed / 1e6, up / changed))
 print("4 hosts --batch 100%%: %.2f s, 1 host: %.2f s: %.2fx (target <= 1.5x)" % (four, one, four / one))
+if four_host > 0:
+    cores = len(__import__("os").sched_getaffinity(0))
+    print("  CPU, 1 host: %.1f s deploy side + %.1f s on the host" % (one_deploy, one_host))
+    print("  CPU, 4 hosts: %.1f s deploy side + %.1f s on the hosts (%.1f s each)" % (four_deploy, four_host, four_host / 4))
+    print("  all 4 hosts share this machine's %d cores: the 4-host run needs at least %.1f s of CPU / %d = %.1f s here (%.2fx the 1-host time); on separate hosts each host's share runs beside the others'" % (cores, four_deploy + four_host, cores, (four_deploy + four_host) / cores, (four_deploy + four_host) / cores / one))
 PY
