@@ -4,7 +4,8 @@
 # compressible, half random). Prints medians, peak RSS and ratios. Not a test: numbers depend
 # on the machine; the README quotes a run.
 #
-# Usage: benches/compare.sh [--files N] [--runs N]   (BENCH_QUICK=1: bundle and verify only)
+# Usage: benches/compare.sh [--files N] [--runs N]   (BENCH_QUICK=1: bundle and verify only;
+#        BENCH_CORES=1: --jobs 1..nproc only)
 # Needs: hyperfine, GNU time (/usr/bin/time), GNU tar, zstd, gzip, sha256sum, python3, taskset.
 set -euo pipefail
 
@@ -151,8 +152,32 @@ run_size() { # files
   echo "$files $s_ours $v_rss" >> "$WORK/rss.txt"
 }
 
-run_size "$FILES"
+# Cores: `--jobs N` sets the zstd workers; the bytes must not change with it, the time should
+# fall. `--jobs 1` also runs on one core (taskset), the others on all of them.
+cores() { # label profile-args...
+  local label=$1; shift
+  local base="$TOOL release-bundle --manifest-path $dir/Cargo.toml -q $*"
+  local t1 tn digests same
+  t1=$( { /usr/bin/time -f %e taskset -c 0 $base --jobs 1 --out-dir "$WORK/out-cores-1"; } 2>&1 | tail -n 1)
+  printf '%s: 1 core, --jobs 1: %6.2fs' "$label" "$t1"
+  for n in $(seq 2 "$(nproc)"); do
+    tn=$( { /usr/bin/time -f %e $base --jobs "$n" --out-dir "$WORK/out-cores-$n"; } 2>&1 | tail -n 1)
+    printf ';  %d cores, --jobs %d: %6.2fs (speed-up %.2fx)' "$n" "$n" "$tn" "$(echo "$t1 / $tn" | bc -l)"
+  done
+  digests=$(sha256sum "$WORK"/out-cores-*/*.tar.zst | cut -d' ' -f1 | sort -u | wc -l)
+  same=different; [ "$digests" = 1 ] && same=identical
+  printf ';  bytes %s\n' "$same"
+  rm -rf "$WORK"/out-cores-*
+}
 dir=$WORK/pkg-$FILES
+if [ "${BENCH_CORES:-0}" = 1 ]; then
+  # The cores comparison only.
+  make_pkg "$dir" "$FILES"
+  cores "bundle (zstd -3) "
+  cores "bundle (zstd -19)" --profile l19
+  exit 0
+fi
+run_size "$FILES"
 
 # Peak memory must not follow the tree: compare the two sizes.
 doubling() {
@@ -178,12 +203,8 @@ t_ours=$(median "$WORK/gzip.json" | sed -n 1p | awk '{print $NF}')
 t_hand=$(median "$WORK/gzip.json" | sed -n 2p | awk '{print $NF}')
 printf 'bundle  (gzip -6) : ours %6.3fs  hand %6.3fs  ratio %.2f\n' "$t_ours" "$t_hand" "$(echo "$t_ours / $t_hand" | bc -l)"
 
-# Level 19: throughput scales with cores, bytes do not change.
-l19="$TOOL release-bundle --manifest-path $dir/Cargo.toml --profile l19 -q"
-s=$(date +%s.%N); taskset -c 0 $l19 --out-dir "$WORK/out-l19-1"; t1=$(echo "$(date +%s.%N) - $s" | bc -l)
-s=$(date +%s.%N); $l19 --out-dir "$WORK/out-l19-n"; tn=$(echo "$(date +%s.%N) - $s" | bc -l)
-same=different; cmp -s "$WORK"/out-l19-1/*.tar.zst "$WORK"/out-l19-n/*.tar.zst && same=identical
-printf 'bundle (zstd -19) : 1 core %6.1fs  %d cores %6.1fs  speed-up %.2fx, bytes %s\n' "$t1" "$(nproc)" "$tn" "$(echo "$t1 / $tn" | bc -l)" "$same"
+cores "bundle (zstd -3) "
+cores "bundle (zstd -19)" --profile l19
 
 if [ "${BENCH_DOUBLE:-1}" = 1 ]; then
   # Twice the files and twice the bytes: peak memory must not follow.

@@ -391,8 +391,6 @@ pub fn parse_source_date_epoch(value: &str) -> Result<u64> {
 /// a different state.
 pub fn git(dir: &Utf8Path, outputs: &[&Utf8Path]) -> Option<(Git, u64)> {
     let git = |args: &[&str]| run(Command::new("git").arg("-C").arg(dir).args(args));
-    let commit = git(&["rev-parse", "--verify", "HEAD"])?;
-    let time = git(&["log", "-1", "--format=%ct", "HEAD"])?.parse().ok()?;
     let mut status: Vec<String> = ["status", "--porcelain", "--", "."]
         .map(String::from)
         .to_vec();
@@ -404,10 +402,17 @@ pub fn git(dir: &Utf8Path, outputs: &[&Utf8Path]) -> Option<(Git, u64)> {
         }
     }
     let status: Vec<&str> = status.iter().map(String::as_str).collect();
-    let dirty = git(&status).is_none_or(|s| !s.is_empty());
-    let workspace = git(&["rev-parse", "--show-prefix"])?
-        .trim_end_matches('/')
-        .to_string();
+    // `git status` walks the work tree; the other two questions run beside it.
+    let (head, (prefix, status)) = std::thread::scope(|scope| {
+        let status = scope.spawn(|| git(&status));
+        let prefix = scope.spawn(|| git(&["rev-parse", "--show-prefix"]));
+        let head = git(&["log", "-1", "--format=%H %ct", "HEAD"]);
+        (head, (prefix.join(), status.join()))
+    });
+    let (commit, time) = head?.split_once(' ').map(|(c, t)| (c.to_string(), t.parse().ok()))?;
+    let time = time?;
+    let dirty = status.ok().flatten().is_none_or(|s| !s.is_empty());
+    let workspace = prefix.ok().flatten()?.trim_end_matches('/').to_string();
     Some((
         Git {
             commit,
