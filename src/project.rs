@@ -409,7 +409,9 @@ pub fn git(dir: &Utf8Path, outputs: &[&Utf8Path]) -> Option<(Git, u64)> {
         let head = git(&["log", "-1", "--format=%H %ct", "HEAD"]);
         (head, (prefix.join(), status.join()))
     });
-    let (commit, time) = head?.split_once(' ').map(|(c, t)| (c.to_string(), t.parse().ok()))?;
+    let (commit, time) = head?
+        .split_once(' ')
+        .map(|(c, t)| (c.to_string(), t.parse().ok()))?;
     let time = time?;
     let dirty = status.ok().flatten().is_none_or(|s| !s.is_empty());
     let workspace = prefix.ok().flatten()?.trim_end_matches('/').to_string();

@@ -300,10 +300,12 @@ pub fn verify_stream(
                 checker.add(Severity::Warning, "zstd-checksum", None, why);
             }
             let (tx, rx) = sync_channel(4);
+            let (back, returned) = std::sync::mpsc::channel();
             std::thread::scope(|scope| {
-                let producer = scope.spawn(move || decompress(raw, f, tx));
+                let producer = scope.spawn(move || decompress(raw, f, tx, returned));
                 let reader = ChannelReader {
                     rx,
+                    back,
                     chunk: Vec::new(),
                     at: 0,
                 };
