@@ -300,12 +300,10 @@ pub fn verify_stream(
                 checker.add(Severity::Warning, "zstd-checksum", None, why);
             }
             let (tx, rx) = sync_channel(4);
-            let (back, returned) = std::sync::mpsc::channel();
             std::thread::scope(|scope| {
-                let producer = scope.spawn(move || decompress(raw, f, tx, returned));
+                let producer = scope.spawn(move || decompress(raw, f, tx));
                 let reader = ChannelReader {
                     rx,
-                    back,
                     chunk: Vec::new(),
                     at: 0,
                 };

@@ -5,7 +5,7 @@
 use std::io::{self, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
@@ -31,11 +31,9 @@ impl<R: Read> Read for HashingReader<R> {
 /// Decompressed data handed from the decompressing thread to the checking thread.
 pub(super) type Chunk = io::Result<Vec<u8>>;
 
-/// Reads the chunks the decompressing thread sends, and hands each read one back for reuse
-/// (a fresh 1 MiB buffer a chunk costs page faults and zeroing on both threads).
+/// Reads the chunks the decompressing thread sends.
 pub(super) struct ChannelReader {
     pub(super) rx: Receiver<Chunk>,
-    pub(super) back: Sender<Vec<u8>>,
     pub(super) chunk: Vec<u8>,
     pub(super) at: usize,
 }
@@ -45,9 +43,7 @@ impl Read for ChannelReader {
         while self.at == self.chunk.len() {
             match self.rx.recv() {
                 Ok(chunk) => {
-                    let used = std::mem::replace(&mut self.chunk, chunk?);
-                    // The decompressing thread may have finished; the buffer is then dropped.
-                    let _ = self.back.send(used);
+                    self.chunk = chunk?;
                     self.at = 0;
                 }
                 Err(_) => return Ok(0),
@@ -75,13 +71,10 @@ pub(super) fn decompress<R: Read>(
     mut raw: BufReader<HashingReader<R>>,
     format: Format,
     tx: SyncSender<Chunk>,
-    back: Receiver<Vec<u8>>,
 ) -> io::Result<InputEnd> {
-    fn pump(mut d: impl Read, tx: &SyncSender<Chunk>, back: &Receiver<Vec<u8>>) -> bool {
+    fn pump(mut d: impl Read, tx: &SyncSender<Chunk>) -> bool {
         loop {
-            // A buffer the reader is done with, else a new one; either is CHUNK long.
-            let mut buf = back.try_recv().unwrap_or_default();
-            buf.resize(CHUNK, 0);
+            let mut buf = vec![0u8; CHUNK];
             let mut filled = 0;
             let result = loop {
                 match d.read(&mut buf[filled..]) {
@@ -112,13 +105,13 @@ pub(super) fn decompress<R: Read>(
     }
     let clean = match format {
         Format::TarZst => match zstd::stream::read::Decoder::with_buffer(&mut raw) {
-            Ok(d) => pump(d.single_frame(), &tx, &back),
+            Ok(d) => pump(d.single_frame(), &tx),
             Err(e) => {
                 let _ = tx.send(Err(e));
                 false
             }
         },
-        Format::TarGz => pump(flate2::bufread::GzDecoder::new(&mut raw), &tx, &back),
+        Format::TarGz => pump(flate2::bufread::GzDecoder::new(&mut raw), &tx),
     };
     drop(tx);
     let mut rest = CountingReader {
