@@ -635,13 +635,13 @@ fn deploys_restart_through_a_real_systemd() {
 
     // The project says its hosts run the service under systemd.
     let fx = Fixture::new("webapp");
-    let manifest = fx.root.join("Cargo.toml");
-    let mut text = fs::read_to_string(&manifest).unwrap();
-    text.push_str(&format!(
-        "\n[package.metadata.release.deploy]\nservice = \"systemd\"\npath = \"{}\"\n",
-        root.display()
-    ));
-    fs::write(&manifest, text).unwrap();
+    fx.append(
+        "Cargo.toml",
+        &format!(
+            "\n[package.metadata.release.deploy]\nservice = \"systemd\"\npath = \"{}\"\n",
+            root.display()
+        ),
+    );
 
     // The operator installs the unit for the layout.
     let out = fx.run(&["systemd-unit"]);

@@ -586,10 +586,10 @@ fn images_without_a_usable_base_are_refused() {
         !fx.scratch.join("out").exists(),
         "refused before anything is built"
     );
-    let manifest = fx.root.join("Cargo.toml");
-    let mut text = fs::read_to_string(&manifest).unwrap();
-    text.push_str("\n[package.metadata.release.image]\nbase = \"docker.io/library/debian:12\"\n");
-    fs::write(&manifest, text).unwrap();
+    fx.append(
+        "Cargo.toml",
+        "\n[package.metadata.release.image]\nbase = \"docker.io/library/debian:12\"\n",
+    );
     let out = fx.run(&["--out-dir", fx.scratch.join("out").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -615,13 +615,13 @@ fn verify_rebuild_compares_the_image() {
     }
     let fx = Fixture::new("webapp");
     let base = base_for(&fx, false);
-    let manifest = fx.root.join("Cargo.toml");
-    let mut text = fs::read_to_string(&manifest).unwrap();
-    text.push_str(&format!(
-        "\n[package.metadata.release.image]\nbase = \"oci-layout:{}:base\"\n",
-        base.display()
-    ));
-    fs::write(&manifest, text).unwrap();
+    fx.append(
+        "Cargo.toml",
+        &format!(
+            "\n[package.metadata.release.image]\nbase = \"oci-layout:{}:base\"\n",
+            base.display()
+        ),
+    );
     fs::write(fx.root.join(".gitignore"), "target/\n").unwrap();
     git(&fx.root, &["init", "-q"]);
     git(&fx.root, &["add", "-A"]);

@@ -281,13 +281,13 @@ fn signing_at_bundle_time_covers_the_provenance_and_merge_signs_the_sums() {
     .unwrap();
     let allowed = keys.join("allowed");
     // The key from the manifest, relative to it.
-    let manifest = fx.root.join("Cargo.toml");
-    let mut text = fs::read_to_string(&manifest).unwrap();
-    text.push_str(&format!(
-        "\n[package.metadata.release.sign]\nkey = \"{}\"\n",
-        alice.display()
-    ));
-    fs::write(&manifest, text).unwrap();
+    fx.append(
+        "Cargo.toml",
+        &format!(
+            "\n[package.metadata.release.sign]\nkey = \"{}\"\n",
+            alice.display()
+        ),
+    );
     let out_dir = fx.scratch.join("out");
     let lines = fx.bundle(&["--out-dir", out_dir.to_str().unwrap()]);
     let bundle = PathBuf::from(lines[0]["path"].as_str().unwrap());

@@ -99,6 +99,14 @@ impl Fixture {
         fs::write(&path, text.replacen(from, to, 1)).unwrap();
     }
 
+    /// Append `text` to a file of the fixture (a table to its `Cargo.toml`, say).
+    pub fn append(&self, file: &str, text: &str) {
+        let path = self.root.join(file);
+        let mut all = fs::read_to_string(&path).unwrap();
+        all.push_str(text);
+        fs::write(&path, all).unwrap();
+    }
+
     pub fn out(&self) -> PathBuf {
         self.scratch.join("out")
     }
