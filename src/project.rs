@@ -403,21 +403,24 @@ pub fn git(dir: &Utf8Path, outputs: &[&Utf8Path]) -> Option<(Git, u64)> {
     }
     let status: Vec<&str> = status.iter().map(String::as_str).collect();
     // `git status` walks the work tree; the other two questions run beside it.
-    let (head, (prefix, status)) = std::thread::scope(|scope| {
+    let (head, prefix, status) = std::thread::scope(|scope| {
         let status = scope.spawn(|| git(&status));
         let prefix = scope.spawn(|| git(&["rev-parse", "--show-prefix"]));
         let head = git(&["log", "-1", "--format=%H %ct", "HEAD"]);
-        (head, (prefix.join(), status.join()))
+        let join = |t: std::thread::ScopedJoinHandle<'_, Option<String>>| {
+            t.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        (head, join(prefix), join(status))
     });
-    let (commit, time) = head?
-        .split_once(' ')
-        .map(|(c, t)| (c.to_string(), t.parse().ok()))?;
-    let time = time?;
-    let dirty = status.ok().flatten().is_none_or(|s| !s.is_empty());
-    let workspace = prefix.ok().flatten()?.trim_end_matches('/').to_string();
+    let head = head?;
+    let (commit, time) = head.split_once(' ')?;
+    let time = time.parse().ok()?;
+    let dirty = status.is_none_or(|s| !s.is_empty());
+    let workspace = prefix?.trim_end_matches('/').to_string();
     Some((
         Git {
-            commit,
+            commit: commit.to_string(),
             dirty,
             workspace,
         },
