@@ -107,39 +107,25 @@ impl Systemd {
             .unwrap();
         let unshare_pid = unshare.id();
         let unshare = KillOnDrop(unshare);
-        let start = Instant::now();
-        let pid = loop {
+        let pid = wait_for("systemd to start", Duration::from_secs(10), || {
             let children =
                 fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
                     .unwrap_or_default();
-            if let Some(pid) = children.split_whitespace().next() {
-                break pid.parse::<u32>().unwrap();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "systemd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            children.split_whitespace().next()?.parse::<u32>().ok()
+        });
         let systemd = Systemd {
             pid,
             _unshare: unshare,
         };
-        loop {
+        let up = format!("systemd to come up (its console: {})", log.display());
+        wait_for(&up, Duration::from_secs(60), || {
             let state = systemd.run("systemctl is-system-running");
-            let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
-            if state == "running" || state == "degraded" {
-                assert!(canary.exists(), "systemd's boot removed files in /tmp");
-                let _ = fs::remove_file(&canary);
-                return Some(systemd);
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "systemd did not come up ({state}): {}",
-                fs::read_to_string(log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            let state = String::from_utf8_lossy(&state.stdout);
+            matches!(state.trim(), "running" | "degraded").then_some(())
+        });
+        assert!(canary.exists(), "systemd's boot removed files in /tmp");
+        let _ = fs::remove_file(&canary);
+        Some(systemd)
     }
 
     /// `nsenter` into systemd's namespaces: this command, as root there.
@@ -232,6 +218,18 @@ fn host_bin(dir: &Path) {
         if p.exists() && !link.exists() {
             std::os::unix::fs::symlink(&p, link).unwrap();
         }
+    }
+}
+
+/// Poll `ready` until it gives a value; fail the test naming `what` after `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -343,14 +341,9 @@ impl Hosts {
             .stderr(fs::File::create(scratch.join("sshd.log")).unwrap())
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "sshd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for("sshd to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
         let hosts = Hosts {
             scratch,
             ssh_config,

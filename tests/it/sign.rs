@@ -154,13 +154,29 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
     let _ = Command::new("kill").arg(&pid).status();
     assert_success(&out);
     assert_eq!(verify_json(dir, &allowed).0, 0);
-    let theirs = ssh_keygen_stdin(
-        dir,
-        &["-Y", "sign", "-f", "alice", "-n", NS, "-q"],
-        message.as_bytes(),
-    );
-    assert!(theirs.status.success());
-    fs::write(dir.join(format!("{NAME}.sig")), &theirs.stdout).unwrap();
+    // ssh-keygen signs `signed` as alice in `namespace`, in place of the bundle's signature.
+    let keygen_signs = |namespace: &str, signed: &[u8]| {
+        let sig = ssh_keygen_stdin(
+            dir,
+            &["-Y", "sign", "-f", "alice", "-n", namespace, "-q"],
+            signed,
+        );
+        assert!(
+            sig.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sig.stderr)
+        );
+        fs::write(dir.join(format!("{NAME}.sig")), &sig.stdout).unwrap();
+    };
+    // Ours signs the bundle with `key`.
+    let we_sign = |key: &Path| {
+        assert_success(&run_tool(
+            dir,
+            &["sign", NAME, "--key", key.to_str().unwrap()],
+            &[],
+        ));
+    };
+    keygen_signs(NS, message.as_bytes());
     assert_eq!(verify_json(dir, &allowed).0, 0);
 
     // Refused: another key, another namespace, an expired key, a changed bundle.
@@ -173,27 +189,12 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
             "{what}: {text}"
         );
     };
-    refused("mallory's key", &|| {
-        assert_success(&run_tool(
-            dir,
-            &["sign", NAME, "--key", mallory.to_str().unwrap()],
-            &[],
-        ));
-    });
+    refused("mallory's key", &|| we_sign(&mallory));
     refused("another namespace", &|| {
-        let other = ssh_keygen_stdin(
-            dir,
-            &["-Y", "sign", "-f", "alice", "-n", "file", "-q"],
-            message.as_bytes(),
-        );
-        fs::write(dir.join(format!("{NAME}.sig")), &other.stdout).unwrap();
+        keygen_signs("file", message.as_bytes())
     });
     refused("an expired key", &|| {
-        assert_success(&run_tool(
-            dir,
-            &["sign", NAME, "--key", alice.to_str().unwrap()],
-            &[],
-        ));
+        we_sign(&alice);
         fs::write(
             dir.join("allowed"),
             format!(
@@ -214,20 +215,10 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
             "{}  other-1.0.0-x86_64-unknown-linux-gnu.tar.zst\n",
             "0".repeat(64)
         );
-        let other = ssh_keygen_stdin(
-            dir,
-            &["-Y", "sign", "-f", "alice", "-n", NS, "-q"],
-            line.as_bytes(),
-        );
-        assert!(other.status.success());
-        fs::write(dir.join(format!("{NAME}.sig")), &other.stdout).unwrap();
+        keygen_signs(NS, line.as_bytes());
     });
     // Signed again, valid again: the next refusal is the changed bundle's alone.
-    assert_success(&run_tool(
-        dir,
-        &["sign", NAME, "--key", alice.to_str().unwrap()],
-        &[],
-    ));
+    we_sign(&alice);
     assert_eq!(verify_json(dir, &allowed).0, 0, "valid again");
     refused("a changed bundle", &|| {
         let mut bytes = fs::read(dir.join(NAME)).unwrap();
