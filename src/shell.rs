@@ -303,8 +303,66 @@ impl Shell {
     }
 }
 
+/// What a line from elsewhere (a host's log or stderr) may show at most, in characters.
+pub const MAX_LINE: usize = 1000;
+
+/// Text from elsewhere (a service's log, a host's stderr) made safe for a terminal: control
+/// characters other than tab shown escaped (`\x1b`), invalid UTF-8 replaced, each line cut at
+/// [`MAX_LINE`] characters (saying how much was cut), only the last `max_lines` lines kept.
+/// Callers bound the bytes they read; this bounds what is printed.
+pub fn printable(text: &[u8], max_lines: usize) -> String {
+    let text = String::from_utf8_lossy(text);
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = lines.len().saturating_sub(max_lines);
+    let mut out = String::new();
+    for line in &lines[skip..] {
+        let mut shown = 0;
+        let mut cut = 0;
+        for c in line.chars() {
+            if shown >= MAX_LINE {
+                cut += 1;
+                continue;
+            }
+            shown += 1;
+            if c.is_control() && c != '\t' {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+        if cut > 0 {
+            out.push_str(&format!(" [… {cut} more characters]"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_from_elsewhere_is_printable() {
+        let long = "x".repeat(super::MAX_LINE + 5);
+        let cases: [(&[u8], usize, String); 5] = [
+            (b"plain\nlines\n", 10, "plain\nlines\n".into()),
+            (
+                b"\x1b[31mred\x1b[0m\r\n",
+                10,
+                "\\x1b[31mred\\x1b[0m\n".into(),
+            ),
+            (b"a\nb\nc\n", 2, "b\nc\n".into()),
+            (b"\xff\x07tab\tkept", 10, "\u{fffd}\\x07tab\tkept\n".into()),
+            (
+                long.as_bytes(),
+                1,
+                format!("{} [… 5 more characters]\n", "x".repeat(super::MAX_LINE)),
+            ),
+        ];
+        for (input, lines, want) in cases {
+            assert_eq!(super::printable(input, lines), want, "{input:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -65,6 +65,11 @@ pub struct RestartOpts {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Health")]
     pub healthy_for: Option<std::time::Duration>,
 
+    /// Bad answers in a row (HTTP status outside 200-399) that fail the release at once
+    /// [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Health")]
+    pub unhealthy_after: Option<u32>,
+
     /// Hosts restarted at once: a count or a share (`25%`) [default: deploy.batch, else 1]
     #[arg(long, value_name = "N|N%", value_parser = parse_batch)]
     pub batch: Option<crate::deploy::config::Batch>,
@@ -181,7 +186,7 @@ pub struct SystemdUnitOpts {
     #[command(flatten)]
     pub manifest: ManifestOpts,
 
-    /// The user the service runs as
+    /// The user the service runs as [default: the deploy user; `root` only when named]
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
 }

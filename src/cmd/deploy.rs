@@ -59,6 +59,7 @@ pub(super) fn flags(hosts: &HostOpts, restart: &RestartOpts, keep: Option<usize>
         timeout: restart.health_timeout,
         deadline: restart.health_deadline,
         healthy_for: restart.healthy_for,
+        unhealthy_after: restart.unhealthy_after,
         ..Partial::default()
     }
 }

@@ -1,10 +1,11 @@
 //! `cargo release-bundle systemd-unit`: a unit for the deployed layout on a host (or here).
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::cli::SystemdUnitOpts;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
+use crate::deploy::unit;
 use crate::shell::Shell;
 
 pub fn run(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
@@ -17,12 +18,12 @@ pub fn run(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
     let state = fleet::states(std::slice::from_ref(target))
         .pop()
         .context("no answer")??;
-    // The installed release's name; before the first deploy (the unit has to exist for a
-    // deploy with `service = "systemd"` to start anything), the package's.
-    let name = match (fleet::release_name(&state), hosts.name.clone()) {
-        (Ok(name), _) => name,
-        (Err(_), Some(name)) => name,
-        (Err(e), None) => {
+    // The release name: the package's (a fact this tool holds) when run in the package; else
+    // the installed release's, which the deploy user could have rewritten, so validated.
+    let name = match (hosts.name.clone(), fleet::release_name(&state)) {
+        (Some(name), _) => name,
+        (None, Ok(name)) => name,
+        (None, Err(e)) => {
             return Err(e.context(format!(
                 "{}: nothing is installed under `{}` and no package names the release; deploy first or run this in the package",
                 target.label, target.path
@@ -33,7 +34,20 @@ pub fn run(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
         .root
         .clone()
         .context("the host did not report its deploy path")?;
-    let unit = crate::deploy::systemd_unit(&root, &name, opts.user.as_deref());
-    shell.out(unit.trim_end());
+    let user = match (&opts.user, &state.user) {
+        (Some(user), _) => user.clone(),
+        (None, Some(user)) if user != "root" => user.clone(),
+        (None, _) => bail!(
+            "{}: the deploy user is root (or unknown); name the user the service runs as with `--user` (`--user root` to run it as root)",
+            target.label
+        ),
+    };
+    let spec = unit::UnitSpec {
+        root: &root,
+        name: &name,
+        user: &user,
+    };
+    let text = unit::render(&spec).with_context(|| format!("{}: {}", target.label, root))?;
+    shell.out(text.trim_end());
     Ok(0)
 }

@@ -98,6 +98,9 @@ pub struct Health {
     pub deadline: Duration,
     /// How long it must stay healthy.
     pub healthy_for: Duration,
+    /// Bad answers in a row (an HTTP status outside 200–399) that fail the release at once,
+    /// like Kubernetes' `failureThreshold`; no answer at all (still starting) does not count.
+    pub unhealthy_after: u32,
 }
 
 /// Everything one deploy runs with.
@@ -131,6 +134,7 @@ pub struct Partial {
     pub timeout: Option<Duration>,
     pub deadline: Option<Duration>,
     pub healthy_for: Option<Duration>,
+    pub unhealthy_after: Option<u32>,
 }
 
 /// A deploy table: its own settings and its named destinations.
@@ -142,7 +146,7 @@ pub struct DeployTable {
 
 const KEYS: &str =
     "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, destinations";
-const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for";
+const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for, unhealthy-after";
 
 fn duration(v: &Value, o: &Origin) -> Result<Duration, ConfigError> {
     match v {
@@ -232,6 +236,9 @@ fn parse_partial(v: &Value, o: &Origin, top: bool) -> Result<DeployTable, Config
                         "timeout" => p.timeout = Some(duration(hv, &ho)?),
                         "deadline" => p.deadline = Some(duration(hv, &ho)?),
                         "healthy-for" => p.healthy_for = Some(duration(hv, &ho)?),
+                        "unhealthy-after" => {
+                            p.unhealthy_after = Some(value::integer(hv, &ho, 1, 1000)?.value as u32)
+                        }
                         _ => return Err(ho.error(format!("unknown key (known: {HEALTH_KEYS})"))),
                     }
                 }
@@ -271,6 +278,7 @@ impl Partial {
             timeout: other.timeout.or(self.timeout),
             deadline: other.deadline.or(self.deadline),
             healthy_for: other.healthy_for.or(self.healthy_for),
+            unhealthy_after: other.unhealthy_after.or(self.unhealthy_after),
         }
     }
 
@@ -297,6 +305,7 @@ impl Partial {
                 timeout: self.timeout.unwrap_or(Duration::from_secs(5)),
                 deadline: self.deadline.unwrap_or(Duration::from_secs(30)),
                 healthy_for: self.healthy_for.unwrap_or(Duration::from_secs(2)),
+                unhealthy_after: self.unhealthy_after.unwrap_or(3),
             },
         }
     }
@@ -395,6 +404,7 @@ mod tests {
             url = "http://127.0.0.1:${PORT}/health"
             deadline = "2m"
             healthy-for = 3
+            unhealthy-after = 5
             [destinations.staging]
             hosts = ["deploy@staging-1"]
             path = "apps/billing"
@@ -413,6 +423,8 @@ mod tests {
         assert_eq!(s.batch.size(4), 2);
         assert_eq!(s.health.deadline, Duration::from_secs(120));
         assert_eq!(s.health.healthy_for, Duration::from_secs(3));
+        assert_eq!(s.health.unhealthy_after, 5);
+        assert_eq!(Partial::default().resolve("b").health.unhealthy_after, 3);
         assert_eq!(s.health.interval, Duration::from_secs(1));
         assert_eq!(s.service, Service::Launcher);
         assert_eq!(Partial::default().resolve("x").path, "/srv/x");

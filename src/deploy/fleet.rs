@@ -115,6 +115,14 @@ fn deploy_locked(
             }
         }
     }
+    // A version installed earlier is switched to only if its files still match.
+    let earlier: Vec<&Session> = sessions
+        .iter()
+        .filter(|s| {
+            s.state.releases.contains_key(version) && s.state.current.as_deref() != Some(version)
+        })
+        .collect();
+    verify_installed(&earlier, version, tx).context("no host was switched")?;
     // Stage everywhere while the old release serves: hosts that hold the same files get one
     // stream, compressed once.
     let mut groups: Vec<(TransferPlan, Vec<usize>)> = Vec::new();
@@ -303,11 +311,21 @@ fn rollback_locked(
     for s in sessions.iter_mut() {
         s.refresh()?;
     }
-    let bad: Vec<String> = sessions
+    let mut bad: Vec<String> = sessions
         .iter()
         .flat_map(|s| s.state.history().bad)
         .collect();
-    let to = pick_rollback(sessions, version, &bad)?;
+    // The target's files must still match on every host; one that does not is marked bad
+    // and the next candidate is tried (a version asked for by name is not replaced).
+    let to = loop {
+        let to = pick_rollback(sessions, version, &bad)?;
+        let all: Vec<&Session> = sessions.iter().collect();
+        match verify_installed(&all, &to, tx) {
+            Ok(()) => break to,
+            Err(e) if version.is_some() => return Err(e.context("nothing was switched")),
+            Err(_) => bad.push(to),
+        }
+    };
     let to = to.as_str();
     for range in batches(sessions.len(), opts.settings.batch.size(sessions.len())) {
         let results = on_each(&mut sessions[range.clone()], |s| {
@@ -335,6 +353,45 @@ fn rollback_locked(
         }
     }
     Ok(())
+}
+
+/// Check on each of `sessions` that `version`, installed earlier, still matches its
+/// SHA256SUMS. Where it does not, it is marked bad there with the reason (in the host's log
+/// and the report), and the error names the first such host.
+fn verify_installed(sessions: &[&Session], version: &str, tx: &Notes) -> Result<()> {
+    let results = super::parallel(sessions.to_vec(), |s| s.step("verify-release", &[version]));
+    let mut first = None;
+    for (s, result) in sessions.iter().zip(results) {
+        let Err(e) = result else { continue };
+        let why = format!("{e:#}");
+        let notes = HostNotes {
+            tx,
+            host: &s.target.label,
+        };
+        let time = now();
+        s.log(&Event::Failed {
+            version: version.into(),
+            why: why.clone(),
+            time,
+        })?;
+        s.log(&Event::MarkedBad {
+            version: version.into(),
+            time,
+        })?;
+        notes.push(What::Failed {
+            version: version.into(),
+            why: why.clone(),
+            log_tail: String::new(),
+        });
+        notes.push(What::MarkedBad {
+            version: version.into(),
+        });
+        first.get_or_insert(why);
+    }
+    match first {
+        Some(why) => bail!("{why}; {version} is marked bad"),
+        None => Ok(()),
+    }
 }
 
 /// Record where a host ended after a move to `to` (`done` names a move that happened):

@@ -23,7 +23,7 @@ rb_name_ok() {
 }
 
 case $rb_step in
-  state|tail|getenv|check|launcher|systemctl|unlock)
+  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
       if [ "$rb_step" = state ]; then
@@ -63,30 +63,118 @@ rb_load_env() {
   done < shared/env
 }
 
+# What identifies process PID: its start time since boot (field 22 of /proc/PID/stat, read
+# after the command name, which may hold spaces) and its state; empty when it is gone.
+rb_proc_stat() {
+  rb_stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  # shellcheck disable=SC2086 # the fields after the name, split on purpose
+  set -- ${rb_stat##*) }
+  [ "$#" -ge 20 ] || return 1
+  printf '%s %s\n' "$1" "${20}"
+}
+
+rb_boot_id() {
+  cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown
+}
+
+# Whether the lock holder recorded in HOLDER still runs: the same boot, a process with that
+# pid and start time that is not a zombie (a killed deploy's shell stays one until reaped).
+# Without /proc, kill -0 is all there is.
+rb_holder_alive() {
+  rb_pid=${1#pid=}
+  rb_pid=${rb_pid%% *}
+  case $rb_pid in ''|*[!0-9]*) return 1 ;; esac
+  if [ ! -r /proc/self/stat ]; then
+    kill -0 "$rb_pid" 2>/dev/null
+    return
+  fi
+  rb_seen=$(rb_proc_stat "$rb_pid") || return 1
+  case $rb_seen in Z\ *|X\ *) return 1 ;; esac
+  case $1 in
+    *" start="*)
+      rb_start=${1#* start=}
+      rb_boot=${1#* boot=}
+      [ "${rb_boot%% *}" = "$(rb_boot_id)" ] && [ "${rb_seen#* }" = "${rb_start%% *}" ]
+      ;;
+    *) return 0 ;;
+  esac
+}
+
+# One attempt at the lock: a new directory with the holder inside, renamed onto
+# .deploy/lock (rename(2) onto a lock that exists and is not empty fails: the take is
+# atomic). On success this holds it until stdin closes, then exits.
+rb_try_lock() {
+  rb_new=.deploy/lock.$$
+  rm -rf -- "$rb_new"
+  mkdir -- "$rb_new" || rb_die "cannot create $rb_path/$rb_new"
+  rb_me=$(rb_proc_stat "$$") || rb_me="? ?"
+  printf 'pid=%s start=%s boot=%s who=%s version=%s since=%s\n' "$$" "${rb_me#* }" "$(rb_boot_id)" "$1" "$2" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$rb_new/holder"
+  if mv -T -- "$rb_new" .deploy/lock 2>/dev/null; then
+    printf 'locked %s\n' "$$"
+    cat > /dev/null
+    exit 0
+  fi
+  rm -rf -- "$rb_new"
+}
+
+# Like OpenSSH's StrictModes: a directory the deploy writes into or deletes under must be a
+# real directory (not a link) owned by the deploy user or root and writable by nobody else;
+# an ancestor may be writable by others only when sticky (as /tmp is), where they cannot
+# rename or remove what is ours. Otherwise another user could swap `releases` for a link and
+# have the next prune delete someone else's files.
+rb_safe_dir() {
+  # shellcheck disable=SC2012 # ls -ldn is the portable way to read owner and mode
+  rb_ls=$(ls -ldn -- "$1" 2>/dev/null) || rb_die "cannot inspect $1"
+  # shellcheck disable=SC2086 # mode, links, uid: split on purpose
+  set -- "$1" "$2" $rb_ls
+  case $3 in
+    d*) ;;
+    *) rb_die "$1 is not a directory (a link or another file); refusing to deploy there" ;;
+  esac
+  [ "$5" = 0 ] || [ "$5" = "$(id -u)" ] || rb_die "$1 is owned by uid $5, not by the deploy user or root; refusing to deploy there"
+  case $2:$3 in
+    ancestor:?????????[tT]*) ;;
+    *:?????w*|*:????????w*) rb_die "$1 is writable by other users ($3); refusing to deploy there" ;;
+  esac
+}
+
+# The deploy path, every directory above it, and the layout's own directories.
+rb_check_layout() {
+  rb_dir=$(pwd -P)
+  rb_safe_dir "$rb_dir" own
+  while [ "$rb_dir" != / ] && [ -n "$rb_dir" ]; do
+    rb_dir=$(dirname -- "$rb_dir")
+    rb_safe_dir "$rb_dir" ancestor
+  done
+  for rb_dir in releases shared shared/tmp .deploy; do
+    if [ -e "$rb_dir" ] || [ -L "$rb_dir" ]; then
+      rb_safe_dir "$(pwd -P)/$rb_dir" own
+    fi
+  done
+}
+
+# .deploy/ and its log: readable by the deploy user only (events name hosts, versions and
+# failures; an older install made them 0755/0644).
+rb_private_log() {
+  mkdir -p .deploy || rb_die "cannot create $rb_path/.deploy"
+  chmod 700 .deploy || rb_die "cannot restrict $rb_path/.deploy"
+  ( umask 077; : >> .deploy/log.jsonl ) || rb_die "cannot create $rb_path/.deploy/log.jsonl"
+  chmod 600 .deploy/log.jsonl || rb_die "cannot restrict $rb_path/.deploy/log.jsonl"
+}
+
 case $rb_step in
   lock)
     # lock WHO VERSION BREAK: take .deploy/lock and hold it while stdin stays open. The
     # holder's pid is this shell, which lives exactly as long as the deploying process.
     rb_who=$1 rb_version=$2 rb_break=$3
+    rb_check_layout
     mkdir -p .deploy releases shared/tmp || rb_die "cannot create the layout under $rb_path"
     chmod 700 shared/tmp 2>/dev/null
+    rb_private_log
     while :; do
-      rb_new=.deploy/lock.$$
-      rm -rf -- "$rb_new"
-      mkdir -- "$rb_new" || rb_die "cannot create $rb_path/$rb_new"
-      printf 'pid=%s who=%s version=%s since=%s\n' "$$" "$rb_who" "$rb_version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$rb_new/holder"
-      # rename(2) onto a lock that exists (and is not empty) fails: the take is atomic.
-      if mv -T -- "$rb_new" .deploy/lock 2>/dev/null; then
-        printf 'locked %s\n' "$$"
-        cat > /dev/null
-        exit 0
-      fi
-      rm -rf -- "$rb_new"
+      rb_try_lock "$rb_who" "$rb_version"
       rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || rb_holder=
-      rb_pid=${rb_holder#pid=}
-      rb_pid=${rb_pid%% *}
-      case $rb_pid in ''|*[!0-9]*) rb_pid= ;; esac
-      if [ -n "$rb_pid" ] && kill -0 "$rb_pid" 2>/dev/null; then
+      if rb_holder_alive "$rb_holder"; then
         printf 'held %s\n' "$rb_holder"
         exit 3
       fi
@@ -108,6 +196,7 @@ case $rb_step in
     # What the tool decides from: current, the installed releases with their SHA256SUMS,
     # and the event log. Sections start with "@@rb ".
     printf '@@rb root %s\n' "$(pwd -P)"
+    printf '@@rb user %s\n' "$(id -un 2>/dev/null)"
     printf '@@rb current %s\n' "$(rb_current)"
     if [ -d releases ]; then
       for rb_dir in releases/*/; do
@@ -199,8 +288,24 @@ case $rb_step in
     rm -rf -- "releases/.incoming-$1" "releases/.incoming-$1.fifo" "releases/.incoming-$1.sum"
     ;;
   log)
-    # log LINE: one event, appended.
-    printf '%s\n' "$1" >> .deploy/log.jsonl || rb_die "cannot write $rb_path/.deploy/log.jsonl"
+    # log: one event line from stdin (never argv), appended to a log only the owner reads.
+    rb_private_log
+    cat >> .deploy/log.jsonl || rb_die "cannot write $rb_path/.deploy/log.jsonl"
+    ;;
+  verify-release)
+    # verify-release VERSION: the installed release still matches its SHA256SUMS (checked
+    # before every switch to a release that was installed earlier); the first mismatches on
+    # stderr.
+    rb_name_ok "$1"
+    [ -f "releases/$1/SHA256SUMS" ] || rb_die "releases/$1 has no SHA256SUMS"
+    rb_out=.deploy/verify.$$
+    if (cd "releases/$1" && sha256sum --quiet --strict -c SHA256SUMS) > "$rb_out" 2>&1; then
+      rm -f -- "$rb_out"
+      exit 0
+    fi
+    head -n 5 -- "$rb_out" >&2
+    rm -f -- "$rb_out"
+    rb_die "releases/$1 no longer matches its SHA256SUMS"
     ;;
   switch)
     # switch VERSION: current -> releases/VERSION, atomically (a new link renamed over).
@@ -255,13 +360,28 @@ EOF
     cd "releases/$1" || rb_die "releases/$1 is not installed"
     exec sh -c "$2" < /dev/null
     ;;
-  tail)
+  logsize)
+    # logsize NAME: where the service's log ends now (a new process's lines start there).
     rb_name_ok "$1"
-    [ -f "shared/tmp/log/$1.log" ] && tail -n 20 -- "shared/tmp/log/$1.log"
+    rb_log=shared/tmp/log/$1.log
+    if [ -f "$rb_log" ]; then wc -c < "$rb_log"; else echo 0; fi
+    ;;
+  tail)
+    # tail NAME FROM: the service's log from byte FROM on (from the start when the log is
+    # shorter, as after a rotation), at most its last 64 KiB.
+    rb_name_ok "$1"
+    rb_log=shared/tmp/log/$1.log
+    [ -f "$rb_log" ] || exit 0
+    rb_from=${2:-0}
+    case $rb_from in ''|*[!0-9]*) rb_from=0 ;; esac
+    [ "$(wc -c < "$rb_log")" -ge "$rb_from" ] || rb_from=0
+    tail -c +"$((rb_from + 1))" -- "$rb_log" | tail -c 65536
     exit 0
     ;;
   prune)
-    # prune VERSION...: remove releases (never the one current points at).
+    # prune VERSION...: remove releases (never the one current points at, never through a
+    # link).
+    rb_check_layout
     rb_cur=$(rb_current)
     for rb_v in "$@"; do
       rb_name_ok "$rb_v"

@@ -1,6 +1,6 @@
 //! Releases side by side on hosts and switching between them: the event log that records what
 //! happened under a deploy path and the decisions made from it (which release to roll back
-//! to, which to prune), the unit for systemd. This file, `config.rs` and `state.rs` are pure;
+//! to, which to prune), the unit for systemd (`unit.rs`). This file, `config.rs` and `state.rs` are pure;
 //! `host.sh` carries the steps out on a host, `transport.rs` reaches it (local `sh` or the
 //! system `ssh`), and `fleet.rs` runs the sequence over every host.
 //!
@@ -23,6 +23,7 @@ mod session;
 mod stage;
 pub mod state;
 pub mod transport;
+pub mod unit;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -116,16 +117,6 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
-/// A systemd unit running the release `current` points at under `root` (absolute):
-/// `Type=exec`, because `start` execs the service, so systemd supervises it directly; no pid
-/// file; the host's environment from `shared/env`.
-pub fn systemd_unit(root: &str, name: &str, user: Option<&str>) -> String {
-    let user = user.map(|u| format!("User={u}\n")).unwrap_or_default();
-    format!(
-        "[Unit]\nDescription={name} (deployed by cargo release-bundle under {root})\nAfter=network-online.target\nWants=network-online.target\n\n[Service]\nType=exec\n{user}EnvironmentFile=-{root}/shared/env\nExecStart={root}/current/bin/{name} start\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n"
-    )
-}
-
 /// One line of `.deploy/log.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -213,7 +204,9 @@ impl History {
                     }
                 }
                 Event::Pruned { version, .. } => h.pruned.push(version.clone()),
-                Event::Healthy { .. } | Event::Failed { .. } => {}
+                // A release that passes its health checks later is good again.
+                Event::Healthy { version, .. } => h.bad.retain(|v| v != version),
+                Event::Failed { .. } => {}
             }
         }
         h
@@ -237,8 +230,9 @@ impl History {
             .cloned()
     }
 
-    /// Releases to remove so that at most `keep` stay: never `current`, never the rollback
-    /// target; bad releases first, then the oldest staged.
+    /// Releases to remove so that at most `keep` of those this tool installed stay: never
+    /// `current`, never the rollback target, never a directory the log does not say was
+    /// installed here; bad releases first, then the oldest staged.
     pub fn to_prune(
         &self,
         current: Option<&str>,
@@ -250,8 +244,15 @@ impl History {
             .map(String::from)
             .chain(current.and_then(|c| self.rollback_target(c, installed)))
             .collect();
-        let mut candidates: Vec<&String> =
-            installed.iter().filter(|v| !protect.contains(v)).collect();
+        let ours: Vec<&String> = installed
+            .iter()
+            .filter(|v| self.digest_of(v).is_some())
+            .collect();
+        let mut candidates: Vec<&String> = ours
+            .iter()
+            .copied()
+            .filter(|v| !protect.contains(v))
+            .collect();
         let staged_at = |v: &str| {
             self.staged
                 .iter()
@@ -260,7 +261,7 @@ impl History {
         };
         // Bad first, then oldest first.
         candidates.sort_by_key(|v| (!self.bad.contains(v), staged_at(v), (*v).clone()));
-        let excess = installed.len().saturating_sub(keep);
+        let excess = ours.len().saturating_sub(keep);
         candidates.into_iter().take(excess).cloned().collect()
     }
 }
@@ -337,6 +338,22 @@ mod tests {
     }
 
     #[test]
+    fn a_release_healthy_after_its_mark_is_good_again() {
+        let mut events = events();
+        assert_eq!(History::from_events(&events).bad, ["1.2.0"]);
+        events.push(Event::Healthy {
+            version: "1.2.0".into(),
+            time: 7,
+        });
+        assert!(History::from_events(&events).bad.is_empty());
+        events.push(Event::MarkedBad {
+            version: "1.2.0".into(),
+            time: 8,
+        });
+        assert_eq!(History::from_events(&events).bad, ["1.2.0"]);
+    }
+
+    #[test]
     fn pruning_keeps_current_and_the_rollback_target_and_drops_bad_first() {
         let h = history();
         let all: Vec<String> = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
@@ -346,5 +363,13 @@ mod tests {
         assert_eq!(h.to_prune(Some("1.3.0"), &all, 2), ["1.2.0", "1.0.0"]);
         assert_eq!(h.to_prune(Some("1.3.0"), &all, 1), ["1.2.0", "1.0.0"]);
         assert!(h.to_prune(Some("1.3.0"), &all, 5).is_empty());
+        // A directory the log never staged is neither counted nor removed.
+        let mut with_foreign = all.clone();
+        with_foreign.insert(0, "0.9.0".into());
+        assert_eq!(h.to_prune(Some("1.3.0"), &with_foreign, 3), ["1.2.0"]);
+        assert_eq!(
+            h.to_prune(Some("1.3.0"), &with_foreign, 1),
+            ["1.2.0", "1.0.0"]
+        );
     }
 }

@@ -33,8 +33,29 @@ pub fn service(
     }
 }
 
+/// Why a probe failed, and whether the service answered (a bad status counts towards
+/// `unhealthy-after`; no answer while it starts does not).
+struct ProbeFailure {
+    why: String,
+    answered: bool,
+}
+
+impl From<String> for ProbeFailure {
+    fn from(why: String) -> ProbeFailure {
+        ProbeFailure {
+            why,
+            answered: false,
+        }
+    }
+}
+
 /// One health probe: the URL answers 2xx/3xx, or the command exits 0.
-fn probe(session: &Session, health: &Health, version: &str, name: &str) -> Result<(), String> {
+fn probe(
+    session: &Session,
+    health: &Health,
+    version: &str,
+    name: &str,
+) -> Result<(), ProbeFailure> {
     if let Some(url) = &health.url {
         let vars = config::url_variables(url)?;
         let values = if vars.is_empty() {
@@ -49,12 +70,14 @@ fn probe(session: &Session, health: &Health, version: &str, name: &str) -> Resul
                 .collect()
         };
         let expanded = config::expand_url(url, &values);
-        let u = config::parse_url(&expanded)?;
+        // Messages name the template, never the expansion: its values come from the host's
+        // secrets file and messages reach the host's log, events and the terminal.
+        let u = config::parse_url(&expanded).map_err(|e| format!("{url}: {e}"))?;
         let mut tunnel = session
             .target
             .transport
             .connect(&u.host, u.port)
-            .map_err(|e| format!("{expanded}: {e:#}"))?;
+            .map_err(|e| format!("{url}: {e:#}"))?;
         let closer = &tunnel.closer();
         let (tx, rx) = mpsc::channel();
         let request = format!(
@@ -74,9 +97,12 @@ fn probe(session: &Session, health: &Health, version: &str, name: &str) -> Resul
         let status = reply
             .ok()
             .and_then(|r| http_status(&r))
-            .ok_or_else(|| format!("{expanded} did not answer within {:?}", health.timeout))?;
+            .ok_or_else(|| format!("{url} did not answer within {:?}", health.timeout))?;
         if !(200..400).contains(&status) {
-            return Err(format!("{expanded} answered {status}"));
+            return Err(ProbeFailure {
+                why: format!("{url} answered {status}"),
+                answered: true,
+            });
         }
     }
     if let Some(command) = &health.command {
@@ -92,6 +118,7 @@ fn wait_healthy(session: &Session, s: &Settings, version: &str, name: &str) -> R
     let h = &s.health;
     let start = Instant::now();
     let mut healthy_since: Option<Instant> = None;
+    let mut bad_answers = 0;
     let mut last = String::from("no probe finished");
     loop {
         if let Err(e) = service(session, &s.service, version, name, "status") {
@@ -110,7 +137,11 @@ fn wait_healthy(session: &Session, s: &Settings, version: &str, name: &str) -> R
             }
             Err(e) => {
                 healthy_since = None;
-                last = e;
+                bad_answers = if e.answered { bad_answers + 1 } else { 0 };
+                if bad_answers >= h.unhealthy_after {
+                    return Err(format!("{} ({bad_answers} times in a row)", e.why));
+                }
+                last = e.why;
             }
         }
         if start.elapsed() >= h.deadline && healthy_since.is_none() {
@@ -184,13 +215,18 @@ pub fn move_host(
     if !opts.restart {
         return Ok(Moved::Done);
     }
+    // Where the new process's lines will begin in the shared log (a failure shows those).
+    let log_from = session.step("logsize", &[name]).unwrap_or_default();
     match start(session, s, to, name, notes) {
         Ok(()) => {
             healthy(session, to, notes)?;
             Ok(Moved::Done)
         }
         Err(why) => {
-            let log_tail = session.step("tail", &[name]).unwrap_or_default();
+            let tail = session
+                .step("tail", &[name, log_from.trim()])
+                .unwrap_or_default();
+            let log_tail = crate::shell::printable(tail.as_bytes(), 20);
             let _ = service(session, &s.service, to, name, "stop");
             session.log(&Event::Failed {
                 version: to.into(),

@@ -12,6 +12,11 @@ use super::notes::{HostNotes, Notes, What};
 use super::state::{HostState, parse_state};
 use super::{Event, Options, Target};
 
+/// What a failing step's stderr may show: its last bytes up to this, escaped.
+const STDERR_LIMIT: u64 = 64 * 1024;
+
+/// Run one step to completion: its stdout, or an error with its stderr (read up to
+/// [`STDERR_LIMIT`], the rest drained unread, control characters escaped).
 pub fn output_of(
     mut cmd: Command,
     what: &str,
@@ -28,19 +33,35 @@ pub fn output_of(
     let mut child = cmd
         .spawn()
         .with_context(|| format!("{label}: cannot run the {what} step (is `ssh` installed?)"))?;
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(input)
-            .with_context(|| format!("{label}: cannot send to the {what} step"))?;
-    }
-    let out = child
-        .wait_with_output()
+    let stdin = child.stdin.take();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (sent, out, err) = std::thread::scope(|scope| {
+        let errors = scope.spawn(move || {
+            let mut kept = Vec::new();
+            if let Some(mut e) = stderr {
+                let _ = (&mut e).take(STDERR_LIMIT).read_to_end(&mut kept);
+                let _ = std::io::copy(&mut e, &mut std::io::sink());
+            }
+            kept
+        });
+        let sent = match (input, stdin) {
+            (Some(input), Some(mut stdin)) => stdin.write_all(input),
+            _ => Ok(()),
+        };
+        let mut out = Vec::new();
+        let read = stdout.map_or(Ok(0), |mut o| o.read_to_end(&mut out));
+        let err = errors.join().unwrap_or_default();
+        (sent.and(read.map(drop)), out, err)
+    });
+    let status = child
+        .wait()
         .with_context(|| format!("{label}: the {what} step"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        bail!("{label}: {what} failed ({}): {}", out.status, err.trim());
+    if !status.success() {
+        let err = crate::shell::printable(&err, 40);
+        bail!("{label}: {what} failed ({status}): {}", err.trim());
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    sent.with_context(|| format!("{label}: cannot talk to the {what} step"))?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// A host while its lock is held.
@@ -59,9 +80,17 @@ impl Session {
         output_of(cmd, step, &self.target.label, None)
     }
 
+    /// Run a step with `input` on its stdin (what must not be on a command line).
+    pub fn step_with_input(&self, step: &str, args: &[&str], input: &[u8]) -> Result<String> {
+        let cmd = self.target.transport.step(&self.target.path, step, args);
+        output_of(cmd, step, &self.target.label, Some(input))
+    }
+
+    /// Append one event to the host's log, sent through stdin.
     pub fn log(&self, event: &Event) -> Result<()> {
-        let line = serde_json::to_string(event).context("an event always serializes")?;
-        self.step("log", &[&line]).map(drop)
+        let mut line = serde_json::to_string(event).context("an event always serializes")?;
+        line.push('\n');
+        self.step_with_input("log", &[], line.as_bytes()).map(drop)
     }
 
     pub fn refresh(&mut self) -> Result<()> {

@@ -194,7 +194,7 @@ pub fn stage_group(
             let _ = s.step("discard", &[id]);
             bail!(
                 "{label}: receive failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                crate::shell::printable(&out.stderr, 40).trim()
             );
         }
         let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();

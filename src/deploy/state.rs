@@ -14,6 +14,8 @@ use crate::archive::manifest::{FileKind, FileRecord};
 pub struct HostState {
     /// The deploy path, absolute, as the host resolves it.
     pub root: Option<String>,
+    /// The user the host's steps run as (the deploy user).
+    pub user: Option<String>,
     pub current: Option<String>,
     /// Installed versions with their `SHA256SUMS` lines (digest, path).
     pub releases: BTreeMap<String, Vec<(String, String)>>,
@@ -42,6 +44,7 @@ pub fn parse_state(text: &str) -> Result<HostState> {
             let (word, arg) = rest.split_once(' ').unwrap_or((rest, ""));
             match word {
                 "root" => state.root = Some(arg.to_string()),
+                "user" => state.user = Some(arg.to_string()).filter(|u| !u.is_empty()),
                 "current" => state.current = Some(arg.to_string()).filter(|v| !v.is_empty()),
                 "release" => {
                     version = arg.to_string();

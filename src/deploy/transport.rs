@@ -226,12 +226,30 @@ impl Closer {
 }
 
 /// A private directory for control sockets, short enough for the Unix socket path limit.
+/// Its name says which process made it (`rb-<pid>-<start time>-…`), so that the directories
+/// a killed deploy left are found and removed by the next one.
 pub struct ControlDir(pub Utf8PathBuf);
+
+/// A process's start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`, read
+/// after the command name, which may hold spaces and parentheses); `None` when it is gone or
+/// a zombie.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
 
 impl ControlDir {
     pub fn new() -> Result<ControlDir> {
+        remove_stale_control_dirs();
+        let pid = std::process::id();
+        let start = process_start(pid).unwrap_or(0);
         let dir = tempfile::Builder::new()
-            .prefix("rb-")
+            .prefix(&format!("rb-{pid}-{start}-"))
             .tempdir_in("/tmp")
             .context("cannot create a directory for SSH control sockets under /tmp")?;
         let path = Utf8PathBuf::from_path_buf(dir.keep())
@@ -254,6 +272,37 @@ impl Drop for ControlDir {
     }
 }
 
+/// Remove the control directories of ours whose process is gone (a deploy killed with
+/// SIGKILL never ran its `Drop`): ours by owner and name, gone by pid and start time.
+fn remove_stale_control_dirs() {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name.to_str().and_then(|n| n.strip_prefix("rb-")) else {
+            continue;
+        };
+        let mut parts = owner.splitn(3, '-');
+        let (Some(Ok(pid)), Some(Ok(start))) = (
+            parts.next().map(str::parse::<u32>),
+            parts.next().map(str::parse::<u64>),
+        ) else {
+            continue;
+        };
+        // Not following a link: the entry itself must be our directory.
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if meta.is_dir() && meta.uid() == me && process_start(pid) != Some(start) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +314,36 @@ mod tests {
         assert!(check_destination("-oProxyCommand=x").is_err());
         assert!(check_destination("a b").is_err());
         assert!(check_destination("deploy@web-1").is_ok());
+    }
+
+    #[test]
+    fn a_process_is_known_by_its_start_time_and_a_zombie_is_gone() {
+        let me = process_start(std::process::id());
+        assert!(me.is_some());
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not waited for: a zombie once it exits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while process_start(pid).is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(process_start(pid), None, "a zombie counts as gone");
+        let stale = Utf8PathBuf::from(format!("/tmp/rb-{pid}-1-test"));
+        std::fs::create_dir_all(&stale).unwrap();
+        let live = Utf8PathBuf::from(format!(
+            "/tmp/rb-{}-{}-test",
+            std::process::id(),
+            me.unwrap()
+        ));
+        std::fs::create_dir_all(&live).unwrap();
+        remove_stale_control_dirs();
+        assert!(
+            !stale.exists(),
+            "the directory of a gone process is removed"
+        );
+        assert!(live.exists(), "a live process keeps its directory");
+        std::fs::remove_dir_all(&live).unwrap();
+        let mut child = child;
+        child.wait().unwrap();
     }
 }

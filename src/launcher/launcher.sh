@@ -377,6 +377,8 @@ rb_daemon() {
   rb_prepare daemon
   rb_hook pre-start
   rb_open_log
+  # Where this process's lines begin: a failure shows those, not an earlier process's.
+  rb_log_from=$(wc -c < "$rb_log") || rb_log_from=0
 {{WORKDIR}}  if command -v setsid >/dev/null 2>&1; then
     setsid "$rb_exe" {{MAIN_ARGS}}"$@" < /dev/null >> "$rb_log" 2>&1 &
   else
@@ -388,8 +390,8 @@ rb_daemon() {
   while [ "$rb_waited" -lt $((rb_grace * 10)) ]; do
     if ! rb_alive "$rb_pid"; then
       rm -f "$rb_pidfile"
-      rb_err "exited during start-up; last lines of $rb_log:"
-      tail -n 20 "$rb_log" >&2
+      rb_err "exited during start-up; last lines it wrote to $rb_log:"
+      tail -c +"$((rb_log_from + 1))" "$rb_log" | tail -n 20 | tail -c 16384 >&2
       exit 1
     fi
     rb_nap

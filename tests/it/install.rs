@@ -198,6 +198,59 @@ fn the_lock_and_changed_bundles_are_refused() {
         "{}",
         stderr(&out)
     );
+    // A zombie (a killed deploy's shell not yet reaped) and a live process whose start time
+    // differs (a pid reused after a reboot) are gone too: stale, not held.
+    let zombie = std::process::Command::new("true").spawn().unwrap();
+    let stat = |pid: u32| fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields = |pid: u32| -> Vec<String> {
+        let text = stat(pid);
+        let rest = text.rsplit_once(") ").map_or("", |(_, r)| r);
+        rest.split_whitespace().map(String::from).collect()
+    };
+    for _ in 0..250 {
+        if fields(zombie.id()).first().map(String::as_str) == Some("Z") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let me = std::process::id();
+    for (pid, start) in [
+        (zombie.id(), fields(zombie.id())[19].clone()),
+        (me, "1".to_string()),
+    ] {
+        fs::write(
+            path.join(".deploy/lock/holder"),
+            format!(
+                "pid={pid} start={start} boot={} who=test version=9.9.9\n",
+                boot.trim()
+            ),
+        )
+        .unwrap();
+        let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
+        assert!(
+            stderr(&out).contains("is stale") && stderr(&out).contains("--break-lock"),
+            "pid {pid}: {}",
+            stderr(&out)
+        );
+    }
+    // The same process, same boot and start time: held.
+    fs::write(
+        path.join(".deploy/lock/holder"),
+        format!(
+            "pid={me} start={} boot={} who=test version=9.9.9\n",
+            fields(me)[19],
+            boot.trim()
+        ),
+    )
+    .unwrap();
+    let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
+    assert!(
+        stderr(&out).contains("another deploy holds"),
+        "{}",
+        stderr(&out)
+    );
+    drop(zombie);
     // Left by a process that is gone: stale, broken only when asked.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let dead = gone.id();
@@ -245,10 +298,12 @@ fn the_lock_and_changed_bundles_are_refused() {
 }
 
 /// A unit for the installed layout: systemd supervises `current/bin/<name> start` directly.
+/// Every value is escaped by systemd's rules (a path with a space, `%h` and `$HOME`), and a
+/// name the deploy user planted in the host's MANIFEST.json cannot add a directive.
 #[test]
 fn a_systemd_unit_for_the_layout() {
     let scratch = Scratch::new();
-    let path = scratch.join("srv/webapp");
+    let path = scratch.join("srv/my app %h $HOME");
     let p = path.to_str().unwrap();
     assert_success(&tool_at(
         &scratch.path,
@@ -261,23 +316,59 @@ fn a_systemd_unit_for_the_layout() {
     assert_success(&out);
     let unit = String::from_utf8(out.stdout).unwrap();
     let root = path.canonicalize().unwrap();
+    let escaped = root.to_str().unwrap().replace('%', "%%");
     for line in [
         "Type=exec".to_string(),
         "User=webapp".to_string(),
-        format!("ExecStart={}/current/bin/webapp start", root.display()),
-        format!("EnvironmentFile=-{}/shared/env", root.display()),
+        format!("ExecStart=\"{escaped}/current/bin/webapp\" start"),
+        format!("EnvironmentFile=-{escaped}/shared/env"),
         "Restart=on-failure".to_string(),
     ] {
         assert!(unit.lines().any(|l| l == line), "{line}:\n{unit}");
     }
     assert!(!unit.contains("PIDFile"), "{unit}");
-    // systemd's own check, where systemd is installed (optional, as the issue says).
-    let analyze = std::process::Command::new("sh")
-        .args(["-c", "command -v systemd-analyze"])
-        .output()
-        .unwrap();
-    if !analyze.status.success() {
-        eprintln!("skipped: systemd-analyze is not installed");
+    // Without --user: the deploy user, and never root unless named.
+    let out = tool_at(&scratch.path, &["systemd-unit", "--path", p]);
+    if current_user() == "root" {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("--user root"), "{}", stderr(&out));
+        let out = tool_at(
+            &scratch.path,
+            &["systemd-unit", "--path", p, "--user", "root"],
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\nUser=root\n"));
+    } else {
+        let user = format!("\nUser={}\n", current_user());
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&user));
+    }
+    // A name planted in the installed MANIFEST.json: refused, nothing printed.
+    let manifest = path.join("releases/1.2.0/MANIFEST.json");
+    let mut perms = fs::metadata(&manifest).unwrap().permissions();
+    perms.set_mode(0o644);
+    fs::set_permissions(&manifest, perms).unwrap();
+    let text = fs::read_to_string(&manifest).unwrap().replacen(
+        "\"name\": \"webapp\"",
+        "\"name\": \"webapp\\nExecStartPre=+/bin/sh -c id\"",
+        1,
+    );
+    assert!(
+        text.contains("ExecStartPre"),
+        "the manifest names the release"
+    );
+    fs::write(&manifest, text).unwrap();
+    let out = tool_at(
+        &scratch.path,
+        &["systemd-unit", "--path", p, "--user", "webapp"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("not a release name"),
+        "{}",
+        stderr(&out)
+    );
+    // systemd's own check of the escaped unit.
+    if !have("systemd-analyze") {
         return;
     }
     let file = scratch.join("webapp.service");
@@ -289,4 +380,134 @@ fn a_systemd_unit_for_the_layout() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "{err}");
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// What a failing release reports and leaves, from a hardening review: a release answering
+/// 500 fails after `unhealthy-after` answers, not at the deadline; the health URL's secret
+/// (`${TOKEN}` from shared/env) reaches no message, log or terminal; the failure shows the
+/// new process's log lines only, with terminal escapes escaped; `.deploy/` is private;
+/// pruning spares directories the tool never installed; rollback refuses a release whose
+/// files were changed; a deploy path other users can write is refused.
+#[test]
+fn failures_are_reported_safely_and_releases_checked_before_switching() {
+    let scratch = Scratch::new();
+    let failing = webapp_at(&scratch, "1.6.0", "WEBAPP_FAIL = \"1\"\n");
+    let v2 = webapp_at(&scratch, "1.3.0", "");
+    let path = scratch.join("srv/webapp");
+    let p = path.to_str().unwrap();
+    let port = free_port();
+    let env = scratch.join("host.env");
+    fs::write(
+        &env,
+        format!("PORT={port}\nDATABASE_URL=postgres://db\nTOKEN=SECRET-TOKEN\n"),
+    )
+    .unwrap();
+    let _stop = StopAll(path.clone());
+    let install = |bundle: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            bundle.to_str().unwrap(),
+            "--path",
+            p,
+            "--restart",
+            "--healthy-for",
+            "1",
+            "--health-url",
+            "http://127.0.0.1:${PORT}/env/RELEASE_VSN?t=${TOKEN}",
+            "--health-deadline",
+            "60s",
+            "--env-file",
+            env.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        tool_at(&scratch.path, &args)
+    };
+    assert_success(&install(webapp_bundle(), &[]));
+
+    let started = std::time::Instant::now();
+    let out = install(&failing, &[]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        took < Duration::from_secs(30),
+        "failed after {took:?}, not at once"
+    );
+    assert!(
+        err.contains("?t=${TOKEN} answered 500 (3 times in a row)"),
+        "{err}"
+    );
+    assert!(err.contains("webapp 1.6.0 failing"), "{err}");
+    assert!(
+        !err.contains("webapp 1.2.0 listening"),
+        "only the new process's lines:\n{err}"
+    );
+    assert!(err.contains("\\x1b[31mred\\x1b]0;title\\x07"), "{err}");
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "no raw escape reaches the terminal"
+    );
+    let log = fs::read_to_string(path.join(".deploy/log.jsonl")).unwrap();
+    for text in [err.as_str(), &String::from_utf8_lossy(&out.stdout), &log] {
+        assert!(!text.contains("SECRET-TOKEN"), "{text}");
+    }
+    assert_eq!(mode_of(&path.join(".deploy")), 0o700);
+    assert_eq!(mode_of(&path.join(".deploy/log.jsonl")), 0o600);
+
+    // A directory the tool never installed is neither counted nor pruned.
+    fs::create_dir_all(path.join("releases/0.0.1")).unwrap();
+    assert_success(&install(&v2, &["--keep", "1"]));
+    assert!(path.join("releases/0.0.1").is_dir(), "not ours: kept");
+    assert!(
+        path.join("releases/1.2.0").is_dir(),
+        "the rollback target stays"
+    );
+    assert!(
+        !path.join("releases/1.6.0").exists(),
+        "the bad release went first"
+    );
+
+    // A changed file in the rollback target: refused before switching, marked bad.
+    let changed = path.join("releases/1.2.0/priv/templates/greeting.txt");
+    fs::set_permissions(&changed, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&changed, "tampered\n").unwrap();
+    let out = tool_at(&scratch.path, &["rollback", "--path", p]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("releases/1.2.0 no longer matches its SHA256SUMS")
+            && err.contains("greeting.txt"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_link(path.join("current")).unwrap(),
+        Path::new("releases/1.3.0")
+    );
+    let listed = releases(&scratch.path, p);
+    assert!(listed.contains("1.2.0 (marked bad)"), "{listed}");
+
+    // A deploy path other users can write: refused, naming it.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = install(&v2, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is writable by other users"),
+        "{}",
+        stderr(&out)
+    );
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    // `releases` swapped for a link: refused.
+    fs::rename(path.join("releases"), scratch.join("moved")).unwrap();
+    std::os::unix::fs::symlink(scratch.join("moved"), path.join("releases")).unwrap();
+    let out = install(&v2, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a directory (a link"),
+        "{}",
+        stderr(&out)
+    );
 }

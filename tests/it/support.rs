@@ -452,3 +452,8 @@ pub fn webapp_at(scratch: &Scratch, version: &str, extra: &str) -> PathBuf {
     let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     PathBuf::from(msg["path"].as_str().unwrap())
 }
+
+/// The name of the user running the tests.
+pub fn current_user() -> String {
+    sh(Path::new("/"), "id", &["-un"]).trim().to_string()
+}
