@@ -64,16 +64,42 @@ pub fn open_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<std::f
     Ok(file)
 }
 
+/// [`open_regular`], refusing a symbolic link as the last component (`O_NOFOLLOW`): for
+/// inputs that are published elsewhere, so a planted link cannot publish another file.
+pub fn open_regular_nofollow(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
+    let path = path.as_ref();
+    if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a symbolic link; refusing to follow it",
+        ));
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// Copy `source` to `dest` through a fresh temporary file in `dest`'s directory (random name,
 /// created exclusively), renamed into place: nothing planted at a predictable name or at
-/// `dest` (a symlink) is followed. The content streams; `mode` is set before the rename.
+/// `dest` (a symlink) is followed, and
+/// `source` itself is read only if it is not a link. The content streams; `mode` is set before the rename.
 pub fn copy_atomically(source: &Utf8Path, dest: &Utf8Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = dest
         .parent()
         .filter(|d| !d.as_str().is_empty())
         .unwrap_or(Utf8Path::new("."));
-    let mut input = open_regular(source).with_context(|| format!("cannot read `{source}`"))?;
+    let mut input =
+        open_regular_nofollow(source).with_context(|| format!("cannot read `{source}`"))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
     std::io::copy(&mut input, &mut tmp)

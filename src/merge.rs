@@ -10,6 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use crate::archive;
+use crate::archive::companions::Companion;
 use crate::fsutil::{copy_atomically, write_atomically};
 use crate::verify::{self, Severity};
 
@@ -180,22 +181,15 @@ pub fn write(gathered: &Gathered, out: &Utf8Path) -> Result<Vec<serde_json::Valu
             copy_atomically(source, &dest, 0o644)?;
         }
         // Provenance and signatures travel with their bundle (verify checked that the
-        // provenance names it; signatures are checked by whoever holds the signers).
-        let provenance = crate::provenance::path_of(source);
-        let sidecars = [
-            (provenance.clone(), crate::provenance::path_of(&dest)),
-            (
-                crate::sign::signature_path(source),
-                crate::sign::signature_path(&dest),
-            ),
-            (
-                crate::sign::signature_path(&provenance),
-                crate::sign::signature_path(&crate::provenance::path_of(&dest)),
-            ),
-        ];
-        for (from, to) in sidecars {
-            if from.is_file() {
-                copy_atomically(&from, &to, 0o644)?;
+        // provenance names it; signatures are checked by whoever holds the signers); each
+        // is read without following a link, so a link cannot publish another file.
+        for companion in Companion::ALL {
+            if companion == Companion::Sha256 {
+                continue;
+            }
+            let from = companion.path(source);
+            if fs::symlink_metadata(&from).is_ok() {
+                copy_atomically(&from, &companion.path(&dest), 0o644)?;
             }
         }
         // The sidecar says what verify computed (and checked against the source's sidecar).

@@ -37,7 +37,7 @@ pub struct Digest {
 
 /// Where provenance lives: beside the bundle.
 pub fn path_of(bundle: &camino::Utf8Path) -> camino::Utf8PathBuf {
-    camino::Utf8PathBuf::from(format!("{bundle}.intoto.jsonl"))
+    crate::archive::companions::Companion::Provenance.path(bundle)
 }
 
 /// The builder: `local`, or the CI run that built it (GitHub Actions' run URL).

@@ -22,7 +22,7 @@ pub fn message(sha256: &str, file_name: &str) -> String {
 
 /// Where a bundle's signature lives.
 pub fn signature_path(bundle: &Utf8Path) -> Utf8PathBuf {
-    Utf8PathBuf::from(format!("{bundle}.sig"))
+    crate::archive::companions::Companion::Signature.path(bundle)
 }
 
 fn ssh_keygen(args: &[&str], stdin: &[u8]) -> Result<std::process::Output> {
@@ -125,7 +125,7 @@ pub fn configured_key(
 
 /// Where a bundle's minisign signature lives.
 pub fn minisig_path(file: &Utf8Path) -> Utf8PathBuf {
-    Utf8PathBuf::from(format!("{file}.minisig"))
+    crate::archive::companions::Companion::Minisign.path(file)
 }
 
 /// What a minisign signature's trusted comment says of a release file (signed, so it cannot
@@ -189,7 +189,8 @@ pub fn sign_minisign(key: &Utf8Path, file: &Utf8Path, comment: &str) -> Result<U
 }
 
 /// Check `<file>.minisig` against the minisign public key file `public`: the signature over
-/// the file's bytes (streamed), and its trusted comment naming `file_name`. `Ok(comment)`.
+/// the file's bytes (streamed), and its trusted comment naming `file_name` when it names any
+/// file. `Ok(comment)`.
 pub fn check_minisign(
     public: &Utf8Path,
     file: &Utf8Path,
@@ -231,11 +232,15 @@ pub fn check_minisign(
             "`{sig_path}`: not a valid signature of this file by `{public}` ({e})"
         )));
     }
+    // A comment naming files must name this one; a comment of the signer's own that names
+    // none (`minisign -t …`) is fine: the signature covers the bytes, and the manifest is
+    // checked for the release's name and version anyway.
     let comment = signature.trusted_comment().to_string();
-    if !comment
+    let named: Vec<&str> = comment
         .split('\t')
-        .any(|f| f == format!("file:{file_name}"))
-    {
+        .filter_map(|f| f.strip_prefix("file:"))
+        .collect();
+    if !named.is_empty() && !named.contains(&file_name) {
         return Ok(Err(format!(
             "`{sig_path}`: a valid signature, but its trusted comment names another file ({comment:?})"
         )));

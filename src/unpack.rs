@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::archive::{MODE_DIR, MODE_EXEC, MODE_FILE};
 use crate::verify::Sink;
@@ -91,6 +91,8 @@ pub struct Extractor {
     tmp: tempfile::TempDir,
     /// Holds the lock that marks `tmp` as in use.
     _lock: File,
+    /// Dropped after `tmp` (fields drop in order), so the parents are empty by then.
+    created: CreatedDirs,
     dirs: BTreeSet<String>,
     error: Option<String>,
     /// Stale temporary directories removed on the way in.
@@ -102,12 +104,26 @@ pub struct Extractor {
 impl Extractor {
     /// A fresh, private (0700), locked directory next to `dest`, after removing stale ones.
     pub fn new(dest: &Utf8Path) -> Result<Extractor> {
+        if !matches!(
+            dest.components().next_back(),
+            Some(Utf8Component::Normal(_))
+        ) {
+            bail!("`{dest}`: the destination must name a new directory (not `.`, `..` or `/`)");
+        }
         let parent = match dest.parent() {
             Some(p) if !p.as_str().is_empty() => p.to_owned(),
             _ => Utf8PathBuf::from("."),
         };
-        // Missing parents are created, as `mkdir -p` would (0755); the destination itself is
-        // created only by the final rename.
+        // Missing parents are created, as `mkdir -p` would (0755), and removed again unless
+        // the bundle is moved into place; the destination itself is created only by the
+        // final rename.
+        let created = CreatedDirs(
+            parent
+                .ancestors()
+                .take_while(|a| !a.as_str().is_empty() && fs::symlink_metadata(a).is_err())
+                .map(Utf8Path::to_owned)
+                .collect(),
+        );
         DirBuilder::new()
             .recursive(true)
             .mode(MODE_DIR)
@@ -125,6 +141,7 @@ impl Extractor {
             .with_context(|| format!("`{}`: cannot lock", tmp.path().display()))?;
         Ok(Extractor {
             tmp,
+            created,
             _lock: lock,
             dirs: BTreeSet::from([String::new()]),
             error: None,
@@ -166,7 +183,26 @@ impl Extractor {
             return Err(e)
                 .with_context(|| format!("`{dest}`: cannot move the extracted bundle into place"));
         }
+        self.created.keep();
         Ok(())
+    }
+}
+
+/// Parent directories this unpack created, deepest first: removed (when still empty) unless
+/// the bundle was moved into place, so a refusal leaves nothing behind.
+struct CreatedDirs(Vec<Utf8PathBuf>);
+
+impl CreatedDirs {
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = fs::remove_dir(dir);
+        }
     }
 }
 

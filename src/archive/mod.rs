@@ -11,6 +11,7 @@
 //!
 //! Names must fit plain ustar headers (no PAX or GNU extensions are ever written).
 
+pub mod companions;
 pub mod header;
 pub mod manifest;
 pub mod read;

@@ -81,7 +81,7 @@ Commands:
   pid         Print the pid of the running service (exit 1 when not running)
   status      Say whether it is running (exit 0 running, 3 not running)
   version     Print "$RELEASE_NAME $RELEASE_VSN"
-  env         Print the environment the service would get (env-file values masked)
+  env         Print the environment the service would get (secret-looking values masked)
   run BIN     Run one of the shipped binaries ({{BINS_TEXT}}) with the release environment
 {{USAGE_COMMANDS}}  help        Show this help
 USAGE
@@ -208,6 +208,11 @@ rb_ours() {
         "$rb_exe") ;;
         "$rb_deploy_root"/releases/*/libexec/"$rb_main")
           [ -n "$rb_deploy_root" ] || return 1 ;;
+        */libexec/"$rb_main")
+          # Another release of this service (unpacked elsewhere, `current` moved on): ours
+          # when a launcher of the same release name started it with this same RELEASE_TMP,
+          # so it is the process this pid file is for.
+          rb_same_install "$1" || return 1 ;;
         *) return 1 ;;
       esac
     else
@@ -219,6 +224,22 @@ rb_ours() {
     case $rb_arg0 in "$rb_exe"|"$rb_exe "*) ;; *) return 1 ;; esac
   fi
   return 0
+}
+
+# Did a launcher with our RELEASE_NAME and RELEASE_TMP start process $1? Read from its
+# environment (readable only for our own processes).
+rb_same_install() {
+  rb_name_seen=''
+  rb_tmp_seen=''
+  while IFS= read -r rb_entry; do
+    case $rb_entry in
+      "RELEASE_NAME=$RELEASE_NAME") rb_name_seen=1 ;;
+      "RELEASE_TMP=$RELEASE_TMP") rb_tmp_seen=1 ;;
+    esac
+  done <<ENVIRON
+$(tr '\000' '\n' < "/proc/$1/environ" 2>/dev/null)
+ENVIRON
+  [ -n "$rb_name_seen" ] && [ -n "$rb_tmp_seen" ]
 }
 
 # RELEASE_TMP (and its log/) must be a real directory that only the invoking user can write:
@@ -266,6 +287,12 @@ rb_running() {
     rb_err "removing $rb_pidfile: it does not hold a pid"
   elif rb_ours "$rb_pid"; then
     return 0
+  elif rb_target=$(readlink "/proc/$rb_pid/exe" 2>/dev/null) && rb_alive "$rb_pid"; then
+    case $rb_target in
+      */libexec/"$rb_main")
+        rb_die "pid $rb_pid (from $rb_pidfile) runs $rb_target, an install of $rb_main this launcher cannot prove it started (another RELEASE_NAME or RELEASE_TMP); not touching it or the pid file" ;;
+    esac
+    rb_err "removing stale pid file $rb_pidfile (pid $rb_pid is not $RELEASE_NAME)"
   else
     rb_err "removing stale pid file $rb_pidfile (pid $rb_pid is not $RELEASE_NAME)"
   fi
@@ -402,6 +429,22 @@ rb_daemon() {
   rb_say "$RELEASE_NAME $RELEASE_VSN started (pid $rb_pid)"
 }
 
+# After SIGKILL a process exits at once unless it is stuck in the kernel (state D, e.g. on a
+# dead NFS mount): wait at most 10 s, then fail, keeping the pid file, and say so.
+rb_wait_killed() {
+  rb_killed_wait=0
+  while rb_alive "$1"; do
+    if [ "$rb_killed_wait" -ge 100 ]; then
+      rb_state=$(cat "/proc/$1/stat" 2>/dev/null) || rb_state=
+      rb_state=${rb_state##*) }
+      rb_err "pid $1 is still there 10s after SIGKILL (state ${rb_state%% *}: stuck in the kernel, e.g. on a hung mount); keeping $rb_pidfile"
+      exit 1
+    fi
+    rb_nap
+    rb_killed_wait=$((rb_killed_wait + rb_tick))
+  done
+}
+
 rb_stop() {
   rb_timeout=${RELEASE_STOP_TIMEOUT:-$rb_stop_timeout_default}
   rb_seconds "$rb_timeout" 86400 || rb_die "RELEASE_STOP_TIMEOUT must be a whole number of seconds from 1 to 86400, not '$rb_timeout'"
@@ -427,7 +470,7 @@ rb_stop() {
     if [ "$rb_waited" -ge $((rb_timeout * 10)) ]; then
       rb_err "did not stop within ${rb_timeout}s after SIGTERM; sending SIGKILL to pid $rb_pid"
       kill -KILL "$rb_pid" 2>/dev/null
-      while rb_alive "$rb_pid"; do rb_nap; done
+      rb_wait_killed "$rb_pid"
       break
     fi
     rb_nap
@@ -437,6 +480,17 @@ rb_stop() {
   rb_unlock
   rb_say "$RELEASE_NAME $RELEASE_VSN stopped (pid $rb_pid)"
   rb_hook post-stop
+}
+
+# Does variable $1 (value $2) look secret: a name with SECRET, PASS, TOKEN, KEY, CRED,
+# PRIVATE, AUTH, COOKIE, SALT, SESSION, SIGN or DSN in it, or a URL with credentials?
+rb_secret_like() {
+  case $1 in
+    *SECRET*|*PASS*|*TOKEN*|*KEY*|*CRED*|*PRIVATE*|*AUTH*|*COOKIE*|*SALT*|*SESSION*|*SIGN*|*DSN*) return 0 ;;
+    *secret*|*pass*|*token*|*key*|*cred*|*private*|*auth*|*cookie*|*salt*|*session*|*sign*|*dsn*) return 0 ;;
+  esac
+  case $2 in *://*:*@*) return 0 ;; esac
+  return 1
 }
 
 rb_env() {
@@ -453,7 +507,12 @@ rb_env() {
     fi
   done
   for rb_var in $rb_file_keys; do
-    printf '%s=******** (from env file)\n' "$rb_var"
+    eval "rb_value=\${$rb_var}"
+    if rb_secret_like "$rb_var" "$rb_value"; then
+      printf '%s=******** (from env file)\n' "$rb_var"
+    else
+      printf '%s=%s (from env file)\n' "$rb_var" "$rb_value"
+    fi
   done
 }
 

@@ -536,6 +536,11 @@ fn locks_kills_tampering_and_host_keys() {
         unit.contains(&format!("EnvironmentFile=-{}/shared/env", root.display())),
         "{unit}"
     );
+    // The service runs as the deploy user unless told otherwise.
+    assert!(
+        unit.contains(&format!("\nUser={}\n", hosts.users[0])),
+        "{unit}"
+    );
 }
 
 /// `[package.metadata.release.deploy]` with a destination: `deploy --dest NAME` without a
@@ -644,7 +649,8 @@ fn deploys_restart_through_a_real_systemd() {
     );
 
     // The operator installs the unit for the layout.
-    let out = fx.run(&["systemd-unit"]);
+    // The deploy user here is root: named, since the unit never defaults to root.
+    let out = fx.run(&["systemd-unit", "--user", "root"]);
     assert_success(&out);
     let unit = scratch.join("webapp.service");
     fs::write(&unit, &out.stdout).unwrap();

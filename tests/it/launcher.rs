@@ -86,6 +86,12 @@ impl Release {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    fn ok_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.run(args, env);
+        assert_success(&out);
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn pid(&self) -> u32 {
         self.ok(&["pid"]).trim().parse().unwrap()
     }
@@ -377,6 +383,11 @@ fn env_file_values_reach_the_service_and_are_masked() {
     let (stdout, _) = text(&env);
     assert!(
         stdout.contains("API_TOKEN=******** (from env file)\n"),
+        "{stdout}"
+    );
+    // Only secret-looking names are masked.
+    assert!(
+        stdout.contains("GREETING=from file (from env file)\n"),
         "{stdout}"
     );
     assert!(!stdout.contains("s3cr3t"), "{stdout}");
@@ -835,4 +846,46 @@ fn stop_timeout_is_a_bounded_number() {
     }
     assert_success(&rel.run(&["stop"], &[("RELEASE_STOP_TIMEOUT", "86400")]));
     assert!(gone(pid));
+}
+
+/// Two unpacked releases sharing one RELEASE_TMP (an upgrade by hand, `current` moved on):
+/// the new launcher's `stop` stops the service the old one started (same name, same
+/// RELEASE_TMP); a process of the same program started with another RELEASE_TMP is not
+/// touched, and `stop` says so with a non-zero exit, keeping the pid file.
+#[test]
+fn stop_after_an_upgrade_by_hand_stops_the_old_release() {
+    let rel = Release::new();
+    let other = rel.scratch.join("other");
+    extract(webapp_bundle(), &other, "gnu");
+    let other_launcher = other.join("webapp-1.2.0/bin/webapp");
+    let shared = rel.scratch.join("shared-tmp");
+    let tmp = shared.to_str().unwrap();
+    assert_success(&rel.run(&["daemon"], &[("RELEASE_TMP", tmp)]));
+    let old = rel.ok_with(&["pid"], &[("RELEASE_TMP", tmp)]);
+    let mut stop = rel.command_via(&other_launcher, &["stop"]);
+    stop.env("RELEASE_TMP", tmp);
+    let out = stop.output().unwrap();
+    assert_success(&out);
+    assert!(gone(old.trim().parse().unwrap()), "{}", stderr(&out));
+
+    // The same program under another RELEASE_TMP, its pid planted in ours: not ours to stop.
+    let elsewhere = rel.scratch.join("elsewhere-tmp");
+    let mut start = rel.command_via(&other_launcher, &["daemon"]);
+    start.env("RELEASE_TMP", &elsewhere);
+    assert_success(&start.output().unwrap());
+    let stranger = fs::read_to_string(elsewhere.join("webapp.pid")).unwrap();
+    fs::write(shared.join("webapp.pid"), &stranger).unwrap();
+    let out = rel.run(&["stop"], &[("RELEASE_TMP", tmp)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot prove it started"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!gone(stranger.trim().parse().unwrap()));
+    assert!(shared.join("webapp.pid").exists(), "the pid file is kept");
+    fs::remove_file(shared.join("webapp.pid")).unwrap();
+    let mut stop = rel.command_via(&other_launcher, &["stop"]);
+    stop.env("RELEASE_TMP", &elsewhere);
+    assert_success(&stop.output().unwrap());
 }

@@ -510,6 +510,29 @@ fn minisign_signatures_interoperate() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(verify(&mallory_pub).status.code(), Some(0));
+    // ... and so does one with its own trusted comment (`-t`), which names no file: the
+    // signature covers the bundle's bytes, and the manifest names the release.
+    let out = Command::new("minisign")
+        .args([
+            "-S",
+            "-s",
+            mallory.to_str().unwrap(),
+            "-t",
+            "billing release, signed by CI",
+            "-m",
+            bundle.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = verify(&mallory_pub);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // A signature of another file (copied beside this bundle) is refused, and so is a
     // tampered bundle.

@@ -1034,6 +1034,25 @@ fn merge_never_writes_through_planted_links() {
         "{}",
         stderr(&res)
     );
+    // A minisign signature travels too; a companion that is a link to another file is
+    // refused, never published.
+    fs::remove_dir_all(&out).unwrap();
+    fs::write(
+        input.join(format!("{NAME}.minisig")),
+        "a minisign signature\n",
+    )
+    .unwrap();
+    assert_success(&merge());
+    assert_eq!(
+        fs::read_to_string(out.join(format!("{NAME}.minisig"))).unwrap(),
+        "a minisign signature\n"
+    );
+    fs::remove_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, input.join(format!("{NAME}.sig"))).unwrap();
+    let res = merge();
+    assert_ne!(res.status.code(), Some(0));
+    assert!(stderr(&res).contains("symbolic link"), "{}", stderr(&res));
+    assert!(!out.join(format!("{NAME}.sig")).exists());
 }
 
 /// A fresh clone without `.gitignore`: the tool's own target and out directories, created

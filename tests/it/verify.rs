@@ -1076,6 +1076,41 @@ fn unpack_installs_good_bundles_and_refuses_bad_ones() {
     for outside in ["evil", "evil2", "opt/evil", "opt/evil2"] {
         assert!(!case.dir.join(outside).exists(), "{outside} was written");
     }
+    // A refusal leaves no parent it created: not for a bad bundle, not for `x/..`.
+    let deep = case.dir.join("new/a/b");
+    let out = run_tool(
+        &case.dir.path,
+        &[
+            "unpack",
+            bad.to_str().unwrap(),
+            "--to",
+            deep.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !case.dir.join("new").exists(),
+        "parents of a refused unpack"
+    );
+    let up = case.dir.join("x/..");
+    let out = run_tool(
+        &case.dir.path,
+        &[
+            "unpack",
+            bundle.to_str().unwrap(),
+            "--to",
+            up.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("must name a new directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!case.dir.join("x").exists());
 }
 
 /// unpack gives every entry the archive's mtime (files, directories, symlinks and the root),
