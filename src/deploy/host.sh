@@ -43,24 +43,10 @@ rb_current() {
   printf '%s\n' "${rb_link#releases/}"
 }
 
-# Variables of shared/env (KEY=VALUE lines, read as data like the launcher does), exported.
+# Variables of shared/env, exported (the launcher's grammar and precedence: rb_parse_env_file).
 rb_load_env() {
   [ -f shared/env ] || return 0
-  while IFS= read -r rb_line || [ -n "$rb_line" ]; do
-    rb_line=${rb_line#"${rb_line%%[![:space:]]*}"}
-    case $rb_line in ''|'#'*) continue ;; esac
-    case $rb_line in export[[:space:]]*) rb_line=${rb_line#export}; rb_line=${rb_line#"${rb_line%%[![:space:]]*}"} ;; esac
-    case $rb_line in *=*) ;; *) continue ;; esac
-    rb_key=${rb_line%%=*}
-    rb_key=${rb_key%"${rb_key##*[![:space:]]}"}
-    rb_value=${rb_line#*=}
-    case $rb_key in ''|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac
-    case $rb_value in
-      \"*\") rb_value=${rb_value#\"}; rb_value=${rb_value%\"} ;;
-      \'*\') rb_value=${rb_value#\'}; rb_value=${rb_value%\'} ;;
-    esac
-    export "$rb_key=$rb_value"
-  done < shared/env
+  rb_parse_env_file shared/env
 }
 
 # What identifies process PID: its start time since boot (field 22 of /proc/PID/stat, read

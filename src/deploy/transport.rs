@@ -12,8 +12,12 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// The host side, run by `sh -c` with `rb-host PATH STEP ARGS...`.
-pub const SCRIPT: &str = include_str!("host.sh");
+/// The host side, run by `sh -c` with `rb-host PATH STEP ARGS...`: the env-file grammar the
+/// launcher uses too, then the steps.
+pub const SCRIPT: &str = concat!(
+    include_str!("../launcher/env_file.sh"),
+    include_str!("host.sh")
+);
 
 /// One way to reach one host.
 #[derive(Debug, Clone)]

@@ -87,11 +87,8 @@ Commands:
 USAGE
 }
 
-# Is the variable named $1 set (possibly empty)? Names are validated before they get here.
-rb_isset() { eval "[ -n \"\${$1+x}\" ]"; }
-
-# Read KEY=VALUE lines as data: `#` comments, optional `export`, optional quotes; never evaluated.
-# A variable already set in the process environment wins.
+{{ENV_FILE_GRAMMAR}}
+# Read an env file (the grammar: rb_parse_env_file), after checking who can change it.
 rb_read_env_file() {
   rb_file=$1
   [ -f "$rb_file" ] || rb_die "env file $rb_file does not exist"
@@ -107,30 +104,7 @@ rb_read_env_file() {
   if [ -n "${3:-}" ] && [ "$3" != "$rb_uid" ] && [ "$3" != 0 ]; then
     rb_err "warning: env file $rb_file belongs to uid $3, not to you (uid $rb_uid) or root; whoever owns it controls the service's secrets"
   fi
-  rb_lineno=0
-  while IFS= read -r rb_line || [ -n "$rb_line" ]; do
-    rb_lineno=$((rb_lineno + 1))
-    rb_line=${rb_line%"$(printf '\r')"}
-    # Strip leading blanks.
-    rb_line=${rb_line#"${rb_line%%[![:space:]]*}"}
-    case $rb_line in ''|'#'*) continue ;; esac
-    case $rb_line in export[[:space:]]*) rb_line=${rb_line#export}; rb_line=${rb_line#"${rb_line%%[![:space:]]*}"} ;; esac
-    case $rb_line in *=*) ;; *) rb_die "$rb_file:$rb_lineno: expected KEY=VALUE" ;; esac
-    rb_key=${rb_line%%=*}
-    rb_value=${rb_line#*=}
-    rb_key=${rb_key%"${rb_key##*[![:space:]]}"}
-    case $rb_key in
-      ''|[0-9]*|*[!A-Za-z0-9_]*) rb_die "$rb_file:$rb_lineno: invalid variable name '$rb_key'" ;;
-    esac
-    case $rb_value in
-      \"*\") rb_value=${rb_value#\"}; rb_value=${rb_value%\"} ;;
-      \'*\') rb_value=${rb_value#\'}; rb_value=${rb_value%\'} ;;
-    esac
-    if ! rb_isset "$rb_key"; then
-      export "$rb_key=$rb_value"
-      rb_file_keys="$rb_file_keys $rb_key"
-    fi
-  done < "$rb_file"
+  rb_parse_env_file "$rb_file"
 }
 
 # Set a configured default unless the variable is already set.

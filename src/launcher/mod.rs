@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 const TEMPLATE: &str = include_str!("launcher.sh");
+/// The env-file grammar, shared with the deploy host script.
+const ENV_FILE_GRAMMAR: &str = include_str!("env_file.sh");
 
 /// Everything the launcher needs to know, resolved from config and plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +144,7 @@ pub fn render(spec: &LauncherSpec) -> String {
         heredoc_text(&spec.name),
         heredoc_text(&spec.version)
     );
-    let values: [(&str, String); 17] = [
+    let values: [(&str, String); 18] = [
         ("TITLE", title),
         ("FILE", file_name.to_string()),
         ("NAME", quote(&spec.name)),
@@ -160,6 +162,7 @@ pub fn render(spec: &LauncherSpec) -> String {
         ("LOCK_WAIT", (spec.stop_timeout + 30).to_string()),
         ("MAIN_ARGS", main_args),
         ("WORKDIR", workdir),
+        ("ENV_FILE_GRAMMAR", ENV_FILE_GRAMMAR.to_string()),
     ];
     fill(TEMPLATE, &values)
 }

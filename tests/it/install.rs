@@ -403,7 +403,9 @@ fn failures_are_reported_safely_and_releases_checked_before_switching() {
     let env = scratch.join("host.env");
     fs::write(
         &env,
-        format!("PORT={port}\nDATABASE_URL=postgres://db\nTOKEN=SECRET-TOKEN\n"),
+        // CRLF, as written on Windows: the host script (expanding the health URL) and the
+        // launcher (starting the service) read it the same way.
+        format!("PORT={port}\r\nDATABASE_URL=postgres://db\r\nTOKEN=SECRET-TOKEN\r\n"),
     )
     .unwrap();
     let _stop = StopAll(path.clone());

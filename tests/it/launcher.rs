@@ -145,6 +145,14 @@ fn shellcheck_is_clean() {
     }
     let rel = Release::new();
     sh(&rel.root, "shellcheck", &["--shell=sh", "bin/webapp"]);
+    // The deploy host script, exactly as it is sent to hosts.
+    let host = rel.scratch.join("host.sh");
+    fs::write(&host, cargo_release_bundle::deploy::transport::SCRIPT).unwrap();
+    sh(
+        &rel.scratch.path,
+        "shellcheck",
+        &["--shell=sh", host.to_str().unwrap()],
+    );
 }
 
 #[test]

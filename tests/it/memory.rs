@@ -66,6 +66,13 @@ fn fifty_thousand_files_plan_bundle_and_verify_in_bounded_memory() {
             fs::write(dir.join(format!("f{f:03}.txt")), format!("{d} {f}\n")).unwrap();
         }
     }
+    // 2,000,000 distinct home-like strings in one 32 MB file: the leak scan keeps the first
+    // few and counts the rest (it once kept all, 349 MiB).
+    let mut leaky = String::with_capacity(32_000_000);
+    for i in 0..2_000_000 {
+        leaky.push_str(&format!("/home/u{i:07}/\n"));
+    }
+    fs::write(fx.root.join("priv/leaky.txt"), leaky).unwrap();
     // Measured with the test (debug) build on the 2-core dev machine (glibc, x86_64): `plan`
     // needs under 16 MiB of address space here, verify under 32 MiB. The release build that
     // held every path failed `plan` at 48 MiB and verify at 64 MiB.
@@ -128,6 +135,10 @@ fn fifty_thousand_files_plan_bundle_and_verify_in_bounded_memory() {
     let summary: serde_json::Value = serde_json::from_str(summary.lines().last().unwrap()).unwrap();
     assert_eq!(summary["ok"], true, "{summary}");
     assert!(summary["files"].as_u64().unwrap() > 50_000, "{summary}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1999984 more matches"),
+        "the leaks beyond the cap are counted"
+    );
 
     let bundle = std::path::PathBuf::from(bundle);
     let top = extract(&bundle, &fx.scratch.join("x"), "gnu").join("webapp-1.2.0");
