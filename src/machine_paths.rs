@@ -8,7 +8,10 @@ use std::io::{self, Read};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-/// The known paths of this machine, as searchable patterns (each ending in `/`).
+/// The known paths of this machine, as searchable patterns. A pattern is found where it ends
+/// a path (followed by `/`, the end of the file, NUL, a quote, whitespace or another byte no
+/// file name continues with), so `env!("HOME")` compiled in is found as well as `$HOME/…`,
+/// and `/home/alice` is not taken for `/home/al`.
 pub struct MachinePaths {
     ac: Option<AhoCorasick>,
     labels: Vec<(String, &'static str)>,
@@ -29,16 +32,17 @@ impl MachinePaths {
     pub fn new(paths: &[(&str, &'static str)], allow: &[String]) -> MachinePaths {
         let mut labels: Vec<(String, &'static str)> = Vec::new();
         for (path, what) in paths {
-            let path = format!("{}/", path.trim_end_matches('/'));
-            let covered = allow.iter().any(|a| path.starts_with(a.as_str()));
-            if path.len() > 1 && !covered && !labels.iter().any(|(p, _)| *p == path) {
+            let path = path.trim_end_matches('/').to_string();
+            let dir = format!("{path}/");
+            let covered = allow.iter().any(|a| dir.starts_with(a.as_str()));
+            if !path.is_empty() && !covered && !labels.iter().any(|(p, _)| *p == path) {
                 labels.push((path, what));
             }
         }
         let ac = (!labels.is_empty())
             .then(|| {
                 AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostLongest)
+                    .match_kind(MatchKind::Standard)
                     .build(labels.iter().map(|(p, _)| p.as_bytes()))
                     .ok()
             })
@@ -94,10 +98,16 @@ impl<R: Read> Read for Scan<'_, R> {
             let base = self.offset - window.len() as u64;
             window.extend_from_slice(&buf[..n]);
             // A match too near the end might be the start of a longer path that continues in
-            // the next read: it is decided then (or at the end of the file, `n == 0`).
+            // the next read, and whether it ends a path is decided by the byte after it: both
+            // are decided then (or at the end of the file, `n == 0`). The earliest, then the
+            // longest, match that ends a path wins.
             let decided =
-                |m: &aho_corasick::Match| n == 0 || window.len() - m.start() >= self.paths.longest;
-            if let Some(m) = ac.find_iter(&window).find(decided) {
+                |m: &aho_corasick::Match| n == 0 || window.len() - m.start() > self.paths.longest;
+            let found = ac
+                .find_overlapping_iter(&window)
+                .filter(|m| decided(m) && ends_path(window.get(m.end()).copied()))
+                .min_by_key(|m| (m.start(), std::cmp::Reverse(m.end())));
+            if let Some(m) = found {
                 let (path, what) = &self.paths.labels[m.pattern().as_usize()];
                 self.hit = Some(Hit {
                     offset: base + m.start() as u64,
@@ -105,11 +115,20 @@ impl<R: Read> Read for Scan<'_, R> {
                     what,
                 });
             }
-            let keep = window.len().min(self.paths.longest.saturating_sub(1));
+            let keep = window.len().min(self.paths.longest);
             self.carry = window[window.len() - keep..].to_vec();
         }
         self.offset += n as u64;
         Ok(n)
+    }
+}
+
+/// Whether the byte after a match (`None`: the end of the file) ends the path there: a file
+/// name continues only with letters, digits, `.`, `_`, `-`, `+`, `~`, `@` or non-ASCII bytes.
+fn ends_path(next: Option<u8>) -> bool {
+    match next {
+        None => true,
+        Some(b) => !(b.is_ascii_alphanumeric() || b".-_+~@".contains(&b) || b >= 0x80),
     }
 }
 
@@ -158,9 +177,32 @@ mod tests {
         let hit = scan(&paths, &[b"x /home/al/sr", b"c/app/main.rs"]).unwrap();
         assert_eq!((hit.offset, hit.what), (2, "the workspace"));
         let hit = scan(&paths, &[b"0123", b"/home/al/.bashrc"]).unwrap();
-        assert_eq!((hit.offset, hit.path.as_str()), (4, "/home/al/"));
+        assert_eq!((hit.offset, hit.path.as_str()), (4, "/home/al"));
         assert_eq!(scan(&paths, &[b"/home/alice/ is someone else"]), None);
+        assert_eq!(scan(&paths, &[b"/home/al.old/x"]), None);
         let allowed = MachinePaths::new(&[("/home/al", "HOME")], &["/home/al/".into()]);
         assert_eq!(scan(&allowed, &[b"/home/al/x"]), None);
+        // A workspace path that is not followed by `/` still counts as HOME's.
+        let hit = scan(&paths, &[b"/home/al/src/apple"]).unwrap();
+        assert_eq!((hit.offset, hit.what), (0, "HOME"));
+    }
+
+    #[test]
+    fn a_path_is_found_wherever_it_ends() {
+        let paths = MachinePaths::new(&[("/home/al", "HOME")], &[]);
+        let cases: [(&[&[u8]], Option<u64>); 9] = [
+            (&[b"/home/al"], Some(0)),
+            (&[b"x=/home/al\0"], Some(2)),
+            (&[b"\"/home/al\""], Some(1)),
+            (&[b"'/home/al' "], Some(1)),
+            (&[b"HOME=/home/al\n"], Some(5)),
+            (&[b"/home/a", b"l"], Some(0)),
+            (&[b"/home/al", b"ice"], None),
+            (&[b"/home/al", b"/x"], Some(0)),
+            (&[b"/home/alb"], None),
+        ];
+        for (chunks, want) in cases {
+            assert_eq!(scan(&paths, chunks).map(|h| h.offset), want, "{chunks:?}");
+        }
     }
 }

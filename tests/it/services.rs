@@ -252,7 +252,7 @@ fn the_build_machines_own_paths_are_refused_at_bundle_time() {
     assert!(
         err.contains("`priv/data/config.txt`")
             && err.contains(&format!(
-                "`{}/`, the workspace root, at offset 12",
+                "`{}`, the workspace root, at offset 12",
                 root.display()
             )),
         "{err}"
@@ -267,14 +267,17 @@ fn the_build_machines_own_paths_are_refused_at_bundle_time() {
 
     let home = std::env::var("HOME").unwrap();
     if home.len() > 1 {
-        fs::write(
-            fx.root.join("priv/data/config.txt"),
+        // Before a `/`, and where it ends the string (`env!("HOME")` compiled in).
+        for text in [
             format!("cache = {home}/.cache/site\n"),
-        )
-        .unwrap();
-        let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        assert!(stderr(&out).contains("your HOME"), "{}", stderr(&out));
+            format!("home = \"{home}\""),
+            home.clone(),
+        ] {
+            fs::write(fx.root.join("priv/data/config.txt"), &text).unwrap();
+            let out = fx.run(&["--out-dir", fx.out().to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(1), "{text}: {}", stderr(&out));
+            assert!(stderr(&out).contains("your HOME"), "{}", stderr(&out));
+        }
         // An allowed prefix is accepted (here: this HOME, as if it were an example path).
         fx.edit(
             "Cargo.toml",
