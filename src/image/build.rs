@@ -230,8 +230,26 @@ fn load_base(text: &str, target: &str) -> Result<BaseImage> {
     })
 }
 
-/// Whether the base's layers hold `/bin/sh` (a file or a link).
+/// Whether the base's layers hold `/bin/sh` (a file or a link). Each layer is first held to
+/// the rules `verify` applies to layers: an image is never written that verify refuses.
 fn base_has_shell(dir: &Utf8Path, manifest: &ImageManifest) -> Result<bool> {
+    for layer in &manifest.layers {
+        let path = blob_path(dir, &layer.digest)?;
+        let f = crate::fsutil::open_regular(&path)
+            .with_context(|| format!("`{path}`: cannot open a base layer"))?;
+        let mut reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
+            Box::new(flate2::read::GzDecoder::new(BufReader::new(f)))
+        } else {
+            Box::new(BufReader::new(f))
+        };
+        if let Some(first) = super::verify::layer_errors(&layer.digest, &mut reader).first() {
+            bail!(
+                "`{path}`: a base layer that `verify` would refuse: {} ({}); use another base",
+                first.message,
+                first.code
+            );
+        }
+    }
     for layer in &manifest.layers {
         let path = blob_path(dir, &layer.digest)?;
         let f = crate::fsutil::open_regular(&path)

@@ -1,14 +1,17 @@
 //! `verify IMAGE.oci.tar`: the layout walked from `index.json` to manifests, configs and
 //! layers; every blob re-hashed, every layer's uncompressed digest checked against its
-//! `diff_id`, every layer entry held to the bundle's entry rules, and the release's files
-//! checked against the `MANIFEST.json` inside the image. Findings and exit codes are the
-//! bundle verifier's.
+//! `diff_id`, every layer entry held to the bundle's entry rules, and, for each image, its
+//! layers applied **in the manifest's order** (later layers replace and white out earlier
+//! files, exactly as runtimes apply them) before the release's files are checked against the
+//! `MANIFEST.json` inside and the entrypoint against what the stack really holds. Findings and
+//! exit codes are the bundle verifier's.
 //!
-//! Two passes over the file: the first hashes every blob and keeps the small ones (the JSON
-//! documents); the second streams each layer.
+//! Reads: one sequential pass hashes the whole file and every blob, keeps the small ones (the
+//! JSON documents) and notes where each blob's bytes start; then each image's layers are read
+//! in order by seeking to them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
@@ -27,124 +30,33 @@ struct Blob {
     size: u64,
     digest_ok: bool,
     bytes: Option<Vec<u8>>,
+    /// Where the blob's bytes start in the layout tar.
+    offset: u64,
 }
 
-fn open(path: &Utf8Path) -> Result<tar::Archive<BufReader<std::fs::File>>> {
-    let f = crate::fsutil::open_regular(path)
-        .with_context(|| format!("`{path}`: cannot open the image"))?;
-    Ok(tar::Archive::new(BufReader::new(f)))
+/// What the sequential pass learns: the blobs, the two top-level documents, the file's digest.
+#[derive(Default)]
+struct Layout {
+    blobs: BTreeMap<String, Blob>,
+    index: Option<Vec<u8>>,
+    oci_layout: Option<Vec<u8>>,
+    sha256: String,
+}
+
+/// One image of the layout: its manifest and config.
+struct Image {
+    manifest: ImageManifest,
+    config: ImageConfigDoc,
 }
 
 /// Verify an OCI image layout tar. `Err` only for I/O problems with the file itself.
 pub fn verify_image(path: &Utf8Path) -> Result<Report> {
     let mut findings = Vec::new();
-    let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
-    let mut index_bytes = None;
-    let mut layout_bytes = None;
-    let mut whole = Hashing::new(io::sink());
-    {
-        let f = crate::fsutil::open_regular(path)
-            .with_context(|| format!("`{path}`: cannot open the image"))?;
-        io::copy(&mut BufReader::new(f), &mut whole)
-            .with_context(|| format!("`{path}`: cannot read"))?;
-    }
-    let mut a = open(path)?;
-    for entry in a
-        .entries()
-        .with_context(|| format!("`{path}`: not a tar"))?
-    {
-        let mut entry = entry.with_context(|| format!("`{path}`: not a tar"))?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        let name = name
-            .trim_start_matches("./")
-            .trim_end_matches('/')
-            .to_string();
-        if let Err(why) = archive::check_entry_name(&name) {
-            findings.push(Finding::error(
-                "bad-name",
-                Some(&name),
-                format!("`{name}` {why}"),
-            ));
-            continue;
-        }
-        let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            continue;
-        }
-        if !kind.is_file() {
-            findings.push(Finding::error(
-                "bad-kind",
-                Some(&name),
-                "only directories and files belong in an image layout",
-            ));
-            continue;
-        }
-        let size = entry.header().size()?;
-        match name.as_str() {
-            "index.json" | "oci-layout" => {
-                let mut b = Vec::new();
-                (&mut entry).take(SMALL).read_to_end(&mut b)?;
-                if name == "index.json" {
-                    index_bytes = Some(b);
-                } else {
-                    layout_bytes = Some(b);
-                }
-            }
-            _ => {
-                let Some(hex_name) = name.strip_prefix("blobs/sha256/") else {
-                    findings.push(Finding::warning(
-                        "unexpected-entry",
-                        Some(&name),
-                        "not part of an OCI image layout",
-                    ));
-                    continue;
-                };
-                let mut h = Hashing::new(Vec::new());
-                if size <= SMALL {
-                    io::copy(&mut entry, &mut h)?;
-                } else {
-                    let mut sink = Hashing::new(io::sink());
-                    io::copy(&mut entry, &mut sink)?;
-                    h = Hashing {
-                        inner: Vec::new(),
-                        hash: sink.hash,
-                        size: sink.size,
-                    };
-                }
-                let ok = hex(&h.hash.clone().finalize()) == hex_name;
-                if !ok {
-                    findings.push(Finding::error(
-                        "blob-digest",
-                        Some(&name),
-                        "the blob's content does not match its name",
-                    ));
-                }
-                let bytes = (size <= SMALL).then_some(h.inner);
-                blobs.insert(
-                    format!("sha256:{hex_name}"),
-                    Blob {
-                        size,
-                        digest_ok: ok,
-                        bytes,
-                    },
-                );
-            }
-        }
-    }
-    match layout_bytes
-        .as_deref()
-        .map(serde_json::from_slice::<serde_json::Value>)
-    {
-        Some(Ok(v)) if v["imageLayoutVersion"] == "1.0.0" => {}
-        _ => findings.push(Finding::error(
-            "no-layout",
-            Some("oci-layout"),
-            "missing or not {\"imageLayoutVersion\":\"1.0.0\"}",
-        )),
-    }
+    let layout = scan(path, &mut findings)?;
+    check_oci_layout(&layout, &mut findings);
     let mut report = Report {
         bundle: path.to_owned(),
-        sha256: whole.digest().trim_start_matches("sha256:").to_string(),
+        sha256: layout.sha256.clone(),
         manifest: None,
         name: None,
         version: None,
@@ -152,7 +64,8 @@ pub fn verify_image(path: &Utf8Path) -> Result<Report> {
         reference: Reference::None,
         findings: Vec::new(),
     };
-    let Some(index) = index_bytes
+    let Some(index) = layout
+        .index
         .as_deref()
         .and_then(|b| serde_json::from_slice::<Index>(b).ok())
     else {
@@ -164,11 +77,145 @@ pub fn verify_image(path: &Utf8Path) -> Result<Report> {
         report.findings = findings;
         return Ok(report);
     };
-    // index -> manifests (through nested indexes) -> config and layers.
-    let mut images: Vec<(Descriptor, ImageManifest, ImageConfigDoc)> = Vec::new();
+    let images = images(&layout.blobs, &index, &mut findings);
+    let mut file = crate::fsutil::open_regular(path)
+        .with_context(|| format!("`{path}`: cannot open the image"))?;
+    let mut checked = BTreeSet::new();
+    for image in &images {
+        let stack = apply_layers(&mut file, &layout.blobs, image, &mut checked, &mut findings)
+            .with_context(|| format!("`{path}`: cannot read"))?;
+        check_release(image, &stack, &mut report, &mut findings);
+    }
+    findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
+    report.findings = findings;
+    Ok(report)
+}
+
+/// The one sequential pass: the whole file hashed as the tar is read, every entry's name and
+/// kind checked, every blob hashed (small ones kept), and where each blob starts.
+fn scan(path: &Utf8Path, findings: &mut Vec<Finding>) -> Result<Layout> {
+    let f = crate::fsutil::open_regular(path)
+        .with_context(|| format!("`{path}`: cannot open the image"))?;
+    let mut a = tar::Archive::new(Hashing::new(BufReader::new(f)));
+    let mut layout = Layout::default();
+    for entry in a
+        .entries()
+        .with_context(|| format!("`{path}`: not a tar"))?
+    {
+        let entry = entry.with_context(|| format!("`{path}`: not a tar"))?;
+        scan_entry(entry, &mut layout, findings)
+            .with_context(|| format!("`{path}`: cannot read"))?;
+    }
+    // The end-of-archive blocks and anything after them count towards the file's digest.
+    let mut whole = a.into_inner();
+    io::copy(&mut whole, &mut io::sink()).with_context(|| format!("`{path}`: cannot read"))?;
+    layout.sha256 = whole.digest().trim_start_matches("sha256:").to_string();
+    Ok(layout)
+}
+
+fn scan_entry<R: Read>(
+    mut entry: tar::Entry<R>,
+    layout: &mut Layout,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
+    let name = entry.path()?.to_string_lossy().into_owned();
+    let name = name
+        .trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_string();
+    if let Err(why) = archive::check_entry_name(&name) {
+        findings.push(Finding::error(
+            "bad-name",
+            Some(&name),
+            format!("`{name}` {why}"),
+        ));
+        return Ok(());
+    }
+    let kind = entry.header().entry_type();
+    if kind.is_dir() {
+        return Ok(());
+    }
+    if !kind.is_file() {
+        findings.push(Finding::error(
+            "bad-kind",
+            Some(&name),
+            "only directories and files belong in an image layout",
+        ));
+        return Ok(());
+    }
+    let size = entry.header().size()?;
+    if name == "index.json" || name == "oci-layout" {
+        let mut b = Vec::new();
+        (&mut entry).take(SMALL).read_to_end(&mut b)?;
+        *(if name == "index.json" {
+            &mut layout.index
+        } else {
+            &mut layout.oci_layout
+        }) = Some(b);
+        return Ok(());
+    }
+    let Some(hex_name) = name.strip_prefix("blobs/sha256/") else {
+        findings.push(Finding::warning(
+            "unexpected-entry",
+            Some(&name),
+            "not part of an OCI image layout",
+        ));
+        return Ok(());
+    };
+    let offset = entry.raw_file_position();
+    let mut h = Hashing::new(Vec::new());
+    if size <= SMALL {
+        io::copy(&mut entry, &mut h)?;
+    } else {
+        let mut sink = Hashing::new(io::sink());
+        io::copy(&mut entry, &mut sink)?;
+        h.hash = sink.hash;
+    }
+    let digest_ok = hex(&h.hash.clone().finalize()) == hex_name;
+    if !digest_ok {
+        findings.push(Finding::error(
+            "blob-digest",
+            Some(&name),
+            "the blob's content does not match its name",
+        ));
+    }
+    layout.blobs.insert(
+        format!("sha256:{hex_name}"),
+        Blob {
+            size,
+            digest_ok,
+            bytes: (size <= SMALL).then_some(h.inner),
+            offset,
+        },
+    );
+    Ok(())
+}
+
+fn check_oci_layout(layout: &Layout, findings: &mut Vec<Finding>) {
+    match layout
+        .oci_layout
+        .as_deref()
+        .map(serde_json::from_slice::<serde_json::Value>)
+    {
+        Some(Ok(v)) if v["imageLayoutVersion"] == "1.0.0" => {}
+        _ => findings.push(Finding::error(
+            "no-layout",
+            Some("oci-layout"),
+            "missing or not {\"imageLayoutVersion\":\"1.0.0\"}",
+        )),
+    }
+}
+
+/// index -> manifests (through nested indexes) -> config; layers present with their sizes.
+fn images(
+    blobs: &BTreeMap<String, Blob>,
+    index: &Index,
+    findings: &mut Vec<Finding>,
+) -> Vec<Image> {
+    let mut images = Vec::new();
     let mut queue: Vec<Descriptor> = index.manifests.clone();
     while let Some(d) = queue.pop() {
-        let Some(bytes) = document(&blobs, &d, &mut findings) else {
+        let Some(bytes) = document(blobs, &d, findings) else {
             continue;
         };
         if d.media_type == MEDIA_INDEX {
@@ -182,105 +229,114 @@ pub fn verify_image(path: &Utf8Path) -> Result<Report> {
             }
             continue;
         }
-        let m: ImageManifest = match serde_json::from_slice(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                findings.push(Finding::error(
-                    "bad-manifest",
-                    Some(&d.digest),
-                    format!("not an image manifest: {e}"),
-                ));
-                continue;
-            }
-        };
-        let Some(cb) = document(&blobs, &m.config, &mut findings) else {
-            continue;
-        };
-        let c: ImageConfigDoc = match serde_json::from_slice(cb) {
-            Ok(c) => c,
-            Err(e) => {
-                findings.push(Finding::error(
-                    "bad-config",
-                    Some(&m.config.digest),
-                    format!("not an image config: {e}"),
-                ));
-                continue;
-            }
-        };
-        if c.rootfs.diff_ids.len() != m.layers.len() {
+        if let Some(image) = image(blobs, &d, bytes, findings) {
+            images.push(image);
+        }
+    }
+    images
+}
+
+fn image(
+    blobs: &BTreeMap<String, Blob>,
+    d: &Descriptor,
+    bytes: &[u8],
+    findings: &mut Vec<Finding>,
+) -> Option<Image> {
+    let manifest: ImageManifest = serde_json::from_slice(bytes)
+        .map_err(|e| {
             findings.push(Finding::error(
-                "diff-ids",
-                Some(&m.config.digest),
-                format!(
-                    "{} layers but {} diff_ids",
-                    m.layers.len(),
-                    c.rootfs.diff_ids.len()
-                ),
-            ));
-        }
-        for l in &m.layers {
-            present(&blobs, l, &mut findings);
-        }
-        images.push((d, m, c));
+                "bad-manifest",
+                Some(&d.digest),
+                format!("not an image manifest: {e}"),
+            ))
+        })
+        .ok()?;
+    let config_bytes = document(blobs, &manifest.config, findings)?;
+    let config: ImageConfigDoc = serde_json::from_slice(config_bytes)
+        .map_err(|e| {
+            findings.push(Finding::error(
+                "bad-config",
+                Some(&manifest.config.digest),
+                format!("not an image config: {e}"),
+            ))
+        })
+        .ok()?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        findings.push(Finding::error(
+            "diff-ids",
+            Some(&manifest.config.digest),
+            format!(
+                "{} layers but {} diff_ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            ),
+        ));
     }
-    // Second pass: each layer once, with the diff_id any image expects of it.
-    let mut wanted: BTreeMap<String, (String, bool)> = BTreeMap::new();
-    for (_, m, c) in &images {
-        for (l, id) in m.layers.iter().zip(&c.rootfs.diff_ids) {
-            let gzip = l.media_type.ends_with("+gzip");
-            if !gzip && l.media_type != super::MEDIA_LAYER {
-                findings.push(Finding::error(
-                    "layer-type",
-                    Some(&l.digest),
-                    format!("unsupported layer media type {}", l.media_type),
-                ));
-                continue;
-            }
-            wanted.insert(l.digest.clone(), (id.clone(), gzip));
-        }
-    }
-    // The release's directory, as the images' environment names it.
-    let root = images
+    let all_present = manifest
+        .layers
         .iter()
-        .filter_map(|(_, _, c)| c.config.env.as_ref())
+        .fold(true, |ok, l| present(blobs, l, findings) && ok);
+    all_present.then_some(Image { manifest, config })
+}
+
+/// The image's file system: its layers applied bottom to top, in the manifest's order. Each
+/// layer's `diff_id` is checked the first time a layer is read (`checked`).
+fn apply_layers(
+    file: &mut std::fs::File,
+    blobs: &BTreeMap<String, Blob>,
+    image: &Image,
+    checked: &mut BTreeSet<String>,
+    findings: &mut Vec<Finding>,
+) -> io::Result<LayerFacts> {
+    // The release's directory, as the image's environment names it.
+    let root = image
+        .config
+        .config
+        .env
+        .iter()
         .flatten()
         .find_map(|e| e.strip_prefix("RELEASE_ROOT="))
         .map(|r| r.trim_matches('/').to_string());
-    let mut layers = LayerFacts {
-        root: root.clone(),
+    let mut stack = LayerFacts {
+        root,
         ..LayerFacts::default()
     };
-    let mut a = open(path)?;
-    for entry in a
-        .entries()
-        .with_context(|| format!("`{path}`: not a tar"))?
+    for (l, diff_id) in image
+        .manifest
+        .layers
+        .iter()
+        .zip(&image.config.rootfs.diff_ids)
     {
-        let entry = entry.with_context(|| format!("`{path}`: not a tar"))?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        let Some(hex_name) = name.trim_start_matches("./").strip_prefix("blobs/sha256/") else {
+        let gzip = l.media_type.ends_with("+gzip");
+        if !gzip && l.media_type != super::MEDIA_LAYER {
+            findings.push(Finding::error(
+                "layer-type",
+                Some(&l.digest),
+                format!("unsupported layer media type {}", l.media_type),
+            ));
+            continue;
+        }
+        let Some(blob) = blobs.get(&l.digest) else {
             continue;
         };
-        let digest = format!("sha256:{hex_name}");
-        let Some((diff_id, gzip)) = wanted.get(&digest) else {
-            continue;
-        };
-        let blob = BufReader::new(entry);
-        let mut head = Hashing::new(io::sink());
-        let raw: Box<dyn Read> = if *gzip {
-            Box::new(flate2::read::GzDecoder::new(blob))
+        file.seek(SeekFrom::Start(blob.offset))?;
+        let bytes = BufReader::new(Read::by_ref(file).take(blob.size));
+        let raw: Box<dyn Read + '_> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(bytes))
         } else {
-            Box::new(blob)
+            Box::new(bytes)
         };
+        let mut head = Hashing::new(io::sink());
         let mut tee = TeeRead {
             inner: raw,
             hash: &mut head,
         };
-        layers.walk(&digest, &mut tee, &mut findings);
+        stack.walk(&l.digest, &mut tee, findings);
         io::copy(&mut tee, &mut io::sink()).ok();
-        if head.digest() != *diff_id {
+        if checked.insert(l.digest.clone()) && head.digest() != *diff_id {
             findings.push(Finding::error(
                 "diff-id",
-                Some(&digest),
+                Some(&l.digest),
                 format!(
                     "the layer decompresses to {} but the config says {diff_id}",
                     head.digest()
@@ -288,49 +344,59 @@ pub fn verify_image(path: &Utf8Path) -> Result<Report> {
             ));
         }
     }
-    // The release inside: its files against its MANIFEST.json.
-    match &layers.manifest {
-        Some((root, bytes)) => match serde_json::from_slice::<Manifest>(bytes) {
-            Ok(m) => {
-                for f in &m.files {
-                    let at = format!("{root}/{}", f.path);
-                    match (&f.sha256, layers.files.get(&at)) {
-                        (Some(want), Some(got)) if want == got => {}
-                        (Some(_), Some(_)) => findings.push(Finding::error(
-                            "content-mismatch",
-                            Some(&at),
-                            "differs from MANIFEST.json",
-                        )),
-                        (Some(_), None) => findings.push(Finding::error(
-                            "missing-file",
-                            Some(&at),
-                            "listed in MANIFEST.json, not in any layer",
-                        )),
-                        (None, _) => {}
-                    }
-                }
-                report.files = m.files.len();
-                report.name = Some(m.name.clone());
-                report.version = Some(m.version.clone());
-                for (_, _, c) in &images {
-                    check_run_config(c, root, &layers, &mut findings);
-                }
-            }
-            Err(e) => findings.push(Finding::error(
-                "bad-manifest",
-                Some(&format!("{root}/MANIFEST.json")),
-                format!("{e}"),
-            )),
-        },
-        None => findings.push(Finding::error(
+    Ok(stack)
+}
+
+/// The release inside an image's file system: its files against its MANIFEST.json, and what
+/// the image runs.
+fn check_release(
+    image: &Image,
+    stack: &LayerFacts,
+    report: &mut Report,
+    findings: &mut Vec<Finding>,
+) {
+    let Some((root, bytes)) = &stack.manifest else {
+        findings.push(Finding::error(
             "no-release",
             None,
             "no layer holds a release (MANIFEST.json beside SHA256SUMS)",
-        )),
+        ));
+        return;
+    };
+    let m = match serde_json::from_slice::<Manifest>(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            findings.push(Finding::error(
+                "bad-manifest",
+                Some(&format!("{root}/MANIFEST.json")),
+                format!("{e}"),
+            ));
+            return;
+        }
+    };
+    for f in &m.files {
+        let at = format!("{root}/{}", f.path);
+        let finding = match (&f.sha256, stack.files.get(&at)) {
+            (Some(want), Some(got)) if want == got => continue,
+            (Some(_), Some(_)) => ("content-mismatch", "differs from MANIFEST.json"),
+            (Some(_), None) => (
+                "missing-file",
+                "listed in MANIFEST.json, not in the image's file system",
+            ),
+            (None, _) => continue,
+        };
+        let (code, why) = finding;
+        if !findings
+            .iter()
+            .any(|x| x.path.as_deref() == Some(at.as_str()) && x.code == code)
+        {
+            findings.push(Finding::error(code, Some(&at), why));
+        }
     }
-    findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
-    report.findings = findings;
-    Ok(report)
+    report.files = m.files.len();
+    report.name = Some(m.name.clone());
+    report.version = Some(m.version.clone());
+    check_run_config(&image.config, root, stack, findings);
 }
 
 /// The bytes of a document blob that exists with the size its descriptor says.
@@ -421,26 +487,22 @@ impl LayerFacts {
                     return;
                 }
             };
-            let name = entry
+            let raw = entry
                 .path()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let name = name
-                .trim_start_matches("./")
-                .trim_start_matches('/')
-                .trim_end_matches('/')
-                .to_string();
-            if name.is_empty() {
-                continue;
-            }
-            if let Err(why) = archive::check_entry_name(&name) {
-                findings.push(Finding::error(
-                    "bad-name",
-                    Some(&name),
-                    format!("in layer {layer}: `{name}` {why}"),
-                ));
-                continue;
-            }
+            let name = match layer_path(&raw) {
+                Ok(Some(name)) => name,
+                Ok(None) => continue,
+                Err(why) => {
+                    findings.push(Finding::error(
+                        "bad-name",
+                        Some(&raw),
+                        format!("in layer {layer}: `{raw}` {why}"),
+                    ));
+                    continue;
+                }
+            };
             let h = entry.header();
             let kind = h.entry_type();
             let ours = self
@@ -458,6 +520,13 @@ impl LayerFacts {
                     "owner or mtime differs from the image's canonical headers",
                 ));
             }
+            if let Some(gone) = whiteout(&name) {
+                self.remove(&gone, name.ends_with("/.wh..wh..opq"));
+                continue;
+            }
+            // A later layer's entry replaces whatever an earlier layer had at that path.
+            self.files.remove(&name);
+            self.executables.remove(&name);
             if kind.is_dir() {
                 self.dirs.insert(name);
             } else if kind.is_symlink() || kind.is_hard_link() {
@@ -478,6 +547,16 @@ impl LayerFacts {
                         Some(&name),
                         format!("link to `{target}` leaves the image's root"),
                     ));
+                }
+                // A hard link holds its target's content (and mode); a symlink holds no file.
+                let target = target.trim_start_matches("./").trim_start_matches('/');
+                if kind.is_hard_link()
+                    && let Some(digest) = self.files.get(target).cloned()
+                {
+                    if self.executables.contains(target) {
+                        self.executables.insert(name.clone());
+                    }
+                    self.files.insert(name, digest);
                 }
             } else if kind.is_file() {
                 let mode = h.mode().unwrap_or(0);
@@ -526,6 +605,66 @@ impl LayerFacts {
     }
 }
 
+/// A layer entry's path as runtimes read it: `./`, `/` and a trailing `/` dropped, the root
+/// itself (`.`, `./`, `/`: what umoci and others write) `None`; the bundle's name rules for
+/// everything else. The one rule for base layers at build time and every layer in `verify`.
+pub(super) fn layer_path(raw: &str) -> Result<Option<String>, String> {
+    let mut name = raw;
+    while let Some(rest) = name.strip_prefix("./") {
+        name = rest;
+    }
+    let name = name.trim_start_matches('/').trim_end_matches('/');
+    if name.is_empty() || name == "." {
+        return Ok(None);
+    }
+    archive::check_entry_name(name).map_err(|why| why.to_string())?;
+    Ok(Some(name.to_string()))
+}
+
+/// The error findings one layer (a base's, at build time) would get from `verify`: what
+/// build refuses, so that no image is written that our own verify refuses.
+pub(super) fn layer_errors(digest: &str, layer: &mut dyn Read) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    LayerFacts::default().walk(digest, layer, &mut findings);
+    findings.retain(|f| f.severity == crate::verify::Severity::Error);
+    findings
+}
+
+/// The path a whiteout entry removes (`dir/.wh.name` removes `dir/name`; the opaque marker
+/// `dir/.wh..wh..opq` removes what is below `dir`), or `None` for an ordinary entry.
+fn whiteout(name: &str) -> Option<String> {
+    let (dir, base) = name.rsplit_once('/').unwrap_or(("", name));
+    let gone = base.strip_prefix(".wh.")?;
+    let gone = if gone == ".wh..opq" { "" } else { gone };
+    Some(match (dir, gone) {
+        ("", g) => g.to_string(),
+        (d, "") => d.to_string(),
+        (d, g) => format!("{d}/{g}"),
+    })
+}
+
+impl LayerFacts {
+    /// Remove `path` (unless `below_only`) and everything below it, as a whiteout does.
+    fn remove(&mut self, path: &str, below_only: bool) {
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let hit = |p: &String| p.starts_with(&prefix) || (!below_only && p == path);
+        self.files.retain(|p, _| !hit(p));
+        self.executables.retain(|p| !hit(p));
+        self.dirs.retain(|p| !hit(p));
+        if self
+            .manifest
+            .as_ref()
+            .is_some_and(|(dir, _)| hit(&format!("{dir}/MANIFEST.json")))
+        {
+            self.manifest = None;
+        }
+    }
+}
+
 /// The entrypoint is a shipped executable; the user is not root.
 fn check_run_config(
     c: &ImageConfigDoc,
@@ -552,5 +691,57 @@ fn check_run_config(
             Finding::warning("root-user", None, "the image runs as root"),
         ),
         Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_paths_as_runtimes_read_them() {
+        let cases = [
+            (".", Ok(None)),
+            ("./", Ok(None)),
+            ("/", Ok(None)),
+            ("./etc/passwd", Ok(Some("etc/passwd"))),
+            ("/usr/bin/", Ok(Some("usr/bin"))),
+            ("././bin/sh", Ok(Some("bin/sh"))),
+        ];
+        for (raw, want) in cases {
+            let want: Result<Option<String>, String> =
+                want.map(|o: Option<&str>| o.map(String::from));
+            assert_eq!(layer_path(raw), want, "{raw}");
+        }
+        assert!(layer_path("opt/../../etc/evil").is_err());
+    }
+
+    #[test]
+    fn whiteouts_name_what_they_remove() {
+        let cases = [
+            ("app/bin/.wh.web", Some("app/bin/web")),
+            ("app/.wh..wh..opq", Some("app")),
+            (".wh.etc", Some("etc")),
+            ("app/bin/web", None),
+            ("app/bin/web.wh.x", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(whiteout(name).as_deref(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_whiteout_removes_the_path_and_what_is_below() {
+        let mut stack = LayerFacts::default();
+        for p in ["app/bin/web", "app/bin/webby", "app/lib/x", "other"] {
+            stack.files.insert(p.into(), "d".into());
+            stack.executables.insert(p.into());
+        }
+        stack.remove("app/bin/web", false);
+        assert!(!stack.files.contains_key("app/bin/web"));
+        assert!(stack.files.contains_key("app/bin/webby"));
+        stack.remove("app", true);
+        assert_eq!(stack.files.keys().collect::<Vec<_>>(), ["other"]);
+        assert_eq!(stack.executables.iter().collect::<Vec<_>>(), ["other"]);
     }
 }

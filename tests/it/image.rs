@@ -54,6 +54,18 @@ fn base_with(dir: &Path, exe: &Path, shell: bool) -> PathBuf {
     libs.dedup();
     let mut layer = tar::Builder::new(Vec::new());
     let mut dirs = std::collections::BTreeSet::new();
+    {
+        // The root itself, named `.`, as umoci writes it: runtimes accept it, so build and
+        // verify do.
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.as_old_mut().name[..1].copy_from_slice(b".");
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        layer.append(&h, &[][..]).unwrap();
+    }
     if shell {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::Directory);
@@ -455,7 +467,8 @@ fn blob_name(digest: &str) -> String {
     format!("blobs/sha256/{}", &digest[7..])
 }
 
-/// Put a new layer in place of layer `i` (or only change the config with `edit`), and
+/// Put a new layer in place of layer `i` (one past the last: on top; or only change the config
+/// with `edit`), and
 /// re-seal config, manifest and index so that only the intended flaw remains.
 fn reseal(
     e: &mut std::collections::BTreeMap<String, Vec<u8>>,
@@ -472,6 +485,13 @@ fn reseal(
     let mut config: serde_json::Value = serde_json::from_slice(&e[&blob_name(&cdigest)]).unwrap();
     if let Some((i, gz, diff_id)) = layer {
         let d = sha(&gz);
+        // One past the last: a new top layer.
+        let layers = manifest["layers"].as_array_mut().unwrap();
+        if i == layers.len() {
+            layers.push(layers[i - 1].clone());
+            let ids = config["rootfs"]["diff_ids"].as_array_mut().unwrap();
+            ids.push(diff_id.clone().into());
+        }
         manifest["layers"][i]["digest"] = d.clone().into();
         manifest["layers"][i]["size"] = gz.len().into();
         config["rootfs"]["diff_ids"][i] = diff_id.into();
@@ -562,6 +582,64 @@ fn verify_catches_tampered_images() {
     let mut e = original.clone();
     reseal(&mut e, Some((1, gz.finish().unwrap(), diff_id)), |_| {});
     refused(&e, "bad-name");
+
+    // An extra top layer replacing the entrypoint, its blob first in the tar: runtimes apply
+    // layers in the manifest's order, so verify does too.
+    let mut e = original.clone();
+    let index: serde_json::Value = serde_json::from_slice(&e["index.json"]).unwrap();
+    let mdigest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&e[&blob_name(&mdigest)]).unwrap();
+    let cdigest = manifest["config"]["digest"].as_str().unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&e[&blob_name(cdigest)]).unwrap();
+    let entrypoint = config["config"]["Entrypoint"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut raw = Vec::new();
+    {
+        let data = b"#!/bin/sh\necho replaced\n";
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_mtime(1);
+        h.set_uid(0);
+        h.set_gid(0);
+        let mut b = tar::Builder::new(&mut raw);
+        b.append_data(&mut h, entrypoint.trim_start_matches('/'), &data[..])
+            .unwrap();
+        b.finish().unwrap();
+    }
+    let diff_id = sha(&raw);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    let gz = gz.finish().unwrap();
+    let n = manifest["layers"].as_array().unwrap().len();
+    reseal(&mut e, Some((n, gz.clone(), diff_id)), |_| {});
+    // The new layer's blob first, then everything else.
+    let first = blob_name(&sha(&gz));
+    let path = fx.scratch.join("reordered.oci.tar");
+    {
+        let mut b = tar::Builder::new(fs::File::create(&path).unwrap());
+        let mut names: Vec<&String> = e.keys().collect();
+        names.sort_by_key(|n| **n != first);
+        for name in names {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(0o644);
+            h.set_size(e[name].len() as u64);
+            b.append_data(&mut h, name, &e[name][..]).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    let out = run_tool(&fx.root, &["verify", path.to_str().unwrap()], &[]);
+    let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("[content-mismatch]") && text.contains(entrypoint.trim_start_matches('/')),
+        "{text}"
+    );
 }
 
 /// A glibc executable on `scratch` would not run: `--image` without a base says what to do,
