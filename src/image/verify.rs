@@ -272,10 +272,13 @@ fn image(
             ),
         ));
     }
-    let all_present = manifest
+    // Every layer is looked at (each missing one is reported), not only up to the first.
+    let missing = manifest
         .layers
         .iter()
-        .fold(true, |ok, l| present(blobs, l, findings) && ok);
+        .filter(|l| !present(blobs, l, findings))
+        .count();
+    let all_present = missing == 0;
     all_present.then_some(Image { manifest, config })
 }
 
