@@ -196,9 +196,14 @@ pub struct RollbackOpts {
     #[command(flatten)]
     pub hosts: HostOpts,
 
-    /// The release to switch to [default: the newest earlier one not marked bad, on every host]
+    /// The release to switch to [default: the one that was current before, still installed
+    /// on every host, not marked bad and with its files intact]
     #[arg(long, value_name = "VERSION")]
     pub version: Option<String>,
+
+    /// Say where the rollback would go on each host, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub restart: RestartOpts,

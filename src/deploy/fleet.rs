@@ -100,20 +100,7 @@ fn deploy_locked(
     prepare(sessions, opts, tx)?;
     // An installed version is never changed: refuse before anything is sent anywhere.
     for s in sessions.iter() {
-        if s.state.releases.contains_key(version) {
-            match s.state.history().digest_of(version) {
-                Some(d) if d == release.sha256 => {}
-                Some(d) => bail!(
-                    "{}: {version} is already installed there from another bundle (sha256 {d}); an installed release is never changed: bundle a new version",
-                    s.target.label
-                ),
-                None => bail!(
-                    "{}: `{}/releases/{version}` exists but was not installed by this tool; move it away first",
-                    s.target.label,
-                    s.target.path
-                ),
-            }
-        }
+        check_staging(&s.target, &s.state, release)?;
     }
     // A version installed earlier is switched to only if its files still match.
     let earlier: Vec<&Session> = sessions
@@ -318,7 +305,9 @@ fn rollback_locked(
     // The target's files must still match on every host; one that does not is marked bad
     // and the next candidate is tried (a version asked for by name is not replaced).
     let to = loop {
-        let to = pick_rollback(sessions, version, &bad)?;
+        let hosts: Vec<(&Target, &HostState)> =
+            sessions.iter().map(|s| (&s.target, &s.state)).collect();
+        let to = pick_rollback(&hosts, version, &bad)?;
         let all: Vec<&Session> = sessions.iter().collect();
         match verify_installed(&all, &to, tx) {
             Ok(()) => break to,
@@ -353,6 +342,36 @@ fn rollback_locked(
         }
     }
     Ok(())
+}
+
+/// Whether `release` may be staged on a host in `state` (or is there already from the same
+/// bytes): an installed version is never changed. The deploy and its dry run both ask this.
+pub fn check_staging(target: &Target, state: &HostState, release: &Release) -> Result<()> {
+    let version = &release.manifest.version;
+    if !state.releases.contains_key(version) {
+        return Ok(());
+    }
+    match state.history().digest_of(version) {
+        Some(d) if d == release.sha256 => Ok(()),
+        Some(d) => bail!(
+            "{}: {version} is already installed there from another bundle (sha256 {d}); an installed release is never changed: bundle a new version",
+            target.label
+        ),
+        None => bail!(
+            "{}: `{}/releases/{version}` exists but was not installed by this tool; move it away first",
+            target.label,
+            target.path
+        ),
+    }
+}
+
+/// Whether `version`, installed on `target` earlier, still matches its SHA256SUMS there
+/// (read-only: for dry runs; a deploy marks a mismatch bad, see `verify_installed`).
+pub fn release_intact(target: &Target, version: &str) -> Result<()> {
+    let cmd = target
+        .transport
+        .single_step(&target.path, "verify-release", &[version]);
+    output_of(cmd, "verify-release", &target.label, None).map(drop)
 }
 
 /// Check on each of `sessions` that `version`, installed earlier, still matches its
@@ -422,42 +441,47 @@ fn settle(
     result
 }
 
-fn pick_rollback(sessions: &[Session], version: Option<&str>, bad: &[String]) -> Result<String> {
-    let first = sessions.first().context("no hosts")?;
-    let on_all = |v: &str| sessions.iter().all(|s| s.state.releases.contains_key(v));
+/// Where a rollback goes on hosts in these states: `version` when given (installed on every
+/// host), else the release that was current before `current` on the first host, still
+/// installed on every host and not in `bad`. The rollback and its dry run both ask this.
+pub fn pick_rollback(
+    hosts: &[(&Target, &HostState)],
+    version: Option<&str>,
+    bad: &[String],
+) -> Result<String> {
+    let (first, first_state) = *hosts.first().context("no hosts")?;
+    let on_all = |v: &str| hosts.iter().all(|(_, s)| s.releases.contains_key(v));
     if let Some(v) = version {
-        if let Some(s) = sessions.iter().find(|s| !s.state.releases.contains_key(v)) {
+        if let Some((t, s)) = hosts.iter().find(|(_, s)| !s.releases.contains_key(v)) {
             bail!(
                 "{}: {v} is not installed under `{}` (installed: {})",
-                s.target.label,
-                s.target.path,
-                s.state.installed().join(", ")
+                t.label,
+                t.path,
+                s.installed().join(", ")
             );
         }
         return Ok(v.to_string());
     }
-    let Some(current) = first.state.current.clone() else {
+    let Some(current) = first_state.current.clone() else {
         bail!(
             "{}: nothing is installed under `{}`",
-            first.target.label,
-            first.target.path
+            first.label,
+            first.path
         );
     };
-    let installed: Vec<String> = first
-        .state
+    let installed: Vec<String> = first_state
         .installed()
         .into_iter()
         .filter(|v| on_all(v) && !bad.contains(v))
         .collect();
-    first
-        .state
+    first_state
         .history()
         .rollback_target(&current, &installed)
         .with_context(|| {
             format!(
                 "{}: no earlier release to roll back to that is installed on every host and not marked bad (installed: {}; marked bad: {})",
-                first.target.label,
-                first.state.installed().join(", "),
+                first.label,
+                first_state.installed().join(", "),
                 bad.join(", ")
             )
         })

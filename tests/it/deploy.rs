@@ -397,6 +397,30 @@ fn locks_kills_tampering_and_host_keys() {
     );
     assert!(!hosts.root(1).join("releases/1.3.0").exists());
 
+    // A dry run takes the deploy's decisions: 1.2.0 from other bytes is refused as the
+    // deploy refuses it.
+    let mut entries = crate::verify::entries_of(&v1);
+    let i = crate::verify::find(&mut entries, "webapp-1.2.0/priv/templates/greeting.txt");
+    entries[i].data[0] ^= 0x20;
+    entries[i].fix_checksum();
+    crate::verify::reseal(&mut entries);
+    let other = scratch.join("other/webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst");
+    fs::create_dir_all(other.parent().unwrap()).unwrap();
+    crate::verify::write_entries(&entries, &other);
+    let mut args = vec![
+        "deploy".to_string(),
+        other.display().to_string(),
+        "--dry-run".into(),
+    ];
+    args.extend(hosts.args(2));
+    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already installed there from another bundle"),
+        "{}",
+        stderr(&out)
+    );
+
     // A tampered bundle is refused before any host is touched.
     let tampered = scratch.join("tampered/webapp-1.3.0-x86_64-unknown-linux-gnu.tar.zst");
     fs::create_dir_all(tampered.parent().unwrap()).unwrap();

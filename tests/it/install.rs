@@ -134,6 +134,15 @@ fn install_upgrade_revert_and_rollback() {
     let listed = releases(&scratch.path, p);
     assert_eq!(listed, "1.2.0 ()\n1.3.0 (current)\n1.4.0 (marked bad)\n");
 
+    // A dry run says where the rollback goes (past the bad release), and changes nothing.
+    let out = tool_at(&scratch.path, &["rollback", "--path", p, "--dry-run"]);
+    assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("local: 1.3.0 -> 1.2.0"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
     // Rollback skips the bad release.
     let out = tool_at(
         &scratch.path,
