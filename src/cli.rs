@@ -38,7 +38,7 @@ pub enum Command {
     Unpack(UnpackOpts),
     /// Gather bundles from CI matrix jobs into one directory with SHA256SUMS and index.json
     Merge(MergeOpts),
-    /// Add a commented [package.metadata.release] table and a priv/ directory to a package
+    /// Add a commented [package.metadata.release] table to a package (and say how to add priv/)
     Init(InitOpts),
     /// Deploy a bundle to hosts over SSH: stage, then stop, switch, start and check health
     /// batch by batch, reverting a host whose new release does not come up
@@ -89,11 +89,7 @@ pub struct SignOpts {
 
 pub use crate::deploy::config::parse_duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Signer {
-    Ssh,
-    Minisign,
-}
+pub use crate::sign::Signer;
 
 mod deploy;
 pub use deploy::*;
@@ -142,12 +138,34 @@ pub struct InitOpts {
 
 pub use crate::build::Builder;
 
-/// Options shared by `verify` and `unpack`.
-#[derive(Debug, Clone, Args)]
-pub struct CheckOpts {
+/// Where a bundle must come from: its digest and signatures. Shared by `verify`, `unpack`,
+/// `deploy` and `install`, with one meaning.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrustOpts {
     /// Expected SHA-256 of the archive (in addition to its `.sha256` sidecar)
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
+
+    /// OpenSSH allowed_signers file: BUNDLE.sig must be a valid signature by one of its keys
+    /// (principals, namespaces=, valid-after=, valid-before= are honoured)
+    #[arg(long, value_name = "FILE")]
+    pub allowed_signers: Option<Utf8PathBuf>,
+
+    /// A minisign public key: BUNDLE.minisig must be a valid signature by it (whose trusted
+    /// comment, when it names a file, names the bundle)
+    #[arg(long, value_name = "PUB")]
+    pub minisign_key: Option<Utf8PathBuf>,
+
+    /// The principal the signature must be from [default: whoever allowed_signers says holds the key]
+    #[arg(long, value_name = "ID", requires = "allowed_signers")]
+    pub identity: Option<String>,
+}
+
+/// Options shared by `verify` and `unpack`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckOpts {
+    #[command(flatten)]
+    pub trust: TrustOpts,
 
     /// Fail on warnings too
     #[arg(long)]
@@ -156,20 +174,6 @@ pub struct CheckOpts {
     /// Output format: human lines, or JSON objects (one per line) on stdout
     #[arg(long, value_name = "FMT", default_value = "human")]
     pub message_format: MessageFormat,
-
-    /// OpenSSH allowed_signers file: BUNDLE.sig must be a valid signature by one of its keys
-    /// (principals, namespaces=, valid-after=, valid-before= are honoured)
-    #[arg(long, value_name = "FILE")]
-    pub allowed_signers: Option<Utf8PathBuf>,
-
-    /// A minisign public key: BUNDLE.minisig must be a valid signature by it whose trusted
-    /// comment names the bundle
-    #[arg(long, value_name = "PUB")]
-    pub minisign_key: Option<Utf8PathBuf>,
-
-    /// The principal the signature must be from [default: whoever allowed_signers says holds the key]
-    #[arg(long, value_name = "ID", requires = "allowed_signers")]
-    pub identity: Option<String>,
 
     /// A path prefix the leak scan accepts, such as an example path in help text (repeatable;
     /// adds to the bundle's own `[verify] allow-paths`)

@@ -1,6 +1,6 @@
 //! `cargo release-bundle init`: add a commented, valid release table to a package's
-//! `Cargo.toml` (appending, so the file's formatting and comments stay as they are), create
-//! `priv/`, add `[profile.<name>]` when asked, and say what to run next.
+//! `Cargo.toml` (appending, so the file's formatting and comments stay as they are),
+//! suggest a `priv/` directory, add `[profile.<name>]` when asked, and say what to run next.
 
 use std::fs;
 

@@ -189,6 +189,15 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             }
             shell.warn(warning);
         }
+        // Cargo gives a package without `version` 0.0.0; releases are told apart by version.
+        if package.version.to_string() == "0.0.0" {
+            shell.warn(format!(
+                "`{}`: package `{}` has version 0.0.0 (is `version` missing from [package]?); every bundle of it will be {} 0.0.0",
+                project::display_path(&package.manifest_path),
+                package.name,
+                package.name
+            ));
+        }
         let root = package.manifest_path.parent().unwrap_or(ws.root());
         let sources = sources::scan(root, ws.root(), &ws.target_dir, &loaded.config)?;
         let facts = plan::PackageFacts {
@@ -258,7 +267,8 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
     })
 }
 
-/// `here` on this thread while `there` runs on another; both results.
+/// `here` on this thread while `there` runs on another (never two cargo processes: they
+/// contend for cargo's locks); both results.
 fn side_by_side<A, B: Send>(here: impl FnOnce() -> A, there: impl FnOnce() -> B + Send) -> (A, B) {
     std::thread::scope(|scope| {
         let there = scope.spawn(there);
@@ -415,22 +425,19 @@ pub fn bundle(
             auditable: *auditable,
             ..build_opts.clone()
         };
-        let (artifacts, graph) = side_by_side(
-            || {
-                build::build(
-                    &package_opts,
-                    &build_manifest,
-                    package,
-                    &package_manifest,
-                    &plan.binaries,
-                    remap_for,
-                    shell,
-                )
-            },
-            || project::resolved_graph(&ws.manifest, &plan.target, &features, &locate),
-        );
-        let artifacts = artifacts?;
-        let graph = graph?;
+        // The graph before the build, not beside it: two cargo processes at once wait on
+        // each other's package-cache lock, and the build then prints "Blocking waiting for
+        // file lock on package cache" on every bundle.
+        let graph = project::resolved_graph(&ws.manifest, &plan.target, &features, &locate)?;
+        let artifacts = build::build(
+            &package_opts,
+            &build_manifest,
+            package,
+            &package_manifest,
+            &plan.binaries,
+            remap_for,
+            shell,
+        )?;
         // After the build, which may have created or updated the lock file.
         let cargo_lock = project::cargo_lock_sha256(ws.root())?;
         let lock_text = std::fs::read_to_string(ws.root().join("Cargo.lock")).unwrap_or_default();
@@ -541,18 +548,13 @@ pub fn bundle(
         if let Some(key) = sign_key {
             let mut files = vec![bundle.path.clone()];
             files.extend(bundle.image.as_ref().map(|i| i.path.clone()));
+            let release = crate::sign::Signed {
+                name: &plan.name,
+                version: &plan.version,
+                commit: recorded.git.as_ref().map(|g| g.commit.as_str()),
+            };
             for file in files {
-                let signed = match opts.signer {
-                    crate::cli::Signer::Ssh => crate::sign::sign_release(key, &file)?,
-                    crate::cli::Signer::Minisign => {
-                        let name = file.file_name().unwrap_or_default();
-                        let commit = recorded.git.as_ref().map(|g| g.commit.as_str());
-                        let comment =
-                            crate::sign::trusted_comment(name, &plan.name, &plan.version, commit);
-                        vec![crate::sign::sign_minisign(key, &file, &comment)?]
-                    }
-                };
-                for sig in signed {
+                for sig in crate::sign::sign_file(opts.signer, key, &file, &release)? {
                     shell.status("Signed", project::display_path(&sig));
                 }
             }

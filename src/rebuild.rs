@@ -34,6 +34,7 @@ pub fn rebuild(
     original_sha: &str,
     m: &Manifest,
     repo: &Utf8Path,
+    shell: &crate::shell::Shell,
 ) -> Result<Vec<Finding>> {
     let Some(g) = &m.git else {
         return Ok(refuse("the manifest records no git commit (the bundle was built outside git), so there is nothing to rebuild from".into()));
@@ -76,6 +77,10 @@ pub fn rebuild(
         .context("cannot create a temporary directory")?;
     let root = Utf8PathBuf::from_path_buf(tmp.path().join("re build"))
         .map_err(|p| anyhow::anyhow!("`{}`: temporary path is not UTF-8", p.display()))?;
+    shell.status(
+        "Checking out",
+        format!("commit {} into a fresh directory", g.commit),
+    );
     let clone = Command::new("git")
         .args(["clone", "--quiet", "--shared", "--no-checkout", &toplevel])
         .arg(root.join("src"))
@@ -113,7 +118,6 @@ pub fn rebuild(
         "--out-dir".into(),
         out.to_string(),
         "--locked".into(),
-        "--quiet".into(),
         "--message-format".into(),
         "json".into(),
         "--no-default-features".into(),
@@ -151,7 +155,19 @@ pub fn rebuild(
             cmd.env_remove("SOURCE_DATE_EPOCH")
         }
     };
+    // The nested build's own progress (cargo's) shows on stderr unless asked to be quiet.
+    if shell.quiet() {
+        cmd.arg("--quiet");
+    }
+    shell.status(
+        "Rebuilding",
+        format!(
+            "{} {} with another path, umask, TZ and locale (a full build)",
+            m.name, m.version
+        ),
+    );
     let result = cmd.output().context("cannot run the rebuild")?;
+    shell.status("Comparing", format!("the rebuilt bundle with `{bundle}`"));
     let outside = match m.outside_path_dependencies.as_slice() {
         [] => String::new(),
         deps => format!(

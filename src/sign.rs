@@ -75,6 +75,38 @@ pub fn sign(key: &Utf8Path, message: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// How release files are signed: SSH signatures (`.sig`) or minisign (`.minisig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Signer {
+    Ssh,
+    Minisign,
+}
+
+/// The release a file belongs to, named in a minisign signature's trusted comment.
+pub struct Signed<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub commit: Option<&'a str>,
+}
+
+/// Sign one release file (a bundle or an image) with `signer`: the one signing path for
+/// bundling with `--sign-key` and for `sign`. Returns the signatures written.
+pub fn sign_file(
+    signer: Signer,
+    key: &Utf8Path,
+    file: &Utf8Path,
+    release: &Signed,
+) -> Result<Vec<Utf8PathBuf>> {
+    match signer {
+        Signer::Ssh => sign_release(key, file),
+        Signer::Minisign => {
+            let name = file.file_name().unwrap_or_default();
+            let comment = trusted_comment(name, release.name, release.version, release.commit);
+            Ok(vec![sign_minisign(key, file, &comment)?])
+        }
+    }
+}
+
 /// Sign a release file: `<file>.sig` over its `.sha256` line, and when its provenance
 /// (`<file>.intoto.jsonl`) is beside it, `<file>.intoto.jsonl.sig` over the provenance's line
 /// too, so the signature covers how it was built. Returns the signatures written.

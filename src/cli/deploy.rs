@@ -70,14 +70,6 @@ pub struct RestartOpts {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Health")]
     pub unhealthy_after: Option<u32>,
 
-    /// Hosts restarted at once: a count or a share (`25%`) [default: deploy.batch, else 1]
-    #[arg(long, value_name = "N|N%", value_parser = parse_batch)]
-    pub batch: Option<crate::deploy::config::Batch>,
-
-    /// Also revert the batches already switched when one fails [default: deploy.on-failure]
-    #[arg(long)]
-    pub revert_all: bool,
-
     /// Remove a deploy lock whose holder is gone
     #[arg(long)]
     pub break_lock: bool,
@@ -85,6 +77,18 @@ pub struct RestartOpts {
     /// Wait this long for a deploy lock another deploy holds (default: fail at once)
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     pub lock_wait: std::time::Duration,
+}
+
+/// How a fleet is restarted: batches and what a failure reverts (not for `install`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BatchOpts {
+    /// Hosts restarted at once: a count or a share (`25%`) [default: deploy.batch, else 1]
+    #[arg(long, value_name = "N|N%", value_parser = parse_batch)]
+    pub batch: Option<crate::deploy::config::Batch>,
+
+    /// Also revert the batches already switched when one fails [default: deploy.on-failure]
+    #[arg(long)]
+    pub revert_all: bool,
 }
 
 /// Where the deploy settings are read from when no bundle is built.
@@ -116,6 +120,9 @@ pub struct DeployOpts {
     #[command(flatten)]
     pub restart: RestartOpts,
 
+    #[command(flatten)]
+    pub batch: BatchOpts,
+
     /// Releases to keep on each host [default: deploy.keep, else 5]
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
@@ -128,6 +135,9 @@ pub struct DeployOpts {
     /// HOST=FILE for one host only; repeatable
     #[arg(long, value_name = "[HOST=]FILE")]
     pub env_file: Vec<String>,
+
+    #[command(flatten)]
+    pub trust: crate::cli::TrustOpts,
 
     #[command(flatten)]
     pub build: BundleOpts,
@@ -146,6 +156,9 @@ pub struct InstallOpts {
     /// Stop the running release and start the new one, reverting if it does not stay up
     #[arg(long)]
     pub restart: bool,
+
+    #[command(flatten)]
+    pub trust: crate::cli::TrustOpts,
 
     /// Releases to keep (bad ones are pruned first; never current or the one before it)
     #[arg(long, value_name = "N", default_value_t = 5)]
@@ -207,6 +220,9 @@ pub struct RollbackOpts {
 
     #[command(flatten)]
     pub restart: RestartOpts,
+
+    #[command(flatten)]
+    pub batch: BatchOpts,
 
     #[command(flatten)]
     pub manifest: ManifestOpts,

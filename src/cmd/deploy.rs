@@ -4,7 +4,9 @@
 use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 
-use crate::cli::{DeployOpts, HostOpts, ManifestOpts, MessageFormat, RestartOpts};
+use crate::cli::{
+    BatchOpts, DeployOpts, HostOpts, ManifestOpts, MessageFormat, RestartOpts, TrustOpts,
+};
 use crate::deploy::config::{OnFailure, Partial, Settings};
 use std::sync::mpsc;
 
@@ -45,13 +47,20 @@ pub(super) fn lookup(hosts: &HostOpts, manifest: &ManifestOpts) -> Lookup {
 }
 
 /// The flags that override the deploy tables.
-pub(super) fn flags(hosts: &HostOpts, restart: &RestartOpts, keep: Option<usize>) -> Partial {
+pub(super) fn flags(
+    hosts: &HostOpts,
+    restart: &RestartOpts,
+    batch: Option<&BatchOpts>,
+    keep: Option<usize>,
+) -> Partial {
     Partial {
         hosts: Some(hosts.hosts.clone()).filter(|h| !h.is_empty()),
         path: hosts.path.clone(),
         keep,
-        batch: restart.batch,
-        on_failure: restart.revert_all.then_some(OnFailure::RevertAll),
+        batch: batch.and_then(|b| b.batch),
+        on_failure: batch
+            .is_some_and(|b| b.revert_all)
+            .then_some(OnFailure::RevertAll),
         ssh_config: hosts.ssh_config.as_ref().map(|p| p.to_string()),
         url: restart.health_url.clone(),
         command: restart.health_command.clone(),
@@ -89,10 +98,25 @@ impl crate::verify::Sink for ManifestCatcher {
     fn mtime(&mut self, _: u64) {}
 }
 
-/// Verify the bundle as `verify` does; its manifest and digest when it passes.
-pub(super) fn verified(bundle: &Utf8PathBuf) -> Result<Release<'_>> {
+/// Verify the bundle as `verify` does, with the same digest and signature checks; its
+/// manifest and digest when it passes.
+pub(super) fn verified<'a>(bundle: &'a Utf8PathBuf, trust: &TrustOpts) -> Result<Release<'a>> {
     let mut catcher = ManifestCatcher::default();
-    let report = verify::verify_file(bundle, None, Limits::default(), &[], Some(&mut catcher))?;
+    let mut report = verify::verify_file(
+        bundle,
+        trust.sha256.as_deref(),
+        Limits::default(),
+        &[],
+        Some(&mut catcher),
+    )?;
+    verify::check_signature(
+        &mut report,
+        trust.allowed_signers.as_deref(),
+        trust.identity.as_deref(),
+    )?;
+    if let Some(public) = &trust.minisign_key {
+        verify::check_minisign(&mut report, public)?;
+    }
     if !report.passes(false) {
         let first = report
             .findings
@@ -255,17 +279,28 @@ pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
             }
         }
     };
-    let release = verified(&bundle)?;
+    let release = verified(&bundle, &opts.trust)?;
     let lookup = Lookup {
         manifest_path: opts.build.manifest_path.clone(),
         package: opts.build.package.first().cloned(),
         release: Some(release.manifest.name.clone()),
         dest: opts.hosts.dest.clone(),
     };
-    let hosts = resolve::hosts(&lookup, flags(&opts.hosts, &opts.restart, opts.keep))?;
+    let hosts = resolve::hosts(
+        &lookup,
+        flags(&opts.hosts, &opts.restart, Some(&opts.batch), opts.keep),
+    )?;
     if hosts.settings.hosts.is_empty() {
         bail!(
             "no hosts to deploy to: pass --host HOST (repeatable) or --dest NAME, or set deploy.hosts (to install on this machine, use `install`)"
+        );
+    }
+    if hosts.settings.require_signature
+        && opts.trust.allowed_signers.is_none()
+        && opts.trust.minisign_key.is_none()
+    {
+        bail!(
+            "deploy.require-signature is set and `{bundle}` was not checked against a signer: pass --allowed-signers FILE (SSH signatures) or --minisign-key PUB; nothing was deployed"
         );
     }
     let targets = &hosts.targets;

@@ -12,15 +12,15 @@ use crate::shell::Shell;
 
 /// 0 installed (and healthy when restarted); errors (exit 1) otherwise.
 pub fn run(opts: &InstallOpts, shell: &Shell) -> Result<u8> {
-    let release = super::deploy::verified(&opts.bundle)?;
+    let release = super::deploy::verified(&opts.bundle, &opts.trust)?;
     let hosts = HostOpts {
         hosts: Vec::new(),
         dest: None,
         path: Some(opts.path.to_string()),
         ssh_config: None,
     };
-    let settings =
-        super::deploy::flags(&hosts, &opts.health, Some(opts.keep)).resolve(&release.manifest.name);
+    let settings = super::deploy::flags(&hosts, &opts.health, None, Some(opts.keep))
+        .resolve(&release.manifest.name);
     let target = Target {
         label: "local".into(),
         transport: Transport::Local,

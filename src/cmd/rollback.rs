@@ -10,7 +10,7 @@ use crate::shell::Shell;
 
 pub fn run(opts: &RollbackOpts, shell: &Shell) -> Result<u8> {
     let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);
-    let flags = super::deploy::flags(&opts.hosts, &opts.restart, None);
+    let flags = super::deploy::flags(&opts.hosts, &opts.restart, Some(&opts.batch), None);
     let hosts = resolve::hosts(&lookup, flags)?;
     if opts.dry_run {
         return dry_run(&hosts.targets, opts, shell);

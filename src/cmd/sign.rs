@@ -1,32 +1,42 @@
-//! `cargo release-bundle sign BUNDLE... --key KEY`: write `BUNDLE.sig` (and the signature of
-//! its provenance beside it).
+//! `cargo release-bundle sign BUNDLE... --key KEY`: sign each bundle, and the image built
+//! beside it when there is one, through the one signing path (`sign::sign_file`).
 
 use anyhow::{Result, bail};
 
-use crate::cli::{SignOpts, Signer};
+use camino::Utf8Path;
+
+use crate::cli::SignOpts;
 use crate::shell::Shell;
 use crate::sign;
 use crate::verify;
 
 pub fn run(opts: &SignOpts, shell: &Shell) -> Result<u8> {
     for bundle in &opts.bundles {
-        if opts.signer == Signer::Minisign {
-            // The trusted comment names the release: read from the bundle, which must verify.
-            let report = verify::verify_file(bundle, None, verify::Limits::default(), &[], None)?;
-            let m = match &report.manifest {
-                Some(m) if report.passes(false) => m,
-                _ => bail!("`{bundle}` does not verify; it is not signed"),
-            };
-            let name = bundle.file_name().unwrap_or_default();
-            let commit = m.git.as_ref().map(|g| g.commit.as_str());
-            let comment = sign::trusted_comment(name, &m.name, &m.version, commit);
-            let path = sign::sign_minisign(&opts.key, bundle, &comment)?;
-            shell.status("Signed", format!("{bundle} ({path})"));
-            continue;
+        // The release is read from the bundle, which must verify: minisign's trusted comment
+        // names it, and the image beside it is found by it.
+        let report = verify::verify_file(bundle, None, verify::Limits::default(), &[], None)?;
+        let m = match &report.manifest {
+            Some(m) if report.passes(false) => m,
+            _ => bail!("`{bundle}` does not verify; it is not signed"),
+        };
+        let release = sign::Signed {
+            name: &m.name,
+            version: &m.version,
+            commit: m.git.as_ref().map(|g| g.commit.as_str()),
+        };
+        let image = bundle
+            .parent()
+            .unwrap_or(Utf8Path::new(""))
+            .join(crate::image::file_name(&m.name, &m.version, &m.target));
+        let mut files = vec![bundle.clone()];
+        if image.is_file() {
+            files.push(image);
         }
-        let written = sign::sign_release(&opts.key, bundle)?;
-        let names: Vec<&str> = written.iter().map(|p| p.as_str()).collect();
-        shell.status("Signed", format!("{bundle} ({})", names.join(", ")));
+        for file in files {
+            let written = sign::sign_file(opts.signer, &opts.key, &file, &release)?;
+            let names: Vec<&str> = written.iter().map(|p| p.as_str()).collect();
+            shell.status("Signed", format!("{file} ({})", names.join(", ")));
+        }
     }
     Ok(0)
 }

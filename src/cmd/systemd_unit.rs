@@ -10,7 +10,7 @@ use crate::shell::Shell;
 
 pub fn run(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
     let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);
-    let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None);
+    let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None, None);
     let hosts = resolve::hosts(&lookup, flags)?;
     let targets = &hosts.targets;
     // The layout is the same on every host; the first one answers.

@@ -28,7 +28,7 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
     }
     let mut report = verify::verify_file(
         &opts.path,
-        opts.check.sha256.as_deref(),
+        opts.check.trust.sha256.as_deref(),
         verify::limits(&opts.check),
         &opts.check.allow_paths,
         Some(&mut extractor),
@@ -36,10 +36,10 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
     // Before anything is moved into place: a signature, when signers are given.
     verify::check_signature(
         &mut report,
-        opts.check.allowed_signers.as_deref(),
-        opts.check.identity.as_deref(),
+        opts.check.trust.allowed_signers.as_deref(),
+        opts.check.trust.identity.as_deref(),
     )?;
-    if let Some(public) = &opts.check.minisign_key {
+    if let Some(public) = &opts.check.trust.minisign_key {
         verify::check_minisign(&mut report, public)?;
     }
     if unpack::interrupted() {

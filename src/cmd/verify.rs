@@ -11,7 +11,7 @@ use crate::verify::{Finding, Report, check_minisign, check_signature, limits, pr
 pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
     let mut code = 0;
     for path in &opts.paths {
-        match check(path, opts) {
+        match check(path, opts, shell) {
             Ok(report) => {
                 print(&report, &opts.check, shell);
                 if !report.passes(opts.check.strict) && code == 0 {
@@ -28,14 +28,14 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
 }
 
 /// One bundle or image: its own checks, then its signature, then (bundles) the rebuild.
-fn check(path: &camino::Utf8Path, opts: &VerifyOpts) -> Result<Report> {
+fn check(path: &camino::Utf8Path, opts: &VerifyOpts, shell: &Shell) -> Result<Report> {
     let image = path.as_str().ends_with(".oci.tar");
     let mut report = if image {
         crate::image::verify::verify_image(path)?
     } else {
         verify_file(
             path,
-            opts.check.sha256.as_deref(),
+            opts.check.trust.sha256.as_deref(),
             limits(&opts.check),
             &opts.check.allow_paths,
             None,
@@ -43,17 +43,17 @@ fn check(path: &camino::Utf8Path, opts: &VerifyOpts) -> Result<Report> {
     };
     check_signature(
         &mut report,
-        opts.check.allowed_signers.as_deref(),
-        opts.check.identity.as_deref(),
+        opts.check.trust.allowed_signers.as_deref(),
+        opts.check.trust.identity.as_deref(),
     )?;
-    if let Some(public) = &opts.check.minisign_key {
+    if let Some(public) = &opts.check.trust.minisign_key {
         check_minisign(&mut report, public)?;
     }
     if opts.rebuild && !image {
         match &report.manifest {
             Some(m) if report.passes(false) => {
                 let repo = opts.repo.clone().unwrap_or_else(|| ".".into());
-                let found = rebuild::rebuild(path, &report.sha256, m, &repo)?;
+                let found = rebuild::rebuild(path, &report.sha256, m, &repo, shell)?;
                 report.findings.extend(found);
             }
             _ => report.findings.push(Finding::error(

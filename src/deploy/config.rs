@@ -115,6 +115,8 @@ pub struct Settings {
     pub service: Service,
     pub ssh_config: Option<String>,
     pub health: Health,
+    /// Refuse a bundle whose signature is not checked (`--allowed-signers`/`--minisign-key`).
+    pub require_signature: bool,
 }
 
 /// Settings as read from one table or the flags: what is not given is `None`.
@@ -135,6 +137,7 @@ pub struct Partial {
     pub deadline: Option<Duration>,
     pub healthy_for: Option<Duration>,
     pub unhealthy_after: Option<u32>,
+    pub require_signature: Option<bool>,
 }
 
 /// A deploy table: its own settings and its named destinations.
@@ -144,8 +147,7 @@ pub struct DeployTable {
     pub destinations: BTreeMap<String, Partial>,
 }
 
-const KEYS: &str =
-    "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, destinations";
+const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, require-signature, destinations";
 const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for, unhealthy-after";
 
 fn duration(v: &Value, o: &Origin) -> Result<Duration, ConfigError> {
@@ -219,6 +221,7 @@ fn parse_partial(v: &Value, o: &Origin, top: bool) -> Result<DeployTable, Config
             }
             "unit" => p.unit = Some(value::string(item, &ko)?.value),
             "ssh-config" => p.ssh_config = Some(value::string(item, &ko)?.value),
+            "require-signature" => p.require_signature = Some(value::boolean(item, &ko)?),
             "health" => {
                 for (hk, hv) in value::table(item, &ko)? {
                     let ho = ko.child(hk);
@@ -279,6 +282,7 @@ impl Partial {
             deadline: other.deadline.or(self.deadline),
             healthy_for: other.healthy_for.or(self.healthy_for),
             unhealthy_after: other.unhealthy_after.or(self.unhealthy_after),
+            require_signature: other.require_signature.or(self.require_signature),
         }
     }
 
@@ -307,6 +311,7 @@ impl Partial {
                 healthy_for: self.healthy_for.unwrap_or(Duration::from_secs(2)),
                 unhealthy_after: self.unhealthy_after.unwrap_or(3),
             },
+            require_signature: self.require_signature.unwrap_or(false),
         }
     }
 }

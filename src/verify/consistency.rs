@@ -535,6 +535,16 @@ pub(super) fn check(
             );
         }
     }
+    if manifest.git.as_ref().is_some_and(|g| g.dirty) {
+        finding(
+            findings,
+            Severity::Warning,
+            "dirty",
+            Some(&full(crate::archive::MANIFEST)),
+            "built from a working tree with uncommitted changes: its commit does not rebuild it"
+                .into(),
+        );
+    }
     out.sbom = check_sbom(
         checker.sbom.as_ref(),
         &manifest,

@@ -638,6 +638,68 @@ fn a_destination_from_the_manifest() {
         err.contains("Cargo.toml") && err.contains("package.metadata.release.deploy.keep"),
         "{err}"
     );
+
+    // `require-signature`: an unsigned bundle, or one not checked against a signer, is refused
+    // before any host is contacted; a signed one checked with --minisign-key goes out.
+    fs::write(
+        &manifest,
+        text.replace("keep = 3", "keep = 3\nrequire-signature = true"),
+    )
+    .unwrap();
+    let out = fx.run(&["deploy", "--dest", "staging"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("deploy.require-signature is set"),
+        "{}",
+        stderr(&out)
+    );
+    if !have("minisign") {
+        return;
+    }
+    let key = fx.scratch.join("ci.key");
+    let public = fx.scratch.join("ci.pub");
+    let made = std::process::Command::new("minisign")
+        .args(["-G", "-W", "-f", "-s"])
+        .arg(&key)
+        .arg("-p")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    // The same bundle the first deploy built (bundling is reproducible), to sign.
+    let out = fx.run(&[
+        "--message-format",
+        "json",
+        "-q",
+        "--out-dir",
+        fx.scratch.join("signed").to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let copy = std::path::PathBuf::from(msg["path"].as_str().unwrap());
+    let checked = |extra: &[&str]| {
+        let mut args = vec!["deploy", copy.to_str().unwrap(), "--dest", "staging"];
+        args.extend_from_slice(extra);
+        args.extend(["--minisign-key", public.to_str().unwrap()]);
+        fx.run(&args)
+    };
+    let out = checked(&[]);
+    assert_eq!(out.status.code(), Some(1), "unsigned: {}", stderr(&out));
+    assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
+    let signed = run_tool(
+        &fx.root,
+        &[
+            "sign",
+            copy.to_str().unwrap(),
+            "--signer",
+            "minisign",
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&signed);
+    assert_success(&checked(&["--env-file", env.to_str().unwrap()]));
 }
 
 /// `deploy.service = "systemd"` against a real systemd (PID 1 of its own namespaces, see

@@ -105,4 +105,15 @@ fn git_commit_time_is_the_timestamp() {
     )
     .join("webapp-1.2.0");
     assert_eq!(manifest(&top)["git"]["dirty"], true);
+    // verify says so, and `--strict` fails it.
+    let bundle = msgs[0]["path"].as_str().unwrap();
+    let out = fx.run(&["verify", bundle]);
+    assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("warning[dirty]"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = fx.run(&["verify", "--strict", bundle]);
+    assert_eq!(out.status.code(), Some(1));
 }

@@ -434,6 +434,30 @@ fn two_builds_give_the_same_image() {
         fs::read(p1).unwrap() == fs::read(p2).unwrap(),
         "{p1} and {p2} differ"
     );
+    // `sign BUNDLE` signs the image built beside it too (as bundling with --sign-key does).
+    if !have("ssh-keygen") {
+        return;
+    }
+    let key = a.scratch.join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let bundle = one["path"].as_str().unwrap();
+    let out = run_tool(
+        &a.root,
+        &["sign", bundle, "--key", key.to_str().unwrap()],
+        &[],
+    );
+    assert_success(&out);
+    assert!(Path::new(&format!("{bundle}.sig")).is_file());
+    assert!(
+        Path::new(&format!("{p1}.sig")).is_file(),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The entries of an image layout tar, by name.

@@ -304,8 +304,24 @@ fn verify_rebuild_end_to_end() {
     assert!(!err.contains("warning"), "{err}");
     let b = bundle.to_str().unwrap();
 
-    let (code, msgs) = verify_json(&fx.root, &["--rebuild", b]);
+    let out = run_tool(
+        &fx.root,
+        &["verify", "--message-format", "json", "--rebuild", b],
+        &[],
+    );
+    let (code, msgs) = (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect::<Vec<serde_json::Value>>(),
+    );
     assert_eq!(code, 0, "{msgs:#?}");
+    // It says what it is doing while the build runs again (cargo's lines included).
+    let err = stderr(&out);
+    for step in ["Checking out", "Rebuilding", "Finished", "Comparing"] {
+        assert!(err.contains(step), "{step}: {err}");
+    }
     assert!(
         msgs.iter().any(|m| m["code"] == "rebuild-identical"),
         "{msgs:#?}"
