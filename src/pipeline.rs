@@ -356,6 +356,21 @@ pub fn bundle(
             pairs.push((f.path(), rustflags::REMAP_REPO));
             pairs.push((through, rustflags::REMAP_WORKSPACE));
         }
+        // The repository's own root, resolved as the kernel resolves rustc's working
+        // directory (debug info records it as DW_AT_comp_dir, whatever path cargo used).
+        let resolved: Vec<Utf8PathBuf> = [repo.as_deref(), Some(ws.root())]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.canonicalize_utf8().ok())
+            .collect();
+        if let (Some(r), Some(w)) = (repo.as_deref(), resolved.last()) {
+            if let Some(rr) = resolved.first().filter(|rr| rr.as_path() != r) {
+                pairs.push((rr, rustflags::REMAP_REPO));
+            }
+            if w.as_path() != ws.root() {
+                pairs.push((w, rustflags::REMAP_WORKSPACE));
+            }
+        }
         build::PathRemap::new(&sources, &target, &pairs)
     } else {
         build::PathRemap::default()
@@ -380,8 +395,10 @@ pub fn bundle(
     let cargo_home = rustflags::cargo_home()
         .map(|h| h.to_string())
         .unwrap_or_default();
+    let repo_root = repo.as_ref().map(|r| r.to_string()).unwrap_or_default();
     let machine: Vec<(&str, &'static str)> = vec![
         (ws.root().as_str(), "the workspace root"),
+        (repo_root.as_str(), "the repository root"),
         (ws.target_dir.as_str(), "the target directory"),
         (cargo_home.as_str(), "CARGO_HOME"),
         (home.as_str(), "your HOME"),

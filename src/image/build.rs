@@ -242,7 +242,7 @@ fn base_has_shell(dir: &Utf8Path, manifest: &ImageManifest) -> Result<bool> {
         } else {
             Box::new(BufReader::new(f))
         };
-        if let Some(first) = super::verify::layer_errors(&layer.digest, &mut reader).first() {
+        if let Some(first) = super::layers::layer_errors(&layer.digest, &mut reader).first() {
             bail!(
                 "`{path}`: a base layer that `verify` would refuse: {} ({}); use another base",
                 first.message,

@@ -9,6 +9,7 @@
 //! layout; `verify.rs` checks one.
 
 pub mod build;
+mod layers;
 pub mod merge;
 pub mod verify;
 

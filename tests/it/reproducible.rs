@@ -43,13 +43,25 @@ fn toolchain_env() -> Vec<(String, String)> {
 
 /// Bundle `root` with the given environment (and umask), returning the bundle's path.
 fn bundle_in(root: &Path, out: &Path, umask: &str, env: &[(&str, &str)]) -> (PathBuf, String) {
+    bundle_with(root, out, umask, env, &[])
+}
+
+/// [`bundle_in`] with more arguments for the tool.
+fn bundle_with(
+    root: &Path,
+    out: &Path,
+    umask: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (PathBuf, String) {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!(
-            "umask {umask} && exec \"$0\" release-bundle --message-format json --out-dir \"$1\""
+            "umask {umask} && exec \"$0\" release-bundle --message-format json --out-dir \"$@\""
         ))
         .arg(tool())
         .arg(out)
+        .args(args)
         .current_dir(root)
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("CARGO_TARGET_DIR")
@@ -395,6 +407,7 @@ fn axum_shape(
     scratch: &Scratch,
     at: &str,
     helper_at: &str,
+    profile: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
     let repo_dir = scratch.join(at);
     let app = repo_dir.join("examples/app");
@@ -415,7 +428,7 @@ fn axum_shape(
     let dep = pathdiff(&helper, &app);
     fs::write(
         app.join("Cargo.toml"),
-        format!("[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[dependencies]\nhelper = {{ path = \"{dep}\" }}\n\n[package.metadata.release]\n"),
+        format!("[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[dependencies]\nhelper = {{ path = \"{dep}\" }}\n\n[package.metadata.release]\n{profile}"),
     )
     .unwrap();
     fs::write(
@@ -444,16 +457,47 @@ fn a_workspace_inside_a_larger_repository_is_reproducible() {
     if !have("git") {
         return;
     }
+    // Without debug info, with line tables and with full debug info (which record the
+    // directory rustc ran in, resolved: the clone's own path).
+    for (i, profile) in [
+        "",
+        "\n[profile.release]\ndebug = \"line-tables-only\"\n",
+        "\n[profile.release]\ndebug = true\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        checkouts_at_two_depths_give_the_same_bytes(profile, i == 0);
+    }
+}
+
+fn checkouts_at_two_depths_give_the_same_bytes(profile: &str, rebuild: bool) {
     let scratch = Scratch::new();
     let mut bytes = Vec::new();
     for (at, out) in [("one/repo", "out-a"), ("two/deeper/repo", "out-b")] {
-        let (repo_dir, app) = axum_shape(&scratch, at, &format!("{at}/helper"));
+        let (repo_dir, app) = axum_shape(&scratch, at, &format!("{at}/helper"), profile);
         git(&repo_dir, &["init", "-q"]);
         git(&repo_dir, &["add", "-A"]);
         git(&repo_dir, &["commit", "-q", "-m", "release"]);
-        let (bundle, err) = bundle_in(&app, &scratch.join(out), "022", &[]);
+        // The second clone is named through a symlink (`--manifest-path`), so the paths cargo
+        // uses differ from the resolved ones rustc records.
+        let (bundle, err) = if bytes.is_empty() {
+            bundle_in(&app, &scratch.join(out), "022", &[])
+        } else {
+            let link = scratch.join("two-link");
+            std::os::unix::fs::symlink(scratch.join("two"), &link).unwrap();
+            let manifest = link.join("deeper/repo/examples/app/Cargo.toml");
+            let manifest = manifest.to_str().unwrap();
+            bundle_with(
+                &scratch.path,
+                &scratch.join(out),
+                "022",
+                &[],
+                &["--manifest-path", manifest],
+            )
+        };
         assert!(!err.contains("warning"), "{err}");
-        if bytes.is_empty() {
+        if bytes.is_empty() && rebuild {
             let (code, msgs) = verify_json(&app, &["--rebuild", bundle.to_str().unwrap()]);
             assert_eq!(code, 0, "{msgs:#?}");
             assert!(
@@ -463,7 +507,10 @@ fn a_workspace_inside_a_larger_repository_is_reproducible() {
         }
         bytes.push(fs::read(&bundle).unwrap());
     }
-    assert!(bytes[0] == bytes[1], "two checkouts gave different bytes");
+    assert!(
+        bytes[0] == bytes[1],
+        "two checkouts gave different bytes with {profile:?}"
+    );
 }
 
 /// A path dependency outside the repository cannot be made reproducible: bundling warns and
@@ -474,7 +521,7 @@ fn a_rebuild_names_a_path_dependency_outside_the_repository() {
         return;
     }
     let scratch = Scratch::new();
-    let (repo_dir, app) = axum_shape(&scratch, "repo", "elsewhere/helper");
+    let (repo_dir, app) = axum_shape(&scratch, "repo", "elsewhere/helper", "");
     git(&repo_dir, &["init", "-q"]);
     git(&repo_dir, &["add", "-A"]);
     git(&repo_dir, &["commit", "-q", "-m", "release"]);
