@@ -538,44 +538,19 @@ pub fn bundle(
             );
             bundle.image = Some(built);
         }
-        // Provenance beside the bundle (after it and its image, so a bundle never has stale
-        // provenance).
-        let statement = provenance::statement(
+        let image = bundle.image.as_ref().map(|i| provenance::ImageFile {
+            path: &i.path,
+            digest: &i.digest,
+            base_digest: i.base_digest.as_deref(),
+        });
+        provenance::attest(
+            (&bundle.path, &bundle.sha256),
+            image,
             &recorded,
-            &plan.file_name,
-            &bundle.sha256,
-            &provenance::builder_id(&|k| std::env::var(k).ok()),
-            provenance::repository(&|k| std::env::var(k).ok()).as_deref(),
-        );
-        let mut statement = statement;
-        if let Some(i) = &bundle.image {
-            let name = i.path.file_name().unwrap_or_default();
-            let sha256 = crate::fsutil::sha256_of(&i.path)?;
-            provenance::add_image(
-                &mut statement,
-                name,
-                &sha256,
-                &i.digest,
-                i.base_digest.as_deref(),
-            );
-        }
-        let mut line = serde_json::to_vec(&statement)?;
-        line.push(b'\n');
-        crate::fsutil::write_atomically(&provenance::path_of(&bundle.path), &line)?;
-        if let Some(key) = sign_key {
-            let mut files = vec![bundle.path.clone()];
-            files.extend(bundle.image.as_ref().map(|i| i.path.clone()));
-            let release = crate::sign::Signed {
-                name: &plan.name,
-                version: &plan.version,
-                commit: recorded.git.as_ref().map(|g| g.commit.as_str()),
-            };
-            for file in files {
-                for sig in crate::sign::sign_file(opts.signer, key, &file, &release)? {
-                    shell.status("Signed", project::display_path(&sig));
-                }
-            }
-        }
+            sign_key.as_deref(),
+            opts.signer,
+            shell,
+        )?;
         shell.status(
             "Finished",
             format!(

@@ -149,6 +149,57 @@ pub fn add_image(
     }
 }
 
+/// The image built beside a bundle, as provenance and signing need it.
+pub struct ImageFile<'a> {
+    pub path: &'a camino::Utf8Path,
+    pub digest: &'a str,
+    pub base_digest: Option<&'a str>,
+}
+
+/// Provenance beside the bundle (after it and its image, so a bundle never has stale
+/// provenance), then signatures of the bundle and its image when a key is given.
+pub fn attest(
+    bundle: (&camino::Utf8Path, &str),
+    image: Option<ImageFile>,
+    recorded: &crate::archive::manifest::Manifest,
+    sign_key: Option<&camino::Utf8Path>,
+    signer: crate::sign::Signer,
+    shell: &crate::shell::Shell,
+) -> anyhow::Result<()> {
+    let (path, sha256) = bundle;
+    let file_name = path.file_name().unwrap_or_default();
+    let mut statement = statement(
+        recorded,
+        file_name,
+        sha256,
+        &builder_id(&|k| std::env::var(k).ok()),
+        repository(&|k| std::env::var(k).ok()).as_deref(),
+    );
+    if let Some(i) = &image {
+        let name = i.path.file_name().unwrap_or_default();
+        let image_sha = crate::fsutil::sha256_of(i.path)?;
+        add_image(&mut statement, name, &image_sha, i.digest, i.base_digest);
+    }
+    let mut line = serde_json::to_vec(&statement)?;
+    line.push(b'\n');
+    crate::fsutil::write_atomically(&path_of(path), &line)?;
+    let Some(key) = sign_key else {
+        return Ok(());
+    };
+    let release = crate::sign::Signed {
+        name: &recorded.name,
+        version: &recorded.version,
+        commit: recorded.git.as_ref().map(|g| g.commit.as_str()),
+    };
+    let files = std::iter::once(path).chain(image.as_ref().map(|i| i.path));
+    for file in files {
+        for sig in crate::sign::sign_file(signer, key, file, &release)? {
+            shell.status("Signed", crate::project::display_path(&sig));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,7 +112,7 @@ pub fn sign_file(
 /// too, so the signature covers how it was built. Returns the signatures written.
 pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
     let mut written = Vec::new();
-    let provenance = crate::provenance::path_of(file);
+    let provenance = crate::archive::companions::Companion::Provenance.path(file);
     let mut targets = vec![file.to_owned()];
     if provenance.is_file() {
         targets.push(provenance);
