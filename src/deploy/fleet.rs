@@ -21,9 +21,10 @@ use super::notes::{HostNotes, HostOutcome, Notes, Summary, What};
 use super::restart::{Moved, ensure_running, move_host, prune, revert, service, went_back};
 use super::session::{Session, lock_all, on_each, output_of, unlock_all};
 use super::stage::stage_group;
-use super::state::{HostState, TransferPlan, batches, parse_state, plan_transfer};
+use super::state::{HostState, TransferPlan, Wire, batches, parse_state, plan_transfer};
 use super::transport::Transport;
 use super::{Event, Options, Release, Target, now};
+use crate::archive::{self, Format};
 
 fn untouched(targets: &[Target]) -> BTreeMap<String, HostOutcome> {
     targets
@@ -112,7 +113,7 @@ fn deploy_locked(
     verify_installed(&earlier, version, tx).context("no host was switched")?;
     // Stage everywhere while the old release serves: hosts that hold the same files get one
     // stream, compressed once.
-    let mut groups: Vec<(TransferPlan, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(TransferPlan, Wire, Vec<usize>)> = Vec::new();
     for (i, s) in sessions.iter().enumerate() {
         let notes = HostNotes {
             tx,
@@ -125,25 +126,24 @@ fn deploy_locked(
             continue;
         }
         let plan = plan_transfer(release, &s.state)?;
-        let gzip = !matches!(s.target.transport, Transport::Local);
-        match groups.iter_mut().find(|(p, m)| {
-            *p == plan && gzip == !matches!(sessions[m[0]].target.transport, Transport::Local)
-        }) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((plan, vec![i])),
+        let local = matches!(s.target.transport, Transport::Local);
+        let format = archive::format_of(release.bundle.as_str()).unwrap_or(Format::TarZst);
+        let wire = Wire::choose(local, &s.state, &plan, format);
+        match groups.iter_mut().find(|(p, w, _)| *p == plan && *w == wire) {
+            Some((_, _, members)) => members.push(i),
+            None => groups.push((plan, wire, vec![i])),
         }
     }
     let mut results: Vec<(usize, Result<What>)> = Vec::new();
     {
         let all: &[Session] = sessions;
         let staged: Vec<Vec<(usize, Result<What>)>> =
-            super::parallel(groups.iter().collect(), |(plan, members)| {
+            super::parallel(groups.iter().collect(), |(plan, wire, members)| {
                 let group: Vec<&Session> = members.iter().map(|&i| &all[i]).collect();
-                let gzip = !matches!(group[0].target.transport, Transport::Local);
                 members
                     .iter()
                     .copied()
-                    .zip(stage_group(&group, release, plan, gzip))
+                    .zip(stage_group(&group, release, plan, *wire))
                     .collect()
             });
         results.extend(staged.into_iter().flatten());

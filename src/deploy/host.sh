@@ -183,6 +183,7 @@ case $rb_step in
     # and the event log. Sections start with "@@rb ".
     printf '@@rb root %s\n' "$(pwd -P)"
     printf '@@rb user %s\n' "$(id -un 2>/dev/null)"
+    if command -v zstd >/dev/null 2>&1; then echo '@@rb zstd yes'; else echo '@@rb zstd no'; fi
     printf '@@rb current %s\n' "$(rb_current)"
     if [ -d releases ]; then
       for rb_dir in releases/*/; do
@@ -212,7 +213,7 @@ case $rb_step in
     done
     ;;
   receive)
-    # receive ID COMPRESSION: extract the transfer from stdin into releases/.incoming-ID as
+    # receive ID WIRE [TOP]: extract the transfer from stdin into releases/.incoming-ID as
     # it arrives, hashing it on the way (through a FIFO: sha256sum beside tar), and print its
     # sha256. Nothing there is used until the tool has compared that digest and `unpack`
     # has checked every file.
@@ -223,12 +224,20 @@ case $rb_step in
     mkfifo -- "$rb_dir.fifo" || rb_die "cannot create $rb_path/$rb_dir.fifo"
     sha256sum < "$rb_dir.fifo" > "$rb_dir.sum" &
     rb_hasher=$!
-    if [ "$2" = gz ]; then
-      tee -- "$rb_dir.fifo" | tar -xzf - -C "$rb_dir"
-    else
-      tee -- "$rb_dir.fifo" | tar -xf - -C "$rb_dir"
-    fi
+    case $2 in
+      gz|bundle-gz) tee -- "$rb_dir.fifo" | tar -xzf - -C "$rb_dir" ;;
+      zst|bundle-zst) tee -- "$rb_dir.fifo" | zstd -dcq | tar -xf - -C "$rb_dir" ;;
+      *) tee -- "$rb_dir.fifo" | tar -xf - -C "$rb_dir" ;;
+    esac
     rb_status=$?
+    # The bundle itself: its top directory becomes the release.
+    case $2 in
+      bundle-*)
+        rb_name_ok "$3"
+        if [ "$rb_status" = 0 ]; then
+          mv -- "$rb_dir/$3" "$rb_dir/release" || rb_status=1
+        fi ;;
+    esac
     wait "$rb_hasher"
     rb_sum=$(cat -- "$rb_dir.sum") || rb_sum=
     rm -f -- "$rb_dir.fifo" "$rb_dir.sum"

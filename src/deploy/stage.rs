@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::notes::What;
 use super::session::Session;
-use super::state::{Link, TransferPlan};
+use super::state::{Link, TransferPlan, Wire};
 use super::{Event, Release, now};
 use crate::archive::{self, Format};
 
@@ -102,6 +102,44 @@ fn write_transfer(release: &Release, links: &[Link], out: impl Write) -> Result<
     Ok(())
 }
 
+fn bundle_format(release: &Release) -> Format {
+    archive::format_of(release.bundle.as_str()).unwrap_or(Format::TarZst)
+}
+
+/// Write what goes over the wire: the bundle's own bytes, or the transfer tar (plain, gzip
+/// on every core, or zstd on every core).
+fn send(
+    release: &Release,
+    plan: &TransferPlan,
+    wire: Wire,
+    out: &mut (impl Write + Send),
+) -> Result<()> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    match wire {
+        Wire::Bundle => {
+            let bundle = release.bundle;
+            let mut file = crate::fsutil::open_regular(bundle)
+                .with_context(|| format!("`{bundle}`: cannot open the bundle"))?;
+            std::io::copy(&mut file, out).context("cannot send the bundle")?;
+            Ok(())
+        }
+        Wire::Gzip => {
+            super::gzip::compress(out, workers, 6, |w| write_transfer(release, &plan.links, w))
+                .map(drop)
+        }
+        Wire::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+            enc.multithread(workers as u32)?;
+            write_transfer(release, &plan.links, &mut enc)?;
+            enc.finish().context("cannot send the release")?;
+            Ok(())
+        }
+        Wire::Tar => write_transfer(release, &plan.links, out),
+    }
+}
+
 /// Writes the same bytes to every host of a group.
 struct FanOut(Vec<std::io::BufWriter<std::process::ChildStdin>>);
 
@@ -124,7 +162,7 @@ pub fn stage_group(
     members: &[&Session],
     release: &Release,
     plan: &TransferPlan,
-    gzip: bool,
+    wire: Wire,
 ) -> Vec<Result<What>> {
     let version = &release.manifest.version;
     let id = format!("{}-{}", std::process::id(), now());
@@ -132,10 +170,11 @@ pub fn stage_group(
     let mut stdins = Vec::new();
     for s in members {
         let label = &s.target.label;
+        let format = bundle_format(release);
         let mut cmd = s.target.transport.step(
             &s.target.path,
             "receive",
-            &[&id, if gzip { "gz" } else { "tar" }],
+            &[&id, wire.step_arg(format), &release.manifest.top_dir],
         );
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -165,17 +204,7 @@ pub fn stage_group(
         bytes: 0,
         hash: Sha256::new(),
     };
-    let written = if gzip {
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8);
-        super::gzip::compress(&mut tally, workers, 6, |w| {
-            write_transfer(release, &plan.links, w)
-        })
-        .map(drop)
-    } else {
-        write_transfer(release, &plan.links, &mut tally)
-    };
+    let written = send(release, plan, wire, &mut tally);
     let sent = tally.bytes;
     let digest = archive::hex(&tally.hash.finalize_reset());
     drop(tally);

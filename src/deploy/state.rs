@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 
 use super::{Event, History, Release};
+use crate::archive::Format;
 use crate::archive::manifest::{FileKind, FileRecord};
 
 /// What `host.sh state` reports about one host.
@@ -16,6 +17,8 @@ pub struct HostState {
     pub root: Option<String>,
     /// The user the host's steps run as (the deploy user).
     pub user: Option<String>,
+    /// Whether the host has `zstd` (then transfers are zstd, or the bundle's own bytes).
+    pub zstd: bool,
     pub current: Option<String>,
     /// Installed versions with their `SHA256SUMS` lines (digest, path).
     pub releases: BTreeMap<String, Vec<(String, String)>>,
@@ -45,6 +48,7 @@ pub fn parse_state(text: &str) -> Result<HostState> {
             match word {
                 "root" => state.root = Some(arg.to_string()),
                 "user" => state.user = Some(arg.to_string()).filter(|u| !u.is_empty()),
+                "zstd" => state.zstd = arg == "yes",
                 "current" => state.current = Some(arg.to_string()).filter(|v| !v.is_empty()),
                 "release" => {
                     version = arg.to_string();
@@ -137,6 +141,46 @@ pub struct TransferPlan {
     pub bytes_sent_uncompressed: u64,
 }
 
+/// How a transfer travels to a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// A plain tar (this machine: nothing to save).
+    Tar,
+    /// The changed files as a gzip tar (any host has gzip).
+    Gzip,
+    /// The changed files as a zstd tar (the host has zstd).
+    Zstd,
+    /// The bundle's own compressed bytes, nothing recompressed: a first deploy to a host that
+    /// can decompress the bundle's format.
+    Bundle,
+}
+
+impl Wire {
+    /// The cheapest way to send `plan` to a host in `state`: the bundle as it is when nothing
+    /// is held there and the host reads its format (gzip always, zstd when installed); else
+    /// the changed files, as zstd when the host has it, gzip otherwise.
+    pub fn choose(local: bool, state: &HostState, plan: &TransferPlan, bundle: Format) -> Wire {
+        let readable = bundle == Format::TarGz || state.zstd;
+        match () {
+            _ if local => Wire::Tar,
+            _ if plan.links.is_empty() && readable => Wire::Bundle,
+            _ if state.zstd => Wire::Zstd,
+            _ => Wire::Gzip,
+        }
+    }
+
+    /// How `host.sh receive` is told what arrives.
+    pub fn step_arg(self, bundle: Format) -> &'static str {
+        match (self, bundle) {
+            (Wire::Tar, _) => "tar",
+            (Wire::Gzip, _) => "gz",
+            (Wire::Zstd, _) => "zst",
+            (Wire::Bundle, Format::TarGz) => "bundle-gz",
+            (Wire::Bundle, Format::TarZst) => "bundle-zst",
+        }
+    }
+}
+
 /// Plan the transfer to a host from the release's spooled `MANIFEST.json`, streamed (the
 /// file list is never held whole).
 pub fn plan_transfer(release: &Release, state: &HostState) -> Result<TransferPlan> {
@@ -180,6 +224,40 @@ pub fn http_status(reply: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wire_is_the_cheapest_the_host_reads() {
+        let link = Link {
+            from: "1.0.0/a".into(),
+            to: "a".into(),
+            mode: "644".into(),
+        };
+        let first = TransferPlan::default();
+        let upgrade = TransferPlan {
+            links: vec![link],
+            ..TransferPlan::default()
+        };
+        let host = |zstd| HostState {
+            zstd,
+            ..HostState::default()
+        };
+        let cases = [
+            (true, true, &first, Format::TarZst, Wire::Tar),
+            (false, true, &first, Format::TarZst, Wire::Bundle),
+            (false, false, &first, Format::TarZst, Wire::Gzip),
+            (false, false, &first, Format::TarGz, Wire::Bundle),
+            (false, true, &upgrade, Format::TarZst, Wire::Zstd),
+            (false, false, &upgrade, Format::TarGz, Wire::Gzip),
+        ];
+        for (local, zstd, plan, format, want) in cases {
+            assert_eq!(
+                Wire::choose(local, &host(zstd), plan, format),
+                want,
+                "{local} {zstd} {format:?}"
+            );
+        }
+        assert_eq!(Wire::Bundle.step_arg(Format::TarZst), "bundle-zst");
+    }
 
     #[test]
     fn state_reports_parse() {

@@ -78,9 +78,9 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
     let crashes = webapp_at(&scratch, "1.4.0", "WEBAPP_CRASH = \"1\"\n");
     let silent = webapp_at(&scratch, "1.5.0", "WEBAPP_SILENT = \"1\"\n");
 
-    // No zstd (nor this tool) on the hosts: only sh, coreutils, tar, gzip.
+    // Not this tool on the hosts, and no zstd but on the first: sh, coreutils, tar, gzip.
     let out = hosts.ssh(
-        1,
+        2,
         "command -v zstd || command -v cargo-release-bundle || echo none",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none");
@@ -105,6 +105,10 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
             sent > 0 && sent < bundle_size * 3,
             "host {i}: {sent} bytes for a {bundle_size}-byte bundle"
         );
+        // The first host has zstd: it gets the bundle's own bytes, nothing recompressed.
+        if i == 0 && have("zstd") {
+            assert_eq!(sent, bundle_size, "{s}");
+        }
     }
     for (i, port) in ports.iter().enumerate() {
         assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.2.0");

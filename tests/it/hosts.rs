@@ -2,7 +2,8 @@
 //! and one local user per host (`rbhost1`, `rbhost2`, ...), each with its own home. The
 //! client side is an `ssh_config` naming them `h1`, `h2`, ... with a pinned `known_hosts`
 //! and strict host key checking. Each host's PATH holds only `sh`, coreutils, `tar` and
-//! `gzip` (sshd's `SetEnv`), as on a stock server without this tool or `zstd`.
+//! `gzip` (sshd's `SetEnv`), as on a stock server without this tool; the first host also has
+//! `zstd`, so both kinds of transfer are exercised.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -281,9 +282,23 @@ impl Hosts {
         }
         let bin = scratch.join("hostbin");
         host_bin(&bin);
+        // The first host also has zstd (transfers to it are zstd, or the bundle's own bytes);
+        // the others have only what a stock server has (gzip transfers).
+        let zbin = scratch.join("hostbin-zstd");
+        host_bin(&zbin);
+        let zstd = Command::new("sh")
+            .args(["-c", "command -v zstd"])
+            .output()
+            .unwrap();
+        let zstd = String::from_utf8_lossy(&zstd.stdout).trim().to_string();
+        if !zstd.is_empty() {
+            std::os::unix::fs::symlink(&zstd, zbin.join("zstd")).unwrap();
+        }
         if setup.systemd.is_some() {
             // A systemd server has its service manager's client too.
-            std::os::unix::fs::symlink("/usr/bin/systemctl", bin.join("systemctl")).unwrap();
+            for dir in [&bin, &zbin] {
+                std::os::unix::fs::symlink("/usr/bin/systemctl", dir.join("systemctl")).unwrap();
+            }
         }
         keygen(&scratch.join("host_key"));
         keygen(&scratch.join("client_key"));
@@ -302,8 +317,10 @@ impl Hosts {
         fs::write(
             scratch.join("sshd_config"),
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {s}/host_key\nPidFile {s}/sshd.pid\nAuthorizedKeysFile {s}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowUsers {}\nSetEnv PATH={}\nMaxSessions 100\nMaxStartups 100\nLogLevel ERROR\n",
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {s}/host_key\nPidFile {s}/sshd.pid\nAuthorizedKeysFile {s}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowUsers {}\nMaxSessions 100\nMaxStartups 100\nLogLevel ERROR\nMatch User {}\n  SetEnv PATH={}\nMatch all\n  SetEnv PATH={}\n",
                 users.join(" "),
+                users[0],
+                zbin.display(),
                 bin.display()
             ),
         )
