@@ -186,6 +186,9 @@ fn deploy_locked(
     if let Some(e) = first_error {
         return Err(e.context("staging failed; no host was switched"));
     }
+    if opts.restart {
+        check_environments(sessions, name, version)?;
+    }
     // Batch by batch.
     let size = opts.settings.batch.size(sessions.len());
     let mut switched: Vec<(usize, Option<String>)> = Vec::new();
@@ -197,7 +200,7 @@ fn deploy_locked(
             };
             let from = s.state.current.clone();
             let r = if from.as_deref() == Some(version) {
-                ensure_running(s, opts, name, version, &notes).map(|()| None)
+                ensure_running(s, opts, name, version, &notes)
             } else {
                 move_host(s, opts, name, from.as_deref(), version, false, &notes).map(Some)
             };
@@ -327,7 +330,7 @@ fn rollback_locked(
                 let name = release_name(&s.state)
                     .with_context(|| format!("{}: {}", s.target.label, s.target.path))?;
                 if from.as_deref() == Some(to) {
-                    return ensure_running(s, opts, &name, to, &notes).map(|()| None);
+                    return ensure_running(s, opts, &name, to, &notes);
                 }
                 move_host(s, opts, &name, from.as_deref(), to, true, &notes).map(Some)
             })();
@@ -372,6 +375,26 @@ pub fn release_intact(target: &Target, version: &str) -> Result<()> {
         .transport
         .single_step(&target.path, "verify-release", &[version]);
     output_of(cmd, "verify-release", &target.label, None).map(drop)
+}
+
+/// Before anything switches: every host's environment gives the release every variable it
+/// requires. A missing one is the host's fault, not the release's: nothing is marked bad.
+fn check_environments(sessions: &[Session], name: &str, version: &str) -> Result<()> {
+    let missing = super::parallel(sessions.iter().collect(), |s| {
+        s.step("missing-env", &[version, name])
+    });
+    for (s, missing) in sessions.iter().zip(missing) {
+        let vars: Vec<String> = missing?.lines().map(String::from).collect();
+        if !vars.is_empty() {
+            bail!(
+                "{}: {name} {version} requires {}, which the host's environment (`{}/shared/env`, or --env-file) does not set; no host was switched",
+                s.target.label,
+                vars.join(", "),
+                s.target.path
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Check on each of `sessions` that `version`, installed earlier, still matches its
@@ -426,6 +449,7 @@ fn settle(
     let (outcome, current, result) = match r {
         Ok(None) => ("unchanged", Some(to.to_string()), Ok(false)),
         Ok(Some(Moved::Done)) => (done, Some(to.to_string()), Ok(true)),
+        Ok(Some(Moved::Started)) => ("started", Some(to.to_string()), Ok(false)),
         Ok(Some(Moved::Reverted(why, back))) => (
             "reverted",
             back.as_ref().map(|(v, _)| v.clone()),

@@ -23,7 +23,7 @@ rb_name_ok() {
 }
 
 case $rb_step in
-  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release)
+  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
       if [ "$rb_step" = state ]; then
@@ -346,6 +346,16 @@ case $rb_step in
 $rb_defaults
 EOF
       printf '%s\n' "$rb_found"
+    done
+    ;;
+  missing-env)
+    # missing-env VERSION NAME: the variables the release requires that this host's
+    # environment (shared/env, the release's defaults) leaves unset, one per line.
+    rb_name_ok "$1"
+    rb_name_ok "$2"
+    [ -x "releases/$1/bin/$2" ] || rb_die "releases/$1/bin/$2 is not installed"
+    "releases/$1/bin/$2" env < /dev/null 2>/dev/null | while IFS= read -r rb_line; do
+      case $rb_line in *' is not set') printf '%s\n' "${rb_line% is not set}" ;; esac
     done
     ;;
   check)

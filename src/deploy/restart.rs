@@ -171,6 +171,8 @@ pub fn start(
 /// How one host's move ended.
 pub enum Moved {
     Done,
+    /// It was current already but not running, and it was started (and is healthy).
+    Started,
     /// The new release failed: why, and what the host went back to (whether it is healthy).
     Reverted(String, Option<(String, bool)>),
 }
@@ -319,16 +321,16 @@ fn healthy(session: &Session, version: &str, notes: &HostNotes) -> Result<()> {
 }
 
 /// `version` is already current (a repeated deploy, or one killed after the switch): make
-/// sure it runs and is healthy.
+/// sure it runs and is healthy. `Some(Moved::Started)` when it had to be started.
 pub fn ensure_running(
     session: &Session,
     opts: &Options,
     name: &str,
     version: &str,
     notes: &HostNotes,
-) -> Result<()> {
+) -> Result<Option<Moved>> {
     if !opts.restart || service(session, &opts.settings.service, version, name, "status").is_ok() {
-        return Ok(());
+        return Ok(None);
     }
     start(session, &opts.settings, version, name, notes).map_err(|why| {
         anyhow::anyhow!(
@@ -336,5 +338,6 @@ pub fn ensure_running(
             session.target.label
         )
     })?;
-    healthy(session, version, notes)
+    healthy(session, version, notes)?;
+    Ok(Some(Moved::Started))
 }

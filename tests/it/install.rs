@@ -437,6 +437,31 @@ fn failures_are_reported_safely_and_releases_checked_before_switching() {
         args.extend_from_slice(extra);
         tool_at(&scratch.path, &args)
     };
+    // A host without the environment the release requires: refused before the switch, naming
+    // the variable, and the release is not marked bad (the host is at fault, not the release).
+    let bare = scratch.join("bare.env");
+    fs::write(&bare, format!("PORT={port}\n")).unwrap();
+    let out = tool_at(
+        &scratch.path,
+        &[
+            "install",
+            webapp_bundle().to_str().unwrap(),
+            "--path",
+            p,
+            "--restart",
+            "--env-file",
+            bare.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("requires DATABASE_URL")
+            && stderr(&out).contains("no host was switched"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!path.join("current").exists());
+    assert!(!releases(&scratch.path, p).contains("marked bad"));
     assert_success(&install(webapp_bundle(), &[]));
 
     let started = std::time::Instant::now();
