@@ -156,7 +156,18 @@ fn base_for(fx: &Fixture, shell: bool) -> PathBuf {
         "gnu",
     );
     let exe = probe.join("webapp-1.2.0/libexec/webapp");
-    base_with(&fx.scratch.join("base"), &exe, shell)
+    if shell {
+        return base_with(&fx.scratch.join("base"), &exe, shell);
+    }
+    // Without a shell: the README's offline recipe, exactly as a user runs it.
+    let base = fx.scratch.join("base");
+    let out = Command::new(repo().join("examples/glibc-base.sh"))
+        .arg(&exe)
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    base
 }
 
 /// The webapp fixture with an image table on the test base; its bundle's JSON line.
