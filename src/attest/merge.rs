@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::archive;
 use crate::archive::companions::Companion;
-use crate::fsutil::{copy_atomically, write_atomically};
+use crate::util::{copy_atomically, write_atomically};
 use crate::verify::{self, Severity};
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,7 +174,7 @@ pub fn write(gathered: &Gathered, out: &Utf8Path) -> Result<Vec<serde_json::Valu
         // by a rename (never written through).
         let existing = fs::symlink_metadata(&dest).ok();
         if existing.as_ref().is_some_and(|m| m.file_type().is_file()) {
-            if crate::fsutil::sha256_of(&dest)? != entry.sha256 {
+            if crate::util::sha256_of(&dest)? != entry.sha256 {
                 bail!("`{dest}` already exists with other content; merge into an empty directory");
             }
         } else {
@@ -204,7 +204,7 @@ pub fn write(gathered: &Gathered, out: &Utf8Path) -> Result<Vec<serde_json::Valu
     if !gathered.images.is_empty() {
         let built = crate::image::merge::merge(&gathered.images, out)?;
         let name = built.path.file_name().unwrap_or_default().to_string();
-        let sha256 = crate::fsutil::sha256_of(&built.path)?;
+        let sha256 = crate::util::sha256_of(&built.path)?;
         sums.push_str(&format!("{sha256}  {name}\n"));
         write_atomically(
             &out.join(format!("{name}.sha256")),

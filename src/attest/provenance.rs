@@ -163,8 +163,8 @@ pub fn attest(
     image: Option<ImageFile>,
     recorded: &crate::archive::manifest::Manifest,
     sign_key: Option<&camino::Utf8Path>,
-    signer: crate::sign::Signer,
-    shell: &crate::shell::Shell,
+    signer: crate::attest::sign::Signer,
+    shell: &crate::output::Shell,
 ) -> anyhow::Result<()> {
     let (path, sha256) = bundle;
     let file_name = path.file_name().unwrap_or_default();
@@ -177,24 +177,24 @@ pub fn attest(
     );
     if let Some(i) = &image {
         let name = i.path.file_name().unwrap_or_default();
-        let image_sha = crate::fsutil::sha256_of(i.path)?;
+        let image_sha = crate::util::sha256_of(i.path)?;
         add_image(&mut statement, name, &image_sha, i.digest, i.base_digest);
     }
     let mut line = serde_json::to_vec(&statement)?;
     line.push(b'\n');
-    crate::fsutil::write_atomically(&path_of(path), &line)?;
+    crate::util::write_atomically(&path_of(path), &line)?;
     let Some(key) = sign_key else {
         return Ok(());
     };
-    let release = crate::sign::Signed {
+    let release = crate::attest::sign::Signed {
         name: &recorded.name,
         version: &recorded.version,
         commit: recorded.git.as_ref().map(|g| g.commit.as_str()),
     };
     let files = std::iter::once(path).chain(image.as_ref().map(|i| i.path));
     for file in files {
-        for sig in crate::sign::sign_file(signer, key, file, &release)? {
-            shell.status("Signed", crate::project::display_path(&sig));
+        for sig in crate::attest::sign::sign_file(signer, key, file, &release)? {
+            shell.status("Signed", crate::bundle::project::display_path(&sig));
         }
     }
     Ok(())

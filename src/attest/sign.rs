@@ -118,12 +118,12 @@ pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>>
         targets.push(provenance);
     }
     for target in targets {
-        let digest = crate::fsutil::sha256_of(&target)
-            .with_context(|| format!("`{target}`: cannot sign"))?;
+        let digest =
+            crate::util::sha256_of(&target).with_context(|| format!("`{target}`: cannot sign"))?;
         let name = target.file_name().unwrap_or_default();
         let signature = sign(key, &message(&digest, name))?;
         let path = signature_path(&target);
-        crate::fsutil::write_atomically(&path, &signature)?;
+        crate::util::write_atomically(&path, &signature)?;
         written.push(path);
     }
     Ok(written)
@@ -132,7 +132,7 @@ pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>>
 /// `[package.metadata.release.sign] key = "PATH"` (relative to the manifest's directory),
 /// else the workspace's.
 pub fn configured_key(
-    ws: &crate::project::Workspace,
+    ws: &crate::bundle::project::Workspace,
     package: &cargo_metadata::Package,
 ) -> Result<Option<Utf8PathBuf>> {
     for (table, dir) in [
@@ -182,7 +182,7 @@ pub fn sign_minisign(key: &Utf8Path, file: &Utf8Path, comment: &str) -> Result<U
         .ok();
     if let Some(secret) = unencrypted {
         let data =
-            crate::fsutil::open_regular(file).with_context(|| format!("`{file}`: cannot open"))?;
+            crate::util::open_regular(file).with_context(|| format!("`{file}`: cannot open"))?;
         let signature = minisign::sign(
             None,
             &secret,
@@ -191,7 +191,7 @@ pub fn sign_minisign(key: &Utf8Path, file: &Utf8Path, comment: &str) -> Result<U
             Some("signature from cargo-release-bundle"),
         )
         .map_err(|e| anyhow::anyhow!("`{key}`: cannot sign `{file}`: {e}"))?;
-        crate::fsutil::write_atomically(&path, signature.into_string().as_bytes())?;
+        crate::util::write_atomically(&path, signature.into_string().as_bytes())?;
         return Ok(path);
     }
     let dir = path
@@ -249,7 +249,7 @@ pub fn check_minisign(
         }
     };
     let mut input =
-        crate::fsutil::open_regular(file).with_context(|| format!("`{file}`: cannot open"))?;
+        crate::util::open_regular(file).with_context(|| format!("`{file}`: cannot open"))?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = std::io::Read::read(&mut input, &mut buf)

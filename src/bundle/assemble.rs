@@ -12,9 +12,9 @@ use tempfile::NamedTempFile;
 use crate::archive::Format;
 use crate::archive::manifest::{CompressionInfo, FileKind, FileRecord, Manifest, Spool};
 use crate::archive::{self, ArchiveWriter, Compression};
-use crate::build::Artifacts;
-use crate::plan::{BundlePlan, Content, Totals};
-use crate::sources;
+use crate::bundle::compile::Artifacts;
+use crate::bundle::plan::{BundlePlan, Content, Totals};
+use crate::bundle::sources;
 
 /// A finished bundle on disk.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ pub struct Settings<'a> {
 /// disk, and in the executables when their paths were remapped (otherwise they hold the
 /// workspace path by design).
 pub struct Guard {
-    pub paths: crate::machine_paths::MachinePaths,
+    pub paths: crate::bundle::machine_paths::MachinePaths,
     pub executables: bool,
 }
 
@@ -191,8 +191,8 @@ pub fn assemble(
                 .get(bin)
                 .ok_or_else(|| anyhow!("no executable was built for `{bin}`"))?,
         };
-        let file = crate::fsutil::open_regular(source)
-            .with_context(|| format!("cannot open `{source}`"))?;
+        let file =
+            crate::util::open_regular(source).with_context(|| format!("cannot open `{source}`"))?;
         let size = file
             .metadata()
             .with_context(|| format!("cannot stat `{source}`"))?
@@ -293,7 +293,7 @@ mod tests {
     /// `Cargo.lock`.
     #[test]
     fn the_gzip_encoder_string_matches_cargo_lock() {
-        let lock: toml::Table = include_str!("../Cargo.lock").parse().unwrap();
+        let lock: toml::Table = include_str!("../../Cargo.lock").parse().unwrap();
         let version = |name: &str| {
             lock["package"]
                 .as_array()

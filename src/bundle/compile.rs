@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use cargo_metadata::{Message, Package, TargetKind};
 
-use crate::project;
-use crate::rustflags::{self, Injection};
-use crate::shell::Shell;
+use crate::bundle::project;
+use crate::bundle::rustflags::{self, Injection};
+use crate::output::Shell;
 
 /// What the build produced for one package.
 #[derive(Debug, Clone, Default)]

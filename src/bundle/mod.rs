@@ -2,6 +2,16 @@
 //! package, nothing built) feeds both `plan` and `bundle`; `bundle` then builds each package
 //! and assembles its archive. Commands in [`crate::cmd`] print what it returns.
 
+pub mod assemble;
+pub mod compile;
+pub mod fixed_root;
+pub mod launcher;
+pub mod machine_paths;
+pub mod plan;
+pub mod project;
+pub mod rustflags;
+pub mod sources;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -12,15 +22,14 @@ use crate::archive::Compression;
 use crate::archive::Format;
 use crate::archive::manifest::FileKind;
 use crate::archive::manifest::{FORMAT_VERSION, Manifest};
+use crate::attest::{provenance, sbom};
 use crate::cli::{BundleOpts, FormatArg};
 use crate::config::Overrides;
-use crate::fixed_root::FixedRoot;
-use crate::machine_paths::MachinePaths;
-use crate::plan::{self, BundlePlan};
-use crate::shell::Shell;
-use crate::{
-    archive, assemble, build, config, image, project, provenance, rustflags, sbom, sources,
-};
+use crate::output::Shell;
+use crate::{archive, config, image};
+use fixed_root::FixedRoot;
+use machine_paths::MachinePaths;
+use plan::BundlePlan;
 
 /// One package, planned and checked, ready to build.
 pub struct Planned {
@@ -141,7 +150,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
     if let Some(value) = &source_date_epoch {
         project::parse_source_date_epoch(value)?;
     }
-    build::check_builder(&opts.build_opts())?;
+    compile::check_builder(&opts.build_opts())?;
     // `cargo metadata` and `rustc -vV` run side by side (rustc from the manifest's directory,
     // where rustup finds the same toolchain file).
     let locate = opts.locate();
@@ -228,12 +237,12 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             ),
         );
         if loaded.config.auditable {
-            build::check_auditable(&opts.build_opts())?;
+            compile::check_auditable(&opts.build_opts())?;
         }
         let image = image::spec_for(&ws, package, &loaded.config, &plan, opts.image)?;
         let sign_key = match &opts.sign_key {
             Some(k) => Some(k.clone()),
-            None => crate::sign::configured_key(&ws, package)?,
+            None => crate::attest::sign::configured_key(&ws, package)?,
         };
         planned.push(Planned {
             package: package.clone(),
@@ -371,9 +380,9 @@ pub fn bundle(
                 pairs.push((w, rustflags::REMAP_WORKSPACE));
             }
         }
-        build::PathRemap::new(&sources, &target, &pairs)
+        compile::PathRemap::new(&sources, &target, &pairs)
     } else {
-        build::PathRemap::default()
+        compile::PathRemap::default()
     };
     let mut build_opts = opts.build_opts();
     // The remapping flags are part of the build's flags: in cargo's own target directory they
@@ -424,7 +433,7 @@ pub fn bundle(
                 plan.name, plan.version, opts.profile, plan.target
             ),
         );
-        let no_remap = build::PathRemap::default();
+        let no_remap = compile::PathRemap::default();
         let remap_for = if *reproducible { &remap } else { &no_remap };
         let package_manifest = fixed
             .as_ref()
@@ -438,7 +447,7 @@ pub fn bundle(
             no_default_features: opts.no_default_features,
         };
         let locate = opts.locate();
-        let package_opts = build::BuildOpts {
+        let package_opts = compile::BuildOpts {
             auditable: *auditable,
             ..build_opts.clone()
         };
@@ -446,7 +455,7 @@ pub fn bundle(
         // each other's package-cache lock, and the build then prints "Blocking waiting for
         // file lock on package cache" on every bundle.
         let graph = project::resolved_graph(&ws.manifest, &plan.target, &features, &locate)?;
-        let artifacts = build::build(
+        let artifacts = compile::build(
             &package_opts,
             &build_manifest,
             package,

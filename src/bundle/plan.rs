@@ -16,9 +16,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
+use crate::bundle::launcher::{self, CustomCommand, LauncherSpec};
+use crate::bundle::sources::{Found, Match, Node, Sources};
 use crate::config::{HookName, Origin, ReleaseConfig, Workdir};
-use crate::launcher::{self, CustomCommand, LauncherSpec};
-use crate::sources::{Found, Match, Node, Sources};
 
 /// What the planner needs to know about the package.
 #[derive(Debug, Clone)]

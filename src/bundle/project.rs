@@ -220,7 +220,7 @@ pub fn check_profile(ws: &Workspace, profile: &str) -> Result<()> {
     for start in cwd.iter().map(|c| c.as_path()).chain([ws.root()]) {
         dirs.extend(start.ancestors().map(|d| d.join(".cargo")));
     }
-    if let Some(home) = crate::rustflags::cargo_home() {
+    if let Some(home) = crate::bundle::rustflags::cargo_home() {
         dirs.push(home);
     }
     let in_config = dirs
@@ -368,9 +368,9 @@ pub fn rustc_cfgs(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(crate::rustflags::parse_cfgs(&String::from_utf8_lossy(
-        &out.stdout,
-    )))
+    Ok(crate::bundle::rustflags::parse_cfgs(
+        &String::from_utf8_lossy(&out.stdout),
+    ))
 }
 
 /// Parse `SOURCE_DATE_EPOCH`: a decimal Unix time; anything else is an error.

@@ -2,7 +2,7 @@
 //!
 //! This is the file-system edge that feeds the pure planner: it reports what exists (paths,
 //! kinds, sizes, exec bits, link targets) and refuses what can never be bundled (non-UTF-8
-//! names, sockets, devices). What goes where is decided by [`crate::plan`].
+//! names, sockets, devices). What goes where is decided by [`crate::bundle::plan`].
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

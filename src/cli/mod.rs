@@ -89,7 +89,7 @@ pub struct SignOpts {
 
 pub use crate::deploy::config::parse_duration;
 
-pub use crate::sign::Signer;
+pub use crate::attest::sign::Signer;
 
 mod deploy;
 pub use deploy::*;
@@ -136,7 +136,7 @@ pub struct InitOpts {
     pub color: Option<ColorChoice>,
 }
 
-pub use crate::build::Builder;
+pub use crate::bundle::compile::Builder;
 
 /// Where a bundle must come from: its digest and signatures. Shared by `verify`, `unpack`,
 /// `deploy` and `install`, with one meaning.
@@ -234,7 +234,7 @@ pub struct UnpackOpts {
     pub check: CheckOpts,
 }
 
-pub use crate::shell::ColorChoice;
+pub use crate::output::ColorChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MessageFormat {
@@ -389,8 +389,8 @@ pub struct BundleOpts {
 
 impl BundleOpts {
     /// What `build` forwards to cargo.
-    pub fn build_opts(&self) -> crate::build::BuildOpts {
-        crate::build::BuildOpts {
+    pub fn build_opts(&self) -> crate::bundle::compile::BuildOpts {
+        crate::bundle::compile::BuildOpts {
             builder: self.builder,
             profile: self.profile.clone(),
             target: self.target.clone(),
@@ -414,8 +414,8 @@ impl BundleOpts {
     }
 
     /// What `project::load` needs to find the workspace.
-    pub fn locate(&self) -> crate::project::Locate {
-        crate::project::Locate {
+    pub fn locate(&self) -> crate::bundle::project::Locate {
+        crate::bundle::project::Locate {
             manifest_path: self.manifest_path.clone(),
             target_dir: self.target_dir.clone(),
             locked: self.locked,
@@ -425,8 +425,8 @@ impl BundleOpts {
     }
 
     /// The packages asked for.
-    pub fn selection(&self) -> crate::project::Selection {
-        crate::project::Selection {
+    pub fn selection(&self) -> crate::bundle::project::Selection {
+        crate::bundle::project::Selection {
             packages: self.package.clone(),
             workspace: self.workspace,
         }

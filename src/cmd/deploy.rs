@@ -10,13 +10,13 @@ use crate::cli::{
 use crate::deploy::config::{OnFailure, Partial, Settings};
 use std::sync::mpsc;
 
+use crate::bundle;
 use crate::deploy::fleet;
 use crate::deploy::notes::{Note, Notes, Summary, What};
 use crate::deploy::resolve::{self, Lookup};
 use crate::deploy::state;
 use crate::deploy::{Options, Release, Target};
-use crate::pipeline;
-use crate::shell::Shell;
+use crate::output::Shell;
 use crate::verify::{self, Limits, Severity};
 
 /// How the sequence runs, from the settings and the flags.
@@ -159,7 +159,7 @@ fn human(note: &Note) -> (&'static str, String) {
             "Staged",
             format!(
                 "{h}: {version} ({} sent: {files_sent} files; {files_linked} linked from installed releases)",
-                crate::pipeline::human_size(*bytes_sent)
+                crate::bundle::human_size(*bytes_sent)
             ),
         ),
         What::AlreadyStaged { version } => {
@@ -267,7 +267,7 @@ pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
         Some(b) => b.clone(),
         None => {
             let mut paths = Vec::new();
-            pipeline::bundle(&opts.build, shell, &mut |_, _, bundle| {
+            bundle::bundle(&opts.build, shell, &mut |_, _, bundle| {
                 paths.push(bundle.path.clone())
             })?;
             match paths.as_slice() {
@@ -380,7 +380,7 @@ fn dry_run(
             line.push_str(&format!(
                 " send {} files ({} before compression), link {} from installed releases;",
                 p["files_to_send"],
-                crate::pipeline::human_size(p["bytes_to_send_uncompressed"].as_u64().unwrap_or(0)),
+                crate::bundle::human_size(p["bytes_to_send_uncompressed"].as_u64().unwrap_or(0)),
                 p["files_to_link"]
             ));
         } else {

@@ -3,8 +3,8 @@
 use anyhow::Result;
 
 use crate::cli::InitOpts;
-use crate::init;
-use crate::shell::Shell;
+use crate::config::init;
+use crate::output::Shell;
 
 /// 0 written; an existing table is an error (exit 1).
 pub fn run(opts: &InitOpts, shell: &Shell) -> Result<u8> {

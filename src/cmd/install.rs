@@ -8,7 +8,7 @@ use crate::deploy::Target;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::deploy::transport::Transport;
-use crate::shell::Shell;
+use crate::output::Shell;
 
 /// 0 installed (and healthy when restarted); errors (exit 1) otherwise.
 pub fn run(opts: &InstallOpts, shell: &Shell) -> Result<u8> {

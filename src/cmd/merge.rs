@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 
+use crate::attest::merge;
 use crate::cli::{MergeOpts, MessageFormat};
-use crate::merge;
-use crate::shell::Shell;
+use crate::output::Shell;
 
 /// 0 merged, 1 refused (a bundle failed verification, a duplicate or a version conflict).
 pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
@@ -26,9 +26,9 @@ pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
         let sums = opts.out.join("SHA256SUMS");
         let text = std::fs::read_to_string(&sums)
             .map_err(|e| anyhow::anyhow!("`{sums}`: cannot read: {e}"))?;
-        let signature = crate::sign::sign(key, &text)?;
-        let path = crate::sign::signature_path(&sums);
-        crate::fsutil::write_atomically(&path, &signature)?;
+        let signature = crate::attest::sign::sign(key, &text)?;
+        let path = crate::attest::sign::signature_path(&sums);
+        crate::util::write_atomically(&path, &signature)?;
         shell.status("Signed", &path);
     }
     if opts.message_format == MessageFormat::Json {

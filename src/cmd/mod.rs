@@ -19,7 +19,7 @@ mod verify;
 use anyhow::Result;
 
 use crate::cli::{Command, ReleaseBundle};
-use crate::shell::Shell;
+use crate::output::Shell;
 
 /// What running a command gave: its shell (for printing an error), its result, and the exit
 /// code an error maps to (1 for bundling commands, 2 where 1 means "findings").

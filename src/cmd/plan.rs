@@ -2,14 +2,14 @@
 
 use anyhow::Result;
 
+use crate::bundle::{self, Planned};
 use crate::cli::{BundleOpts, MessageFormat};
-use crate::pipeline::{self, Planned};
-use crate::shell::Shell;
-use crate::{archive, plan, project, sources};
+use crate::output::Shell;
+use crate::{archive, bundle::plan, bundle::project, bundle::sources};
 
 /// `plan`: what the bundles would contain, without building. 0 on success.
 pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
-    let p = pipeline::prepare(opts, shell)?;
+    let p = bundle::prepare(opts, shell)?;
     for Planned { package, plan, .. } in &p.planned {
         let path = p.out_dir.join(&plan.file_name);
         if opts.message_format == MessageFormat::Json {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::cli::{MessageFormat, ReleasesOpts};
 use crate::deploy::fleet;
 use crate::deploy::resolve;
-use crate::shell::Shell;
+use crate::output::Shell;
 
 pub fn run(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
     let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);

@@ -6,7 +6,7 @@ use crate::cli::{MessageFormat, RollbackOpts};
 use crate::deploy::resolve;
 use crate::deploy::state::HostState;
 use crate::deploy::{Target, fleet};
-use crate::shell::Shell;
+use crate::output::Shell;
 
 pub fn run(opts: &RollbackOpts, shell: &Shell) -> Result<u8> {
     let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);

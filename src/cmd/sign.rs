@@ -5,9 +5,9 @@ use anyhow::{Result, bail};
 
 use camino::Utf8Path;
 
+use crate::attest::sign;
 use crate::cli::SignOpts;
-use crate::shell::Shell;
-use crate::sign;
+use crate::output::Shell;
 use crate::verify;
 
 pub fn run(opts: &SignOpts, shell: &Shell) -> Result<u8> {

@@ -6,7 +6,7 @@ use crate::cli::SystemdUnitOpts;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::deploy::unit;
-use crate::shell::Shell;
+use crate::output::Shell;
 
 pub fn run(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
     let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);

@@ -5,9 +5,9 @@ use std::fs;
 use anyhow::Result;
 
 use crate::cli::UnpackOpts;
-use crate::shell::Shell;
-use crate::unpack::{self, Extractor};
+use crate::output::Shell;
 use crate::verify;
+use crate::verify::unpack::{self, Extractor};
 
 /// `unpack PATH --to DIR`: 0 installed, 1 refused (findings, or DIR exists), 2 I/O error.
 pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {

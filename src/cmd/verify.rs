@@ -3,8 +3,8 @@
 use anyhow::Result;
 
 use crate::cli::VerifyOpts;
-use crate::rebuild;
-use crate::shell::Shell;
+use crate::output::Shell;
+use crate::verify::rebuild;
 use crate::verify::{Finding, Report, check_minisign, check_signature, limits, print, verify_file};
 
 /// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.

@@ -7,11 +7,11 @@ use std::fs;
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::bundle::project::{self, BUILT_IN_PROFILES};
 use crate::cli::InitOpts;
 use crate::config::keys::{CARGO_RELEASE_KEYS, KNOWN_KEYS};
-use crate::fsutil::write_atomically;
-use crate::project::{self, BUILT_IN_PROFILES};
-use crate::shell::Shell;
+use crate::output::Shell;
+use crate::util::write_atomically;
 
 fn table_text(table: &str, name: &str, profile: Option<&str>) -> String {
     let mut text = format!(

@@ -6,6 +6,7 @@
 //! Unknown keys become [`ConfigWarning`]s with a suggestion; cargo-release's own keys are
 //! ignored silently in the shared `release` table.
 
+pub mod init;
 pub mod keys;
 pub mod layer;
 pub mod value;

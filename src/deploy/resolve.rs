@@ -10,8 +10,8 @@ use camino::Utf8PathBuf;
 use super::Target;
 use super::config::{self, Partial, Settings};
 use super::transport::{self, ControlDir, Ssh, Transport};
+use crate::bundle::project::{self, Locate};
 use crate::config::{Overrides, TableSource};
-use crate::project::{self, Locate};
 
 /// Where to look for the deploy tables.
 #[derive(Debug, Clone, Default)]

@@ -228,7 +228,7 @@ pub fn move_host(
             let tail = session
                 .step("tail", &[name, log_from.trim()])
                 .unwrap_or_default();
-            let log_tail = crate::shell::printable(tail.as_bytes(), 20);
+            let log_tail = crate::output::printable(tail.as_bytes(), 20);
             let _ = service(session, &s.service, to, name, "stop");
             session.log(&Event::Failed {
                 version: to.into(),

@@ -57,7 +57,7 @@ pub fn output_of(
         .wait()
         .with_context(|| format!("{label}: the {what} step"))?;
     if !status.success() {
-        let err = crate::shell::printable(&err, 40);
+        let err = crate::output::printable(&err, 40);
         bail!("{label}: {what} failed ({status}): {}", err.trim());
     }
     sent.with_context(|| format!("{label}: cannot talk to the {what} step"))?;

@@ -53,7 +53,7 @@ fn write_transfer(release: &Release, links: &[Link], out: impl Write) -> Result<
     builder
         .append_data(&mut header, "links", &list[..])
         .context("cannot write the transfer")?;
-    let file = crate::fsutil::open_regular(bundle)
+    let file = crate::util::open_regular(bundle)
         .with_context(|| format!("`{bundle}`: cannot open the bundle"))?;
     let format = archive::format_of(bundle.as_str()).unwrap_or(Format::TarZst);
     let decoder = archive::decoder(format, BufReader::new(file))?;
@@ -120,7 +120,7 @@ fn send(
     match wire {
         Wire::Bundle => {
             let bundle = release.bundle;
-            let mut file = crate::fsutil::open_regular(bundle)
+            let mut file = crate::util::open_regular(bundle)
                 .with_context(|| format!("`{bundle}`: cannot open the bundle"))?;
             std::io::copy(&mut file, out).context("cannot send the bundle")?;
             Ok(())
@@ -223,7 +223,7 @@ pub fn stage_group(
             let _ = s.step("discard", &[id]);
             bail!(
                 "{label}: receive failed: {}",
-                crate::shell::printable(&out.stderr, 40).trim()
+                crate::output::printable(&out.stderr, 40).trim()
             );
         }
         let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -15,7 +15,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 /// The host side, run by `sh -c` with `rb-host PATH STEP ARGS...`: the env-file grammar the
 /// launcher uses too, then the steps.
 pub const SCRIPT: &str = concat!(
-    include_str!("../launcher/env_file.sh"),
+    include_str!("../bundle/launcher/env_file.sh"),
     include_str!("host.sh")
 );
 

@@ -127,7 +127,7 @@ struct BaseImage {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Utf8Path, what: &str) -> Result<T> {
-    let file = crate::fsutil::open_regular(path)
+    let file = crate::util::open_regular(path)
         .with_context(|| format!("`{path}`: cannot open the {what}"))?;
     serde_json::from_reader(BufReader::new(file.take(16 << 20)))
         .with_context(|| format!("`{path}`: not an OCI {what}"))
@@ -145,7 +145,7 @@ fn blob_path(dir: &Utf8Path, digest: &str) -> Result<Utf8PathBuf> {
 fn digest_of(path: &Utf8Path) -> Result<String> {
     let mut h = Hashing::new(io::sink());
     let mut f =
-        crate::fsutil::open_regular(path).with_context(|| format!("`{path}`: cannot open"))?;
+        crate::util::open_regular(path).with_context(|| format!("`{path}`: cannot open"))?;
     io::copy(&mut f, &mut h).with_context(|| format!("`{path}`: cannot read"))?;
     Ok(h.digest())
 }
@@ -156,7 +156,7 @@ fn load_base(text: &str, target: &str) -> Result<BaseImage> {
         Base::Layout { dir, reference } => (Utf8PathBuf::from(dir), reference, None),
         Base::Archive { file, reference } => {
             let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-            let f = crate::fsutil::open_regular(&file)
+            let f = crate::util::open_regular(&file)
                 .with_context(|| format!("`{file}`: cannot open the base image"))?;
             let mut a = tar::Archive::new(BufReader::new(f));
             for entry in a
@@ -235,7 +235,7 @@ fn load_base(text: &str, target: &str) -> Result<BaseImage> {
 fn base_has_shell(dir: &Utf8Path, manifest: &ImageManifest) -> Result<bool> {
     for layer in &manifest.layers {
         let path = blob_path(dir, &layer.digest)?;
-        let f = crate::fsutil::open_regular(&path)
+        let f = crate::util::open_regular(&path)
             .with_context(|| format!("`{path}`: cannot open a base layer"))?;
         let mut reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
             Box::new(flate2::read::GzDecoder::new(BufReader::new(f)))
@@ -252,7 +252,7 @@ fn base_has_shell(dir: &Utf8Path, manifest: &ImageManifest) -> Result<bool> {
     }
     for layer in &manifest.layers {
         let path = blob_path(dir, &layer.digest)?;
-        let f = crate::fsutil::open_regular(&path)
+        let f = crate::util::open_regular(&path)
             .with_context(|| format!("`{path}`: cannot open a base layer"))?;
         let reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
             Box::new(flate2::read::GzDecoder::new(BufReader::new(f)))
@@ -315,7 +315,7 @@ pub fn build(
     }
     let mut priv_layer = Layer::new(&parents)?;
     let mut rest = Layer::new(&parents)?;
-    let file = crate::fsutil::open_regular(bundle)
+    let file = crate::util::open_regular(bundle)
         .with_context(|| format!("`{bundle}`: cannot open the bundle"))?;
     let format = archive::format_of(bundle.as_str()).unwrap_or(Format::TarZst);
     let mut tar = tar::Archive::new(archive::decoder(format, BufReader::new(file))?);
@@ -473,14 +473,14 @@ pub(super) fn write_layout(
             Source::File(f) => out.body(&entry, size, BufReader::new(f))?,
             Source::Bytes(b) => out.body(&entry, size, &b[..])?,
             Source::Path(p) => {
-                let f = crate::fsutil::open_regular(&p)
+                let f = crate::util::open_regular(&p)
                     .with_context(|| format!("`{p}`: cannot open a blob"))?;
                 out.body(&entry, size, BufReader::new(f)).with_context(|| {
                     format!("`{p}`: a blob of another size than its descriptor says")
                 })?
             }
             Source::Slice { file, offset } => {
-                let mut f = crate::fsutil::open_regular(&file)
+                let mut f = crate::util::open_regular(&file)
                     .with_context(|| format!("`{file}`: cannot open"))?;
                 f.seek(io::SeekFrom::Start(offset))?;
                 out.body(&entry, size, BufReader::new(f).take(size))

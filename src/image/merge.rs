@@ -17,7 +17,7 @@ pub fn merge(images: &[Utf8PathBuf], out: &Utf8Path) -> Result<Built> {
     let mut platforms: Vec<Descriptor> = Vec::new();
     let mut reference: Option<String> = None;
     for image in images {
-        let file = crate::fsutil::open_regular(image)
+        let file = crate::util::open_regular(image)
             .with_context(|| format!("`{image}`: cannot open the image"))?;
         let mut a = tar::Archive::new(std::io::BufReader::new(file));
         let mut index: Option<Index> = None;

@@ -160,10 +160,10 @@ pub fn check_scratch(spec: &Spec) -> Result<(), String> {
 
 /// The image a package asks for: its `image` key (else the workspace's), or `--image`.
 pub fn spec_for(
-    ws: &crate::project::Workspace,
+    ws: &crate::bundle::project::Workspace,
     package: &cargo_metadata::Package,
     config: &crate::config::ReleaseConfig,
-    plan: &crate::plan::BundlePlan,
+    plan: &crate::bundle::plan::BundlePlan,
     flag: bool,
 ) -> anyhow::Result<Option<Spec>> {
     let mut wanted = None;
@@ -183,7 +183,7 @@ pub fn spec_for(
         None if plan.binaries.contains(&package.name.to_string()) => package.name.to_string(),
         None => anyhow::bail!(
             "{}: the image runs one executable and package `{}` ships several ({}); set `main`",
-            crate::project::display_path(&package.manifest_path),
+            crate::bundle::project::display_path(&package.manifest_path),
             package.name,
             plan.binaries.join(", ")
         ),

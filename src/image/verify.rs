@@ -79,7 +79,7 @@ pub fn verify_image(path: &Utf8Path) -> Result<Report> {
         return Ok(report);
     };
     let images = images(&layout.blobs, &index, &mut findings);
-    let mut file = crate::fsutil::open_regular(path)
+    let mut file = crate::util::open_regular(path)
         .with_context(|| format!("`{path}`: cannot open the image"))?;
     let mut checked = BTreeSet::new();
     for image in &images {
@@ -95,7 +95,7 @@ pub fn verify_image(path: &Utf8Path) -> Result<Report> {
 /// The one sequential pass: the whole file hashed as the tar is read, every entry's name and
 /// kind checked, every blob hashed (small ones kept), and where each blob starts.
 fn scan(path: &Utf8Path, findings: &mut Vec<Finding>) -> Result<Layout> {
-    let f = crate::fsutil::open_regular(path)
+    let f = crate::util::open_regular(path)
         .with_context(|| format!("`{path}`: cannot open the image"))?;
     let mut a = tar::Archive::new(Hashing::new(BufReader::new(f)));
     let mut layout = Layout::default();

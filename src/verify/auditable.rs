@@ -127,11 +127,11 @@ pub fn check(
     sbom: &[u8],
     findings: &mut Vec<Finding>,
 ) -> io::Result<()> {
-    if !crate::sbom::says_auditable(sbom) {
+    if !crate::attest::sbom::says_auditable(sbom) {
         return Ok(());
     }
-    let listed = crate::sbom::components(sbom);
-    let file = crate::fsutil::open_regular(bundle)?;
+    let listed = crate::attest::sbom::components(sbom);
+    let file = crate::util::open_regular(bundle)?;
     let format = archive::format_of(bundle.as_str()).unwrap_or(Format::TarZst);
     let decoder = archive::decoder(format, io::BufReader::new(file)).map_err(io::Error::other)?;
     let mut tar = tar::Archive::new(decoder);

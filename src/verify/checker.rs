@@ -394,7 +394,7 @@ impl Checker<'_> {
             let path = path.clone().unwrap_or_default();
             let metadata = rel_path
                 .as_deref()
-                .filter(|r| *r == MANIFEST || *r == SHA256SUMS || *r == crate::sbom::SBOM)
+                .filter(|r| *r == MANIFEST || *r == SHA256SUMS || *r == crate::attest::sbom::SBOM)
                 .map(String::from);
             let mut keep = match &metadata {
                 Some(_) if size > self.limits.max_metadata => {

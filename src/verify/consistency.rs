@@ -548,7 +548,7 @@ pub(super) fn check(
     out.sbom = check_sbom(
         checker.sbom.as_ref(),
         &manifest,
-        &full(crate::sbom::SBOM),
+        &full(crate::attest::sbom::SBOM),
         findings,
     )?;
     out.manifest = Some(manifest);
@@ -577,7 +577,7 @@ fn check_sbom(
     let mut reader = io::BufReader::new(file);
     io::Seek::rewind(&mut reader)?;
     io::Read::read_to_end(&mut reader, &mut bytes)?;
-    match crate::sbom::component_names(&bytes) {
+    match crate::attest::sbom::component_names(&bytes) {
         Ok(names) if names.contains(&m.package) => {}
         Ok(_) => finding(
             findings,

@@ -166,12 +166,14 @@ pub mod consistency;
 mod header;
 mod leaks;
 mod provenance;
+pub mod rebuild;
 mod record;
 mod report;
 mod sidecar;
 mod signature;
 mod stream;
 mod target;
+pub mod unpack;
 
 use checker::Checker;
 use record::spool;
@@ -189,7 +191,7 @@ pub fn verify_file(
     allow_paths: &[String],
     extract: Option<&mut dyn Sink>,
 ) -> Result<Report> {
-    let file = crate::fsutil::open_regular(path)
+    let file = crate::util::open_regular(path)
         .with_context(|| format!("`{path}`: cannot open the bundle"))?;
     let file_name = path.file_name().unwrap_or_default();
     let streamed = verify_stream(file, file_name, limits, allow_paths, extract)

@@ -5,11 +5,11 @@
 use camino::Utf8Path;
 
 use super::{Finding, Severity};
-use crate::provenance::{self, PREDICATE_TYPE, STATEMENT_TYPE, Statement};
+use crate::attest::provenance::{self, PREDICATE_TYPE, STATEMENT_TYPE, Statement};
 
 pub fn check_provenance(bundle: &Utf8Path, digest: &str, findings: &mut Vec<Finding>) {
     let path = provenance::path_of(bundle);
-    let Ok(file) = crate::fsutil::open_regular(&path) else {
+    let Ok(file) = crate::util::open_regular(&path) else {
         return;
     };
     let file_name = bundle.file_name().unwrap_or_default();

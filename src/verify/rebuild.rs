@@ -9,7 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::archive::manifest::{Manifest, TimestampSource};
 use crate::archive::read::{differences, summarize};
-use crate::project;
+use crate::bundle::project;
 use crate::verify::Finding;
 
 fn refuse(message: String) -> Vec<Finding> {
@@ -34,7 +34,7 @@ pub fn rebuild(
     original_sha: &str,
     m: &Manifest,
     repo: &Utf8Path,
-    shell: &crate::shell::Shell,
+    shell: &crate::output::Shell,
 ) -> Result<Vec<Finding>> {
     let Some(g) = &m.git else {
         return Ok(refuse("the manifest records no git commit (the bundle was built outside git), so there is nothing to rebuild from".into()));
@@ -195,8 +195,8 @@ pub fn rebuild(
     if with_image {
         let again = Utf8PathBuf::from(message["image"]["path"].as_str().unwrap_or_default());
         let (ours, theirs) = (
-            crate::fsutil::sha256_of(&image)?,
-            crate::fsutil::sha256_of(&again)?,
+            crate::util::sha256_of(&image)?,
+            crate::util::sha256_of(&again)?,
         );
         image_findings.push(if ours == theirs {
             Finding::note(

@@ -3,7 +3,7 @@
 use super::sidecar::Reference;
 use super::{Limits, Report, Severity};
 use crate::cli::{CheckOpts, MessageFormat};
-use crate::shell::{Shell, Tone};
+use crate::output::{Shell, Tone};
 
 fn thousands(n: usize) -> String {
     let digits = n.to_string();

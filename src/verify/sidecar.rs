@@ -53,7 +53,7 @@ pub fn check_sidecar(
         }
     }
     let sidecar = format!("{path}.sha256");
-    let text = match crate::fsutil::open_regular(&sidecar) {
+    let text = match crate::util::open_regular(&sidecar) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if expected.is_none() {
                 finding(

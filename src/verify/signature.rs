@@ -6,7 +6,7 @@ use camino::Utf8Path;
 
 use super::sidecar::Reference;
 use super::{Finding, Report};
-use crate::sign;
+use crate::attest::sign;
 
 /// `BUNDLE.minisig` against `--minisign-key`.
 pub fn check_minisign(report: &mut Report, public: &Utf8Path) -> Result<()> {
@@ -82,7 +82,7 @@ fn check_provenance_signature(
     allowed: &Utf8Path,
     principal: &str,
 ) -> Result<()> {
-    let provenance = crate::provenance::path_of(&report.bundle);
+    let provenance = crate::attest::provenance::path_of(&report.bundle);
     if !provenance.is_file() {
         return Ok(());
     }
@@ -95,7 +95,7 @@ fn check_provenance_signature(
         ));
         return Ok(());
     }
-    let digest = crate::fsutil::sha256_of(&provenance)?;
+    let digest = crate::util::sha256_of(&provenance)?;
     let message = sign::message(&digest, provenance.file_name().unwrap_or_default());
     if let Err(why) = sign::check(allowed, Some(principal), &sig, &message)? {
         report.findings.push(Finding::error(

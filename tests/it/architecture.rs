@@ -74,7 +74,7 @@ fn imports_between_modules_have_no_cycles() {
         if from == "main" || from == "lib" {
             continue;
         }
-        // Doc links (`[`crate::plan`]`) are not imports.
+        // Doc links (`[`crate::bundle::plan`]`) are not imports.
         let code: String = non_test(text)
             .lines()
             .filter(|l| !l.trim_start().starts_with("//"))

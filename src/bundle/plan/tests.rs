@@ -1,8 +1,8 @@
 use serde_json::json;
 
 use super::*;
+use crate::bundle::sources::IncludeMatches;
 use crate::config::{self, Overrides, TableSource};
-use crate::sources::IncludeMatches;
 
 fn config(release: serde_json::Value) -> ReleaseConfig {
     let pkg = json!({ "release": release });
