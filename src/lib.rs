@@ -11,5 +11,6 @@ pub mod config;
 pub mod deploy;
 pub mod image;
 pub mod output;
+pub mod publish;
 pub mod util;
 pub mod verify;

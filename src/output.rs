@@ -11,6 +11,13 @@ pub enum ColorChoice {
     Never,
 }
 
+/// `--message-format`: human lines on stderr, or JSON objects (one per line) on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MessageFormat {
+    Human,
+    Json,
+}
+
 pub struct Shell {
     color: bool,
     quiet: bool,

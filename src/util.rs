@@ -130,3 +130,44 @@ pub fn sha256_of(path: &Utf8Path) -> Result<String> {
     }
     Ok(crate::archive::hex(&hasher.finalize()))
 }
+/// A path as the user should see it: relative to the working directory when below it.
+pub fn display_path(path: &camino::Utf8Path) -> camino::Utf8PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| camino::Utf8PathBuf::from_path_buf(cwd).ok())
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(camino::Utf8Path::to_owned))
+        .filter(|p| !p.as_str().is_empty())
+        .unwrap_or_else(|| path.to_owned())
+}
+
+/// A Unix time as `2026-12-01T05:30:00Z`.
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_times() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc(1_795_930_200), "2026-11-29T05:30:00Z");
+    }
+}

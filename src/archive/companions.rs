@@ -1,5 +1,5 @@
 //! The files that travel beside a release file (a bundle or an image): its digest line,
-//! provenance and signatures. One list, so that `merge`, `sign` and `verify` agree on what a
+//! provenance and signatures; and the image file beside a bundle. One list, so that `merge`, `sign` and `verify` agree on what a
 //! release file's companions are.
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -42,6 +42,12 @@ impl Companion {
     pub fn path(self, file: &Utf8Path) -> Utf8PathBuf {
         Utf8PathBuf::from(format!("{file}{}", self.suffix()))
     }
+}
+
+/// The image built beside a bundle: `<name>-<version>-<triple>.oci.tar`, found by the
+/// release it belongs to (for `sign` and `verify --rebuild`).
+pub fn image_file(name: &str, version: &str, target: &str) -> String {
+    format!("{name}-{version}-{target}.oci.tar")
 }
 
 #[cfg(test)]

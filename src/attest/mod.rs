@@ -1,9 +1,7 @@
 //! Attesting releases: who built what and from which sources, and who vouches for it. SSH
 //! and minisign signatures (`sign`), the CycloneDX SBOM shipped inside a bundle (`sbom`), the
-//! in-toto/SLSA provenance written beside it (`provenance`), and gathering a CI matrix's
-//! bundles into one signed set (`merge`).
+//! in-toto/SLSA provenance written beside it (`provenance`).
 
-pub mod merge;
 pub mod provenance;
 pub mod sbom;
 pub mod sign;

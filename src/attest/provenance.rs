@@ -194,7 +194,7 @@ pub fn attest(
     let files = std::iter::once(path).chain(image.as_ref().map(|i| i.path));
     for file in files {
         for sig in crate::attest::sign::sign_file(signer, key, file, &release)? {
-            shell.status("Signed", crate::bundle::project::display_path(&sig));
+            shell.status("Signed", crate::util::display_path(&sig));
         }
     }
     Ok(())

@@ -289,7 +289,7 @@ pub fn document(
         spec_version: "1.5",
         version: 1,
         metadata: BomMetadata {
-            timestamp: crate::deploy::utc(timestamp),
+            timestamp: crate::util::utc(timestamp),
             tools: Tools {
                 components: vec![Tool {
                     kind: "application",

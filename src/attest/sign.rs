@@ -132,7 +132,7 @@ pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>>
 /// `[package.metadata.release.sign] key = "PATH"` (relative to the manifest's directory),
 /// else the workspace's.
 pub fn configured_key(
-    ws: &crate::bundle::project::Workspace,
+    ws: &crate::config::project::Workspace,
     package: &cargo_metadata::Package,
 ) -> Result<Option<Utf8PathBuf>> {
     for (table, dir) in [

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use cargo_metadata::{Message, Package, TargetKind};
 
-use crate::bundle::project;
 use crate::bundle::rustflags::{self, Injection};
+use crate::config::project;
 use crate::output::Shell;
 
 /// What the build produced for one package.

@@ -8,7 +8,6 @@ pub mod fixed_root;
 pub mod launcher;
 pub mod machine_paths;
 pub mod plan;
-pub mod project;
 pub mod rustflags;
 pub mod sources;
 
@@ -23,13 +22,37 @@ use crate::archive::Format;
 use crate::archive::manifest::FileKind;
 use crate::archive::manifest::{FORMAT_VERSION, Manifest};
 use crate::attest::{provenance, sbom};
-use crate::cli::{BundleOpts, FormatArg};
 use crate::config::Overrides;
+use crate::config::project;
 use crate::output::Shell;
 use crate::{archive, config, image};
 use fixed_root::FixedRoot;
 use machine_paths::MachinePaths;
 use plan::BundlePlan;
+
+/// What to bundle and how: the library's own request, which `cli` fills from the command
+/// line (this module never sees clap types).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub selection: project::Selection,
+    pub locate: project::Locate,
+    pub build: compile::BuildOpts,
+    pub profile: String,
+    pub target: Option<String>,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    pub jobs: Option<std::num::NonZeroU32>,
+    pub out_dir: Option<Utf8PathBuf>,
+    pub sign_key: Option<Utf8PathBuf>,
+    pub signer: crate::attest::sign::Signer,
+    /// Also write the release as an OCI image.
+    pub image: bool,
+    /// The archive format, when the command line names one.
+    pub format: Option<Format>,
+    /// Warnings are errors.
+    pub strict: bool,
+}
 
 /// One package, planned and checked, ready to build.
 pub struct Planned {
@@ -65,7 +88,7 @@ fn reproducibility_warnings(
     if let Some(g) = git.filter(|g| g.dirty) {
         out.push(format!(
             "`{}`: the git work tree has uncommitted changes, so this bundle cannot be rebuilt from commit {}",
-            project::display_path(ws.root()),
+            crate::util::display_path(ws.root()),
             &g.commit[..g.commit.len().min(12)]
         ));
     }
@@ -74,7 +97,7 @@ fn reproducibility_warnings(
             if let Some(path) = dep.path.as_ref().filter(|p| outside(ws, covered, p)) {
                 out.push(format!(
                     "`{}`: path dependency `{}` at `{path}` is outside the workspace; its absolute path enters symbol names, so the executables depend on where it is checked out",
-                    project::display_path(&package.manifest_path),
+                    crate::util::display_path(&package.manifest_path),
                     dep.name
                 ));
             }
@@ -144,16 +167,16 @@ pub struct Prepared {
 
 /// Config → scan → plan for every selected package. Fails on any configuration problem
 /// before anything is built; builds nothing itself.
-pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
+pub fn prepare(opts: &Request, shell: &Shell) -> Result<Prepared> {
     // Validate what does not depend on the project first: nothing is built on bad input.
     let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
     if let Some(value) = &source_date_epoch {
         project::parse_source_date_epoch(value)?;
     }
-    compile::check_builder(&opts.build_opts())?;
+    compile::check_builder(&opts.build.clone())?;
     // `cargo metadata` and `rustc -vV` run side by side (rustc from the manifest's directory,
     // where rustup finds the same toolchain file).
-    let locate = opts.locate();
+    let locate = opts.locate.clone();
     let manifest_dir = project::find_manifest(&locate)
         .ok()
         .and_then(|m| m.parent().map(Utf8Path::to_owned))
@@ -170,14 +193,11 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         std::thread::spawn(move || project::rustc_cfgs(&dir, &target))
     };
     project::check_profile(&ws, &opts.profile)?;
-    let packages = project::select(&ws, &opts.selection())?;
+    let packages = project::select(&ws, &opts.selection)?;
     let target = opts.target.clone().unwrap_or_else(|| rustc.host.clone());
     let overrides = Overrides {
         profile: opts.profile.clone(),
-        format: opts.format.map(|f| match f {
-            FormatArg::TarZst => Format::TarZst,
-            FormatArg::TarGz => Format::TarGz,
-        }),
+        format: opts.format,
     };
 
     // Config → scan → plan for every package before anything is built.
@@ -202,7 +222,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         if package.version.to_string() == "0.0.0" {
             shell.warn(format!(
                 "`{}`: package `{}` has version 0.0.0 (is `version` missing from [package]?); every bundle of it will be {} 0.0.0",
-                project::display_path(&package.manifest_path),
+                crate::util::display_path(&package.manifest_path),
                 package.name,
                 package.name
             ));
@@ -212,7 +232,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         let facts = plan::PackageFacts {
             name: package.name.to_string(),
             version: package.version.to_string(),
-            manifest: project::display_path(&package.manifest_path),
+            manifest: crate::util::display_path(&package.manifest_path),
             bin_targets: project::bin_targets(package),
         };
         let mut plan = plan::plan(&facts, &loaded.config, sources, &target)?;
@@ -222,7 +242,7 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
         let totals = plan.check(&sources::walk)?;
         // The top directory, the planned entries, MANIFEST.json and SHA256SUMS.
         crate::verify::within_entry_limit(totals.entries as u64 + 3).map_err(|e| {
-            anyhow::anyhow!("{}: {e}", project::display_path(&package.manifest_path))
+            anyhow::anyhow!("{}: {e}", crate::util::display_path(&package.manifest_path))
         })?;
         let compression = Compression {
             format: loaded.config.format,
@@ -237,9 +257,15 @@ pub fn prepare(opts: &BundleOpts, shell: &Shell) -> Result<Prepared> {
             ),
         );
         if loaded.config.auditable {
-            compile::check_auditable(&opts.build_opts())?;
+            compile::check_auditable(&opts.build.clone())?;
         }
-        let image = image::spec_for(&ws, package, &loaded.config, &plan, opts.image)?;
+        let release = image::Release {
+            name: &plan.name,
+            version: &plan.version,
+            target: &plan.target,
+            main: plan.main.as_deref(),
+        };
+        let image = image::spec_for(&ws, package, &loaded.config, &release, opts.image)?;
         let sign_key = match &opts.sign_key {
             Some(k) => Some(k.clone()),
             None => crate::attest::sign::configured_key(&ws, package)?,
@@ -306,7 +332,7 @@ fn repository_root(root: &Utf8Path, prefix: &str) -> Option<Utf8PathBuf> {
 /// Validate everything, then build and bundle each selected package, handing each finished
 /// bundle to `done`.
 pub fn bundle(
-    opts: &BundleOpts,
+    opts: &Request,
     shell: &Shell,
     done: &mut dyn FnMut(&Package, &BundlePlan, &assemble::Bundle),
 ) -> Result<()> {
@@ -347,7 +373,7 @@ pub fn bundle(
         shell.warn(warning);
     }
     let remap = if planned.iter().any(|p| p.reproducible) {
-        let cargo_home = rustflags::cargo_home().context(
+        let cargo_home = crate::config::project::cargo_home().context(
             "cannot find CARGO_HOME (set CARGO_HOME or HOME), needed to remap its paths",
         )?;
         let cfgs = cfgs
@@ -384,7 +410,7 @@ pub fn bundle(
     } else {
         compile::PathRemap::default()
     };
-    let mut build_opts = opts.build_opts();
+    let mut build_opts = opts.build.clone();
     // The remapping flags are part of the build's flags: in cargo's own target directory they
     // would make the next plain `cargo build` rebuild everything (and the other way round).
     // Unless `--target-dir` says otherwise, bundles build in a directory of their own, so
@@ -401,7 +427,7 @@ pub fn bundle(
     };
     // This machine's paths, which no shipped file may hold.
     let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_home = rustflags::cargo_home()
+    let cargo_home = crate::config::project::cargo_home()
         .map(|h| h.to_string())
         .unwrap_or_default();
     let repo_root = repo.as_ref().map(|r| r.to_string()).unwrap_or_default();
@@ -446,7 +472,7 @@ pub fn bundle(
             all_features: opts.all_features,
             no_default_features: opts.no_default_features,
         };
-        let locate = opts.locate();
+        let locate = opts.locate.clone();
         let package_opts = compile::BuildOpts {
             auditable: *auditable,
             ..build_opts.clone()
@@ -540,7 +566,7 @@ pub fn bundle(
                 "Image",
                 format!(
                     "{} ({}, {})",
-                    project::display_path(&built.path),
+                    crate::util::display_path(&built.path),
                     human_size(built.size),
                     built.digest
                 ),
@@ -564,7 +590,7 @@ pub fn bundle(
             "Finished",
             format!(
                 "{} ({}, {} files) in {:.1}s",
-                project::display_path(&bundle.path),
+                crate::util::display_path(&bundle.path),
                 human_size(bundle.size),
                 bundle.files,
                 started.elapsed().as_secs_f64()
@@ -575,7 +601,7 @@ pub fn bundle(
             "Next",
             format!(
                 "cargo release-bundle verify {}",
-                project::display_path(&bundle.path)
+                crate::util::display_path(&bundle.path)
             ),
         );
         if let Some(peak) = peak_memory() {

@@ -101,6 +101,9 @@ pub struct BundlePlan {
     pub file_name: String,
     /// Bin targets cargo must build.
     pub binaries: Vec<String>,
+    /// The executable the release runs (the launcher's and the image's): decided here, once.
+    /// `None` only without a launcher when several binaries ship and none is chosen.
+    pub main: Option<String>,
     /// Entries known without walking a tree, sorted bytewise by path: binaries, the launcher,
     /// hooks, single-file includes, and the directories above them and above every tree.
     fixed: Vec<(Entry, Claimant)>,
@@ -322,24 +325,33 @@ fn excluded(set: &GlobSet, path: &str) -> bool {
             .any(|p| set.is_match(p))
 }
 
-/// Resolve what the launcher runs: `main`, or the only binary, or the one named like the package.
-fn launcher_spec(
+/// What the release runs: `main`, or the only binary, or the one named like the package.
+fn main_binary(
     package: &PackageFacts,
     config: &ReleaseConfig,
     binaries: &[String],
-) -> Result<LauncherSpec> {
-    let l = &config.launcher;
-    let main = match &l.main {
+) -> Result<String> {
+    Ok(match &config.launcher.main {
         Some(m) => m.value.clone(),
         None if binaries.len() == 1 => binaries[0].clone(),
         None if binaries.contains(&package.name) => package.name.clone(),
         None => bail!(
-            "{}: package `{}` ships several binaries ({}) and none is named like the package\nhelp: set `main` in the release table to the one `start` should run",
+            "{}: package `{}` ships several binaries ({}) and none is named like the package\nhelp: set `main` in the release table to the one `start` (and an image) should run",
             package.manifest,
             package.name,
             binaries.join(", ")
         ),
-    };
+    })
+}
+
+/// What the launcher is made from.
+fn launcher_spec(
+    package: &PackageFacts,
+    config: &ReleaseConfig,
+    binaries: &[String],
+    main: String,
+) -> Result<LauncherSpec> {
+    let l = &config.launcher;
     Ok(LauncherSpec {
         name: config.name.clone(),
         version: package.version.clone(),
@@ -462,8 +474,14 @@ pub fn plan(
         };
         fixed.add(entry, Claimant::Binary)?;
     }
+    let main = main_binary(package, config, &binaries);
     if with_launcher {
-        let spec = launcher_spec(package, config, &binaries)?;
+        let spec = launcher_spec(
+            package,
+            config,
+            &binaries,
+            main.as_ref().map_err(|e| anyhow!("{e}"))?.clone(),
+        )?;
         let entry = Entry {
             path: format!("bin/{}", config.name),
             content: Content::Generated(launcher::render(&spec).into_bytes()),
@@ -568,6 +586,7 @@ pub fn plan(
         file_name: format!("{top_dir}-{target}.{}", config.format.extension()),
         top_dir,
         binaries,
+        main: main.ok(),
         fixed,
         trees,
         skip: sources.skip,

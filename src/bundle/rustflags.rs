@@ -121,15 +121,6 @@ pub fn prefix_map_flags(pairs: &Remaps) -> (String, bool) {
     (flags, quoted)
 }
 
-/// `CARGO_HOME`, as cargo resolves it.
-pub fn cargo_home() -> Option<Utf8PathBuf> {
-    if let Some(home) = std::env::var_os("CARGO_HOME") {
-        return Utf8PathBuf::from_path_buf(home.into()).ok();
-    }
-    let home = std::env::var_os("HOME")?;
-    Utf8PathBuf::from_path_buf(std::path::PathBuf::from(home).join(".cargo")).ok()
-}
-
 /// Whether any `target.*` table of a parsed config sets rustflags for `target`.
 fn target_table_sets_rustflags(config: &toml::Table, target: &str, cfgs: &[Cfg]) -> bool {
     let Some(targets) = config.get("target").and_then(|t| t.as_table()) else {
@@ -178,11 +169,6 @@ pub fn discover(
         rustflags_env: env.get("RUSTFLAGS").cloned(),
         target_config,
     })
-}
-
-/// Parse `rustc --print cfg` output.
-pub fn parse_cfgs(text: &str) -> Vec<Cfg> {
-    text.lines().filter_map(|l| l.parse().ok()).collect()
 }
 
 #[cfg(test)]
@@ -260,7 +246,9 @@ mod tests {
 
     #[test]
     fn target_tables_by_triple_or_cfg() {
-        let cfgs = parse_cfgs("target_os=\"linux\"\nunix\ntarget_arch=\"x86_64\"\n");
+        let cfgs = crate::config::project::parse_cfgs(
+            "target_os=\"linux\"\nunix\ntarget_arch=\"x86_64\"\n",
+        );
         let t = "x86_64-unknown-linux-gnu";
         let parse = |s: &str| s.parse::<toml::Table>().unwrap();
         assert!(target_table_sets_rustflags(

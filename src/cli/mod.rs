@@ -87,9 +87,9 @@ pub struct SignOpts {
     pub quiet: bool,
 }
 
-pub use crate::deploy::config::parse_duration;
+use crate::deploy::config::parse_duration;
 
-pub use crate::attest::sign::Signer;
+use crate::attest::sign::Signer;
 
 mod deploy;
 pub use deploy::*;
@@ -136,7 +136,7 @@ pub struct InitOpts {
     pub color: Option<ColorChoice>,
 }
 
-pub use crate::bundle::compile::Builder;
+use crate::bundle::compile::Builder;
 
 /// Where a bundle must come from: its digest and signatures. Shared by `verify`, `unpack`,
 /// `deploy` and `install`, with one meaning.
@@ -181,15 +181,15 @@ pub struct CheckOpts {
     pub allow_paths: Vec<String>,
 
     /// Refuse archives with more entries than this
-    #[arg(long, value_name = "N", default_value_t = crate::archive::DEFAULT_MAX_ENTRIES)]
+    #[arg(long, value_name = "N", default_value_t = crate::verify::Limits::default().max_entries)]
     pub max_entries: u64,
 
     /// Refuse archives that decompress to more bytes than this
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::verify::Limits::default().max_size)]
     pub max_size: u64,
 
     /// Refuse archives that decompress to more than this many times their size (past 64 MiB)
-    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    #[arg(long, value_name = "N", default_value_t = crate::verify::Limits::default().max_ratio)]
     pub max_ratio: u64,
 
     /// Do not print the summary
@@ -234,13 +234,7 @@ pub struct UnpackOpts {
     pub check: CheckOpts,
 }
 
-pub use crate::output::ColorChoice;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MessageFormat {
-    Human,
-    Json,
-}
+use crate::output::{ColorChoice, MessageFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
@@ -389,6 +383,30 @@ pub struct BundleOpts {
 
 impl BundleOpts {
     /// What `build` forwards to cargo.
+    /// The library's request for these flags.
+    pub fn request(&self) -> crate::bundle::Request {
+        crate::bundle::Request {
+            selection: self.selection(),
+            locate: self.locate(),
+            build: self.build_opts(),
+            profile: self.profile.clone(),
+            target: self.target.clone(),
+            features: self.features.clone(),
+            all_features: self.all_features,
+            no_default_features: self.no_default_features,
+            jobs: self.jobs,
+            out_dir: self.out_dir.clone(),
+            sign_key: self.sign_key.clone(),
+            signer: self.signer,
+            image: self.image,
+            format: self.format.map(|f| match f {
+                FormatArg::TarZst => crate::archive::Format::TarZst,
+                FormatArg::TarGz => crate::archive::Format::TarGz,
+            }),
+            strict: self.strict,
+        }
+    }
+
     pub fn build_opts(&self) -> crate::bundle::compile::BuildOpts {
         crate::bundle::compile::BuildOpts {
             builder: self.builder,
@@ -414,8 +432,8 @@ impl BundleOpts {
     }
 
     /// What `project::load` needs to find the workspace.
-    pub fn locate(&self) -> crate::bundle::project::Locate {
-        crate::bundle::project::Locate {
+    pub fn locate(&self) -> crate::config::project::Locate {
+        crate::config::project::Locate {
             manifest_path: self.manifest_path.clone(),
             target_dir: self.target_dir.clone(),
             locked: self.locked,
@@ -425,8 +443,8 @@ impl BundleOpts {
     }
 
     /// The packages asked for.
-    pub fn selection(&self) -> crate::bundle::project::Selection {
-        crate::bundle::project::Selection {
+    pub fn selection(&self) -> crate::config::project::Selection {
+        crate::config::project::Selection {
             packages: self.package.clone(),
             workspace: self.workspace,
         }
@@ -530,6 +548,18 @@ mod tests {
             assert!(rb.command.is_none());
             assert_eq!(rb.bundle.profile, "prod");
             assert_eq!(rb.bundle.package, ["a", "b"]);
+        }
+    }
+}
+
+impl CheckOpts {
+    /// The verify limits these flags set (their defaults are the library's).
+    pub fn limits(&self) -> crate::verify::Limits {
+        crate::verify::Limits {
+            max_entries: self.max_entries,
+            max_size: self.max_size,
+            max_ratio: self.max_ratio,
+            ..crate::verify::Limits::default()
         }
     }
 }

@@ -3,12 +3,13 @@
 use anyhow::Result;
 
 use crate::bundle;
-use crate::cli::{BundleOpts, MessageFormat};
+use crate::cli::BundleOpts;
+use crate::output::MessageFormat;
 use crate::output::Shell;
 
 /// 0 when every bundle was written; errors (exit 1) otherwise.
 pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
-    bundle::bundle(opts, shell, &mut |package, plan, bundle| {
+    bundle::bundle(&opts.request(), shell, &mut |package, plan, bundle| {
         if opts.message_format == MessageFormat::Json {
             let mut line = serde_json::json!({
                 "reason": "bundle",

@@ -4,10 +4,9 @@
 use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 
-use crate::cli::{
-    BatchOpts, DeployOpts, HostOpts, ManifestOpts, MessageFormat, RestartOpts, TrustOpts,
-};
+use crate::cli::{BatchOpts, DeployOpts, HostOpts, ManifestOpts, RestartOpts, TrustOpts};
 use crate::deploy::config::{OnFailure, Partial, Settings};
+use crate::output::MessageFormat;
 use std::sync::mpsc;
 
 use crate::bundle;
@@ -267,7 +266,7 @@ pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
         Some(b) => b.clone(),
         None => {
             let mut paths = Vec::new();
-            bundle::bundle(&opts.build, shell, &mut |_, _, bundle| {
+            bundle::bundle(&opts.build.request(), shell, &mut |_, _, bundle| {
                 paths.push(bundle.path.clone())
             })?;
             match paths.as_slice() {

@@ -8,6 +8,10 @@ use crate::output::Shell;
 
 /// 0 written; an existing table is an error (exit 1).
 pub fn run(opts: &InitOpts, shell: &Shell) -> Result<u8> {
-    init::init(opts, shell)?;
+    let request = init::Request {
+        manifest_path: opts.manifest_path.clone(),
+        profile: opts.profile.clone(),
+    };
+    init::init(&request, shell)?;
     Ok(0)
 }

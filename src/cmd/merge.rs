@@ -2,13 +2,14 @@
 
 use anyhow::Result;
 
-use crate::attest::merge;
-use crate::cli::{MergeOpts, MessageFormat};
+use crate::cli::MergeOpts;
+use crate::output::MessageFormat;
 use crate::output::Shell;
+use crate::publish;
 
 /// 0 merged, 1 refused (a bundle failed verification, a duplicate or a version conflict).
 pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
-    let gathered = merge::gather(&opts.dirs)?;
+    let gathered = publish::gather(&opts.dirs)?;
     if !gathered.problems.is_empty() {
         for p in &gathered.problems {
             shell.error(p);
@@ -19,7 +20,7 @@ pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
         ));
         return Ok(1);
     }
-    let entries = merge::write(&gathered, &opts.out)?;
+    let entries = publish::write(&gathered, &opts.out)?;
     if let Some(key) = &opts.sign_key {
         // SHA256SUMS names every archive with its digest: one signature over it covers them
         // all (`ssh-keygen -Y verify ... -s SHA256SUMS.sig < SHA256SUMS`).

@@ -2,14 +2,16 @@
 
 use anyhow::Result;
 
+use crate::archive;
 use crate::bundle::{self, Planned};
-use crate::cli::{BundleOpts, MessageFormat};
+use crate::bundle::{plan, sources};
+use crate::cli::BundleOpts;
+use crate::output::MessageFormat;
 use crate::output::Shell;
-use crate::{archive, bundle::plan, bundle::project, bundle::sources};
 
 /// `plan`: what the bundles would contain, without building. 0 on success.
 pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
-    let p = bundle::prepare(opts, shell)?;
+    let p = bundle::prepare(&opts.request(), shell)?;
     for Planned { package, plan, .. } in &p.planned {
         let path = p.out_dir.join(&plan.file_name);
         if opts.message_format == MessageFormat::Json {
@@ -39,7 +41,7 @@ pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
             "{} {} -> {}",
             plan.name,
             plan.version,
-            project::display_path(&path)
+            crate::util::display_path(&path)
         ));
         shell.out(format!(
             "  builds: {} (package `{}`, profile `{}`, target {})",
@@ -52,7 +54,7 @@ pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
             let e = e?;
             let (kind, source) = plan::describe(&e);
             let source = match &e.content {
-                plan::Content::File { source, .. } => project::display_path(source).to_string(),
+                plan::Content::File { source, .. } => crate::util::display_path(source).to_string(),
                 _ => source,
             };
             let from = if source.is_empty() {

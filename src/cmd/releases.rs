@@ -3,9 +3,10 @@
 
 use anyhow::Result;
 
-use crate::cli::{MessageFormat, ReleasesOpts};
+use crate::cli::ReleasesOpts;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
+use crate::output::MessageFormat;
 use crate::output::Shell;
 
 pub fn run(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
@@ -44,7 +45,7 @@ pub fn run(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
                 marks.push("marked bad".to_string());
             }
             if let Some(t) = staged {
-                marks.push(format!("deployed {}", crate::deploy::utc(t)));
+                marks.push(format!("deployed {}", crate::util::utc(t)));
             }
             let indent = if several { "  " } else { "" };
             shell.out(format!("{indent}{version} ({})", marks.join(", ")));

@@ -2,10 +2,11 @@
 
 use anyhow::{Result, bail};
 
-use crate::cli::{MessageFormat, RollbackOpts};
+use crate::cli::RollbackOpts;
 use crate::deploy::resolve;
 use crate::deploy::state::HostState;
 use crate::deploy::{Target, fleet};
+use crate::output::MessageFormat;
 use crate::output::Shell;
 
 pub fn run(opts: &RollbackOpts, shell: &Shell) -> Result<u8> {

@@ -24,10 +24,9 @@ pub fn run(opts: &SignOpts, shell: &Shell) -> Result<u8> {
             version: &m.version,
             commit: m.git.as_ref().map(|g| g.commit.as_str()),
         };
-        let image = bundle
-            .parent()
-            .unwrap_or(Utf8Path::new(""))
-            .join(crate::image::file_name(&m.name, &m.version, &m.target));
+        let image = bundle.parent().unwrap_or(Utf8Path::new("")).join(
+            crate::archive::companions::image_file(&m.name, &m.version, &m.target),
+        );
         let mut files = vec![bundle.clone()];
         if image.is_file() {
             files.push(image);

@@ -29,7 +29,7 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
     let mut report = verify::verify_file(
         &opts.path,
         opts.check.trust.sha256.as_deref(),
-        verify::limits(&opts.check),
+        opts.check.limits(),
         &opts.check.allow_paths,
         Some(&mut extractor),
     )?;
@@ -47,7 +47,7 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
         shell.error(format!("interrupted; nothing was installed at `{dest}`"));
         return Ok(130);
     }
-    verify::print(&report, &opts.check, shell);
+    verify::print(&report, opts.check.strict, opts.check.message_format, shell);
     if !report.passes(opts.check.strict) {
         shell.error(format!(
             "`{}` did not verify; nothing was installed",

@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::cli::VerifyOpts;
 use crate::output::Shell;
 use crate::verify::rebuild;
-use crate::verify::{Finding, Report, check_minisign, check_signature, limits, print, verify_file};
+use crate::verify::{Finding, Report, check_minisign, check_signature, print, verify_file};
 
 /// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.
 pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
@@ -13,7 +13,7 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
     for path in &opts.paths {
         match check(path, opts, shell) {
             Ok(report) => {
-                print(&report, &opts.check, shell);
+                print(&report, opts.check.strict, opts.check.message_format, shell);
                 if !report.passes(opts.check.strict) && code == 0 {
                     code = 1;
                 }
@@ -36,7 +36,7 @@ fn check(path: &camino::Utf8Path, opts: &VerifyOpts, shell: &Shell) -> Result<Re
         verify_file(
             path,
             opts.check.trust.sha256.as_deref(),
-            limits(&opts.check),
+            opts.check.limits(),
             &opts.check.allow_paths,
             None,
         )?

@@ -7,9 +7,8 @@ use std::fs;
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::bundle::project::{self, BUILT_IN_PROFILES};
-use crate::cli::InitOpts;
 use crate::config::keys::{CARGO_RELEASE_KEYS, KNOWN_KEYS};
+use crate::config::project::{self, BUILT_IN_PROFILES};
 use crate::output::Shell;
 use crate::util::write_atomically;
 
@@ -48,14 +47,22 @@ compression-level = 3
     text
 }
 
+/// What `init` is asked to do.
+pub struct Request {
+    /// `Cargo.toml` of the package [default: the one in the working directory].
+    pub manifest_path: Option<Utf8PathBuf>,
+    /// Also add `[profile.<name>]` (inheriting from release).
+    pub profile: Option<String>,
+}
+
 /// 0 written; an existing table is an error.
-pub fn init(opts: &InitOpts, shell: &Shell) -> Result<u8> {
+pub fn init(opts: &Request, shell: &Shell) -> Result<u8> {
     let manifest = match &opts.manifest_path {
         Some(p) => p.clone(),
         None => Utf8PathBuf::from_path_buf(std::env::current_dir()?.join("Cargo.toml"))
             .map_err(|p| anyhow::anyhow!("`{}`: path is not UTF-8", p.display()))?,
     };
-    let shown = project::display_path(&manifest);
+    let shown = crate::util::display_path(&manifest);
     let text = fs::read_to_string(&manifest).with_context(|| format!("`{shown}`: cannot read"))?;
     let doc: toml::Table = text
         .parse()
@@ -144,7 +151,7 @@ pub fn init(opts: &InitOpts, shell: &Shell) -> Result<u8> {
     shell.status("Added", format!("[{table}] to {shown}"));
     if let Some(p) = profile {
         let into = if root_profile {
-            Some(project::display_path(&root).to_string())
+            Some(crate::util::display_path(&root).to_string())
         } else if !has_profile(&doc, p) && root == manifest {
             Some(shown.to_string())
         } else {

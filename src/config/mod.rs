@@ -9,6 +9,7 @@
 pub mod init;
 pub mod keys;
 pub mod layer;
+pub mod project;
 pub mod value;
 
 use std::collections::BTreeMap;

@@ -13,6 +13,7 @@ use cargo_metadata::{Metadata, MetadataCommand, Package, TargetKind};
 use crate::archive::manifest::{Git, Rustc, Timestamp, TimestampSource};
 use crate::archive::{self, MAX_MTIME};
 use crate::config::TableSource;
+use crate::util::display_path;
 
 /// Timestamp used when there is neither `SOURCE_DATE_EPOCH` nor a git commit:
 /// 1980-01-01T00:00:00Z, the earliest time every archive format can represent.
@@ -23,16 +24,6 @@ pub fn cargo() -> Utf8PathBuf {
     env::var("CARGO")
         .map(Utf8PathBuf::from)
         .unwrap_or_else(|_| "cargo".into())
-}
-
-/// A path as the user should see it: relative to the working directory when below it.
-pub fn display_path(path: &Utf8Path) -> Utf8PathBuf {
-    env::current_dir()
-        .ok()
-        .and_then(|cwd| Utf8PathBuf::from_path_buf(cwd).ok())
-        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Utf8Path::to_owned))
-        .filter(|p| !p.as_str().is_empty())
-        .unwrap_or_else(|| path.to_owned())
 }
 
 pub struct Workspace {
@@ -220,7 +211,7 @@ pub fn check_profile(ws: &Workspace, profile: &str) -> Result<()> {
     for start in cwd.iter().map(|c| c.as_path()).chain([ws.root()]) {
         dirs.extend(start.ancestors().map(|d| d.join(".cargo")));
     }
-    if let Some(home) = crate::bundle::rustflags::cargo_home() {
+    if let Some(home) = cargo_home() {
         dirs.push(home);
     }
     let in_config = dirs
@@ -368,9 +359,21 @@ pub fn rustc_cfgs(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(crate::bundle::rustflags::parse_cfgs(
-        &String::from_utf8_lossy(&out.stdout),
-    ))
+    Ok(parse_cfgs(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `CARGO_HOME`, as cargo resolves it.
+pub fn cargo_home() -> Option<Utf8PathBuf> {
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        return Utf8PathBuf::from_path_buf(home.into()).ok();
+    }
+    let home = std::env::var_os("HOME")?;
+    Utf8PathBuf::from_path_buf(std::path::PathBuf::from(home).join(".cargo")).ok()
+}
+
+/// Parse `rustc --print cfg` output.
+pub fn parse_cfgs(text: &str) -> Vec<cargo_metadata::cargo_platform::Cfg> {
+    text.lines().filter_map(|l| l.parse().ok()).collect()
 }
 
 /// Parse `SOURCE_DATE_EPOCH`: a decimal Unix time; anything else is an error.

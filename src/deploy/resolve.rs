@@ -10,7 +10,7 @@ use camino::Utf8PathBuf;
 use super::Target;
 use super::config::{self, Partial, Settings};
 use super::transport::{self, ControlDir, Ssh, Transport};
-use crate::bundle::project::{self, Locate};
+use crate::config::project::{self, Locate};
 use crate::config::{Overrides, TableSource};
 
 /// Where to look for the deploy tables.
@@ -69,7 +69,7 @@ pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
     let mut file = String::from("the manifest");
     if found {
         let ws = project::load(&locate)?;
-        file = project::display_path(&ws.root_manifest()).to_string();
+        file = crate::util::display_path(&ws.root_manifest()).to_string();
         let ws_table = parse_table(&ws.workspace_table())?;
         base = ws_table.settings;
         destinations.extend(ws_table.destinations);

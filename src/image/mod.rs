@@ -158,12 +158,21 @@ pub fn check_scratch(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
+/// The release an image is made of, as the bundle plan decided it.
+pub struct Release<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub target: &'a str,
+    /// The executable the release runs (`None`: several, none chosen).
+    pub main: Option<&'a str>,
+}
+
 /// The image a package asks for: its `image` key (else the workspace's), or `--image`.
 pub fn spec_for(
-    ws: &crate::bundle::project::Workspace,
+    ws: &crate::config::project::Workspace,
     package: &cargo_metadata::Package,
     config: &crate::config::ReleaseConfig,
-    plan: &crate::bundle::plan::BundlePlan,
+    release: &Release,
     flag: bool,
 ) -> anyhow::Result<Option<Spec>> {
     let mut wanted = None;
@@ -176,25 +185,20 @@ pub fn spec_for(
     let Some(image_config) = wanted.or_else(|| flag.then(ImageConfig::default)) else {
         return Ok(None);
     };
-    let l = &config.launcher;
-    let main = match &l.main {
-        Some(m) => m.value.clone(),
-        None if plan.binaries.len() == 1 => plan.binaries[0].clone(),
-        None if plan.binaries.contains(&package.name.to_string()) => package.name.to_string(),
-        None => anyhow::bail!(
-            "{}: the image runs one executable and package `{}` ships several ({}); set `main`",
-            crate::bundle::project::display_path(&package.manifest_path),
-            package.name,
-            plan.binaries.join(", ")
-        ),
+    let Some(main) = release.main else {
+        anyhow::bail!(
+            "{}: the image runs one executable and package `{}` ships several; set `main`",
+            crate::util::display_path(&package.manifest_path),
+            package.name
+        );
     };
     let mut spec = Spec::new(
         &image_config,
-        l,
-        &plan.name,
-        &plan.version,
-        &plan.target,
-        &main,
+        &config.launcher,
+        release.name,
+        release.version,
+        release.target,
+        main,
     );
     // A relative base is relative to the package's directory, wherever cargo runs from.
     if let (Some(base), Some(dir)) = (&spec.base, package.manifest_path.parent()) {
@@ -479,7 +483,7 @@ pub fn config_doc(
 ) -> Result<ImageConfigDoc, String> {
     let (arch, variant) = platform(&spec.target)
         .ok_or_else(|| format!("{}: no OCI platform for this target", spec.target))?;
-    let created = crate::deploy::utc(spec.created);
+    let created = crate::util::utc(spec.created);
     let mut diff_ids = base.map(|b| b.rootfs.diff_ids.clone()).unwrap_or_default();
     diff_ids.extend(our_diff_ids.iter().cloned());
     let mut history = base.map(|b| b.history.clone()).unwrap_or_default();
@@ -537,7 +541,7 @@ pub fn annotations(spec: &Spec) -> BTreeMap<String, String> {
     );
     a.insert(
         "org.opencontainers.image.created".into(),
-        crate::deploy::utc(spec.created),
+        crate::util::utc(spec.created),
     );
     if let Some(r) = &spec.revision {
         a.insert("org.opencontainers.image.revision".into(), r.clone());
@@ -550,7 +554,7 @@ pub fn annotations(spec: &Spec) -> BTreeMap<String, String> {
 
 /// `<name>-<version>-<triple>.oci.tar`.
 pub fn file_name(name: &str, version: &str, target: &str) -> String {
-    format!("{name}-{version}-{target}.oci.tar")
+    crate::archive::companions::image_file(name, version, target)
 }
 
 /// JSON bytes of a document (its digest is over exactly these bytes).

@@ -179,7 +179,7 @@ use checker::Checker;
 use record::spool;
 use stream::{ChannelReader, HashingReader, InputEnd, decompress};
 
-pub use report::{limits, print};
+pub use report::print;
 pub use sidecar::Reference;
 pub use signature::{check_minisign, check_signature};
 

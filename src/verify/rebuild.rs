@@ -9,7 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::archive::manifest::{Manifest, TimestampSource};
 use crate::archive::read::{differences, summarize};
-use crate::bundle::project;
+use crate::config::project;
 use crate::verify::Finding;
 
 fn refuse(message: String) -> Vec<Finding> {
@@ -129,10 +129,13 @@ pub fn rebuild(
         args.extend(["--target".into(), m.target.clone()]);
     }
     // The image beside the bundle is rebuilt and compared too.
-    let image = bundle
-        .parent()
-        .unwrap_or(Utf8Path::new("."))
-        .join(crate::image::file_name(&m.name, &m.version, &m.target));
+    let image =
+        bundle
+            .parent()
+            .unwrap_or(Utf8Path::new("."))
+            .join(crate::archive::companions::image_file(
+                &m.name, &m.version, &m.target,
+            ));
     let with_image = image.is_file();
     if with_image {
         args.push("--image".into());

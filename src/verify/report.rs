@@ -1,8 +1,8 @@
 //! Printing verification reports (human lines or JSON objects).
 
 use super::sidecar::Reference;
-use super::{Limits, Report, Severity};
-use crate::cli::{CheckOpts, MessageFormat};
+use super::{Report, Severity};
+use crate::output::MessageFormat;
 use crate::output::{Shell, Tone};
 
 fn thousands(n: usize) -> String {
@@ -17,19 +17,11 @@ fn thousands(n: usize) -> String {
     out
 }
 
-pub fn limits(check: &CheckOpts) -> Limits {
-    Limits {
-        max_entries: check.max_entries,
-        max_size: check.max_size,
-        max_ratio: check.max_ratio,
-        ..Limits::default()
-    }
-}
-
 /// Print a report: findings, then a summary line (or JSON objects).
-pub fn print(report: &Report, check: &CheckOpts, shell: &Shell) {
-    let passed = report.passes(check.strict);
-    if check.message_format == MessageFormat::Json {
+/// `strict`: warnings fail too.
+pub fn print(report: &Report, strict: bool, format: MessageFormat, shell: &Shell) {
+    let passed = report.passes(strict);
+    if format == MessageFormat::Json {
         for f in &report.findings {
             shell.json(&serde_json::json!({
                 "reason": "finding",
