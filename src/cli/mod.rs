@@ -468,6 +468,18 @@ pub fn normalize_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
     args
 }
 
+impl CheckOpts {
+    /// The verify limits these flags set (their defaults are the library's).
+    pub fn limits(&self) -> crate::verify::Limits {
+        crate::verify::Limits {
+            max_entries: self.max_entries,
+            max_size: self.max_size,
+            max_ratio: self.max_ratio,
+            ..crate::verify::Limits::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,18 +560,6 @@ mod tests {
             assert!(rb.command.is_none());
             assert_eq!(rb.bundle.profile, "prod");
             assert_eq!(rb.bundle.package, ["a", "b"]);
-        }
-    }
-}
-
-impl CheckOpts {
-    /// The verify limits these flags set (their defaults are the library's).
-    pub fn limits(&self) -> crate::verify::Limits {
-        crate::verify::Limits {
-            max_entries: self.max_entries,
-            max_size: self.max_size,
-            max_ratio: self.max_ratio,
-            ..crate::verify::Limits::default()
         }
     }
 }
