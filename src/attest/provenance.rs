@@ -10,7 +10,7 @@ use crate::archive::manifest::Manifest;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
-/// The build type: what the parameters mean (documented in the README).
+/// The build type: what the parameters mean (documented in docs/supply-chain.md).
 pub const BUILD_TYPE: &str =
     "https://github.com/cargo-release-bundle/cargo-release-bundle/buildtypes/bundle/v1";
 

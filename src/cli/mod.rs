@@ -19,7 +19,7 @@ pub enum Cli {
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     about = "Build a Rust service and write a reproducible, deployable release bundle",
-    after_help = "Configuration lives in [package.metadata.release] (or [package.metadata.release-bundle]); see the README."
+    after_help = "Configuration lives in [package.metadata.release] (or [package.metadata.release-bundle]); every key: docs/configuration.md."
 )]
 pub struct ReleaseBundle {
     #[command(subcommand)]

@@ -15,7 +15,7 @@ use crate::util::write_atomically;
 fn table_text(table: &str, name: &str, profile: Option<&str>) -> String {
     let mut text = format!(
         r#"
-# Release bundle settings for `cargo release-bundle` (see its README for every key).
+# Release bundle settings for `cargo release-bundle` (every key: docs/configuration.md in its repository).
 [{table}]
 # Release name: the launcher `bin/{name}` and the archive prefix.
 name = "{name}"

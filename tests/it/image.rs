@@ -186,7 +186,7 @@ fn webapp_image(fx: &Fixture, base: &Path, out: &str, env: &[(&str, &str)]) -> s
 }
 
 fn podman(args: &[&str]) -> std::process::Output {
-    // What rootful podman needs on this kind of machine (see the README's CI notes).
+    // What rootful podman needs on this kind of machine (see CONTRIBUTING.md).
     let mut cmd = Command::new("podman");
     cmd.args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"]);
     cmd.args(args);

@@ -1,6 +1,6 @@
 //! Real service shapes (reduced to `fixtures/static-site`): a service serving `assets/`
 //! relative to its working directory, one told where its data is through `args` and `env`
-//! with `${RELEASE_PRIV}`, and the README's snippet finding priv under `cargo run` and in a
+//! with `${RELEASE_PRIV}`, and the launcher page's snippet finding priv under `cargo run` and in a
 //! release.
 
 use std::fs;
@@ -119,7 +119,8 @@ fn workdir_false_keeps_the_callers_directory_and_a_subdirectory_can_be_chosen() 
     }
 }
 
-/// The README's snippet is the fixture's, and it finds priv under `cargo run` too.
+/// The launcher page's snippet (docs/launcher.md) is the fixture's, and it finds priv under
+/// `cargo run` too.
 #[test]
 fn the_readme_snippet_finds_priv_under_cargo_run() {
     let snippet = |text: &str| -> String {
@@ -134,12 +135,12 @@ fn the_readme_snippet_finds_priv_under_cargo_run() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let page = fs::read_to_string(repo().join("docs/launcher.md")).unwrap();
     let fixture = fs::read_to_string(repo().join("fixtures/static-site/src/main.rs")).unwrap();
     assert_eq!(
-        snippet(&readme),
+        snippet(&page),
         snippet(&fixture),
-        "README and fixture differ"
+        "docs/launcher.md and the fixture differ"
     );
 
     let fx = Fixture::new("static-site");
