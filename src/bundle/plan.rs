@@ -16,9 +16,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
-use crate::bundle::launcher::{self, CustomCommand, LauncherSpec};
+use crate::bundle::launcher;
 use crate::bundle::sources::{Found, Match, Node, Sources};
-use crate::config::{HookName, Origin, ReleaseConfig, Workdir};
+use crate::config::{HookName, Origin, ReleaseConfig};
 
 /// What the planner needs to know about the package.
 #[derive(Debug, Clone)]
@@ -325,67 +325,6 @@ fn excluded(set: &GlobSet, path: &str) -> bool {
             .any(|p| set.is_match(p))
 }
 
-/// What the release runs: `main`, or the only binary, or the one named like the package.
-fn main_binary(
-    package: &PackageFacts,
-    config: &ReleaseConfig,
-    binaries: &[String],
-) -> Result<String> {
-    Ok(match &config.launcher.main {
-        Some(m) => m.value.clone(),
-        None if binaries.len() == 1 => binaries[0].clone(),
-        None if binaries.contains(&package.name) => package.name.clone(),
-        None => bail!(
-            "{}: package `{}` ships several binaries ({}) and none is named like the package\nhelp: set `main` in the release table to the one `start` (and an image) should run",
-            package.manifest,
-            package.name,
-            binaries.join(", ")
-        ),
-    })
-}
-
-/// What the launcher is made from.
-fn launcher_spec(
-    package: &PackageFacts,
-    config: &ReleaseConfig,
-    binaries: &[String],
-    main: String,
-) -> Result<LauncherSpec> {
-    let l = &config.launcher;
-    Ok(LauncherSpec {
-        name: config.name.clone(),
-        version: package.version.clone(),
-        main,
-        bins: binaries.to_vec(),
-        env: l
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value.clone()))
-            .collect(),
-        required_env: l.required_env.iter().map(|v| v.value.clone()).collect(),
-        env_file: l.env_file.as_ref().map(|f| f.value.clone()),
-        stop_timeout: l.stop_timeout,
-        args: l.args.clone(),
-        workdir: match &l.workdir {
-            Workdir::Caller => None,
-            Workdir::Release(dir) => Some(dir.clone()),
-        },
-        commands: l
-            .commands
-            .iter()
-            .map(|(name, c)| {
-                let c = &c.value;
-                let command = CustomCommand {
-                    bin: c.bin.value.clone(),
-                    args: c.args.clone(),
-                    description: c.description.clone(),
-                };
-                (name.clone(), command)
-            })
-            .collect(),
-    })
-}
-
 pub fn plan(
     package: &PackageFacts,
     config: &ReleaseConfig,
@@ -596,6 +535,8 @@ pub fn plan(
 }
 
 mod entries;
+mod spec;
+use spec::{launcher_spec, main_binary};
 
 pub use entries::{Entries, Totals};
 

@@ -1,0 +1,69 @@
+//! What the release runs, decided once for the launcher and the image: the main binary, and
+//! the launcher's spec from the release table.
+
+use anyhow::{Result, bail};
+
+use super::PackageFacts;
+use crate::bundle::launcher::{CustomCommand, LauncherSpec};
+use crate::config::{ReleaseConfig, Workdir};
+
+/// What the release runs: `main`, or the only binary, or the one named like the package.
+pub(super) fn main_binary(
+    package: &PackageFacts,
+    config: &ReleaseConfig,
+    binaries: &[String],
+) -> Result<String> {
+    Ok(match &config.launcher.main {
+        Some(m) => m.value.clone(),
+        None if binaries.len() == 1 => binaries[0].clone(),
+        None if binaries.contains(&package.name) => package.name.clone(),
+        None => bail!(
+            "{}: package `{}` ships several binaries ({}) and none is named like the package\nhelp: set `main` in the release table to the one `start` (and an image) should run",
+            package.manifest,
+            package.name,
+            binaries.join(", ")
+        ),
+    })
+}
+
+/// What the launcher is made from.
+pub(super) fn launcher_spec(
+    package: &PackageFacts,
+    config: &ReleaseConfig,
+    binaries: &[String],
+    main: String,
+) -> Result<LauncherSpec> {
+    let l = &config.launcher;
+    Ok(LauncherSpec {
+        name: config.name.clone(),
+        version: package.version.clone(),
+        main,
+        bins: binaries.to_vec(),
+        env: l
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect(),
+        required_env: l.required_env.iter().map(|v| v.value.clone()).collect(),
+        env_file: l.env_file.as_ref().map(|f| f.value.clone()),
+        stop_timeout: l.stop_timeout,
+        args: l.args.clone(),
+        workdir: match &l.workdir {
+            Workdir::Caller => None,
+            Workdir::Release(dir) => Some(dir.clone()),
+        },
+        commands: l
+            .commands
+            .iter()
+            .map(|(name, c)| {
+                let c = &c.value;
+                let command = CustomCommand {
+                    bin: c.bin.value.clone(),
+                    args: c.args.clone(),
+                    description: c.description.clone(),
+                };
+                (name.clone(), command)
+            })
+            .collect(),
+    })
+}
