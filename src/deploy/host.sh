@@ -148,264 +148,303 @@ rb_private_log() {
   chmod 600 .deploy/log.jsonl || rb_die "cannot restrict $rb_path/.deploy/log.jsonl"
 }
 
-case $rb_step in
-  lock)
-    # lock WHO VERSION BREAK: take .deploy/lock and hold it while stdin stays open. The
-    # holder's pid is this shell, which lives exactly as long as the deploying process.
-    rb_who=$1 rb_version=$2 rb_break=$3
-    rb_check_layout
-    mkdir -p .deploy releases shared/tmp || rb_die "cannot create the layout under $rb_path"
-    chmod 700 shared/tmp 2>/dev/null
-    rb_private_log
-    while :; do
-      rb_try_lock "$rb_who" "$rb_version"
-      rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || rb_holder=
-      if rb_holder_alive "$rb_holder"; then
-        printf 'held %s\n' "$rb_holder"
-        exit 3
-      fi
-      if [ "$rb_break" != 1 ]; then
-        printf 'stale %s\n' "${rb_holder:-(no holder recorded)}"
-        exit 3
-      fi
-      rm -rf -- .deploy/lock || rb_die "cannot remove the stale lock $rb_path/.deploy/lock"
-      printf 'broke %s\n' "${rb_holder:-(no holder recorded)}"
-      rb_break=0
+# lock WHO VERSION BREAK: take .deploy/lock and hold it while stdin stays open. The
+# holder's pid is this shell, which lives exactly as long as the deploying process.
+rb_step_lock() {
+  rb_who=$1 rb_version=$2 rb_break=$3
+  rb_check_layout
+  mkdir -p .deploy releases shared/tmp || rb_die "cannot create the layout under $rb_path"
+  chmod 700 shared/tmp 2>/dev/null
+  rb_private_log
+  while :; do
+    rb_try_lock "$rb_who" "$rb_version"
+    rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || rb_holder=
+    if rb_holder_alive "$rb_holder"; then
+      printf 'held %s\n' "$rb_holder"
+      exit 3
+    fi
+    if [ "$rb_break" != 1 ]; then
+      printf 'stale %s\n' "${rb_holder:-(no holder recorded)}"
+      exit 3
+    fi
+    rm -rf -- .deploy/lock || rb_die "cannot remove the stale lock $rb_path/.deploy/lock"
+    printf 'broke %s\n' "${rb_holder:-(no holder recorded)}"
+    rb_break=0
+  done
+}
+
+# unlock PID: remove the lock when the holder is the keeper with that pid.
+rb_step_unlock() {
+  rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || exit 0
+  case $rb_holder in "pid=$1 "*) rm -rf -- .deploy/lock ;; esac
+}
+
+# What the tool decides from: current, the installed releases with their SHA256SUMS,
+# and the event log. Sections start with "@@rb ".
+rb_step_state() {
+  printf '@@rb root %s\n' "$(pwd -P)"
+  printf '@@rb user %s\n' "$(id -un 2>/dev/null)"
+  if command -v zstd >/dev/null 2>&1; then echo '@@rb zstd yes'; else echo '@@rb zstd no'; fi
+  printf '@@rb current %s\n' "$(rb_current)"
+  if [ -d releases ]; then
+    for rb_dir in releases/*/; do
+      [ -d "$rb_dir" ] || continue
+      rb_v=${rb_dir#releases/}
+      rb_v=${rb_v%/}
+      printf '@@rb release %s\n' "$rb_v"
+      [ -f "$rb_dir/SHA256SUMS" ] && cat -- "$rb_dir/SHA256SUMS"
     done
-    ;;
-  unlock)
-    # unlock PID: remove the lock when the holder is the keeper with that pid.
-    rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || exit 0
-    case $rb_holder in "pid=$1 "*) rm -rf -- .deploy/lock ;; esac
-    ;;
-  state)
-    # What the tool decides from: current, the installed releases with their SHA256SUMS,
-    # and the event log. Sections start with "@@rb ".
-    printf '@@rb root %s\n' "$(pwd -P)"
-    printf '@@rb user %s\n' "$(id -un 2>/dev/null)"
-    if command -v zstd >/dev/null 2>&1; then echo '@@rb zstd yes'; else echo '@@rb zstd no'; fi
-    printf '@@rb current %s\n' "$(rb_current)"
-    if [ -d releases ]; then
-      for rb_dir in releases/*/; do
-        [ -d "$rb_dir" ] || continue
-        rb_v=${rb_dir#releases/}
-        rb_v=${rb_v%/}
-        printf '@@rb release %s\n' "$rb_v"
-        [ -f "$rb_dir/SHA256SUMS" ] && cat -- "$rb_dir/SHA256SUMS"
-      done
-    fi
-    rb_v=$(rb_current)
-    if [ -n "$rb_v" ] && [ -f "releases/$rb_v/MANIFEST.json" ]; then
-      printf '@@rb manifest %s\n' "$rb_v"
-      cat -- "releases/$rb_v/MANIFEST.json"
-      echo
-    fi
-    printf '@@rb log\n'
-    [ -f .deploy/log.jsonl ] && cat .deploy/log.jsonl
-    printf '@@rb end\n'
-    ;;
-  sweep)
-    # Leftovers of a deploy that was killed: partial transfers and temporary links.
-    for rb_f in releases/.incoming-* .current.tmp.*; do
-      [ -e "$rb_f" ] || [ -L "$rb_f" ] || continue
-      rm -rf -- "$rb_f"
-      printf '%s\n' "$rb_f"
-    done
-    ;;
-  receive)
-    # receive ID WIRE [TOP]: extract the transfer from stdin into releases/.incoming-ID as
-    # it arrives, hashing it on the way (through a FIFO: sha256sum beside tar), and print its
-    # sha256. Nothing there is used until the tool has compared that digest and `unpack`
-    # has checked every file.
-    rb_name_ok "$1"
-    rb_dir=releases/.incoming-$1
-    rm -rf -- "$rb_dir" "$rb_dir.fifo" "$rb_dir.sum"
-    mkdir -- "$rb_dir" || rb_die "cannot create $rb_path/$rb_dir"
-    mkfifo -- "$rb_dir.fifo" || rb_die "cannot create $rb_path/$rb_dir.fifo"
-    sha256sum < "$rb_dir.fifo" > "$rb_dir.sum" &
-    rb_hasher=$!
-    case $2 in
-      gz|bundle-gz) tee -- "$rb_dir.fifo" | tar -xzf - -C "$rb_dir" ;;
-      zst|bundle-zst) tee -- "$rb_dir.fifo" | zstd -dcq | tar -xf - -C "$rb_dir" ;;
-      *) tee -- "$rb_dir.fifo" | tar -xf - -C "$rb_dir" ;;
-    esac
-    rb_status=$?
-    # The bundle itself: its top directory becomes the release.
-    case $2 in
-      bundle-*)
-        rb_name_ok "$3"
-        if [ "$rb_status" = 0 ]; then
-          mv -- "$rb_dir/$3" "$rb_dir/release" || rb_status=1
-        fi ;;
-    esac
-    wait "$rb_hasher"
-    rb_sum=$(cat -- "$rb_dir.sum") || rb_sum=
-    rm -f -- "$rb_dir.fifo" "$rb_dir.sum"
-    if [ "$rb_status" != 0 ]; then
-      rm -rf -- "$rb_dir"
-      rb_die "cannot extract the transfer; nothing was installed"
-    fi
-    printf '%s\n' "${rb_sum%% *}"
-    ;;
-  unpack)
-    # unpack ID VERSION: hard-link the files the transfer names from installed releases,
-    # check every file with sha256sum -c, and only then rename it to releases/VERSION.
-    rb_id=$1 rb_version=$2
-    rb_name_ok "$rb_id"
-    rb_name_ok "$rb_version"
-    rb_dir=releases/.incoming-$rb_id
-    rb_fail() {
-      rm -rf -- "$rb_dir"
-      rb_die "$@"
-    }
-    [ -d "$rb_dir/release" ] || rb_fail "no transfer $rb_id was received"
-    [ ! -e "releases/$rb_version" ] || rb_fail "releases/$rb_version is already installed"
-    if [ -f "$rb_dir/links" ]; then
-      # Three lines per file: the installed copy (under releases/), its path in the new
-      # release, and its mode. Same mode: a hard link; otherwise a copy with that mode.
-      while IFS= read -r rb_src && IFS= read -r rb_dst && IFS= read -r rb_mode; do
-        rb_to=$rb_dir/release/$rb_dst
-        mkdir -p -- "$(dirname -- "$rb_to")" || rb_fail "cannot create the parent of $rb_dst"
-        if [ "$(stat -c %a -- "releases/$rb_src" 2>/dev/null)" = "$rb_mode" ]; then
-          ln -- "releases/$rb_src" "$rb_to" 2>/dev/null || cp -- "releases/$rb_src" "$rb_to" || rb_fail "cannot copy releases/$rb_src"
-        else
-          cp -- "releases/$rb_src" "$rb_to" || rb_fail "cannot copy releases/$rb_src"
-          chmod "$rb_mode" "$rb_to" || rb_fail "cannot set the mode of $rb_dst"
-        fi
-      done < "$rb_dir/links"
-    fi
-    (cd "$rb_dir/release" && sha256sum --quiet --strict -c SHA256SUMS >&2) || rb_fail "the release does not match its SHA256SUMS; nothing was installed"
-    mv -T -- "$rb_dir/release" "releases/$rb_version" || rb_fail "cannot rename the release into place"
+  fi
+  rb_v=$(rb_current)
+  if [ -n "$rb_v" ] && [ -f "releases/$rb_v/MANIFEST.json" ]; then
+    printf '@@rb manifest %s\n' "$rb_v"
+    cat -- "releases/$rb_v/MANIFEST.json"
+    echo
+  fi
+  printf '@@rb log\n'
+  [ -f .deploy/log.jsonl ] && cat .deploy/log.jsonl
+  printf '@@rb end\n'
+}
+
+# Leftovers of a deploy that was killed: partial transfers and temporary links.
+rb_step_sweep() {
+  for rb_f in releases/.incoming-* .current.tmp.*; do
+    [ -e "$rb_f" ] || [ -L "$rb_f" ] || continue
+    rm -rf -- "$rb_f"
+    printf '%s\n' "$rb_f"
+  done
+}
+
+# receive ID WIRE [TOP]: extract the transfer from stdin into releases/.incoming-ID as
+# it arrives, hashing it on the way (through a FIFO: sha256sum beside tar), and print its
+# sha256. Nothing there is used until the tool has compared that digest and `unpack`
+# has checked every file.
+rb_step_receive() {
+  rb_name_ok "$1"
+  rb_dir=releases/.incoming-$1
+  rm -rf -- "$rb_dir" "$rb_dir.fifo" "$rb_dir.sum"
+  mkdir -- "$rb_dir" || rb_die "cannot create $rb_path/$rb_dir"
+  mkfifo -- "$rb_dir.fifo" || rb_die "cannot create $rb_path/$rb_dir.fifo"
+  sha256sum < "$rb_dir.fifo" > "$rb_dir.sum" &
+  rb_hasher=$!
+  case $2 in
+    gz|bundle-gz) tee -- "$rb_dir.fifo" | tar -xzf - -C "$rb_dir" ;;
+    zst|bundle-zst) tee -- "$rb_dir.fifo" | zstd -dcq | tar -xf - -C "$rb_dir" ;;
+    *) tee -- "$rb_dir.fifo" | tar -xf - -C "$rb_dir" ;;
+  esac
+  rb_status=$?
+  # The bundle itself: its top directory becomes the release.
+  case $2 in
+    bundle-*)
+      rb_name_ok "$3"
+      if [ "$rb_status" = 0 ]; then
+        mv -- "$rb_dir/$3" "$rb_dir/release" || rb_status=1
+      fi ;;
+  esac
+  wait "$rb_hasher"
+  rb_sum=$(cat -- "$rb_dir.sum") || rb_sum=
+  rm -f -- "$rb_dir.fifo" "$rb_dir.sum"
+  if [ "$rb_status" != 0 ]; then
     rm -rf -- "$rb_dir"
-    ;;
-  discard)
-    rb_name_ok "$1"
-    rm -rf -- "releases/.incoming-$1" "releases/.incoming-$1.fifo" "releases/.incoming-$1.sum"
-    ;;
-  log)
-    # log: one event line from stdin (never argv), appended to a log only the owner reads.
-    rb_private_log
-    cat >> .deploy/log.jsonl || rb_die "cannot write $rb_path/.deploy/log.jsonl"
-    ;;
-  verify-release)
-    # verify-release VERSION: the installed release still matches its SHA256SUMS (checked
-    # before every switch to a release that was installed earlier); the first mismatches on
-    # stderr.
-    rb_name_ok "$1"
-    [ -f "releases/$1/SHA256SUMS" ] || rb_die "releases/$1 has no SHA256SUMS"
-    rb_out=.deploy/verify.$$
-    if (cd "releases/$1" && sha256sum --quiet --strict -c SHA256SUMS) > "$rb_out" 2>&1; then
-      rm -f -- "$rb_out"
-      exit 0
-    fi
-    head -n 5 -- "$rb_out" >&2
-    rm -f -- "$rb_out"
-    rb_die "releases/$1 no longer matches its SHA256SUMS"
-    ;;
-  switch)
-    # switch VERSION: current -> releases/VERSION, atomically (a new link renamed over).
-    rb_name_ok "$1"
-    [ -d "releases/$1" ] || rb_die "releases/$1 is not installed"
-    rb_tmp=.current.tmp.$$
-    rm -f -- "$rb_tmp"
-    ln -s -- "releases/$1" "$rb_tmp" || rb_die "cannot create $rb_path/$rb_tmp"
-    mv -T -- "$rb_tmp" current || rb_die "cannot switch $rb_path/current"
-    ;;
-  launcher)
-    # launcher VERSION NAME COMMAND: run the release's launcher.
-    rb_name_ok "$1"
-    rb_name_ok "$2"
-    exec "releases/$1/bin/$2" "$3" < /dev/null
-    ;;
-  systemctl)
-    # systemctl UNIT COMMAND: the service manager instead of the launcher.
-    case $2 in
-      is-active) exec systemctl is-active --quiet -- "$1" ;;
-      *) exec systemctl "$2" -- "$1" < /dev/null ;;
-    esac
-    ;;
-  getenv)
-    # getenv VERSION NAME VAR...: values the service would see (shared/env, then the
-    # release's configured defaults), one per line, for expanding a health URL.
-    rb_name_ok "$1"
-    rb_name_ok "$2"
-    rb_launcher=releases/$1/bin/$2
-    shift 2
-    rb_load_env
-    rb_defaults=$("$rb_launcher" env 2>/dev/null) || rb_defaults=
-    for rb_var in "$@"; do
-      case $rb_var in ''|[0-9]*|*[!A-Za-z0-9_]*) rb_die "not a variable name: '$rb_var'" ;; esac
-      if eval "[ -n \"\${$rb_var+x}\" ]"; then
-        eval "printf '%s\n' \"\${$rb_var}\""
-        continue
+    rb_die "cannot extract the transfer; nothing was installed"
+  fi
+  printf '%s\n' "${rb_sum%% *}"
+}
+
+# A failed install: the incoming directory ($rb_dir) goes, then the error.
+rb_fail() {
+  rm -rf -- "$rb_dir"
+  rb_die "$@"
+}
+
+# unpack ID VERSION: hard-link the files the transfer names from installed releases,
+# check every file with sha256sum -c, and only then rename it to releases/VERSION.
+rb_step_unpack() {
+  rb_id=$1 rb_version=$2
+  rb_name_ok "$rb_id"
+  rb_name_ok "$rb_version"
+  rb_dir=releases/.incoming-$rb_id
+  [ -d "$rb_dir/release" ] || rb_fail "no transfer $rb_id was received"
+  [ ! -e "releases/$rb_version" ] || rb_fail "releases/$rb_version is already installed"
+  if [ -f "$rb_dir/links" ]; then
+    # Three lines per file: the installed copy (under releases/), its path in the new
+    # release, and its mode. Same mode: a hard link; otherwise a copy with that mode.
+    while IFS= read -r rb_src && IFS= read -r rb_dst && IFS= read -r rb_mode; do
+      rb_to=$rb_dir/release/$rb_dst
+      mkdir -p -- "$(dirname -- "$rb_to")" || rb_fail "cannot create the parent of $rb_dst"
+      if [ "$(stat -c %a -- "releases/$rb_src" 2>/dev/null)" = "$rb_mode" ]; then
+        ln -- "releases/$rb_src" "$rb_to" 2>/dev/null || cp -- "releases/$rb_src" "$rb_to" || rb_fail "cannot copy releases/$rb_src"
+      else
+        cp -- "releases/$rb_src" "$rb_to" || rb_fail "cannot copy releases/$rb_src"
+        chmod "$rb_mode" "$rb_to" || rb_fail "cannot set the mode of $rb_dst"
       fi
-      rb_found=
-      while IFS= read -r rb_line; do
-        case $rb_line in "$rb_var="*) rb_found=${rb_line#*=}; break ;; esac
-      done <<EOF
+    done < "$rb_dir/links"
+  fi
+  (cd "$rb_dir/release" && sha256sum --quiet --strict -c SHA256SUMS >&2) || rb_fail "the release does not match its SHA256SUMS; nothing was installed"
+  mv -T -- "$rb_dir/release" "releases/$rb_version" || rb_fail "cannot rename the release into place"
+  rm -rf -- "$rb_dir"
+}
+
+rb_step_discard() {
+  rb_name_ok "$1"
+  rm -rf -- "releases/.incoming-$1" "releases/.incoming-$1.fifo" "releases/.incoming-$1.sum"
+}
+
+# log: one event line from stdin (never argv), appended to a log only the owner reads.
+rb_step_log() {
+  rb_private_log
+  cat >> .deploy/log.jsonl || rb_die "cannot write $rb_path/.deploy/log.jsonl"
+}
+
+# verify-release VERSION: the installed release still matches its SHA256SUMS (checked
+# before every switch to a release that was installed earlier); the first mismatches on
+# stderr.
+rb_step_verify_release() {
+  rb_name_ok "$1"
+  [ -f "releases/$1/SHA256SUMS" ] || rb_die "releases/$1 has no SHA256SUMS"
+  rb_out=.deploy/verify.$$
+  if (cd "releases/$1" && sha256sum --quiet --strict -c SHA256SUMS) > "$rb_out" 2>&1; then
+    rm -f -- "$rb_out"
+    exit 0
+  fi
+  head -n 5 -- "$rb_out" >&2
+  rm -f -- "$rb_out"
+  rb_die "releases/$1 no longer matches its SHA256SUMS"
+}
+
+# switch VERSION: current -> releases/VERSION, atomically (a new link renamed over).
+rb_step_switch() {
+  rb_name_ok "$1"
+  [ -d "releases/$1" ] || rb_die "releases/$1 is not installed"
+  rb_tmp=.current.tmp.$$
+  rm -f -- "$rb_tmp"
+  ln -s -- "releases/$1" "$rb_tmp" || rb_die "cannot create $rb_path/$rb_tmp"
+  mv -T -- "$rb_tmp" current || rb_die "cannot switch $rb_path/current"
+}
+
+# launcher VERSION NAME COMMAND: run the release's launcher.
+rb_step_launcher() {
+  rb_name_ok "$1"
+  rb_name_ok "$2"
+  exec "releases/$1/bin/$2" "$3" < /dev/null
+}
+
+# systemctl UNIT COMMAND: the service manager instead of the launcher.
+rb_step_systemctl() {
+  case $2 in
+    is-active) exec systemctl is-active --quiet -- "$1" ;;
+    *) exec systemctl "$2" -- "$1" < /dev/null ;;
+  esac
+}
+
+# getenv VERSION NAME VAR...: values the service would see (shared/env, then the
+# release's configured defaults), one per line, for expanding a health URL.
+rb_step_getenv() {
+  rb_name_ok "$1"
+  rb_name_ok "$2"
+  rb_launcher=releases/$1/bin/$2
+  shift 2
+  rb_load_env
+  rb_defaults=$("$rb_launcher" env 2>/dev/null) || rb_defaults=
+  for rb_var in "$@"; do
+    case $rb_var in ''|[0-9]*|*[!A-Za-z0-9_]*) rb_die "not a variable name: '$rb_var'" ;; esac
+    if eval "[ -n \"\${$rb_var+x}\" ]"; then
+      eval "printf '%s\n' \"\${$rb_var}\""
+      continue
+    fi
+    rb_found=
+    while IFS= read -r rb_line; do
+      case $rb_line in "$rb_var="*) rb_found=${rb_line#*=}; break ;; esac
+    done <<EOF
 $rb_defaults
 EOF
-      printf '%s\n' "$rb_found"
-    done
-    ;;
-  missing-env)
-    # missing-env VERSION NAME: the variables the release requires that this host's
-    # environment (shared/env, the release's defaults) leaves unset, one per line.
-    rb_name_ok "$1"
-    rb_name_ok "$2"
-    [ -x "releases/$1/bin/$2" ] || rb_die "releases/$1/bin/$2 is not installed"
-    "releases/$1/bin/$2" env < /dev/null 2>/dev/null | while IFS= read -r rb_line; do
-      case $rb_line in *' is not set') printf '%s\n' "${rb_line% is not set}" ;; esac
-    done
-    ;;
-  check)
-    # check VERSION COMMAND: a health command, in the release directory, with shared/env.
-    rb_name_ok "$1"
-    rb_load_env
-    cd "releases/$1" || rb_die "releases/$1 is not installed"
-    exec sh -c "$2" < /dev/null
-    ;;
-  logsize)
-    # logsize NAME: where the service's log ends now (a new process's lines start there).
-    rb_name_ok "$1"
-    rb_log=shared/tmp/log/$1.log
-    if [ -f "$rb_log" ]; then wc -c < "$rb_log"; else echo 0; fi
-    ;;
-  tail)
-    # tail NAME FROM: the service's log from byte FROM on (from the start when the log is
-    # shorter, as after a rotation), at most its last 64 KiB.
-    rb_name_ok "$1"
-    rb_log=shared/tmp/log/$1.log
-    [ -f "$rb_log" ] || exit 0
-    rb_from=${2:-0}
-    case $rb_from in ''|*[!0-9]*) rb_from=0 ;; esac
-    [ "$(wc -c < "$rb_log")" -ge "$rb_from" ] || rb_from=0
-    tail -c +"$((rb_from + 1))" -- "$rb_log" | tail -c 65536
-    exit 0
-    ;;
-  prune)
-    # prune VERSION...: remove releases (never the one current points at, never through a
-    # link).
-    rb_check_layout
-    rb_cur=$(rb_current)
-    for rb_v in "$@"; do
-      rb_name_ok "$rb_v"
-      [ "$rb_v" != "$rb_cur" ] || rb_die "releases/$rb_v is current; not pruning it"
-      rm -rf -- "releases/$rb_v" || rb_die "cannot remove releases/$rb_v"
-    done
-    ;;
-  env-file)
-    # The host's environment from stdin, as shared/env: 0600 from the start, renamed in.
-    umask 077
-    mkdir -p shared || rb_die "cannot create $rb_path/shared"
-    rb_tmp=shared/.env.tmp.$$
-    cat > "$rb_tmp" || { rm -f -- "$rb_tmp"; rb_die "cannot write $rb_path/$rb_tmp"; }
-    if ! { chmod 600 "$rb_tmp" && mv -f -- "$rb_tmp" shared/env; }; then
-      rm -f -- "$rb_tmp"
-      rb_die "cannot install $rb_path/shared/env"
-    fi
-    ;;
-  *)
-    rb_die "unknown step '$rb_step'"
-    ;;
+    printf '%s\n' "$rb_found"
+  done
+}
+
+# missing-env VERSION NAME: the variables the release requires that this host's
+# environment (shared/env, the release's defaults) leaves unset, one per line.
+rb_step_missing_env() {
+  rb_name_ok "$1"
+  rb_name_ok "$2"
+  [ -x "releases/$1/bin/$2" ] || rb_die "releases/$1/bin/$2 is not installed"
+  "releases/$1/bin/$2" env < /dev/null 2>/dev/null | while IFS= read -r rb_line; do
+    case $rb_line in *' is not set') printf '%s\n' "${rb_line% is not set}" ;; esac
+  done
+}
+
+# check VERSION COMMAND: a health command, in the release directory, with shared/env.
+rb_step_check() {
+  rb_name_ok "$1"
+  rb_load_env
+  cd "releases/$1" || rb_die "releases/$1 is not installed"
+  exec sh -c "$2" < /dev/null
+}
+
+# logsize NAME: where the service's log ends now (a new process's lines start there).
+rb_step_logsize() {
+  rb_name_ok "$1"
+  rb_log=shared/tmp/log/$1.log
+  if [ -f "$rb_log" ]; then wc -c < "$rb_log"; else echo 0; fi
+}
+
+# tail NAME FROM: the service's log from byte FROM on (from the start when the log is
+# shorter, as after a rotation), at most its last 64 KiB.
+rb_step_tail() {
+  rb_name_ok "$1"
+  rb_log=shared/tmp/log/$1.log
+  [ -f "$rb_log" ] || exit 0
+  rb_from=${2:-0}
+  case $rb_from in ''|*[!0-9]*) rb_from=0 ;; esac
+  [ "$(wc -c < "$rb_log")" -ge "$rb_from" ] || rb_from=0
+  tail -c +"$((rb_from + 1))" -- "$rb_log" | tail -c 65536
+  exit 0
+}
+
+# prune VERSION...: remove releases (never the one current points at, never through a
+# link).
+rb_step_prune() {
+  rb_check_layout
+  rb_cur=$(rb_current)
+  for rb_v in "$@"; do
+    rb_name_ok "$rb_v"
+    [ "$rb_v" != "$rb_cur" ] || rb_die "releases/$rb_v is current; not pruning it"
+    rm -rf -- "releases/$rb_v" || rb_die "cannot remove releases/$rb_v"
+  done
+}
+
+# The host's environment from stdin, as shared/env: 0600 from the start, renamed in.
+rb_step_env_file() {
+  umask 077
+  mkdir -p shared || rb_die "cannot create $rb_path/shared"
+  rb_tmp=shared/.env.tmp.$$
+  cat > "$rb_tmp" || { rm -f -- "$rb_tmp"; rb_die "cannot write $rb_path/$rb_tmp"; }
+  if ! { chmod 600 "$rb_tmp" && mv -f -- "$rb_tmp" shared/env; }; then
+    rm -f -- "$rb_tmp"
+    rb_die "cannot install $rb_path/shared/env"
+  fi
+}
+
+# One step per call: dispatch.
+case $rb_step in
+  lock) rb_step_lock "$@" ;;
+  unlock) rb_step_unlock "$@" ;;
+  state) rb_step_state "$@" ;;
+  sweep) rb_step_sweep "$@" ;;
+  receive) rb_step_receive "$@" ;;
+  unpack) rb_step_unpack "$@" ;;
+  discard) rb_step_discard "$@" ;;
+  log) rb_step_log "$@" ;;
+  verify-release) rb_step_verify_release "$@" ;;
+  switch) rb_step_switch "$@" ;;
+  launcher) rb_step_launcher "$@" ;;
+  systemctl) rb_step_systemctl "$@" ;;
+  getenv) rb_step_getenv "$@" ;;
+  missing-env) rb_step_missing_env "$@" ;;
+  check) rb_step_check "$@" ;;
+  logsize) rb_step_logsize "$@" ;;
+  tail) rb_step_tail "$@" ;;
+  prune) rb_step_prune "$@" ;;
+  env-file) rb_step_env_file "$@" ;;
+  *) rb_die "unknown step '$rb_step'" ;;
 esac
