@@ -12,8 +12,9 @@ pub enum ColorChoice {
 }
 
 /// `--message-format`: human lines on stderr, or JSON objects (one per line) on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum MessageFormat {
+    #[default]
     Human,
     Json,
 }

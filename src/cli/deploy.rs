@@ -3,7 +3,7 @@
 use camino::Utf8PathBuf;
 use clap::Args;
 
-use super::{BundleOpts, ColorChoice, MessageFormat, parse_duration};
+use super::{BundleOpts, OutputOpts, parse_duration};
 
 fn parse_batch(text: &str) -> Result<crate::deploy::config::Batch, String> {
     crate::deploy::config::Batch::parse(text)
@@ -172,23 +172,7 @@ pub struct InstallOpts {
     pub health: RestartOpts,
 
     #[command(flatten)]
-    pub out: OutputOpts,
-}
-
-/// How a deploy-side command reports.
-#[derive(Debug, Clone, Args)]
-pub struct OutputOpts {
-    /// Output format: human status lines on stderr, or one JSON object per event on stdout
-    #[arg(long, value_name = "FMT", default_value = "human")]
-    pub message_format: MessageFormat,
-
-    /// Coloring
-    #[arg(long, value_name = "WHEN")]
-    pub color: Option<ColorChoice>,
-
-    /// Do not print status messages
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
+    pub output: OutputOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -198,6 +182,9 @@ pub struct SystemdUnitOpts {
 
     #[command(flatten)]
     pub manifest: ManifestOpts,
+
+    #[command(flatten)]
+    pub output: OutputOpts,
 
     /// The user the service runs as [default: the deploy user; `root` only when named]
     #[arg(long, value_name = "USER")]
@@ -228,7 +215,7 @@ pub struct RollbackOpts {
     pub manifest: ManifestOpts,
 
     #[command(flatten)]
-    pub out: OutputOpts,
+    pub output: OutputOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -239,7 +226,6 @@ pub struct ReleasesOpts {
     #[command(flatten)]
     pub manifest: ManifestOpts,
 
-    /// Output format: human lines, or one JSON object per release
-    #[arg(long, value_name = "FMT", default_value = "human")]
-    pub message_format: MessageFormat,
+    #[command(flatten)]
+    pub output: OutputOpts,
 }

@@ -78,13 +78,8 @@ pub struct SignOpts {
     #[arg(long, value_name = "SIGNER", default_value = "ssh")]
     pub signer: Signer,
 
-    /// Coloring
-    #[arg(long, value_name = "WHEN")]
-    pub color: Option<ColorChoice>,
-
-    /// Do not print status messages
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub output: OutputOpts,
 }
 
 use crate::deploy::config::parse_duration;
@@ -108,17 +103,8 @@ pub struct MergeOpts {
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<Utf8PathBuf>,
 
-    /// Output format
-    #[arg(long, value_name = "FMT", default_value = "human")]
-    pub message_format: MessageFormat,
-
-    /// Coloring
-    #[arg(long, value_name = "WHEN")]
-    pub color: Option<ColorChoice>,
-
-    /// Do not print status messages
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub output: OutputOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -131,12 +117,38 @@ pub struct InitOpts {
     #[arg(long, value_name = "PROFILE-NAME")]
     pub profile: Option<String>,
 
+    #[command(flatten)]
+    pub output: OutputOpts,
+}
+
+use crate::bundle::compile::Builder;
+
+/// How every command reports: the same flags everywhere.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OutputOpts {
+    /// Output format: human status lines on stderr, or JSON objects (one per line) on stdout
+    #[arg(long, value_name = "FMT", default_value = "human")]
+    pub message_format: MessageFormat,
+
+    /// Use verbose output (-vv very verbose)
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Do not print status messages
+    #[arg(short = 'q', long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
     /// Coloring
     #[arg(long, value_name = "WHEN")]
     pub color: Option<ColorChoice>,
 }
 
-use crate::bundle::compile::Builder;
+impl OutputOpts {
+    /// The output these flags ask for.
+    pub fn shell(&self) -> crate::output::Shell {
+        crate::output::Shell::new(self.color, self.quiet, self.verbose)
+    }
+}
 
 /// Where a bundle must come from: its digest and signatures. Shared by `verify`, `unpack`,
 /// `deploy` and `install`, with one meaning.
@@ -171,10 +183,6 @@ pub struct CheckOpts {
     #[arg(long)]
     pub strict: bool,
 
-    /// Output format: human lines, or JSON objects (one per line) on stdout
-    #[arg(long, value_name = "FMT", default_value = "human")]
-    pub message_format: MessageFormat,
-
     /// A path prefix the leak scan accepts, such as an example path in help text (repeatable;
     /// adds to the bundle's own `[verify] allow-paths`)
     #[arg(long = "allow-path", value_name = "PREFIX")]
@@ -192,13 +200,8 @@ pub struct CheckOpts {
     #[arg(long, value_name = "N", default_value_t = crate::verify::Limits::default().max_ratio)]
     pub max_ratio: u64,
 
-    /// Do not print the summary
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
-
-    /// Coloring
-    #[arg(long, value_name = "WHEN")]
-    pub color: Option<ColorChoice>,
+    #[command(flatten)]
+    pub output: OutputOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -364,21 +367,8 @@ pub struct BundleOpts {
     #[arg(long, help_heading = "Bundle Options")]
     pub strict: bool,
 
-    /// Output format: human status lines on stderr, or JSON lines on stdout
-    #[arg(long, value_name = "FMT", default_value = "human")]
-    pub message_format: MessageFormat,
-
-    /// Use verbose output (-vv very verbose)
-    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Do not print status messages
-    #[arg(short = 'q', long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Coloring
-    #[arg(long, value_name = "WHEN")]
-    pub color: Option<ColorChoice>,
+    #[command(flatten)]
+    pub output: OutputOpts,
 }
 
 impl BundleOpts {
@@ -420,9 +410,9 @@ impl BundleOpts {
             locked: self.locked,
             frozen: self.frozen,
             offline: self.offline,
-            quiet: self.quiet,
-            verbose: self.verbose,
-            color: self.color.map(|c| match c {
+            quiet: self.output.quiet,
+            verbose: self.output.verbose,
+            color: self.output.color.map(|c| match c {
                 ColorChoice::Auto => "auto",
                 ColorChoice::Always => "always",
                 ColorChoice::Never => "never",

@@ -10,7 +10,7 @@ use crate::output::Shell;
 /// 0 when every bundle was written; errors (exit 1) otherwise.
 pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
     bundle::bundle(&opts.request(), shell, &mut |package, plan, bundle| {
-        if opts.message_format == MessageFormat::Json {
+        if opts.output.message_format == MessageFormat::Json {
             let mut line = serde_json::json!({
                 "reason": "bundle",
                 "package": package.name.to_string(),

@@ -308,13 +308,13 @@ pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
             &release,
             targets,
             &hosts.settings,
-            opts.build.message_format,
+            opts.build.output.message_format,
             shell,
         );
     }
     let env = resolve::env_files(&opts.env_file, targets)?;
     let options = options(hosts.settings.clone(), &opts.restart, true, env);
-    reporting(opts.build.message_format, shell, "Deployed", |tx| {
+    reporting(opts.build.output.message_format, shell, "Deployed", |tx| {
         fleet::deploy(&release, targets, &options, tx)
     })
 }

@@ -31,7 +31,7 @@ pub fn run(opts: &InstallOpts, shell: &Shell) -> Result<u8> {
         None => Default::default(),
     };
     let options = super::deploy::options(settings, &opts.health, opts.restart, env);
-    super::deploy::reporting(opts.out.message_format, shell, "Installed", |tx| {
+    super::deploy::reporting(opts.output.message_format, shell, "Installed", |tx| {
         fleet::deploy(&release, std::slice::from_ref(&target), &options, tx)
     })
 }

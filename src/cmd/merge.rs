@@ -32,7 +32,7 @@ pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
         crate::util::write_atomically(&path, &signature)?;
         shell.status("Signed", &path);
     }
-    if opts.message_format == MessageFormat::Json {
+    if opts.output.message_format == MessageFormat::Json {
         for e in &entries {
             shell.json(&serde_json::json!({"reason": "merged", "bundle": e}));
         }

@@ -33,52 +33,52 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
     let (shell, result, error_code) = match &cli.command {
         None => {
             let o = &cli.bundle;
-            let shell = Shell::new(o.color, o.quiet, o.verbose);
+            let shell = o.output.shell();
             let result = bundle::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Plan(o)) => {
-            let shell = Shell::new(o.color, o.quiet, o.verbose);
+            let shell = o.output.shell();
             let result = plan::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Merge(m)) => {
-            let shell = Shell::new(m.color, m.quiet, 0);
+            let shell = m.output.shell();
             let result = merge::run(m, &shell);
             (shell, result, 2)
         }
         Some(Command::Init(i)) => {
-            let shell = Shell::new(i.color, false, 0);
+            let shell = i.output.shell();
             let result = init::run(i, &shell);
             (shell, result, 1)
         }
         Some(Command::Deploy(o)) => {
-            let shell = Shell::new(o.build.color, o.build.quiet, o.build.verbose);
+            let shell = o.build.output.shell();
             let result = deploy::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Install(o)) => {
-            let shell = Shell::new(o.out.color, o.out.quiet, 0);
+            let shell = o.output.shell();
             let result = install::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Rollback(o)) => {
-            let shell = Shell::new(o.out.color, o.out.quiet, 0);
+            let shell = o.output.shell();
             let result = rollback::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Releases(o)) => {
-            let shell = Shell::new(None, false, 0);
+            let shell = o.output.shell();
             let result = releases::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::SystemdUnit(o)) => {
-            let shell = Shell::new(None, false, 0);
+            let shell = o.output.shell();
             let result = systemd_unit::run(o, &shell);
             (shell, result, 1)
         }
         Some(Command::Sign(o)) => {
-            let shell = Shell::new(o.color, o.quiet, 0);
+            let shell = o.output.shell();
             let result = sign::run(o, &shell);
             (shell, result, 1)
         }
@@ -86,12 +86,12 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
             (Shell::new(None, false, 0), completions::run(*which), 1)
         }
         Some(Command::Verify(v)) => {
-            let shell = Shell::new(v.check.color, v.check.quiet, 0);
+            let shell = v.check.output.shell();
             let result = verify::run(v, &shell);
             (shell, result, 2)
         }
         Some(Command::Unpack(u)) => {
-            let shell = Shell::new(u.check.color, u.check.quiet, 0);
+            let shell = u.check.output.shell();
             let result = unpack::run(u, &shell);
             (shell, result, 2)
         }

@@ -14,7 +14,7 @@ pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
     let p = bundle::prepare(&opts.request(), shell)?;
     for Planned { package, plan, .. } in &p.planned {
         let path = p.out_dir.join(&plan.file_name);
-        if opts.message_format == MessageFormat::Json {
+        if opts.output.message_format == MessageFormat::Json {
             let head = serde_json::json!({
                 "reason": "plan",
                 "package": package.name.to_string(),

@@ -18,7 +18,7 @@ pub fn run(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
     for (target, state) in targets.iter().zip(fleet::states(targets)) {
         let state = state?;
         let history = state.history();
-        if several && opts.message_format == MessageFormat::Human {
+        if several && opts.output.message_format == MessageFormat::Human {
             shell.out(format!("{}:", target.label));
         }
         for version in state.installed() {
@@ -29,7 +29,7 @@ pub fn run(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
                 .iter()
                 .find(|(v, _, _)| *v == version)
                 .map(|(_, _, t)| *t);
-            if opts.message_format == MessageFormat::Json {
+            if opts.output.message_format == MessageFormat::Json {
                 shell.json(&serde_json::json!({
                     "reason": "release",
                     "host": target.label,

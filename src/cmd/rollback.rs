@@ -22,7 +22,7 @@ pub fn run(opts: &RollbackOpts, shell: &Shell) -> Result<u8> {
         true,
         Default::default(),
     );
-    super::deploy::reporting(opts.out.message_format, shell, "Rolled back", |tx| {
+    super::deploy::reporting(opts.output.message_format, shell, "Rolled back", |tx| {
         fleet::rollback(&hosts.targets, opts.version.as_deref(), &options, tx)
     })
 }
@@ -50,7 +50,7 @@ fn dry_run(targets: &[Target], opts: &RollbackOpts, shell: &Shell) -> Result<u8>
         skipped.push((to.clone(), broken));
         bad.push(to);
     };
-    if opts.out.message_format == MessageFormat::Json {
+    if opts.output.message_format == MessageFormat::Json {
         let plan: Vec<serde_json::Value> = hosts
             .iter()
             .map(|(t, s)| serde_json::json!({"host": t.label, "current": s.current, "to": to}))

@@ -47,7 +47,12 @@ pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
         shell.error(format!("interrupted; nothing was installed at `{dest}`"));
         return Ok(130);
     }
-    verify::print(&report, opts.check.strict, opts.check.message_format, shell);
+    verify::print(
+        &report,
+        opts.check.strict,
+        opts.check.output.message_format,
+        shell,
+    );
     if !report.passes(opts.check.strict) {
         shell.error(format!(
             "`{}` did not verify; nothing was installed",

@@ -13,7 +13,12 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
     for path in &opts.paths {
         match check(path, opts, shell) {
             Ok(report) => {
-                print(&report, opts.check.strict, opts.check.message_format, shell);
+                print(
+                    &report,
+                    opts.check.strict,
+                    opts.check.output.message_format,
+                    shell,
+                );
                 if !report.passes(opts.check.strict) && code == 0 {
                     code = 1;
                 }
