@@ -19,7 +19,7 @@ pub enum MessageFormat {
     Json,
 }
 
-pub struct Shell {
+pub struct Output {
     color: bool,
     quiet: bool,
     verbose: u8,
@@ -140,10 +140,10 @@ pub fn use_color(
     }
 }
 
-impl Shell {
-    pub fn new(color: Option<ColorChoice>, quiet: bool, verbose: u8) -> Shell {
+impl Output {
+    pub fn new(color: Option<ColorChoice>, quiet: bool, verbose: u8) -> Output {
         let tty = std::io::stderr().is_terminal();
-        Shell {
+        Output {
             color: use_color(color, |k| std::env::var(k).ok(), tty),
             quiet,
             verbose,

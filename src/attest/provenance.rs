@@ -164,7 +164,7 @@ pub fn attest(
     recorded: &crate::archive::manifest::Manifest,
     sign_key: Option<&camino::Utf8Path>,
     signer: crate::attest::sign::Signer,
-    shell: &crate::output::Shell,
+    shell: &crate::output::Output,
 ) -> anyhow::Result<()> {
     let (path, sha256) = bundle;
     let file_name = path.file_name().unwrap_or_default();

@@ -93,16 +93,16 @@ impl<R: std::io::Read> std::io::Read for Reporting<'_, R> {
 /// How the archive is written: what changes its bytes (compression), what does not (workers),
 /// and what it refuses to ship.
 #[derive(Clone, Copy)]
-pub struct Settings<'a> {
+pub struct WriteSettings<'a> {
     pub compression: Compression,
     pub workers: u32,
-    pub guard: &'a Guard,
+    pub guard: &'a LeakGuard,
 }
 
 /// What bundling refuses to ship: the build machine's own paths, searched in every file from
 /// disk, and in the executables when their paths were remapped (otherwise they hold the
 /// workspace path by design).
-pub struct Guard {
+pub struct LeakGuard {
     pub paths: crate::bundle::machine_paths::MachinePaths,
     pub executables: bool,
 }
@@ -124,11 +124,11 @@ pub fn assemble(
     plan: &BundlePlan,
     artifacts: &Artifacts,
     manifest: Manifest,
-    settings: &Settings,
+    settings: &WriteSettings,
     out_dir: &Utf8Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Bundle> {
-    let Settings {
+    let WriteSettings {
         compression,
         workers,
         guard: machine,

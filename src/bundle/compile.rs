@@ -11,7 +11,7 @@ use cargo_metadata::{Message, Package, TargetKind};
 
 use crate::bundle::rustflags::{self, Injection};
 use crate::config::project;
-use crate::output::Shell;
+use crate::output::Output;
 
 /// What the build produced for one package.
 #[derive(Debug, Clone, Default)]
@@ -130,7 +130,11 @@ pub struct PathRemap {
 impl PathRemap {
     /// Remap `pairs` (the workspace root and `CARGO_HOME`, and the fixed repository root when
     /// one is used) through whichever rustflags sources are in force.
-    pub fn new(sources: &rustflags::Sources, target: &str, pairs: &rustflags::Remaps) -> PathRemap {
+    pub fn new(
+        sources: &rustflags::FlagSources,
+        target: &str,
+        pairs: &rustflags::Remaps,
+    ) -> PathRemap {
         let flags = rustflags::remap_flags(pairs);
         let (prefix_map, quoted) = rustflags::prefix_map_flags(pairs);
         let underscored = target.replace('-', "_");
@@ -234,7 +238,7 @@ pub fn build(
     package_manifest: &Utf8Path,
     bins: &[String],
     remap: &PathRemap,
-    shell: &Shell,
+    shell: &Output,
 ) -> Result<Artifacts> {
     let mut args = command_args(opts, manifest, package, bins);
     let (program, first) = builder_command(opts);

@@ -14,7 +14,7 @@ use super::rustflags;
 use crate::archive;
 use crate::archive::manifest::{Git, Timestamp};
 use crate::config::project;
-use crate::output::Shell;
+use crate::output::Output;
 
 /// What every package's build shares.
 pub struct Environment {
@@ -48,7 +48,7 @@ impl Environment {
 }
 
 /// Decide the shared environment once, after preparation.
-pub fn environment(opts: &Request, prepared: &mut Prepared, shell: &Shell) -> Result<Environment> {
+pub fn environment(opts: &Request, prepared: &mut Prepared, shell: &Output) -> Result<Environment> {
     let (ws, planned, target) = (&prepared.ws, &prepared.planned, &prepared.target);
     let out_dir = &prepared.out_dir;
     let source_date_epoch = prepared.source_date_epoch.as_deref();

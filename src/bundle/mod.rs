@@ -24,7 +24,7 @@ use crate::archive;
 use crate::archive::manifest::{FORMAT_VERSION, Manifest, Rustc};
 use crate::attest::{provenance, sbom};
 use crate::config::project;
-use crate::output::Shell;
+use crate::output::Output;
 use crate::util::display_path;
 use environment::Environment;
 use machine_paths::MachinePaths;
@@ -64,7 +64,7 @@ fn peak_memory() -> Option<String> {
 /// hears of each bundle as it is finished.
 pub fn bundle(
     opts: &Request,
-    shell: &Shell,
+    shell: &Output,
     done: &mut dyn FnMut(&Package, &BundlePlan, &assemble::Bundle),
 ) -> Result<()> {
     // Each bundle's time runs from the end of the previous one (the first from the start,
@@ -102,7 +102,7 @@ struct Run<'a> {
     rustc: &'a Rustc,
     env: &'a Environment,
     out_dir: &'a camino::Utf8Path,
-    shell: &'a Shell,
+    shell: &'a Output,
 }
 
 impl Run<'_> {
@@ -239,11 +239,11 @@ impl Run<'_> {
             .iter()
             .map(|(p, w)| (p.as_str(), *w))
             .collect();
-        let guard = assemble::Guard {
+        let guard = assemble::LeakGuard {
             paths: MachinePaths::new(&machine, &p.allow_paths),
             executables: p.reproducible,
         };
-        let settings = assemble::Settings {
+        let settings = assemble::WriteSettings {
             compression: p.compression,
             workers: archive::zstd_workers(self.opts.jobs),
             guard: &guard,

@@ -13,7 +13,7 @@ use crate::archive::{self, Compression, Format};
 use crate::attest::sbom;
 use crate::config::{self, Overrides, project};
 use crate::image;
-use crate::output::Shell;
+use crate::output::Output;
 
 /// What to bundle and how: the library's own request, which `cli` fills from the command
 /// line (this module never sees clap types).
@@ -71,7 +71,7 @@ pub struct Prepared {
 
 /// Config → scan → plan for every selected package. Fails on any configuration problem
 /// before anything is built; builds nothing itself.
-pub fn prepare(opts: &Request, shell: &Shell) -> Result<Prepared> {
+pub fn prepare(opts: &Request, shell: &Output) -> Result<Prepared> {
     // Validate what does not depend on the project first: nothing is built on bad input.
     let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
     if let Some(value) = &source_date_epoch {

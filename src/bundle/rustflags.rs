@@ -19,7 +19,7 @@ pub const REMAP_CARGO_HOME: &str = "/build/cargo-home";
 
 /// The rustflags sources that exist for one build.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Sources {
+pub struct FlagSources {
     pub encoded_env: Option<String>,
     pub rustflags_env: Option<String>,
     /// Some `target.<triple>` or matching `target.'cfg(..)'` table sets rustflags (in a config
@@ -45,7 +45,7 @@ fn toml_array(flags: &[String]) -> String {
 }
 
 /// Where `flags` go, given the sources in force.
-pub fn decide(sources: &Sources, target: &str, flags: &[String]) -> Injection {
+pub fn decide(sources: &FlagSources, target: &str, flags: &[String]) -> Injection {
     let ours = flags.join("\x1f");
     if let Some(encoded) = &sources.encoded_env {
         return Injection::EncodedEnv(if encoded.is_empty() {
@@ -139,7 +139,7 @@ pub fn discover(
     target: &str,
     cfgs: &[Cfg],
     env: &BTreeMap<String, String>,
-) -> Result<Sources> {
+) -> Result<FlagSources> {
     let mut files: Vec<Utf8PathBuf> = Vec::new();
     for dir in cwd.ancestors() {
         for name in ["config.toml", "config"] {
@@ -164,7 +164,7 @@ pub fn discover(
         target.to_uppercase().replace(['-', '.'], "_")
     );
     target_config |= env.contains_key(&triple_env);
-    Ok(Sources {
+    Ok(FlagSources {
         encoded_env: env.get("CARGO_ENCODED_RUSTFLAGS").cloned(),
         rustflags_env: env.get("RUSTFLAGS").cloned(),
         target_config,
@@ -210,7 +210,7 @@ mod tests {
         let t = "x86_64-unknown-linux-gnu";
         let f = flags();
         let ours = f.join("\x1f");
-        let encoded = Sources {
+        let encoded = FlagSources {
             encoded_env: Some("-Cfoo".into()),
             rustflags_env: Some("-Cignored".into()),
             ..Default::default()
@@ -219,7 +219,7 @@ mod tests {
             decide(&encoded, t, &f),
             Injection::EncodedEnv(format!("-Cfoo\x1f{ours}"))
         );
-        let plain = Sources {
+        let plain = FlagSources {
             rustflags_env: Some(" -C  opt-level=2 --cfg x ".into()),
             ..Default::default()
         };
@@ -227,7 +227,7 @@ mod tests {
             decide(&plain, t, &f),
             Injection::EncodedEnv(format!("-C\x1fopt-level=2\x1f--cfg\x1fx\x1f{ours}"))
         );
-        let target = Sources {
+        let target = FlagSources {
             target_config: true,
             ..Default::default()
         };
@@ -239,7 +239,7 @@ mod tests {
             ))
         );
         assert_eq!(
-            decide(&Sources::default(), t, &f),
+            decide(&FlagSources::default(), t, &f),
             Injection::Config(format!("build.rustflags=[\"{}\", \"{}\"]", f[0], f[1]))
         );
     }

@@ -23,13 +23,13 @@ pub enum Cli {
 )]
 pub struct ReleaseBundle {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<Commands>,
     #[command(flatten)]
     pub bundle: BundleOpts,
 }
 
 #[derive(Debug, Clone, Subcommand)]
-pub enum Command {
+pub enum Commands {
     /// Show what the bundles would contain and where they would go, without building
     Plan(BundleOpts),
     /// Check bundles before publishing or installing them (exit 0 clean, 1 findings, 2 I/O error)
@@ -145,8 +145,8 @@ pub struct OutputOpts {
 
 impl OutputOpts {
     /// The output these flags ask for.
-    pub fn shell(&self) -> crate::output::Shell {
-        crate::output::Shell::new(self.color, self.quiet, self.verbose)
+    pub fn shell(&self) -> crate::output::Output {
+        crate::output::Output::new(self.color, self.quiet, self.verbose)
     }
 }
 
@@ -494,7 +494,7 @@ mod tests {
             .to_vec(),
         );
         let Cli::ReleaseBundle(rb) = Cli::try_parse_from(args).unwrap();
-        let Some(Command::Verify(v)) = rb.command else {
+        let Some(Commands::Verify(v)) = rb.command else {
             panic!("verify")
         };
         assert_eq!(v.paths.len(), 2);
@@ -512,7 +512,7 @@ mod tests {
             .to_vec(),
         );
         let Cli::ReleaseBundle(rb) = Cli::try_parse_from(args).unwrap();
-        assert!(matches!(rb.command, Some(Command::Unpack(u)) if u.to == "/opt/a"));
+        assert!(matches!(rb.command, Some(Commands::Unpack(u)) if u.to == "/opt/a"));
         // Bundle options do not mix with subcommands.
         let args = normalize_args(
             ["x", "--profile", "prod", "verify", "a"]

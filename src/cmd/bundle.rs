@@ -5,10 +5,10 @@ use anyhow::Result;
 use crate::bundle;
 use crate::cli::BundleOpts;
 use crate::output::MessageFormat;
-use crate::output::Shell;
+use crate::output::Output;
 
 /// 0 when every bundle was written; errors (exit 1) otherwise.
-pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &BundleOpts, shell: &Output) -> Result<u8> {
     bundle::bundle(&opts.request(), shell, &mut |package, plan, bundle| {
         if opts.output.message_format == MessageFormat::Json {
             let mut line = serde_json::json!({

@@ -11,11 +11,11 @@ use std::sync::mpsc;
 
 use crate::bundle;
 use crate::deploy::fleet;
-use crate::deploy::notes::{Note, Notes, Summary, What};
+use crate::deploy::notes::{DeploySummary, Happened, Note, Notes};
 use crate::deploy::resolve::{self, Lookup};
 use crate::deploy::state;
 use crate::deploy::{Options, Release, Target};
-use crate::output::Shell;
+use crate::output::Output;
 use crate::verify::{self, Limits, Severity};
 
 /// How the sequence runs, from the settings and the flags.
@@ -142,14 +142,14 @@ pub(super) fn verified<'a>(bundle: &'a Utf8PathBuf, trust: &TrustOpts) -> Result
 fn human(note: &Note) -> (&'static str, String) {
     let h = &note.host;
     match &note.what {
-        What::Locked => ("Locked", h.to_string()),
-        What::EnvInstalled => ("Installed", format!("{h}: shared/env (0600)")),
-        What::Swept { path } => (
+        Happened::Locked => ("Locked", h.to_string()),
+        Happened::EnvInstalled => ("Installed", format!("{h}: shared/env (0600)")),
+        Happened::Swept { path } => (
             "Removed",
             format!("{h}: {path}, left by a deploy that was killed"),
         ),
-        What::BrokeLock { holder } => ("Broke", format!("{h}: stale lock ({holder})")),
-        What::Staged {
+        Happened::BrokeLock { holder } => ("Broke", format!("{h}: stale lock ({holder})")),
+        Happened::Staged {
             version,
             bytes_sent,
             files_sent,
@@ -161,11 +161,11 @@ fn human(note: &Note) -> (&'static str, String) {
                 crate::bundle::human_size(*bytes_sent)
             ),
         ),
-        What::AlreadyStaged { version } => {
+        Happened::AlreadyStaged { version } => {
             ("Staged", format!("{h}: {version} was already installed"))
         }
-        What::Stopped { version } => ("Stopped", format!("{h}: {version}")),
-        What::Switched { from, to } => (
+        Happened::Stopped { version } => ("Stopped", format!("{h}: {version}")),
+        Happened::Switched { from, to } => (
             "Switched",
             format!(
                 "{h}: current -> releases/{to}{}",
@@ -174,9 +174,9 @@ fn human(note: &Note) -> (&'static str, String) {
                     .unwrap_or_default()
             ),
         ),
-        What::Started { version } => ("Started", format!("{h}: {version}")),
-        What::Healthy { version } => ("Healthy", format!("{h}: {version}")),
-        What::Failed {
+        Happened::Started { version } => ("Started", format!("{h}: {version}")),
+        Happened::Healthy { version } => ("Healthy", format!("{h}: {version}")),
+        Happened::Failed {
             version,
             why,
             log_tail,
@@ -191,7 +191,7 @@ fn human(note: &Note) -> (&'static str, String) {
                 }
             ),
         ),
-        What::Reverted { from, to, healthy } => (
+        Happened::Reverted { from, to, healthy } => (
             "Reverted",
             format!(
                 "{h}: {from} -> {to}, {}",
@@ -202,12 +202,12 @@ fn human(note: &Note) -> (&'static str, String) {
                 }
             ),
         ),
-        What::MarkedBad { version } => ("Marked bad", format!("{h}: {version}")),
-        What::Pruned { version } => ("Pruned", format!("{h}: {version}")),
+        Happened::MarkedBad { version } => ("Marked bad", format!("{h}: {version}")),
+        Happened::Pruned { version } => ("Pruned", format!("{h}: {version}")),
     }
 }
 
-fn print_note(note: &Note, format: MessageFormat, shell: &Shell) -> Result<()> {
+fn print_note(note: &Note, format: MessageFormat, shell: &Output) -> Result<()> {
     if format == MessageFormat::Json {
         let mut v = serde_json::to_value(note).context("a note always serializes")?;
         v["reason"] = "deploy-event".into();
@@ -227,12 +227,12 @@ fn print_note(note: &Note, format: MessageFormat, shell: &Shell) -> Result<()> {
 /// error that stopped it, if any, is returned (after everything is printed).
 pub(super) fn reporting(
     format: MessageFormat,
-    shell: &Shell,
+    shell: &Output,
     verb: &str,
-    work: impl FnOnce(&Notes) -> Summary + Send,
+    work: impl FnOnce(&Notes) -> DeploySummary + Send,
 ) -> Result<u8> {
     let (tx, rx) = mpsc::channel();
-    let summary = std::thread::scope(|scope| -> Result<Summary> {
+    let summary = std::thread::scope(|scope| -> Result<DeploySummary> {
         let worker = scope.spawn(move || work(&tx));
         for note in rx {
             print_note(&note, format, shell)?;
@@ -261,7 +261,7 @@ pub(super) fn reporting(
     }
 }
 
-pub fn run(opts: &DeployOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
     let bundle = match &opts.bundle {
         Some(b) => b.clone(),
         None => {
@@ -325,7 +325,7 @@ fn dry_run(
     targets: &[Target],
     settings: &crate::deploy::config::Settings,
     format: MessageFormat,
-    shell: &Shell,
+    shell: &Output,
 ) -> Result<u8> {
     let m = &release.manifest;
     let size = settings.batch.size(targets.len());

@@ -8,10 +8,10 @@ use crate::deploy::Target;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::deploy::transport::Transport;
-use crate::output::Shell;
+use crate::output::Output;
 
 /// 0 installed (and healthy when restarted); errors (exit 1) otherwise.
-pub fn run(opts: &InstallOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &InstallOpts, shell: &Output) -> Result<u8> {
     let release = super::deploy::verified(&opts.bundle, &opts.trust)?;
     let hosts = HostOpts {
         hosts: Vec::new(),

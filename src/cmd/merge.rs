@@ -4,11 +4,11 @@ use anyhow::Result;
 
 use crate::cli::MergeOpts;
 use crate::output::MessageFormat;
-use crate::output::Shell;
+use crate::output::Output;
 use crate::publish;
 
 /// 0 merged, 1 refused (a bundle failed verification, a duplicate or a version conflict).
-pub fn run(opts: &MergeOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &MergeOpts, shell: &Output) -> Result<u8> {
     let gathered = publish::gather(&opts.dirs)?;
     if !gathered.problems.is_empty() {
         for p in &gathered.problems {

@@ -18,13 +18,13 @@ mod verify;
 
 use anyhow::Result;
 
-use crate::cli::{Command, ReleaseBundle};
-use crate::output::Shell;
+use crate::cli::{Commands, ReleaseBundle};
+use crate::output::Output;
 
 /// What running a command gave: its shell (for printing an error), its result, and the exit
 /// code an error maps to (1 for bundling commands, 2 where 1 means "findings").
 pub struct Outcome {
-    pub shell: Shell,
+    pub shell: Output,
     pub result: Result<u8>,
     pub error_code: u8,
 }
@@ -37,60 +37,60 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
             let result = bundle::run(o, &shell);
             (shell, result, 1)
         }
-        Some(Command::Plan(o)) => {
+        Some(Commands::Plan(o)) => {
             let shell = o.output.shell();
             let result = plan::run(o, &shell);
             (shell, result, 1)
         }
-        Some(Command::Merge(m)) => {
+        Some(Commands::Merge(m)) => {
             let shell = m.output.shell();
             let result = merge::run(m, &shell);
             (shell, result, 2)
         }
-        Some(Command::Init(i)) => {
+        Some(Commands::Init(i)) => {
             let shell = i.output.shell();
             let result = init::run(i, &shell);
             (shell, result, 1)
         }
-        Some(Command::Deploy(o)) => {
+        Some(Commands::Deploy(o)) => {
             let shell = o.build.output.shell();
             let result = deploy::run(o, &shell);
             (shell, result, 1)
         }
-        Some(Command::Install(o)) => {
+        Some(Commands::Install(o)) => {
             let shell = o.output.shell();
             let result = install::run(o, &shell);
             (shell, result, 1)
         }
-        Some(Command::Rollback(o)) => {
+        Some(Commands::Rollback(o)) => {
             let shell = o.output.shell();
             let result = rollback::run(o, &shell);
             (shell, result, 1)
         }
-        Some(Command::Releases(o)) => {
+        Some(Commands::Releases(o)) => {
             let shell = o.output.shell();
             let result = releases::run(o, &shell);
             (shell, result, 1)
         }
-        Some(Command::SystemdUnit(o)) => {
+        Some(Commands::SystemdUnit(o)) => {
             let shell = o.output.shell();
             let result = systemd_unit::run(o, &shell);
             (shell, result, 1)
         }
-        Some(Command::Sign(o)) => {
+        Some(Commands::Sign(o)) => {
             let shell = o.output.shell();
             let result = sign::run(o, &shell);
             (shell, result, 1)
         }
-        Some(Command::Completions { shell: which }) => {
-            (Shell::new(None, false, 0), completions::run(*which), 1)
+        Some(Commands::Completions { shell: which }) => {
+            (Output::new(None, false, 0), completions::run(*which), 1)
         }
-        Some(Command::Verify(v)) => {
+        Some(Commands::Verify(v)) => {
             let shell = v.check.output.shell();
             let result = verify::run(v, &shell);
             (shell, result, 2)
         }
-        Some(Command::Unpack(u)) => {
+        Some(Commands::Unpack(u)) => {
             let shell = u.check.output.shell();
             let result = unpack::run(u, &shell);
             (shell, result, 2)

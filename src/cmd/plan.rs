@@ -7,10 +7,10 @@ use crate::bundle::{self, Planned};
 use crate::bundle::{plan, sources};
 use crate::cli::BundleOpts;
 use crate::output::MessageFormat;
-use crate::output::Shell;
+use crate::output::Output;
 
 /// `plan`: what the bundles would contain, without building. 0 on success.
-pub fn run(opts: &BundleOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &BundleOpts, shell: &Output) -> Result<u8> {
     let p = bundle::prepare(&opts.request(), shell)?;
     for Planned { package, plan, .. } in &p.planned {
         let path = p.out_dir.join(&plan.file_name);

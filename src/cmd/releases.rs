@@ -7,9 +7,9 @@ use crate::cli::ReleasesOpts;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::output::MessageFormat;
-use crate::output::Shell;
+use crate::output::Output;
 
-pub fn run(opts: &ReleasesOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &ReleasesOpts, shell: &Output) -> Result<u8> {
     let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);
     let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None, None);
     let hosts = resolve::hosts(&lookup, flags)?;

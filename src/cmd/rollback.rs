@@ -7,9 +7,9 @@ use crate::deploy::resolve;
 use crate::deploy::state::HostState;
 use crate::deploy::{Target, fleet};
 use crate::output::MessageFormat;
-use crate::output::Shell;
+use crate::output::Output;
 
-pub fn run(opts: &RollbackOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &RollbackOpts, shell: &Output) -> Result<u8> {
     let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);
     let flags = super::deploy::flags(&opts.hosts, &opts.restart, Some(&opts.batch), None);
     let hosts = resolve::hosts(&lookup, flags)?;
@@ -29,7 +29,7 @@ pub fn run(opts: &RollbackOpts, shell: &Shell) -> Result<u8> {
 
 /// Where the rollback would go, decided as the rollback decides (the same pick, the same
 /// check of the target's files); nothing is locked, switched or marked.
-fn dry_run(targets: &[Target], opts: &RollbackOpts, shell: &Shell) -> Result<u8> {
+fn dry_run(targets: &[Target], opts: &RollbackOpts, shell: &Output) -> Result<u8> {
     let states: Vec<HostState> = fleet::states(targets).into_iter().collect::<Result<_>>()?;
     let hosts: Vec<(&Target, &HostState)> = targets.iter().zip(&states).collect();
     let mut bad: Vec<String> = states.iter().flat_map(|s| s.history().bad).collect();

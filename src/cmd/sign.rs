@@ -7,10 +7,10 @@ use camino::Utf8Path;
 
 use crate::attest::sign;
 use crate::cli::SignOpts;
-use crate::output::Shell;
+use crate::output::Output;
 use crate::verify;
 
-pub fn run(opts: &SignOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &SignOpts, shell: &Output) -> Result<u8> {
     for bundle in &opts.bundles {
         // The release is read from the bundle, which must verify: minisign's trusted comment
         // names it, and the image beside it is found by it.

@@ -6,9 +6,9 @@ use crate::cli::SystemdUnitOpts;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::deploy::unit;
-use crate::output::Shell;
+use crate::output::Output;
 
-pub fn run(opts: &SystemdUnitOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &SystemdUnitOpts, shell: &Output) -> Result<u8> {
     let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);
     let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None, None);
     let hosts = resolve::hosts(&lookup, flags)?;

@@ -5,12 +5,12 @@ use std::fs;
 use anyhow::Result;
 
 use crate::cli::UnpackOpts;
-use crate::output::Shell;
+use crate::output::Output;
 use crate::verify;
 use crate::verify::unpack::{self, Extractor};
 
 /// `unpack PATH --to DIR`: 0 installed, 1 refused (findings, or DIR exists), 2 I/O error.
-pub fn run(opts: &UnpackOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &UnpackOpts, shell: &Output) -> Result<u8> {
     let dest = &opts.to;
     if fs::symlink_metadata(dest).is_ok() {
         shell.error(format!(

@@ -3,12 +3,12 @@
 use anyhow::Result;
 
 use crate::cli::VerifyOpts;
-use crate::output::Shell;
+use crate::output::Output;
 use crate::verify::rebuild;
 use crate::verify::{Finding, Report, check_minisign, check_signature, print, verify_file};
 
 /// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.
-pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
+pub fn run(opts: &VerifyOpts, shell: &Output) -> Result<u8> {
     let mut code = 0;
     for path in &opts.paths {
         match check(path, opts, shell) {
@@ -33,7 +33,7 @@ pub fn run(opts: &VerifyOpts, shell: &Shell) -> Result<u8> {
 }
 
 /// One bundle or image: its own checks, then its signature, then (bundles) the rebuild.
-fn check(path: &camino::Utf8Path, opts: &VerifyOpts, shell: &Shell) -> Result<Report> {
+fn check(path: &camino::Utf8Path, opts: &VerifyOpts, shell: &Output) -> Result<Report> {
     let image = path.as_str().ends_with(".oci.tar");
     let mut report = if image {
         crate::image::verify::verify_image(path)?

@@ -9,7 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::config::keys::{CARGO_RELEASE_KEYS, KNOWN_KEYS};
 use crate::config::project::{self, BUILT_IN_PROFILES};
-use crate::output::Shell;
+use crate::output::Output;
 use crate::util::write_atomically;
 
 fn table_text(table: &str, name: &str, profile: Option<&str>) -> String {
@@ -56,7 +56,7 @@ pub struct Request {
 }
 
 /// 0 written; an existing table is an error.
-pub fn init(opts: &Request, shell: &Shell) -> Result<u8> {
+pub fn init(opts: &Request, shell: &Output) -> Result<u8> {
     let manifest = match &opts.manifest_path {
         Some(p) => p.clone(),
         None => Utf8PathBuf::from_path_buf(std::env::current_dir()?.join("Cargo.toml"))

@@ -518,7 +518,7 @@ impl Layer {
     }
 
     /// `other` over `self`: scalars and lists replace, tables merge key by key.
-    pub fn merge(mut self, other: Layer) -> Layer {
+    pub fn over(mut self, other: Layer) -> Layer {
         fn pick<T>(base: Option<T>, over: Option<T>) -> Option<T> {
             over.or(base)
         }

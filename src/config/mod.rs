@@ -212,7 +212,7 @@ pub fn load(
     };
     let (ws_base, ws_profile) = read(workspace)?;
     let (pkg_base, pkg_profile) = read(package)?;
-    let merged = ws_base.merge(pkg_base).merge(ws_profile.merge(pkg_profile));
+    let merged = ws_base.over(pkg_base).over(ws_profile.over(pkg_profile));
     for (name, value) in &merged.env {
         if looks_secret(name) {
             warnings.push(ConfigWarning {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 
 use super::config::OnFailure;
-use super::notes::{HostNotes, HostOutcome, Notes, Summary, What};
+use super::notes::{DeploySummary, Happened, HostNotes, HostOutcome, Notes};
 use super::restart::{Moved, ensure_running, move_host, prune, revert, service, went_back};
 use super::session::{Session, lock_all, on_each, output_of, unlock_all};
 use super::stage::stage_group;
@@ -47,8 +47,8 @@ fn summary(
     targets: &[Target],
     mut outcomes: BTreeMap<String, HostOutcome>,
     error: Option<anyhow::Error>,
-) -> Summary {
-    Summary {
+) -> DeploySummary {
+    DeploySummary {
         hosts: targets
             .iter()
             .filter_map(|t| outcomes.remove(&t.label))
@@ -58,7 +58,7 @@ fn summary(
 }
 
 /// Deploy (or install) `release` on every target; notes go to `tx` as they happen.
-pub fn deploy(release: &Release, targets: &[Target], opts: &Options, tx: &Notes) -> Summary {
+pub fn deploy(release: &Release, targets: &[Target], opts: &Options, tx: &Notes) -> DeploySummary {
     let mut outcomes = untouched(targets);
     let version = release.manifest.version.clone();
     let error = (|| -> Result<()> {
@@ -77,12 +77,12 @@ fn prepare(sessions: &mut [Session], opts: &Options, tx: &Notes) -> Result<()> {
         let label = s.target.label.clone();
         let notes = HostNotes { tx, host: &label };
         for path in s.step("sweep", &[])?.lines() {
-            notes.push(What::Swept { path: path.into() });
+            notes.push(Happened::Swept { path: path.into() });
         }
         if let Some(env) = opts.env.get(&label) {
             let cmd = s.target.transport.step(&s.target.path, "env-file", &[]);
             output_of(cmd, "env-file", &label, Some(env))?;
-            notes.push(What::EnvInstalled);
+            notes.push(Happened::EnvInstalled);
         }
         s.refresh()?;
     }
@@ -120,7 +120,7 @@ fn deploy_locked(
             host: &s.target.label,
         };
         if s.state.releases.contains_key(version) {
-            notes.push(What::AlreadyStaged {
+            notes.push(Happened::AlreadyStaged {
                 version: version.into(),
             });
             continue;
@@ -134,10 +134,10 @@ fn deploy_locked(
             None => groups.push((plan, wire, vec![i])),
         }
     }
-    let mut results: Vec<(usize, Result<What>)> = Vec::new();
+    let mut results: Vec<(usize, Result<Happened>)> = Vec::new();
     {
         let all: &[Session] = sessions;
-        let staged: Vec<Vec<(usize, Result<What>)>> =
+        let staged: Vec<Vec<(usize, Result<Happened>)>> =
             super::parallel(groups.iter().collect(), |(plan, wire, members)| {
                 let group: Vec<&Session> = members.iter().map(|&i| &all[i]).collect();
                 members
@@ -160,7 +160,7 @@ fn deploy_locked(
                 i,
                 r.map(|what| {
                     let sent = match &what {
-                        What::Staged { bytes_sent, .. } => *bytes_sent,
+                        Happened::Staged { bytes_sent, .. } => *bytes_sent,
                         _ => 0,
                     };
                     notes.push(what);
@@ -239,7 +239,7 @@ fn deploy_locked(
                         tx,
                         host: &s.target.label,
                     }
-                    .push(What::MarkedBad {
+                    .push(Happened::MarkedBad {
                         version: version.into(),
                     });
                 }
@@ -279,7 +279,12 @@ fn deploy_locked(
 
 /// Roll every target back to `version`, or to the newest earlier release that is not
 /// marked bad (on any host) and is installed on every host.
-pub fn rollback(targets: &[Target], version: Option<&str>, opts: &Options, tx: &Notes) -> Summary {
+pub fn rollback(
+    targets: &[Target],
+    version: Option<&str>,
+    opts: &Options,
+    tx: &Notes,
+) -> DeploySummary {
     let mut outcomes = untouched(targets);
     let error = (|| -> Result<()> {
         let mut sessions = lock_all(targets, opts, "rollback", tx)?;
@@ -420,12 +425,12 @@ fn verify_installed(sessions: &[&Session], version: &str, tx: &Notes) -> Result<
             version: version.into(),
             time,
         })?;
-        notes.push(What::Failed {
+        notes.push(Happened::Failed {
             version: version.into(),
             why: why.clone(),
             log_tail: String::new(),
         });
-        notes.push(What::MarkedBad {
+        notes.push(Happened::MarkedBad {
             version: version.into(),
         });
         first.get_or_insert(why);

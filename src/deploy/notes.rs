@@ -9,12 +9,12 @@ use std::sync::mpsc;
 pub struct Note {
     pub host: String,
     #[serde(flatten)]
-    pub what: What,
+    pub what: Happened,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
-pub enum What {
+pub enum Happened {
     Locked,
     /// `shared/env` was installed (its content is never reported).
     EnvInstalled,
@@ -74,7 +74,7 @@ pub struct HostNotes<'a> {
 }
 
 impl HostNotes<'_> {
-    pub fn push(&self, what: What) {
+    pub fn push(&self, what: Happened) {
         // The receiver only goes away when the command is ending anyway.
         let _ = self.tx.send(Note {
             host: self.host.into(),
@@ -95,7 +95,7 @@ pub struct HostOutcome {
 }
 
 /// What a deploy did: per host, and the error that stopped it (if any).
-pub struct Summary {
+pub struct DeploySummary {
     pub hosts: Vec<HostOutcome>,
     pub error: Option<anyhow::Error>,
 }

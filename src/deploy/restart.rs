@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::config::{self, Health, Service, Settings};
-use super::notes::{HostNotes, What};
+use super::notes::{Happened, HostNotes};
 use super::session::Session;
 use super::state::http_status;
 use super::{Event, Options, now};
@@ -162,7 +162,7 @@ pub fn start(
     let label = format!("{}: ", session.target.label);
     service(session, &s.service, version, name, "daemon")
         .map_err(|e| format!("{e:#}").trim_start_matches(&label).to_string())?;
-    notes.push(What::Started {
+    notes.push(Happened::Started {
         version: version.into(),
     });
     wait_healthy(session, s, version, name)
@@ -192,7 +192,7 @@ pub fn move_host(
         && opts.restart
     {
         service(session, &s.service, from, name, "stop")?;
-        notes.push(What::Stopped {
+        notes.push(Happened::Stopped {
             version: from.into(),
         });
     }
@@ -210,7 +210,7 @@ pub fn move_host(
             time,
         },
     })?;
-    notes.push(What::Switched {
+    notes.push(Happened::Switched {
         from: from.map(String::from),
         to: to.into(),
     });
@@ -235,7 +235,7 @@ pub fn move_host(
                 why: why.clone(),
                 time: now(),
             })?;
-            notes.push(What::Failed {
+            notes.push(Happened::Failed {
                 version: to.into(),
                 why: why.clone(),
                 log_tail,
@@ -272,7 +272,7 @@ pub fn revert(
     if up {
         healthy(session, good, notes)?;
     }
-    notes.push(What::Reverted {
+    notes.push(Happened::Reverted {
         from: bad.into(),
         to: good.into(),
         healthy: up,
@@ -303,7 +303,7 @@ pub fn prune(session: &mut Session, keep: usize, notes: &HostNotes) -> Result<()
             version: version.clone(),
             time: now(),
         })?;
-        notes.push(What::Pruned { version });
+        notes.push(Happened::Pruned { version });
     }
     Ok(())
 }
@@ -314,7 +314,7 @@ fn healthy(session: &Session, version: &str, notes: &HostNotes) -> Result<()> {
         version: version.into(),
         time: now(),
     })?;
-    notes.push(What::Healthy {
+    notes.push(Happened::Healthy {
         version: version.into(),
     });
     Ok(())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::notes::{HostNotes, Notes, What};
+use super::notes::{Happened, HostNotes, Notes};
 use super::state::{HostState, parse_state};
 use super::{Event, Options, Target};
 
@@ -225,11 +225,11 @@ pub fn lock_all(
                     host: &target.label,
                 };
                 if let Some(holder) = &s.broke {
-                    notes.push(What::BrokeLock {
+                    notes.push(Happened::BrokeLock {
                         holder: holder.clone(),
                     });
                 }
-                notes.push(What::Locked);
+                notes.push(Happened::Locked);
                 sessions.push(s)
             }
             Err(e) => {

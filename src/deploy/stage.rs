@@ -8,9 +8,9 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use super::notes::What;
+use super::notes::Happened;
 use super::session::Session;
-use super::state::{Link, TransferPlan, Wire};
+use super::state::{HeldFile, TransferPlan, Wire};
 use super::{Event, Release, now};
 use crate::archive::{self, Format};
 
@@ -35,7 +35,7 @@ impl<W: Write> Write for Tally<W> {
 
 /// Write the transfer: `links` (three lines a file), then `release/...`: every entry of the
 /// bundle except the regular files the host already holds.
-fn write_transfer(release: &Release, links: &[Link], out: impl Write) -> Result<()> {
+fn write_transfer(release: &Release, links: &[HeldFile], out: impl Write) -> Result<()> {
     let bundle = release.bundle;
     let linked: std::collections::BTreeSet<&str> = links.iter().map(|l| l.to.as_str()).collect();
     let mut builder = tar::Builder::new(out);
@@ -163,7 +163,7 @@ pub fn stage_group(
     release: &Release,
     plan: &TransferPlan,
     wire: Wire,
-) -> Vec<Result<What>> {
+) -> Vec<Result<Happened>> {
     let version = &release.manifest.version;
     let id = format!("{}-{}", std::process::id(), now());
     let mut children = Vec::new();
@@ -210,7 +210,7 @@ pub fn stage_group(
     drop(tally);
     let (written, digest, id) = (&written, &digest, &id);
     let pairs: Vec<(&&Session, std::process::Child)> = members.iter().zip(children).collect();
-    super::parallel(pairs, |(s, child)| -> Result<What> {
+    super::parallel(pairs, |(s, child)| -> Result<Happened> {
         let label = &s.target.label;
         let out = child
             .wait_with_output()
@@ -239,7 +239,7 @@ pub fn stage_group(
             sha256: release.sha256.clone(),
             time: now(),
         })?;
-        Ok(What::Staged {
+        Ok(Happened::Staged {
             version: version.clone(),
             bytes_sent: sent,
             files_sent: plan.files_sent,

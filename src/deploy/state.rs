@@ -89,7 +89,7 @@ pub fn parse_state(text: &str) -> Result<HostState> {
 
 /// One file of the new release that the host already holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
+pub struct HeldFile {
     /// Under `releases/`: `<version>/<path>`.
     pub from: String,
     pub to: String,
@@ -118,13 +118,13 @@ impl<'s> Held<'s> {
     }
 
     /// The link for one file of the new release, when the host holds its content.
-    pub fn link(&self, file: &FileRecord) -> Option<Link> {
+    pub fn link(&self, file: &FileRecord) -> Option<HeldFile> {
         if file.kind == FileKind::Symlink {
             return None;
         }
         let from = self.by_digest.get(file.sha256.as_deref()?)?;
         let mode = u32::from_str_radix(&file.mode, 8).ok()?;
-        Some(Link {
+        Some(HeldFile {
             from: from.clone(),
             to: file.path.clone(),
             mode: format!("{mode:o}"),
@@ -136,7 +136,7 @@ impl<'s> Held<'s> {
 /// compression).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransferPlan {
-    pub links: Vec<Link>,
+    pub links: Vec<HeldFile>,
     pub files_sent: usize,
     pub bytes_sent_uncompressed: u64,
 }
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn the_wire_is_the_cheapest_the_host_reads() {
-        let link = Link {
+        let link = HeldFile {
             from: "1.0.0/a".into(),
             to: "a".into(),
             mode: "644".into(),

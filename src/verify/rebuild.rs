@@ -34,7 +34,7 @@ pub fn rebuild(
     original_sha: &str,
     m: &Manifest,
     repo: &Utf8Path,
-    shell: &crate::output::Shell,
+    shell: &crate::output::Output,
 ) -> Result<Vec<Finding>> {
     let Some(g) = &m.git else {
         return Ok(refuse("the manifest records no git commit (the bundle was built outside git), so there is nothing to rebuild from".into()));

@@ -3,7 +3,7 @@
 use super::sidecar::Reference;
 use super::{Report, Severity};
 use crate::output::MessageFormat;
-use crate::output::{Shell, Tone};
+use crate::output::{Output, Tone};
 
 fn thousands(n: usize) -> String {
     let digits = n.to_string();
@@ -19,7 +19,7 @@ fn thousands(n: usize) -> String {
 
 /// Print a report: findings, then a summary line (or JSON objects).
 /// `strict`: warnings fail too.
-pub fn print(report: &Report, strict: bool, format: MessageFormat, shell: &Shell) {
+pub fn print(report: &Report, strict: bool, format: MessageFormat, shell: &Output) {
     let passed = report.passes(strict);
     if format == MessageFormat::Json {
         for f in &report.findings {

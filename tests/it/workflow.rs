@@ -4,7 +4,7 @@
 use clap::Parser;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use cargo_release_bundle::cli::{Cli, Command};
+use cargo_release_bundle::cli::{Cli, Commands};
 
 use crate::support::repo;
 
@@ -66,8 +66,8 @@ fn github_recipe_is_valid_and_uses_real_commands() {
                         .unwrap_or_else(|e| panic!("{job}: `{args:?}` does not parse:\n{e}"));
                     seen.push(match cli.command {
                         None => "bundle",
-                        Some(Command::Verify(_)) => "verify",
-                        Some(Command::Merge(_)) => "merge",
+                        Some(Commands::Verify(_)) => "verify",
+                        Some(Commands::Merge(_)) => "merge",
                         Some(_) => "other",
                     });
                 }
