@@ -111,85 +111,103 @@ fn deploy_locked(
         })
         .collect();
     verify_installed(&earlier, version, tx).context("no host was switched")?;
-    // Stage everywhere while the old release serves: hosts that hold the same files get one
-    // stream, compressed once.
+    stage_all(release, sessions, tx, outcomes)?;
+    if opts.restart {
+        check_environments(sessions, name, version)?;
+    }
+    switch_in_batches(release, sessions, opts, tx, outcomes)?;
+    for s in sessions.iter_mut() {
+        let label = s.target.label.clone();
+        prune(s, opts.settings.keep, &HostNotes { tx, host: &label })?;
+    }
+    Ok(())
+}
+
+/// Hosts that would receive the same transfer the same way, grouped: one stream each.
+fn transfer_groups(
+    release: &Release,
+    sessions: &[Session],
+    tx: &Notes,
+) -> Result<Vec<(TransferPlan, Wire, Vec<usize>)>> {
+    let version = release.manifest.version.as_str();
+    let format = archive::format_of(release.bundle.as_str()).unwrap_or(Format::TarZst);
     let mut groups: Vec<(TransferPlan, Wire, Vec<usize>)> = Vec::new();
     for (i, s) in sessions.iter().enumerate() {
-        let notes = HostNotes {
-            tx,
-            host: &s.target.label,
-        };
         if s.state.releases.contains_key(version) {
-            notes.push(Happened::AlreadyStaged {
+            HostNotes {
+                tx,
+                host: &s.target.label,
+            }
+            .push(Happened::AlreadyStaged {
                 version: version.into(),
             });
             continue;
         }
         let plan = plan_transfer(release, &s.state)?;
         let local = matches!(s.target.transport, Transport::Local);
-        let format = archive::format_of(release.bundle.as_str()).unwrap_or(Format::TarZst);
         let wire = Wire::choose(local, &s.state, &plan, format);
         match groups.iter_mut().find(|(p, w, _)| *p == plan && *w == wire) {
             Some((_, _, members)) => members.push(i),
             None => groups.push((plan, wire, vec![i])),
         }
     }
-    let mut results: Vec<(usize, Result<Happened>)> = Vec::new();
-    {
-        let all: &[Session] = sessions;
-        let staged: Vec<Vec<(usize, Result<Happened>)>> =
-            super::parallel(groups.iter().collect(), |(plan, wire, members)| {
-                let group: Vec<&Session> = members.iter().map(|&i| &all[i]).collect();
-                members
-                    .iter()
-                    .copied()
-                    .zip(stage_group(&group, release, plan, *wire))
-                    .collect()
-            });
-        results.extend(staged.into_iter().flatten());
-    }
+    Ok(groups)
+}
+
+/// Stage everywhere while the old release serves: hosts that hold the same files get one
+/// stream, compressed once. Any failure stops the deploy before a switch.
+fn stage_all(
+    release: &Release,
+    sessions: &[Session],
+    tx: &Notes,
+    outcomes: &mut BTreeMap<String, HostOutcome>,
+) -> Result<()> {
+    let groups = transfer_groups(release, sessions, tx)?;
+    let staged: Vec<Vec<(usize, Result<Happened>)>> =
+        super::parallel(groups.iter().collect(), |(plan, wire, members)| {
+            let group: Vec<&Session> = members.iter().map(|&i| &sessions[i]).collect();
+            members
+                .iter()
+                .copied()
+                .zip(stage_group(&group, release, plan, *wire))
+                .collect()
+        });
+    let mut results: Vec<(usize, Result<Happened>)> = staged.into_iter().flatten().collect();
     results.sort_by_key(|(i, _)| *i);
-    let staged: Vec<(usize, Result<u64>)> = results
-        .into_iter()
-        .map(|(i, r)| {
-            let notes = HostNotes {
-                tx,
-                host: &sessions[i].target.label,
-            };
-            (
-                i,
-                r.map(|what| {
-                    let sent = match &what {
-                        Happened::Staged { bytes_sent, .. } => *bytes_sent,
-                        _ => 0,
-                    };
-                    notes.push(what);
-                    sent
-                }),
-            )
-        })
-        .collect();
     let mut first_error = None;
-    for (i, r) in staged {
-        let s = &sessions[i];
+    for (i, r) in results {
+        let label = &sessions[i].target.label;
         match r {
-            Ok(sent) => {
-                if let Some(o) = outcomes.get_mut(&s.target.label) {
-                    o.bytes_sent = sent;
+            Ok(what) => {
+                if let (Happened::Staged { bytes_sent, .. }, Some(o)) =
+                    (&what, outcomes.get_mut(label))
+                {
+                    o.bytes_sent = *bytes_sent;
                 }
+                HostNotes { tx, host: label }.push(what);
             }
             Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
     }
-    if let Some(e) = first_error {
-        return Err(e.context("staging failed; no host was switched"));
+    match first_error {
+        Some(e) => Err(e.context("staging failed; no host was switched")),
+        None => Ok(()),
     }
-    if opts.restart {
-        check_environments(sessions, name, version)?;
-    }
-    // Batch by batch.
+}
+
+/// Batch by batch: move each host to the release (or make sure it runs, where it is current
+/// already); the first failing batch marks the release bad and stops the deploy.
+fn switch_in_batches(
+    release: &Release,
+    sessions: &mut [Session],
+    opts: &Options,
+    tx: &Notes,
+    outcomes: &mut BTreeMap<String, HostOutcome>,
+) -> Result<()> {
+    let name = release.manifest.name.as_str();
+    let version = release.manifest.version.as_str();
     let size = opts.settings.batch.size(sessions.len());
     let mut switched: Vec<(usize, Option<String>)> = Vec::new();
     for range in batches(sessions.len(), size) {
@@ -212,14 +230,8 @@ fn deploy_locked(
             let o = outcomes
                 .get_mut(&label)
                 .context("every host has an outcome")?;
-            match settle(
-                o,
-                r,
-                from.clone(),
-                version,
-                "deployed",
-                &format!("{label}: {name}"),
-            ) {
+            let who = format!("{label}: {name}");
+            match settle(o, r, from.clone(), version, "deployed", &who) {
                 Ok(true) => switched.push((i, from)),
                 Ok(false) => {}
                 Err(why) => {
@@ -228,39 +240,7 @@ fn deploy_locked(
             }
         }
         if let Some(why) = failure {
-            // Mark the version bad on every host, so that no rollback goes to it.
-            for s in sessions.iter() {
-                let marked = s.log(&Event::MarkedBad {
-                    version: version.into(),
-                    time: now(),
-                });
-                if marked.is_ok() {
-                    HostNotes {
-                        tx,
-                        host: &s.target.label,
-                    }
-                    .push(Happened::MarkedBad {
-                        version: version.into(),
-                    });
-                }
-            }
-            if opts.settings.on_failure == OnFailure::RevertAll {
-                for (i, from) in &switched {
-                    let s = &sessions[*i];
-                    let notes = HostNotes {
-                        tx,
-                        host: &s.target.label,
-                    };
-                    if let Some(from) = from {
-                        let _ = service(s, &opts.settings.service, version, name, "stop");
-                        revert(s, opts, name, version, from, &notes)?;
-                        if let Some(o) = outcomes.get_mut(&s.target.label) {
-                            o.outcome = "reverted".into();
-                            o.current = Some(from.clone());
-                        }
-                    }
-                }
-            }
+            fail_batch(release, sessions, opts, tx, outcomes, &switched)?;
             let later = sessions.len() - range.end;
             let untouched = if later > 0 {
                 format!("; the {later} host(s) in later batches were not touched")
@@ -270,9 +250,53 @@ fn deploy_locked(
             bail!("{why}; {version} is marked bad{untouched}");
         }
     }
-    for s in sessions.iter_mut() {
-        let label = s.target.label.clone();
-        prune(s, opts.settings.keep, &HostNotes { tx, host: &label })?;
+    Ok(())
+}
+
+/// After a failed batch: mark the version bad on every host (so no rollback goes to it) and,
+/// with `revert-all`, move the hosts of earlier batches back too.
+fn fail_batch(
+    release: &Release,
+    sessions: &[Session],
+    opts: &Options,
+    tx: &Notes,
+    outcomes: &mut BTreeMap<String, HostOutcome>,
+    switched: &[(usize, Option<String>)],
+) -> Result<()> {
+    let name = release.manifest.name.as_str();
+    let version = release.manifest.version.as_str();
+    for s in sessions {
+        let marked = s.log(&Event::MarkedBad {
+            version: version.into(),
+            time: now(),
+        });
+        if marked.is_ok() {
+            HostNotes {
+                tx,
+                host: &s.target.label,
+            }
+            .push(Happened::MarkedBad {
+                version: version.into(),
+            });
+        }
+    }
+    if opts.settings.on_failure != OnFailure::RevertAll {
+        return Ok(());
+    }
+    for (i, from) in switched {
+        let (s, Some(from)) = (&sessions[*i], from) else {
+            continue;
+        };
+        let notes = HostNotes {
+            tx,
+            host: &s.target.label,
+        };
+        let _ = service(s, &opts.settings.service, version, name, "stop");
+        revert(s, opts, name, version, from, &notes)?;
+        if let Some(o) = outcomes.get_mut(&s.target.label) {
+            o.outcome = "reverted".into();
+            o.current = Some(from.clone());
+        }
     }
     Ok(())
 }
