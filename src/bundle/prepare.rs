@@ -107,87 +107,10 @@ pub fn prepare(opts: &Request, shell: &Output) -> Result<Prepared> {
     };
 
     // Config → scan → plan for every package before anything is built.
-    let mut planned = Vec::new();
-    for &package in &packages {
-        let loaded = config::load(
-            &package.name,
-            &ws.workspace_table(),
-            &ws.package_table(package),
-            &overrides,
-        )?;
-        for warning in &loaded.warnings {
-            if opts.strict {
-                bail!(
-                    "{}\nnote: `--strict` turns configuration warnings into errors",
-                    warning.as_error()
-                );
-            }
-            shell.warn(warning);
-        }
-        // Cargo gives a package without `version` 0.0.0; releases are told apart by version.
-        if package.version.to_string() == "0.0.0" {
-            shell.warn(format!(
-                "`{}`: package `{}` has version 0.0.0 (is `version` missing from [package]?); every bundle of it will be {} 0.0.0",
-                crate::util::display_path(&package.manifest_path),
-                package.name,
-                package.name
-            ));
-        }
-        let root = package.manifest_path.parent().unwrap_or(ws.root());
-        let sources = sources::scan(root, ws.root(), &ws.target_dir, &loaded.config)?;
-        let facts = plan::PackageFacts {
-            name: package.name.to_string(),
-            version: package.version.to_string(),
-            manifest: crate::util::display_path(&package.manifest_path),
-            bin_targets: project::bin_targets(package),
-        };
-        let mut plan = plan::plan(&facts, &loaded.config, sources, &target)?;
-        // Its place in the bundle now (so `plan` shows it and conflicts show before the
-        // build); its content once the build has resolved the features.
-        plan.add_generated(sbom::SBOM, Vec::new(), FileKind::Sbom)?;
-        let totals = plan.check(&sources::walk)?;
-        // The top directory, the planned entries, MANIFEST.json and SHA256SUMS.
-        crate::verify::within_entry_limit(totals.entries as u64 + 3).map_err(|e| {
-            anyhow::anyhow!("{}: {e}", crate::util::display_path(&package.manifest_path))
-        })?;
-        let compression = Compression {
-            format: loaded.config.format,
-            level: loaded.config.compression_level,
-        };
-        shell.verbose_status("Config", format!("{}: {}", package.name, loaded.config));
-        shell.verbose_status(
-            "Planned",
-            format!(
-                "{}: {} entries, {} bytes of package files (plus the executables once built)",
-                package.name, totals.entries, totals.bytes
-            ),
-        );
-        if loaded.config.auditable {
-            compile::check_auditable(&opts.build.clone())?;
-        }
-        let release = image::Release {
-            name: &plan.name,
-            version: &plan.version,
-            target: &plan.target,
-            main: plan.main.as_deref(),
-        };
-        let image = image::spec_for(&ws, package, &loaded.config, &release, opts.image)?;
-        let sign_key = match &opts.sign_key {
-            Some(k) => Some(k.clone()),
-            None => crate::attest::sign::configured_key(&ws, package)?,
-        };
-        planned.push(Planned {
-            package: package.clone(),
-            plan,
-            totals,
-            compression,
-            reproducible: loaded.config.reproducible,
-            auditable: loaded.config.auditable,
-            allow_paths: loaded.config.allow_paths.clone(),
-            image,
-            sign_key,
-        });
-    }
+    let planned = packages
+        .iter()
+        .map(|package| plan_package(opts, &ws, package, &overrides, &target, shell))
+        .collect::<Result<Vec<_>>>()?;
 
     let out_dir = match &opts.out_dir {
         Some(dir) => dir.clone(),
@@ -205,6 +128,94 @@ pub fn prepare(opts: &Request, shell: &Output) -> Result<Prepared> {
         planned,
         out_dir,
         source_date_epoch,
+    })
+}
+
+/// One package: its config (warnings printed, or errors with `--strict`), scan, plan and a
+/// checking pass over every planned entry; its image and signing key.
+fn plan_package(
+    opts: &Request,
+    ws: &project::Workspace,
+    package: &Package,
+    overrides: &Overrides,
+    target: &str,
+    shell: &Output,
+) -> Result<Planned> {
+    let loaded = config::load(
+        &package.name,
+        &ws.workspace_table(),
+        &ws.package_table(package),
+        overrides,
+    )?;
+    for warning in &loaded.warnings {
+        if opts.strict {
+            bail!(
+                "{}\nnote: `--strict` turns configuration warnings into errors",
+                warning.as_error()
+            );
+        }
+        shell.warn(warning);
+    }
+    let shown = crate::util::display_path(&package.manifest_path);
+    // Cargo gives a package without `version` 0.0.0; releases are told apart by version.
+    if package.version.to_string() == "0.0.0" {
+        shell.warn(format!(
+            "`{shown}`: package `{}` has version 0.0.0 (is `version` missing from [package]?); every bundle of it will be {} 0.0.0",
+            package.name, package.name
+        ));
+    }
+    let root = package.manifest_path.parent().unwrap_or(ws.root());
+    let sources = sources::scan(root, ws.root(), &ws.target_dir, &loaded.config)?;
+    let facts = plan::PackageFacts {
+        name: package.name.to_string(),
+        version: package.version.to_string(),
+        manifest: shown.clone(),
+        bin_targets: project::bin_targets(package),
+    };
+    let mut plan = plan::plan(&facts, &loaded.config, sources, target)?;
+    // Its place in the bundle now (so `plan` shows it and conflicts show before the build);
+    // its content once the build has resolved the features.
+    plan.add_generated(sbom::SBOM, Vec::new(), FileKind::Sbom)?;
+    let totals = plan.check(&sources::walk)?;
+    // The top directory, the planned entries, MANIFEST.json and SHA256SUMS.
+    crate::verify::within_entry_limit(totals.entries as u64 + 3)
+        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    shell.verbose_status("Config", format!("{}: {}", package.name, loaded.config));
+    shell.verbose_status(
+        "Planned",
+        format!(
+            "{}: {} entries, {} bytes of package files (plus the executables once built)",
+            package.name, totals.entries, totals.bytes
+        ),
+    );
+    if loaded.config.auditable {
+        compile::check_auditable(&opts.build)?;
+    }
+    let release = image::Release {
+        name: &plan.name,
+        version: &plan.version,
+        target: &plan.target,
+        main: plan.main.as_deref(),
+    };
+    let image = image::spec_for(ws, package, &loaded.config, &release, opts.image)?;
+    let sign_key = match &opts.sign_key {
+        Some(k) => Some(k.clone()),
+        None => crate::attest::sign::configured_key(ws, package)?,
+    };
+    let config = loaded.config;
+    Ok(Planned {
+        package: package.clone(),
+        plan,
+        totals,
+        compression: Compression {
+            format: config.format,
+            level: config.compression_level,
+        },
+        reproducible: config.reproducible,
+        auditable: config.auditable,
+        allow_paths: config.allow_paths,
+        image,
+        sign_key,
     })
 }
 
