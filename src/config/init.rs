@@ -55,6 +55,19 @@ pub struct Request {
     pub profile: Option<String>,
 }
 
+/// The package being initialised, as read: its manifest's text, the name, and which table
+/// our settings go in.
+struct Target {
+    manifest: Utf8PathBuf,
+    shown: Utf8PathBuf,
+    text: String,
+    doc: toml::Table,
+    name: String,
+    /// `package.metadata.release-bundle` in a cargo-release project, else `…release`.
+    table: &'static str,
+    cargo_release: bool,
+}
+
 /// 0 written; an existing table is an error.
 pub fn init(opts: &Request, shell: &Output) -> Result<u8> {
     let manifest = match &opts.manifest_path {
@@ -62,6 +75,55 @@ pub fn init(opts: &Request, shell: &Output) -> Result<u8> {
         None => Utf8PathBuf::from_path_buf(std::env::current_dir()?.join("Cargo.toml"))
             .map_err(|p| anyhow::anyhow!("`{}`: path is not UTF-8", p.display()))?,
     };
+    let t = read_target(manifest)?;
+    let profile = opts
+        .profile
+        .as_deref()
+        .filter(|p| !BUILT_IN_PROFILES.contains(p));
+    let mut new_text = t.text.clone();
+    if !new_text.ends_with('\n') {
+        new_text.push('\n');
+    }
+    new_text.push_str(&table_text(t.table, &t.name, profile));
+    // Profiles belong to the workspace root: add it there when this package is not the root.
+    let root = project::workspace_root_of(&t.manifest)?;
+    let mut root_edit = None;
+    if let Some(p) = profile {
+        if root == t.manifest {
+            if !has_profile(&t.doc, p) {
+                new_text.push_str(&format!("\n[profile.{p}]\ninherits = \"release\"\n"));
+            }
+        } else {
+            root_edit = root_profile_edit(&root, p)?;
+        }
+    }
+    // What we write must still be valid TOML.
+    let shown = &t.shown;
+    new_text
+        .parse::<toml::Table>()
+        .with_context(|| format!("`{shown}`: the new table does not parse (please report this)"))?;
+    write_atomically(&t.manifest, new_text.as_bytes())?;
+    let root_profile = root_edit.is_some();
+    if let Some(root_text) = root_edit {
+        write_atomically(&root, root_text.as_bytes())?;
+    }
+    report(
+        &t,
+        &root,
+        profile,
+        root_profile,
+        opts.profile.as_deref(),
+        shell,
+    );
+    Ok(0)
+}
+
+fn has_profile(doc: &toml::Table, p: &str) -> bool {
+    doc.get("profile").and_then(|t| t.get(p)).is_some()
+}
+
+/// Read the package's manifest and decide where our table goes; refuse when one exists.
+fn read_target(manifest: Utf8PathBuf) -> Result<Target> {
     let shown = crate::util::display_path(&manifest);
     let text = fs::read_to_string(&manifest).with_context(|| format!("`{shown}`: cannot read"))?;
     let doc: toml::Table = text
@@ -84,8 +146,7 @@ pub fn init(opts: &Request, shell: &Output) -> Result<u8> {
     let release = metadata
         .and_then(|m| m.get("release"))
         .and_then(|r| r.as_table());
-    let ours = release.is_some_and(|r| r.keys().any(|k| KNOWN_KEYS.contains(&k.as_str())));
-    if ours {
+    if release.is_some_and(|r| r.keys().any(|k| KNOWN_KEYS.contains(&k.as_str()))) {
         bail!(
             "`{shown}`: package.metadata.release already configures release bundles; not changing it"
         );
@@ -100,50 +161,43 @@ pub fn init(opts: &Request, shell: &Output) -> Result<u8> {
     } else {
         "package.metadata.release"
     };
-    let profile = opts
-        .profile
-        .as_deref()
-        .filter(|p| !BUILT_IN_PROFILES.contains(p));
+    Ok(Target {
+        manifest,
+        shown,
+        text,
+        name,
+        table,
+        cargo_release,
+        doc,
+    })
+}
 
-    let mut new_text = text.clone();
-    if !new_text.ends_with('\n') {
-        new_text.push('\n');
+/// The workspace root's manifest with `[profile.<p>]` added, unless it has one.
+fn root_profile_edit(root: &Utf8Path, p: &str) -> Result<Option<String>> {
+    let root_text = fs::read_to_string(root).with_context(|| format!("`{root}`: cannot read"))?;
+    let root_doc: toml::Table = root_text
+        .parse()
+        .with_context(|| format!("`{root}`: not valid TOML"))?;
+    if has_profile(&root_doc, p) {
+        return Ok(None);
     }
-    new_text.push_str(&table_text(table, &name, profile));
-    let has_profile =
-        |doc: &toml::Table, p: &str| doc.get("profile").and_then(|t| t.get(p)).is_some();
-    // Profiles belong to the workspace root: add it there when this package is not the root.
-    let root = project::workspace_root_of(&manifest)?;
-    let mut root_edit = None;
-    if let Some(p) = profile {
-        if root == manifest {
-            if !has_profile(&doc, p) {
-                new_text.push_str(&format!("\n[profile.{p}]\ninherits = \"release\"\n"));
-            }
-        } else {
-            let root_text =
-                fs::read_to_string(&root).with_context(|| format!("`{root}`: cannot read"))?;
-            let root_doc: toml::Table = root_text
-                .parse()
-                .with_context(|| format!("`{root}`: not valid TOML"))?;
-            if !has_profile(&root_doc, p) {
-                root_edit = Some(format!(
-                    "{}\n\n[profile.{p}]\ninherits = \"release\"\n",
-                    root_text.trim_end_matches('\n')
-                ));
-            }
-        }
-    }
-    // What we write must still be valid TOML.
-    new_text
-        .parse::<toml::Table>()
-        .with_context(|| format!("`{shown}`: the new table does not parse (please report this)"))?;
-    write_atomically(&manifest, new_text.as_bytes())?;
-    let root_profile = root_edit.is_some();
-    if let Some(root_text) = root_edit {
-        write_atomically(&root, root_text.as_bytes())?;
-    }
-    if cargo_release {
+    Ok(Some(format!(
+        "{}\n\n[profile.{p}]\ninherits = \"release\"\n",
+        root_text.trim_end_matches('\n')
+    )))
+}
+
+/// Say what was written and what to run next.
+fn report(
+    t: &Target,
+    root: &Utf8Path,
+    profile: Option<&str>,
+    root_profile: bool,
+    asked: Option<&str>,
+    shell: &Output,
+) {
+    let (shown, table) = (&t.shown, t.table);
+    if t.cargo_release {
         shell.warn(format!(
             "`{shown}` is a cargo-release project, which rejects unknown keys in [package.metadata.release]; wrote [{table}] instead"
         ));
@@ -151,8 +205,8 @@ pub fn init(opts: &Request, shell: &Output) -> Result<u8> {
     shell.status("Added", format!("[{table}] to {shown}"));
     if let Some(p) = profile {
         let into = if root_profile {
-            Some(crate::util::display_path(&root).to_string())
-        } else if !has_profile(&doc, p) && root == manifest {
+            Some(crate::util::display_path(root).to_string())
+        } else if !has_profile(&t.doc, p) && root == t.manifest {
             Some(shown.to_string())
         } else {
             None
@@ -164,13 +218,8 @@ pub fn init(opts: &Request, shell: &Output) -> Result<u8> {
             );
         }
     }
-    let profile_flag = opts
-        .profile
-        .as_deref()
-        .map(|p| format!(" --profile {p}"))
-        .unwrap_or_default();
+    let profile_flag = asked.map(|p| format!(" --profile {p}")).unwrap_or_default();
     shell.out(format!(
         "Next steps:\n  mkdir priv                             # runtime data shipped as priv/ (optional)\n  cargo release-bundle plan{profile_flag}      # see what goes in\n  cargo release-bundle{profile_flag}           # build and bundle\n  cargo release-bundle verify <bundle>   # check it before publishing"
     ));
-    Ok(0)
 }
