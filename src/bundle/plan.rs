@@ -325,6 +325,9 @@ fn excluded(set: &GlobSet, path: &str) -> bool {
             .any(|p| set.is_match(p))
 }
 
+/// The bundle plan of one package: its binaries, the launcher and hooks, priv and the
+/// include rules, as sorted known entries and trees to walk. No I/O: `sources` were found
+/// before.
 pub fn plan(
     package: &PackageFacts,
     config: &ReleaseConfig,
@@ -332,13 +335,83 @@ pub fn plan(
     target: &str,
 ) -> Result<BundlePlan> {
     let top_dir = format!("{}-{}", config.name, package.version);
+    let binaries = binaries(package, config)?;
+    let includes: Vec<IncludeInfo> = config
+        .include
+        .iter()
+        .zip(&sources.includes)
+        .map(|(rule, matches)| IncludeInfo {
+            key: rule.origin.key.clone(),
+            source: rule.value.source.clone(),
+            source_origin: rule.origin.child("source"),
+            dest_origin: rule.origin.child("dest"),
+            matches: matches.matches.len(),
+            shipped: 0,
+        })
+        .collect();
+    let mut fixed = KnownEntries {
+        entries: BTreeMap::new(),
+        includes: &includes,
+    };
+    // The launcher is a POSIX sh script: Windows bundles ship their executables in bin/.
+    let with_launcher = config.launcher.enabled && !target.contains("windows");
+    let exe_dir = if with_launcher { "libexec" } else { "bin" };
     let exe_suffix = if target.contains("windows") {
         ".exe"
     } else {
         ""
     };
+    for bin in &binaries {
+        let entry = Entry {
+            path: format!("{exe_dir}/{bin}{exe_suffix}"),
+            content: Content::Binary(bin.clone()),
+            mode: MODE_EXEC,
+            kind: Some(FileKind::Executable),
+        };
+        fixed.add(entry, Claimant::Binary)?;
+    }
+    let main = main_binary(package, config, &binaries);
+    if with_launcher {
+        let main = main.as_ref().map_err(|e| anyhow!("{e}"))?.clone();
+        add_launcher(&mut fixed, package, config, &binaries, main, sources.hooks)?;
+    }
+    let excludes = exclude_set(config)?;
+    let mut trees = Vec::new();
+    if let Some(root) = sources.priv_root.filter(|_| !excluded(&excludes, "priv")) {
+        trees.push(TreeRule {
+            root,
+            base: "priv".into(),
+            kind: FileKind::Priv,
+            mode: None,
+            by: Claimant::Priv,
+        });
+    }
+    let shipped = add_includes(&mut fixed, &mut trees, config, sources.includes, &excludes)?;
+    let fixed: Vec<(Entry, Claimant)> = fixed.entries.into_values().collect();
+    let includes = includes
+        .into_iter()
+        .zip(shipped)
+        .map(|(info, shipped)| IncludeInfo { shipped, ..info })
+        .collect();
+    Ok(BundlePlan {
+        name: config.name.clone(),
+        version: package.version.clone(),
+        target: target.to_string(),
+        file_name: format!("{top_dir}-{target}.{}", config.format.extension()),
+        top_dir,
+        binaries,
+        main: main.ok(),
+        fixed,
+        trees,
+        skip: sources.skip,
+        excludes: Arc::new(excludes),
+        includes,
+    })
+}
 
-    // Binaries.
+/// The bin targets to ship (`bins`, else all), each existing once; every binary the launcher
+/// runs among them.
+fn binaries(package: &PackageFacts, config: &ReleaseConfig) -> Result<Vec<String>> {
     let available = package.bin_targets.join(", ");
     let binaries: Vec<String> = match &config.bins {
         Some(bins) => {
@@ -367,7 +440,6 @@ pub fn plan(
             package.name
         );
     }
-    // Every binary the launcher will run must be shipped.
     let launcher = &config.launcher;
     let launched = launcher
         .main
@@ -383,87 +455,60 @@ pub fn plan(
             );
         }
     }
+    Ok(binaries)
+}
 
-    let includes: Vec<IncludeInfo> = config
-        .include
-        .iter()
-        .zip(&sources.includes)
-        .map(|(rule, matches)| IncludeInfo {
-            key: rule.origin.key.clone(),
-            source: rule.value.source.clone(),
-            source_origin: rule.origin.child("source"),
-            dest_origin: rule.origin.child("dest"),
-            matches: matches.matches.len(),
-            shipped: 0,
-        })
-        .collect();
-    let mut fixed = KnownEntries {
-        entries: BTreeMap::new(),
-        includes: &includes,
+/// `bin/<name>` and the hook scripts.
+fn add_launcher(
+    fixed: &mut KnownEntries,
+    package: &PackageFacts,
+    config: &ReleaseConfig,
+    binaries: &[String],
+    main: String,
+    hooks: Vec<(HookName, Found)>,
+) -> Result<()> {
+    let spec = launcher_spec(package, config, binaries, main)?;
+    let entry = Entry {
+        path: format!("bin/{}", config.name),
+        content: Content::Generated(launcher::render(&spec).into_bytes()),
+        mode: MODE_EXEC,
+        kind: Some(FileKind::Launcher),
     };
-    // The launcher is a POSIX sh script: Windows bundles ship their executables in bin/.
-    let with_launcher = launcher.enabled && !target.contains("windows");
-    let exe_dir = if with_launcher { "libexec" } else { "bin" };
-    for bin in &binaries {
-        let entry = Entry {
-            path: format!("{exe_dir}/{bin}{exe_suffix}"),
-            content: Content::Binary(bin.clone()),
-            mode: MODE_EXEC,
-            kind: Some(FileKind::Executable),
-        };
-        fixed.add(entry, Claimant::Binary)?;
+    fixed.add(entry, Claimant::Launcher)?;
+    for (hook, found) in hooks {
+        let entry = entry_for(
+            found,
+            format!("hooks/{}.sh", hook.as_str()),
+            FileKind::Hook,
+            Some(MODE_EXEC),
+        );
+        fixed.add(entry, Claimant::Hook(hook)).map_err(|e| {
+            match config.launcher.hooks.get(&hook) {
+                Some(h) => anyhow!("{}: {e}", h.origin),
+                None => e,
+            }
+        })?;
     }
-    let main = main_binary(package, config, &binaries);
-    if with_launcher {
-        let spec = launcher_spec(
-            package,
-            config,
-            &binaries,
-            main.as_ref().map_err(|e| anyhow!("{e}"))?.clone(),
-        )?;
-        let entry = Entry {
-            path: format!("bin/{}", config.name),
-            content: Content::Generated(launcher::render(&spec).into_bytes()),
-            mode: MODE_EXEC,
-            kind: Some(FileKind::Launcher),
-        };
-        fixed.add(entry, Claimant::Launcher)?;
-        for (hook, found) in sources.hooks {
-            let entry = entry_for(
-                found,
-                format!("hooks/{}.sh", hook.as_str()),
-                FileKind::Hook,
-                Some(MODE_EXEC),
-            );
-            fixed.add(entry, Claimant::Hook(hook)).map_err(|e| {
-                match config.launcher.hooks.get(&hook) {
-                    Some(h) => anyhow!("{}: {e}", h.origin),
-                    None => e,
-                }
-            })?;
-        }
-    }
+    Ok(())
+}
 
-    let excludes = exclude_set(config)?;
-    let mut trees = Vec::new();
-    if let Some(root) = sources.priv_root.filter(|_| !excluded(&excludes, "priv")) {
-        trees.push(TreeRule {
-            root,
-            base: "priv".into(),
-            kind: FileKind::Priv,
-            mode: None,
-            by: Claimant::Priv,
-        });
-    }
-
-    let mut shipped = vec![0; includes.len()];
-    for (index, (rule, matches)) in config.include.iter().zip(sources.includes).enumerate() {
-        let (dest, dest_is_dir) = normalize_dest(&rule.value.dest, &rule.origin.child("dest"))?;
+/// The include rules' matches: single files as known entries, directories as trees to walk.
+/// How many entries each rule ships.
+fn add_includes(
+    fixed: &mut KnownEntries,
+    trees: &mut Vec<TreeRule>,
+    config: &ReleaseConfig,
+    matches: Vec<crate::bundle::sources::IncludeMatches>,
+    excludes: &GlobSet,
+) -> Result<Vec<usize>> {
+    let mut shipped = vec![0; matches.len()];
+    for (index, (rule, matches)) in config.include.iter().zip(matches).enumerate() {
+        let dest_origin = rule.origin.child("dest");
+        let (dest, dest_is_dir) = normalize_dest(&rule.value.dest, &dest_origin)?;
         let files = matches.matches.len();
         if files > 1 && !dest_is_dir {
             bail!(
-                "{}: {:?} matches {files} files but dest {:?} names a single file\nhelp: end `dest` with `/` to copy them into a directory",
-                rule.origin.child("dest"),
+                "{dest_origin}: {:?} matches {files} files but dest {:?} names a single file\nhelp: end `dest` with `/` to copy them into a directory",
                 rule.value.source,
                 rule.value.dest
             );
@@ -477,25 +522,23 @@ pub fn plan(
             };
             if base.is_empty() {
                 bail!(
-                    "{}: {:?} would replace the bundle's top directory",
-                    rule.origin.child("dest"),
+                    "{dest_origin}: {:?} would replace the bundle's top directory",
                     rule.value.dest
                 );
             }
-            if excluded(&excludes, &base) {
+            if excluded(excludes, &base) {
                 continue;
             }
             if base == archive::MANIFEST || base == archive::SHA256SUMS {
-                bail!(
-                    "{}: `{base}` is reserved for the bundle's own {base}",
-                    rule.origin.child("dest")
-                );
+                bail!("{dest_origin}: `{base}` is reserved for the bundle's own {base}");
             }
             let by = Claimant::Include(index);
             match found {
                 Match::One(found) => {
-                    let entry = entry_for(found, base, FileKind::Include, rule.value.mode);
-                    fixed.add(entry, by)?;
+                    fixed.add(
+                        entry_for(found, base, FileKind::Include, rule.value.mode),
+                        by,
+                    )?;
                     shipped[index] += 1;
                 }
                 Match::Tree(root) => {
@@ -511,27 +554,7 @@ pub fn plan(
             }
         }
     }
-    let fixed: Vec<(Entry, Claimant)> = fixed.entries.into_values().collect();
-    let includes = includes
-        .into_iter()
-        .zip(shipped)
-        .map(|(info, shipped)| IncludeInfo { shipped, ..info })
-        .collect();
-
-    Ok(BundlePlan {
-        name: config.name.clone(),
-        version: package.version.clone(),
-        target: target.to_string(),
-        file_name: format!("{top_dir}-{target}.{}", config.format.extension()),
-        top_dir,
-        binaries,
-        main: main.ok(),
-        fixed,
-        trees,
-        skip: sources.skip,
-        excludes: Arc::new(excludes),
-        includes,
-    })
+    Ok(shipped)
 }
 
 mod entries;
