@@ -119,6 +119,14 @@ pub fn total_bytes(totals: &Totals, artifacts: &Artifacts) -> u64 {
     totals.bytes + executables
 }
 
+/// The archive being written, and the manifest records spooled beside it.
+struct Writing<'p> {
+    ar: ArchiveWriter<BufWriter<File>>,
+    spool: Spool,
+    machine: &'p LeakGuard,
+    files: usize,
+}
+
 /// Write the bundle for `plan`. `manifest` carries everything but `files`, which is filled here.
 pub fn assemble(
     plan: &BundlePlan,
@@ -128,117 +136,37 @@ pub fn assemble(
     out_dir: &Utf8Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Bundle> {
-    let WriteSettings {
-        compression,
-        workers,
-        guard: machine,
-    } = *settings;
     fs::create_dir_all(out_dir).with_context(|| format!("cannot create `{out_dir}`"))?;
-    let final_path = out_dir.join(&plan.file_name);
     let tmp = temp_in(out_dir, &plan.file_name)?;
     let out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
-    let mut ar = ArchiveWriter::new(
+    let ar = ArchiveWriter::new(
         out,
-        compression,
-        workers,
+        settings.compression,
+        settings.workers,
         &plan.top_dir,
         manifest.timestamp.epoch,
     )?;
-
     let spool_file = || {
         tempfile::tempfile_in(out_dir)
             .with_context(|| format!("cannot create a temporary file in `{out_dir}`"))
     };
-    let mut spool = Spool::new(&manifest, spool_file()?, spool_file()?)?;
+    let spool = Spool::new(&manifest, spool_file()?, spool_file()?)?;
     pause_for_tests(tmp.path());
-    let mut file_count = 2;
+    let mut w = Writing {
+        ar,
+        spool,
+        machine: settings.guard,
+        files: 2,
+    };
     for entry in plan.entries(&sources::walk) {
-        let entry = entry?;
-        let source = match &entry.content {
-            Content::Dir => {
-                ar.dir(&entry.path)?;
-                continue;
-            }
-            Content::Symlink { target, .. } => {
-                ar.symlink(&entry.path, target)?;
-                spool.record(&FileRecord {
-                    path: entry.path.clone(),
-                    kind: FileKind::Symlink,
-                    mode: format!("{:04o}", entry.mode),
-                    size: 0,
-                    sha256: None,
-                    target: Some(target.clone()),
-                })?;
-                file_count += 1;
-                continue;
-            }
-            Content::Generated(bytes) => {
-                let sha256 = ar.generated(&entry.path, entry.mode, bytes)?;
-                spool.record(&FileRecord {
-                    path: entry.path.clone(),
-                    kind: entry.kind.unwrap_or(FileKind::Launcher),
-                    mode: format!("{:04o}", entry.mode),
-                    size: bytes.len() as u64,
-                    sha256: Some(sha256),
-                    target: None,
-                })?;
-                file_count += 1;
-                continue;
-            }
-            Content::File { source, .. } => source,
-            Content::Binary(bin) => artifacts
-                .executables
-                .get(bin)
-                .ok_or_else(|| anyhow!("no executable was built for `{bin}`"))?,
-        };
-        let file =
-            crate::util::open_regular(source).with_context(|| format!("cannot open `{source}`"))?;
-        let size = file
-            .metadata()
-            .with_context(|| format!("cannot stat `{source}`"))?
-            .len();
-        let scanned = match &entry.content {
-            Content::Binary(_) => machine.executables,
-            _ => true,
-        };
-        let mut reader = machine.paths.scan(Reporting {
-            inner: file,
-            progress: &mut *progress,
-        });
-        let sha256 = if scanned {
-            ar.file(&entry.path, entry.mode, size, &mut reader)
-        } else {
-            ar.file(&entry.path, entry.mode, size, reader.get_mut())
-        }
-        .with_context(|| format!("cannot add `{source}` to the bundle"))?;
-        if let (true, Some(hit)) = (scanned, reader.hit()) {
-            let help = match &entry.content {
-                Content::Binary(_) => {
-                    "a path the remapping does not cover (a path dependency outside the workspace, a build script that embeds one) is compiled in; move that code into the workspace, or set `reproducible = false` to ship the executable as built"
-                }
-                _ => {
-                    "remove it from the file; if it is an example, not this machine's, list it in [package.metadata.release.verify] allow-paths"
-                }
-            };
-            bail!(
-                "`{}` (from `{source}`) contains `{}`, {}, at offset {}: a path of the build machine would ship\nhelp: {help}",
-                entry.path,
-                hit.path,
-                hit.what,
-                hit.offset
-            );
-        }
-        spool.record(&FileRecord {
-            path: entry.path.clone(),
-            // Invariant: the planner gives every non-directory entry a kind.
-            kind: entry.kind.unwrap_or(FileKind::Priv),
-            mode: format!("{:04o}", entry.mode),
-            size,
-            sha256: Some(sha256),
-            target: None,
-        })?;
-        file_count += 1;
+        w.add(&entry?, artifacts, progress)?;
     }
+    let Writing {
+        mut ar,
+        spool,
+        files,
+        ..
+    } = w;
     let (json, sums) = spool
         .finish_manifest()
         .context("cannot write the manifest")?;
@@ -252,12 +180,129 @@ pub fn assemble(
         .with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
     file.sync_all()
         .with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
+    let path = publish(tmp, out_dir, &plan.file_name, &written.sha256)?;
+    Ok(Bundle {
+        path,
+        sha256: written.sha256,
+        size: written.size,
+        files,
+        image: None,
+    })
+}
 
-    // The sidecar, then the swap: remove the old sidecar first so a crash between the renames
-    // can leave a bundle without a sidecar, but never one with the wrong sidecar.
-    let sidecar_path = out_dir.join(format!("{}.sha256", plan.file_name));
-    let mut sidecar = temp_in(out_dir, &format!("{}.sha256", plan.file_name))?;
-    writeln!(sidecar, "{}  {}", written.sha256, plan.file_name)
+impl Writing<'_> {
+    /// One planned entry into the archive and the manifest.
+    fn add(
+        &mut self,
+        entry: &crate::bundle::plan::Entry,
+        artifacts: &Artifacts,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let mode = format!("{:04o}", entry.mode);
+        let source = match &entry.content {
+            Content::Dir => return self.ar.dir(&entry.path),
+            Content::Symlink { target, .. } => {
+                self.ar.symlink(&entry.path, target)?;
+                self.files += 1;
+                return Ok(self.spool.record(&FileRecord {
+                    path: entry.path.clone(),
+                    kind: FileKind::Symlink,
+                    mode,
+                    size: 0,
+                    sha256: None,
+                    target: Some(target.clone()),
+                })?);
+            }
+            Content::Generated(bytes) => {
+                let sha256 = self.ar.generated(&entry.path, entry.mode, bytes)?;
+                self.files += 1;
+                return Ok(self.spool.record(&FileRecord {
+                    path: entry.path.clone(),
+                    kind: entry.kind.unwrap_or(FileKind::Launcher),
+                    mode,
+                    size: bytes.len() as u64,
+                    sha256: Some(sha256),
+                    target: None,
+                })?);
+            }
+            Content::File { source, .. } => source,
+            Content::Binary(bin) => artifacts
+                .executables
+                .get(bin)
+                .ok_or_else(|| anyhow!("no executable was built for `{bin}`"))?,
+        };
+        let (size, sha256) = self.file(entry, source, progress)?;
+        self.files += 1;
+        self.spool.record(&FileRecord {
+            path: entry.path.clone(),
+            // Invariant: the planner gives every non-directory entry a kind.
+            kind: entry.kind.unwrap_or(FileKind::Priv),
+            mode,
+            size,
+            sha256: Some(sha256),
+            target: None,
+        })?;
+        Ok(())
+    }
+
+    /// A file streamed from disk into the archive, searched for this machine's paths on the
+    /// way (executables only when reproducible); its size and digest.
+    fn file(
+        &mut self,
+        entry: &crate::bundle::plan::Entry,
+        source: &Utf8Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(u64, String)> {
+        let file =
+            crate::util::open_regular(source).with_context(|| format!("cannot open `{source}`"))?;
+        let size = file
+            .metadata()
+            .with_context(|| format!("cannot stat `{source}`"))?
+            .len();
+        let binary = matches!(entry.content, Content::Binary(_));
+        let scanned = !binary || self.machine.executables;
+        let mut reader = self.machine.paths.scan(Reporting {
+            inner: file,
+            progress,
+        });
+        let sha256 = if scanned {
+            self.ar.file(&entry.path, entry.mode, size, &mut reader)
+        } else {
+            self.ar
+                .file(&entry.path, entry.mode, size, reader.get_mut())
+        }
+        .with_context(|| format!("cannot add `{source}` to the bundle"))?;
+        if let (true, Some(hit)) = (scanned, reader.hit()) {
+            let help = if binary {
+                "a path the remapping does not cover (a path dependency outside the workspace, a build script that embeds one) is compiled in; move that code into the workspace, or set `reproducible = false` to ship the executable as built"
+            } else {
+                "remove it from the file; if it is an example, not this machine's, list it in [package.metadata.release.verify] allow-paths"
+            };
+            bail!(
+                "`{}` (from `{source}`) contains `{}`, {}, at offset {}: a path of the build machine would ship\nhelp: {help}",
+                entry.path,
+                hit.path,
+                hit.what,
+                hit.offset
+            );
+        }
+        Ok((size, sha256))
+    }
+}
+
+/// Move the finished bundle into place with its `.sha256`: the old sidecar goes first, so a
+/// crash between the renames can leave a bundle without a sidecar, but never one with the
+/// wrong sidecar.
+fn publish(
+    tmp: NamedTempFile,
+    out_dir: &Utf8Path,
+    file_name: &str,
+    sha256: &str,
+) -> Result<Utf8PathBuf> {
+    let final_path = out_dir.join(file_name);
+    let sidecar_path = out_dir.join(format!("{file_name}.sha256"));
+    let mut sidecar = temp_in(out_dir, &format!("{file_name}.sha256"))?;
+    writeln!(sidecar, "{sha256}  {file_name}")
         .and_then(|_| sidecar.as_file().sync_all())
         .with_context(|| format!("cannot write `{sidecar_path}`"))?;
     match fs::remove_file(&sidecar_path) {
@@ -276,13 +321,7 @@ pub fn assemble(
     if let Ok(dir) = File::open(out_dir) {
         let _ = dir.sync_all();
     }
-    Ok(Bundle {
-        path: final_path,
-        sha256: written.sha256,
-        size: written.size,
-        files: file_count,
-        image: None,
-    })
+    Ok(final_path)
 }
 
 #[cfg(test)]
