@@ -139,26 +139,21 @@ enum Use {
     Build,
 }
 
-/// The SBOM of `root`'s executables in `metadata` (resolved for one target and the build's
-/// features). `workspace_root` turns path dependencies into relative paths (no machine path
-/// enters the bundle).
-pub fn document(
-    metadata: &Metadata,
-    root: &PackageId,
-    lock: &BTreeMap<(String, String), String>,
-    workspace_root: &Utf8Path,
-    timestamp: u64,
-    auditable: bool,
-) -> Result<Vec<u8>> {
+/// What the executables of one package are made of: each crate reached from it and how
+/// (a crate reached at run time is run time; dev-dependencies are left out), and the edges.
+struct Graph<'m> {
+    uses: BTreeMap<&'m PackageId, Use>,
+    edges: BTreeMap<&'m PackageId, BTreeSet<&'m PackageId>>,
+}
+
+/// Breadth first from the root over cargo's resolved nodes.
+fn graph<'m>(metadata: &'m Metadata, root: &'m PackageId) -> Result<Graph<'m>> {
     let resolve = metadata
         .resolve
         .as_ref()
         .context("cargo metadata gave no dependency graph")?;
     let nodes: BTreeMap<&PackageId, &cargo_metadata::Node> =
         resolve.nodes.iter().map(|n| (&n.id, n)).collect();
-    let packages: BTreeMap<&PackageId, &cargo_metadata::Package> =
-        metadata.packages.iter().map(|p| (&p.id, p)).collect();
-    // Breadth first from the root; a crate reached at run time is run time.
     let mut uses: BTreeMap<&PackageId, Use> = BTreeMap::new();
     let mut edges: BTreeMap<&PackageId, BTreeSet<&PackageId>> = BTreeMap::new();
     let mut queue: VecDeque<(&PackageId, Use)> = VecDeque::from([(root, Use::Runtime)]);
@@ -183,102 +178,134 @@ pub fn document(
             queue.push_back((&dep.pkg, next));
         }
     }
-    let component = |id: &PackageId, how: Use, kind: &'static str| -> Result<Component> {
-        let p = packages
-            .get(id)
-            .with_context(|| format!("{id} is not in cargo metadata's packages"))?;
-        let (name, version) = (p.name.to_string(), p.version.to_string());
-        let purl = format!("pkg:cargo/{name}@{version}");
-        let mut properties = Vec::new();
-        let source = match &p.source {
-            Some(s) => s.repr.clone(),
-            None => {
-                let dir = p.manifest_path.parent().unwrap_or(&p.manifest_path);
-                let rel = dir.strip_prefix(workspace_root).map_or_else(
-                    |_| format!("(outside the workspace: {name})"),
-                    |r| {
-                        if r.as_str().is_empty() {
-                            ".".into()
-                        } else {
-                            r.to_string()
-                        }
-                    },
-                );
-                format!("path+{rel}")
-            }
-        };
-        properties.push(Property {
-            name: "cdx:cargo:source",
-            value: source,
-        });
-        if how == Use::Build {
-            properties.push(Property {
-                name: "cdx:cargo:dependency_kind",
-                value: "build".into(),
-            });
+    Ok(Graph { uses, edges })
+}
+
+/// Where a package comes from, as the SBOM says it: cargo's source, or a path relative to
+/// the workspace (never a path of this machine).
+fn source_of(p: &cargo_metadata::Package, workspace_root: &Utf8Path) -> String {
+    match &p.source {
+        Some(s) => s.repr.clone(),
+        None => {
+            let dir = p.manifest_path.parent().unwrap_or(&p.manifest_path);
+            let rel = dir.strip_prefix(workspace_root).map_or_else(
+                |_| format!("(outside the workspace: {})", p.name),
+                |r| {
+                    if r.as_str().is_empty() {
+                        ".".into()
+                    } else {
+                        r.to_string()
+                    }
+                },
+            );
+            format!("path+{rel}")
         }
-        Ok(Component {
-            kind,
-            bom_ref: format!("{purl}#{}", properties[0].value),
-            name: name.clone(),
-            version: version.clone(),
-            scope: Some(if how == Use::Build {
-                "excluded"
-            } else {
-                "required"
-            }),
-            hashes: lock
-                .get(&(name, version))
-                .map(|c| {
-                    vec![Hash {
-                        alg: "SHA-256",
-                        content: c.clone(),
-                    }]
-                })
-                .unwrap_or_default(),
-            licenses: p
-                .license
-                .as_deref()
-                .map(|l| {
-                    vec![License {
-                        expression: license_expression(l),
-                    }]
-                })
-                .unwrap_or_default(),
-            purl,
-            properties,
-        })
-    };
+    }
+}
+
+/// One crate as a CycloneDX component.
+fn component(
+    p: &cargo_metadata::Package,
+    how: Use,
+    kind: &'static str,
+    lock: &BTreeMap<(String, String), String>,
+    workspace_root: &Utf8Path,
+) -> Component {
+    let (name, version) = (p.name.to_string(), p.version.to_string());
+    let purl = format!("pkg:cargo/{name}@{version}");
+    let mut properties = vec![Property {
+        name: "cdx:cargo:source",
+        value: source_of(p, workspace_root),
+    }];
+    if how == Use::Build {
+        properties.push(Property {
+            name: "cdx:cargo:dependency_kind",
+            value: "build".into(),
+        });
+    }
+    Component {
+        kind,
+        bom_ref: format!("{purl}#{}", properties[0].value),
+        name: name.clone(),
+        version: version.clone(),
+        scope: Some(if how == Use::Build {
+            "excluded"
+        } else {
+            "required"
+        }),
+        hashes: lock
+            .get(&(name, version))
+            .map(|c| {
+                vec![Hash {
+                    alg: "SHA-256",
+                    content: c.clone(),
+                }]
+            })
+            .unwrap_or_default(),
+        licenses: p
+            .license
+            .as_deref()
+            .map(|l| {
+                vec![License {
+                    expression: license_expression(l),
+                }]
+            })
+            .unwrap_or_default(),
+        purl,
+        properties,
+    }
+}
+
+/// The SBOM of `root`'s executables in `metadata` (resolved for one target and the build's
+/// features). `workspace_root` turns path dependencies into relative paths (no machine path
+/// enters the bundle).
+pub fn document(
+    metadata: &Metadata,
+    root: &PackageId,
+    lock: &BTreeMap<(String, String), String>,
+    workspace_root: &Utf8Path,
+    timestamp: u64,
+    auditable: bool,
+) -> Result<Vec<u8>> {
+    let Graph { uses, edges } = graph(metadata, root)?;
+    let packages: BTreeMap<&PackageId, &cargo_metadata::Package> =
+        metadata.packages.iter().map(|p| (&p.id, p)).collect();
     let mut refs: BTreeMap<&PackageId, String> = BTreeMap::new();
     let mut components = Vec::new();
     let mut root_component = None;
     for (id, how) in &uses {
-        if *id == root {
-            let c = component(id, *how, "application")?;
-            refs.insert(id, c.bom_ref.clone());
-            root_component = Some(c);
-            continue;
-        }
-        let c = component(id, *how, "library")?;
+        let p = packages
+            .get(id)
+            .with_context(|| format!("{id} is not in cargo metadata's packages"))?;
+        let kind = if *id == root {
+            "application"
+        } else {
+            "library"
+        };
+        let c = component(p, *how, kind, lock, workspace_root);
         refs.insert(id, c.bom_ref.clone());
-        components.push(c);
+        if *id == root {
+            root_component = Some(c);
+        } else {
+            components.push(c);
+        }
     }
     components
         .sort_by(|a, b| (&a.name, &a.version, &a.bom_ref).cmp(&(&b.name, &b.version, &b.bom_ref)));
     let mut dependencies: Vec<Dependency> = uses
         .keys()
-        .map(|id| Dependency {
-            reference: refs[id].clone(),
-            depends_on: {
-                let mut d: Vec<String> = edges
-                    .get(id)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|to| refs.get(to).cloned())
-                    .collect();
-                d.sort();
-                d
-            },
+        .map(|id| {
+            let mut depends_on: Vec<String> = edges
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter_map(|to| refs.get(to).cloned())
+                .collect();
+            depends_on.sort();
+            Dependency {
+                reference: refs[id].clone(),
+                depends_on,
+            }
         })
         .collect();
     dependencies.sort_by(|a, b| a.reference.cmp(&b.reference));
