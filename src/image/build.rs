@@ -302,7 +302,70 @@ pub fn build(
             None
         }
     };
-    let root = spec.root.trim_start_matches('/').to_string();
+    let [
+        (priv_file, priv_desc, priv_diff),
+        (rest_file, rest_desc, rest_diff),
+    ] = release_layers(bundle, manifest, &spec.root)?;
+    let has_shell = base.as_ref().is_some_and(|b| b.has_shell);
+    let mut spec = spec.clone();
+    spec.shell = has_shell;
+    let spec = &spec;
+    let config = config_doc(
+        spec,
+        base.as_ref().map(|b| &b.config),
+        &[priv_diff, rest_diff],
+        has_shell,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let config_bytes = json(&config);
+    let config_desc = descriptor_of(MEDIA_CONFIG, &config_bytes);
+    let (manifest_bytes, manifest_desc) = image_manifest(
+        spec,
+        base.as_ref(),
+        &config_desc,
+        [priv_desc.clone(), rest_desc.clone()],
+    )?;
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_INDEX.into()),
+        manifests: vec![manifest_desc.clone()],
+    };
+    // Every blob once, by digest (sorted: the layout tar's order).
+    let mut blobs: BTreeMap<String, (u64, Source)> = BTreeMap::new();
+    if let Some(b) = &base {
+        for d in b.manifest.layers.iter().chain([&b.manifest.config]) {
+            blobs.insert(
+                d.digest.clone(),
+                (d.size, Source::Path(blob_path(&b.blobs_dir, &d.digest)?)),
+            );
+        }
+    }
+    for (desc, source) in [
+        (&priv_desc, Source::File(priv_file)),
+        (&rest_desc, Source::File(rest_file)),
+        (&config_desc, Source::Bytes(config_bytes)),
+        (&manifest_desc, Source::Bytes(manifest_bytes)),
+    ] {
+        blobs.insert(desc.digest.clone(), (desc.size, source));
+    }
+    let path = out_dir.join(super::file_name(&spec.name, &spec.version, &spec.target));
+    let size = write_layout(&path, blobs, &index)?;
+    Ok(Built {
+        path,
+        digest: manifest_desc.digest,
+        size,
+        base_digest: base.map(|b| b.digest),
+    })
+}
+
+/// The release's two layers, read from the bundle once: `priv/` (which changes least), then
+/// everything else with `/tmp`; each as its file, descriptor and diff_id.
+fn release_layers(
+    bundle: &Utf8Path,
+    manifest: &Manifest,
+    root: &str,
+) -> Result<[(File, Descriptor, String); 2]> {
+    let root = root.trim_start_matches('/').to_string();
     let mut parents = Vec::new();
     let mut at = String::new();
     for part in root.split('/') {
@@ -333,59 +396,54 @@ pub fn build(
         if rel.is_empty() {
             continue;
         }
-        let full = format!("{root}/{rel}");
         let layer = if rel == "priv" || rel.starts_with("priv/") {
             &mut priv_layer
         } else {
             &mut rest
         };
-        let header = entry.header();
-        let kind = header.entry_type();
-        let mode = header
-            .mode()
-            .with_context(|| format!("`{bundle}`: {path}: mode"))?;
-        if kind.is_dir() {
-            layer.tar.header(Kind::Dir, &full, mode, 0, "")?;
-        } else if kind.is_symlink() {
-            let target = entry
-                .link_name()?
-                .context("a symlink without a target")?
-                .to_string_lossy()
-                .into_owned();
-            layer.tar.header(Kind::Symlink, &full, mode, 0, &target)?;
-        } else {
-            let size = header.size()?;
-            layer.tar.header(Kind::File, &full, mode, size, "")?;
-            layer.tar.body(&full, size, &mut entry)?;
-        }
+        copy_entry(layer, &mut entry, &format!("{root}/{rel}"))
+            .with_context(|| format!("`{bundle}`: {path}"))?;
     }
     // /tmp, writable by whatever user the image runs as: RELEASE_TMP itself on scratch; on a
     // shell base the launcher makes its own RELEASE_TMP (0700) below it.
     rest.tar.header(Kind::Dir, "tmp", 0o1777, 0, "")?;
-    let (priv_file, priv_desc, priv_diff) = priv_layer.finish()?;
-    let (rest_file, rest_desc, rest_diff) = rest.finish()?;
+    Ok([priv_layer.finish()?, rest.finish()?])
+}
 
-    let has_shell = base.as_ref().is_some_and(|b| b.has_shell);
-    let mut spec = spec.clone();
-    spec.shell = has_shell;
-    let spec = &spec;
-    let config = config_doc(
-        spec,
-        base.as_ref().map(|b| &b.config),
-        &[priv_diff, rest_diff],
-        has_shell,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let config_bytes = json(&config);
-    let config_desc = descriptor_of(MEDIA_CONFIG, &config_bytes);
-    let mut layers = base
-        .as_ref()
-        .map(|b| b.manifest.layers.clone())
-        .unwrap_or_default();
-    layers.push(priv_desc.clone());
-    layers.push(rest_desc.clone());
+/// One bundle entry into a layer at `full`, with the layer's canonical headers.
+fn copy_entry<R: Read>(layer: &mut Layer, entry: &mut tar::Entry<R>, full: &str) -> Result<()> {
+    let header = entry.header();
+    let kind = header.entry_type();
+    let mode = header.mode().context("mode")?;
+    if kind.is_dir() {
+        layer.tar.header(Kind::Dir, full, mode, 0, "")?;
+    } else if kind.is_symlink() {
+        let target = entry
+            .link_name()?
+            .context("a symlink without a target")?
+            .to_string_lossy()
+            .into_owned();
+        layer.tar.header(Kind::Symlink, full, mode, 0, &target)?;
+    } else {
+        let size = header.size()?;
+        layer.tar.header(Kind::File, full, mode, size, "")?;
+        layer.tar.body(full, size, entry)?;
+    }
+    Ok(())
+}
+
+/// The image manifest over the base's layers and ours, and its descriptor for the index
+/// (platform and reference name).
+fn image_manifest(
+    spec: &Spec,
+    base: Option<&BaseImage>,
+    config_desc: &Descriptor,
+    ours: [Descriptor; 2],
+) -> Result<(Vec<u8>, Descriptor)> {
+    let mut layers = base.map(|b| b.manifest.layers.clone()).unwrap_or_default();
+    layers.extend(ours);
     let mut notes = annotations(spec);
-    if let Some(b) = &base {
+    if let Some(b) = base {
         notes.insert(
             "org.opencontainers.image.base.digest".into(),
             b.digest.clone(),
@@ -409,47 +467,7 @@ pub fn build(
     manifest_desc
         .annotations
         .insert(REF_NAME.into(), spec.ref_name());
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(MEDIA_INDEX.into()),
-        manifests: vec![manifest_desc.clone()],
-    };
-
-    // Every blob once, by digest (sorted: the layout tar's order).
-    let mut blobs: BTreeMap<String, (u64, Source)> = BTreeMap::new();
-    if let Some(b) = &base {
-        for d in b.manifest.layers.iter().chain([&b.manifest.config]) {
-            blobs.insert(
-                d.digest.clone(),
-                (d.size, Source::Path(blob_path(&b.blobs_dir, &d.digest)?)),
-            );
-        }
-    }
-    blobs.insert(
-        priv_desc.digest.clone(),
-        (priv_desc.size, Source::File(priv_file)),
-    );
-    blobs.insert(
-        rest_desc.digest.clone(),
-        (rest_desc.size, Source::File(rest_file)),
-    );
-    blobs.insert(
-        config_desc.digest.clone(),
-        (config_desc.size, Source::Bytes(config_bytes)),
-    );
-    blobs.insert(
-        manifest_desc.digest.clone(),
-        (manifest_desc.size, Source::Bytes(manifest_bytes)),
-    );
-
-    let path = out_dir.join(super::file_name(&spec.name, &spec.version, &spec.target));
-    let size = write_layout(&path, blobs, &index)?;
-    Ok(Built {
-        path,
-        digest: manifest_desc.digest,
-        size,
-        base_digest: base.map(|b| b.digest),
-    })
+    Ok((manifest_bytes, manifest_desc))
 }
 
 /// Write an OCI image layout tar at `path` (through a temporary file renamed into place):
