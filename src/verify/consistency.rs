@@ -274,9 +274,79 @@ pub(super) fn check(
         return Ok(out);
     };
     let full = |rel: &str| format!("{top}/{rel}");
+    check_links(checker, records_file, &top, findings)?;
+    if !checker.canonical {
+        finding(
+            findings,
+            Severity::Error,
+            "not-compared",
+            None,
+            format!(
+                "the entries are not in canonical order, so they were not compared with {MANIFEST} and {SHA256SUMS}"
+            ),
+        );
+    }
+    check_sums(checker, records_file, &top, findings)?;
+    // MANIFEST.json ⇔ archive.
+    let Some(manifest_file) = &checker.manifest else {
+        finding(
+            findings,
+            Severity::Error,
+            "manifest-missing",
+            Some(&full(MANIFEST)),
+            "the archive has no MANIFEST.json".into(),
+        );
+        return Ok(out);
+    };
+    // First the manifest alone (is it whole and valid?), then its files against the archive.
+    let manifest = match manifest::parse_streaming(manifest_file, &mut |_| {})? {
+        Ok(m) => m,
+        Err(e) => {
+            finding(
+                findings,
+                Severity::Error,
+                "manifest-invalid",
+                Some(&full(MANIFEST)),
+                format!("MANIFEST.json does not parse: {e}"),
+            );
+            return Ok(out);
+        }
+    };
+    out.name = Some(manifest.name.clone());
+    out.version = Some(manifest.version.clone());
+    check_manifest_fields(&manifest, &top, file_name, findings);
+    if checker.canonical {
+        check_manifest_files(&manifest, manifest_file, records_file, &top, findings)?;
+    }
+    if manifest.git.as_ref().is_some_and(|g| g.dirty) {
+        finding(
+            findings,
+            Severity::Warning,
+            "dirty",
+            Some(&full(crate::archive::MANIFEST)),
+            "built from a working tree with uncommitted changes: its commit does not rebuild it"
+                .into(),
+        );
+    }
+    out.sbom = check_sbom(
+        checker.sbom.as_ref(),
+        &manifest,
+        &full(crate::attest::sbom::SBOM),
+        findings,
+    )?;
+    out.manifest = Some(manifest);
+    Ok(out)
+}
 
-    // Symlink targets, resolved through the bundle's other links as the kernel would; then
-    // one pass over the records to see that they exist, only when there are symlinks.
+/// Symlink targets, resolved through the bundle's other links as the kernel would; then one
+/// pass over the records to see that they exist, only when there are symlinks.
+fn check_links(
+    checker: &Checker<'_>,
+    records_file: &File,
+    top: &str,
+    findings: &mut Vec<Finding>,
+) -> io::Result<()> {
+    let full = |rel: &str| format!("{top}/{rel}");
     let link_targets: HashMap<&str, &str> = checker
         .links
         .iter()
@@ -325,19 +395,17 @@ pub(super) fn check(
             );
         }
     }
-    if !checker.canonical {
-        finding(
-            findings,
-            Severity::Error,
-            "not-compared",
-            None,
-            format!(
-                "the entries are not in canonical order, so they were not compared with {MANIFEST} and {SHA256SUMS}"
-            ),
-        );
-    }
+    Ok(())
+}
 
-    // SHA256SUMS ⇔ archive.
+/// SHA256SUMS ⇔ archive: a merge-join of its lines with the file records.
+fn check_sums(
+    checker: &Checker<'_>,
+    records_file: &File,
+    top: &str,
+    findings: &mut Vec<Finding>,
+) -> io::Result<()> {
+    let full = |rel: &str| format!("{top}/{rel}");
     let mut pending: Vec<Finding> = Vec::new();
     match &checker.sums {
         None => finding(
@@ -351,7 +419,7 @@ pub(super) fn check(
             let mut join = Join::new(records(records_file)?, |r| {
                 r.kind == RecordKind::File && r.path != SHA256SUMS
             });
-            let unlisted = unlisted(&top, SHA256SUMS);
+            let unlisted = unlisted(top, SHA256SUMS);
             let mut reader = BufReader::new(sums);
             reader.rewind()?;
             for (i, line) in reader.split(b'\n').enumerate() {
@@ -411,35 +479,12 @@ pub(super) fn check(
         Some(_) => {}
     }
 
-    // MANIFEST.json ⇔ archive.
-    let Some(manifest_file) = &checker.manifest else {
-        finding(
-            findings,
-            Severity::Error,
-            "manifest-missing",
-            Some(&full(MANIFEST)),
-            "the archive has no MANIFEST.json".into(),
-        );
-        return Ok(out);
-    };
-    // First the manifest alone (is it whole and valid?), then its files against the archive.
-    let manifest = match manifest::parse_streaming(manifest_file, &mut |_| {})? {
-        Ok(m) => m,
-        Err(e) => {
-            finding(
-                findings,
-                Severity::Error,
-                "manifest-invalid",
-                Some(&full(MANIFEST)),
-                format!("MANIFEST.json does not parse: {e}"),
-            );
-            return Ok(out);
-        }
-    };
-    let m = &manifest;
-    out.name = Some(m.name.clone());
-    out.version = Some(m.version.clone());
-    let mpath = full(MANIFEST);
+    Ok(())
+}
+
+/// The manifest's own fields against the archive: format version, top directory, file name.
+fn check_manifest_fields(m: &Manifest, top: &str, file_name: &str, findings: &mut Vec<Finding>) {
+    let mpath = format!("{top}/{MANIFEST}");
     if m.format_version != FORMAT_VERSION {
         finding(
             findings,
@@ -487,11 +532,23 @@ pub(super) fn check(
             format!("the manifest implies the file name {expected_name:?}, not {actual_name:?}"),
         );
     }
-    if checker.canonical {
-        let mut join = Join::new(records(records_file)?, |r| !is_metadata(r));
-        let mut launchers = Vec::new();
-        let unlisted = unlisted(&top, MANIFEST);
-        manifest::parse_streaming(manifest_file, &mut |f| {
+}
+
+/// MANIFEST.json's files ⇔ archive: a merge-join of its streamed list with the records; the
+/// launcher must be `bin/<name>`.
+fn check_manifest_files(
+    m: &Manifest,
+    manifest_file: &File,
+    records_file: &File,
+    top: &str,
+    findings: &mut Vec<Finding>,
+) -> io::Result<()> {
+    let full = |rel: &str| format!("{top}/{rel}");
+    let mut pending: Vec<Finding> = Vec::new();
+    let mut join = Join::new(records(records_file)?, |r| !is_metadata(r));
+    let mut launchers = Vec::new();
+    let unlisted = unlisted(top, MANIFEST);
+    manifest::parse_streaming(manifest_file, &mut |f| {
             if f.kind == FileKind::Launcher {
                 launchers.push(f.path.clone());
             }
@@ -523,36 +580,18 @@ pub(super) fn check(
             }
         })?
         .map_err(io::Error::other)?;
-        join.rest(&mut |r| unlisted(r, &mut pending))?;
-        findings.append(&mut pending);
-        if let Some(l) = launchers.iter().find(|l| **l != format!("bin/{}", m.name)) {
-            finding(
-                findings,
-                Severity::Error,
-                "launcher",
-                Some(&full(l)),
-                format!("the launcher must be `bin/{}`", m.name),
-            );
-        }
-    }
-    if manifest.git.as_ref().is_some_and(|g| g.dirty) {
+    join.rest(&mut |r| unlisted(r, &mut pending))?;
+    findings.append(&mut pending);
+    if let Some(l) = launchers.iter().find(|l| **l != format!("bin/{}", m.name)) {
         finding(
             findings,
-            Severity::Warning,
-            "dirty",
-            Some(&full(crate::archive::MANIFEST)),
-            "built from a working tree with uncommitted changes: its commit does not rebuild it"
-                .into(),
+            Severity::Error,
+            "launcher",
+            Some(&full(l)),
+            format!("the launcher must be `bin/{}`", m.name),
         );
     }
-    out.sbom = check_sbom(
-        checker.sbom.as_ref(),
-        &manifest,
-        &full(crate::attest::sbom::SBOM),
-        findings,
-    )?;
-    out.manifest = Some(manifest);
-    Ok(out)
+    Ok(())
 }
 
 /// The SBOM, when the manifest lists one, parses and names the package; a bundle without one
