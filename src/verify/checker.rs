@@ -101,6 +101,80 @@ pub(super) struct Checker<'a> {
     pub(super) extract: Option<&'a mut dyn Sink>,
 }
 
+/// Where an entry that passed its header checks lands.
+struct Placed {
+    /// Its full path, when it is usable (an allowed type, a sound header, a good name).
+    path: Option<String>,
+    /// Below the top directory.
+    rel_path: Option<String>,
+    /// Whether it may be extracted.
+    writable: bool,
+    link_target: Option<String>,
+}
+
+/// What every chunk of a regular file passes through.
+struct Taps {
+    hasher: Sha256,
+    /// The first 64 bytes (for recognising executables).
+    head: Vec<u8>,
+    scanner: Option<LeakScanner>,
+    /// The metadata spool (MANIFEST.json, SHA256SUMS, the SBOM).
+    keep: Option<BufWriter<File>>,
+    /// The extraction sink's file.
+    out: Option<File>,
+    write_error: Option<io::Error>,
+    spool_error: Option<io::Error>,
+}
+
+impl Taps {
+    fn feed(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        if self.head.len() < 64 {
+            let more = data.len().min(64 - self.head.len());
+            self.head.extend_from_slice(&data[..more]);
+        }
+        if let Some(s) = self.scanner.as_mut() {
+            s.feed(data);
+        }
+        if let Some(k) = self.keep.as_mut()
+            && let Err(e) = k.write_all(data)
+        {
+            self.spool_error = Some(e);
+            self.keep = None;
+        }
+        if let Some(f) = self.out.as_mut()
+            && let Err(e) = io::Write::write_all(f, data)
+        {
+            self.write_error = Some(e);
+            self.out = None;
+        }
+    }
+}
+
+/// Why an entry type is refused (code, reason); `None` for files, directories and symlinks.
+fn refusal(kind: u8) -> Option<(&'static str, &'static str)> {
+    match kind {
+        TYPE_REGULAR | TYPE_DIR | TYPE_SYMLINK => None,
+        TYPE_OLD_REGULAR => Some((
+            "old-type",
+            "old-style regular file (typeflag NUL); the writer uses `0`",
+        )),
+        TYPE_HARDLINK => Some(("hard-link", "hard link entries are not allowed")),
+        TYPE_CHAR_DEVICE | TYPE_BLOCK_DEVICE => Some(("device", "device entries are not allowed")),
+        TYPE_FIFO => Some(("fifo", "FIFO entries are not allowed")),
+        TYPE_PAX | TYPE_PAX_GLOBAL => Some((
+            "pax-extension",
+            "PAX extended headers are never written by the bundler",
+        )),
+        TYPE_GNU_LONGNAME | TYPE_GNU_LONGLINK => Some((
+            "gnu-extension",
+            "GNU long-name entries are never written by the bundler",
+        )),
+        TYPE_GNU_SPARSE => Some(("sparse", "sparse entries are not allowed")),
+        _ => Some(("entry-type", "unknown entry type")),
+    }
+}
+
 impl Checker<'_> {
     pub(super) fn add(
         &mut self,
@@ -262,81 +336,18 @@ impl Checker<'_> {
         self.records.write_all(b"\n")
     }
 
+    /// One entry: its header, its place in the bundle, its content; false when the checker
+    /// must stop (a limit, a broken stream, a corrupt header).
     fn entry(&mut self, r: &mut TarReader<impl Read>, h: RawHeader) -> io::Result<bool> {
-        self.entries += 1;
-        if self.entries > self.limits.max_entries {
-            let max = self.limits.max_entries;
-            self.add(
-                Severity::Error,
-                "limit-entries",
-                None,
-                format!("more than {max} entries; refusing to read further"),
-            );
+        let Some((kind, size)) = self.sizes(r, &h) else {
             return Ok(false);
-        }
-        let raw_path = h.path_bytes();
-        if let Err(why) = h.checksum() {
-            let shown = String::from_utf8_lossy(&raw_path).into_owned();
-            self.error(
-                "bad-checksum",
-                &shown,
-                format!("header checksum {why}; the archive is corrupt"),
-            );
-            return Ok(false);
-        }
-        let kind = h.typeflag();
-        let size = match h.size() {
-            Ok(s) => s,
-            Err(e) => {
-                let shown = String::from_utf8_lossy(&raw_path).into_owned();
-                self.error(
-                    "bad-header",
-                    &shown,
-                    format!(
-                        "size field {e}; tar implementations disagree on such a field, so nothing after it can be trusted"
-                    ),
-                );
-                return Ok(false);
-            }
         };
-        if r.offset.saturating_add(size) > self.limits.max_size {
-            let shown = String::from_utf8_lossy(&raw_path).into_owned();
-            let max = self.limits.max_size;
-            self.error(
-                "limit-size",
-                &shown,
-                format!(
-                    "declares {size} bytes, which would take the archive past {max} bytes decompressed; refusing to read it"
-                ),
-            );
-            return Ok(false);
-        }
+        let raw_path = h.path_bytes();
         let path = self.check_name(&raw_path);
         let shown = path
             .clone()
             .unwrap_or_else(|| String::from_utf8_lossy(&raw_path).into_owned());
-        let refused = match kind {
-            TYPE_REGULAR | TYPE_DIR | TYPE_SYMLINK => None,
-            TYPE_OLD_REGULAR => Some((
-                "old-type",
-                "old-style regular file (typeflag NUL); the writer uses `0`",
-            )),
-            TYPE_HARDLINK => Some(("hard-link", "hard link entries are not allowed")),
-            TYPE_CHAR_DEVICE | TYPE_BLOCK_DEVICE => {
-                Some(("device", "device entries are not allowed"))
-            }
-            TYPE_FIFO => Some(("fifo", "FIFO entries are not allowed")),
-            TYPE_PAX | TYPE_PAX_GLOBAL => Some((
-                "pax-extension",
-                "PAX extended headers are never written by the bundler",
-            )),
-            TYPE_GNU_LONGNAME | TYPE_GNU_LONGLINK => Some((
-                "gnu-extension",
-                "GNU long-name entries are never written by the bundler",
-            )),
-            TYPE_GNU_SPARSE => Some(("sparse", "sparse entries are not allowed")),
-            _ => Some(("entry-type", "unknown entry type")),
-        };
+        let refused = refusal(kind);
         if let Some((code, message)) = refused {
             self.error(
                 code,
@@ -352,173 +363,29 @@ impl Checker<'_> {
             );
         }
         let header_ok = self.check_header(&h, &shown, kind);
-        let usable = refused.is_none() && header_ok && path.is_some();
-        let mut link_target: Option<String> = None;
-        let mut writable = false;
-        if let Some(path) = path.as_deref().filter(|_| usable) {
-            let placed = self.check_place(path, kind);
-            let parents = self.check_parents(path);
-            if let Some(other) = self.case_clashes.clash(path) {
-                self.error(
-                    "case-duplicate",
-                    path,
-                    format!("`{other}` has the same name but for case (breaks extraction on macOS and Windows)"),
-                );
-            }
-            writable = parents && placed;
-            if kind == TYPE_SYMLINK {
-                link_target = self.check_link(path, h.link_bytes());
-                writable &= link_target.is_some();
-            }
-        }
-        let path = path.filter(|_| usable);
-        let rel_path = path.as_deref().and_then(|p| {
-            let top = self.top.as_deref()?;
-            if p == top {
-                Some(String::new())
-            } else {
-                p.strip_prefix(top)?.strip_prefix('/').map(String::from)
-            }
-        });
-        let mut record = rel_path.as_ref().map(|rel| Record {
-            path: rel.clone(),
-            kind: RecordKind::Dir,
-            size: 0,
-            mode: 0,
-            sha256: String::new(),
-            target: String::new(),
-            head: Vec::new(),
-        });
-
-        if kind == TYPE_REGULAR && usable {
-            let path = path.clone().unwrap_or_default();
-            let metadata = rel_path
-                .as_deref()
-                .filter(|r| *r == MANIFEST || *r == SHA256SUMS || *r == crate::attest::sbom::SBOM)
-                .map(String::from);
-            let mut keep = match &metadata {
-                Some(_) if size > self.limits.max_metadata => {
-                    self.error(
-                        "limit-metadata",
-                        &path,
-                        format!("{size} bytes is too large for bundle metadata"),
-                    );
-                    None
-                }
-                Some(_) => Some(BufWriter::new(spool()?)),
-                None => None,
-            };
-            let mut hasher = Sha256::new();
-            let mut head = Vec::new();
-            // Our own metadata holds only relative paths; scanning it would only find those.
-            let mut scanner = metadata
-                .is_none()
-                .then(|| LeakScanner::new(self.leaks.clone(), &self.allow_paths));
-            let mode = h.mode().unwrap_or(0);
-            let mut out = match (&mut self.extract, writable, &rel_path) {
-                (Some(x), true, Some(rel)) => x.begin_file(rel),
-                _ => None,
-            };
-            let mut write_error = None;
-            let mut spool_error = None;
-            let complete = self.content(r, size, |data| {
-                hasher.update(data);
-                if head.len() < 64 {
-                    head.extend_from_slice(&data[..data.len().min(64 - head.len())]);
-                }
-                if let Some(s) = scanner.as_mut() {
-                    s.feed(data);
-                }
-                if let Some(k) = keep.as_mut()
-                    && let Err(e) = k.write_all(data)
-                {
-                    spool_error = Some(e);
-                    keep = None;
-                }
-                if let Some(f) = out.as_mut()
-                    && let Err(e) = io::Write::write_all(f, data)
-                {
-                    write_error = Some(e);
-                    out = None;
-                }
-            })?;
-            if let Some(e) = spool_error {
-                return Err(e);
-            }
-            if !complete {
-                return Ok(false);
-            }
-            if let Some(x) = &mut self.extract {
-                match (write_error, out, &rel_path) {
-                    (Some(e), _, Some(rel)) => x.fail(rel, e),
-                    (None, Some(file), Some(rel)) => x.end_file(rel, file, mode as u32),
-                    _ => {}
-                }
-            }
-            let hits = scanner.map(LeakScanner::finish).unwrap_or_default();
-            for (what, offset) in hits.first {
-                if self.leak_hits.len() == MAX_LEAK_FINDINGS {
-                    self.leaks_unlisted += 1;
-                    continue;
-                }
-                // Reported once the manifest (and its allow-list) has been read.
-                self.leak_hits.push(LeakHit {
-                    path: path.clone(),
-                    offset,
-                    what,
-                });
-            }
-            if hits.more > 0 {
-                self.leaks_unlisted += hits.more;
-                self.leak_files_capped += 1;
-            }
-            let spooled = keep
-                .map(|k| k.into_inner().map_err(io::IntoInnerError::into_error))
-                .transpose()?;
-            match metadata.as_deref() {
-                Some(MANIFEST) => self.manifest = spooled,
-                Some(SHA256SUMS) => self.sums = spooled,
-                Some(_) => self.sbom = spooled,
-                None => {}
-            }
-            if let Some(record) = record.as_mut() {
-                if !target::executable_magic(&head) {
-                    head.clear();
-                }
-                record.kind = RecordKind::File;
-                record.size = size;
-                record.mode = mode;
-                record.sha256 = archive::hex(&hasher.finalize());
-                record.head = head;
-                self.files += 1;
+        let path = path.filter(|_| refused.is_none() && header_ok);
+        let (writable, link_target) = match path.as_deref() {
+            Some(p) => self.placement(p, kind, &h),
+            None => (false, None),
+        };
+        let rel_path = path.as_deref().and_then(|p| self.relative(p));
+        let placed = Placed {
+            path,
+            rel_path,
+            writable,
+            link_target,
+        };
+        let record = if kind == TYPE_REGULAR && placed.path.is_some() {
+            match self.regular_file(r, &h, size, &placed)? {
+                Some(record) => record,
+                None => return Ok(false),
             }
         } else {
             if !self.content(r, size, |_| {})? {
                 return Ok(false);
             }
-            match (kind, &link_target) {
-                (TYPE_DIR, _) => {}
-                (TYPE_SYMLINK, Some(target)) => {
-                    if let Some(record) = record.as_mut() {
-                        record.kind = RecordKind::Symlink;
-                        record.target = target.clone();
-                    }
-                }
-                _ => record = None,
-            }
-        }
-        if let Some(path) = path.filter(|_| kind == TYPE_DIR || link_target.is_some()) {
-            if let (Some(x), true, Some(rel)) = (&mut self.extract, writable, &rel_path) {
-                match &link_target {
-                    None => x.dir(rel),
-                    Some(target) => x.symlink(rel, target),
-                }
-            }
-            match &link_target {
-                None => self.dirs.insert(path),
-                Some(_) => self.symlinks.insert(path),
-            };
-        }
+            self.other_entry(kind, &placed)
+        };
         if let Some(record) = record.filter(|r| !r.path.is_empty()) {
             if record.kind == RecordKind::Symlink {
                 self.links.push(Link {
@@ -529,6 +396,231 @@ impl Checker<'_> {
             self.record(&record)?;
         }
         Ok(self.within_limits(r.offset))
+    }
+
+    /// The entry count, the header checksum and the size field, each against its limit: the
+    /// typeflag and size, or `None` when nothing after this header can be trusted.
+    fn sizes(&mut self, r: &TarReader<impl Read>, h: &RawHeader) -> Option<(u8, u64)> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            let max = self.limits.max_entries;
+            self.add(
+                Severity::Error,
+                "limit-entries",
+                None,
+                format!("more than {max} entries; refusing to read further"),
+            );
+            return None;
+        }
+        let shown = || String::from_utf8_lossy(&h.path_bytes()).into_owned();
+        if let Err(why) = h.checksum() {
+            self.error(
+                "bad-checksum",
+                &shown(),
+                format!("header checksum {why}; the archive is corrupt"),
+            );
+            return None;
+        }
+        let size = match h.size() {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(
+                    "bad-header",
+                    &shown(),
+                    format!(
+                        "size field {e}; tar implementations disagree on such a field, so nothing after it can be trusted"
+                    ),
+                );
+                return None;
+            }
+        };
+        if r.offset.saturating_add(size) > self.limits.max_size {
+            let max = self.limits.max_size;
+            self.error(
+                "limit-size",
+                &shown(),
+                format!(
+                    "declares {size} bytes, which would take the archive past {max} bytes decompressed; refusing to read it"
+                ),
+            );
+            return None;
+        }
+        Some((h.typeflag(), size))
+    }
+
+    /// Where a usable entry goes: in order, under existing parents, no case clash, a symlink
+    /// that stays inside. Whether it may be extracted, and a symlink's target.
+    fn placement(&mut self, path: &str, kind: u8, h: &RawHeader) -> (bool, Option<String>) {
+        let placed = self.check_place(path, kind);
+        let parents = self.check_parents(path);
+        if let Some(other) = self.case_clashes.clash(path) {
+            self.error(
+                "case-duplicate",
+                path,
+                format!("`{other}` has the same name but for case (breaks extraction on macOS and Windows)"),
+            );
+        }
+        let mut writable = parents && placed;
+        let mut link_target = None;
+        if kind == TYPE_SYMLINK {
+            link_target = self.check_link(path, h.link_bytes());
+            writable &= link_target.is_some();
+        }
+        (writable, link_target)
+    }
+
+    /// `path` below the top directory (`""` for the top directory itself).
+    fn relative(&self, path: &str) -> Option<String> {
+        let top = self.top.as_deref()?;
+        if path == top {
+            Some(String::new())
+        } else {
+            path.strip_prefix(top)?.strip_prefix('/').map(String::from)
+        }
+    }
+
+    /// A regular file's content through every tap (hash, head, leak scan, metadata spool,
+    /// extraction); its record, or `None` when a limit stopped the read.
+    fn regular_file(
+        &mut self,
+        r: &mut TarReader<impl Read>,
+        h: &RawHeader,
+        size: u64,
+        placed: &Placed,
+    ) -> io::Result<Option<Option<Record>>> {
+        let path = placed.path.clone().unwrap_or_default();
+        let rel_path = &placed.rel_path;
+        let metadata = rel_path
+            .as_deref()
+            .filter(|r| *r == MANIFEST || *r == SHA256SUMS || *r == crate::attest::sbom::SBOM)
+            .map(String::from);
+        let keep = match &metadata {
+            Some(_) if size > self.limits.max_metadata => {
+                self.error(
+                    "limit-metadata",
+                    &path,
+                    format!("{size} bytes is too large for bundle metadata"),
+                );
+                None
+            }
+            Some(_) => Some(BufWriter::new(spool()?)),
+            None => None,
+        };
+        let mode = h.mode().unwrap_or(0);
+        let mut taps = Taps {
+            hasher: Sha256::new(),
+            head: Vec::new(),
+            // Our own metadata holds only relative paths; scanning it would only find those.
+            scanner: metadata
+                .is_none()
+                .then(|| LeakScanner::new(self.leaks.clone(), &self.allow_paths)),
+            keep,
+            out: match (&mut self.extract, placed.writable, rel_path) {
+                (Some(x), true, Some(rel)) => x.begin_file(rel),
+                _ => None,
+            },
+            write_error: None,
+            spool_error: None,
+        };
+        let complete = self.content(r, size, |data| taps.feed(data))?;
+        if let Some(e) = taps.spool_error {
+            return Err(e);
+        }
+        if !complete {
+            return Ok(None);
+        }
+        if let (Some(x), Some(rel)) = (&mut self.extract, rel_path) {
+            match (taps.write_error, taps.out) {
+                (Some(e), _) => x.fail(rel, e),
+                (None, Some(file)) => x.end_file(rel, file, mode as u32),
+                _ => {}
+            }
+        }
+        self.note_leaks(&path, taps.scanner);
+        let spooled = taps
+            .keep
+            .map(|k| k.into_inner().map_err(io::IntoInnerError::into_error))
+            .transpose()?;
+        match metadata.as_deref() {
+            Some(MANIFEST) => self.manifest = spooled,
+            Some(SHA256SUMS) => self.sums = spooled,
+            Some(_) => self.sbom = spooled,
+            None => {}
+        }
+        let mut head = taps.head;
+        if !target::executable_magic(&head) {
+            head.clear();
+        }
+        let record = rel_path.as_ref().map(|rel| Record {
+            path: rel.clone(),
+            kind: RecordKind::File,
+            size,
+            mode,
+            sha256: archive::hex(&taps.hasher.finalize()),
+            target: String::new(),
+            head,
+        });
+        if record.is_some() {
+            self.files += 1;
+        }
+        Ok(Some(record))
+    }
+
+    /// The leak scan's hits, kept up to the cap (reported once the manifest's allow-list is
+    /// known), the rest counted.
+    fn note_leaks(&mut self, path: &str, scanner: Option<LeakScanner>) {
+        let hits = scanner.map(LeakScanner::finish).unwrap_or_default();
+        for (what, offset) in hits.first {
+            if self.leak_hits.len() == MAX_LEAK_FINDINGS {
+                self.leaks_unlisted += 1;
+                continue;
+            }
+            self.leak_hits.push(LeakHit {
+                path: path.to_string(),
+                offset,
+                what,
+            });
+        }
+        if hits.more > 0 {
+            self.leaks_unlisted += hits.more;
+            self.leak_files_capped += 1;
+        }
+    }
+
+    /// A directory or symlink (extracted when it may be, remembered for the parent checks);
+    /// its record. Refused entries get none.
+    fn other_entry(&mut self, kind: u8, placed: &Placed) -> Option<Record> {
+        let record = |kind, target: &str| {
+            placed.rel_path.as_ref().map(|rel| Record {
+                path: rel.clone(),
+                kind,
+                size: 0,
+                mode: 0,
+                sha256: String::new(),
+                target: target.to_string(),
+                head: Vec::new(),
+            })
+        };
+        let record = match (kind, &placed.link_target) {
+            (TYPE_DIR, _) => record(RecordKind::Dir, ""),
+            (TYPE_SYMLINK, Some(target)) => record(RecordKind::Symlink, target),
+            _ => None,
+        };
+        let path = placed.path.clone()?;
+        if kind != TYPE_DIR && placed.link_target.is_none() {
+            return record;
+        }
+        if let (Some(x), true, Some(rel)) = (&mut self.extract, placed.writable, &placed.rel_path) {
+            match &placed.link_target {
+                None => x.dir(rel),
+                Some(target) => x.symlink(rel, target),
+            }
+        }
+        match &placed.link_target {
+            None => self.dirs.insert(path),
+            Some(_) => self.symlinks.insert(path),
+        };
+        record
     }
 
     /// Read every entry; false when the stream is broken or a limit stopped the checker.
