@@ -281,188 +281,10 @@ impl Layer {
         let mut layer = Layer::default();
         for (key, v) in map {
             let o = origin.child(key);
+            if layer.packaging_key(key, v, &o)? || layer.launcher_key(key, v, &o, warnings)? {
+                continue;
+            }
             match key.as_str() {
-                "name" => {
-                    let name = value::string(v, &o)?;
-                    if !is_release_name(&name.value) {
-                        return Err(o.error(format!(
-                            "{:?} is not a valid release name (ASCII letters, digits, `.`, `_`, `+`, `-`; at most 64)",
-                            name.value
-                        )));
-                    }
-                    layer.name = Some(name);
-                }
-                "bins" => {
-                    let bins = value::string_list(v, &o)?;
-                    if bins.is_empty() {
-                        return Err(o.error("lists no binaries").with_help(
-                            "leave `bins` out to ship every bin target of the package",
-                        ));
-                    }
-                    layer.bins = Some(bins);
-                }
-                "priv" => {
-                    layer.priv_dir = Some(match v {
-                        Value::Bool(false) => PrivDir::Disabled,
-                        Value::Bool(true) => PrivDir::Dir(Spanned {
-                            value: "priv".into(),
-                            origin: o.clone(),
-                        }),
-                        _ => PrivDir::Dir(relative_path(v, &o).map_err(|e| {
-                            if v.is_string() {
-                                e
-                            } else {
-                                o.error(format!(
-                                    "expected a directory path or `false`, found {}",
-                                    value::describe(v)
-                                ))
-                            }
-                        })?),
-                    });
-                }
-                "exclude" => {
-                    let globs = value::string_list(v, &o)?;
-                    for (i, g) in globs.iter().enumerate() {
-                        if let Err(e) = globset::Glob::new(&g.value) {
-                            return Err(o.index(i).error(format!(
-                                "{:?} is not a valid glob: {}",
-                                g.value,
-                                e.kind()
-                            )));
-                        }
-                    }
-                    layer.exclude = Some(globs);
-                }
-                "include" => {
-                    let Value::Array(items) = v else {
-                        return Err(o.error(format!(
-                            "expected an array of `{{ source, dest }}` tables, found {}",
-                            value::describe(v)
-                        )));
-                    };
-                    layer.include = Some(
-                        items
-                            .iter()
-                            .enumerate()
-                            .map(|(i, item)| parse_include(item, &o.index(i)))
-                            .collect::<Result<_>>()?,
-                    );
-                }
-                "format" => {
-                    let s = value::string(v, &o)?;
-                    let format = Format::parse(&s.value).ok_or_else(|| {
-                        o.error(format!("unknown format {:?}", s.value))
-                            .with_help("expected \"tar.zst\" or \"tar.gz\"")
-                    })?;
-                    layer.format = Some(Spanned {
-                        value: format,
-                        origin: o,
-                    });
-                }
-                // The range depends on the format, which may be set in another layer:
-                // checked once the layers are merged.
-                "compression-level" => {
-                    layer.compression_level = Some(value::integer(v, &o, 1, 22)?)
-                }
-                "main" => layer.main = Some(value::string(v, &o)?),
-                "env" => {
-                    for (name, val) in value::table(v, &o)? {
-                        let vo = o.child(name);
-                        if !is_env_name(name) {
-                            return Err(vo.error(format!(
-                                "{name:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
-                            )));
-                        }
-                        let text = match val {
-                            Value::String(s) => s.clone(),
-                            Value::Number(n) => n.to_string(),
-                            Value::Bool(b) => b.to_string(),
-                            other => {
-                                return Err(vo.error(format!(
-                                    "expected a string, found {}",
-                                    value::describe(other)
-                                )));
-                            }
-                        };
-                        if text.contains('\0') {
-                            return Err(vo.error("contains a NUL byte"));
-                        }
-                        warn_literal_dollars(&text, &vo, warnings);
-                        layer.env.insert(
-                            name.clone(),
-                            Spanned {
-                                value: text,
-                                origin: vo,
-                            },
-                        );
-                    }
-                }
-                "required-env" => {
-                    let Value::Array(items) = v else {
-                        return Err(o.error(format!(
-                            "expected an array of variable names, found {}",
-                            value::describe(v)
-                        )));
-                    };
-                    layer.required_env = Some(
-                        items
-                            .iter()
-                            .enumerate()
-                            .map(|(i, item)| env_name(item, &o.index(i)))
-                            .collect::<Result<_>>()?,
-                    );
-                }
-                "env-file" => {
-                    let path = value::string(v, &o)?;
-                    if !path.value.starts_with('/') || path.value.contains('\0') {
-                        return Err(o
-                            .error(format!("{:?} is not an absolute path", path.value))
-                            .with_help("the env file holds secrets and lives outside the bundle, e.g. \"/etc/billing/env\""));
-                    }
-                    layer.env_file = Some(path);
-                }
-                "stop-timeout" => {
-                    // Invariant: the range fits in u32.
-                    layer.stop_timeout = Some(value::integer(v, &o, 1, 86_400)?.value as u32);
-                }
-                "launcher" => layer.launcher = Some(value::boolean(v, &o)?),
-                "args" => {
-                    let args = value::string_list(v, &o)?;
-                    for (i, a) in args.iter().enumerate() {
-                        if a.value.contains('\0') {
-                            return Err(o.index(i).error("contains a NUL byte"));
-                        }
-                        warn_literal_dollars(&a.value, &o.index(i), warnings);
-                    }
-                    layer.args = Some(args);
-                }
-                "workdir" => layer.workdir = Some(parse_workdir(v, &o)?),
-                "reproducible" => layer.reproducible = Some(value::boolean(v, &o)?),
-                "auditable" => layer.auditable = Some(value::boolean(v, &o)?),
-                "commands" => {
-                    for (name, c) in value::table(v, &o)? {
-                        layer
-                            .commands
-                            .insert(name.clone(), parse_command(name, c, &o.child(name))?);
-                    }
-                }
-                "hooks" => {
-                    let names: Vec<&str> = HookName::ALL.iter().map(|(n, _)| *n).collect();
-                    for (name, path) in value::table(v, &o)? {
-                        let ho = o.child(name);
-                        let Some((_, hook)) = HookName::ALL.iter().find(|(n, _)| n == name) else {
-                            let mut err = ho.error(format!(
-                                "unknown hook (expected one of {})",
-                                names.join(", ")
-                            ));
-                            if let Some(k) = value::closest(name, &names) {
-                                err = err.with_help(format!("did you mean `{k}`?"));
-                            }
-                            return Err(err);
-                        };
-                        layer.hooks.insert(*hook, relative_path(path, &ho)?);
-                    }
-                }
                 "profile" if top => {
                     for (name, p) in value::table(v, &o)? {
                         let profile =
@@ -515,6 +337,213 @@ impl Layer {
             }
         }
         Ok(layer)
+    }
+
+    /// A key about what the bundle holds; whether `key` is one.
+    fn packaging_key(
+        &mut self,
+        key: &str,
+        v: &Value,
+        o: &Origin,
+    ) -> std::result::Result<bool, ConfigError> {
+        let o = o.clone();
+        match key {
+            "name" => {
+                let name = value::string(v, &o)?;
+                if !is_release_name(&name.value) {
+                    return Err(o.error(format!(
+                        "{:?} is not a valid release name (ASCII letters, digits, `.`, `_`, `+`, `-`; at most 64)",
+                        name.value
+                    )));
+                }
+                self.name = Some(name);
+            }
+            "bins" => {
+                let bins = value::string_list(v, &o)?;
+                if bins.is_empty() {
+                    return Err(o
+                        .error("lists no binaries")
+                        .with_help("leave `bins` out to ship every bin target of the package"));
+                }
+                self.bins = Some(bins);
+            }
+            "priv" => {
+                self.priv_dir = Some(match v {
+                    Value::Bool(false) => PrivDir::Disabled,
+                    Value::Bool(true) => PrivDir::Dir(Spanned {
+                        value: "priv".into(),
+                        origin: o.clone(),
+                    }),
+                    _ => PrivDir::Dir(relative_path(v, &o).map_err(|e| {
+                        if v.is_string() {
+                            e
+                        } else {
+                            o.error(format!(
+                                "expected a directory path or `false`, found {}",
+                                value::describe(v)
+                            ))
+                        }
+                    })?),
+                });
+            }
+            "exclude" => {
+                let globs = value::string_list(v, &o)?;
+                for (i, g) in globs.iter().enumerate() {
+                    if let Err(e) = globset::Glob::new(&g.value) {
+                        return Err(o.index(i).error(format!(
+                            "{:?} is not a valid glob: {}",
+                            g.value,
+                            e.kind()
+                        )));
+                    }
+                }
+                self.exclude = Some(globs);
+            }
+            "include" => {
+                let Value::Array(items) = v else {
+                    return Err(o.error(format!(
+                        "expected an array of `{{ source, dest }}` tables, found {}",
+                        value::describe(v)
+                    )));
+                };
+                self.include = Some(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| parse_include(item, &o.index(i)))
+                        .collect::<Result<_>>()?,
+                );
+            }
+            "format" => {
+                let s = value::string(v, &o)?;
+                let format = Format::parse(&s.value).ok_or_else(|| {
+                    o.error(format!("unknown format {:?}", s.value))
+                        .with_help("expected \"tar.zst\" or \"tar.gz\"")
+                })?;
+                self.format = Some(Spanned {
+                    value: format,
+                    origin: o,
+                });
+            }
+            // The range depends on the format, which may be set in another layer:
+            // checked once the layers are merged.
+            "compression-level" => self.compression_level = Some(value::integer(v, &o, 1, 22)?),
+            "reproducible" => self.reproducible = Some(value::boolean(v, &o)?),
+            "auditable" => self.auditable = Some(value::boolean(v, &o)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A key about the launcher and the service it runs; whether `key` is one.
+    fn launcher_key(
+        &mut self,
+        key: &str,
+        v: &Value,
+        o: &Origin,
+        warnings: &mut Vec<ConfigWarning>,
+    ) -> std::result::Result<bool, ConfigError> {
+        let o = o.clone();
+        match key {
+            "main" => self.main = Some(value::string(v, &o)?),
+            "env" => {
+                for (name, val) in value::table(v, &o)? {
+                    let vo = o.child(name);
+                    if !is_env_name(name) {
+                        return Err(vo.error(format!(
+                            "{name:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
+                        )));
+                    }
+                    let text = match val {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        other => {
+                            return Err(vo.error(format!(
+                                "expected a string, found {}",
+                                value::describe(other)
+                            )));
+                        }
+                    };
+                    if text.contains('\0') {
+                        return Err(vo.error("contains a NUL byte"));
+                    }
+                    warn_literal_dollars(&text, &vo, warnings);
+                    self.env.insert(
+                        name.clone(),
+                        Spanned {
+                            value: text,
+                            origin: vo,
+                        },
+                    );
+                }
+            }
+            "required-env" => {
+                let Value::Array(items) = v else {
+                    return Err(o.error(format!(
+                        "expected an array of variable names, found {}",
+                        value::describe(v)
+                    )));
+                };
+                self.required_env = Some(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| env_name(item, &o.index(i)))
+                        .collect::<Result<_>>()?,
+                );
+            }
+            "env-file" => {
+                let path = value::string(v, &o)?;
+                if !path.value.starts_with('/') || path.value.contains('\0') {
+                    return Err(o
+                        .error(format!("{:?} is not an absolute path", path.value))
+                        .with_help("the env file holds secrets and lives outside the bundle, e.g. \"/etc/billing/env\""));
+                }
+                self.env_file = Some(path);
+            }
+            "stop-timeout" => {
+                // Invariant: the range fits in u32.
+                self.stop_timeout = Some(value::integer(v, &o, 1, 86_400)?.value as u32);
+            }
+            "launcher" => self.launcher = Some(value::boolean(v, &o)?),
+            "args" => {
+                let args = value::string_list(v, &o)?;
+                for (i, a) in args.iter().enumerate() {
+                    if a.value.contains('\0') {
+                        return Err(o.index(i).error("contains a NUL byte"));
+                    }
+                    warn_literal_dollars(&a.value, &o.index(i), warnings);
+                }
+                self.args = Some(args);
+            }
+            "workdir" => self.workdir = Some(parse_workdir(v, &o)?),
+            "commands" => {
+                for (name, c) in value::table(v, &o)? {
+                    self.commands
+                        .insert(name.clone(), parse_command(name, c, &o.child(name))?);
+                }
+            }
+            "hooks" => {
+                let names: Vec<&str> = HookName::ALL.iter().map(|(n, _)| *n).collect();
+                for (name, path) in value::table(v, &o)? {
+                    let ho = o.child(name);
+                    let Some((_, hook)) = HookName::ALL.iter().find(|(n, _)| n == name) else {
+                        let mut err = ho.error(format!(
+                            "unknown hook (expected one of {})",
+                            names.join(", ")
+                        ));
+                        if let Some(k) = value::closest(name, &names) {
+                            err = err.with_help(format!("did you mean `{k}`?"));
+                        }
+                        return Err(err);
+                    };
+                    self.hooks.insert(*hook, relative_path(path, &ho)?);
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// `other` over `self`: scalars and lists replace, tables merge key by key.
