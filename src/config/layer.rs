@@ -268,6 +268,68 @@ pub enum TableKind {
     Profile,
 }
 
+/// The `env` table: variable names checked, values as strings (numbers and booleans
+/// written out), no NUL, a warning for a `$` that stays literal.
+fn parse_env(
+    v: &Value,
+    o: &Origin,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<BTreeMap<String, Spanned<String>>> {
+    let mut env = BTreeMap::new();
+    for (name, val) in value::table(v, o)? {
+        let vo = o.child(name);
+        if !is_env_name(name) {
+            return Err(vo.error(format!(
+                "{name:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
+            )));
+        }
+        let text = match val {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(vo.error(format!(
+                    "expected a string, found {}",
+                    value::describe(other)
+                )));
+            }
+        };
+        if text.contains('\0') {
+            return Err(vo.error("contains a NUL byte"));
+        }
+        warn_literal_dollars(&text, &vo, warnings);
+        env.insert(
+            name.clone(),
+            Spanned {
+                value: text,
+                origin: vo,
+            },
+        );
+    }
+    Ok(env)
+}
+
+/// The `hooks` table: known hook names (with a suggestion for a typo), relative paths.
+fn parse_hooks(v: &Value, o: &Origin) -> Result<BTreeMap<HookName, Spanned<String>>> {
+    let names: Vec<&str> = HookName::ALL.iter().map(|(n, _)| *n).collect();
+    let mut hooks = BTreeMap::new();
+    for (name, path) in value::table(v, o)? {
+        let ho = o.child(name);
+        let Some((_, hook)) = HookName::ALL.iter().find(|(n, _)| n == name) else {
+            let mut err = ho.error(format!(
+                "unknown hook (expected one of {})",
+                names.join(", ")
+            ));
+            if let Some(k) = value::closest(name, &names) {
+                err = err.with_help(format!("did you mean `{k}`?"));
+            }
+            return Err(err);
+        };
+        hooks.insert(*hook, relative_path(path, &ho)?);
+    }
+    Ok(hooks)
+}
+
 impl Layer {
     /// Parse a release table of the given kind.
     pub fn parse(
@@ -446,38 +508,7 @@ impl Layer {
         let o = o.clone();
         match key {
             "main" => self.main = Some(value::string(v, &o)?),
-            "env" => {
-                for (name, val) in value::table(v, &o)? {
-                    let vo = o.child(name);
-                    if !is_env_name(name) {
-                        return Err(vo.error(format!(
-                            "{name:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
-                        )));
-                    }
-                    let text = match val {
-                        Value::String(s) => s.clone(),
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        other => {
-                            return Err(vo.error(format!(
-                                "expected a string, found {}",
-                                value::describe(other)
-                            )));
-                        }
-                    };
-                    if text.contains('\0') {
-                        return Err(vo.error("contains a NUL byte"));
-                    }
-                    warn_literal_dollars(&text, &vo, warnings);
-                    self.env.insert(
-                        name.clone(),
-                        Spanned {
-                            value: text,
-                            origin: vo,
-                        },
-                    );
-                }
-            }
+            "env" => self.env.extend(parse_env(v, &o, warnings)?),
             "required-env" => {
                 let Value::Array(items) = v else {
                     return Err(o.error(format!(
@@ -524,23 +555,7 @@ impl Layer {
                         .insert(name.clone(), parse_command(name, c, &o.child(name))?);
                 }
             }
-            "hooks" => {
-                let names: Vec<&str> = HookName::ALL.iter().map(|(n, _)| *n).collect();
-                for (name, path) in value::table(v, &o)? {
-                    let ho = o.child(name);
-                    let Some((_, hook)) = HookName::ALL.iter().find(|(n, _)| n == name) else {
-                        let mut err = ho.error(format!(
-                            "unknown hook (expected one of {})",
-                            names.join(", ")
-                        ));
-                        if let Some(k) = value::closest(name, &names) {
-                            err = err.with_help(format!("did you mean `{k}`?"));
-                        }
-                        return Err(err);
-                    };
-                    self.hooks.insert(*hook, relative_path(path, &ho)?);
-                }
-            }
+            "hooks" => self.hooks.extend(parse_hooks(v, &o)?),
             _ => return Ok(false),
         }
         Ok(true)
