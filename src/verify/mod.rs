@@ -226,6 +226,71 @@ pub struct Streamed {
     pub sha256: String,
 }
 
+impl<'a> Checker<'a> {
+    /// A checker with nothing seen yet, spooling its records to an anonymous file.
+    fn new(
+        limits: Limits,
+        allow_paths: &[String],
+        compressed: Arc<AtomicU64>,
+        extract: Option<&'a mut dyn Sink>,
+    ) -> io::Result<Checker<'a>> {
+        Ok(Checker {
+            limits,
+            findings: Vec::new(),
+            top: None,
+            mtime: None,
+            dirs: HashSet::new(),
+            symlinks: HashSet::new(),
+            links: Vec::new(),
+            case_clashes: archive::CaseClashes::default(),
+            canonical: true,
+            section: archive::Section::Top,
+            last_body: None,
+            records: BufWriter::new(spool()?),
+            files: 0,
+            manifest: None,
+            sums: None,
+            sbom: None,
+            entries: 0,
+            compressed,
+            leaks: AhoCorasick::new(LEAK_PATTERNS).map_err(io::Error::other)?,
+            allow_paths: allow_paths.to_vec(),
+            leak_hits: Vec::new(),
+            leaks_unlisted: 0,
+            leak_files_capped: 0,
+            extract,
+        })
+    }
+}
+
+/// The leak scan's findings, now that the manifest's allow-list is known.
+fn leak_findings(checker: &Checker, summary: &consistency::Summary, findings: &mut Vec<Finding>) {
+    let recorded: &[String] = summary
+        .manifest
+        .as_ref()
+        .map_or(&[], |m| m.allow_paths.as_slice());
+    for hit in &checker.leak_hits {
+        if !leaks::allowed(&hit.what, recorded) {
+            findings.push(Finding::warning(
+                "leak",
+                Some(&hit.path),
+                format!(
+                    "offset {}: `{}` looks like a path on the build machine (if it is an example, list it in [package.metadata.release.verify] allow-paths, or pass --allow-path)",
+                    hit.offset, hit.what
+                ),
+            ));
+        }
+    }
+    if checker.leaks_unlisted > 0 {
+        let (n, files) = (checker.leaks_unlisted, checker.leak_files_capped);
+        let why = format!(
+            "{n} more matches of build-machine paths not listed (at most {MAX_LEAK_FINDINGS} in all and {} per file are; {files} file(s) had more)",
+            leaks::MAX_HITS_PER_FILE
+        );
+        findings.push(Finding::warning("leak", None, why));
+    }
+}
+
 /// Verify an archive read from `input` (named `file_name`) in one pass. `Err` only when
 /// `input` itself cannot be read; everything wrong with its content is a finding.
 pub fn verify_stream(
@@ -247,33 +312,7 @@ pub fn verify_stream(
     let head = io::BufRead::fill_buf(&mut raw)?;
     let format = archive::sniff(head);
     let frame_checksum = archive::zstd_frame_checksum(head);
-    let leaks = AhoCorasick::new(LEAK_PATTERNS).map_err(io::Error::other)?;
-    let mut checker = Checker {
-        limits,
-        findings: Vec::new(),
-        top: None,
-        mtime: None,
-        dirs: HashSet::new(),
-        symlinks: HashSet::new(),
-        links: Vec::new(),
-        case_clashes: archive::CaseClashes::default(),
-        canonical: true,
-        section: archive::Section::Top,
-        last_body: None,
-        records: BufWriter::new(spool()?),
-        files: 0,
-        manifest: None,
-        sums: None,
-        sbom: None,
-        entries: 0,
-        compressed: count,
-        leaks,
-        allow_paths: allow_paths.to_vec(),
-        leak_hits: Vec::new(),
-        leaks_unlisted: 0,
-        leak_files_capped: 0,
-        extract,
-    };
+    let mut checker = Checker::new(limits, allow_paths, count, extract)?;
     let named = archive::format_of(file_name);
     let (complete, raw) = match format {
         None => {
@@ -331,31 +370,7 @@ pub fn verify_stream(
     } else {
         consistency::Summary::default()
     };
-    // Leaks, now that the manifest's allow-list is known.
-    let recorded: &[String] = summary
-        .manifest
-        .as_ref()
-        .map_or(&[], |m| m.allow_paths.as_slice());
-    for hit in &checker.leak_hits {
-        if !leaks::allowed(&hit.what, recorded) {
-            findings.push(Finding::warning(
-                "leak",
-                Some(&hit.path),
-                format!(
-                    "offset {}: `{}` looks like a path on the build machine (if it is an example, list it in [package.metadata.release.verify] allow-paths, or pass --allow-path)",
-                    hit.offset, hit.what
-                ),
-            ));
-        }
-    }
-    if checker.leaks_unlisted > 0 {
-        let (n, files) = (checker.leaks_unlisted, checker.leak_files_capped);
-        let why = format!(
-            "{n} more matches of build-machine paths not listed (at most {MAX_LEAK_FINDINGS} in all and {} per file are; {files} file(s) had more)",
-            leaks::MAX_HITS_PER_FILE
-        );
-        findings.push(Finding::warning("leak", None, why));
-    }
+    leak_findings(&checker, &summary, &mut findings);
     Ok(Streamed {
         findings,
         summary,
