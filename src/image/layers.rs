@@ -26,140 +26,155 @@ pub(super) struct LayerFacts {
 }
 
 impl LayerFacts {
+    /// Apply one layer on top of what the earlier ones left.
     pub(super) fn walk(&mut self, layer: &str, raw: &mut dyn Read, findings: &mut Vec<Finding>) {
         let mut a = tar::Archive::new(raw);
         let Ok(entries) = a.entries() else {
             findings.push(Finding::error("bad-layer", Some(layer), "not a tar"));
             return;
         };
-        let mut sums = BTreeSet::new();
         for entry in entries {
-            let mut entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    findings.push(Finding::error(
-                        "bad-layer",
-                        Some(layer),
-                        format!("cannot read: {e}"),
-                    ));
-                    return;
-                }
-            };
-            let raw = entry
-                .path()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let name = match layer_path(&raw) {
-                Ok(Some(name)) => name,
-                Ok(None) => continue,
-                Err(why) => {
-                    findings.push(Finding::error(
-                        "bad-name",
-                        Some(&raw),
-                        format!("in layer {layer}: `{raw}` {why}"),
-                    ));
-                    continue;
-                }
-            };
-            let h = entry.header();
-            let kind = h.entry_type();
-            let ours = self
-                .root
-                .as_ref()
-                .is_some_and(|r| name == *r || name.starts_with(&format!("{r}/")));
-            if ours
-                && (h.uid().ok() != Some(0)
-                    || h.gid().ok() != Some(0)
-                    || h.mtime().ok() != Some(LAYER_MTIME))
-            {
+            let applied = entry
+                .map_err(|e| (layer.to_string(), e.to_string()))
+                .and_then(|mut e| self.entry(&mut e, layer, findings));
+            if let Err((at, why)) = applied {
                 findings.push(Finding::error(
-                    "noncanonical-header",
-                    Some(&name),
-                    "owner or mtime differs from the image's canonical headers",
+                    "bad-layer",
+                    Some(&at),
+                    format!("cannot read: {why}"),
                 ));
-            }
-            if let Some(gone) = whiteout(&name) {
-                self.remove(&gone, name.ends_with("/.wh..wh..opq"));
-                continue;
-            }
-            // A later layer's entry replaces whatever an earlier layer had at that path.
-            self.files.remove(&name);
-            self.executables.remove(&name);
-            if kind.is_dir() {
-                self.dirs.insert(name);
-            } else if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let escapes = if target.starts_with('/') {
-                    target.split('/').any(|c| c == "..")
-                } else {
-                    archive::resolve_link(&name, &target).is_none() && kind.is_symlink()
-                };
-                if escapes || target.is_empty() {
-                    findings.push(Finding::error(
-                        "link-escapes",
-                        Some(&name),
-                        format!("link to `{target}` leaves the image's root"),
-                    ));
-                }
-                // A hard link holds its target's content (and mode); a symlink holds no file.
-                let target = target.trim_start_matches("./").trim_start_matches('/');
-                if kind.is_hard_link()
-                    && let Some(digest) = self.files.get(target).cloned()
-                {
-                    if self.executables.contains(target) {
-                        self.executables.insert(name.clone());
-                    }
-                    self.files.insert(name, digest);
-                }
-            } else if kind.is_file() {
-                let mode = h.mode().unwrap_or(0);
-                let mut hasher = Sha256::new();
-                let mut keep = Vec::new();
-                let manifest = name.ends_with("/MANIFEST.json");
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match entry.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            hasher.update(&buf[..n]);
-                            if manifest && keep.len() < (64 << 20) {
-                                keep.extend_from_slice(&buf[..n]);
-                            }
-                        }
-                        Err(e) => {
-                            findings.push(Finding::error(
-                                "bad-layer",
-                                Some(&name),
-                                format!("cannot read: {e}"),
-                            ));
-                            return;
-                        }
-                    }
-                }
-                if name.ends_with("/SHA256SUMS") {
-                    sums.insert(name.trim_end_matches("/SHA256SUMS").to_string());
-                }
-                if manifest {
-                    let dir = name.trim_end_matches("/MANIFEST.json").to_string();
-                    self.manifest = Some((dir, keep));
-                }
-                if mode & 0o111 != 0 {
-                    self.executables.insert(name.clone());
-                }
-                self.files.insert(name, hex(&hasher.finalize()));
-            } else {
-                findings.push(Finding::error(
-                    "bad-kind",
-                    Some(&name),
-                    "devices, FIFOs and other special files do not belong in a release image",
-                ));
+                return;
             }
         }
+    }
+
+    /// One layer entry, checked and applied. `Err((path, why))` when the layer cannot be
+    /// read further.
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        layer: &str,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), (String, String)> {
+        let raw = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = match layer_path(&raw) {
+            Ok(Some(name)) => name,
+            Ok(None) => return Ok(()),
+            Err(why) => {
+                findings.push(Finding::error(
+                    "bad-name",
+                    Some(&raw),
+                    format!("in layer {layer}: `{raw}` {why}"),
+                ));
+                return Ok(());
+            }
+        };
+        let h = entry.header();
+        let kind = h.entry_type();
+        let ours = self
+            .root
+            .as_ref()
+            .is_some_and(|r| name == *r || name.starts_with(&format!("{r}/")));
+        if ours
+            && (h.uid().ok() != Some(0)
+                || h.gid().ok() != Some(0)
+                || h.mtime().ok() != Some(LAYER_MTIME))
+        {
+            findings.push(Finding::error(
+                "noncanonical-header",
+                Some(&name),
+                "owner or mtime differs from the image's canonical headers",
+            ));
+        }
+        if let Some(gone) = whiteout(&name) {
+            self.remove(&gone, name.ends_with("/.wh..wh..opq"));
+            return Ok(());
+        }
+        // A later layer's entry replaces whatever an earlier layer had at that path.
+        self.files.remove(&name);
+        self.executables.remove(&name);
+        if kind.is_dir() {
+            self.dirs.insert(name);
+        } else if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.link(name, &target, kind.is_hard_link(), findings);
+        } else if kind.is_file() {
+            let mode = h.mode().unwrap_or(0);
+            self.file(name, mode, entry)?;
+        } else {
+            findings.push(Finding::error(
+                "bad-kind",
+                Some(&name),
+                "devices, FIFOs and other special files do not belong in a release image",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A symlink or hard link: it must stay inside the image; a hard link holds its target's
+    /// content (and mode), a symlink holds no file.
+    fn link(&mut self, name: String, target: &str, hard: bool, findings: &mut Vec<Finding>) {
+        let escapes = if target.starts_with('/') {
+            target.split('/').any(|c| c == "..")
+        } else {
+            archive::resolve_link(&name, target).is_none() && !hard
+        };
+        if escapes || target.is_empty() {
+            findings.push(Finding::error(
+                "link-escapes",
+                Some(&name),
+                format!("link to `{target}` leaves the image's root"),
+            ));
+        }
+        let target = target.trim_start_matches("./").trim_start_matches('/');
+        if hard && let Some(digest) = self.files.get(target).cloned() {
+            if self.executables.contains(target) {
+                self.executables.insert(name.clone());
+            }
+            self.files.insert(name, digest);
+        }
+    }
+
+    /// A regular file: its digest, whether it is executable, and the release's manifest.
+    fn file(
+        &mut self,
+        name: String,
+        mode: u32,
+        content: &mut dyn Read,
+    ) -> Result<(), (String, String)> {
+        let mut hasher = Sha256::new();
+        let mut keep = Vec::new();
+        let manifest = name.ends_with("/MANIFEST.json");
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match content.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    if manifest && keep.len() < (64 << 20) {
+                        keep.extend_from_slice(&buf[..n]);
+                    }
+                }
+                Err(e) => return Err((name, e.to_string())),
+            }
+        }
+        if manifest {
+            let dir = name.trim_end_matches("/MANIFEST.json").to_string();
+            self.manifest = Some((dir, keep));
+        }
+        if mode & 0o111 != 0 {
+            self.executables.insert(name.clone());
+        }
+        self.files.insert(name, hex(&hasher.finalize()));
+        Ok(())
     }
 }
 
