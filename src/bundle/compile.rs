@@ -228,6 +228,41 @@ pub fn check_builder(opts: &BuildOpts) -> Result<()> {
     Ok(())
 }
 
+/// Cargo's JSON messages: the package's bin executables and their features; text lines are
+/// passed on to stderr. The first unreadable message, if any.
+fn read_messages(
+    stdout: impl std::io::Read,
+    package_manifest: &Utf8Path,
+) -> (Artifacts, std::result::Result<(), std::io::Error>) {
+    let mut artifacts = Artifacts::default();
+    let mut reading = Ok(());
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                reading = Err(e);
+                continue;
+            }
+        };
+        match message {
+            Message::CompilerArtifact(a)
+                if a.manifest_path == package_manifest
+                    && a.target.kind.contains(&TargetKind::Bin) =>
+            {
+                if let Some(exe) = a.executable {
+                    artifacts.executables.insert(a.target.name.clone(), exe);
+                    artifacts.features = a.features.clone();
+                }
+            }
+            Message::TextLine(line) => {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+            _ => {}
+        }
+    }
+    (artifacts, reading)
+}
+
 /// Build the package's bins; cargo's diagnostics go straight to the user's stderr.
 /// `package_manifest` is the package's `Cargo.toml` as cargo will see it (through the fixed
 /// root when one is used), which identifies its artifacts.
@@ -286,32 +321,7 @@ pub fn build(
         .stdout
         .take()
         .context("cargo's stdout was not captured")?;
-    let mut artifacts = Artifacts::default();
-    let mut reading = Ok(());
-    for message in Message::parse_stream(BufReader::new(stdout)) {
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                reading = Err(e);
-                continue;
-            }
-        };
-        match message {
-            Message::CompilerArtifact(a)
-                if a.manifest_path == package_manifest
-                    && a.target.kind.contains(&TargetKind::Bin) =>
-            {
-                if let Some(exe) = a.executable {
-                    artifacts.executables.insert(a.target.name.clone(), exe);
-                    artifacts.features = a.features.clone();
-                }
-            }
-            Message::TextLine(line) => {
-                let _ = writeln!(std::io::stderr(), "{line}");
-            }
-            _ => {}
-        }
-    }
+    let (mut artifacts, reading) = read_messages(stdout, package_manifest);
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for `{cargo}`"))?;
