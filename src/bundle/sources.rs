@@ -374,7 +374,47 @@ pub fn scan(
 ) -> Result<Sources> {
     let contain = Containment::new(package_root, workspace_root)?;
     let skip = vec![target_dir.to_owned(), package_root.join(".git")];
-    let priv_root = match &config.priv_dir {
+    let priv_root = priv_root(&contain, package_root, &config.priv_dir)?;
+    let includes = config
+        .include
+        .iter()
+        .map(|rule| {
+            let source = &rule.value.source;
+            if let Err(why) = contained_include(&contain, package_root, source) {
+                let key = rule.origin.child("source");
+                return Err(key.error(format!("{source:?} {why}")).into());
+            }
+            resolve_include(package_root, source, &skip).with_context(|| {
+                format!(
+                    "{}: {:?} cannot be read",
+                    rule.origin.child("source"),
+                    rule.value.source
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut hooks = Vec::new();
+    if config.launcher.enabled {
+        for (hook, path) in &config.launcher.hooks {
+            hooks.push((*hook, hook_file(&contain, package_root, path)?));
+        }
+    }
+    Ok(Sources {
+        priv_root,
+        includes,
+        hooks,
+        skip,
+    })
+}
+
+/// The priv directory: `priv/` when it exists (default), the configured one (which must),
+/// or none; inside the package once resolved.
+fn priv_root(
+    contain: &Containment,
+    package_root: &Utf8Path,
+    priv_dir: &PrivDir,
+) -> Result<Option<Utf8PathBuf>> {
+    Ok(match priv_dir {
         PrivDir::Disabled => None,
         PrivDir::Default => {
             let path = package_root.join("priv");
@@ -409,63 +449,41 @@ pub fn scan(
             }
             Some(path)
         }
-    };
-    let includes = config
-        .include
-        .iter()
-        .map(|rule| {
-            let source = &rule.value.source;
-            if let Err(why) = contained_include(&contain, package_root, source) {
-                let key = rule.origin.child("source");
-                return Err(key.error(format!("{source:?} {why}")).into());
-            }
-            resolve_include(package_root, source, &skip).with_context(|| {
-                format!(
-                    "{}: {:?} cannot be read",
-                    rule.origin.child("source"),
-                    rule.value.source
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
-    let mut hooks = Vec::new();
-    if config.launcher.enabled {
-        for (hook, path) in &config.launcher.hooks {
-            let file = package_root.join(&path.value);
-            if let Err(why) = contain.check(&file, false) {
-                return Err(path.origin.error(format!("{:?} {why}", path.value)).into());
-            }
-            let found = match stat(&file, String::new()) {
-                Ok(
-                    found @ Found {
-                        node: Node::File { .. },
-                        ..
-                    },
-                ) => found,
-                Ok(_) => {
-                    let why = format!("{:?} is not a regular file", path.value);
-                    return Err(path.origin.error(why).into());
-                }
-                Err(e) => {
-                    let missing = fs::symlink_metadata(&file)
-                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-                    let why = if missing {
-                        format!("{:?} does not exist (looked for `{file}`)", path.value)
-                    } else {
-                        format!("{:?}: {e:#}", path.value)
-                    };
-                    return Err(path.origin.error(why).into());
-                }
+    })
+}
+
+/// A hook script: a regular file inside the package.
+fn hook_file(
+    contain: &Containment,
+    package_root: &Utf8Path,
+    path: &crate::config::Spanned<String>,
+) -> Result<Found> {
+    let file = package_root.join(&path.value);
+    if let Err(why) = contain.check(&file, false) {
+        return Err(path.origin.error(format!("{:?} {why}", path.value)).into());
+    }
+    match stat(&file, String::new()) {
+        Ok(
+            found @ Found {
+                node: Node::File { .. },
+                ..
+            },
+        ) => Ok(found),
+        Ok(_) => {
+            let why = format!("{:?} is not a regular file", path.value);
+            Err(path.origin.error(why).into())
+        }
+        Err(e) => {
+            let missing = fs::symlink_metadata(&file)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+            let why = if missing {
+                format!("{:?} does not exist (looked for `{file}`)", path.value)
+            } else {
+                format!("{:?}: {e:#}", path.value)
             };
-            hooks.push((*hook, found));
+            Err(path.origin.error(why).into())
         }
     }
-    Ok(Sources {
-        priv_root,
-        includes,
-        hooks,
-        skip,
-    })
 }
 
 #[cfg(test)]
