@@ -47,8 +47,11 @@ impl Companion {
 /// The image built beside a bundle: `<name>-<version>-<triple>.oci.tar`, found by the
 /// release it belongs to (for `sign` and `verify --rebuild`).
 pub fn image_file(name: &str, version: &str, target: &str) -> String {
-    format!("{name}-{version}-{target}.oci.tar")
+    format!("{name}-{version}-{target}{IMAGE_EXTENSION}")
 }
+
+/// How an image layout tar's name ends.
+pub const IMAGE_EXTENSION: &str = ".oci.tar";
 
 #[cfg(test)]
 mod tests {

@@ -198,7 +198,7 @@ fn human(note: &Note) -> (&'static str, String) {
                 if *healthy {
                     "which is serving"
                 } else {
-                    "which did not come up either"
+                    "which also did not come up"
                 }
             ),
         ),

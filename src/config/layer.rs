@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::keys::{
-    BUILTIN_COMMANDS, CARGO_RELEASE_KEYS, Command, HookName, IncludeRule, KNOWN_KEYS,
-    RELEASE_VARIABLES, Workdir,
+    CARGO_RELEASE_KEYS, Command, HookName, IncludeRule, KNOWN_KEYS, RELEASE_VARIABLES, Workdir,
 };
+use super::tables::{parse_command, parse_env, parse_hooks, parse_include, parse_workdir};
 use super::value::{self, ConfigError, Origin, Result, Spanned};
 use super::{ConfigWarning, Format, PrivDir};
 
@@ -37,33 +37,8 @@ pub struct Layer {
     pub profiles: BTreeMap<String, Layer>,
 }
 
-fn parse_workdir(v: &Value, o: &Origin) -> Result<Workdir> {
-    if let Value::Bool(b) = v {
-        return Ok(match b {
-            false => Workdir::Caller,
-            true => Workdir::Release(String::new()),
-        });
-    }
-    let dir = value::string(v, o)?.value;
-    let parts: Vec<&str> = dir
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    let bad = dir.starts_with('/')
-        || parts.contains(&"..")
-        || dir.bytes().any(|b| b.is_ascii_control() || b == b'\\');
-    if bad {
-        return Err(o
-            .error(format!("{dir:?} is not a directory inside the release"))
-            .with_help(
-                "a path relative to the release root (\"\" or \".\" for the root, \"priv/www\"), or false to keep the caller's directory",
-            ));
-    }
-    Ok(Workdir::Release(parts.join("/")))
-}
-
 /// Warn about a `$` that is not one of the substituted `${RELEASE_*}` forms: it stays literal.
-fn warn_literal_dollars(text: &str, origin: &Origin, warnings: &mut Vec<ConfigWarning>) {
+pub(super) fn warn_literal_dollars(text: &str, origin: &Origin, warnings: &mut Vec<ConfigWarning>) {
     let mut rest = text;
     while let Some(at) = rest.find('$') {
         let after = &rest[at + 1..];
@@ -109,7 +84,7 @@ pub fn is_release_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
 }
 
-fn is_command_name(s: &str) -> bool {
+pub(super) fn is_command_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_lowercase() || b.is_ascii_digit())
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
@@ -127,7 +102,7 @@ fn env_name(value: &Value, origin: &Origin) -> Result<Spanned<String>> {
 }
 
 /// A relative path inside the package (no absolute paths, no NUL).
-fn relative_path(value: &Value, origin: &Origin) -> Result<Spanned<String>> {
+pub(super) fn relative_path(value: &Value, origin: &Origin) -> Result<Spanned<String>> {
     let path = value::string(value, origin)?;
     if path.value.is_empty() {
         return Err(origin.error("must not be empty"));
@@ -141,122 +116,6 @@ fn relative_path(value: &Value, origin: &Origin) -> Result<Spanned<String>> {
     Ok(path)
 }
 
-fn parse_mode(value: &Value, origin: &Origin) -> Result<u32> {
-    let s = value::string(value, origin)?;
-    match s.value.trim_start_matches('0') {
-        "644" => Ok(0o644),
-        "755" => Ok(0o755),
-        _ => Err(origin
-            .error(format!("{:?} is not an allowed mode", s.value))
-            .with_help(
-                "bundle files are \"0644\" or \"0755\" (modes are normalised for reproducibility)",
-            )),
-    }
-}
-
-fn parse_include(value: &Value, origin: &Origin) -> Result<Spanned<IncludeRule>> {
-    let rule = match value {
-        Value::Object(map) => {
-            let known = ["source", "dest", "mode"];
-            for key in map.keys() {
-                if !known.contains(&key.as_str()) {
-                    let mut err = origin.child(key).error("unknown key in include rule");
-                    if let Some(k) = value::closest(key, &known) {
-                        err = err.with_help(format!("did you mean `{k}`?"));
-                    }
-                    return Err(err);
-                }
-            }
-            let get = |key: &str| {
-                map.get(key)
-                    .ok_or_else(|| origin.error(format!("missing `{key}`")))
-            };
-            IncludeRule {
-                source: relative_path(get("source")?, &origin.child("source"))?.value,
-                dest: value::string(get("dest")?, &origin.child("dest"))?.value,
-                mode: map
-                    .get("mode")
-                    .map(|m| parse_mode(m, &origin.child("mode")))
-                    .transpose()?,
-            }
-        }
-        Value::Array(items) if (2..=3).contains(&items.len()) => IncludeRule {
-            source: relative_path(&items[0], &origin.index(0))?.value,
-            dest: value::string(&items[1], &origin.index(1))?.value,
-            mode: items
-                .get(2)
-                .map(|m| parse_mode(m, &origin.index(2)))
-                .transpose()?,
-        },
-        other => {
-            return Err(origin.error(format!(
-                "expected a table `{{ source = \"...\", dest = \"...\" }}`, found {}",
-                value::describe(other)
-            )));
-        }
-    };
-    if let Err(e) = globset::Glob::new(&rule.source) {
-        return Err(origin.child("source").error(format!(
-            "{:?} is not a valid glob: {}",
-            rule.source,
-            e.kind()
-        )));
-    }
-    Ok(Spanned {
-        value: rule,
-        origin: origin.clone(),
-    })
-}
-
-fn parse_command(name: &str, value: &Value, origin: &Origin) -> Result<Spanned<Command>> {
-    if !is_command_name(name) {
-        return Err(origin.error(format!(
-            "{name:?} is not a valid command name (lowercase letters, digits, `-` and `_`)"
-        )));
-    }
-    if BUILTIN_COMMANDS.contains(&name) {
-        return Err(origin.error(format!(
-            "`{name}` is a built-in launcher command and cannot be redefined"
-        )));
-    }
-    let map = value::table(value, origin)?;
-    for key in map.keys() {
-        if !["bin", "args", "description"].contains(&key.as_str()) {
-            return Err(origin.child(key).error("unknown key in command"));
-        }
-    }
-    let bin = map
-        .get("bin")
-        .ok_or_else(|| origin.error("missing `bin`"))?;
-    let command = Command {
-        bin: value::string(bin, &origin.child("bin"))?,
-        args: match map.get("args") {
-            None => Vec::new(),
-            Some(a) => value::string_list(a, &origin.child("args"))?
-                .into_iter()
-                .map(|s| s.value)
-                .collect(),
-        },
-        description: map
-            .get("description")
-            .map(|d| value::string(d, &origin.child("description")))
-            .transpose()?
-            .map(|d| d.value),
-    };
-    if command
-        .args
-        .iter()
-        .chain(&command.description)
-        .any(|s| s.contains('\0'))
-    {
-        return Err(origin.error("contains a NUL byte"));
-    }
-    Ok(Spanned {
-        value: command,
-        origin: origin.clone(),
-    })
-}
-
 /// Which table a layer is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
@@ -266,68 +125,6 @@ pub enum TableKind {
     Own,
     /// `profile.<name>` inside either: no cargo-release keys, no nested profiles.
     Profile,
-}
-
-/// The `env` table: variable names checked, values as strings (numbers and booleans
-/// written out), no NUL, a warning for a `$` that stays literal.
-fn parse_env(
-    v: &Value,
-    o: &Origin,
-    warnings: &mut Vec<ConfigWarning>,
-) -> Result<BTreeMap<String, Spanned<String>>> {
-    let mut env = BTreeMap::new();
-    for (name, val) in value::table(v, o)? {
-        let vo = o.child(name);
-        if !is_env_name(name) {
-            return Err(vo.error(format!(
-                "{name:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
-            )));
-        }
-        let text = match val {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(vo.error(format!(
-                    "expected a string, found {}",
-                    value::describe(other)
-                )));
-            }
-        };
-        if text.contains('\0') {
-            return Err(vo.error("contains a NUL byte"));
-        }
-        warn_literal_dollars(&text, &vo, warnings);
-        env.insert(
-            name.clone(),
-            Spanned {
-                value: text,
-                origin: vo,
-            },
-        );
-    }
-    Ok(env)
-}
-
-/// The `hooks` table: known hook names (with a suggestion for a typo), relative paths.
-fn parse_hooks(v: &Value, o: &Origin) -> Result<BTreeMap<HookName, Spanned<String>>> {
-    let names: Vec<&str> = HookName::ALL.iter().map(|(n, _)| *n).collect();
-    let mut hooks = BTreeMap::new();
-    for (name, path) in value::table(v, o)? {
-        let ho = o.child(name);
-        let Some((_, hook)) = HookName::ALL.iter().find(|(n, _)| n == name) else {
-            let mut err = ho.error(format!(
-                "unknown hook (expected one of {})",
-                names.join(", ")
-            ));
-            if let Some(k) = value::closest(name, &names) {
-                err = err.with_help(format!("did you mean `{k}`?"));
-            }
-            return Err(err);
-        };
-        hooks.insert(*hook, relative_path(path, &ho)?);
-    }
-    Ok(hooks)
 }
 
 impl Layer {

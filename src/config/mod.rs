@@ -10,6 +10,7 @@ pub mod init;
 pub mod keys;
 pub mod layer;
 pub mod project;
+mod tables;
 pub mod value;
 
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use crate::archive;
-use crate::archive::companions::Companion;
+use crate::archive::companions::{Companion, IMAGE_EXTENSION};
 use crate::util::{copy_atomically, write_atomically};
 use crate::verify::{self, Severity};
 
@@ -36,7 +36,7 @@ fn archives_in(dir: &Utf8Path) -> Result<(Vec<Utf8PathBuf>, Vec<Utf8PathBuf>)> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if name.ends_with(".oci.tar") && entry.file_type()?.is_file() {
+        if name.ends_with(IMAGE_EXTENSION) && entry.file_type()?.is_file() {
             images.push(dir.join(name));
         }
     }
@@ -93,7 +93,7 @@ pub fn gather(dirs: &[Utf8PathBuf]) -> Result<Gathered> {
         let report = verify::verify_file(path, None, verify::Limits::default(), &[], None)?;
         let sidecar = Utf8PathBuf::from(format!("{path}.sha256"));
         if !sidecar.is_file() {
-            problems.push(format!("`{path}`: has no `.sha256` sidecar"));
+            problems.push(format!("`{path}`: has no `.sha256` file beside it"));
         }
         if !report.passes(false) {
             for f in report

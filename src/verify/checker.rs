@@ -7,11 +7,12 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use aho_corasick::AhoCorasick;
 use sha2::{Digest, Sha256};
 
+use super::entry::{Placed, Taps, cancelled, limit_hit, refusal};
 use super::leaks::LeakScanner;
 
 /// A suspected build-machine path in a shipped file.
@@ -23,45 +24,9 @@ pub(super) struct LeakHit {
 }
 use super::record::{Link, Record, RecordKind, spool};
 use super::{Finding, Limits, MAX_LEAK_FINDINGS, Severity, Sink, target};
-use crate::archive::header::{
-    TYPE_BLOCK_DEVICE, TYPE_CHAR_DEVICE, TYPE_DIR, TYPE_FIFO, TYPE_GNU_LONGLINK, TYPE_GNU_LONGNAME,
-    TYPE_GNU_SPARSE, TYPE_HARDLINK, TYPE_OLD_REGULAR, TYPE_PAX, TYPE_PAX_GLOBAL, TYPE_REGULAR,
-    TYPE_SYMLINK,
-};
+use crate::archive::header::{TYPE_DIR, TYPE_REGULAR, TYPE_SYMLINK};
 use crate::archive::read::{RawHeader, TarReader, Trailer};
 use crate::archive::{self, MANIFEST, SHA256SUMS, Section};
-
-/// When the sink asks the checker to stop, the finding that says so.
-fn cancelled(sink: Option<&dyn Sink>) -> Option<(&'static str, String)> {
-    sink.filter(|s| s.cancelled())
-        .map(|_| ("interrupted", "interrupted; stopped reading".to_string()))
-}
-
-/// The limit `decompressed` bytes (read so far) break, with a message, if any.
-fn limit_hit(
-    limits: &Limits,
-    compressed: &AtomicU64,
-    decompressed: u64,
-) -> Option<(&'static str, String)> {
-    let compressed = compressed.load(Ordering::Relaxed).max(1);
-    if decompressed > limits.max_size {
-        let max = limits.max_size;
-        return Some((
-            "limit-size",
-            format!("decompresses to more than {max} bytes; refusing to read further"),
-        ));
-    }
-    if decompressed > limits.ratio_floor && decompressed / compressed > limits.max_ratio {
-        return Some((
-            "limit-ratio",
-            format!(
-                "{compressed} compressed bytes expand to {decompressed} (more than {}x): refusing to read further (compression bomb?)",
-                limits.max_ratio
-            ),
-        ));
-    }
-    None
-}
 
 /// Verification state for one archive.
 pub(super) struct Checker<'a> {
@@ -99,80 +64,6 @@ pub(super) struct Checker<'a> {
     pub(super) leaks_unlisted: u64,
     pub(super) leak_files_capped: u64,
     pub(super) extract: Option<&'a mut dyn Sink>,
-}
-
-/// Where an entry that passed its header checks lands.
-struct Placed {
-    /// Its full path, when it is usable (an allowed type, a sound header, a good name).
-    path: Option<String>,
-    /// Below the top directory.
-    rel_path: Option<String>,
-    /// Whether it may be extracted.
-    writable: bool,
-    link_target: Option<String>,
-}
-
-/// What every chunk of a regular file passes through.
-struct Taps {
-    hasher: Sha256,
-    /// The first 64 bytes (for recognising executables).
-    head: Vec<u8>,
-    scanner: Option<LeakScanner>,
-    /// The metadata spool (MANIFEST.json, SHA256SUMS, the SBOM).
-    keep: Option<BufWriter<File>>,
-    /// The extraction sink's file.
-    out: Option<File>,
-    write_error: Option<io::Error>,
-    spool_error: Option<io::Error>,
-}
-
-impl Taps {
-    fn feed(&mut self, data: &[u8]) {
-        self.hasher.update(data);
-        if self.head.len() < 64 {
-            let more = data.len().min(64 - self.head.len());
-            self.head.extend_from_slice(&data[..more]);
-        }
-        if let Some(s) = self.scanner.as_mut() {
-            s.feed(data);
-        }
-        if let Some(k) = self.keep.as_mut()
-            && let Err(e) = k.write_all(data)
-        {
-            self.spool_error = Some(e);
-            self.keep = None;
-        }
-        if let Some(f) = self.out.as_mut()
-            && let Err(e) = io::Write::write_all(f, data)
-        {
-            self.write_error = Some(e);
-            self.out = None;
-        }
-    }
-}
-
-/// Why an entry type is refused (code, reason); `None` for files, directories and symlinks.
-fn refusal(kind: u8) -> Option<(&'static str, &'static str)> {
-    match kind {
-        TYPE_REGULAR | TYPE_DIR | TYPE_SYMLINK => None,
-        TYPE_OLD_REGULAR => Some((
-            "old-type",
-            "old-style regular file (typeflag NUL); the writer uses `0`",
-        )),
-        TYPE_HARDLINK => Some(("hard-link", "hard link entries are not allowed")),
-        TYPE_CHAR_DEVICE | TYPE_BLOCK_DEVICE => Some(("device", "device entries are not allowed")),
-        TYPE_FIFO => Some(("fifo", "FIFO entries are not allowed")),
-        TYPE_PAX | TYPE_PAX_GLOBAL => Some((
-            "pax-extension",
-            "PAX extended headers are never written by the bundler",
-        )),
-        TYPE_GNU_LONGNAME | TYPE_GNU_LONGLINK => Some((
-            "gnu-extension",
-            "GNU long-name entries are never written by the bundler",
-        )),
-        TYPE_GNU_SPARSE => Some(("sparse", "sparse entries are not allowed")),
-        _ => Some(("entry-type", "unknown entry type")),
-    }
 }
 
 impl Checker<'_> {

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek};
 
+use super::compare::{check_sbom, compare};
 use super::record::{Record, RecordKind};
 use super::sidecar::is_hex64;
-use super::target::check_executable;
 use super::{Checker, Finding, Severity};
-use crate::archive::manifest::{self, FORMAT_VERSION, FileKind, FileRecord, Manifest};
+use crate::archive::manifest::{self, FORMAT_VERSION, FileKind, Manifest};
 use crate::archive::{self, MANIFEST, SHA256SUMS};
 
 #[derive(Debug, Default)]
@@ -150,91 +150,6 @@ impl<I: Iterator<Item = io::Result<Record>>> Join<I> {
             skipped(r);
         }
         self.error.map_or(Ok(()), Err)
-    }
-}
-
-/// An entry (as the archive has it) against its MANIFEST.json record.
-fn compare(r: &Record, f: &FileRecord, target: &str, p: &str, out: &mut Vec<Finding>) {
-    match (r.kind, f.kind) {
-        (RecordKind::Symlink, FileKind::Symlink) => {
-            if f.target.as_deref() != Some(&r.target) {
-                finding(
-                    out,
-                    Severity::Error,
-                    "symlink-mismatch",
-                    Some(p),
-                    format!(
-                        "manifest says target {:?}, the archive has {:?}",
-                        f.target, r.target
-                    ),
-                );
-            }
-        }
-        (RecordKind::File, kind) if kind != FileKind::Symlink => {
-            if r.size != f.size {
-                finding(
-                    out,
-                    Severity::Error,
-                    "size-mismatch",
-                    Some(p),
-                    format!("manifest says {} bytes, the archive has {}", f.size, r.size),
-                );
-            }
-            let mode = format!("{:04o}", r.mode);
-            if mode != f.mode {
-                finding(
-                    out,
-                    Severity::Error,
-                    "mode-mismatch",
-                    Some(p),
-                    format!("manifest says mode {}, the archive has {mode}", f.mode),
-                );
-            }
-            if matches!(
-                kind,
-                FileKind::Executable | FileKind::Launcher | FileKind::Hook
-            ) && r.mode != u64::from(archive::MODE_EXEC)
-            {
-                finding(
-                    out,
-                    Severity::Error,
-                    "not-executable",
-                    Some(p),
-                    format!("a {kind:?} must be mode 0755, the archive has {mode}").to_lowercase(),
-                );
-            }
-            if f.sha256.as_deref() != Some(&r.sha256) {
-                finding(
-                    out,
-                    Severity::Error,
-                    "checksum-mismatch",
-                    Some(p),
-                    format!(
-                        "MANIFEST.json says {}, the content hashes to {}",
-                        f.sha256.as_deref().unwrap_or("nothing"),
-                        r.sha256
-                    ),
-                );
-            }
-            if kind == FileKind::Executable
-                && let Err(why) = check_executable(&r.head, target)
-            {
-                finding(
-                    out,
-                    Severity::Error,
-                    "target",
-                    Some(p),
-                    format!("{why} (the manifest's target is {target})"),
-                );
-            }
-        }
-        (_, kind) => finding(
-            out,
-            Severity::Error,
-            "kind-mismatch",
-            Some(p),
-            format!("manifest says {kind:?}, the archive has another kind of entry").to_lowercase(),
-        ),
     }
 }
 
@@ -592,48 +507,6 @@ fn check_manifest_files(
         );
     }
     Ok(())
-}
-
-/// The SBOM, when the manifest lists one, parses and names the package; a bundle without one
-/// gets a warning (bundles made before SBOMs were added have none).
-fn check_sbom(
-    spooled: Option<&File>,
-    m: &Manifest,
-    path: &str,
-    findings: &mut Vec<Finding>,
-) -> io::Result<Option<Vec<u8>>> {
-    let Some(file) = spooled else {
-        finding(
-            findings,
-            Severity::Warning,
-            "sbom-missing",
-            Some(path),
-            "the bundle carries no SBOM.cdx.json".into(),
-        );
-        return Ok(None);
-    };
-    let mut bytes = Vec::new();
-    let mut reader = io::BufReader::new(file);
-    io::Seek::rewind(&mut reader)?;
-    io::Read::read_to_end(&mut reader, &mut bytes)?;
-    match crate::attest::sbom::component_names(&bytes) {
-        Ok(names) if names.contains(&m.package) => {}
-        Ok(_) => finding(
-            findings,
-            Severity::Error,
-            "sbom-incomplete",
-            Some(path),
-            format!("the SBOM does not list the package `{}`", m.package),
-        ),
-        Err(e) => finding(
-            findings,
-            Severity::Error,
-            "sbom-invalid",
-            Some(path),
-            format!("SBOM.cdx.json is not a CycloneDX document: {e}"),
-        ),
-    }
-    Ok(Some(bytes))
 }
 
 #[cfg(test)]

@@ -162,7 +162,9 @@ impl Report {
 
 mod auditable;
 mod checker;
+mod compare;
 pub mod consistency;
+mod entry;
 mod header;
 mod leaks;
 mod provenance;
