@@ -29,13 +29,6 @@ fn env_files(hosts: &Hosts, n: usize) -> (Vec<u16>, Vec<String>) {
     (ports, args)
 }
 
-fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 fn summary(out: &std::process::Output) -> serde_json::Value {
     json_lines(out)
         .into_iter()

@@ -24,6 +24,8 @@ pub struct Hosts {
     sshd: Option<KillOnDrop>,
     /// The services run under a systemd, which stops them itself.
     under_systemd: bool,
+    /// The users are this suite's `rbhostN` (released when dropped), not ones it was given.
+    own_users: bool,
 }
 
 /// How the hosts are set up: who logs in, and what runs beside them.
@@ -158,11 +160,41 @@ fn missing() -> Option<String> {
     None
 }
 
-/// Create `rbhostN` once per machine: a login shell, a home, no password (and not locked,
-/// which sshd would refuse without PAM).
-fn ensure_user(name: &str) {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+/// The host users this test process created, and how many `Hosts` use them now: the last
+/// one to go removes them (the suite leaves no system users behind unless
+/// `RELEASE_BUNDLE_KEEP_USERS` is set, which saves recreating them between runs).
+static USERS: Mutex<(usize, Vec<String>)> = Mutex::new((0, Vec::new()));
+
+/// Make sure the users exist, and count this `Hosts` among their users.
+fn take_users(names: &[String]) {
+    let mut users = USERS.lock().unwrap_or_else(|e| e.into_inner());
+    for name in names {
+        if ensure_user(name) && !users.1.contains(name) {
+            users.1.push(name.clone());
+        }
+    }
+    users.0 += 1;
+}
+
+/// This `Hosts` no longer uses the users; the last one removes those this process made.
+fn release_users() {
+    let mut users = USERS.lock().unwrap_or_else(|e| e.into_inner());
+    users.0 = users.0.saturating_sub(1);
+    if users.0 > 0 || std::env::var_os("RELEASE_BUNDLE_KEEP_USERS").is_some() {
+        return;
+    }
+    for name in users.1.drain(..) {
+        let _ = Command::new("pkill").args(["-KILL", "-u", &name]).output();
+        let out = Command::new("userdel").args(["-r", &name]).output();
+        if !out.is_ok_and(|o| o.status.success()) {
+            eprintln!("could not remove the test user {name}");
+        }
+    }
+}
+
+/// Create `rbhostN` when missing: a login shell, a home, no password (and not locked, which
+/// sshd would refuse without PAM). Whether it was created now.
+fn ensure_user(name: &str) -> bool {
     let exists = Command::new("id")
         .arg(name)
         .output()
@@ -191,6 +223,7 @@ fn ensure_user(name: &str) {
         .output()
         .unwrap();
     assert!(out.status.success(), "usermod {name}");
+    !exists
 }
 
 /// The commands a stock server has: sh, coreutils, tar, gzip; nothing else.
@@ -265,13 +298,12 @@ impl Hosts {
         // The host users read the authorized keys and run from their homes; the scratch
         // directory must be traversable by them.
         fs::set_permissions(&scratch.path, fs::Permissions::from_mode(0o755)).unwrap();
+        let own_users = setup.users.is_none();
         let users: Vec<String> = match setup.users {
             Some(users) => users,
             None => {
                 let users: Vec<String> = (1..=n).map(|i| format!("rbhost{i}")).collect();
-                for u in &users {
-                    ensure_user(u);
-                }
+                take_users(&users);
                 users
             }
         };
@@ -368,6 +400,7 @@ impl Hosts {
             path: format!("rb-tests/{name}/webapp"),
             sshd: Some(KillOnDrop(sshd)),
             under_systemd: setup.systemd.is_some(),
+            own_users,
         };
         for u in &hosts.users {
             let _ = fs::remove_dir_all(hosts.home(u).join(format!("rb-tests/{name}")));
@@ -439,5 +472,8 @@ impl Drop for Hosts {
             }
         }
         self.sshd.take();
+        if self.own_users {
+            release_users();
+        }
     }
 }

@@ -295,11 +295,7 @@ fn verify_json(dir: &Path, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
     let mut all = vec!["verify", "--message-format", "json"];
     all.extend_from_slice(args);
     let out = run_tool(dir, &all, &[]);
-    let msgs = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (out.status.code().unwrap(), msgs)
+    (out.status.code().unwrap(), json_lines(&out))
 }
 
 #[test]
@@ -321,13 +317,7 @@ fn verify_rebuild_end_to_end() {
         &["verify", "--message-format", "json", "--rebuild", b],
         &[],
     );
-    let (code, msgs) = (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect::<Vec<serde_json::Value>>(),
-    );
+    let (code, msgs) = (out.status.code().unwrap(), json_lines(&out));
     assert_eq!(code, 0, "{msgs:#?}");
     // It says what it is doing while the build runs again (cargo's lines included).
     let err = stderr(&out);

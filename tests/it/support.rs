@@ -457,3 +457,11 @@ pub fn webapp_at(scratch: &Scratch, version: &str, extra: &str) -> PathBuf {
 pub fn current_user() -> String {
     sh(Path::new("/"), "id", &["-un"]).trim().to_string()
 }
+
+/// The JSON objects a command printed on stdout, one per line.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
