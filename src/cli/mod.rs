@@ -99,9 +99,14 @@ pub struct MergeOpts {
     #[arg(long, value_name = "DIR")]
     pub out: Utf8PathBuf,
 
-    /// Sign the merged SHA256SUMS (SHA256SUMS.sig) and the merged image with this key
+    /// Sign the merged SHA256SUMS with this key (SHA256SUMS.sig, or SHA256SUMS.minisig with
+    /// `--signer minisign`): one signature covers every archive it lists
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<Utf8PathBuf>,
+
+    /// What signs SHA256SUMS: an SSH signature or minisign
+    #[arg(long, value_name = "SIGNER", default_value = "ssh")]
+    pub signer: Signer,
 
     #[command(flatten)]
     pub output: OutputOpts,

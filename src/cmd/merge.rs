@@ -1,7 +1,9 @@
 //! `cargo release-bundle merge DIR... --out DIR`: gather CI matrix outputs into one place.
 
 use anyhow::Result;
+use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::attest::sign::{self, Signer};
 use crate::cli::MergeOpts;
 use crate::output::MessageFormat;
 use crate::output::Output;
@@ -22,14 +24,7 @@ pub fn run(opts: &MergeOpts, shell: &Output) -> Result<u8> {
     }
     let entries = publish::write(&gathered, &opts.out)?;
     if let Some(key) = &opts.sign_key {
-        // SHA256SUMS names every archive with its digest: one signature over it covers them
-        // all (`ssh-keygen -Y verify ... -s SHA256SUMS.sig < SHA256SUMS`).
-        let sums = opts.out.join("SHA256SUMS");
-        let text = std::fs::read_to_string(&sums)
-            .map_err(|e| anyhow::anyhow!("`{sums}`: cannot read: {e}"))?;
-        let signature = crate::attest::sign::sign(key, &text)?;
-        let path = crate::attest::sign::signature_path(&sums);
-        crate::util::write_atomically(&path, &signature)?;
+        let path = sign_sums(&opts.out.join("SHA256SUMS"), key, opts.signer)?;
         shell.status("Signed", &path);
     }
     if opts.output.message_format == MessageFormat::Json {
@@ -46,4 +41,21 @@ pub fn run(opts: &MergeOpts, shell: &Output) -> Result<u8> {
         ),
     );
     Ok(0)
+}
+
+/// One signature over the merged SHA256SUMS, which names every archive with its digest: an
+/// SSH signature over its text (`ssh-keygen -Y verify ... -s SHA256SUMS.sig < SHA256SUMS`),
+/// or minisign over its bytes (`minisign -V -m SHA256SUMS`).
+fn sign_sums(sums: &Utf8Path, key: &Utf8Path, signer: Signer) -> Result<Utf8PathBuf> {
+    match signer {
+        Signer::Ssh => {
+            let text = std::fs::read_to_string(sums)
+                .map_err(|e| anyhow::anyhow!("`{sums}`: cannot read: {e}"))?;
+            let signature = sign::sign(key, &text)?;
+            let path = sign::signature_path(sums);
+            crate::util::write_atomically(&path, &signature)?;
+            Ok(path)
+        }
+        Signer::Minisign => sign::sign_minisign(key, sums, "file:SHA256SUMS\tmerged release"),
+    }
 }

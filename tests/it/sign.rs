@@ -398,6 +398,44 @@ fn signing_at_bundle_time_covers_the_provenance_and_merge_signs_the_sums() {
         &[],
     );
     assert_success(&out);
+
+    // merge --signer minisign: SHA256SUMS.minisig, checked by the minisign tool.
+    if !have("minisign") {
+        return;
+    }
+    let (key, public) = (fx.scratch.join("ci.key"), fx.scratch.join("ci.pub"));
+    let made = Command::new("minisign")
+        .args(["-G", "-W", "-f", "-s"])
+        .arg(&key)
+        .arg("-p")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let merged = fx.scratch.join("merged-minisign");
+    let out = run_tool(
+        &fx.scratch.path,
+        &[
+            "merge",
+            out_dir.to_str().unwrap(),
+            "--out",
+            merged.to_str().unwrap(),
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--signer",
+            "minisign",
+        ],
+        &[],
+    );
+    assert_success(&out);
+    let check = Command::new("minisign")
+        .args(["-V", "-p"])
+        .arg(&public)
+        .arg("-m")
+        .arg(merged.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
 }
 
 /// minisign both ways: our signature checks with the `minisign` tool and with ours; one the
