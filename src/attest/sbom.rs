@@ -256,6 +256,32 @@ fn component(
     }
 }
 
+/// Each component with what it depends on, by reference, sorted.
+fn dependencies(
+    uses: &BTreeMap<&PackageId, Use>,
+    edges: &BTreeMap<&PackageId, BTreeSet<&PackageId>>,
+    refs: &BTreeMap<&PackageId, String>,
+) -> Vec<Dependency> {
+    let mut dependencies: Vec<Dependency> = uses
+        .keys()
+        .map(|id| {
+            let mut depends_on: Vec<String> = edges
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter_map(|to| refs.get(to).cloned())
+                .collect();
+            depends_on.sort();
+            Dependency {
+                reference: refs[id].clone(),
+                depends_on,
+            }
+        })
+        .collect();
+    dependencies.sort_by(|a, b| a.reference.cmp(&b.reference));
+    dependencies
+}
+
 /// The SBOM of `root`'s executables in `metadata` (resolved for one target and the build's
 /// features). `workspace_root` turns path dependencies into relative paths (no machine path
 /// enters the bundle).
@@ -292,23 +318,7 @@ pub fn document(
     }
     components
         .sort_by(|a, b| (&a.name, &a.version, &a.bom_ref).cmp(&(&b.name, &b.version, &b.bom_ref)));
-    let mut dependencies: Vec<Dependency> = uses
-        .keys()
-        .map(|id| {
-            let mut depends_on: Vec<String> = edges
-                .get(id)
-                .into_iter()
-                .flatten()
-                .filter_map(|to| refs.get(to).cloned())
-                .collect();
-            depends_on.sort();
-            Dependency {
-                reference: refs[id].clone(),
-                depends_on,
-            }
-        })
-        .collect();
-    dependencies.sort_by(|a, b| a.reference.cmp(&b.reference));
+    let dependencies = dependencies(&uses, &edges, &refs);
     let mut root_component = root_component.context("the package itself is not in its graph")?;
     root_component.scope = None;
     let bom = Bom {

@@ -180,14 +180,7 @@ fn plan_package(
     // The top directory, the planned entries, MANIFEST.json and SHA256SUMS.
     crate::verify::within_entry_limit(totals.entries as u64 + 3)
         .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    shell.verbose_status("Config", format!("{}: {}", package.name, loaded.config));
-    shell.verbose_status(
-        "Planned",
-        format!(
-            "{}: {} entries, {} bytes of package files (plus the executables once built)",
-            package.name, totals.entries, totals.bytes
-        ),
-    );
+    report_planned(shell, package, &loaded.config, &totals);
     if loaded.config.auditable {
         compile::check_auditable(&opts.build)?;
     }
@@ -217,6 +210,23 @@ fn plan_package(
         image,
         sign_key,
     })
+}
+
+/// With `-v`: the resolved config and what the plan holds.
+fn report_planned(
+    shell: &Output,
+    package: &Package,
+    config: &config::ReleaseConfig,
+    totals: &plan::Totals,
+) {
+    shell.verbose_status("Config", format!("{}: {config}", package.name));
+    shell.verbose_status(
+        "Planned",
+        format!(
+            "{}: {} entries, {} bytes of package files (plus the executables once built)",
+            package.name, totals.entries, totals.bytes
+        ),
+    );
 }
 
 /// `here` on this thread while `there` runs on another (never two cargo processes: they

@@ -8,7 +8,9 @@ use serde_json::Value;
 use super::keys::{
     CARGO_RELEASE_KEYS, Command, HookName, IncludeRule, KNOWN_KEYS, RELEASE_VARIABLES, Workdir,
 };
-use super::tables::{parse_command, parse_env, parse_hooks, parse_include, parse_workdir};
+use super::tables::{
+    parse_command, parse_env, parse_hooks, parse_includes, parse_priv, parse_workdir,
+};
 use super::value::{self, ConfigError, Origin, Result, Spanned};
 use super::{ConfigWarning, Format, PrivDir};
 
@@ -226,25 +228,7 @@ impl Layer {
                 }
                 self.bins = Some(bins);
             }
-            "priv" => {
-                self.priv_dir = Some(match v {
-                    Value::Bool(false) => PrivDir::Disabled,
-                    Value::Bool(true) => PrivDir::Dir(Spanned {
-                        value: "priv".into(),
-                        origin: o.clone(),
-                    }),
-                    _ => PrivDir::Dir(relative_path(v, &o).map_err(|e| {
-                        if v.is_string() {
-                            e
-                        } else {
-                            o.error(format!(
-                                "expected a directory path or `false`, found {}",
-                                value::describe(v)
-                            ))
-                        }
-                    })?),
-                });
-            }
+            "priv" => self.priv_dir = Some(parse_priv(v, &o)?),
             "exclude" => {
                 let globs = value::string_list(v, &o)?;
                 for (i, g) in globs.iter().enumerate() {
@@ -258,21 +242,7 @@ impl Layer {
                 }
                 self.exclude = Some(globs);
             }
-            "include" => {
-                let Value::Array(items) = v else {
-                    return Err(o.error(format!(
-                        "expected an array of `{{ source, dest }}` tables, found {}",
-                        value::describe(v)
-                    )));
-                };
-                self.include = Some(
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, item)| parse_include(item, &o.index(i)))
-                        .collect::<Result<_>>()?,
-                );
-            }
+            "include" => self.include = Some(parse_includes(v, &o)?),
             "format" => {
                 let s = value::string(v, &o)?;
                 let format = Format::parse(&s.value).ok_or_else(|| {

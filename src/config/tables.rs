@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::ConfigWarning;
 use super::keys::{BUILTIN_COMMANDS, Command, HookName, IncludeRule, Workdir};
 use super::layer::{is_command_name, is_env_name, relative_path, warn_literal_dollars};
 use super::value::{self, Origin, Result, Spanned};
+use super::{ConfigWarning, PrivDir};
 
 pub(super) fn parse_workdir(v: &Value, o: &Origin) -> Result<Workdir> {
     if let Value::Bool(b) = v {
@@ -216,4 +216,40 @@ pub(super) fn parse_hooks(v: &Value, o: &Origin) -> Result<BTreeMap<HookName, Sp
         hooks.insert(*hook, relative_path(path, &ho)?);
     }
     Ok(hooks)
+}
+
+/// `priv`: `false` (none), `true` (`priv`), or a directory inside the package.
+pub(super) fn parse_priv(v: &Value, o: &Origin) -> Result<PrivDir> {
+    Ok(match v {
+        Value::Bool(false) => PrivDir::Disabled,
+        Value::Bool(true) => PrivDir::Dir(Spanned {
+            value: "priv".into(),
+            origin: o.clone(),
+        }),
+        _ => PrivDir::Dir(relative_path(v, o).map_err(|e| {
+            if v.is_string() {
+                e
+            } else {
+                o.error(format!(
+                    "expected a directory path or `false`, found {}",
+                    value::describe(v)
+                ))
+            }
+        })?),
+    })
+}
+
+/// `include`: an array of `{ source, dest, mode }` tables (or `[source, dest, mode]` arrays).
+pub(super) fn parse_includes(v: &Value, o: &Origin) -> Result<Vec<Spanned<IncludeRule>>> {
+    let Value::Array(items) = v else {
+        return Err(o.error(format!(
+            "expected an array of `{{ source, dest }}` tables, found {}",
+            value::describe(v)
+        )));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_include(item, &o.index(i)))
+        .collect()
 }

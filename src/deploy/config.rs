@@ -164,6 +164,33 @@ fn duration(v: &Value, o: &Origin) -> Result<Duration, ConfigError> {
     }
 }
 
+/// The `health` table into `p`.
+fn parse_health(v: &Value, o: &Origin, p: &mut Partial) -> Result<(), ConfigError> {
+    for (hk, hv) in value::table(v, o)? {
+        let ho = o.child(hk);
+        match hk.as_str() {
+            "url" => {
+                let url = value::string(hv, &ho)?.value;
+                let vars = url_variables(&url).map_err(|e| ho.error(e))?;
+                let sample: Vec<(String, String)> =
+                    vars.into_iter().map(|v| (v, "1".into())).collect();
+                parse_url(&expand_url(&url, &sample)).map_err(|e| ho.error(e))?;
+                p.url = Some(url);
+            }
+            "command" => p.command = Some(value::string(hv, &ho)?.value),
+            "interval" => p.interval = Some(duration(hv, &ho)?),
+            "timeout" => p.timeout = Some(duration(hv, &ho)?),
+            "deadline" => p.deadline = Some(duration(hv, &ho)?),
+            "healthy-for" => p.healthy_for = Some(duration(hv, &ho)?),
+            "unhealthy-after" => {
+                p.unhealthy_after = Some(value::integer(hv, &ho, 1, 1000)?.value as u32)
+            }
+            _ => return Err(ho.error(format!("unknown key (known: {HEALTH_KEYS})"))),
+        }
+    }
+    Ok(())
+}
+
 fn parse_partial(v: &Value, o: &Origin, top: bool) -> Result<DeployTable, ConfigError> {
     let mut table = DeployTable::default();
     let p = &mut table.settings;
@@ -222,30 +249,7 @@ fn parse_partial(v: &Value, o: &Origin, top: bool) -> Result<DeployTable, Config
             "unit" => p.unit = Some(value::string(item, &ko)?.value),
             "ssh-config" => p.ssh_config = Some(value::string(item, &ko)?.value),
             "require-signature" => p.require_signature = Some(value::boolean(item, &ko)?),
-            "health" => {
-                for (hk, hv) in value::table(item, &ko)? {
-                    let ho = ko.child(hk);
-                    match hk.as_str() {
-                        "url" => {
-                            let url = value::string(hv, &ho)?.value;
-                            let vars = url_variables(&url).map_err(|e| ho.error(e))?;
-                            let sample: Vec<(String, String)> =
-                                vars.into_iter().map(|v| (v, "1".into())).collect();
-                            parse_url(&expand_url(&url, &sample)).map_err(|e| ho.error(e))?;
-                            p.url = Some(url);
-                        }
-                        "command" => p.command = Some(value::string(hv, &ho)?.value),
-                        "interval" => p.interval = Some(duration(hv, &ho)?),
-                        "timeout" => p.timeout = Some(duration(hv, &ho)?),
-                        "deadline" => p.deadline = Some(duration(hv, &ho)?),
-                        "healthy-for" => p.healthy_for = Some(duration(hv, &ho)?),
-                        "unhealthy-after" => {
-                            p.unhealthy_after = Some(value::integer(hv, &ho, 1, 1000)?.value as u32)
-                        }
-                        _ => return Err(ho.error(format!("unknown key (known: {HEALTH_KEYS})"))),
-                    }
-                }
-            }
+            "health" => parse_health(item, &ko, p)?,
             "destinations" if top => {
                 for (name, dv) in value::table(item, &ko)? {
                     let d = parse_partial(dv, &ko.child(name), false)?;

@@ -55,6 +55,26 @@ fn parse_table(source: &TableSource<'_>) -> Result<config::DeployTable> {
     Ok(table)
 }
 
+/// The destination named `dest`, or an error listing the known ones.
+fn destination(
+    destinations: &mut BTreeMap<String, Partial>,
+    dest: &str,
+    file: &str,
+) -> Result<Partial> {
+    if let Some(d) = destinations.remove(dest) {
+        return Ok(d);
+    }
+    let known: Vec<&str> = destinations.keys().map(String::as_str).collect();
+    bail!(
+        "`{file}`: no destination `{dest}` in [package.metadata.release.deploy.destinations] (known: {})",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    );
+}
+
 /// Read the deploy tables (none when there is no manifest here and none was named) and merge
 /// `flags` over them.
 pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
@@ -113,22 +133,7 @@ pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
         }
     }
     if let Some(dest) = &lookup.dest {
-        let Some(d) = destinations.remove(dest) else {
-            let known: Vec<&String> = destinations.keys().collect();
-            bail!(
-                "`{file}`: no destination `{dest}` in [package.metadata.release.deploy.destinations] (known: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            );
-        };
-        base = base.over(d);
+        base = base.over(destination(&mut destinations, dest, &file)?);
     }
     let merged = base.over(flags);
     if merged.path.is_none() && name.is_none() {

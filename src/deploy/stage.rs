@@ -155,6 +155,40 @@ impl Write for FanOut {
     }
 }
 
+/// Each host's `receive` step, running, with a buffered stdin to write the transfer to.
+fn receivers(
+    members: &[&Session],
+    release: &Release,
+    id: &str,
+    wire: Wire,
+) -> Result<
+    Vec<(
+        std::process::Child,
+        std::io::BufWriter<std::process::ChildStdin>,
+    )>,
+> {
+    let format = bundle_format(release);
+    members
+        .iter()
+        .map(|s| {
+            let label = &s.target.label;
+            let mut cmd = s.target.transport.step(
+                &s.target.path,
+                "receive",
+                &[id, wire.step_arg(format), &release.manifest.top_dir],
+            );
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("{label}: cannot run the receive step"))?;
+            let stdin = child.stdin.take().context("a piped stdin")?;
+            Ok((child, std::io::BufWriter::with_capacity(256 * 1024, stdin)))
+        })
+        .collect()
+}
+
 /// Send the release to hosts that hold the same files (one stream, compressed once, written
 /// to each), check on each that it arrived whole, and install it there as
 /// `releases/<version>`. One result per host.
@@ -166,39 +200,15 @@ pub fn stage_group(
 ) -> Vec<Result<Happened>> {
     let version = &release.manifest.version;
     let id = format!("{}-{}", std::process::id(), now());
-    let mut children = Vec::new();
-    let mut stdins = Vec::new();
-    for s in members {
-        let label = &s.target.label;
-        let format = bundle_format(release);
-        let mut cmd = s.target.transport.step(
-            &s.target.path,
-            "receive",
-            &[&id, wire.step_arg(format), &release.manifest.top_dir],
-        );
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawned = cmd
-            .spawn()
-            .with_context(|| format!("{label}: cannot run the receive step"))
-            .and_then(|mut child| {
-                let stdin = child.stdin.take().context("a piped stdin")?;
-                Ok((child, stdin))
-            });
-        match spawned {
-            Ok((child, stdin)) => {
-                children.push(child);
-                stdins.push(std::io::BufWriter::with_capacity(256 * 1024, stdin));
-            }
-            Err(e) => {
-                return members
-                    .iter()
-                    .map(|_| Err(anyhow::anyhow!("{e:#}")))
-                    .collect();
-            }
+    let (children, stdins): (Vec<_>, Vec<_>) = match receivers(members, release, &id, wire) {
+        Ok(spawned) => spawned.into_iter().unzip(),
+        Err(e) => {
+            return members
+                .iter()
+                .map(|_| Err(anyhow::anyhow!("{e:#}")))
+                .collect();
         }
-    }
+    };
     let mut tally = Tally {
         inner: FanOut(stdins),
         bytes: 0,

@@ -68,6 +68,31 @@ pub struct Gathered {
     images: Vec<Utf8PathBuf>,
 }
 
+/// Whether a verified bundle may be merged: it has its `.sha256` beside it and no error
+/// finding; what is wrong goes to `problems`.
+fn checked(path: &Utf8Path, report: &verify::Report, problems: &mut Vec<String>) -> bool {
+    let sidecar = Utf8PathBuf::from(format!("{path}.sha256"));
+    if !sidecar.is_file() {
+        problems.push(format!("`{path}`: has no `.sha256` file beside it"));
+    }
+    if report.passes(false) {
+        return true;
+    }
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+    {
+        let place = f
+            .path
+            .as_deref()
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        problems.push(format!("`{path}`: {place}{} [{}]", f.message, f.code));
+    }
+    false
+}
+
 /// Find and verify every bundle in `dirs`; refuse duplicates and conflicting versions.
 pub fn gather(dirs: &[Utf8PathBuf]) -> Result<Gathered> {
     let mut found = Vec::new();
@@ -91,23 +116,7 @@ pub fn gather(dirs: &[Utf8PathBuf]) -> Result<Gathered> {
     let mut versions: BTreeMap<String, (String, Utf8PathBuf)> = BTreeMap::new();
     for path in &found {
         let report = verify::verify_file(path, None, verify::Limits::default(), &[], None)?;
-        let sidecar = Utf8PathBuf::from(format!("{path}.sha256"));
-        if !sidecar.is_file() {
-            problems.push(format!("`{path}`: has no `.sha256` file beside it"));
-        }
-        if !report.passes(false) {
-            for f in report
-                .findings
-                .iter()
-                .filter(|f| f.severity == Severity::Error)
-            {
-                let place = f
-                    .path
-                    .as_deref()
-                    .map(|p| format!("{p}: "))
-                    .unwrap_or_default();
-                problems.push(format!("`{path}`: {place}{} [{}]", f.message, f.code));
-            }
+        if !checked(path, &report, &mut problems) {
             continue;
         }
         let Some(m) = &report.manifest else { continue };

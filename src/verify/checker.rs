@@ -385,18 +385,7 @@ impl Checker<'_> {
             .as_deref()
             .filter(|r| *r == MANIFEST || *r == SHA256SUMS || *r == crate::attest::sbom::SBOM)
             .map(String::from);
-        let keep = match &metadata {
-            Some(_) if size > self.limits.max_metadata => {
-                self.error(
-                    "limit-metadata",
-                    &path,
-                    format!("{size} bytes is too large for bundle metadata"),
-                );
-                None
-            }
-            Some(_) => Some(BufWriter::new(spool()?)),
-            None => None,
-        };
+        let keep = self.metadata_spool(metadata.is_some(), size, &path)?;
         let mode = h.mode().unwrap_or(0);
         let mut taps = Taps {
             hasher: Sha256::new(),
@@ -455,6 +444,28 @@ impl Checker<'_> {
             self.files += 1;
         }
         Ok(Some(record))
+    }
+
+    /// Where bundle metadata (MANIFEST.json, SHA256SUMS, the SBOM) is spooled, unless it is
+    /// larger than the metadata limit.
+    fn metadata_spool(
+        &mut self,
+        metadata: bool,
+        size: u64,
+        path: &str,
+    ) -> io::Result<Option<BufWriter<File>>> {
+        if !metadata {
+            return Ok(None);
+        }
+        if size > self.limits.max_metadata {
+            self.error(
+                "limit-metadata",
+                path,
+                format!("{size} bytes is too large for bundle metadata"),
+            );
+            return Ok(None);
+        }
+        Ok(Some(BufWriter::new(spool()?)))
     }
 
     /// The leak scan's hits, kept up to the cap (reported once the manifest's allow-list is

@@ -29,62 +29,7 @@ pub(super) fn compare(r: &Record, f: &FileRecord, target: &str, p: &str, out: &m
             }
         }
         (RecordKind::File, kind) if kind != FileKind::Symlink => {
-            if r.size != f.size {
-                finding(
-                    out,
-                    Severity::Error,
-                    "size-mismatch",
-                    Some(p),
-                    format!("manifest says {} bytes, the archive has {}", f.size, r.size),
-                );
-            }
-            let mode = format!("{:04o}", r.mode);
-            if mode != f.mode {
-                finding(
-                    out,
-                    Severity::Error,
-                    "mode-mismatch",
-                    Some(p),
-                    format!("manifest says mode {}, the archive has {mode}", f.mode),
-                );
-            }
-            if matches!(
-                kind,
-                FileKind::Executable | FileKind::Launcher | FileKind::Hook
-            ) && r.mode != u64::from(archive::MODE_EXEC)
-            {
-                finding(
-                    out,
-                    Severity::Error,
-                    "not-executable",
-                    Some(p),
-                    format!("a {kind:?} must be mode 0755, the archive has {mode}").to_lowercase(),
-                );
-            }
-            if f.sha256.as_deref() != Some(&r.sha256) {
-                finding(
-                    out,
-                    Severity::Error,
-                    "checksum-mismatch",
-                    Some(p),
-                    format!(
-                        "MANIFEST.json says {}, the content hashes to {}",
-                        f.sha256.as_deref().unwrap_or("nothing"),
-                        r.sha256
-                    ),
-                );
-            }
-            if kind == FileKind::Executable
-                && let Err(why) = check_executable(&r.head, target)
-            {
-                finding(
-                    out,
-                    Severity::Error,
-                    "target",
-                    Some(p),
-                    format!("{why} (the manifest's target is {target})"),
-                );
-            }
+            compare_file(r, f, kind, target, p, out)
         }
         (_, kind) => finding(
             out,
@@ -93,6 +38,61 @@ pub(super) fn compare(r: &Record, f: &FileRecord, target: &str, p: &str, out: &m
             Some(p),
             format!("manifest says {kind:?}, the archive has another kind of entry").to_lowercase(),
         ),
+    }
+}
+
+/// A regular file: size, mode (0755 for what runs), digest, and an executable's target.
+fn compare_file(
+    r: &Record,
+    f: &FileRecord,
+    kind: FileKind,
+    target: &str,
+    p: &str,
+    out: &mut Vec<Finding>,
+) {
+    let mut error = |code: &'static str, message: String| {
+        finding(out, Severity::Error, code, Some(p), message);
+    };
+    if r.size != f.size {
+        error(
+            "size-mismatch",
+            format!("manifest says {} bytes, the archive has {}", f.size, r.size),
+        );
+    }
+    let mode = format!("{:04o}", r.mode);
+    if mode != f.mode {
+        error(
+            "mode-mismatch",
+            format!("manifest says mode {}, the archive has {mode}", f.mode),
+        );
+    }
+    let runs = matches!(
+        kind,
+        FileKind::Executable | FileKind::Launcher | FileKind::Hook
+    );
+    if runs && r.mode != u64::from(archive::MODE_EXEC) {
+        error(
+            "not-executable",
+            format!("a {kind:?} must be mode 0755, the archive has {mode}").to_lowercase(),
+        );
+    }
+    if f.sha256.as_deref() != Some(&r.sha256) {
+        error(
+            "checksum-mismatch",
+            format!(
+                "MANIFEST.json says {}, the content hashes to {}",
+                f.sha256.as_deref().unwrap_or("nothing"),
+                r.sha256
+            ),
+        );
+    }
+    if kind == FileKind::Executable
+        && let Err(why) = check_executable(&r.head, target)
+    {
+        error(
+            "target",
+            format!("{why} (the manifest's target is {target})"),
+        );
     }
 }
 

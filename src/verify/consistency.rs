@@ -202,30 +202,10 @@ pub(super) fn check(
         );
     }
     check_sums(checker, records_file, &top, findings)?;
-    // MANIFEST.json ⇔ archive.
-    let Some(manifest_file) = &checker.manifest else {
-        finding(
-            findings,
-            Severity::Error,
-            "manifest-missing",
-            Some(&full(MANIFEST)),
-            "the archive has no MANIFEST.json".into(),
-        );
+    // MANIFEST.json ⇔ archive: first the manifest alone (is it whole and valid?), then its
+    // files against the archive.
+    let Some((manifest, manifest_file)) = load_manifest(checker, &top, findings)? else {
         return Ok(out);
-    };
-    // First the manifest alone (is it whole and valid?), then its files against the archive.
-    let manifest = match manifest::parse_streaming(manifest_file, &mut |_| {})? {
-        Ok(m) => m,
-        Err(e) => {
-            finding(
-                findings,
-                Severity::Error,
-                "manifest-invalid",
-                Some(&full(MANIFEST)),
-                format!("MANIFEST.json does not parse: {e}"),
-            );
-            return Ok(out);
-        }
     };
     out.name = Some(manifest.name.clone());
     out.version = Some(manifest.version.clone());
@@ -251,6 +231,38 @@ pub(super) fn check(
     )?;
     out.manifest = Some(manifest);
     Ok(out)
+}
+
+/// The spooled MANIFEST.json, parsed whole; a finding when it is missing or invalid.
+fn load_manifest<'c>(
+    checker: &'c Checker<'_>,
+    top: &str,
+    findings: &mut Vec<Finding>,
+) -> io::Result<Option<(Manifest, &'c File)>> {
+    let path = format!("{top}/{MANIFEST}");
+    let Some(file) = &checker.manifest else {
+        finding(
+            findings,
+            Severity::Error,
+            "manifest-missing",
+            Some(&path),
+            "the archive has no MANIFEST.json".into(),
+        );
+        return Ok(None);
+    };
+    match manifest::parse_streaming(file, &mut |_| {})? {
+        Ok(m) => Ok(Some((m, file))),
+        Err(e) => {
+            finding(
+                findings,
+                Severity::Error,
+                "manifest-invalid",
+                Some(&path),
+                format!("MANIFEST.json does not parse: {e}"),
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Symlink targets, resolved through the bundle's other links as the kernel would; then one

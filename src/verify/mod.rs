@@ -293,6 +293,20 @@ fn leak_findings(checker: &Checker, summary: &consistency::Summary, findings: &m
     }
 }
 
+/// What is not an archive is still read to its end, for the file's digest.
+fn hash_rest<R: Read>(mut raw: BufReader<HashingReader<R>>) -> io::Result<InputEnd> {
+    let mut rest = CountingReader {
+        inner: &mut raw,
+        count: 0,
+    };
+    io::copy(&mut rest, &mut io::sink())?;
+    let sha256 = archive::hex(&raw.into_inner().hasher.finalize());
+    Ok(InputEnd {
+        sha256,
+        trailing: None,
+    })
+}
+
 /// Verify an archive read from `input` (named `file_name`) in one pass. `Err` only when
 /// `input` itself cannot be read; everything wrong with its content is a finding.
 pub fn verify_stream(
@@ -319,19 +333,7 @@ pub fn verify_stream(
     let (complete, raw) = match format {
         None => {
             checker.add(Severity::Error, "format", None, "not a zstd or gzip stream");
-            let mut rest = CountingReader {
-                inner: &mut raw,
-                count: 0,
-            };
-            io::copy(&mut rest, &mut io::sink())?;
-            let sha256 = archive::hex(&raw.into_inner().hasher.finalize());
-            (
-                false,
-                InputEnd {
-                    sha256,
-                    trailing: None,
-                },
-            )
+            (false, hash_rest(raw)?)
         }
         Some(f) => {
             if named != Some(f) {

@@ -47,11 +47,7 @@ pub fn rebuild(
         .context("cannot create a temporary directory")?;
     let root = Utf8PathBuf::from_path_buf(tmp.path().join("re build"))
         .map_err(|p| anyhow::anyhow!("`{}`: temporary path is not UTF-8", p.display()))?;
-    shell.status(
-        "Checking out",
-        format!("commit {} into a fresh directory", g.commit),
-    );
-    let checkout = match check_out(&toplevel, &g.commit, &root.join("src"))? {
+    let checkout = match check_out(&toplevel, &g.commit, &root.join("src"), shell)? {
         Ok(dir) => dir,
         Err(why) => return Ok(refuse(why)),
     };
@@ -158,7 +154,12 @@ fn check_out(
     toplevel: &str,
     commit: &str,
     dest: &Utf8Path,
+    shell: &crate::output::Output,
 ) -> Result<std::result::Result<Utf8PathBuf, String>> {
+    shell.status(
+        "Checking out",
+        format!("commit {commit} into a fresh directory"),
+    );
     let clone = Command::new("git")
         .args(["clone", "--quiet", "--shared", "--no-checkout", toplevel])
         .arg(dest)

@@ -30,6 +30,47 @@ pub enum Reference {
     None,
 }
 
+/// The sidecar's first line: `<64 hex>  <file name>`, naming this digest and file.
+fn check_line(
+    text: &str,
+    sidecar: &str,
+    file_name: &str,
+    digest: &str,
+    findings: &mut Vec<Finding>,
+) {
+    let line = text.lines().next().unwrap_or_default();
+    let parsed = line.split_once("  ").or_else(|| line.split_once(" *"));
+    match parsed {
+        Some((hex, name)) if is_hex64(hex) => {
+            if hex != digest {
+                finding(
+                    findings,
+                    Severity::Error,
+                    "sidecar-mismatch",
+                    None,
+                    format!("`{sidecar}` says {hex}, the archive's SHA-256 is {digest}"),
+                );
+            }
+            if name != file_name {
+                finding(
+                    findings,
+                    Severity::Warning,
+                    "sidecar-name",
+                    None,
+                    format!("`{sidecar}` names {name:?}, not {file_name:?}"),
+                );
+            }
+        }
+        _ => finding(
+            findings,
+            Severity::Error,
+            "sidecar-format",
+            None,
+            format!("`{sidecar}` is not `<64 hex>  <file name>`"),
+        ),
+    }
+}
+
 pub fn check_sidecar(
     path: &Utf8Path,
     digest: &str,
@@ -81,36 +122,6 @@ pub fn check_sidecar(
         }
     };
     let file_name = path.file_name().unwrap_or_default();
-    let line = text.lines().next().unwrap_or_default();
-    let parsed = line.split_once("  ").or_else(|| line.split_once(" *"));
-    match parsed {
-        Some((hex, name)) if is_hex64(hex) => {
-            if hex != digest {
-                finding(
-                    findings,
-                    Severity::Error,
-                    "sidecar-mismatch",
-                    None,
-                    format!("`{sidecar}` says {hex}, the archive's SHA-256 is {digest}"),
-                );
-            }
-            if name != file_name {
-                finding(
-                    findings,
-                    Severity::Warning,
-                    "sidecar-name",
-                    None,
-                    format!("`{sidecar}` names {name:?}, not {file_name:?}"),
-                );
-            }
-        }
-        _ => finding(
-            findings,
-            Severity::Error,
-            "sidecar-format",
-            None,
-            format!("`{sidecar}` is not `<64 hex>  <file name>`"),
-        ),
-    }
+    check_line(&text, &sidecar, file_name, digest, findings);
     Ok(reference)
 }
