@@ -135,24 +135,22 @@ pub fn configured_key(
     ws: &crate::config::project::Workspace,
     package: &cargo_metadata::Package,
 ) -> Result<Option<Utf8PathBuf>> {
-    for (table, dir) in [
-        (ws.package_table(package), package.manifest_path.parent()),
-        (ws.workspace_table(), Some(ws.root())),
-    ] {
-        let Some((value, origin)) = table.sub_table("sign") else {
-            continue;
-        };
-        let key = value
-            .get("key")
-            .and_then(|k| k.as_str())
-            .ok_or_else(|| anyhow::anyhow!("{}: expected a table with `key = \"PATH\"`", origin))?;
-        let key = Utf8PathBuf::from(key);
-        return Ok(Some(match dir {
-            Some(d) if key.is_relative() => d.join(key),
-            _ => key,
-        }));
-    }
-    Ok(None)
+    let Some(section) = ws.sections(package, "sign").into_iter().next() else {
+        return Ok(None);
+    };
+    let key = section
+        .value
+        .get("key")
+        .and_then(|k| k.as_str())
+        .ok_or_else(|| {
+            anyhow::anyhow!("{}: expected a table with `key = \"PATH\"`", section.origin)
+        })?;
+    let key = Utf8PathBuf::from(key);
+    Ok(Some(if key.is_relative() {
+        section.dir.join(key)
+    } else {
+        key
+    }))
 }
 
 /// Where a bundle's minisign signature lives.

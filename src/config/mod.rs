@@ -146,9 +146,9 @@ pub struct TableSource<'a> {
     pub scope: &'static str,
 }
 
-impl TableSource<'_> {
+impl<'a> TableSource<'a> {
     /// The table that applies: `release-bundle` when present, else `release`.
-    fn table(&self) -> Option<(&Value, Origin, TableKind)> {
+    fn table(&self) -> Option<(&'a Value, Origin, TableKind)> {
         let metadata = self.metadata?.as_object()?;
         let (key, kind) = if metadata.contains_key("release-bundle") {
             ("release-bundle", TableKind::Own)
@@ -162,12 +162,12 @@ impl TableSource<'_> {
     }
 
     /// The `deploy` table inside the release table, with where it is.
-    pub fn deploy_table(&self) -> Option<(&Value, Origin)> {
+    pub fn deploy_table(&self) -> Option<(&'a Value, Origin)> {
         self.sub_table("deploy")
     }
 
     /// A key of the release table read on its own (`deploy`, `image`), with where it is.
-    pub fn sub_table(&self, key: &str) -> Option<(&Value, Origin)> {
+    pub fn sub_table(&self, key: &str) -> Option<(&'a Value, Origin)> {
         let (table, origin, _) = self.table()?;
         Some((table.get(key)?, origin.child(key)))
     }

@@ -12,7 +12,7 @@ use cargo_metadata::{Metadata, MetadataCommand, Package, TargetKind};
 
 use crate::archive::manifest::{Git, Rustc, Timestamp, TimestampSource};
 use crate::archive::{self, MAX_MTIME};
-use crate::config::TableSource;
+use crate::config::{Origin, TableSource};
 use crate::util::display_path;
 
 /// Timestamp used when there is neither `SOURCE_DATE_EPOCH` nor a git commit:
@@ -56,6 +56,28 @@ impl Workspace {
             metadata: Some(&package.metadata).filter(|m| !m.is_null()),
             scope: "package",
         }
+    }
+
+    /// The section `key` (`image`, `sign`, `deploy`) of the release tables that apply to
+    /// `package`: its own, then the workspace's, each with the directory relative paths in it
+    /// are relative to. The one rule for where a section is read; callers take the first
+    /// (image, sign) or layer them (deploy).
+    pub fn sections<'a>(&'a self, package: &'a Package, key: &str) -> Vec<Section<'a>> {
+        let package_dir = package.manifest_path.parent().unwrap_or(self.root());
+        [
+            (self.package_table(package), package_dir),
+            (self.workspace_table(), self.root()),
+        ]
+        .into_iter()
+        .filter_map(|(table, dir)| {
+            let (value, origin) = table.sub_table(key)?;
+            Some(Section {
+                value,
+                origin,
+                dir: dir.to_owned(),
+            })
+        })
+        .collect()
     }
 
     pub fn members(&self) -> Vec<&Package> {
@@ -374,6 +396,14 @@ pub fn cargo_home() -> Option<Utf8PathBuf> {
 /// Parse `rustc --print cfg` output.
 pub fn parse_cfgs(text: &str) -> Vec<cargo_metadata::cargo_platform::Cfg> {
     text.lines().filter_map(|l| l.parse().ok()).collect()
+}
+
+/// One section of a release table, where it was found.
+pub struct Section<'a> {
+    pub value: &'a serde_json::Value,
+    pub origin: Origin,
+    /// Relative paths in it are relative to this directory (the manifest's).
+    pub dir: Utf8PathBuf,
 }
 
 /// Parse `SOURCE_DATE_EPOCH`: a decimal Unix time; anything else is an error.

@@ -175,13 +175,12 @@ pub fn spec_for(
     release: &Release,
     flag: bool,
 ) -> anyhow::Result<Option<Spec>> {
-    let mut wanted = None;
-    for table in [ws.package_table(package), ws.workspace_table()] {
-        if let Some((value, origin)) = table.sub_table("image") {
-            wanted = parse_config(value, &origin).map_err(|e| anyhow::anyhow!("{e}"))?;
-            break;
+    let wanted = match ws.sections(package, "image").first() {
+        Some(section) => {
+            parse_config(section.value, &section.origin).map_err(|e| anyhow::anyhow!("{e}"))?
         }
-    }
+        None => None,
+    };
     let Some(image_config) = wanted.or_else(|| flag.then(ImageConfig::default)) else {
         return Ok(None);
     };
