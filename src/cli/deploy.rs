@@ -229,3 +229,23 @@ pub struct ReleasesOpts {
     #[command(flatten)]
     pub output: OutputOpts,
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecOpts {
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
+
+    /// Hosts running the command at once: a count or a share (`25%`) [default: all]
+    #[arg(long, value_name = "N|N%", value_parser = parse_batch)]
+    pub batch: Option<crate::deploy::config::Batch>,
+
+    #[command(flatten)]
+    pub output: OutputOpts,
+
+    /// The launcher command and its arguments, after `--` (`exec -- migrate --dry-run`)
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}

@@ -51,6 +51,9 @@ pub enum Commands {
     Releases(ReleasesOpts),
     /// Print a systemd unit for the deployed layout
     SystemdUnit(SystemdUnitOpts),
+    /// Run a launcher command (`bin/<name> COMMAND ARGS...`) of the current release on each host,
+    /// with the host's environment
+    Exec(ExecOpts),
     /// Sign bundles (an SSH signature over each bundle's .sha256 line, written to BUNDLE.sig)
     Sign(SignOpts),
     /// Print shell completions for cargo-release-bundle

@@ -5,6 +5,7 @@
 mod bundle;
 mod completions;
 mod deploy;
+mod exec;
 mod init;
 mod install;
 mod merge;
@@ -71,6 +72,11 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
             let shell = o.output.shell();
             let result = releases::run(o, &shell);
             (shell, result, 1)
+        }
+        Some(Commands::Exec(o)) => {
+            let shell = o.output.shell();
+            let result = exec::run(o, &shell);
+            (shell, result, 2)
         }
         Some(Commands::SystemdUnit(o)) => {
             let shell = o.output.shell();

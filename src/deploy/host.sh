@@ -23,7 +23,7 @@ rb_name_ok() {
 }
 
 case $rb_step in
-  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env)
+  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
       if [ "$rb_step" = state ]; then
@@ -425,6 +425,19 @@ rb_step_env_file() {
   fi
 }
 
+# exec NAME COMMAND [ARGS...]: the current release's launcher, from the release's directory
+# (the launcher reads shared/env itself: the environment the service gets). Arguments are
+# passed as they arrived, never evaluated.
+rb_step_exec() {
+  rb_name_ok "$1"
+  rb_cur=$(rb_current)
+  [ -n "$rb_cur" ] || rb_die "nothing is current under $rb_path"
+  cd "releases/$rb_cur" || rb_die "releases/$rb_cur is not installed"
+  rb_launcher=bin/$1
+  shift
+  exec "./$rb_launcher" "$@" < /dev/null
+}
+
 # One step per call: dispatch.
 case $rb_step in
   lock) rb_step_lock "$@" ;;
@@ -446,5 +459,6 @@ case $rb_step in
   tail) rb_step_tail "$@" ;;
   prune) rb_step_prune "$@" ;;
   env-file) rb_step_env_file "$@" ;;
+  exec) rb_step_exec "$@" ;;
   *) rb_die "unknown step '$rb_step'" ;;
 esac

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod config;
+pub mod exec;
 pub mod fleet;
 mod gzip;
 pub mod notes;

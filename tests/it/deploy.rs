@@ -301,6 +301,7 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
             .all(|h| h["bytes_sent"] == 0),
         "{s}"
     );
+    exec_runs_launcher_commands_on_every_host(&hosts, &ports);
     let log = fs::read_to_string(hosts.root(1).join(".deploy/log.jsonl")).unwrap();
     for event in [
         "staged",
@@ -317,6 +318,48 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
             "{event}: {log}"
         );
     }
+}
+
+/// `exec` on three hosts: each line prefixed with its host, arguments arriving exactly as
+/// given (spaces, quotes, `$`, a newline), the host's shared/env in effect, and the exit code
+/// and summary naming the one host where the command failed.
+fn exec_runs_launcher_commands_on_every_host(hosts: &Hosts, ports: &[u16]) {
+    let exec = |command: &[&str]| {
+        let mut args: Vec<String> = vec!["exec".into()];
+        args.extend(hosts.args(3));
+        args.push("--".into());
+        args.extend(command.iter().map(|a| a.to_string()));
+        hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = exec(&["migrate", "a b", "it's", "$HOME", "two\nlines"]);
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for h in ["h1", "h2", "h3"] {
+        assert!(
+            text.contains(&format!("{h}: migrate up a b it's $HOME two\n"))
+                && text.contains(&format!("{h}: lines (command: migrate)\n")),
+            "{text}"
+        );
+    }
+    let out = exec(&["env"]);
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("h2: PORT={} (from env file)", ports[1])),
+        "{text}"
+    );
+    // h3's shared/env unreadable by its user: the launcher refuses there, only there.
+    let env3 = hosts.root(3).join("shared/env");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&env3, fs::Permissions::from_mode(0o000)).unwrap();
+    let out = exec(&["env"]);
+    fs::set_permissions(&env3, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed on h3 (exit 1)") && !stderr(&out).contains("h1 (exit"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn deploy_args(hosts: &Hosts, bundle: &Path, n: usize, extra: &[&str]) -> Vec<String> {

@@ -1,0 +1,94 @@
+//! `cargo release-bundle exec --host/--dest ... -- COMMAND [ARGS]`: a launcher command on every
+//! host, each output line prefixed with its host; exit 0 only when every host's command did.
+
+use std::sync::mpsc;
+
+use anyhow::{Context, Result};
+
+use crate::cli::ExecOpts;
+use crate::deploy::exec::{self, Ended, Line};
+use crate::deploy::{fleet, resolve};
+use crate::output::{MessageFormat, Output, printable};
+
+/// 0 when the command exited 0 on every host, 1 otherwise (the summary names each failing
+/// host and its code); 2 when the hosts cannot be resolved.
+pub fn run(opts: &ExecOpts, shell: &Output) -> Result<u8> {
+    let lookup = super::deploy::lookup(&opts.hosts, &opts.manifest);
+    let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None, None);
+    let hosts = resolve::hosts(&lookup, flags)?;
+    let targets = &hosts.targets;
+    let name = match &hosts.name {
+        Some(name) => name.clone(),
+        None => {
+            // The release name the first host's current release records.
+            let first = targets.first().context("no hosts to run on")?;
+            let state = fleet::states(std::slice::from_ref(first))
+                .pop()
+                .context("no answer")??;
+            fleet::release_name(&state).with_context(|| first.label.clone())?
+        }
+    };
+    let batch = opts
+        .batch
+        .map_or(targets.len(), |b| b.size(targets.len()))
+        .max(1);
+    let (tx, rx) = mpsc::channel();
+    let ended = std::thread::scope(|scope| {
+        let worker = scope.spawn(move || exec::exec(targets, &name, &opts.command, batch, &tx));
+        for line in rx {
+            print_line(&line, opts.output.message_format, shell);
+        }
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    Ok(summarize(&ended, opts.output.message_format, shell))
+}
+
+fn print_line(line: &Line, format: MessageFormat, shell: &Output) {
+    let text = printable(&line.text, 1);
+    let text = text.trim_end_matches('\n');
+    if format == MessageFormat::Json {
+        shell.json(&serde_json::json!({
+            "reason": "exec-output",
+            "host": line.host,
+            "stream": if line.stderr { "stderr" } else { "stdout" },
+            "line": text,
+        }));
+    } else if line.stderr {
+        shell.warn(format!("{}: {text}", line.host));
+    } else {
+        shell.out(format!("{}: {text}", line.host));
+    }
+}
+
+/// The summary, and the exit code: 0 when every host's command exited 0.
+fn summarize(ended: &[Ended], format: MessageFormat, shell: &Output) -> u8 {
+    let failed: Vec<String> = ended
+        .iter()
+        .filter(|e| e.code != Ok(0))
+        .map(|e| match &e.code {
+            Ok(code) => format!("{} (exit {code})", e.host),
+            Err(why) => format!("{} ({why})", e.host),
+        })
+        .collect();
+    if format == MessageFormat::Json {
+        let hosts: Vec<serde_json::Value> = ended
+            .iter()
+            .map(|e| match &e.code {
+                Ok(code) => serde_json::json!({"host": e.host, "code": code}),
+                Err(why) => serde_json::json!({"host": e.host, "code": null, "error": why}),
+            })
+            .collect();
+        shell.json(&serde_json::json!({
+            "reason": "exec-summary",
+            "success": failed.is_empty(),
+            "hosts": hosts,
+        }));
+    } else if failed.is_empty() {
+        shell.status("Finished", format!("on {} host(s)", ended.len()));
+    } else {
+        shell.error(format!("failed on {}", failed.join(", ")));
+    }
+    u8::from(!failed.is_empty())
+}

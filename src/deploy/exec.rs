@@ -1,0 +1,90 @@
+//! `exec`: one launcher command on every selected host, in the current release with the
+//! host's environment (what the service itself gets), batch by batch. Each host's output
+//! comes back line by line as it is written; each host's exit code is kept.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+use std::sync::mpsc;
+
+use anyhow::{Context, Result};
+
+use super::Target;
+use super::state::batches;
+
+/// One line a host wrote.
+pub struct Line {
+    pub host: String,
+    pub stderr: bool,
+    pub text: Vec<u8>,
+}
+
+/// How the command ended on one host: its exit code, or why it could not run.
+pub struct Ended {
+    pub host: String,
+    pub code: std::result::Result<i32, String>,
+}
+
+/// Run `bin/<name> COMMAND ARGS…` of the current release on every target, `batch` at once;
+/// lines go to `lines` as they come. The arguments reach the launcher as given (each is
+/// quoted for the remote shell, never evaluated by it).
+pub fn exec(
+    targets: &[Target],
+    name: &str,
+    command: &[String],
+    batch: usize,
+    lines: &mpsc::Sender<Line>,
+) -> Vec<Ended> {
+    let mut ended = Vec::new();
+    for range in batches(targets.len(), batch) {
+        let batch = targets[range].to_vec();
+        ended.extend(super::parallel(batch, |t| Ended {
+            host: t.label.clone(),
+            code: run_one(&t, name, command, lines).map_err(|e| format!("{e:#}")),
+        }));
+    }
+    ended
+}
+
+fn run_one(t: &Target, name: &str, command: &[String], lines: &mpsc::Sender<Line>) -> Result<i32> {
+    let mut args = vec![name];
+    args.extend(command.iter().map(String::as_str));
+    let mut cmd = t.transport.single_step(&t.path, "exec", &args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("{}: cannot run the exec step", t.label))?;
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    std::thread::scope(|scope| {
+        scope.spawn(|| forward(out, &t.label, false, lines));
+        forward(err, &t.label, true, lines);
+    });
+    let status = child
+        .wait()
+        .with_context(|| format!("{}: the exec step", t.label))?;
+    // A signal, or ssh's own failure (255), has no code of the command's: say so as -1.
+    Ok(status.code().unwrap_or(-1))
+}
+
+/// Every line of `stream` (at most 64 KiB each; longer ones are split) to `lines`.
+fn forward(stream: Option<impl Read>, host: &str, stderr: bool, lines: &mpsc::Sender<Line>) {
+    let Some(stream) = stream else { return };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut text = Vec::new();
+        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut text) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if text.last() == Some(&b'\n') {
+                    text.pop();
+                }
+                let _ = lines.send(Line {
+                    host: host.to_string(),
+                    stderr,
+                    text,
+                });
+            }
+        }
+    }
+}
