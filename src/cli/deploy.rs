@@ -249,3 +249,19 @@ pub struct ExecOpts {
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusOpts {
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
+
+    /// How long a host has to answer before it is reported unreachable
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    #[command(flatten)]
+    pub output: OutputOpts,
+}

@@ -54,6 +54,8 @@ pub enum Commands {
     /// Run a launcher command (`bin/<name> COMMAND ARGS...`) of the current release on each host,
     /// with the host's environment
     Exec(ExecOpts),
+    /// Each host's state: reachable, current, the service's process, the lock, the last event
+    Status(StatusOpts),
     /// Sign bundles (an SSH signature over each bundle's .sha256 line, written to BUNDLE.sig)
     Sign(SignOpts),
     /// Print shell completions for cargo-release-bundle

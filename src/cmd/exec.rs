@@ -17,17 +17,7 @@ pub fn run(opts: &ExecOpts, shell: &Output) -> Result<u8> {
     let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None, None);
     let hosts = resolve::hosts(&lookup, flags)?;
     let targets = &hosts.targets;
-    let name = match &hosts.name {
-        Some(name) => name.clone(),
-        None => {
-            // The release name the first host's current release records.
-            let first = targets.first().context("no hosts to run on")?;
-            let state = fleet::states(std::slice::from_ref(first))
-                .pop()
-                .context("no answer")??;
-            fleet::release_name(&state).with_context(|| first.label.clone())?
-        }
-    };
+    let name = release_name(&hosts)?;
     let batch = opts
         .batch
         .map_or(targets.len(), |b| b.size(targets.len()))
@@ -91,4 +81,25 @@ fn summarize(ended: &[Ended], format: MessageFormat, shell: &Output) -> u8 {
         shell.error(format!("failed on {}", failed.join(", ")));
     }
     u8::from(!failed.is_empty())
+}
+
+/// The release name: the package's when run in it, else what the first host's current
+/// release records.
+pub(super) fn release_name(hosts: &resolve::Hosts) -> Result<String> {
+    if let Some(name) = &hosts.name {
+        return Ok(name.clone());
+    }
+    // The first host that answers.
+    let mut last = anyhow::anyhow!("no hosts");
+    for target in &hosts.targets {
+        let answer = fleet::states(std::slice::from_ref(target))
+            .pop()
+            .context("no answer")
+            .and_then(|state| fleet::release_name(&state?));
+        match answer {
+            Ok(name) => return Ok(name),
+            Err(e) => last = e.context(target.label.clone()),
+        }
+    }
+    Err(last)
 }

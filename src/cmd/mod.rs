@@ -13,6 +13,7 @@ mod plan;
 mod releases;
 mod rollback;
 mod sign;
+mod status;
 mod systemd_unit;
 mod unpack;
 mod verify;
@@ -30,78 +31,39 @@ pub struct Outcome {
     pub error_code: u8,
 }
 
+/// Run the command the command line names, with the output its flags ask for.
 pub fn run(cli: &ReleaseBundle) -> Outcome {
-    let (shell, result, error_code) = match &cli.command {
-        None => {
-            let o = &cli.bundle;
-            let shell = o.output.shell();
-            let result = bundle::run(o, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Plan(o)) => {
-            let shell = o.output.shell();
-            let result = plan::run(o, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Merge(m)) => {
-            let shell = m.output.shell();
-            let result = merge::run(m, &shell);
-            (shell, result, 2)
-        }
-        Some(Commands::Init(i)) => {
-            let shell = i.output.shell();
-            let result = init::run(i, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Deploy(o)) => {
-            let shell = o.build.output.shell();
-            let result = deploy::run(o, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Install(o)) => {
-            let shell = o.output.shell();
-            let result = install::run(o, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Rollback(o)) => {
-            let shell = o.output.shell();
-            let result = rollback::run(o, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Releases(o)) => {
-            let shell = o.output.shell();
-            let result = releases::run(o, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Exec(o)) => {
-            let shell = o.output.shell();
-            let result = exec::run(o, &shell);
-            (shell, result, 2)
-        }
-        Some(Commands::SystemdUnit(o)) => {
-            let shell = o.output.shell();
-            let result = systemd_unit::run(o, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Sign(o)) => {
-            let shell = o.output.shell();
-            let result = sign::run(o, &shell);
-            (shell, result, 1)
-        }
-        Some(Commands::Completions { shell: which }) => {
-            (Output::new(None, false, 0), completions::run(*which), 1)
-        }
-        Some(Commands::Verify(v)) => {
-            let shell = v.check.output.shell();
-            let result = verify::run(v, &shell);
-            (shell, result, 2)
-        }
-        Some(Commands::Unpack(u)) => {
-            let shell = u.check.output.shell();
-            let result = unpack::run(u, &shell);
-            (shell, result, 2)
-        }
-    };
+    match &cli.command {
+        None => with(&cli.bundle.output, 1, |s| bundle::run(&cli.bundle, s)),
+        Some(Commands::Plan(o)) => with(&o.output, 1, |s| plan::run(o, s)),
+        Some(Commands::Merge(o)) => with(&o.output, 2, |s| merge::run(o, s)),
+        Some(Commands::Init(o)) => with(&o.output, 1, |s| init::run(o, s)),
+        Some(Commands::Deploy(o)) => with(&o.build.output, 1, |s| deploy::run(o, s)),
+        Some(Commands::Install(o)) => with(&o.output, 1, |s| install::run(o, s)),
+        Some(Commands::Rollback(o)) => with(&o.output, 1, |s| rollback::run(o, s)),
+        Some(Commands::Releases(o)) => with(&o.output, 1, |s| releases::run(o, s)),
+        Some(Commands::Exec(o)) => with(&o.output, 2, |s| exec::run(o, s)),
+        Some(Commands::Status(o)) => with(&o.output, 2, |s| status::run(o, s)),
+        Some(Commands::SystemdUnit(o)) => with(&o.output, 1, |s| systemd_unit::run(o, s)),
+        Some(Commands::Sign(o)) => with(&o.output, 1, |s| sign::run(o, s)),
+        Some(Commands::Completions { shell: which }) => Outcome {
+            shell: Output::new(None, false, 0),
+            result: completions::run(*which),
+            error_code: 1,
+        },
+        Some(Commands::Verify(o)) => with(&o.check.output, 2, |s| verify::run(o, s)),
+        Some(Commands::Unpack(o)) => with(&o.check.output, 2, |s| unpack::run(o, s)),
+    }
+}
+
+/// One command with its output; `error_code` is what an error maps to.
+fn with(
+    output: &crate::cli::OutputOpts,
+    error_code: u8,
+    command: impl FnOnce(&Output) -> Result<u8>,
+) -> Outcome {
+    let shell = output.shell();
+    let result = command(&shell);
     Outcome {
         shell,
         result,

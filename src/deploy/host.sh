@@ -23,7 +23,7 @@ rb_name_ok() {
 }
 
 case $rb_step in
-  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec)
+  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|status)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
       if [ "$rb_step" = state ]; then
@@ -438,6 +438,34 @@ rb_step_exec() {
   exec "./$rb_launcher" "$@" < /dev/null
 }
 
+# status NAME: what `status` reports of this host: current, the service's process (pid, the
+# release it runs, seconds up), the deploy lock (whether its holder lives), then the log.
+rb_step_status() {
+  rb_name_ok "$1"
+  printf '@@rb current %s\n' "$(rb_current)"
+  rb_pid=$(cat "shared/tmp/$1.pid" 2>/dev/null) || rb_pid=
+  case $rb_pid in ''|*[!0-9]*) rb_pid= ;; esac
+  rb_seen=
+  [ -n "$rb_pid" ] && rb_seen=$(rb_proc_stat "$rb_pid")
+  case $rb_seen in
+    ''|Z\ *|X\ *) printf '@@rb process\n' ;;
+    *)
+      rb_exe=$(readlink "/proc/$rb_pid/exe" 2>/dev/null) || rb_exe=
+      rb_rel=${rb_exe#"$(pwd -P)"/releases/}
+      case $rb_rel in */*) rb_rel=${rb_rel%%/*} ;; *) rb_rel='?' ;; esac
+      rb_up=$(( $(date +%s) - $(stat -c %Y "/proc/$rb_pid" 2>/dev/null || date +%s) ))
+      printf '@@rb process %s %s %s\n' "$rb_pid" "$rb_rel" "$rb_up" ;;
+  esac
+  if [ -d .deploy/lock ]; then
+    rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || rb_holder=
+    if rb_holder_alive "$rb_holder"; then rb_live=live; else rb_live=stale; fi
+    printf '@@rb lock %s %s\n' "$rb_live" "$rb_holder"
+  fi
+  printf '@@rb log\n'
+  [ -f .deploy/log.jsonl ] && cat .deploy/log.jsonl
+  printf '@@rb end\n'
+}
+
 # One step per call: dispatch.
 case $rb_step in
   lock) rb_step_lock "$@" ;;
@@ -460,5 +488,6 @@ case $rb_step in
   prune) rb_step_prune "$@" ;;
   env-file) rb_step_env_file "$@" ;;
   exec) rb_step_exec "$@" ;;
+  status) rb_step_status "$@" ;;
   *) rb_die "unknown step '$rb_step'" ;;
 esac

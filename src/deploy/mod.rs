@@ -23,6 +23,7 @@ mod restart;
 mod session;
 mod stage;
 pub mod state;
+pub mod status;
 pub mod transport;
 pub mod unit;
 

@@ -302,6 +302,7 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
         "{s}"
     );
     exec_runs_launcher_commands_on_every_host(&hosts, &ports);
+    status_reports_every_host(&hosts);
     let log = fs::read_to_string(hosts.root(1).join(".deploy/log.jsonl")).unwrap();
     for event in [
         "staged",
@@ -360,6 +361,60 @@ fn exec_runs_launcher_commands_on_every_host(hosts: &Hosts, ports: &[u16]) {
         "{}",
         stderr(&out)
     );
+}
+
+/// `status`: every host running `current`, then a stopped service, a stale lock and an
+/// unreachable host (a closed port), each reported, with exit code 1 and JSON.
+fn status_reports_every_host(hosts: &Hosts) {
+    // An extra host whose port is closed, in a copy of the SSH config.
+    let config = hosts.scratch.join("ssh_config_dead");
+    let mut text = fs::read_to_string(&hosts.ssh_config).unwrap();
+    text = format!(
+        "Host dead\n  HostName 127.0.0.1\n  Port {}\n  User rbhost1\n{text}",
+        free_port()
+    );
+    fs::write(&config, text).unwrap();
+    let status = |extra: &[&str]| {
+        let mut args: Vec<String> = vec!["status".into(), "--message-format".into(), "json".into()];
+        // The copy of the SSH config (it names the same hosts, and the dead one).
+        let mut host_args = hosts.args(3);
+        host_args[1] = config.display().to_string();
+        args.extend(host_args);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        (out.status.code(), json_lines(&out))
+    };
+    let (code, all) = status(&[]);
+    assert_eq!(code, Some(0), "{all:?}");
+    for s in &all {
+        assert_eq!(s["reachable"], true, "{s}");
+        assert_eq!(s["process"]["release"], s["current"], "{s}");
+        assert!(s["lock"].is_null(), "{s}");
+        assert_eq!(s["last_event"]["event"], "pruned", "{s}");
+    }
+    // h2 stopped, a stale lock on h1, and the dead host.
+    let out = hosts.ssh(2, &format!("{}/current/bin/webapp stop", hosts.path));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = hosts.root(1).join(".deploy/lock");
+    fs::create_dir_all(&lock).unwrap();
+    fs::write(
+        lock.join("holder"),
+        "pid=1 start=1 boot=x who=gone version=9\n",
+    )
+    .unwrap();
+    let (code, all) = status(&["--host", "dead", "--timeout", "5s"]);
+    assert_eq!(code, Some(1), "{all:?}");
+    let by = |h: &str| all.iter().find(|s| s["host"] == h).unwrap().clone();
+    assert_eq!(by("h1")["lock"]["live"], false);
+    assert!(by("h2")["process"].is_null());
+    assert_eq!(by("h2")["problems"][0], "the service is not running");
+    assert_eq!(by("dead")["reachable"], false);
+    assert_eq!(by("h3")["problems"].as_array().unwrap().len(), 0);
+    fs::remove_dir_all(&lock).unwrap();
 }
 
 fn deploy_args(hosts: &Hosts, bundle: &Path, n: usize, extra: &[&str]) -> Vec<String> {
