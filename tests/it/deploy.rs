@@ -751,16 +751,7 @@ fn a_destination_from_the_manifest() {
     if !have("minisign") {
         return;
     }
-    let key = fx.scratch.join("ci.key");
-    let public = fx.scratch.join("ci.pub");
-    let made = std::process::Command::new("minisign")
-        .args(["-G", "-W", "-f", "-s"])
-        .arg(&key)
-        .arg("-p")
-        .arg(&public)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", stderr(&made));
+    let (key, public) = minisign_keypair(&fx.scratch.path);
     // The same bundle the first deploy built (bundling is reproducible), to sign.
     let out = fx.run(&[
         "--message-format",

@@ -403,15 +403,7 @@ fn signing_at_bundle_time_covers_the_provenance_and_merge_signs_the_sums() {
     if !have("minisign") {
         return;
     }
-    let (key, public) = (fx.scratch.join("ci.key"), fx.scratch.join("ci.pub"));
-    let made = Command::new("minisign")
-        .args(["-G", "-W", "-f", "-s"])
-        .arg(&key)
-        .arg("-p")
-        .arg(&public)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", stderr(&made));
+    let (key, public) = minisign_keypair(&fx.scratch.path);
     let merged = fx.scratch.join("merged-minisign");
     let out = run_tool(
         &fx.scratch.path,

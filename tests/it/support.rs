@@ -465,3 +465,21 @@ pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
+
+/// A passwordless minisign key pair made by the `minisign` tool in `dir`: (secret, public).
+pub fn minisign_keypair(dir: &Path) -> (PathBuf, PathBuf) {
+    let (key, public) = (dir.join("ci.key"), dir.join("ci.pub"));
+    let made = Command::new("minisign")
+        .args(["-G", "-W", "-f", "-s"])
+        .arg(&key)
+        .arg("-p")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (key, public)
+}
