@@ -131,6 +131,11 @@ pub struct DeployOpts {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Verify the bundle and send it to every host, and switch nothing: a later deploy of the
+    /// same bundle switches without sending
+    #[arg(long, conflicts_with = "dry_run")]
+    pub stage_only: bool,
+
     /// Install FILE as each host's shared/env (0600, sent through stdin, never echoed); with
     /// HOST=FILE for one host only; repeatable
     #[arg(long, value_name = "[HOST=]FILE")]

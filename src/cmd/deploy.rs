@@ -32,6 +32,7 @@ pub(super) fn options(
         lock_wait: flags.lock_wait,
         who: resolve::who(),
         env,
+        stage_only: false,
     }
 }
 
@@ -313,7 +314,8 @@ pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
         );
     }
     let env = resolve::env_files(&opts.env_file, targets)?;
-    let options = options(hosts.settings.clone(), &opts.restart, true, env);
+    let mut options = options(hosts.settings.clone(), &opts.restart, true, env);
+    options.stage_only = opts.stage_only;
     reporting(opts.build.output.message_format, shell, "Deployed", |tx| {
         fleet::deploy(&release, targets, &options, tx)
     })

@@ -112,6 +112,15 @@ fn deploy_locked(
         .collect();
     verify_installed(&earlier, version, tx).context("no host was switched")?;
     stage_all(release, sessions, tx, outcomes)?;
+    if opts.stage_only {
+        for s in sessions.iter() {
+            if let Some(o) = outcomes.get_mut(&s.target.label) {
+                o.outcome = "staged".into();
+                o.current = s.state.current.clone();
+            }
+        }
+        return Ok(());
+    }
     if opts.restart {
         check_environments(sessions, name, version)?;
     }

@@ -70,6 +70,8 @@ pub struct Options {
     pub who: String,
     /// Env files to install as `shared/env`, by host label (sent through stdin).
     pub env: BTreeMap<String, Vec<u8>>,
+    /// Verify and send the release everywhere, and switch nothing (`--stage-only`).
+    pub stage_only: bool,
 }
 
 /// `f` over every item at once, one thread each; the results in the items' order. A panic

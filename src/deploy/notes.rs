@@ -87,7 +87,8 @@ impl HostNotes<'_> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HostOutcome {
     pub host: String,
-    /// `deployed`, `unchanged`, `started` (current already, but it was not running),
+    /// `deployed`, `staged` (`--stage-only`), `unchanged`, `started` (current already, but it
+    /// was not running),
     /// `reverted`, `failed`, `untouched`, `rolled-back`.
     pub outcome: String,
     pub current: Option<String>,

@@ -533,6 +533,21 @@ fn locks_kills_tampering_and_host_keys() {
     assert!(!hosts.root(1).join("releases/1.3.0").exists());
     assert_eq!(hosts.current(1).as_deref(), Some("1.2.0"));
 
+    // --stage-only sends 1.3.0 everywhere and switches nothing; the deploy below then
+    // switches without sending it again.
+    let out = deploy(&hosts, &v2, 2, &["--stage-only"]);
+    assert_success(&out);
+    let s = summary(&out);
+    for h in s["hosts"].as_array().unwrap() {
+        assert_eq!(h["outcome"], "staged", "{s}");
+        assert_eq!(h["current"], "1.2.0", "{s}");
+    }
+    for i in 1..=2 {
+        assert!(hosts.root(i).join("releases/1.3.0/SHA256SUMS").is_file());
+        assert_eq!(hosts.current(i).as_deref(), Some("1.2.0"));
+    }
+    assert_eq!(get(ports[0], "/env/RELEASE_VSN"), "1.2.0");
+
     // A deploy that is slow to call its release healthy holds the locks; a second deploy
     // is refused, naming the holder. Then the first is killed with SIGKILL mid-switch.
     let args = deploy_args(
