@@ -153,9 +153,17 @@ impl Layer {
                         layer.profiles.insert(name.clone(), profile);
                     }
                 }
-                // Read by `deploy` (see `deploy::config`) and the image stage (`image`), on
-                // their own.
-                "deploy" | "image" | "sign" => {}
+                // Read by `deploy` (see `deploy::config`), the image stage and signing, on
+                // their own, from the release table itself: inside a profile they would be
+                // silently ignored, so they get a warning there.
+                "deploy" | "image" | "sign" if top => {}
+                "deploy" | "image" | "sign" => warnings.push(ConfigWarning {
+                    origin: o.clone(),
+                    message: "not read inside a profile, ignored".into(),
+                    help: Some(format!(
+                        "set `{key}` in the release table itself (profiles apply to bundling keys)"
+                    )),
+                }),
                 // Ours when it is a table; cargo-release's `verify = bool` in a shared table.
                 "verify" if v.is_object() => {
                     let table = value::table(v, &o)?;

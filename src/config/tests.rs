@@ -74,6 +74,20 @@ fn layering_package_over_workspace_then_profile() {
 }
 
 #[test]
+fn sections_inside_a_profile_are_flagged() {
+    let pkg = json!({"release": {"profile": {"prod": {"image": {"base": "x"}}}}});
+    let loaded = load_with(json!({}), pkg, "prod").unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("not read inside a profile")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
 fn release_bundle_table_wins_over_release() {
     let pkg = json!({"release": {"name": "ignored", "bogus": 1},
                      "release-bundle": {"name": "used"}});
