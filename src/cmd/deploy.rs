@@ -335,9 +335,10 @@ fn dry_run(
     for (t, state) in targets.iter().zip(fleet::states(targets)) {
         let state = state?;
         // The decisions the deploy takes before it sends anything, taken the same way.
-        fleet::check_staging(t, &state, release)?;
+        crate::deploy::checks::check_staging(t, &state, release)?;
         if state.releases.contains_key(&m.version) && state.current.as_ref() != Some(&m.version) {
-            fleet::release_intact(t, &m.version).context("the deploy would refuse to switch")?;
+            crate::deploy::checks::release_intact(t, &m.version)
+                .context("the deploy would refuse to switch")?;
         }
         let transfer = state::plan_transfer(release, &state)?;
         let (send_files, send_bytes) = (transfer.files_sent, transfer.bytes_sent_uncompressed);

@@ -38,7 +38,7 @@ fn dry_run(targets: &[Target], opts: &RollbackOpts, shell: &Output) -> Result<u8
         let to = fleet::pick_rollback(&hosts, opts.version.as_deref(), &bad)?;
         let broken: Vec<String> = targets
             .iter()
-            .filter_map(|t| fleet::release_intact(t, &to).err())
+            .filter_map(|t| crate::deploy::checks::release_intact(t, &to).err())
             .map(|e| format!("{e:#}"))
             .collect();
         if broken.is_empty() {

@@ -13,6 +13,7 @@
 //! <path>/.deploy/log.jsonl     one event a line
 //! ```
 
+pub mod checks;
 pub mod config;
 pub mod exec;
 pub mod fleet;
