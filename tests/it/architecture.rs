@@ -146,3 +146,20 @@ fn no_source_file_is_over_600_lines_of_non_test_code() {
         .collect();
     assert!(big.is_empty(), "split by idea: {big:?}");
 }
+
+/// One module convention: a module with submodules is a folder with `mod.rs`, never `x.rs`
+/// beside `x/`.
+#[test]
+fn folder_modules_use_mod_rs() {
+    let mut files = Vec::new();
+    sources(&repo().join("src"), &mut files);
+    let mixed: Vec<&String> = files
+        .iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| {
+            let stem = rel.trim_end_matches(".rs");
+            !rel.ends_with("mod.rs") && repo().join("src").join(stem).is_dir()
+        })
+        .collect();
+    assert!(mixed.is_empty(), "use x/mod.rs instead of x.rs: {mixed:?}");
+}
