@@ -25,7 +25,6 @@ use super::stage::stage_group;
 use super::state::{HostState, TransferPlan, Wire, batches, parse_state, plan_transfer};
 use super::transport::Transport;
 use super::{Event, Options, Release, Target, now};
-use crate::archive::{self, Format};
 
 fn untouched(targets: &[Target]) -> BTreeMap<String, HostOutcome> {
     targets
@@ -140,7 +139,7 @@ fn transfer_groups(
     tx: &Notes,
 ) -> Result<Vec<(TransferPlan, Wire, Vec<usize>)>> {
     let version = release.manifest.version.as_str();
-    let format = archive::format_of(release.bundle.as_str()).unwrap_or(Format::TarZst);
+    let format = release.format();
     let mut groups: Vec<(TransferPlan, Wire, Vec<usize>)> = Vec::new();
     for (i, s) in sessions.iter().enumerate() {
         if s.state.releases.contains_key(version) {

@@ -57,6 +57,14 @@ pub struct Release<'a> {
     pub manifest_spool: std::fs::File,
 }
 
+impl Release<'_> {
+    /// The bundle's compression, as its file name says (verify checked that the name and the
+    /// bytes agree).
+    pub fn format(&self) -> crate::archive::Format {
+        crate::archive::format_of(self.bundle.as_str()).unwrap_or(crate::archive::Format::TarZst)
+    }
+}
+
 /// How a deploy, install or rollback runs.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -12,7 +12,7 @@ use super::notes::Happened;
 use super::session::Session;
 use super::state::{HeldFile, TransferPlan, Wire};
 use super::{Event, Release, now};
-use crate::archive::{self, Format};
+use crate::archive;
 
 /// Counts and hashes what goes to the host.
 struct Tally<W: Write> {
@@ -55,8 +55,7 @@ fn write_transfer(release: &Release, links: &[HeldFile], out: impl Write) -> Res
         .context("cannot write the transfer")?;
     let file = crate::util::open_regular(bundle)
         .with_context(|| format!("`{bundle}`: cannot open the bundle"))?;
-    let format = archive::format_of(bundle.as_str()).unwrap_or(Format::TarZst);
-    let decoder = archive::decoder(format, BufReader::new(file))?;
+    let decoder = archive::decoder(release.format(), BufReader::new(file))?;
     let mut tar = tar::Archive::new(decoder);
     let top = format!("{}/", release.manifest.top_dir);
     for entry in tar
@@ -100,10 +99,6 @@ fn write_transfer(release: &Release, links: &[HeldFile], out: impl Write) -> Res
         .context("cannot write the transfer")?
         .flush()?;
     Ok(())
-}
-
-fn bundle_format(release: &Release) -> Format {
-    archive::format_of(release.bundle.as_str()).unwrap_or(Format::TarZst)
 }
 
 /// Write what goes over the wire: the bundle's own bytes, or the transfer tar (plain, gzip
@@ -167,7 +162,7 @@ fn receivers(
         std::io::BufWriter<std::process::ChildStdin>,
     )>,
 > {
-    let format = bundle_format(release);
+    let format = release.format();
     members
         .iter()
         .map(|s| {
