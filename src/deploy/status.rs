@@ -42,19 +42,26 @@ pub struct HostStatus {
     pub problems: Vec<String>,
 }
 
+impl HostStatus {
+    /// A reachable host about which nothing is known yet.
+    fn blank(host: &str) -> Self {
+        HostStatus {
+            host: host.into(),
+            reachable: true,
+            error: None,
+            current: None,
+            process: None,
+            lock: None,
+            last_event: None,
+            bad: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+}
+
 /// Parse `host.sh status` output.
 pub fn parse(host: &str, text: &str) -> Result<HostStatus> {
-    let mut status = HostStatus {
-        host: host.into(),
-        reachable: true,
-        error: None,
-        current: None,
-        process: None,
-        lock: None,
-        last_event: None,
-        bad: Vec::new(),
-        problems: Vec::new(),
-    };
+    let mut status = HostStatus::blank(host);
     let (head, log) = text
         .split_once("@@rb log\n")
         .context("the host's status report has no log section")?;
@@ -119,15 +126,10 @@ pub fn problems(s: &HostStatus) -> Vec<String> {
 pub fn statuses(targets: &[Target], name: &str, timeout: Duration) -> Vec<HostStatus> {
     super::parallel(targets.iter().collect(), |t| {
         read_one(t, name, timeout).unwrap_or_else(|e| HostStatus {
-            host: t.label.clone(),
             reachable: false,
             error: Some(format!("{e:#}")),
-            current: None,
-            process: None,
-            lock: None,
-            last_event: None,
-            bad: Vec::new(),
             problems: vec!["unreachable".into()],
+            ..HostStatus::blank(&t.label)
         })
     })
 }
@@ -161,6 +163,7 @@ fn read_one(t: &Target, name: &str, timeout: Duration) -> Result<HostStatus> {
         bail!("{}: {}", t.label, err.trim());
     }
     parse(&t.label, &String::from_utf8_lossy(&out.stdout))
+        .with_context(|| format!("{}: cannot read the status report", t.label))
 }
 
 #[cfg(test)]
