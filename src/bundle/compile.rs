@@ -343,3 +343,78 @@ pub fn build(
     artifacts.features.sort();
     Ok(artifacts)
 }
+
+/// Build the keeper crate at `manifest` (see `bundle::keeper`) for the bundle's target with
+/// the bundle's builder: offline and locked (it has no dependencies), its own target
+/// directory, its paths remapped to `remapped`. Run from `cwd` (the workspace root) so the
+/// project's `.cargo/config.toml` (linkers, for instance) applies. Its executable.
+pub fn build_keeper(
+    opts: &BuildOpts,
+    manifest: &Utf8Path,
+    cwd: &Utf8Path,
+    remapped: &str,
+    shell: &Output,
+) -> Result<Utf8PathBuf> {
+    let dir = manifest.parent().unwrap_or(manifest);
+    let (program, first) = builder_command(opts);
+    let mut args: Vec<String> = first.map(String::from).into_iter().collect();
+    args.extend(
+        [
+            "build",
+            "--release",
+            "--offline",
+            "--locked",
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+            manifest.as_str(),
+            "--target-dir",
+            dir.join("target").as_str(),
+        ]
+        .map(String::from),
+    );
+    if let Some(target) = &opts.target {
+        args.extend(["--target".into(), target.clone()]);
+    }
+    if let Some(jobs) = opts.jobs {
+        args.extend(["--jobs".into(), jobs.to_string()]);
+    }
+    if opts.quiet {
+        args.push("--quiet".into());
+    }
+    if let Some(color) = opts.color {
+        args.push(format!("--color={color}"));
+    }
+    shell.verbose_status(
+        "Running",
+        format!("`{program} {}` (the keeper)", args.join(" ")),
+    );
+    let mut child = Command::new(&program)
+        .args(&args)
+        .current_dir(cwd)
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("--remap-path-prefix={dir}={remapped}"),
+        )
+        .env_remove("RUSTFLAGS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot run `{program}`"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("cargo's stdout was not captured")?;
+    let (artifacts, reading) = read_messages(stdout, manifest);
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for `{program}`"))?;
+    if !status.success() {
+        bail!("building the keeper (for `listen`) failed ({status}); no bundle was written");
+    }
+    reading.with_context(|| format!("cannot read `{program}`'s JSON messages"))?;
+    artifacts
+        .executables
+        .into_values()
+        .next()
+        .context("cargo did not report the keeper's executable")
+}

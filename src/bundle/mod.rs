@@ -6,6 +6,7 @@ pub mod assemble;
 pub mod compile;
 mod environment;
 pub mod fixed_root;
+pub mod keeper;
 pub mod launcher;
 pub mod machine_paths;
 pub mod plan;
@@ -163,7 +164,7 @@ impl Run<'_> {
         // each other's package-cache lock, and the build then prints "Blocking waiting for
         // file lock on package cache" on every bundle.
         let graph = project::resolved_graph(&ws.manifest, &p.plan.target, &features, &opts.locate)?;
-        let artifacts = compile::build(
+        let mut artifacts = compile::build(
             &build,
             &env.manifest,
             &p.package,
@@ -172,6 +173,13 @@ impl Run<'_> {
             remap,
             self.shell,
         )?;
+        if p.plan.keeper {
+            let dir = ws.target_dir.join("release-bundle").join("keeper");
+            let manifest = keeper::write_crate(&dir)?;
+            let exe =
+                compile::build_keeper(&build, &manifest, ws.root(), keeper::REMAPPED, self.shell)?;
+            artifacts.executables.insert(keeper::ARTIFACT.into(), exe);
+        }
         // After the build, which may have created or updated the lock file.
         let lock_text = std::fs::read_to_string(ws.root().join("Cargo.lock")).unwrap_or_default();
         let bom = sbom::document(

@@ -61,6 +61,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "required-env",
     "env-file",
     "stop-timeout",
+    "listen",
+    "ready",
+    "ready-timeout",
     "launcher",
     "commands",
     "hooks",
@@ -117,7 +120,10 @@ pub const BUILTIN_COMMANDS: &[&str] = &[
     "version",
     "env",
     "run",
+    "reload",
     "help",
+    // What the keeper runs to start a generation (not for people).
+    "__generation",
 ];
 
 /// Where `start` and `daemon` run the service.
@@ -137,3 +143,23 @@ pub const RELEASE_VARIABLES: &[&str] = &[
     "RELEASE_NAME",
     "RELEASE_VSN",
 ];
+
+/// One socket the keeper holds: `listen = { http = "0.0.0.0:${PORT}" }` or
+/// `{ api = { address = "unix:/run/app.sock", mode = "0660" } }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// `HOST:PORT` (an IP literal, IPv6 in brackets) or `unix:/absolute/path`; `${VAR}`
+    /// forms are taken from the service's environment when the keeper starts.
+    pub address: String,
+    /// A Unix socket's permissions (default 0666, as systemd's `SocketMode=`).
+    pub mode: Option<u32>,
+}
+
+/// When a new generation counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// It sends `READY=1` on `NOTIFY_SOCKET`.
+    Notify,
+    /// It is still running this many milliseconds after it started (default 1000).
+    AfterMillis(u64),
+}

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::keys::{
-    CARGO_RELEASE_KEYS, Command, HookName, IncludeRule, KNOWN_KEYS, RELEASE_VARIABLES, Workdir,
+    CARGO_RELEASE_KEYS, Command, HookName, IncludeRule, KNOWN_KEYS, Listen, RELEASE_VARIABLES,
+    Ready, Workdir,
 };
+use super::listen::{parse_listen, parse_ready, parse_ready_timeout};
 use super::tables::{
     parse_command, parse_env, parse_hooks, parse_includes, parse_priv, parse_workdir,
 };
@@ -28,6 +30,9 @@ pub struct Layer {
     pub required_env: Option<Vec<Spanned<String>>>,
     pub env_file: Option<Spanned<String>>,
     pub stop_timeout: Option<u32>,
+    pub listen: BTreeMap<String, Spanned<Listen>>,
+    pub ready: Option<Ready>,
+    pub ready_timeout: Option<u32>,
     pub args: Option<Vec<Spanned<String>>>,
     pub workdir: Option<Workdir>,
     pub allow_paths: Option<Vec<Spanned<String>>>,
@@ -312,6 +317,9 @@ impl Layer {
                 // Invariant: the range fits in u32.
                 self.stop_timeout = Some(value::integer(v, &o, 1, 86_400)?.value as u32);
             }
+            "listen" => self.listen.extend(parse_listen(v, &o)?),
+            "ready" => self.ready = Some(parse_ready(v, &o)?),
+            "ready-timeout" => self.ready_timeout = Some(parse_ready_timeout(v, &o)?),
             "launcher" => self.launcher = Some(value::boolean(v, &o)?),
             "args" => {
                 let args = value::string_list(v, &o)?;
@@ -344,6 +352,7 @@ impl Layer {
         self.env.extend(other.env);
         self.commands.extend(other.commands);
         self.hooks.extend(other.hooks);
+        self.listen.extend(other.listen);
         Layer {
             name: pick(self.name, other.name),
             bins: pick(self.bins, other.bins),
@@ -357,6 +366,9 @@ impl Layer {
             required_env: pick(self.required_env, other.required_env),
             env_file: pick(self.env_file, other.env_file),
             stop_timeout: pick(self.stop_timeout, other.stop_timeout),
+            listen: self.listen,
+            ready: pick(self.ready, other.ready),
+            ready_timeout: pick(self.ready_timeout, other.ready_timeout),
             args: pick(self.args, other.args),
             workdir: pick(self.workdir, other.workdir),
             allow_paths: pick(self.allow_paths, other.allow_paths),

@@ -9,6 +9,7 @@
 pub mod init;
 pub mod keys;
 pub mod layer;
+mod listen;
 pub mod project;
 mod tables;
 pub mod value;
@@ -19,7 +20,7 @@ use std::fmt;
 use camino::Utf8PathBuf;
 use serde_json::Value;
 
-pub use keys::{Command, HookName, IncludeRule, Workdir};
+pub use keys::{Command, HookName, IncludeRule, Listen, Ready, Workdir};
 pub use layer::{Layer, TableKind};
 pub use value::{ConfigError, Origin, Spanned};
 
@@ -79,6 +80,11 @@ pub struct LauncherConfig {
     pub required_env: Vec<Spanned<String>>,
     pub env_file: Option<Spanned<String>>,
     pub stop_timeout: u32,
+    /// Sockets the keeper holds across restarts (empty: no keeper, stop then start).
+    pub listen: BTreeMap<String, Spanned<Listen>>,
+    pub ready: Ready,
+    /// Seconds a new generation has to become ready.
+    pub ready_timeout: u32,
     /// Arguments `start`/`daemon` give the main binary before the caller's own.
     pub args: Vec<String>,
     /// Where `start`/`daemon` run the service (default: the release root).
@@ -270,6 +276,9 @@ fn finish(
         required_env: layer.required_env.unwrap_or_default(),
         env_file: layer.env_file,
         stop_timeout: layer.stop_timeout.unwrap_or(30),
+        listen: layer.listen,
+        ready: layer.ready.unwrap_or(Ready::AfterMillis(1000)),
+        ready_timeout: layer.ready_timeout.unwrap_or(60),
         args: layer
             .args
             .unwrap_or_default()

@@ -4,6 +4,7 @@
 //! so that each error names the file and the key, the way the user wrote it.
 
 use std::fmt;
+use std::time::Duration;
 
 use camino::Utf8PathBuf;
 use serde_json::Value;
@@ -186,6 +187,44 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(d, c)| *d <= 3.max(c.len() / 3) && *d < c.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// A duration: plain seconds (`30`), or a number with `ms`, `s`, `m` or `h` (`500ms`, `2m`).
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30, 500ms, 30s, 2m)"))?;
+    let millis = match unit {
+        "" | "s" => n.checked_mul(1000),
+        "ms" => Some(n),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    };
+    millis
+        .filter(|&m| m <= 86_400_000)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is longer than a day"))
+}
+
+/// A duration value: seconds as a number, or a string [`parse_duration`] reads.
+pub fn duration(v: &Value, o: &Origin) -> Result<Duration> {
+    match v {
+        Value::Number(_) => {
+            let n = integer(v, o, 0, 86_400)?;
+            Ok(Duration::from_secs(n.value as u64))
+        }
+        Value::String(s) => parse_duration(s).map_err(|e| o.error(e)),
+        other => Err(o.error(format!(
+            "expected seconds or a duration such as \"500ms\", \"30s\", \"2m\", found {}",
+            describe(other)
+        ))),
+    }
 }
 
 #[cfg(test)]

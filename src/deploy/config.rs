@@ -8,30 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::value::{self, ConfigError, Origin};
-
-/// A duration: plain seconds (`30`), or a number with `ms`, `s`, `m` or `h` (`500ms`, `2m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 30, 500ms, 30s, 2m)"))?;
-    let millis = match unit {
-        "" | "s" => n.checked_mul(1000),
-        "ms" => Some(n),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
-    };
-    millis
-        .filter(|&m| m <= 86_400_000)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is longer than a day"))
-}
+pub use crate::config::value::parse_duration;
+use crate::config::value::{self, ConfigError, Origin, duration};
 
 /// How many hosts restart at once: a count, or a share of the hosts (rounded up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,20 +127,6 @@ pub struct DeployTable {
 
 const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, require-signature, destinations";
 const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for, unhealthy-after";
-
-fn duration(v: &Value, o: &Origin) -> Result<Duration, ConfigError> {
-    match v {
-        Value::Number(_) => {
-            let n = value::integer(v, o, 0, 86_400)?;
-            Ok(Duration::from_secs(n.value as u64))
-        }
-        Value::String(s) => parse_duration(s).map_err(|e| o.error(e)),
-        other => Err(o.error(format!(
-            "expected seconds or a duration such as \"500ms\", \"30s\", \"2m\", found {}",
-            value::describe(other)
-        ))),
-    }
-}
 
 /// The `health` table into `p`.
 fn parse_health(v: &Value, o: &Origin, p: &mut Partial) -> Result<(), ConfigError> {

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 const TEMPLATE: &str = include_str!("launcher.sh");
 /// The env-file grammar, shared with the deploy host script.
 const ENV_FILE_GRAMMAR: &str = include_str!("env_file.sh");
+/// The keeper's side of the launcher (`reload`, the state file, orphans).
+const KEEPER_FUNCTIONS: &str = include_str!("keeper.sh");
 
 /// Everything the launcher needs to know, resolved from config and plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,35 @@ pub struct LauncherSpec {
     pub workdir: Option<String>,
     /// Custom commands: name → (binary, args, description).
     pub commands: BTreeMap<String, CustomCommand>,
+    /// With `listen`: the keeper holds these sockets.
+    pub keeper: Option<KeeperSpec>,
+}
+
+/// What the keeper is started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeeperSpec {
+    /// name, address (`${VAR}` kept for the keeper to expand), Unix socket mode.
+    pub listen: Vec<(String, String, Option<u32>)>,
+    pub ready: crate::config::Ready,
+    pub ready_timeout: u32,
+}
+
+/// The keeper's arguments after the ones every call shares, as shell words.
+fn keeper_args(keeper: &KeeperSpec) -> String {
+    let ready = match keeper.ready {
+        crate::config::Ready::Notify => "notify".to_string(),
+        crate::config::Ready::AfterMillis(ms) => ms.to_string(),
+    };
+    let mut args = format!("--ready {ready}");
+    for (name, address, mode) in &keeper.listen {
+        let mode = mode.map_or("-".to_string(), |m| format!("{m:o}"));
+        args.push_str(&format!(
+            " --listen {} {} {mode}",
+            quote(name),
+            quote(address)
+        ));
+    }
+    args
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +175,19 @@ pub fn render(spec: &LauncherSpec) -> String {
         heredoc_text(&spec.name),
         heredoc_text(&spec.version)
     );
-    let values: [(&str, String); 18] = [
+    let (keeper_on, ready_timeout, keeper_functions) = match &spec.keeper {
+        Some(k) => (
+            "1",
+            k.ready_timeout,
+            fill(KEEPER_FUNCTIONS, &[("KEEPER_ARGS", keeper_args(k))]),
+        ),
+        None => (
+            "''",
+            60,
+            fill(KEEPER_FUNCTIONS, &[("KEEPER_ARGS", String::new())]),
+        ),
+    };
+    let values: [(&str, String); 21] = [
         ("TITLE", title),
         ("FILE", file_name.to_string()),
         ("NAME", quote(&spec.name)),
@@ -159,7 +202,13 @@ pub fn render(spec: &LauncherSpec) -> String {
         ("ENV_NAMES", quote(&env_names.join(" "))),
         ("BIN_CASES", bin_cases),
         ("COMMAND_CASES", command_cases),
-        ("LOCK_WAIT", (spec.stop_timeout + 30).to_string()),
+        (
+            "LOCK_WAIT",
+            (spec.stop_timeout.max(ready_timeout) + 30).to_string(),
+        ),
+        ("KEEPER", keeper_on.to_string()),
+        ("READY_TIMEOUT", ready_timeout.to_string()),
+        ("KEEPER_FUNCTIONS", keeper_functions),
         ("MAIN_ARGS", main_args),
         ("WORKDIR", workdir),
         ("ENV_FILE_GRAMMAR", ENV_FILE_GRAMMAR.to_string()),

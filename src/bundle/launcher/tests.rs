@@ -23,6 +23,7 @@ fn spec() -> LauncherSpec {
                 description: Some("Run $(reboot) migrations `now`".into()),
             },
         )]),
+        keeper: None,
     }
 }
 

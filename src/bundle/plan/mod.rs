@@ -16,8 +16,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
-use crate::bundle::launcher;
 use crate::bundle::sources::{Found, Match, Node, Sources};
+use crate::bundle::{keeper, launcher};
 use crate::config::{HookName, Origin, ReleaseConfig};
 
 /// What the planner needs to know about the package.
@@ -101,6 +101,8 @@ pub struct BundlePlan {
     pub file_name: String,
     /// Bin targets cargo must build.
     pub binaries: Vec<String>,
+    /// Whether the keeper ships (the release has `listen`).
+    pub keeper: bool,
     /// The executable the release runs (the launcher's and the image's): decided here, once.
     /// `None` only without a launcher when several binaries ship and none is chosen.
     pub main: Option<String>,
@@ -370,6 +372,7 @@ pub fn plan(
         };
         fixed.add(entry, Claimant::Binary)?;
     }
+    let keeper = add_keeper(&mut fixed, config, &binaries, with_launcher)?;
     let main = main_binary(package, config, &binaries);
     if with_launcher {
         let main = main.as_ref().map_err(|e| anyhow!("{e}"))?.clone();
@@ -400,6 +403,7 @@ pub fn plan(
         file_name: format!("{top_dir}-{target}.{}", config.format.extension()),
         top_dir,
         binaries,
+        keeper,
         main: main.ok(),
         fixed,
         trees,
@@ -456,6 +460,38 @@ fn binaries(package: &PackageFacts, config: &ReleaseConfig) -> Result<Vec<String
         }
     }
     Ok(binaries)
+}
+
+/// `libexec/release-keeper` when the release has `listen`; whether it ships.
+fn add_keeper(
+    fixed: &mut KnownEntries,
+    config: &ReleaseConfig,
+    binaries: &[String],
+    with_launcher: bool,
+) -> Result<bool> {
+    let Some(first) = config.launcher.listen.values().next() else {
+        return Ok(false);
+    };
+    let key = &first.origin;
+    if !with_launcher {
+        bail!(
+            "{key}: `listen` needs the launcher (it starts the keeper that holds the sockets), which is off for this release (`launcher = false`, or a Windows target)"
+        );
+    }
+    if binaries.iter().any(|b| b == keeper::PROGRAM) {
+        bail!(
+            "{key}: a shipped binary is named `{}`, the keeper's name; rename the bin target",
+            keeper::PROGRAM
+        );
+    }
+    let entry = Entry {
+        path: keeper::PATH.into(),
+        content: Content::Binary(keeper::ARTIFACT.into()),
+        mode: MODE_EXEC,
+        kind: Some(FileKind::Executable),
+    };
+    fixed.add(entry, Claimant::Binary)?;
+    Ok(true)
 }
 
 /// `bin/<name>` and the hook scripts.

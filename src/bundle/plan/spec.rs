@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 
 use super::PackageFacts;
-use crate::bundle::launcher::{CustomCommand, LauncherSpec};
+use crate::bundle::launcher::{CustomCommand, KeeperSpec, LauncherSpec};
 use crate::config::{ReleaseConfig, Workdir};
 
 /// What the release runs: `main`, or the only binary, or the one named like the package.
@@ -65,5 +65,14 @@ pub(super) fn launcher_spec(
                 (name.clone(), command)
             })
             .collect(),
+        keeper: (!l.listen.is_empty()).then(|| KeeperSpec {
+            listen: l
+                .listen
+                .iter()
+                .map(|(name, s)| (name.clone(), s.value.address.clone(), s.value.mode))
+                .collect(),
+            ready: l.ready,
+            ready_timeout: l.ready_timeout,
+        }),
     })
 }
