@@ -25,7 +25,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use spec::{Args, Ready, Spec};
 
 fn say(text: &str) {
-    let _ = writeln!(std::io::stderr(), "release-keeper[{}]: {text}", std::process::id());
+    let _ = writeln!(
+        std::io::stderr(),
+        "release-keeper[{}]: {text}",
+        std::process::id()
+    );
 }
 
 fn main() {
@@ -33,7 +37,10 @@ fn main() {
     let code = match spec::parse(&args) {
         Ok(a) if a.command == "run" => run(a),
         Ok(a) if a.command == "reload" => reload(&a, &args),
-        Ok(a) => Err(format!("unknown command {:?} (expected run or reload)", a.command)),
+        Ok(a) => Err(format!(
+            "unknown command {:?} (expected run or reload)",
+            a.command
+        )),
         Err(e) => Err(e),
     };
     match code {
@@ -89,7 +96,12 @@ struct Generation {
 
 impl Generation {
     fn label(&self) -> String {
-        format!("generation {} ({}, pid {})", self.n, self.spec.version, self.child.id())
+        format!(
+            "generation {} ({}, pid {})",
+            self.n,
+            self.spec.version,
+            self.child.id()
+        )
     }
 
     /// Signal it unless it has been reaped (then its pid may be another process's).
@@ -112,7 +124,11 @@ impl Generation {
             && !self.killed
             && since.elapsed() >= self.spec.stop_timeout
         {
-            say(&format!("{} did not stop within {:?}; SIGKILL", self.label(), self.spec.stop_timeout));
+            say(&format!(
+                "{} did not stop within {:?}; SIGKILL",
+                self.label(),
+                self.spec.stop_timeout
+            ));
             self.signal(sys::SIGKILL);
             self.killed = true;
         }
@@ -143,7 +159,9 @@ impl NotifyReader {
             let mut buf = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(len) = socket.recv(&mut buf)
-                    && String::from_utf8_lossy(&buf[..len]).lines().any(|l| l == "READY=1")
+                    && String::from_utf8_lossy(&buf[..len])
+                        .lines()
+                        .any(|l| l == "READY=1")
                 {
                     let _ = tx.send(Event::Ready(n));
                 }
@@ -176,7 +194,9 @@ struct Keeper {
 }
 
 fn exit_code(status: ExitStatus) -> i32 {
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 fn reply(client: Option<UnixStream>, line: &str) {
@@ -258,7 +278,10 @@ fn spawn_acceptor(control: UnixListener, tx: Sender<Event>) {
                         break;
                     }
                 }
-                Ok(a) => reply(Some(stream), &format!("error unknown request {:?}", a.command)),
+                Ok(a) => reply(
+                    Some(stream),
+                    &format!("error unknown request {:?}", a.command),
+                ),
                 Err(e) => reply(Some(stream), &format!("error {e}")),
             }
         }
@@ -282,14 +305,22 @@ impl Keeper {
     fn spawn(&self, n: u32, spec: &Spec) -> Result<Generation, String> {
         let notify = match spec.ready {
             Ready::Notify => {
-                let path = self.args.tmp.join(format!("{}.g{n}.notify", self.args.name));
+                let path = self
+                    .args
+                    .tmp
+                    .join(format!("{}.g{n}.notify", self.args.name));
                 Some(NotifyReader::bind(path, n, self.tx.clone())?)
             }
             Ready::After(_) => None,
         };
         let mut command = Command::new(&spec.launcher);
         command.arg("__generation").stdin(Stdio::null());
-        for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"] {
+        for var in [
+            "LISTEN_PID",
+            "LISTEN_FDS",
+            "LISTEN_FDNAMES",
+            "NOTIFY_SOCKET",
+        ] {
             command.env_remove(var);
         }
         for var in &spec.unset {
@@ -380,7 +411,10 @@ impl Keeper {
         if self.exit.is_some() {
             reply(Some(client), "error the keeper is stopping");
         } else if let Some(busy) = busy {
-            reply(Some(client), &format!("error a handover is in progress ({busy} is starting); try again"));
+            reply(
+                Some(client),
+                &format!("error a handover is in progress ({busy} is starting); try again"),
+            );
         } else if spec.listen != self.args.spec.listen {
             reply(
                 Some(client),
@@ -393,7 +427,11 @@ impl Keeper {
 
     /// The pending generation is ready: it serves; the one before drains.
     fn promote(&mut self) {
-        let Some(Pending { mut generation, client }) = self.pending.take() else {
+        let Some(Pending {
+            mut generation,
+            client,
+        }) = self.pending.take()
+        else {
             return;
         };
         generation.notify = None;
@@ -412,7 +450,15 @@ impl Keeper {
         self.write_state();
         self.tell_systemd(&format!("READY=1\nSTATUS=serving {label}"));
         if let Some(g) = &self.serving {
-            reply(client, &format!("ok generation {} pid {} version {}", g.n, g.child.id(), g.spec.version));
+            reply(
+                client,
+                &format!(
+                    "ok generation {} pid {} version {}",
+                    g.n,
+                    g.child.id(),
+                    g.spec.version
+                ),
+            );
         }
     }
 
@@ -422,7 +468,11 @@ impl Keeper {
             self.tell_systemd("STOPPING=1");
             self.exit = Some(0);
         }
-        let forwarded = if sig == sys::SIGHUP { sys::SIGTERM } else { sig };
+        let forwarded = if sig == sys::SIGHUP {
+            sys::SIGTERM
+        } else {
+            sig
+        };
         if let Some(p) = &mut self.pending {
             p.generation.stop(forwarded);
         }
@@ -437,7 +487,10 @@ impl Keeper {
             && let Ok(Some(status)) = p.generation.child.try_wait()
         {
             let Some(p) = self.pending.take() else { return };
-            let why = format!("{} exited ({status}) before it was ready", p.generation.label());
+            let why = format!(
+                "{} exited ({status}) before it was ready",
+                p.generation.label()
+            );
             self.failed(p.client, &why);
         }
         if let Some(g) = &mut self.serving
@@ -446,7 +499,9 @@ impl Keeper {
             let label = g.label();
             self.serving = None;
             if self.exit.is_none() {
-                say(&format!("{label} exited ({status}) while serving; stopping"));
+                say(&format!(
+                    "{label} exited ({status}) while serving; stopping"
+                ));
                 self.begin_stop(sys::SIGTERM);
             }
             self.exit = Some(exit_code(status));
@@ -473,9 +528,14 @@ impl Keeper {
             } else if age >= p.generation.spec.ready_timeout
                 && let Some(mut p) = self.pending.take()
             {
-                let why = format!("{} was not ready within {:?}", p.generation.label(), p.generation.spec.ready_timeout);
-                p.generation.signal(sys::SIGKILL);
-                p.generation.killed = true;
+                let why = format!(
+                    "{} was not ready within {:?}",
+                    p.generation.label(),
+                    p.generation.spec.ready_timeout
+                );
+                // SIGTERM first: connections it did accept are answered if it can; SIGKILL
+                // follows after its stop-timeout.
+                p.generation.stop(sys::SIGTERM);
                 self.draining.push(p.generation);
                 self.failed(p.client, &why);
             }
@@ -495,7 +555,9 @@ impl Keeper {
     /// Write the state file by rename, so a reader never sees half of it.
     fn write_state(&self) {
         let Some(g) = &self.serving else { return };
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let text = spec::state_text(std::process::id(), g.n, g.child.id(), &g.spec, since);
         let path = self.state_path();
         let new = path.with_extension(format!("keeper.new.{}", std::process::id()));

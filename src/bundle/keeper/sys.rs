@@ -106,7 +106,9 @@ pub struct Held {
 pub fn adopt(listen: &[Listen]) -> Result<Option<Vec<Held>>, String> {
     let ours = std::env::var("LISTEN_PID").ok() == Some(std::process::id().to_string());
     let count: usize = match std::env::var("LISTEN_FDS") {
-        Ok(n) if ours => n.parse().map_err(|_| format!("LISTEN_FDS={n:?} is not a count"))?,
+        Ok(n) if ours => n
+            .parse()
+            .map_err(|_| format!("LISTEN_FDS={n:?} is not a count"))?,
         _ => return Ok(None),
     };
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
@@ -145,9 +147,10 @@ pub fn bind(listen: &[(Listen, String)]) -> Result<Vec<Held>, String> {
     let mut held = Vec::new();
     for (l, address) in listen {
         let what = format!("listen.{} ({address})", l.name);
-        let (fd, unix_path) = match address.strip_prefix("unix:") {
-            Some(path) => (bind_unix(Path::new(path), l.mode), Some(path.into())),
-            None => (bind_tcp(address), None),
+        let unix_path = address.strip_prefix("unix:").map(std::path::PathBuf::from);
+        let fd = match &unix_path {
+            Some(path) => bind_unix(path, l.mode),
+            None => bind_tcp(address),
         }
         .map_err(|e| format!("{what}: {e}"))?;
         let fd = lift(fd).map_err(|e| format!("{what}: {e}"))?;
@@ -161,9 +164,9 @@ pub fn bind(listen: &[(Listen, String)]) -> Result<Vec<Held>, String> {
 }
 
 fn bind_tcp(address: &str) -> io::Result<RawFd> {
-    let addr: std::net::SocketAddr = address.parse().map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port")
-    })?;
+    let addr: std::net::SocketAddr = address
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not an IP address and port"))?;
     Ok(std::net::TcpListener::bind(addr)?.into_raw_fd())
 }
 
@@ -173,7 +176,9 @@ fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<RawFd> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(io::Error::other("exists and is not a socket; not replacing it"));
+            return Err(io::Error::other(
+                "exists and is not a socket; not replacing it",
+            ));
         }
         if UnixStream::connect(path).is_ok() {
             return Err(io::Error::other("another process is accepting on it"));

@@ -10,7 +10,7 @@ rb_keeper() {
   rb_k_mode=$1
   shift
   "$@" "$RELEASE_ROOT/libexec/release-keeper" "$rb_k_mode" --name "$RELEASE_NAME" \
-    --tmp "$RELEASE_TMP" --launcher "$RELEASE_ROOT/bin/$rb_file" --version "$RELEASE_VSN" \
+    --tmp "$RELEASE_TMP" --launcher "$RELEASE_ROOT/bin/$rb_launcher_file" --version "$RELEASE_VSN" \
     --stop-timeout "$rb_timeout" --ready-timeout "$rb_ready_timeout" \
     --unset "${rb_file_keys:-} $rb_default_keys" {{KEEPER_ARGS}}
 }
@@ -19,7 +19,7 @@ rb_keeper() {
 # pid it names is alive and runs this service.
 rb_read_state() {
   rb_s_keeper='' rb_s_gen='' rb_s_pid='' rb_s_vsn=''
-  [ -f "$rb_state" ] && [ ! -L "$rb_state" ] || return 1
+  [ -f "$rb_statefile" ] && [ ! -L "$rb_statefile" ] || return 1
   while IFS=' ' read -r rb_k rb_v; do
     case $rb_k in
       keeper) rb_s_keeper=$rb_v ;;
@@ -27,7 +27,7 @@ rb_read_state() {
       pid) rb_s_pid=$rb_v ;;
       version) rb_s_vsn=$rb_v ;;
     esac
-  done < "$rb_state"
+  done < "$rb_statefile"
   rb_ours "$rb_s_pid" "$rb_main"
 }
 
@@ -38,7 +38,7 @@ rb_stop_orphan() {
   rb_valid_pid "$rb_s_keeper" && rb_alive "$rb_s_keeper" && rb_ours "$rb_s_keeper" release-keeper && return 0
   rb_err "the keeper is gone but generation $rb_s_gen (pid $rb_s_pid, $rb_s_vsn) still serves; stopping it so a new keeper can take the sockets"
   rb_term_wait "$rb_s_pid" "$rb_timeout"
-  rm -f "$rb_state"
+  rm -f "$rb_statefile"
 }
 
 # Start the keeper in the background and wait until its first generation is ready.
@@ -47,7 +47,7 @@ rb_keeper_daemon() {
   rb_prepare daemon norequire
   rb_open_log
   rb_log_from=$(wc -c < "$rb_log") || rb_log_from=0
-  rm -f "$rb_state"
+  rm -f "$rb_statefile"
   if command -v setsid >/dev/null 2>&1; then
     (rb_keeper run exec setsid) < /dev/null >> "$rb_log" 2>&1 &
   else

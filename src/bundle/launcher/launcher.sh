@@ -14,7 +14,7 @@ rb_env_file_default={{ENV_FILE}}
 rb_stop_timeout_default={{STOP_TIMEOUT}}
 rb_start_grace_default=1
 rb_lock_wait={{LOCK_WAIT}}
-rb_file={{FILE}}
+rb_launcher_file={{FILE}}
 # 1 when the release has `listen`: a keeper holds the sockets (keeper.sh below).
 rb_keeper_on={{KEEPER}}
 rb_ready_timeout={{READY_TIMEOUT}}
@@ -71,7 +71,7 @@ rb_exe=$RELEASE_ROOT/libexec/$rb_main
 rb_pidfile=$RELEASE_TMP/$RELEASE_NAME.pid
 rb_log=$RELEASE_TMP/log/$RELEASE_NAME.log
 rb_lock=$RELEASE_TMP/$RELEASE_NAME.lock
-rb_state=$RELEASE_TMP/$RELEASE_NAME.keeper
+rb_statefile=$RELEASE_TMP/$RELEASE_NAME.keeper
 rb_uid=$(id -u)
 
 rb_usage() {
@@ -393,7 +393,7 @@ rb_start() {
     rb_prepare start norequire
     rb_write_pid "$$"
     trap - EXIT INT TERM
-    rm -f "$rb_state"
+    rm -f "$rb_statefile"
     rb_keeper run exec
   fi
   rb_prepare start
@@ -519,7 +519,7 @@ rb_stop() {
     if [ -n "$rb_s_pid" ] && rb_ours "$rb_s_pid"; then
       rb_term_wait "$rb_s_pid" "$rb_timeout"
     fi
-    rm -f "$rb_state"
+    rm -f "$rb_statefile"
   else
     rb_term_wait "$rb_pid" "$rb_timeout"
   fi

@@ -1,0 +1,290 @@
+//! Gapless restarts: with `listen`, the keeper holds the socket and each restart, reload or
+//! handover to another release loses no request, under load from `load`; the stop → start
+//! baseline does lose requests (so the counting is proven to see them).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::load::{self, Tally};
+use crate::support::*;
+
+/// The gapless fixture bundled at 1.0.0 and 1.1.0 (built once, in cargo's test tmp dir).
+pub fn gapless_bundles() -> &'static [PathBuf; 2] {
+    static BUNDLES: OnceLock<[PathBuf; 2]> = OnceLock::new();
+    BUNDLES.get_or_init(|| {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gapless");
+        ["1.0.0", "1.1.0"].map(|version| {
+            let src = base.join(format!("src-{version}"));
+            let _ = std::fs::remove_dir_all(&src);
+            copy_tree(&repo().join("fixtures/gapless"), &src);
+            let manifest = src.join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest).unwrap();
+            std::fs::write(&manifest, text.replacen("1.0.0", version, 1)).unwrap();
+            let out = run_tool(
+                &src,
+                &[
+                    "--message-format",
+                    "json",
+                    "-q",
+                    "--out-dir",
+                    base.join("out").to_str().unwrap(),
+                ],
+                &[],
+            );
+            assert_success(&out);
+            let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            PathBuf::from(msg["path"].as_str().unwrap())
+        })
+    })
+}
+
+/// Two unpacked releases sharing one RELEASE_TMP, PORT and env file.
+pub struct Releases {
+    pub scratch: Scratch,
+    pub dirs: [PathBuf; 2],
+    pub port: u16,
+    pub env_file: PathBuf,
+}
+
+impl Releases {
+    pub fn new() -> Releases {
+        let scratch = Scratch::new();
+        let dirs = gapless_bundles().clone().map(|bundle| {
+            let name = bundle.file_name().unwrap().to_str().unwrap().to_string();
+            let to = scratch.join(name.split("-x86").next().unwrap_or(&name));
+            let out = run_tool(
+                &scratch.path,
+                &[
+                    "unpack",
+                    bundle.to_str().unwrap(),
+                    "--to",
+                    to.to_str().unwrap(),
+                ],
+                &[],
+            );
+            assert_success(&out);
+            to
+        });
+        let env_file = scratch.join("env");
+        std::fs::write(&env_file, "").unwrap();
+        set_mode(&env_file, 0o600);
+        let tmp = scratch.join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        set_mode(&tmp, 0o700);
+        Releases {
+            scratch,
+            dirs,
+            port: free_port(),
+            env_file,
+        }
+    }
+
+    /// `bin/gapless ARGS` of release `i` (0: 1.0.0, 1: 1.1.0).
+    pub fn launcher(&self, i: usize, args: &[&str]) -> Output {
+        self.command(i, args).output().unwrap()
+    }
+
+    pub fn command(&self, i: usize, args: &[&str]) -> Command {
+        let mut c = Command::new(self.dirs[i].join("bin/gapless"));
+        c.args(args)
+            .env("RELEASE_TMP", self.scratch.join("tmp"))
+            .env("PORT", self.port.to_string())
+            .env("RELEASE_ENV_FILE", &self.env_file)
+            .env_remove("NOTIFY_SOCKET");
+        c
+    }
+
+    pub fn ok(&self, i: usize, args: &[&str]) -> String {
+        let out = self.launcher(i, args);
+        assert_success(&out);
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The version serving now (`Connection: close`: the fixture keeps HTTP/1.1 alive).
+    pub fn version(&self) -> String {
+        load::get(self.port).unwrap_or_else(|e| panic!("GET / on port {}: {e:?}", self.port))
+    }
+
+    pub fn keeper_pid(&self) -> u32 {
+        let text = std::fs::read_to_string(self.scratch.join("tmp/gapless.pid")).unwrap();
+        text.trim().parse().unwrap()
+    }
+}
+
+impl Drop for Releases {
+    fn drop(&mut self) {
+        let _ = self.launcher(0, &["stop"]);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Run `act` under load from fresh and keep-alive connections; what the load saw.
+pub fn under_load(port: u16, act: impl FnOnce()) -> Tally {
+    let load = load::start(port, 2, 2, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(200));
+    act();
+    std::thread::sleep(Duration::from_millis(200));
+    load.finish()
+}
+
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty()
+        && !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+}
+
+#[test]
+fn restarts_and_handovers_lose_no_request() {
+    let r = Releases::new();
+    assert!(r.ok(0, &["daemon"]).contains("started"), "daemon");
+    assert_eq!(r.version(), "1.0.0");
+
+    // The baseline, stop → start, refuses connections: the load sees failures.
+    let baseline = under_load(r.port, || {
+        for _ in 0..3 {
+            r.ok(0, &["stop"]);
+            r.ok(0, &["daemon"]);
+        }
+    });
+    assert!(
+        baseline.refused + baseline.reset > 0,
+        "stop → start lost nothing? {baseline}"
+    );
+
+    let mut restarts = under_load(r.port, || {
+        for _ in 0..20 {
+            r.ok(0, &["restart"]);
+        }
+    });
+    assert_eq!(restarts.failed(), 0, "20 restarts: {restarts}");
+    assert!(restarts.ok > 100, "{restarts}");
+    eprintln!(
+        "20 restarts: {restarts}; p99 {:?}, max {:?}",
+        restarts.percentile(99),
+        restarts.percentile(100)
+    );
+
+    // Handing over to another release and back: the served version changes, nothing fails.
+    let upgrade = under_load(r.port, || {
+        let out = r.ok(1, &["reload"]);
+        assert!(out.contains("gapless 1.1.0 serving"), "{out}");
+        assert_eq!(r.version(), "1.1.0");
+        r.ok(0, &["reload"]);
+        assert_eq!(r.version(), "1.0.0");
+    });
+    assert_eq!(upgrade.failed(), 0, "upgrade and back: {upgrade}");
+    assert!(
+        upgrade.versions.contains_key("1.1.0") && upgrade.versions.contains_key("1.0.0"),
+        "{upgrade}"
+    );
+    let status = r.ok(0, &["status"]);
+    assert!(
+        status.starts_with("gapless 1.0.0 running (pid "),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_release_that_crashes_or_never_gets_ready_leaves_the_old_one_serving() {
+    let r = Releases::new();
+    r.ok(0, &["daemon"]);
+    for (variable, why) in [
+        ("GAPLESS_CRASH_VERSION", "before it was ready"),
+        ("GAPLESS_HANG_VERSION", "was not ready within 5s"),
+    ] {
+        std::fs::write(&r.env_file, format!("{variable}=1.1.0\n")).unwrap();
+        let mut failed = None;
+        let tally = under_load(r.port, || failed = Some(r.launcher(1, &["reload"])));
+        let out = failed.unwrap();
+        assert!(!out.status.success(), "{variable}: reload succeeded");
+        let err = stderr(&out);
+        assert!(
+            err.contains("reload to 1.1.0 failed") && err.contains(why),
+            "{variable}: {err}"
+        );
+        assert!(
+            err.contains("(1.0.0, pid") && err.contains("keeps serving"),
+            "{err}"
+        );
+        assert_eq!(tally.failed(), 0, "{variable}: {tally}");
+        // (A generation that never says READY may still answer what it accepted.)
+        assert_eq!(r.version(), "1.0.0", "{variable}");
+        assert!(r.ok(0, &["status"]).starts_with("gapless 1.0.0 running"));
+    }
+    std::fs::write(&r.env_file, "").unwrap();
+    r.ok(1, &["reload"]);
+    assert_eq!(
+        r.version(),
+        "1.1.0",
+        "the env file is read afresh by each generation"
+    );
+}
+
+#[test]
+fn stop_and_a_killed_keeper_are_handled_truthfully() {
+    let r = Releases::new();
+    r.ok(0, &["daemon"]);
+    let keeper = r.keeper_pid();
+    let service: u32 = r.ok(0, &["pid"]).trim().parse().unwrap();
+    assert_ne!(keeper, service);
+
+    // kill -9 of the keeper: the generation keeps serving, status says so and fails.
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &keeper.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let out = r.launcher(0, &["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("the keeper is not running, but generation 1")
+            && text.contains(&format!("pid {service}")),
+        "{text}"
+    );
+    assert_eq!(r.version(), "1.0.0");
+
+    // The next daemon takes over: the orphan stops, a new keeper serves.
+    let out = r.launcher(0, &["daemon"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("the keeper is gone"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!alive(service), "the orphan generation was stopped");
+    assert!(r.ok(0, &["status"]).contains("running"));
+    assert_eq!(r.version(), "1.0.0");
+
+    // stop: no keeper, no generation, the port closed.
+    let (keeper, service): (u32, u32) = (r.keeper_pid(), r.ok(0, &["pid"]).trim().parse().unwrap());
+    assert!(r.ok(0, &["stop"]).contains("stopped"));
+    assert!(!alive(keeper) && !alive(service), "a process is left");
+    let refused = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(r.launcher(0, &["status"]).status.code(), Some(3));
+    let tmp: Vec<String> = std::fs::read_dir(r.scratch.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    assert_eq!(tmp, ["log"], "the keeper's files are gone");
+}
