@@ -77,6 +77,11 @@ pub struct RestartOpts {
     /// Wait this long for a deploy lock another deploy holds (default: fail at once)
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     pub lock_wait: std::time::Duration,
+
+    /// Stop, then start, even when the release has `listen` (whose restarts are otherwise
+    /// handovers that refuse no connection)
+    #[arg(long)]
+    pub cold: bool,
 }
 
 /// How a fleet is restarted: batches and what a failure reverts (not for `install`).

@@ -33,6 +33,7 @@ pub(super) fn options(
         who: resolve::who(),
         env,
         stage_only: false,
+        cold: flags.cold,
     }
 }
 

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use super::checks::{check_environments, check_staging, verify_installed};
 use super::config::OnFailure;
 use super::notes::{DeploySummary, Happened, HostNotes, HostOutcome, Notes};
-use super::restart::{Moved, ensure_running, move_host, prune, revert, service, went_back};
+use super::restart::{Moved, ensure_running, move_host, prune, revert, went_back};
 use super::session::{Session, lock_all, on_each, output_of, unlock_all};
 use super::stage::stage_group;
 use super::state::{HostState, TransferPlan, Wire, batches, parse_state, plan_transfer};
@@ -300,7 +300,6 @@ fn fail_batch(
             tx,
             host: &s.target.label,
         };
-        let _ = service(s, &opts.settings.service, version, name, "stop");
         revert(s, opts, name, version, from, &notes)?;
         if let Some(o) = outcomes.get_mut(&s.target.label) {
             o.outcome = "reverted".into();

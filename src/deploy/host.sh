@@ -23,7 +23,7 @@ rb_name_ok() {
 }
 
 case $rb_step in
-  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|status)
+  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|status|keeper)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
       if [ "$rb_step" = state ]; then
@@ -329,6 +329,13 @@ rb_step_launcher() {
   exec "releases/$1/bin/$2" "$3" < /dev/null
 }
 
+# keeper VERSION: succeed when the release ships the keeper (it has `listen`: its restarts
+# are handovers).
+rb_step_keeper() {
+  rb_name_ok "$1"
+  [ -f "releases/$1/libexec/release-keeper" ] && [ -x "releases/$1/libexec/release-keeper" ]
+}
+
 # systemctl UNIT COMMAND: the service manager instead of the launcher.
 rb_step_systemctl() {
   case $2 in
@@ -480,6 +487,7 @@ case $rb_step in
   switch) rb_step_switch "$@" ;;
   launcher) rb_step_launcher "$@" ;;
   systemctl) rb_step_systemctl "$@" ;;
+  keeper) rb_step_keeper "$@" ;;
   getenv) rb_step_getenv "$@" ;;
   missing-env) rb_step_missing_env "$@" ;;
   check) rb_step_check "$@" ;;

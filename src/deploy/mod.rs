@@ -81,6 +81,8 @@ pub struct Options {
     pub env: BTreeMap<String, Vec<u8>>,
     /// Verify and send the release everywhere, and switch nothing (`--stage-only`).
     pub stage_only: bool,
+    /// Stop → start even for releases with a keeper (`--cold`).
+    pub cold: bool,
 }
 
 /// `f` over every item at once, one thread each; the results in the items' order. A panic

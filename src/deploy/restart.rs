@@ -1,6 +1,8 @@
 //! Moving one host between releases: stop, switch, start, wait for health (the process stays
 //! up, the URL answers through the host's connection, the command exits 0), and on failure
-//! switch back and start the previous release. Pruning after.
+//! switch back and start the previous release. A release with `listen` (it ships the keeper)
+//! is not stopped: switch, then `reload` hands the sockets over, and a revert is a handover
+//! back. Pruning after.
 
 use std::sync::mpsc;
 use std::time::Instant;
@@ -25,6 +27,8 @@ pub fn service(
         Service::Systemd { unit } => {
             let verb = match command {
                 "daemon" => "start",
+                // ExecReload runs the launcher's reload; an inactive unit is started.
+                "reload" => "reload-or-restart",
                 "status" => "is-active",
                 other => other,
             };
@@ -151,16 +155,22 @@ fn wait_healthy(session: &Session, s: &Settings, version: &str, name: &str) -> R
     }
 }
 
-/// Start `version` and wait for health.
+/// Whether moving to `version` is a handover: it ships the keeper, and `--cold` is not given.
+fn handover(session: &Session, opts: &Options, version: &str) -> bool {
+    opts.restart && !opts.cold && session.step("keeper", &[version]).is_ok()
+}
+
+/// Start `version` (`verb`: `daemon`, or `reload` for a handover) and wait for health.
 pub fn start(
     session: &Session,
     s: &Settings,
     version: &str,
     name: &str,
+    verb: &str,
     notes: &HostNotes,
 ) -> Result<(), String> {
     let label = format!("{}: ", session.target.label);
-    service(session, &s.service, version, name, "daemon")
+    service(session, &s.service, version, name, verb)
         .map_err(|e| format!("{e:#}").trim_start_matches(&label).to_string())?;
     notes.push(Happened::Started {
         version: version.into(),
@@ -177,7 +187,8 @@ pub enum Moved {
     Reverted(String, Option<(String, bool)>),
 }
 
-/// Stop `from`, switch to `to`, start it; on failure switch back to `from` and start it.
+/// Stop `from`, switch to `to`, start it (or switch, then hand over to it, when it has a
+/// keeper); on failure switch back to `from` and start it.
 pub fn move_host(
     session: &Session,
     opts: &Options,
@@ -188,8 +199,10 @@ pub fn move_host(
     notes: &HostNotes,
 ) -> Result<Moved> {
     let s = &opts.settings;
+    let gapless = handover(session, opts, to);
     if let Some(from) = from
         && opts.restart
+        && !gapless
     {
         service(session, &s.service, from, name, "stop")?;
         notes.push(Happened::Stopped {
@@ -219,7 +232,8 @@ pub fn move_host(
     }
     // Where the new process's lines will begin in the shared log (a failure shows those).
     let log_from = session.step("logsize", &[name]).unwrap_or_default();
-    match start(session, s, to, name, notes) {
+    let verb = if gapless { "reload" } else { "daemon" };
+    match start(session, s, to, name, verb, notes) {
         Ok(()) => {
             healthy(session, to, notes)?;
             Ok(Moved::Done)
@@ -229,7 +243,10 @@ pub fn move_host(
                 .step("tail", &[name, log_from.trim()])
                 .unwrap_or_default();
             let log_tail = crate::output::printable(tail.as_bytes(), 20);
-            let _ = service(session, &s.service, to, name, "stop");
+            if from.is_none() {
+                // Nothing to go back to: the failed release stops.
+                let _ = service(session, &s.service, to, name, "stop");
+            }
             session.log(&Event::Failed {
                 version: to.into(),
                 why: why.clone(),
@@ -252,7 +269,8 @@ pub fn move_host(
     }
 }
 
-/// Switch back from `bad` to `good` and start it; whether it came up healthy.
+/// Switch back from `bad` to `good` and start it (stopping `bad` first unless `good` takes
+/// over by a handover); whether it came up healthy.
 pub fn revert(
     session: &Session,
     opts: &Options,
@@ -262,13 +280,18 @@ pub fn revert(
     notes: &HostNotes,
 ) -> Result<bool> {
     let s = &opts.settings;
+    let gapless = handover(session, opts, good);
+    if !gapless {
+        let _ = service(session, &s.service, bad, name, "stop");
+    }
     session.step("switch", &[good])?;
     session.log(&Event::Reverted {
         from: bad.into(),
         to: good.into(),
         time: now(),
     })?;
-    let up = start(session, s, good, name, notes).is_ok();
+    let verb = if gapless { "reload" } else { "daemon" };
+    let up = start(session, s, good, name, verb, notes).is_ok();
     if up {
         healthy(session, good, notes)?;
     }
@@ -332,7 +355,7 @@ pub fn ensure_running(
     if !opts.restart || service(session, &opts.settings.service, version, name, "status").is_ok() {
         return Ok(None);
     }
-    start(session, &opts.settings, version, name, notes).map_err(|why| {
+    start(session, &opts.settings, version, name, "daemon", notes).map_err(|why| {
         anyhow::anyhow!(
             "{}: {name} {version} is current but not running, and did not come up: {why}",
             session.target.label

@@ -288,3 +288,77 @@ fn stop_and_a_killed_keeper_are_handled_truthfully() {
         .collect();
     assert_eq!(tmp, ["log"], "the keeper's files are gone");
 }
+
+/// `deploy` and `rollback` of a release with `listen` over real SSH, under load: each host
+/// step is switch → reload → health, so no request fails, and a release that crashes at
+/// start is reverted by a handover back, still without a failed request.
+#[test]
+fn deploys_and_rollbacks_hand_over_without_a_gap() {
+    let Some(hosts) = crate::hosts::Hosts::start(1, "gapless") else {
+        return;
+    };
+    let [v1, v2] = gapless_bundles();
+    let port = free_port();
+    let env = hosts.scratch.join("h1.env");
+    std::fs::write(&env, format!("PORT={port}\n")).unwrap();
+    let deploy = |command: &[&str], env_text: Option<&str>| {
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        args.extend(hosts.args(1));
+        let health = format!("http://127.0.0.1:${{PORT}}/");
+        args.extend(
+            [
+                "--health-url",
+                &health,
+                "--healthy-for",
+                "300ms",
+                "--health-interval",
+                "100ms",
+            ]
+            .map(String::from),
+        );
+        if let Some(text) = env_text {
+            std::fs::write(&env, text).unwrap();
+            args.extend(["--env-file".to_string(), format!("h1={}", env.display())]);
+        }
+        hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let first = deploy(
+        &["deploy", v1.to_str().unwrap()],
+        Some(&format!("PORT={port}\n")),
+    );
+    assert_success(&first);
+    assert_eq!(load::get(port).unwrap(), "1.0.0");
+
+    let mut out = None;
+    let upgrade = under_load(port, || {
+        out = Some(deploy(&["deploy", v2.to_str().unwrap()], None))
+    });
+    assert_success(out.as_ref().unwrap());
+    assert_eq!(upgrade.failed(), 0, "deploy: {upgrade}");
+    assert_eq!(load::get(port).unwrap(), "1.1.0");
+
+    let rollback = under_load(port, || out = Some(deploy(&["rollback"], None)));
+    assert_success(out.as_ref().unwrap());
+    assert_eq!(rollback.failed(), 0, "rollback: {rollback}");
+    assert_eq!(load::get(port).unwrap(), "1.0.0");
+    assert!(
+        rollback.versions.contains_key("1.1.0") && rollback.versions.contains_key("1.0.0"),
+        "{rollback}"
+    );
+
+    // 1.1.0 again, now crashing at start: reverted by a handover back to 1.0.0.
+    let crash = format!("PORT={port}\nGAPLESS_CRASH_VERSION=1.1.0\n");
+    let crashed = under_load(port, || {
+        out = Some(deploy(&["deploy", v2.to_str().unwrap()], Some(&crash)))
+    });
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("before it was ready"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(crashed.failed(), 0, "crashing release: {crashed}");
+    assert_eq!(load::get(port).unwrap(), "1.0.0");
+    assert_eq!(hosts.current(1).as_deref(), Some("1.0.0"));
+}

@@ -462,8 +462,10 @@ impl Drop for Hosts {
     fn drop(&mut self) {
         // Stop every service a test started, then sshd.
         for i in (1..=self.users.len()).filter(|_| !self.under_systemd) {
-            let launcher = self.root(i).join("current/bin/webapp");
-            if launcher.exists() {
+            let launchers = fs::read_dir(self.root(i).join("current/bin"))
+                .into_iter()
+                .flatten();
+            for launcher in launchers.flatten().map(|e| e.path()) {
                 let _ = Command::new("runuser")
                     .args(["-u", &self.users[i - 1], "--"])
                     .arg(&launcher)
