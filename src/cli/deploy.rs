@@ -199,6 +199,11 @@ pub struct SystemdUnitOpts {
     /// The user the service runs as [default: the deploy user; `root` only when named]
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+
+    /// Print the `.socket` unit instead (a release with `listen`): systemd then holds the
+    /// sockets across restarts of the keeper and reboots; addresses take the host's values
+    #[arg(long)]
+    pub socket: bool,
 }
 
 #[derive(Debug, Clone, Args)]

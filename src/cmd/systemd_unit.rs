@@ -3,9 +3,9 @@
 use anyhow::{Context, Result, bail};
 
 use crate::cli::SystemdUnitOpts;
-use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::deploy::unit;
+use crate::deploy::{fleet, keeper};
 use crate::output::Output;
 
 pub fn run(opts: &SystemdUnitOpts, shell: &Output) -> Result<u8> {
@@ -34,6 +34,23 @@ pub fn run(opts: &SystemdUnitOpts, shell: &Output) -> Result<u8> {
         .root
         .clone()
         .context("the host did not report its deploy path")?;
+    let current = state.current.as_deref();
+    // The package's configuration when run in it, else what the current release ships.
+    let has_keeper = hosts
+        .listen
+        .unwrap_or_else(|| current.is_some_and(|v| keeper::ships_keeper(target, v)));
+    if opts.socket {
+        let installed = current.filter(|v| keeper::ships_keeper(target, v));
+        let Some(version) = installed else {
+            bail!(
+                "{}: the current release has no `listen` (no keeper), so there are no sockets to hold; deploy a release with `listen` first",
+                target.label
+            );
+        };
+        let sockets = keeper::sockets(target, version, &name)?;
+        shell.out(unit::render_socket(&name, &sockets)?.trim_end());
+        return Ok(0);
+    }
     let user = match (&opts.user, &state.user) {
         (Some(user), _) => user.clone(),
         (None, Some(user)) if user != "root" => user.clone(),
@@ -46,6 +63,7 @@ pub fn run(opts: &SystemdUnitOpts, shell: &Output) -> Result<u8> {
         root: &root,
         name: &name,
         user: &user,
+        keeper: has_keeper,
     };
     let text = unit::render(&spec).with_context(|| format!("{}: {}", target.label, root))?;
     shell.out(text.trim_end());

@@ -124,6 +124,8 @@ pub const BUILTIN_COMMANDS: &[&str] = &[
     "help",
     // What the keeper runs to start a generation (not for people).
     "__generation",
+    // The sockets' addresses with the host's values (for systemd-unit --socket).
+    "__listen",
 ];
 
 /// Where `start` and `daemon` run the service.

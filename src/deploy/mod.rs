@@ -18,6 +18,7 @@ pub mod config;
 pub mod exec;
 pub mod fleet;
 mod gzip;
+pub mod keeper;
 pub mod notes;
 pub mod resolve;
 mod restart;

@@ -27,6 +27,8 @@ pub struct Lookup {
 pub struct Resolved {
     pub settings: Settings,
     pub name: Option<String>,
+    /// Whether the package's release has `listen` (a keeper), when a package was found.
+    pub listen: Option<bool>,
 }
 
 fn parse_table(source: &TableSource<'_>) -> Result<config::DeployTable> {
@@ -84,6 +86,7 @@ pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
     };
     let found = lookup.manifest_path.is_some() || project::find_manifest(&locate).is_ok();
     let mut name = lookup.release.clone();
+    let mut listen = None;
     let mut base = Partial::default();
     let mut destinations: BTreeMap<String, Partial> = BTreeMap::new();
     let mut file = String::from("the manifest");
@@ -111,7 +114,8 @@ pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
             let loaded =
                 crate::config::load(&package.name, &ws.workspace_table(), &table, &overrides)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-            candidates.push((package, loaded.config.name));
+            let keeps = !loaded.config.launcher.listen.is_empty();
+            candidates.push((package, loaded.config.name, keeps));
         }
         if let Some(spec) = &lookup.package
             && candidates.is_empty()
@@ -119,11 +123,12 @@ pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
             bail!("`{file}`: no package `{spec}` in this workspace");
         }
         let chosen = match &lookup.release {
-            Some(release) => candidates.iter().find(|(_, n)| n == release),
+            Some(release) => candidates.iter().find(|(_, n, _)| n == release),
             None if candidates.len() == 1 => candidates.first(),
             None => None,
         };
-        if let Some((package, release)) = chosen {
+        if let Some((package, release, keeps)) = chosen {
+            listen = Some(*keeps);
             let table = ws.package_table(package);
             file = table.file.to_string();
             let pkg = parse_table(&table)?;
@@ -142,7 +147,11 @@ pub fn settings(lookup: &Lookup, flags: Partial) -> Result<Resolved> {
         );
     }
     let settings = merged.resolve(name.as_deref().unwrap_or("release"));
-    Ok(Resolved { settings, name })
+    Ok(Resolved {
+        settings,
+        name,
+        listen,
+    })
 }
 
 /// What a command acts on: the settings, one target per host, and the directory of their
@@ -151,18 +160,25 @@ pub struct Hosts {
     pub settings: Settings,
     /// The release the manifest names, when there is one.
     pub name: Option<String>,
+    /// Whether that release has `listen`.
+    pub listen: Option<bool>,
     pub targets: Vec<Target>,
     _control: ControlDir,
 }
 
 /// Resolve the settings and make the targets.
 pub fn hosts(lookup: &Lookup, flags: Partial) -> Result<Hosts> {
-    let Resolved { settings, name } = settings(lookup, flags)?;
+    let Resolved {
+        settings,
+        name,
+        listen,
+    } = settings(lookup, flags)?;
     let control = ControlDir::new()?;
     let targets = targets(&settings, &control)?;
     Ok(Hosts {
         settings,
         name,
+        listen,
         targets,
         _control: control,
     })

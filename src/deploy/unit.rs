@@ -15,6 +15,53 @@ pub struct UnitSpec<'a> {
     pub root: &'a str,
     pub name: &'a str,
     pub user: &'a str,
+    /// The release has `listen`: `start` runs the keeper, which says READY=1 once the first
+    /// generation is, and `reload` hands the sockets to a new generation.
+    pub keeper: bool,
+}
+
+/// One socket of a `.socket` unit, as the installed release reports it (`__listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    pub name: String,
+    /// `HOST:PORT` or `unix:/path`, the host's values filled in.
+    pub address: String,
+    pub mode: Option<u32>,
+}
+
+impl Socket {
+    /// Parse a `NAME ADDRESS MODE` line, refusing anything that could reach another
+    /// directive (the deploy user could have rewritten the release that printed it).
+    pub fn parse(line: &str) -> Result<Socket> {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [name, address, mode] = fields[..] else {
+            bail!("{line:?} is not `NAME ADDRESS MODE`");
+        };
+        let named = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !named
+            || address.is_empty()
+            || address.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            bail!("{line:?} is not `NAME ADDRESS MODE`");
+        }
+        let mode = match mode {
+            "-" => None,
+            m => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| anyhow::anyhow!("{line:?}: {m:?} is not a mode"))?,
+            ),
+        };
+        Ok(Socket {
+            name: name.into(),
+            address: address.into(),
+            mode,
+        })
+    }
 }
 
 /// A unit running the release `current` points at: `Type=exec`, because `start` execs the
@@ -43,10 +90,45 @@ pub fn render(spec: &UnitSpec) -> Result<String> {
     ))?;
     let env_file = specifiers(&format!("{root}/shared/env"))?;
     let exec = exec_path(&format!("{root}/current/bin/{name}"))?;
+    // With a keeper: READY=1 from the keeper (its main process), `systemctl reload` hands
+    // over, and stopping signals the keeper alone first (it stops its generations).
+    let service = match spec.keeper {
+        false => String::from("Type=exec\n"),
+        true => String::from("Type=notify\nNotifyAccess=main\nKillMode=mixed\n"),
+    };
+    let reload = match spec.keeper {
+        false => String::new(),
+        true => format!("ExecReload={exec} reload\n"),
+    };
     Ok(format!(
-        "[Unit]\nDescription={description}\nAfter=network-online.target\nWants=network-online.target\n\n[Service]\nType=exec\nUser={user}\nEnvironmentFile=-{env_file}\nExecStart={exec} start\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n",
+        "[Unit]\nDescription={description}\nAfter=network-online.target\nWants=network-online.target\n\n[Service]\n{service}User={user}\nEnvironmentFile=-{env_file}\nExecStart={exec} start\n{reload}Restart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n",
         user = spec.user
     ))
+}
+
+/// `<name>.socket`: systemd holds the release's sockets (across keeper restarts and reboots)
+/// and passes them to `<name>.service`, whose keeper adopts them. One listen socket is named
+/// (`FileDescriptorName=`); several are passed in name order.
+pub fn render_socket(name: &str, sockets: &[Socket]) -> Result<String> {
+    if !is_release_name(name) {
+        bail!("{name:?} is not a release name; refusing to write it into a unit");
+    }
+    let mut text =
+        format!("[Unit]\nDescription={name} sockets (held across restarts)\n\n[Socket]\n");
+    for s in sockets {
+        let address = specifiers(s.address.strip_prefix("unix:").unwrap_or(&s.address))?;
+        text.push_str(&format!("ListenStream={address}\n"));
+        if let Some(mode) = s.mode {
+            text.push_str(&format!("SocketMode={mode:04o}\n"));
+        }
+    }
+    if let [only] = sockets {
+        text.push_str(&format!("FileDescriptorName={}\n", only.name));
+    }
+    text.push_str(&format!(
+        "Service={name}.service\n\n[Install]\nWantedBy=sockets.target\n"
+    ));
+    Ok(text)
 }
 
 /// systemd's user and group name rule (the strict one, `valid_user_group_name`): portable
@@ -94,7 +176,61 @@ mod tests {
     use super::*;
 
     fn unit(root: &str, name: &str, user: &str) -> Result<String> {
-        render(&UnitSpec { root, name, user })
+        render(&UnitSpec {
+            root,
+            name,
+            user,
+            keeper: false,
+        })
+    }
+
+    #[test]
+    fn a_keeper_is_notified_reloaded_and_its_sockets_held() {
+        let spec = UnitSpec {
+            root: "/srv/app",
+            name: "app",
+            user: "deploy",
+            keeper: true,
+        };
+        let text = render(&spec).unwrap();
+        for line in [
+            "Type=notify",
+            "NotifyAccess=main",
+            "KillMode=mixed",
+            "ExecReload=/srv/app/current/bin/app reload",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}: {text}");
+        }
+        let one = [Socket::parse("http 0.0.0.0:4000 -").unwrap()];
+        let text = render_socket("app", &one).unwrap();
+        assert!(
+            text.contains(
+                "ListenStream=0.0.0.0:4000\nFileDescriptorName=http\nService=app.service\n"
+            ),
+            "{text}"
+        );
+        let two = [
+            Socket::parse("api unix:/run/a%b.sock 660").unwrap(),
+            Socket::parse("http [::]:80 -").unwrap(),
+        ];
+        let text = render_socket("app", &two).unwrap();
+        assert!(
+            text.contains(
+                "ListenStream=/run/a%%b.sock\nSocketMode=0660\nListenStream=[::]:80\nService="
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("FileDescriptorName"), "{text}");
+        for bad in [
+            "http 1.2.3.4:80",
+            "h\nx 1:1 -",
+            "http a\rb -",
+            "http 1:1 999",
+            "a b c d",
+            "ht/tp 1:1 -",
+        ] {
+            assert!(Socket::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -362,3 +362,118 @@ fn deploys_and_rollbacks_hand_over_without_a_gap() {
     assert_eq!(load::get(port).unwrap(), "1.0.0");
     assert_eq!(hosts.current(1).as_deref(), Some("1.0.0"));
 }
+
+/// Under a real systemd: the unit runs the keeper (`Type=notify`), a deploy hands over
+/// through `systemctl reload` with the same main process, and with the `.socket` unit from
+/// `systemd-unit --socket` even a restart of the keeper itself refuses no connection.
+#[test]
+fn systemd_reloads_and_holds_the_sockets() {
+    let scratch = Scratch::new();
+    let Some(systemd) = crate::hosts::Systemd::boot(&scratch.join("systemd.log")) else {
+        return;
+    };
+    let setup = crate::hosts::Setup {
+        users: Some(vec!["root".into()]),
+        systemd: Some(&systemd),
+    };
+    let Some(hosts) = crate::hosts::Hosts::start_with(1, "gapless-systemd", setup) else {
+        return;
+    };
+    let root = hosts.root(1);
+    let fx = Fixture::new("gapless");
+    fx.append(
+        "Cargo.toml",
+        &format!(
+            "\n[package.metadata.release.deploy]\nservice = \"systemd\"\npath = \"{}\"\n",
+            root.display()
+        ),
+    );
+    let install = |file: &str, out: Output| {
+        assert_success(&out);
+        let path = scratch.join(file);
+        std::fs::write(&path, &out.stdout).unwrap();
+        let done = systemd.run(&format!(
+            "cp {} /run/systemd/system/{file} && systemctl daemon-reload",
+            path.display()
+        ));
+        assert!(done.status.success(), "{}", stderr(&done));
+    };
+    let unit = fx.run(&["systemd-unit", "--user", "root"]);
+    let text = String::from_utf8_lossy(&unit.stdout).to_string();
+    assert!(
+        text.contains("Type=notify") && text.contains("ExecReload="),
+        "{text}"
+    );
+    install("gapless.service", unit);
+    let port = free_port();
+    let env = scratch.join("h1.env");
+    std::fs::write(&env, format!("PORT={port}\n")).unwrap();
+    let [v1, v2] = gapless_bundles();
+    let deploy = |bundle: &Path| {
+        let mut args = vec!["deploy".to_string(), bundle.display().to_string()];
+        args.extend(hosts.args(1));
+        args.extend(
+            [
+                "--health-url",
+                "http://127.0.0.1:${PORT}/",
+                "--healthy-for",
+                "300ms",
+                "--health-interval",
+                "100ms",
+            ]
+            .map(String::from),
+        );
+        args.extend(["--env-file".to_string(), format!("h1={}", env.display())]);
+        fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let main_pid = || {
+        String::from_utf8_lossy(
+            &systemd
+                .run("systemctl show -P MainPID gapless.service")
+                .stdout,
+        )
+        .trim()
+        .to_string()
+    };
+
+    assert_success(&deploy(v1));
+    assert_eq!(load::get(port).unwrap(), "1.0.0");
+    let keeper = main_pid();
+    let mut out = None;
+    let upgrade = under_load(port, || out = Some(deploy(v2)));
+    assert_success(out.as_ref().unwrap());
+    assert_eq!(
+        upgrade.failed(),
+        0,
+        "deploy through systemctl reload: {upgrade}"
+    );
+    assert_eq!(load::get(port).unwrap(), "1.1.0");
+    assert_eq!(
+        main_pid(),
+        keeper,
+        "the keeper stayed systemd's main process"
+    );
+    let reload = under_load(port, || {
+        let done = systemd.run("systemctl reload gapless.service");
+        assert!(done.status.success(), "{}", stderr(&done));
+    });
+    assert_eq!(reload.failed(), 0, "systemctl reload: {reload}");
+
+    // systemd holds the socket: restarting the keeper itself queues connections, refuses none.
+    let socket = fx.run(&["systemd-unit", "--socket"]);
+    install("gapless.socket", socket);
+    let done = systemd
+        .run("systemctl stop gapless.service && systemctl start gapless.socket gapless.service");
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert_eq!(load::get(port).unwrap(), "1.1.0");
+    let restart = under_load(port, || {
+        let done = systemd.run("systemctl restart gapless.service");
+        assert!(done.status.success(), "{}", stderr(&done));
+    });
+    assert_eq!(
+        restart.failed(),
+        0,
+        "systemctl restart with a .socket unit: {restart}"
+    );
+    let _ = systemd.run("systemctl stop gapless.service gapless.socket");
+}

@@ -37,6 +37,7 @@ fn main() {
     let code = match spec::parse(&args) {
         Ok(a) if a.command == "run" => run(a),
         Ok(a) if a.command == "reload" => reload(&a, &args),
+        Ok(a) if a.command == "addresses" => addresses(&a),
         Ok(a) => Err(format!(
             "unknown command {:?} (expected run or reload)",
             a.command
@@ -54,6 +55,17 @@ fn main() {
 
 fn control_path(a: &Args) -> PathBuf {
     a.tmp.join(format!("{}.keeper.sock", a.name))
+}
+
+/// `NAME ADDRESS MODE` per socket, `${VAR}` expanded (for a systemd `.socket` unit).
+fn addresses(a: &Args) -> Result<i32, String> {
+    let lookup = |n: &str| std::env::var(n).ok();
+    for l in &a.spec.listen {
+        let address = spec::expand(&l.address, &lookup).map_err(|e| format!("listen.{}: {e}", l.name))?;
+        let mode = l.mode.map_or("-".to_string(), |m| format!("{m:o}"));
+        println!("{} {address} {mode}", l.name);
+    }
+    Ok(0)
 }
 
 /// The client: send the request, print the keeper's answer; 0 when it handed over.

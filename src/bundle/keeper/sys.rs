@@ -117,11 +117,14 @@ pub fn adopt(listen: &[Listen]) -> Result<Option<Vec<Held>>, String> {
     for i in 0..count {
         unsafe { fcntl(3 + i as c_int, F_SETFD, FD_CLOEXEC) };
     }
+    // By name; else, when systemd named them otherwise (one .socket unit with several
+    // ListenStream= gives each fd the unit's name), in order, which is name order.
+    let by_name = listen.iter().all(|l| names.iter().position(|n| *n == l.name).is_some_and(|at| at < count));
     let mut held = Vec::new();
-    for l in listen {
+    for (i, l) in listen.iter().enumerate() {
         let at = match names.iter().position(|n| *n == l.name) {
-            Some(at) if at < count => at,
-            _ if count == 1 && listen.len() == 1 => 0,
+            Some(at) if by_name => at,
+            _ if !by_name && count == listen.len() => i,
             _ => {
                 return Err(format!(
                     "systemd passed {count} socket(s) named {:?}, none named {:?} (listen.{}): set FileDescriptorName={} in the .socket unit",

@@ -596,6 +596,12 @@ case $rb_command in
     [ -n "$rb_keeper_on" ] || rb_die "reload needs \`listen\` in the release table (a keeper holding the sockets); use restart"
     rb_reload ;;
   __generation) rb_generation "$@" ;;
+  __listen)
+    # The sockets with this host's values: NAME ADDRESS MODE (for systemd-unit --socket).
+    [ -n "$rb_keeper_on" ] || rb_die "this release has no \`listen\`"
+    rb_stop_timeout
+    rb_prepare listen norequire
+    rb_keeper addresses ;;
   pid)
     if [ -n "$rb_keeper_on" ]; then
       if rb_read_state; then rb_say "$rb_s_pid"; else exit 1; fi
