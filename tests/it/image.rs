@@ -795,3 +795,74 @@ fn on_a_base_with_a_shell_the_launcher_runs_the_service() {
         container.logs()
     );
 }
+
+/// With `listen`, the image's entrypoint (the launcher's `start`) runs the keeper in the
+/// foreground: `reload` inside the container hands over without a failed request.
+#[test]
+fn in_a_container_the_keeper_hands_over_without_a_gap() {
+    for tool in ["podman", "busybox", "ldd"] {
+        if !have(tool) {
+            assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+            eprintln!("skipped: {tool} is not installed");
+            return;
+        }
+    }
+    let fx = Fixture::new("gapless");
+    let first = fx.bundle(&["--out-dir", fx.scratch.join("probe").to_str().unwrap()]);
+    let probe = extract(
+        Path::new(first[0]["path"].as_str().unwrap()),
+        &fx.scratch.join("probe-x"),
+        "gnu",
+    );
+    let base = base_with(
+        &fx.scratch.join("base"),
+        &probe.join("gapless-1.0.0/libexec/gapless"),
+        true,
+    );
+    fx.append(
+        "Cargo.toml",
+        &format!(
+            "\n[package.metadata.release.image]\nbase = \"oci-layout:{}:base\"\n",
+            base.display()
+        ),
+    );
+    let line = fx
+        .bundle(&["--out-dir", fx.scratch.join("out").to_str().unwrap()])
+        .remove(0);
+    let image = PathBuf::from(line["image"]["path"].as_str().unwrap());
+    let port = free_port();
+    let container = Container::start(&image, "localhost/gapless:1.0.0", port);
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        crate::load::get(port).is_ok()
+    });
+    assert!(up, "{}", container.logs());
+    let mut reload = None;
+    let tally = crate::gapless::under_load(port, || {
+        reload = Some(podman(&[
+            "exec",
+            &container.0,
+            "/opt/gapless/bin/gapless",
+            "reload",
+        ]));
+    });
+    let reload = reload.unwrap();
+    assert!(
+        reload.status.success(),
+        "{}{}",
+        stderr(&reload),
+        container.logs()
+    );
+    assert!(
+        String::from_utf8_lossy(&reload.stdout).contains("generation 2"),
+        "{}",
+        String::from_utf8_lossy(&reload.stdout)
+    );
+    assert_eq!(tally.failed(), 0, "reload in a container: {tally}");
+    let status = podman(&["exec", &container.0, "/opt/gapless/bin/gapless", "status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("generation 2"),
+        "{}",
+        container.logs()
+    );
+}

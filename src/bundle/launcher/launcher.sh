@@ -172,11 +172,12 @@ rb_alive() {
   return 0
 }
 
-# Is $1 a pid we may signal: a canonical decimal above 1 (not `0`, `-1`, `012`: kill reads
-# those as process groups or another pid)?
+# Is $1 a pid we may signal: a canonical positive decimal (not `0`, `-1`, `012`: kill reads
+# those as process groups or another pid)? Pid 1 is allowed: in a container the service (or
+# its keeper) is pid 1; rb_ours still requires it to run our executable.
 rb_valid_pid() {
   case $1 in ''|0*|*[!0-9]*) return 1 ;; esac
-  [ "${#1}" -le 10 ] && [ "$1" -gt 1 ]
+  [ "${#1}" -le 10 ]
 }
 
 # Is process $1 our service, or with $2 = release-keeper our keeper (not an unrelated
