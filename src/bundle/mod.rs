@@ -174,10 +174,7 @@ impl Run<'_> {
             self.shell,
         )?;
         if p.plan.keeper {
-            let dir = ws.target_dir.join("release-bundle").join("keeper");
-            let manifest = keeper::write_crate(&dir)?;
-            let exe =
-                compile::build_keeper(&build, &manifest, ws.root(), keeper::REMAPPED, self.shell)?;
+            let exe = self.keeper(&build, &p.plan.target)?;
             artifacts.executables.insert(keeper::ARTIFACT.into(), exe);
         }
         // After the build, which may have created or updated the lock file.
@@ -193,6 +190,27 @@ impl Run<'_> {
         let mut plan = p.plan.clone();
         plan.set_generated(sbom::SBOM, bom)?;
         Ok((artifacts, plan))
+    }
+
+    /// The keeper's executable for `target`: reused when built from the same inputs, else
+    /// built (see `bundle::keeper`).
+    fn keeper(&self, build: &compile::BuildOpts, target: &str) -> Result<camino::Utf8PathBuf> {
+        let dir = self.ws.target_dir.join("release-bundle").join("keeper");
+        let rustc = format!("{} {}", self.rustc.release, self.rustc.commit_hash);
+        let digest = keeper::inputs_digest(target, build.builder.name(), &rustc);
+        if let Some(exe) = keeper::reuse(&dir, &digest) {
+            return Ok(exe);
+        }
+        let manifest = keeper::write_crate(&dir)?;
+        let exe = compile::build_keeper(
+            build,
+            &manifest,
+            self.ws.root(),
+            keeper::REMAPPED,
+            self.shell,
+        )?;
+        keeper::record(&dir, &digest, &exe)?;
+        Ok(exe)
     }
 
     /// What `MANIFEST.json` records about this bundle (its file list is added as it is

@@ -304,7 +304,7 @@ fn deploys_and_rollbacks_hand_over_without_a_gap() {
     let deploy = |command: &[&str], env_text: Option<&str>| {
         let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         args.extend(hosts.args(1));
-        let health = format!("http://127.0.0.1:${{PORT}}/");
+        let health = "http://127.0.0.1:${PORT}/".to_string();
         args.extend(
             [
                 "--health-url",
@@ -476,4 +476,120 @@ fn systemd_reloads_and_holds_the_sockets() {
         "systemctl restart with a .socket unit: {restart}"
     );
     let _ = systemd.run("systemctl stop gapless.service gapless.socket");
+}
+
+/// The figures `benches/gapless.sh` prints: N restarts under load (2 fresh-connection and 2
+/// keep-alive workers), stop → start against handovers, side by side, and the keeper's
+/// memory. Not run by default: `cargo test --release --test it -- --ignored bench_`.
+#[test]
+#[ignore]
+fn bench_handover_against_stop_start() {
+    let n: usize = std::env::var("BENCH_RESTARTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let r = Releases::new();
+    r.ok(0, &["daemon"]);
+    let mut cold = under_load(r.port, || {
+        for _ in 0..n {
+            r.ok(0, &["stop"]);
+            r.ok(0, &["daemon"]);
+        }
+    });
+    let mut warm = under_load(r.port, || {
+        for _ in 0..n {
+            r.ok(0, &["restart"]);
+        }
+    });
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", r.keeper_pid()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+        .unwrap_or_default();
+    println!("{n} restarts under load (service start-up 300 ms):");
+    println!(
+        "{:<14} {:>9} {:>8} {:>8} {:>6} {:>9} {:>9} {:>9}",
+        "", "answered", "refused", "reset", "t/o", "p50", "p99", "max"
+    );
+    for (what, t) in [("stop → start", &mut cold), ("handover", &mut warm)] {
+        let (p50, p99, max) = (t.percentile(50), t.percentile(99), t.percentile(100));
+        println!(
+            "{what:<14} {:>9} {:>8} {:>8} {:>6} {:>9.1?} {:>9.1?} {:>9.1?}",
+            t.ok, t.refused, t.reset, t.timed_out, p50, p99, max
+        );
+    }
+    println!(
+        "failed requests: stop → start {}, handover {} (target 0)",
+        cold.failed(),
+        warm.failed()
+    );
+    println!(
+        "max latency: handover {:?} (target ≤ 100 ms), stop → start {:?}",
+        warm.percentile(100),
+        cold.percentile(100)
+    );
+    println!("keeper memory: VmRSS {rss} (target ≤ 4 MiB)");
+}
+
+/// The keeper is built like every shipped executable: two builds at other paths give the
+/// same bundle bytes, and its launcher is shellcheck-clean; a reload works when the
+/// launcher runs under dash and under busybox.
+#[test]
+fn the_keeper_is_reproducible_and_its_launcher_portable() {
+    let digests: Vec<String> = ["a", "another-longer-path"]
+        .iter()
+        .map(|dir| {
+            let scratch = Scratch::new();
+            let root = scratch.join(dir).join("gapless");
+            copy_tree(&repo().join("fixtures/gapless"), &root);
+            let out = run_tool(&root, &["--message-format", "json", "-q"], &[]);
+            assert_success(&out);
+            let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            sha256_file(Path::new(msg["path"].as_str().unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        digests[0], digests[1],
+        "bundles with the keeper differ between paths"
+    );
+
+    let r = Releases::new();
+    if have("shellcheck") {
+        sh(&r.dirs[0], "shellcheck", &["--shell=sh", "bin/gapless"]);
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "shellcheck is required in CI"
+        );
+        eprintln!("skipped: shellcheck is not installed");
+    }
+    r.ok(0, &["daemon"]);
+    for shell in [&["dash"][..], &["busybox", "sh"]] {
+        if !have(shell[0]) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is required in CI",
+                shell[0]
+            );
+            eprintln!("skipped: {} is not installed", shell[0]);
+            continue;
+        }
+        let c = r.command(0, &[]);
+        let mut run = Command::new(shell[0]);
+        run.args(&shell[1..])
+            .arg(r.dirs[0].join("bin/gapless"))
+            .arg("reload");
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => run.env(k, v),
+                None => run.env_remove(k),
+            };
+        }
+        let tally = under_load(r.port, || {
+            let out = run.output().unwrap();
+            assert_success(&out);
+        });
+        assert_eq!(tally.failed(), 0, "{}: {tally}", shell[0]);
+    }
 }

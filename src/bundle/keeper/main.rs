@@ -61,7 +61,8 @@ fn control_path(a: &Args) -> PathBuf {
 fn addresses(a: &Args) -> Result<i32, String> {
     let lookup = |n: &str| std::env::var(n).ok();
     for l in &a.spec.listen {
-        let address = spec::expand(&l.address, &lookup).map_err(|e| format!("listen.{}: {e}", l.name))?;
+        let address =
+            spec::expand(&l.address, &lookup).map_err(|e| format!("listen.{}: {e}", l.name))?;
         let mode = l.mode.map_or("-".to_string(), |m| format!("{m:o}"));
         println!("{} {address} {mode}", l.name);
     }

@@ -21,10 +21,11 @@ const FILES: [(&str, &str); 3] = [
     ("src/sys.rs", include_str!("sys.rs")),
 ];
 
-/// Small, fast to build, no unwinding machinery; `[workspace]` keeps it out of the user's.
+/// Fast to build (it idles between handovers: optimising it buys nothing, and costs a cold
+/// bundle over a second), no unwinding machinery; `[workspace]` keeps it out of the user's.
 fn manifest() -> String {
     format!(
-        "[package]\nname = \"{PROGRAM}\"\nversion = \"{}\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[profile.release]\nopt-level = \"s\"\npanic = \"abort\"\ncodegen-units = 1\ndebug = false\nstrip = true\nincremental = false\n",
+        "[package]\nname = \"{PROGRAM}\"\nversion = \"{}\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[profile.release]\nopt-level = 0\npanic = \"abort\"\ndebug = false\nstrip = true\nincremental = false\n",
         env!("CARGO_PKG_VERSION")
     )
 }
@@ -57,6 +58,36 @@ pub fn write_crate(dir: &Utf8Path) -> Result<Utf8PathBuf> {
         crate::util::write_atomically(&path, text.as_bytes())?;
     }
     Ok(dir.join("Cargo.toml"))
+}
+
+/// Everything the keeper's executable depends on, as one digest: its source, the target,
+/// the builder and the compiler. A warm bundle with the same inputs reuses the executable
+/// without running cargo at all.
+pub fn inputs_digest(target: &str, builder: &str, rustc: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (path, text) in FILES {
+        h.update(format!("{path}\0{}\0{text}\0", text.len()));
+    }
+    h.update(format!(
+        "{}\0{}\0{target}\0{builder}\0{rustc}\0{REMAPPED}",
+        manifest(),
+        lock()
+    ));
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The executable a previous bundle built from the same inputs, if it is still there.
+pub fn reuse(dir: &Utf8Path, digest: &str) -> Option<Utf8PathBuf> {
+    let text = std::fs::read_to_string(dir.join("built")).ok()?;
+    let (recorded, exe) = text.trim_end().split_once('\n')?;
+    let exe = Utf8PathBuf::from(exe);
+    (recorded == digest && exe.is_file()).then_some(exe)
+}
+
+/// Remember which inputs built `exe`.
+pub fn record(dir: &Utf8Path, digest: &str, exe: &Utf8Path) -> Result<()> {
+    crate::util::write_atomically(&dir.join("built"), format!("{digest}\n{exe}\n").as_bytes())
 }
 
 #[cfg(test)]

@@ -246,6 +246,30 @@ mod tests {
     }
 
     #[test]
+    fn state_lines_are_what_the_launcher_reads() {
+        let args = parse(&strings(&[
+            "run",
+            "--name",
+            "b",
+            "--tmp",
+            "/t",
+            "--launcher",
+            "/r/bin/b",
+            "--version",
+            "1.3.0",
+            "--listen",
+            "http",
+            "127.0.0.1:1",
+            "-",
+        ]))
+        .unwrap();
+        assert_eq!(
+            state_text(10, 3, 42, &args.spec, 1700000000),
+            "keeper 10\ngeneration 3\npid 42\nversion 1.3.0\nlauncher /r/bin/b\nsince 1700000000\n"
+        );
+    }
+
+    #[test]
     fn requests_carry_arguments_line_by_line() {
         assert_eq!(
             request(&strings(&["reload", "--name", "b"])).unwrap(),

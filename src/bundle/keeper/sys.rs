@@ -119,7 +119,12 @@ pub fn adopt(listen: &[Listen]) -> Result<Option<Vec<Held>>, String> {
     }
     // By name; else, when systemd named them otherwise (one .socket unit with several
     // ListenStream= gives each fd the unit's name), in order, which is name order.
-    let by_name = listen.iter().all(|l| names.iter().position(|n| *n == l.name).is_some_and(|at| at < count));
+    let by_name = listen.iter().all(|l| {
+        names
+            .iter()
+            .position(|n| *n == l.name)
+            .is_some_and(|at| at < count)
+    });
     let mut held = Vec::new();
     for (i, l) in listen.iter().enumerate() {
         let at = match names.iter().position(|n| *n == l.name) {
