@@ -43,7 +43,7 @@ fn check_address(address: &str, o: &Origin) -> Result<()> {
         .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
         return Err(o.error(format!(
-            "{address:?} contains whitespace or a control character"
+            "{address:?} holds whitespace or control characters"
         )));
     }
     check_variables(address, o)?;

@@ -8,23 +8,23 @@
 //! `<tmp>/<name>.keeper.sock`) to hand over to the release named in the request. Shipped in
 //! every bundle with `listen`, built by cargo-release-bundle for the bundle's target.
 
+mod generation;
 mod spec;
 mod sys;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::RawFd;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use generation::{Generation, NotifyReader, Pending, exit_code};
 use spec::{Args, Ready, Spec};
 
-fn say(text: &str) {
+pub fn say(text: &str) {
     let _ = writeln!(
         std::io::stderr(),
         "release-keeper[{}]: {text}",
@@ -89,106 +89,10 @@ fn reload(a: &Args, args: &[String]) -> Result<i32, String> {
 }
 
 /// What the main loop hears.
-enum Event {
+pub enum Event {
     Signal(u8),
     Ready(u32),
     Reload(Box<Spec>, UnixStream),
-}
-
-/// One generation of the service.
-struct Generation {
-    n: u32,
-    child: Child,
-    spec: Spec,
-    started: Instant,
-    /// When it was asked to stop (SIGTERM), for the SIGKILL deadline.
-    stopping_since: Option<Instant>,
-    killed: bool,
-    notify: Option<NotifyReader>,
-}
-
-impl Generation {
-    fn label(&self) -> String {
-        format!(
-            "generation {} ({}, pid {})",
-            self.n,
-            self.spec.version,
-            self.child.id()
-        )
-    }
-
-    /// Signal it unless it has been reaped (then its pid may be another process's).
-    fn signal(&mut self, sig: i32) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            sys::signal_pid(self.child.id(), sig);
-        }
-    }
-
-    fn stop(&mut self, sig: i32) {
-        if self.stopping_since.is_none() {
-            self.stopping_since = Some(Instant::now());
-        }
-        self.signal(sig);
-    }
-
-    /// SIGKILL once its stop-timeout has passed since SIGTERM.
-    fn enforce_timeout(&mut self) {
-        if let Some(since) = self.stopping_since
-            && !self.killed
-            && since.elapsed() >= self.spec.stop_timeout
-        {
-            say(&format!(
-                "{} did not stop within {:?}; SIGKILL",
-                self.label(),
-                self.spec.stop_timeout
-            ));
-            self.signal(sys::SIGKILL);
-            self.killed = true;
-        }
-    }
-}
-
-/// A generation waiting to be ready, and who asked for it.
-struct Pending {
-    generation: Generation,
-    client: Option<UnixStream>,
-}
-
-/// `READY=1` listener for one generation: a datagram socket read by a thread until dropped.
-struct NotifyReader {
-    path: PathBuf,
-    done: Arc<AtomicBool>,
-}
-
-impl NotifyReader {
-    fn bind(path: PathBuf, n: u32, tx: Sender<Event>) -> Result<NotifyReader, String> {
-        let _ = std::fs::remove_file(&path);
-        let socket = UnixDatagram::bind(&path)
-            .map_err(|e| format!("cannot bind the notify socket {}: {e}", path.display()))?;
-        let _ = socket.set_read_timeout(Some(Duration::from_millis(200)));
-        let done = Arc::new(AtomicBool::new(false));
-        let stop = done.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(len) = socket.recv(&mut buf)
-                    && String::from_utf8_lossy(&buf[..len])
-                        .lines()
-                        .any(|l| l == "READY=1")
-                {
-                    let _ = tx.send(Event::Ready(n));
-                }
-            }
-        });
-        Ok(NotifyReader { path, done })
-    }
-}
-
-impl Drop for NotifyReader {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Relaxed);
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 struct Keeper {
@@ -204,12 +108,6 @@ struct Keeper {
     exit: Option<i32>,
     /// systemd's notification socket, when systemd started the keeper.
     systemd: Option<String>,
-}
-
-fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 fn reply(client: Option<UnixStream>, line: &str) {

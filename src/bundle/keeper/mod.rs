@@ -1,5 +1,5 @@
 //! The keeper that ships in every bundle with `listen` (`libexec/release-keeper`): its
-//! source (`main.rs`, `spec.rs`, `sys.rs` beside this file, a std-only program this project
+//! source (`main.rs`, `generation.rs`, `spec.rs`, `sys.rs` beside this file, a std-only program this project
 //! owns) is embedded in the tool, written out as a crate of its own, and built by the
 //! bundle's builder for the bundle's target, path-remapped like every shipped executable.
 
@@ -15,8 +15,9 @@ pub const PROGRAM: &str = "release-keeper";
 /// What its paths are remapped to.
 pub const REMAPPED: &str = "/release-bundle/keeper";
 
-const FILES: [(&str, &str); 3] = [
+const FILES: [(&str, &str); 4] = [
     ("src/main.rs", include_str!("main.rs")),
+    ("src/generation.rs", include_str!("generation.rs")),
     ("src/spec.rs", include_str!("spec.rs")),
     ("src/sys.rs", include_str!("sys.rs")),
 ];

@@ -84,6 +84,7 @@ rb_reload() {
     case $rb_answer in
       ok\ *)
         rb_unlock
+        rb_hook post-start
         rb_read_state
         rb_say "$RELEASE_NAME $RELEASE_VSN serving (pid $rb_s_pid, generation $rb_s_gen); the previous generation drains" ;;
       *)

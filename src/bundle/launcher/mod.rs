@@ -114,6 +114,36 @@ pub fn word(value: &str) -> String {
     out
 }
 
+/// The custom commands' lines of the usage text.
+fn usage_lines(spec: &LauncherSpec) -> String {
+    let mut usage = String::new();
+    for (name, c) in &spec.commands {
+        let description = c.description.clone().unwrap_or_else(|| {
+            format!("Run {} {}", c.bin, c.args.join(" "))
+                .trim_end()
+                .to_string()
+        });
+        usage.push_str(&format!("  {name:<11} {}\n", heredoc_text(&description)));
+    }
+    usage
+}
+
+/// `cd` to the working directory: `"$RELEASE_ROOT"` plus the (validated, quoted) subpath;
+/// nothing to keep the caller's.
+fn change_dir(workdir: Option<&str>) -> String {
+    let Some(dir) = workdir else {
+        return String::new();
+    };
+    let sub = if dir.is_empty() {
+        String::new()
+    } else {
+        quote(&format!("/{dir}"))
+    };
+    format!(
+        "  cd -- \"$RELEASE_ROOT\"{sub} || rb_die \"cannot change to the working directory $RELEASE_ROOT\"{sub}\n"
+    )
+}
+
 /// Text safe inside an unquoted here-document and on one line.
 fn heredoc_text(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
@@ -124,34 +154,13 @@ fn heredoc_text(s: &str) -> String {
 
 pub fn render(spec: &LauncherSpec) -> String {
     let bins_text = spec.bins.join(", ");
-    let mut usage = String::new();
-    for (name, c) in &spec.commands {
-        let description = c.description.clone().unwrap_or_else(|| {
-            format!("Run {} {}", c.bin, c.args.join(" "))
-                .trim_end()
-                .to_string()
-        });
-        usage.push_str(&format!("  {name:<11} {}\n", heredoc_text(&description)));
-    }
+    let usage = usage_lines(spec);
     let mut defaults = String::new();
     for (k, v) in &spec.env {
         defaults.push_str(&format!("  rb_default {k} {}\n", word(v)));
     }
     let main_args: String = spec.args.iter().map(|a| format!("{} ", word(a))).collect();
-    // `cd` to the working directory: `"$RELEASE_ROOT"` plus the (validated, quoted) subpath.
-    let workdir = match &spec.workdir {
-        None => String::new(),
-        Some(dir) => {
-            let sub = if dir.is_empty() {
-                String::new()
-            } else {
-                quote(&format!("/{dir}"))
-            };
-            format!(
-                "  cd -- \"$RELEASE_ROOT\"{sub} || rb_die \"cannot change to the working directory $RELEASE_ROOT\"{sub}\n"
-            )
-        }
-    };
+    let workdir = change_dir(spec.workdir.as_deref());
     let mut bin_cases = String::new();
     for bin in &spec.bins {
         bin_cases.push_str(&format!("    {}) ;;\n", quote(bin)));
@@ -175,18 +184,12 @@ pub fn render(spec: &LauncherSpec) -> String {
         heredoc_text(&spec.name),
         heredoc_text(&spec.version)
     );
-    let (keeper_on, ready_timeout, keeper_functions) = match &spec.keeper {
-        Some(k) => (
-            "1",
-            k.ready_timeout,
-            fill(KEEPER_FUNCTIONS, &[("KEEPER_ARGS", keeper_args(k))]),
-        ),
-        None => (
-            "''",
-            60,
-            fill(KEEPER_FUNCTIONS, &[("KEEPER_ARGS", String::new())]),
-        ),
+    let (keeper_on, ready_timeout) = match &spec.keeper {
+        Some(k) => ("1", k.ready_timeout),
+        None => ("''", 60),
     };
+    let keeper_args = spec.keeper.as_ref().map(keeper_args).unwrap_or_default();
+    let keeper_functions = fill(KEEPER_FUNCTIONS, &[("KEEPER_ARGS", keeper_args)]);
     let values: [(&str, String); 21] = [
         ("TITLE", title),
         ("FILE", file_name.to_string()),

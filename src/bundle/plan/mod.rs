@@ -16,8 +16,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::archive::{self, MODE_DIR, MODE_EXEC, MODE_FILE, MODE_SYMLINK, manifest::FileKind};
+use crate::bundle::launcher;
 use crate::bundle::sources::{Found, Match, Node, Sources};
-use crate::bundle::{keeper, launcher};
 use crate::config::{HookName, Origin, ReleaseConfig};
 
 /// What the planner needs to know about the package.
@@ -357,21 +357,7 @@ pub fn plan(
     };
     // The launcher is a POSIX sh script: Windows bundles ship their executables in bin/.
     let with_launcher = config.launcher.enabled && !target.contains("windows");
-    let exe_dir = if with_launcher { "libexec" } else { "bin" };
-    let exe_suffix = if target.contains("windows") {
-        ".exe"
-    } else {
-        ""
-    };
-    for bin in &binaries {
-        let entry = Entry {
-            path: format!("{exe_dir}/{bin}{exe_suffix}"),
-            content: Content::Binary(bin.clone()),
-            mode: MODE_EXEC,
-            kind: Some(FileKind::Executable),
-        };
-        fixed.add(entry, Claimant::Binary)?;
-    }
+    add_binaries(&mut fixed, &binaries, target, with_launcher)?;
     let keeper = add_keeper(&mut fixed, config, &binaries, with_launcher)?;
     let main = main_binary(package, config, &binaries);
     if with_launcher {
@@ -460,38 +446,6 @@ fn binaries(package: &PackageFacts, config: &ReleaseConfig) -> Result<Vec<String
         }
     }
     Ok(binaries)
-}
-
-/// `libexec/release-keeper` when the release has `listen`; whether it ships.
-fn add_keeper(
-    fixed: &mut KnownEntries,
-    config: &ReleaseConfig,
-    binaries: &[String],
-    with_launcher: bool,
-) -> Result<bool> {
-    let Some(first) = config.launcher.listen.values().next() else {
-        return Ok(false);
-    };
-    let key = &first.origin;
-    if !with_launcher {
-        bail!(
-            "{key}: `listen` needs the launcher (it starts the keeper that holds the sockets), which is off for this release (`launcher = false`, or a Windows target)"
-        );
-    }
-    if binaries.iter().any(|b| b == keeper::PROGRAM) {
-        bail!(
-            "{key}: a shipped binary is named `{}`, the keeper's name; rename the bin target",
-            keeper::PROGRAM
-        );
-    }
-    let entry = Entry {
-        path: keeper::PATH.into(),
-        content: Content::Binary(keeper::ARTIFACT.into()),
-        mode: MODE_EXEC,
-        kind: Some(FileKind::Executable),
-    };
-    fixed.add(entry, Claimant::Binary)?;
-    Ok(true)
 }
 
 /// `bin/<name>` and the hook scripts.
@@ -594,7 +548,9 @@ fn add_includes(
 }
 
 mod entries;
+mod executables;
 mod spec;
+use executables::{add_binaries, add_keeper};
 use spec::{launcher_spec, main_binary};
 
 pub use entries::{Entries, Totals};
