@@ -275,6 +275,28 @@ fn stop_and_a_killed_keeper_are_handled_truthfully() {
     assert!(r.ok(0, &["status"]).contains("running"));
     assert_eq!(r.version(), "1.0.0");
 
+    // `start` in the foreground (systemd, containers): SIGTERM reaches the keeper, which
+    // stops the generation; its exit code is the service's.
+    r.ok(0, &["stop"]);
+    let mut fg = r.command(0, &["start"]).spawn().unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        load::get(r.port).is_ok()
+    });
+    assert!(up, "start did not serve");
+    let service: u32 = r.ok(0, &["pid"]).trim().parse().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &fg.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = fg.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "start's exit code is the service's");
+    assert!(!alive(service), "the generation outlived start");
+    r.ok(0, &["daemon"]);
+
     // stop: no keeper, no generation, the port closed.
     let (keeper, service): (u32, u32) = (r.keeper_pid(), r.ok(0, &["pid"]).trim().parse().unwrap());
     assert!(r.ok(0, &["stop"]).contains("stopped"));
@@ -361,6 +383,21 @@ fn deploys_and_rollbacks_hand_over_without_a_gap() {
     assert_eq!(crashed.failed(), 0, "crashing release: {crashed}");
     assert_eq!(load::get(port).unwrap(), "1.0.0");
     assert_eq!(hosts.current(1).as_deref(), Some("1.0.0"));
+
+    // --cold: stop → start even with a keeper, which the load sees.
+    let mut out = None;
+    let cold = under_load(port, || {
+        out = Some(deploy(
+            &["deploy", v2.to_str().unwrap(), "--cold"],
+            Some(&format!("PORT={port}\n")),
+        ))
+    });
+    assert_success(out.as_ref().unwrap());
+    assert!(
+        cold.refused + cold.reset > 0,
+        "--cold refused nothing: {cold}"
+    );
+    assert_eq!(load::get(port).unwrap(), "1.1.0");
 }
 
 /// Under a real systemd: the unit runs the keeper (`Type=notify`), a deploy hands over
