@@ -630,3 +630,49 @@ fn the_keeper_is_reproducible_and_its_launcher_portable() {
         assert_eq!(tally.failed(), 0, "{}: {tally}", shell[0]);
     }
 }
+
+/// A Unix socket beside the TCP one: bound with its mode, passed in name order (the service
+/// finds `http` through LISTEN_FDNAMES), held across a reload, removed by `stop`.
+#[test]
+fn a_unix_socket_is_held_with_its_mode_and_removed_at_stop() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let fx = Fixture::new("gapless");
+    let sock = fx.scratch.join("admin.sock");
+    let http = "http = \"127.0.0.1:${PORT}\"\n";
+    let admin = format!("admin = {{ address = \"unix:{}\", mode = \"0660\" }}\n", sock.display());
+    fx.edit("Cargo.toml", http, &format!("{http}{admin}"));
+    let line = fx.bundle(&["-q"]).remove(0);
+    let top = fx.scratch.join("release");
+    assert_success(&run_tool(&fx.root, &["unpack", line["path"].as_str().unwrap(), "--to", top.to_str().unwrap()], &[]));
+    let tmp = fx.scratch.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    set_mode(&tmp, 0o700);
+    let port = free_port();
+    let run = |command: &str| {
+        let out = Command::new(top.join("bin/gapless"))
+            .arg(command)
+            .env("RELEASE_TMP", &tmp)
+            .env("PORT", port.to_string())
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        assert_success(&out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run("daemon");
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let pid = run("pid");
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.split('\0').any(|v| v == "LISTEN_FDNAMES=admin:http"), "{environ}");
+    assert!(environ.split('\0').any(|v| v == "LISTEN_FDS=2"), "{environ}");
+    let tally = under_load(port, || {
+        run("reload");
+    });
+    assert_eq!(tally.failed(), 0, "{tally}");
+    std::os::unix::net::UnixStream::connect(&sock).expect("the Unix socket is still held");
+    run("stop");
+    assert!(!sock.exists(), "stop leaves the socket file");
+}
