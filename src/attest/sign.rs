@@ -129,13 +129,14 @@ pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>>
     Ok(written)
 }
 
-/// `[package.metadata.release.sign] key = "PATH"` (relative to the manifest's directory),
-/// else the workspace's.
+/// `[package.metadata.release.sign] key = "PATH"` (relative to the manifest's directory; a
+/// `profile.<name>.sign` first), else the workspace's.
 pub fn configured_key(
     ws: &crate::config::project::Workspace,
     package: &cargo_metadata::Package,
+    profile: &str,
 ) -> Result<Option<Utf8PathBuf>> {
-    let Some(section) = ws.sections(package, "sign").into_iter().next() else {
+    let Some(section) = ws.sections(package, "sign", profile).into_iter().next() else {
         return Ok(None);
     };
     let key = section

@@ -190,10 +190,17 @@ fn plan_package(
         target: &plan.target,
         main: plan.main.as_deref(),
     };
-    let image = image::spec_for(ws, package, &loaded.config, &release, opts.image)?;
+    let image = image::spec_for(
+        ws,
+        package,
+        &loaded.config,
+        &release,
+        &opts.profile,
+        opts.image,
+    )?;
     let sign_key = match &opts.sign_key {
         Some(k) => Some(k.clone()),
-        None => crate::attest::sign::configured_key(ws, package)?,
+        None => crate::attest::sign::configured_key(ws, package, &opts.profile)?,
     };
     let config = loaded.config;
     Ok(Planned {

@@ -158,16 +158,17 @@ impl Layer {
                         layer.profiles.insert(name.clone(), profile);
                     }
                 }
-                // Read by `deploy` (see `deploy::config`), the image stage and signing, on
-                // their own, from the release table itself: inside a profile they would be
-                // silently ignored, so they get a warning there.
-                "deploy" | "image" | "sign" if top => {}
-                "deploy" | "image" | "sign" => warnings.push(ConfigWarning {
+                // Read on their own (`ProjectSections::sections`), a profile's first.
+                "image" | "sign" => {}
+                // Read by `deploy` (see `deploy::config`) from the release table itself: a
+                // deploy varies by destination, not by build profile.
+                "deploy" if top => {}
+                "deploy" => warnings.push(ConfigWarning {
                     origin: o.clone(),
                     message: "not read inside a profile, ignored".into(),
-                    help: Some(format!(
-                        "set `{key}` in the release table itself (profiles apply to bundling keys)"
-                    )),
+                    help: Some(
+                        "a deploy varies by destination: use `deploy.destinations.<name>` in the release table itself".into(),
+                    ),
                 }),
                 // Ours when it is a table; cargo-release's `verify = bool` in a shared table.
                 "verify" if v.is_object() => {

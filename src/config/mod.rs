@@ -178,6 +178,13 @@ impl<'a> TableSource<'a> {
         Some((table.get(key)?, origin.child(key)))
     }
 
+    /// `profile.<profile>.<key>` of the release table, with where it is.
+    pub fn profile_sub_table(&self, profile: &str, key: &str) -> Option<(&'a Value, Origin)> {
+        let (table, origin, _) = self.table()?;
+        let value = table.get("profile")?.get(profile)?.get(key)?;
+        Some((value, origin.child("profile").child(profile).child(key)))
+    }
+
     /// Whether the package or workspace has a release table at all.
     pub fn has_table(&self) -> bool {
         self.table().is_some()

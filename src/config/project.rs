@@ -58,24 +58,33 @@ impl Workspace {
         }
     }
 
-    /// The section `key` (`image`, `sign`, `deploy`) of the release tables that apply to
-    /// `package`: its own, then the workspace's, each with the directory relative paths in it
-    /// are relative to. The one rule for where a section is read; callers take the first
-    /// (image, sign) or layer them (deploy).
-    pub fn sections<'a>(&'a self, package: &'a Package, key: &str) -> Vec<Section<'a>> {
+    /// The section `key` (`image`, `sign`) of the release tables that apply to `package`,
+    /// most specific first: the package's `profile.<profile>.<key>`, the package's `<key>`,
+    /// then the same two of the workspace's; each with the directory relative paths in it are
+    /// relative to. The one rule for where a section is read; callers take the first.
+    pub fn sections<'a>(
+        &'a self,
+        package: &'a Package,
+        key: &str,
+        profile: &str,
+    ) -> Vec<Section<'a>> {
         let package_dir = package.manifest_path.parent().unwrap_or(self.root());
         [
             (self.package_table(package), package_dir),
             (self.workspace_table(), self.root()),
         ]
         .into_iter()
-        .filter_map(|(table, dir)| {
-            let (value, origin) = table.sub_table(key)?;
-            Some(Section {
-                value,
-                origin,
-                dir: dir.to_owned(),
-            })
+        .flat_map(|(table, dir)| {
+            let in_profile = table.profile_sub_table(profile, key);
+            let base = table.sub_table(key);
+            [in_profile, base]
+                .into_iter()
+                .flatten()
+                .map(move |(value, origin)| Section {
+                    value,
+                    origin,
+                    dir: dir.to_owned(),
+                })
         })
         .collect()
     }

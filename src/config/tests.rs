@@ -74,16 +74,15 @@ fn layering_package_over_workspace_then_profile() {
 }
 
 #[test]
-fn sections_inside_a_profile_are_flagged() {
-    let pkg = json!({"release": {"profile": {"prod": {"image": {"base": "x"}}}}});
+fn deploy_inside_a_profile_is_flagged_image_and_sign_are_read() {
+    let pkg = json!({"release": {"profile": {"prod": {"image": {"base": "x"}, "sign": {"key": "k"}, "deploy": {"hosts": []}}}}});
     let loaded = load_with(json!({}), pkg, "prod").unwrap();
+    let flagged: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
     assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("not read inside a profile")),
-        "{:?}",
-        loaded.warnings
+        flagged[0].contains("profile.prod.deploy: not read inside a profile")
+            && flagged[0].contains("deploy.destinations"),
+        "{flagged:?}"
     );
 }
 

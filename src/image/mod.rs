@@ -173,9 +173,10 @@ pub fn spec_for(
     package: &cargo_metadata::Package,
     config: &crate::config::ReleaseConfig,
     release: &Release,
+    profile: &str,
     flag: bool,
 ) -> anyhow::Result<Option<Spec>> {
-    let wanted = match ws.sections(package, "image").first() {
+    let wanted = match ws.sections(package, "image", profile).first() {
         Some(section) => {
             parse_config(section.value, &section.origin).map_err(|e| anyhow::anyhow!("{e}"))?
         }

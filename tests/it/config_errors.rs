@@ -146,3 +146,30 @@ fn plan_refuses_an_undefined_profile() {
 fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `profile.<name>.sign` (and `.image`) apply to that profile's bundles: the one section
+/// lookup reads a profile's section before the release table's.
+#[test]
+fn a_profile_section_applies_to_that_profile() {
+    let fx = Fixture::new("webapp");
+    fx.append(
+        "Cargo.toml",
+        "\n[package.metadata.release.profile.prod.sign]\nkey = \"keys/prod_ed25519\"\n",
+    );
+    let out = fx.run(&[
+        "--profile",
+        "prod",
+        "-q",
+        "--out-dir",
+        fx.out().to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success(),
+        "the prod profile's signing key was not used"
+    );
+    assert!(
+        stderr(&out).contains("keys/prod_ed25519"),
+        "{}",
+        stderr(&out)
+    );
+}

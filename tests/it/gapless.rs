@@ -639,11 +639,23 @@ fn a_unix_socket_is_held_with_its_mode_and_removed_at_stop() {
     let fx = Fixture::new("gapless");
     let sock = fx.scratch.join("admin.sock");
     let http = "http = \"127.0.0.1:${PORT}\"\n";
-    let admin = format!("admin = {{ address = \"unix:{}\", mode = \"0660\" }}\n", sock.display());
+    let admin = format!(
+        "admin = {{ address = \"unix:{}\", mode = \"0660\" }}\n",
+        sock.display()
+    );
     fx.edit("Cargo.toml", http, &format!("{http}{admin}"));
     let line = fx.bundle(&["-q"]).remove(0);
     let top = fx.scratch.join("release");
-    assert_success(&run_tool(&fx.root, &["unpack", line["path"].as_str().unwrap(), "--to", top.to_str().unwrap()], &[]));
+    assert_success(&run_tool(
+        &fx.root,
+        &[
+            "unpack",
+            line["path"].as_str().unwrap(),
+            "--to",
+            top.to_str().unwrap(),
+        ],
+        &[],
+    ));
     let tmp = fx.scratch.join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     set_mode(&tmp, 0o700);
@@ -666,8 +678,16 @@ fn a_unix_socket_is_held_with_its_mode_and_removed_at_stop() {
     let pid = run("pid");
     let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
     let environ = String::from_utf8_lossy(&environ);
-    assert!(environ.split('\0').any(|v| v == "LISTEN_FDNAMES=admin:http"), "{environ}");
-    assert!(environ.split('\0').any(|v| v == "LISTEN_FDS=2"), "{environ}");
+    assert!(
+        environ
+            .split('\0')
+            .any(|v| v == "LISTEN_FDNAMES=admin:http"),
+        "{environ}"
+    );
+    assert!(
+        environ.split('\0').any(|v| v == "LISTEN_FDS=2"),
+        "{environ}"
+    );
     let tally = under_load(port, || {
         run("reload");
     });
