@@ -147,15 +147,7 @@ fn plan_package(
         &ws.package_table(package),
         overrides,
     )?;
-    for warning in &loaded.warnings {
-        if opts.strict {
-            bail!(
-                "{}\nnote: `--strict` turns configuration warnings into errors",
-                warning.as_error()
-            );
-        }
-        shell.warn(warning);
-    }
+    report_warnings(&loaded.warnings, opts.strict, shell)?;
     let shown = crate::util::display_path(&package.manifest_path);
     // Cargo gives a package without `version` 0.0.0; releases are told apart by version.
     if package.version.to_string() == "0.0.0" {
@@ -217,6 +209,20 @@ fn plan_package(
         image,
         sign_key,
     })
+}
+
+/// Configuration warnings: printed, or with `--strict` the first is an error.
+fn report_warnings(warnings: &[config::ConfigWarning], strict: bool, shell: &Output) -> Result<()> {
+    for warning in warnings {
+        if strict {
+            bail!(
+                "{}\nnote: `--strict` turns configuration warnings into errors",
+                warning.as_error()
+            );
+        }
+        shell.warn(warning);
+    }
+    Ok(())
 }
 
 /// With `-v`: the resolved config and what the plan holds.

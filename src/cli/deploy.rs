@@ -82,6 +82,14 @@ pub struct RestartOpts {
     /// handovers that refuse no connection)
     #[arg(long)]
     pub cold: bool,
+
+    /// Switch without running `deploy.release-command` (said in the events)
+    #[arg(long)]
+    pub skip_release_command: bool,
+
+    /// Do not run the `deploy.hooks` on this machine
+    #[arg(long)]
+    pub skip_hooks: bool,
 }
 
 /// How a fleet is restarted: batches and what a failure reverts (not for `install`).

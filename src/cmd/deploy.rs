@@ -11,9 +11,11 @@ use std::sync::mpsc;
 
 use crate::bundle;
 use crate::deploy::fleet;
+use crate::deploy::hooks::{self, HookEnv};
 use crate::deploy::notes::{DeploySummary, Happened, Note, Notes};
 use crate::deploy::resolve::{self, Lookup};
 use crate::deploy::state;
+use crate::deploy::whole::{Hook, Whole};
 use crate::deploy::{Options, Release, Target};
 use crate::output::Output;
 use crate::verify::{self, Limits, Severity};
@@ -34,6 +36,7 @@ pub(super) fn options(
         env,
         stage_only: false,
         cold: flags.cold,
+        skip_release_command: flags.skip_release_command,
     }
 }
 
@@ -206,6 +209,29 @@ fn human(note: &Note) -> (&'static str, String) {
         ),
         Happened::MarkedBad { version } => ("Marked bad", format!("{h}: {version}")),
         Happened::Pruned { version } => ("Pruned", format!("{h}: {version}")),
+        other => human_release_command(h, other),
+    }
+}
+
+/// The release command's notes, in human form.
+fn human_release_command(h: &str, what: &Happened) -> (&'static str, String) {
+    match what {
+        Happened::ReleaseCommand { version, command } => (
+            "Running",
+            format!("{h}: release command `{command}` from {version}"),
+        ),
+        Happened::Output { line, .. } => ("", format!("{h}: {line}")),
+        Happened::ReleaseCommandDone { code: 0, .. } => {
+            ("Ran", format!("{h}: the release command"))
+        }
+        Happened::ReleaseCommandDone { code, .. } => {
+            ("Failed", format!("{h}: the release command exited {code}"))
+        }
+        Happened::ReleaseCommandSkipped { version } => (
+            "Skipped",
+            format!("{h}: the release command of {version} (--skip-release-command)"),
+        ),
+        _ => ("", String::new()),
     }
 }
 
@@ -314,12 +340,78 @@ pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
             shell,
         );
     }
-    let env = resolve::env_files(&opts.env_file, targets)?;
-    let mut options = options(hosts.settings.clone(), &opts.restart, true, env);
-    options.stage_only = opts.stage_only;
-    reporting(opts.build.output.message_format, shell, "Deployed", |tx| {
-        fleet::deploy(&release, targets, &options, tx)
+    let whole = &hosts.settings.whole;
+    let hook_env = HookEnv {
+        name: release.manifest.name.clone(),
+        version: release.manifest.version.clone(),
+        bundle: Some(bundle.to_string()),
+        ..hook_env(&opts.hosts, &hosts.settings)
+    };
+    let hooks = (!opts.restart.skip_hooks).then_some(whole);
+    let pair = (Hook::PreDeploy, Hook::PostDeploy);
+    with_hooks(hooks, pair, &hook_env, shell, || {
+        let env = resolve::env_files(&opts.env_file, targets)
+            .and_then(|env| hooks::host_env(env, whole, targets));
+        let env = match env {
+            Ok(env) => env,
+            Err(e) => return (Err(e), "failed".into()),
+        };
+        let mut options = options(hosts.settings.clone(), &opts.restart, true, env);
+        options.stage_only = opts.stage_only;
+        let mut outcome = String::from("failed");
+        let result = reporting(opts.build.output.message_format, shell, "Deployed", |tx| {
+            let summary = fleet::deploy(&release, targets, &options, tx);
+            outcome = outcome_of(&summary).into();
+            summary
+        });
+        (result, outcome)
     })
+}
+
+/// What every hook is told about the hosts and who deploys.
+pub(super) fn hook_env(flags: &HostOpts, settings: &crate::deploy::config::Settings) -> HookEnv {
+    HookEnv {
+        destination: flags.dest.clone(),
+        hosts: settings.hosts.clone(),
+        roles: vec!["web".into()],
+        performer: resolve::who(),
+        ..HookEnv::default()
+    }
+}
+
+/// How a deploy or rollback ended, for `post-*` hooks: `success`, `reverted` (a host went
+/// back) or `failed`.
+pub(super) fn outcome_of(summary: &DeploySummary) -> &'static str {
+    match &summary.error {
+        None => "success",
+        Some(_) if summary.hosts.iter().any(|h| h.outcome == "reverted") => "reverted",
+        Some(_) => "failed",
+    }
+}
+
+/// `work` between the `pre` and `post` hooks (`hooks` is `None` with `--skip-hooks`): a
+/// failing `pre` hook stops before any host is contacted; the `post` hook hears the outcome,
+/// and its failure (which changes nothing on the hosts) makes the exit code non-zero.
+pub(super) fn with_hooks(
+    hooks: Option<&Whole>,
+    (pre, post): (Hook, Hook),
+    env: &HookEnv,
+    shell: &Output,
+    work: impl FnOnce() -> (Result<u8>, String),
+) -> Result<u8> {
+    if let Some(whole) = hooks {
+        crate::deploy::hooks::run(whole, pre, env, None).context("no host was contacted")?;
+    }
+    let (result, outcome) = work();
+    if let Some(whole) = hooks {
+        let ran = crate::deploy::hooks::run(whole, post, env, Some(&outcome));
+        match (ran, &result) {
+            (Err(e), Ok(_)) => return Err(e.context("the hosts are as the report says")),
+            (Err(e), Err(_)) => shell.error_chain(&e),
+            (Ok(()), _) => {}
+        }
+    }
+    result
 }
 
 /// Print what a deploy would do: read each host's state, change nothing.

@@ -3,8 +3,10 @@
 use anyhow::{Result, bail};
 
 use crate::cli::RollbackOpts;
+use crate::deploy::hooks::HookEnv;
 use crate::deploy::resolve;
 use crate::deploy::state::HostState;
+use crate::deploy::whole::Hook;
 use crate::deploy::{Target, fleet};
 use crate::output::MessageFormat;
 use crate::output::Output;
@@ -22,8 +24,23 @@ pub fn run(opts: &RollbackOpts, shell: &Output) -> Result<u8> {
         true,
         Default::default(),
     );
-    super::deploy::reporting(opts.output.message_format, shell, "Rolled back", |tx| {
-        fleet::rollback(&hosts.targets, opts.version.as_deref(), &options, tx)
+    let env = HookEnv {
+        name: hosts.name.clone().unwrap_or_default(),
+        version: opts.version.clone().unwrap_or_default(),
+        ..super::deploy::hook_env(&opts.hosts, &hosts.settings)
+    };
+    let whole = (!opts.restart.skip_hooks).then_some(&hosts.settings.whole);
+    let pair = (Hook::PreRollback, Hook::PostRollback);
+    super::deploy::with_hooks(whole, pair, &env, shell, || {
+        let mut outcome = String::from("failed");
+        let result =
+            super::deploy::reporting(opts.output.message_format, shell, "Rolled back", |tx| {
+                let summary =
+                    fleet::rollback(&hosts.targets, opts.version.as_deref(), &options, tx);
+                outcome = super::deploy::outcome_of(&summary).into();
+                summary
+            });
+        (result, outcome)
     })
 }
 

@@ -91,7 +91,7 @@ pub fn is_release_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
 }
 
-pub(super) fn is_command_name(s: &str) -> bool {
+pub fn is_command_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_lowercase() || b.is_ascii_digit())
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::whole::Whole;
 pub use crate::config::value::parse_duration;
 use crate::config::value::{self, ConfigError, Origin, duration};
 
@@ -95,6 +96,8 @@ pub struct Settings {
     pub health: Health,
     /// Refuse a bundle whose signature is not checked (`--allowed-signers`/`--minisign-key`).
     pub require_signature: bool,
+    /// The release command, hooks and environment sources.
+    pub whole: Whole,
 }
 
 /// Settings as read from one table or the flags: what is not given is `None`.
@@ -116,6 +119,7 @@ pub struct Partial {
     pub healthy_for: Option<Duration>,
     pub unhealthy_after: Option<u32>,
     pub require_signature: Option<bool>,
+    pub whole: Whole,
 }
 
 /// A deploy table: its own settings and its named destinations.
@@ -125,7 +129,7 @@ pub struct DeployTable {
     pub destinations: BTreeMap<String, Partial>,
 }
 
-const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, require-signature, destinations";
+const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, require-signature, release-command, primary, hooks, env-file, env-command, destinations";
 const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for, unhealthy-after";
 
 /// The `health` table into `p`.
@@ -220,6 +224,7 @@ fn parse_partial(v: &Value, o: &Origin, top: bool) -> Result<DeployTable, Config
                     table.destinations.insert(name.clone(), d.settings);
                 }
             }
+            _ if super::whole::parse_key(key, item, &ko, &mut p.whole)? => {}
             _ => return Err(ko.error(format!("unknown key (known: {KEYS})"))),
         }
     }
@@ -251,6 +256,7 @@ impl Partial {
             healthy_for: other.healthy_for.or(self.healthy_for),
             unhealthy_after: other.unhealthy_after.or(self.unhealthy_after),
             require_signature: other.require_signature.or(self.require_signature),
+            whole: self.whole.over(other.whole),
         }
     }
 
@@ -280,6 +286,7 @@ impl Partial {
                 unhealthy_after: self.unhealthy_after.unwrap_or(3),
             },
             require_signature: self.require_signature.unwrap_or(false),
+            whole: self.whole,
         }
     }
 }

@@ -48,13 +48,19 @@ pub fn exec(
 fn run_one(t: &Target, name: &str, command: &[String], lines: &mpsc::Sender<Line>) -> Result<i32> {
     let mut args = vec![name];
     args.extend(command.iter().map(String::as_str));
-    let mut cmd = t.transport.single_step(&t.path, "exec", &args);
+    streamed(t, "exec", &args, lines)
+}
+
+/// Run one host step whose output comes back line by line (to `lines`, as it is written);
+/// its exit code (-1 for a signal, or ssh's own failure).
+pub fn streamed(t: &Target, step: &str, args: &[&str], lines: &mpsc::Sender<Line>) -> Result<i32> {
+    let mut cmd = t.transport.single_step(&t.path, step, args);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("{}: cannot run the exec step", t.label))?;
+        .with_context(|| format!("{}: cannot run the {step} step", t.label))?;
     let (out, err) = (child.stdout.take(), child.stderr.take());
     std::thread::scope(|scope| {
         scope.spawn(|| forward(out, &t.label, false, lines));
@@ -62,7 +68,7 @@ fn run_one(t: &Target, name: &str, command: &[String], lines: &mpsc::Sender<Line
     });
     let status = child
         .wait()
-        .with_context(|| format!("{}: the exec step", t.label))?;
+        .with_context(|| format!("{}: the {step} step", t.label))?;
     // A signal, or ssh's own failure (255), has no code of the command's: say so as -1.
     Ok(status.code().unwrap_or(-1))
 }

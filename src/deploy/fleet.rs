@@ -123,6 +123,7 @@ fn deploy_locked(
     }
     if opts.restart {
         check_environments(sessions, name, version)?;
+        super::release_command::run(sessions, release, opts, tx)?;
     }
     switch_in_batches(release, sessions, opts, tx, outcomes)?;
     for s in sessions.iter_mut() {

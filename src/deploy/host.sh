@@ -23,7 +23,7 @@ rb_name_ok() {
 }
 
 case $rb_step in
-  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|status|keeper)
+  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|status|keeper|release-command)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
       if [ "$rb_step" = state ]; then
@@ -445,6 +445,18 @@ rb_step_exec() {
   exec "./$rb_launcher" "$@" < /dev/null
 }
 
+# release-command VERSION NAME COMMAND [ARGS...]: a launcher command of an installed release
+# (the new one, before anything switches), from its directory; the launcher reads
+# shared/env itself. Arguments arrive quoted, never evaluated.
+rb_step_release_command() {
+  rb_name_ok "$1"
+  rb_name_ok "$2"
+  cd "releases/$1" || rb_die "releases/$1 is not installed"
+  rb_launcher=bin/$2
+  shift 2
+  exec "./$rb_launcher" "$@" < /dev/null
+}
+
 # status NAME: what `status` reports of this host: current, the service's process (pid, the
 # release it runs, seconds up), the deploy lock (whether its holder lives), then the log.
 rb_step_status() {
@@ -496,6 +508,7 @@ case $rb_step in
   prune) rb_step_prune "$@" ;;
   env-file) rb_step_env_file "$@" ;;
   exec) rb_step_exec "$@" ;;
+  release-command) rb_step_release_command "$@" ;;
   status) rb_step_status "$@" ;;
   *) rb_die "unknown step '$rb_step'" ;;
 esac

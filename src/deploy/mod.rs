@@ -18,8 +18,10 @@ pub mod config;
 pub mod exec;
 pub mod fleet;
 mod gzip;
+pub mod hooks;
 pub mod keeper;
 pub mod notes;
+mod release_command;
 pub mod resolve;
 mod restart;
 mod session;
@@ -28,6 +30,7 @@ pub mod state;
 pub mod status;
 pub mod transport;
 pub mod unit;
+pub mod whole;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -84,6 +87,8 @@ pub struct Options {
     pub stage_only: bool,
     /// Stop → start even for releases with a keeper (`--cold`).
     pub cold: bool,
+    /// Switch without running the release command (`--skip-release-command`).
+    pub skip_release_command: bool,
 }
 
 /// `f` over every item at once, one thread each; the results in the items' order. A panic
@@ -156,6 +161,27 @@ pub enum Event {
         version: String,
         time: u64,
     },
+    /// The release command ran on this host (the primary), from `version`, and exited 0.
+    ReleaseCommandRan {
+        version: String,
+        command: String,
+        time: u64,
+    },
+    /// The release command exited `code`: no host was switched.
+    ReleaseCommandFailed {
+        version: String,
+        command: String,
+        code: i32,
+        time: u64,
+    },
+    /// `--skip-release-command`: the deploy switched without running it.
+    ReleaseCommandSkipped {
+        version: String,
+        time: u64,
+    },
+    /// An event a newer version of this tool wrote.
+    #[serde(other)]
+    Other,
 }
 
 /// What the log says about the releases under one deploy path.
@@ -200,7 +226,11 @@ impl History {
                 Event::Pruned { version, .. } => h.pruned.push(version.clone()),
                 // A release that passes its health checks later is good again.
                 Event::Healthy { version, .. } => h.bad.retain(|v| v != version),
-                Event::Failed { .. } => {}
+                Event::Failed { .. }
+                | Event::ReleaseCommandRan { .. }
+                | Event::ReleaseCommandFailed { .. }
+                | Event::ReleaseCommandSkipped { .. }
+                | Event::Other => {}
             }
         }
         h

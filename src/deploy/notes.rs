@@ -62,6 +62,23 @@ pub enum Happened {
     Pruned {
         version: String,
     },
+    /// The release command starts on this host (the primary), from `version`.
+    ReleaseCommand {
+        version: String,
+        command: String,
+    },
+    /// A line the release command wrote (control characters escaped).
+    Output {
+        stderr: bool,
+        line: String,
+    },
+    ReleaseCommandDone {
+        version: String,
+        code: i32,
+    },
+    ReleaseCommandSkipped {
+        version: String,
+    },
 }
 
 /// Where notes go as they happen: the command prints them on its own thread.

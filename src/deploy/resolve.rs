@@ -38,7 +38,8 @@ fn parse_table(source: &TableSource<'_>) -> Result<config::DeployTable> {
             config::parse(value, &origin).map_err(|e| anyhow::anyhow!("{e}"))?
         }
     };
-    // An SSH config named in the manifest is relative to the manifest, wherever cargo runs.
+    // An SSH config, hooks and an env file named in the manifest are relative to the
+    // manifest, wherever cargo runs.
     let dir = source
         .file
         .parent()
@@ -50,6 +51,9 @@ fn parse_table(source: &TableSource<'_>) -> Result<config::DeployTable> {
             && !dir.as_str().is_empty()
         {
             p.ssh_config = Some(dir.join(c).to_string());
+        }
+        if !dir.as_str().is_empty() {
+            p.whole = std::mem::take(&mut p.whole).relative_to(&dir);
         }
     };
     anchor(&mut table.settings);

@@ -21,5 +21,6 @@ mod sign;
 mod support;
 mod trust;
 mod verify;
+mod whole;
 mod workflow;
 mod workspace;

@@ -1,0 +1,118 @@
+//! The deploying machine's side of a deploy: the `deploy.hooks` (pre-/post-deploy and
+//! -rollback executables, with a stable `RELEASE_BUNDLE_*` environment and never a secret),
+//! and each host's `shared/env` assembled from `--env-file`, `deploy.env-command` and
+//! `deploy.env-file`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use super::Target;
+use super::whole::{Hook, Whole};
+
+/// What a hook is told, as `RELEASE_BUNDLE_<KEY>` variables.
+#[derive(Debug, Clone, Default)]
+pub struct HookEnv {
+    pub name: String,
+    pub version: String,
+    pub destination: Option<String>,
+    pub hosts: Vec<String>,
+    pub roles: Vec<String>,
+    pub performer: String,
+    pub bundle: Option<String>,
+}
+
+/// Run `hook` if configured. Its output goes to stderr (stdout is the report's); a non-zero
+/// exit is an error naming the hook and its code. `outcome` for `post-*` hooks.
+pub fn run(whole: &Whole, hook: Hook, env: &HookEnv, outcome: Option<&str>) -> Result<()> {
+    let Some(path) = whole.hooks.get(&hook) else {
+        return Ok(());
+    };
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot pass stderr to a hook")?;
+    let mut cmd = Command::new(path);
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(stderr));
+    for (key, value) in [
+        ("NAME", env.name.clone()),
+        ("VERSION", env.version.clone()),
+        ("DESTINATION", env.destination.clone().unwrap_or_default()),
+        ("HOSTS", env.hosts.join(" ")),
+        ("ROLES", env.roles.join(" ")),
+        ("PERFORMER", env.performer.clone()),
+        ("BUNDLE", env.bundle.clone().unwrap_or_default()),
+        ("OUTCOME", outcome.unwrap_or_default().to_string()),
+    ] {
+        cmd.env(format!("RELEASE_BUNDLE_{key}"), value);
+    }
+    let name = hook.name();
+    let status = cmd
+        .status()
+        .with_context(|| format!("the {name} hook `{path}` could not run"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => bail!("the {name} hook `{path}` exited {code}"),
+        None => bail!("the {name} hook `{path}` was killed ({status})"),
+    }
+}
+
+/// The output of `deploy.env-command` (`sh -c`, run here): at most 1 MiB, never printed.
+fn env_command(command: &str) -> Result<Vec<u8>> {
+    let mut child = Command::new("sh")
+        .args(["-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("deploy.env-command: cannot run `sh`")?;
+    let mut out = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        stdout
+            .take(1 << 20)
+            .read_to_end(&mut out)
+            .context("deploy.env-command: cannot read its output")?;
+    }
+    let status = child.wait().context("deploy.env-command")?;
+    if !status.success() {
+        bail!("deploy.env-command exited with {status}; nothing was deployed");
+    }
+    Ok(out)
+}
+
+/// Each host's `shared/env`: its `--env-file` (per host, else for all), then the env
+/// command's output, then `deploy.env-file`, one after the other. In the env-file grammar
+/// the first line that sets a variable wins, so that is their precedence.
+pub fn host_env(
+    from_flags: BTreeMap<String, Vec<u8>>,
+    whole: &Whole,
+    targets: &[Target],
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut shared = Vec::new();
+    if let Some(command) = &whole.env_command {
+        shared.extend(env_command(command)?);
+        shared.push(b'\n');
+    }
+    if let Some(file) = &whole.env_file {
+        let bytes = std::fs::read(file)
+            .with_context(|| format!("deploy.env-file `{file}`: cannot read it"))?;
+        shared.extend(bytes);
+        shared.push(b'\n');
+    }
+    if shared.is_empty() {
+        return Ok(from_flags);
+    }
+    Ok(targets
+        .iter()
+        .map(|t| {
+            let mut env = from_flags.get(&t.label).cloned().unwrap_or_default();
+            if !env.is_empty() {
+                env.push(b'\n');
+            }
+            env.extend(&shared);
+            (t.label.clone(), env)
+        })
+        .collect())
+}
