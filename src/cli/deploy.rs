@@ -288,3 +288,32 @@ pub struct StatusOpts {
     #[command(flatten)]
     pub output: OutputOpts,
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsOpts {
+    #[command(flatten)]
+    pub hosts: HostOpts,
+
+    #[command(flatten)]
+    pub manifest: ManifestOpts,
+
+    /// Lines from the end of each host's log
+    #[arg(short = 'n', long, value_name = "N", default_value = "100")]
+    pub lines: u32,
+
+    /// Keep printing new lines from every host until interrupted
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Only lines holding this fixed string (matched on the host)
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+
+    /// Only lines since then: a duration back (`10m`) or a time (`2026-12-07 09:00`); the
+    /// journal's lines only (`deploy.service = "systemd"`): the launcher's carry no time
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+
+    #[command(flatten)]
+    pub output: OutputOpts,
+}

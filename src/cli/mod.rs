@@ -56,6 +56,8 @@ pub enum Commands {
     Exec(ExecOpts),
     /// Each host's state: reachable, current, the service's process, the lock, the last event
     Status(StatusOpts),
+    /// Each host's service log, prefixed with the host: the last lines, or `-f` to follow
+    Logs(LogsOpts),
     /// Sign bundles (an SSH signature over each bundle's .sha256 line, written to BUNDLE.sig)
     Sign(SignOpts),
     /// Print shell completions for cargo-release-bundle

@@ -8,6 +8,7 @@ mod deploy;
 mod exec;
 mod init;
 mod install;
+mod logs;
 mod merge;
 mod plan;
 mod releases;
@@ -44,6 +45,7 @@ pub fn run(cli: &ReleaseBundle) -> Outcome {
         Some(Commands::Releases(o)) => with(&o.output, 1, |s| releases::run(o, s)),
         Some(Commands::Exec(o)) => with(&o.output, 2, |s| exec::run(o, s)),
         Some(Commands::Status(o)) => with(&o.output, 2, |s| status::run(o, s)),
+        Some(Commands::Logs(o)) => with(&o.output, 2, |s| logs::run(o, s)),
         Some(Commands::SystemdUnit(o)) => with(&o.output, 1, |s| systemd_unit::run(o, s)),
         Some(Commands::Sign(o)) => with(&o.output, 1, |s| sign::run(o, s)),
         Some(Commands::Completions { shell: which }) => Outcome {

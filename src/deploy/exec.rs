@@ -48,20 +48,33 @@ pub fn exec(
 fn run_one(t: &Target, name: &str, command: &[String], lines: &mpsc::Sender<Line>) -> Result<i32> {
     let mut args = vec![name];
     args.extend(command.iter().map(String::as_str));
-    streamed(t, "exec", &args, lines)
+    streamed(t, "exec", &args, lines, false)
 }
 
 /// Run one host step whose output comes back line by line (to `lines`, as it is written);
-/// its exit code (-1 for a signal, or ssh's own failure).
-pub fn streamed(t: &Target, step: &str, args: &[&str], lines: &mpsc::Sender<Line>) -> Result<i32> {
+/// its exit code (-1 for a signal, or ssh's own failure). With `hold_stdin` its stdin stays
+/// open until this process ends: a step that follows a log stops when it closes.
+pub fn streamed(
+    t: &Target,
+    step: &str,
+    args: &[&str],
+    lines: &mpsc::Sender<Line>,
+    hold_stdin: bool,
+) -> Result<i32> {
     let mut cmd = t.transport.single_step(&t.path, step, args);
-    cmd.stdin(Stdio::null())
+    let stdin = if hold_stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .with_context(|| format!("{}: cannot run the {step} step", t.label))?;
     let (out, err) = (child.stdout.take(), child.stderr.take());
+    let _held = child.stdin.take();
     std::thread::scope(|scope| {
         scope.spawn(|| forward(out, &t.label, false, lines));
         forward(err, &t.label, true, lines);

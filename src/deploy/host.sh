@@ -23,7 +23,7 @@ rb_name_ok() {
 }
 
 case $rb_step in
-  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|status|keeper|release-command)
+  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|status|keeper|release-command|logs)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
       if [ "$rb_step" = state ]; then
@@ -457,6 +457,59 @@ rb_step_release_command() {
   exec "./$rb_launcher" "$@" < /dev/null
 }
 
+# Lines of stdin holding the fixed string $1 (every line when it is empty), one at a time.
+rb_holding() {
+  if [ -z "$1" ]; then
+    cat
+    return
+  fi
+  while IFS= read -r rb_l || [ -n "$rb_l" ]; do
+    case $rb_l in *"$1"*) printf '%s\n' "$rb_l" ;; esac
+  done
+}
+
+# Run "$@" (a `tail -F` or `journalctl -f`) into a filter until the connection closes (stdin
+# ends), then stop both: nothing is left running on the host.
+rb_follow_until_closed() {
+  rb_dir=$(mktemp -d) || rb_die "cannot create a temporary directory"
+  mkfifo "$rb_dir/lines" || rb_die "cannot create a fifo in $rb_dir"
+  "$@" > "$rb_dir/lines" 2>/dev/null &
+  rb_follower=$!
+  rb_holding "$rb_pattern" < "$rb_dir/lines" &
+  rb_filter=$!
+  cat > /dev/null
+  kill "$rb_follower" "$rb_filter" 2>/dev/null
+  wait
+  rm -rf "$rb_dir"
+}
+
+# logs NAME UNIT LINES FOLLOW SINCE PATTERN: the service's log (the launcher's, under
+# shared/tmp/log, or the journal of UNIT when one is named): its last LINES lines holding
+# PATTERN (a fixed string), and with FOLLOW=1 new ones as they come until the connection
+# closes. SINCE (journal only) is passed to journalctl.
+rb_step_logs() {
+  rb_name_ok "$1"
+  rb_unit=$2 rb_lines=$3 rb_follow=$4 rb_since=$5 rb_pattern=$6
+  case $rb_lines in ''|*[!0-9]*) rb_die "not a line count: '$rb_lines'" ;; esac
+  if [ -n "$rb_unit" ]; then
+    set -- journalctl --no-pager -o cat -u "$rb_unit"
+    [ -z "$rb_since" ] || set -- "$@" --since "$rb_since"
+  else
+    rb_file=shared/tmp/log/$1.log
+    [ -f "$rb_file" ] || rb_die "no log at $rb_path/$rb_file (has the service run here with \`daemon\`?)"
+    set -- tail
+  fi
+  if [ "$rb_follow" = 1 ]; then
+    # The last lines first, then new ones (-F follows a rotated file).
+    if [ -n "$rb_unit" ]; then set -- "$@" -n "$rb_lines" -f; else set -- "$@" -n "$rb_lines" -F "$rb_file"; fi
+    rb_follow_until_closed "$@"
+  elif [ -n "$rb_unit" ]; then
+    "$@" | rb_holding "$rb_pattern" | tail -n "$rb_lines"
+  else
+    rb_holding "$rb_pattern" < "$rb_file" | tail -n "$rb_lines"
+  fi
+}
+
 # status NAME: what `status` reports of this host: current, the service's process (pid, the
 # release it runs, seconds up), the deploy lock (whether its holder lives), then the log.
 rb_step_status() {
@@ -509,6 +562,7 @@ case $rb_step in
   env-file) rb_step_env_file "$@" ;;
   exec) rb_step_exec "$@" ;;
   release-command) rb_step_release_command "$@" ;;
+  logs) rb_step_logs "$@" ;;
   status) rb_step_status "$@" ;;
   *) rb_die "unknown step '$rb_step'" ;;
 esac

@@ -20,6 +20,7 @@ pub mod fleet;
 mod gzip;
 pub mod hooks;
 pub mod keeper;
+pub mod logs;
 pub mod notes;
 mod release_command;
 pub mod resolve;

@@ -71,7 +71,7 @@ pub fn run(sessions: &[Session], release: &Release, opts: &Options, tx: &Notes) 
                 });
             }
         });
-        let code = streamed(&session.target, "release-command", &args, &lines_tx);
+        let code = streamed(&session.target, "release-command", &args, &lines_tx, false);
         drop(lines_tx);
         code
     })?;

@@ -302,6 +302,7 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
         "{s}"
     );
     exec_runs_launcher_commands_on_every_host(&hosts, &ports);
+    logs_read_and_follow_every_host(&hosts);
     status_reports_every_host(&hosts);
     let log = fs::read_to_string(hosts.root(1).join(".deploy/log.jsonl")).unwrap();
     for event in [
@@ -361,6 +362,79 @@ fn exec_runs_launcher_commands_on_every_host(hosts: &Hosts, ports: &[u16]) {
         "{}",
         stderr(&out)
     );
+}
+
+/// `logs`: the last lines of the right host's log, filtered on the host, escaped; `-f` shows
+/// a new line within 2 s and leaves no `tail` on any host once interrupted.
+fn logs_read_and_follow_every_host(hosts: &Hosts) {
+    let append = |i: usize, text: &str| {
+        use std::io::Write;
+        let log = hosts.root(i).join("shared/tmp/log/webapp.log");
+        let mut f = fs::OpenOptions::new().append(true).open(log).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    append(2, "marker-h2 \x1b[31mred\x1b[0m\nplain-h2\n");
+    let mut args: Vec<String> = vec!["logs".into()];
+    args.extend(hosts.args(3));
+    let run = |extra: &[&str]| {
+        let mut all = args.clone();
+        all.extend(extra.iter().map(|s| s.to_string()));
+        hosts.tool(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = run(&["--grep", "marker", "-n", "5"]);
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        text, "h2: marker-h2 \\x1b[31mred\\x1b[0m\n",
+        "only h2's matching line, escaped"
+    );
+    let out = run(&["-n", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("h2: plain-h2\n") && text.matches("h1: ").count() == 1,
+        "{text}"
+    );
+
+    // -f: a line written on h1 shows up within 2 s; an interrupt leaves no tail anywhere.
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut follow = tool_command(&hosts.scratch.path);
+    follow
+        .args(&args)
+        .args(["-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .process_group(0);
+    let mut child = KillOnDrop(follow.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    append(1, "followed-line\n");
+    let seen = std::time::Instant::now();
+    let got = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("no followed line within 2 s");
+    assert_eq!(got, "h1: followed-line", "{:?}", seen.elapsed());
+    let pgid = child.0.id() as i32;
+    unsafe { libc::kill(-pgid, libc::SIGINT) };
+    let _ = child.0.wait();
+    let tails = || {
+        let users = hosts.users.join(",");
+        let out = std::process::Command::new("pgrep")
+            .args(["-u", &users, "-x", "tail"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let gone = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        tails().is_empty()
+    });
+    assert!(gone, "tail left behind on a host: pids {}", tails());
 }
 
 /// `status`: every host running `current`, then a stopped service, a stale lock and an
