@@ -144,6 +144,7 @@ pub const RELEASE_VARIABLES: &[&str] = &[
     "RELEASE_TMP",
     "RELEASE_NAME",
     "RELEASE_VSN",
+    "RELEASE_SHARED",
 ];
 
 /// One socket the keeper holds: `listen = { http = "0.0.0.0:${PORT}" }` or

@@ -59,7 +59,7 @@ pub(super) fn warn_literal_dollars(text: &str, origin: &Origin, warnings: &mut V
                 warnings.push(ConfigWarning {
                     origin: origin.clone(),
                     message: format!(
-                        "`$` in {text:?} stays literal: only ${{RELEASE_ROOT}}, ${{RELEASE_PRIV}}, ${{RELEASE_TMP}}, ${{RELEASE_NAME}} and ${{RELEASE_VSN}} are substituted (never by a shell)"
+                        "`$` in {text:?} stays literal: only ${{RELEASE_ROOT}}, ${{RELEASE_PRIV}}, ${{RELEASE_TMP}}, ${{RELEASE_SHARED}}, ${{RELEASE_NAME}} and ${{RELEASE_VSN}} are substituted (never by a shell)"
                     ),
                     help: None,
                 });

@@ -129,7 +129,7 @@ pub struct DeployTable {
     pub destinations: BTreeMap<String, Partial>,
 }
 
-const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, require-signature, release-command, primary, hooks, env-file, env-command, destinations";
+const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, require-signature, release-command, primary, hooks, env-file, env-command, shared-dirs, destinations";
 const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for, unhealthy-after";
 
 /// The `health` table into `p`.

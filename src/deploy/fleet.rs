@@ -79,6 +79,10 @@ fn prepare(sessions: &mut [Session], opts: &Options, tx: &Notes) -> Result<()> {
         for path in s.step("sweep", &[])?.lines() {
             notes.push(Happened::Swept { path: path.into() });
         }
+        if let Some(dirs) = &opts.settings.whole.shared_dirs {
+            let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+            s.step("shared-dirs", &dirs)?;
+        }
         if let Some(env) = opts.env.get(&label) {
             let cmd = s.target.transport.step(&s.target.path, "env-file", &[]);
             output_of(cmd, "env-file", &label, Some(env))?;

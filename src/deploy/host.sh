@@ -322,6 +322,14 @@ rb_step_switch() {
   mv -T -- "$rb_tmp" current || rb_die "cannot switch $rb_path/current"
 }
 
+# shared-dirs DIR...: directories under shared/ (validated by the tool), created if missing.
+rb_step_shared_dirs() {
+  for rb_d in "$@"; do
+    case $rb_d in ''|/*|*..*) rb_die "not a directory inside shared/: '$rb_d'" ;; esac
+    mkdir -p -- "shared/$rb_d" || rb_die "cannot create $rb_path/shared/$rb_d"
+  done
+}
+
 # launcher VERSION NAME COMMAND: run the release's launcher.
 rb_step_launcher() {
   rb_name_ok "$1"
@@ -553,6 +561,7 @@ case $rb_step in
   launcher) rb_step_launcher "$@" ;;
   systemctl) rb_step_systemctl "$@" ;;
   keeper) rb_step_keeper "$@" ;;
+  shared-dirs) rb_step_shared_dirs "$@" ;;
   getenv) rb_step_getenv "$@" ;;
   missing-env) rb_step_missing_env "$@" ;;
   check) rb_step_check "$@" ;;

@@ -49,6 +49,9 @@ pub struct Whole {
     /// A command run here with `sh -c` whose stdout (`KEY=VALUE` lines) is installed as
     /// every host's `shared/env`.
     pub env_command: Option<String>,
+    /// Directories under `shared/` every host gets (uploads, databases): data that outlives
+    /// a release, found by the service through `RELEASE_SHARED`.
+    pub shared_dirs: Option<Vec<String>>,
 }
 
 /// A launcher command's name: what `commands` allows.
@@ -81,6 +84,21 @@ fn path(v: &Value, o: &Origin) -> Result<String, ConfigError> {
     Ok(s)
 }
 
+/// A path under `shared/`: relative components of `[A-Za-z0-9._-]`, none `.` or `..`, not
+/// the layout's own `tmp` and `env`.
+fn is_shared_dir(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    !s.is_empty()
+        && !matches!(parts[0], "tmp" | "env")
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
 /// Read `key` of a deploy table into `w`; whether it is one of these keys.
 pub fn parse_key(key: &str, v: &Value, o: &Origin, w: &mut Whole) -> Result<bool, ConfigError> {
     match key {
@@ -88,6 +106,18 @@ pub fn parse_key(key: &str, v: &Value, o: &Origin, w: &mut Whole) -> Result<bool
         "primary" => w.primary = Some(value::string(v, o)?.value),
         "env-file" => w.env_file = Some(path(v, o)?),
         "env-command" => w.env_command = Some(value::string(v, o)?.value),
+        "shared-dirs" => {
+            let dirs = value::string_list(v, o)?;
+            for (i, d) in dirs.iter().enumerate() {
+                if !is_shared_dir(&d.value) {
+                    return Err(o.index(i).error(format!(
+                        "{:?} is not a directory inside shared/ (relative, no `..`, not `tmp` or `env`)",
+                        d.value
+                    )));
+                }
+            }
+            w.shared_dirs = Some(dirs.into_iter().map(|d| d.value).collect());
+        }
         "hooks" => {
             for (name, item) in value::table(v, o)? {
                 let ho = o.child(name);
@@ -114,6 +144,7 @@ impl Whole {
             hooks: self.hooks,
             env_file: other.env_file.or(self.env_file),
             env_command: other.env_command.or(self.env_command),
+            shared_dirs: other.shared_dirs.or(self.shared_dirs),
         }
     }
 
@@ -169,6 +200,14 @@ mod tests {
                 "hooks.pre-deplo: unknown hook",
             ),
             (json!({"env-file": ""}), "env-file: expected a path"),
+            (
+                json!({"shared-dirs": ["../x"]}),
+                "shared-dirs[0]: \"../x\" is not a directory inside shared/",
+            ),
+            (
+                json!({"shared-dirs": ["tmp"]}),
+                "is not a directory inside shared/",
+            ),
         ] {
             let err = parse(v.clone()).unwrap_err();
             assert!(err.contains(e), "{v}: {err}");

@@ -312,6 +312,8 @@ impl Spec {
                 },
             ),
             ("RELEASE_PROG", self.name.clone()),
+            // Data that outlives the container is a volume mounted here.
+            ("RELEASE_SHARED", format!("{}/shared", self.root)),
         ]
     }
 

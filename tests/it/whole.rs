@@ -73,7 +73,7 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
     fx.append(
         "Cargo.toml",
         &format!(
-            "\n[package.metadata.release.deploy]\nrelease-command = \"migrate\"\nenv-command = \"cat {}\"\n\n[package.metadata.release.deploy.hooks]\npre-deploy = \"deploy/pre-deploy\"\npost-deploy = \"deploy/post-deploy\"\npre-rollback = \"deploy/pre-rollback\"\npost-rollback = \"deploy/post-rollback\"\n",
+            "\n[package.metadata.release.deploy]\nrelease-command = \"migrate\"\nshared-dirs = [\"upload\", \"db/sqlite\"]\nenv-command = \"cat {}\"\n\n[package.metadata.release.deploy.hooks]\npre-deploy = \"deploy/pre-deploy\"\npost-deploy = \"deploy/post-deploy\"\npre-rollback = \"deploy/pre-rollback\"\npost-rollback = \"deploy/post-rollback\"\n",
             secret_file.display()
         ),
     );
@@ -143,6 +143,16 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
             "the secret is in host {i}'s log"
         );
         assert_eq!(get(ports[i - 1]), "1.2.0");
+        // Data that outlives releases: shared-dirs, and RELEASE_SHARED for the service.
+        assert!(
+            hosts.root(i).join("shared/upload").is_dir()
+                && hosts.root(i).join("shared/db/sqlite").is_dir()
+        );
+        let shared = http_get(ports[i - 1], "/env/RELEASE_SHARED", Duration::from_secs(10));
+        assert_eq!(
+            Path::new(&shared),
+            hosts.root(i).join("shared").canonicalize().unwrap()
+        );
     }
     // Once, on the primary (h1), from the new release, before any switch.
     let ran = migrations(&hosts, 1);

@@ -55,17 +55,20 @@ case $RELEASE_ROOT in
 esac
 if [ -n "$rb_deploy_root" ]; then
   RELEASE_TMP=${RELEASE_TMP:-$rb_deploy_root/shared/tmp}
+  # Data that outlives a release (uploads, SQLite files): <path>/shared.
+  RELEASE_SHARED=${RELEASE_SHARED:-$rb_deploy_root/shared}
   if [ -z "${RELEASE_ENV_FILE:-}" ] && [ -f "$rb_deploy_root/shared/env" ]; then
     RELEASE_ENV_FILE=$rb_deploy_root/shared/env
   fi
 fi
 RELEASE_TMP=${RELEASE_TMP:-$RELEASE_ROOT/tmp}
+RELEASE_SHARED=${RELEASE_SHARED:-$RELEASE_ROOT/shared}
 # Absolute, so it still names the same place once the service runs in its working directory.
 case $RELEASE_TMP in
   /*) ;;
   *) RELEASE_TMP=$(pwd -P)/$RELEASE_TMP ;;
 esac
-export RELEASE_ROOT RELEASE_NAME RELEASE_VSN RELEASE_PRIV RELEASE_TMP RELEASE_PROG
+export RELEASE_ROOT RELEASE_NAME RELEASE_VSN RELEASE_PRIV RELEASE_TMP RELEASE_PROG RELEASE_SHARED
 
 rb_exe=$RELEASE_ROOT/libexec/$rb_main
 rb_pidfile=$RELEASE_TMP/$RELEASE_NAME.pid
@@ -545,7 +548,7 @@ rb_env() {
   RELEASE_COMMAND='env'
   export RELEASE_COMMAND
   rb_load_env
-  for rb_var in RELEASE_ROOT RELEASE_NAME RELEASE_VSN RELEASE_PRIV RELEASE_TMP RELEASE_PROG $rb_env_names $rb_required_env; do
+  for rb_var in RELEASE_ROOT RELEASE_NAME RELEASE_VSN RELEASE_PRIV RELEASE_TMP RELEASE_SHARED RELEASE_PROG $rb_env_names $rb_required_env; do
     case " $rb_file_keys " in *" $rb_var "*) continue ;; esac
     if rb_isset "$rb_var"; then
       eval "rb_value=\${$rb_var}"
