@@ -67,6 +67,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "launcher",
     "commands",
     "hooks",
+    "processes",
     "reproducible",
     "args",
     "workdir",

@@ -41,6 +41,7 @@ pub struct Layer {
     pub auditable: Option<bool>,
     pub commands: BTreeMap<String, Spanned<Command>>,
     pub hooks: BTreeMap<HookName, Spanned<String>>,
+    pub processes: BTreeMap<String, Spanned<super::processes::Process>>,
     pub profiles: BTreeMap<String, Layer>,
 }
 
@@ -340,6 +341,13 @@ impl Layer {
                 }
             }
             "hooks" => self.hooks.extend(parse_hooks(v, &o)?),
+            "processes" => {
+                for (name, p) in value::table(v, &o)? {
+                    let process =
+                        super::processes::parse_process(name, p, &o.child(name), warnings)?;
+                    self.processes.insert(name.clone(), process);
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -354,6 +362,7 @@ impl Layer {
         self.commands.extend(other.commands);
         self.hooks.extend(other.hooks);
         self.listen.extend(other.listen);
+        self.processes.extend(other.processes);
         Layer {
             name: pick(self.name, other.name),
             bins: pick(self.bins, other.bins),
@@ -378,6 +387,7 @@ impl Layer {
             auditable: pick(self.auditable, other.auditable),
             commands: self.commands,
             hooks: self.hooks,
+            processes: self.processes,
             profiles: BTreeMap::new(),
         }
     }

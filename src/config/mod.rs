@@ -10,6 +10,7 @@ pub mod init;
 pub mod keys;
 pub mod layer;
 mod listen;
+pub mod processes;
 pub mod project;
 mod tables;
 pub mod value;
@@ -91,6 +92,8 @@ pub struct LauncherConfig {
     pub workdir: Workdir,
     pub commands: BTreeMap<String, Spanned<Command>>,
     pub hooks: BTreeMap<HookName, Spanned<String>>,
+    /// Processes besides `web` (the main binary).
+    pub processes: BTreeMap<String, Spanned<processes::Process>>,
 }
 
 /// The validated, merged configuration of one package for one profile.
@@ -295,6 +298,7 @@ fn finish(
         workdir: layer.workdir.unwrap_or(Workdir::Release(String::new())),
         commands: layer.commands,
         hooks: layer.hooks,
+        processes: layer.processes,
     };
     Ok(ReleaseConfig {
         name: layer

@@ -593,6 +593,7 @@ mod tests {
             workdir: Workdir::Release("priv".into()),
             commands: BTreeMap::new(),
             hooks: BTreeMap::new(),
+            processes: BTreeMap::new(),
         };
         let mut s = Spec::new(
             &ImageConfig {

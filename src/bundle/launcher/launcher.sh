@@ -15,8 +15,14 @@ rb_stop_timeout_default={{STOP_TIMEOUT}}
 rb_start_grace_default=1
 rb_lock_wait={{LOCK_WAIT}}
 rb_launcher_file={{FILE}}
-# 1 when the release has `listen`: a keeper holds the sockets (keeper.sh below).
-rb_keeper_on={{KEEPER}}
+# 1 when the release has `listen`: a keeper holds web's sockets (keeper.sh below).
+rb_keeper_web={{KEEPER}}
+rb_keeper_on=$rb_keeper_web
+# The release's processes: web (the main binary) first.
+rb_processes={{PROCESSES}}
+rb_multi=
+case $rb_processes in *' '*) rb_multi=1 ;; esac
+rb_tag=
 rb_ready_timeout={{READY_TIMEOUT}}
 rb_default_keys=
 rb_pid_kind=
@@ -70,11 +76,50 @@ case $RELEASE_TMP in
 esac
 export RELEASE_ROOT RELEASE_NAME RELEASE_VSN RELEASE_PRIV RELEASE_TMP RELEASE_PROG RELEASE_SHARED
 
-rb_exe=$RELEASE_ROOT/libexec/$rb_main
-rb_pidfile=$RELEASE_TMP/$RELEASE_NAME.pid
-rb_log=$RELEASE_TMP/log/$RELEASE_NAME.log
-rb_lock=$RELEASE_TMP/$RELEASE_NAME.lock
-rb_statefile=$RELEASE_TMP/$RELEASE_NAME.keeper
+# Select process $1: its binary, arguments (shell words, rendered quoted), working directory
+# (`-`: the caller's) and files. web keeps the names of a release with one process.
+rb_select() {
+  case $1 in
+{{SELECT_CASES}}    *) rb_die "unknown process '$1' (processes: $rb_processes)" ;;
+  esac
+  rb_exe=$RELEASE_ROOT/libexec/$rb_main
+  rb_base=$RELEASE_NAME
+  rb_keeper_on=$rb_keeper_web
+  if [ "$1" != web ]; then
+    rb_base=$RELEASE_NAME-$1
+    rb_keeper_on=
+  fi
+  [ -z "$rb_multi" ] || rb_tag=" [$1]"
+  rb_pidfile=$RELEASE_TMP/$rb_base.pid
+  rb_log=$RELEASE_TMP/log/$rb_base.log
+  rb_lock=$RELEASE_TMP/$rb_base.lock
+  rb_statefile=$RELEASE_TMP/$rb_base.keeper
+}
+rb_select web
+
+# Change to the selected process's working directory.
+rb_cd() {
+  case $rb_wd in
+    -) ;;
+    *) cd -- "$RELEASE_ROOT${rb_wd:+/$rb_wd}" || rb_die "cannot change to the working directory $RELEASE_ROOT${rb_wd:+/$rb_wd}" ;;
+  esac
+}
+
+# Run the selected process's binary with its arguments, then "$@", in its directory: $1 =
+# exec (become it) or background (in a new session, output appended to its log; pid in $!).
+rb_launch() {
+  rb_how=$1
+  shift
+  rb_cd
+  eval "set -- $rb_args \"\$@\""
+  if [ "$rb_how" = exec ]; then
+    exec "$rb_exe" "$@"
+  elif command -v setsid >/dev/null 2>&1; then
+    setsid "$rb_exe" "$@" < /dev/null >> "$rb_log" 2>&1 &
+  else
+    nohup "$rb_exe" "$@" < /dev/null >> "$rb_log" 2>&1 &
+  fi
+}
 rb_uid=$(id -u)
 
 rb_usage() {
@@ -406,7 +451,7 @@ rb_start() {
   # The lock stays, naming this pid: once exec'd it is the service, and the next start or
   # stop takes the lock over.
   trap - EXIT INT TERM
-{{WORKDIR}}  exec "$rb_exe" {{MAIN_ARGS}}"$@"
+  rb_launch exec "$@"
 }
 
 # One generation, started by the keeper with the sockets at fds 3...: LISTEN_PID names the
@@ -416,7 +461,7 @@ rb_generation() {
   rb_hook pre-start
   LISTEN_PID=$$
   export LISTEN_PID
-{{WORKDIR}}  exec "$rb_exe" {{MAIN_ARGS}}"$@"
+  rb_launch exec "$@"
 }
 
 rb_daemon() {
@@ -436,11 +481,7 @@ rb_daemon() {
   rb_open_log
   # Where this process's lines begin: a failure shows those, not an earlier process's.
   rb_log_from=$(wc -c < "$rb_log") || rb_log_from=0
-{{WORKDIR}}  if command -v setsid >/dev/null 2>&1; then
-    setsid "$rb_exe" {{MAIN_ARGS}}"$@" < /dev/null >> "$rb_log" 2>&1 &
-  else
-    nohup "$rb_exe" {{MAIN_ARGS}}"$@" < /dev/null >> "$rb_log" 2>&1 &
-  fi
+  rb_launch background "$@"
   rb_pid=$!
   rb_write_pid "$rb_pid"
   rb_waited=0
@@ -578,6 +619,56 @@ rb_run() {
   exec "$RELEASE_ROOT/libexec/$rb_bin" "$@"
 }
 
+# Is $1 one of the release's processes?
+rb_known() {
+  case " $rb_processes " in *" $1 "*) return 0 ;; esac
+  return 1
+}
+
+# Run the command function $1 for each process named after it (every one when none), each
+# in a subshell with its own selection, lock and traps; the highest exit code.
+rb_each() {
+  rb_fn=$1
+  shift
+  # shellcheck disable=SC2086 # the list of process names, split on purpose
+  [ "$#" -gt 0 ] || set -- $rb_processes
+  for rb_p in "$@"; do
+    rb_known "$rb_p" || rb_die "unknown process '$rb_p' (processes: $rb_processes)"
+  done
+  rb_worst=0
+  for rb_p in "$@"; do
+    (rb_select "$rb_p" && "$rb_fn")
+    rb_code=$?
+    [ "$rb_code" -le "$rb_worst" ] || rb_worst=$rb_code
+  done
+  return "$rb_worst"
+}
+
+# restart of the selected process: a handover with a keeper, else stop then daemon.
+rb_restart() {
+  if [ -n "$rb_keeper_on" ]; then
+    rb_reload
+    return
+  fi
+  rb_stop || exit 1
+  rb_env_loaded=
+  rb_daemon "$@"
+}
+
+# status of the selected process: 0 running, 3 not (1: a keeper's orphan).
+rb_status() {
+  if [ -n "$rb_keeper_on" ]; then
+    rb_keeper_status
+    return
+  fi
+  if rb_running; then
+    rb_say "$RELEASE_NAME $RELEASE_VSN$rb_tag running (pid $rb_pid)"
+  else
+    rb_say "$RELEASE_NAME $RELEASE_VSN$rb_tag not running"
+    return 3
+  fi
+}
+
 if [ "$#" -eq 0 ]; then
   rb_usage >&2
   exit 1
@@ -585,17 +676,21 @@ fi
 rb_command=$1
 shift
 case $rb_command in
-  start|foreground) rb_start "$@" ;;
-  daemon) rb_daemon "$@" ;;
-  stop) rb_stop ;;
-  restart)
-    if [ -n "$rb_keeper_on" ]; then
-      rb_reload
-      exit
+  start|foreground)
+    if [ -n "$rb_multi" ] && [ "$#" -gt 0 ] && rb_known "$1"; then
+      rb_select "$1"
+      shift
     fi
-    rb_stop || exit 1
-    rb_env_loaded=
+    rb_start "$@" ;;
+  daemon)
+    if [ -n "$rb_multi" ]; then rb_each rb_daemon "$@"; exit; fi
     rb_daemon "$@" ;;
+  stop)
+    if [ -n "$rb_multi" ]; then rb_each rb_stop "$@"; exit; fi
+    rb_stop ;;
+  restart)
+    if [ -n "$rb_multi" ]; then rb_each rb_restart "$@"; exit; fi
+    rb_restart "$@" ;;
   reload)
     [ -n "$rb_keeper_on" ] || rb_die "reload needs \`listen\` in the release table (a keeper holding the sockets); use restart"
     rb_reload ;;
@@ -607,20 +702,16 @@ case $rb_command in
     rb_prepare listen norequire
     rb_keeper addresses ;;
   pid)
+    if [ -n "$rb_multi" ] && [ "$#" -gt 0 ]; then
+      rb_known "$1" || rb_die "unknown process '$1' (processes: $rb_processes)"
+      rb_select "$1"
+    fi
     if [ -n "$rb_keeper_on" ]; then
       if rb_read_state; then rb_say "$rb_s_pid"; else exit 1; fi
     elif rb_running; then rb_say "$rb_pid"; else exit 1; fi ;;
   status)
-    if [ -n "$rb_keeper_on" ]; then
-      rb_keeper_status
-      exit
-    fi
-    if rb_running; then
-      rb_say "$RELEASE_NAME $RELEASE_VSN running (pid $rb_pid)"
-    else
-      rb_say "$RELEASE_NAME $RELEASE_VSN not running"
-      exit 3
-    fi ;;
+    if [ -n "$rb_multi" ]; then rb_each rb_status "$@"; exit; fi
+    rb_status ;;
   version) rb_say "$RELEASE_NAME $RELEASE_VSN" ;;
   env) rb_env ;;
   run) rb_run "$@" ;;

@@ -35,6 +35,17 @@ pub struct LauncherSpec {
     pub commands: BTreeMap<String, CustomCommand>,
     /// With `listen`: the keeper holds these sockets.
     pub keeper: Option<KeeperSpec>,
+    /// Processes besides web (the main binary), by name.
+    pub processes: Vec<ProcessSpec>,
+}
+
+/// A process besides web: its binary, arguments and working directory (as `workdir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub bin: String,
+    pub args: Vec<String>,
+    pub workdir: Option<String>,
 }
 
 /// What the keeper is started with.
@@ -128,20 +139,28 @@ fn usage_lines(spec: &LauncherSpec) -> String {
     usage
 }
 
-/// `cd` to the working directory: `"$RELEASE_ROOT"` plus the (validated, quoted) subpath;
-/// nothing to keep the caller's.
-fn change_dir(workdir: Option<&str>) -> String {
-    let Some(dir) = workdir else {
-        return String::new();
-    };
-    let sub = if dir.is_empty() {
-        String::new()
-    } else {
-        quote(&format!("/{dir}"))
-    };
+/// One `rb_select` arm: the process's binary, its arguments as one quoted string of shell
+/// words (`word` for each), and its working directory (`-`: the caller's).
+fn select_case(name: &str, bin: &str, args: &[String], workdir: Option<&str>) -> String {
+    let words: Vec<String> = args.iter().map(|a| word(a)).collect();
+    let wd = workdir.map_or("-".to_string(), String::from);
     format!(
-        "  cd -- \"$RELEASE_ROOT\"{sub} || rb_die \"cannot change to the working directory $RELEASE_ROOT\"{sub}\n"
+        "    {name}) rb_main={} rb_args={} rb_wd={} ;;\n",
+        quote(bin),
+        quote(&words.join(" ")),
+        quote(&wd)
     )
+}
+
+/// Every process's `rb_select` arm, web first, and their names.
+fn process_cases(spec: &LauncherSpec) -> (String, String) {
+    let mut cases = select_case("web", &spec.main, &spec.args, spec.workdir.as_deref());
+    let mut names = vec!["web"];
+    for p in &spec.processes {
+        cases.push_str(&select_case(&p.name, &p.bin, &p.args, p.workdir.as_deref()));
+        names.push(&p.name);
+    }
+    (cases, names.join(" "))
 }
 
 /// Text safe inside an unquoted here-document and on one line.
@@ -159,8 +178,7 @@ pub fn render(spec: &LauncherSpec) -> String {
     for (k, v) in &spec.env {
         defaults.push_str(&format!("  rb_default {k} {}\n", word(v)));
     }
-    let main_args: String = spec.args.iter().map(|a| format!("{} ", word(a))).collect();
-    let workdir = change_dir(spec.workdir.as_deref());
+    let (select_cases, processes) = process_cases(spec);
     let mut bin_cases = String::new();
     for bin in &spec.bins {
         bin_cases.push_str(&format!("    {}) ;;\n", quote(bin)));
@@ -212,8 +230,8 @@ pub fn render(spec: &LauncherSpec) -> String {
         ("KEEPER", keeper_on.to_string()),
         ("READY_TIMEOUT", ready_timeout.to_string()),
         ("KEEPER_FUNCTIONS", keeper_functions),
-        ("MAIN_ARGS", main_args),
-        ("WORKDIR", workdir),
+        ("SELECT_CASES", select_cases),
+        ("PROCESSES", quote(&processes)),
         ("ENV_FILE_GRAMMAR", ENV_FILE_GRAMMAR.to_string()),
     ];
     fill(TEMPLATE, &values)

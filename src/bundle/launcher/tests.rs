@@ -24,6 +24,7 @@ fn spec() -> LauncherSpec {
             },
         )]),
         keeper: None,
+        processes: Vec::new(),
     }
 }
 
@@ -132,13 +133,25 @@ fn release_variables_are_substituted_as_data() {
         "'$HOME ${HOME} ${RELEASE_PRIV'"
     );
     assert_eq!(word("$(id)${RELEASE_TMP}"), "'$(id)'\"$RELEASE_TMP\"");
+    // The arguments are one quoted string of such words, `eval`ed into "$@" at start.
     let script = render(&spec());
-    assert!(
-        script.contains("exec \"$rb_exe\" '--root='\"$RELEASE_PRIV\"'/www' '$HOME' \"$@\""),
-        "{script}"
-    );
-    assert!(script.contains("  cd -- \"$RELEASE_ROOT\"'/priv/www' || rb_die"));
+    let args = quote("'--root='\"$RELEASE_PRIV\"'/www' '$HOME'");
+    let arm = format!("    web) rb_main='billing' rb_args={args} rb_wd='priv/www' ;;\n");
+    assert!(script.contains(&arm), "{script}");
     let mut s = spec();
     s.workdir = None;
-    assert!(!render(&s).contains("  cd -- "));
+    assert!(render(&s).contains("rb_wd='-' ;;"));
+    s.processes.push(ProcessSpec {
+        name: "worker".into(),
+        bin: "billing-migrate".into(),
+        args: vec!["--queue".into()],
+        workdir: Some(String::new()),
+    });
+    let script = render(&s);
+    let arm = format!(
+        "    worker) rb_main='billing-migrate' rb_args={} rb_wd='' ;;\n",
+        quote("'--queue'")
+    );
+    assert!(script.contains(&arm), "{script}");
+    assert!(script.contains("rb_processes='web worker'\n"));
 }

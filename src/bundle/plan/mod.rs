@@ -434,7 +434,16 @@ fn binaries(package: &PackageFacts, config: &ReleaseConfig) -> Result<Vec<String
     let launched = launcher
         .main
         .iter()
-        .chain(launcher.commands.values().map(|c| &c.value.bin));
+        .chain(launcher.commands.values().map(|c| &c.value.bin))
+        .chain(launcher.processes.values().map(|p| &p.value.bin));
+    for (name, p) in &launcher.processes {
+        if launcher.commands.contains_key(name) {
+            bail!(
+                "{}: `{name}` is also a command; a process and a command may not share a name",
+                p.origin
+            );
+        }
+    }
     for bin in launched {
         if !binaries.contains(&bin.value) {
             bail!(

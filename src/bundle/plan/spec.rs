@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 
 use super::PackageFacts;
-use crate::bundle::launcher::{CustomCommand, KeeperSpec, LauncherSpec};
+use crate::bundle::launcher::{CustomCommand, KeeperSpec, LauncherSpec, ProcessSpec};
 use crate::config::{ReleaseConfig, Workdir};
 
 /// What the release runs: `main`, or the only binary, or the one named like the package.
@@ -24,6 +24,14 @@ pub(super) fn main_binary(
             binaries.join(", ")
         ),
     })
+}
+
+/// A working directory as the launcher takes it: `None` for the caller's.
+fn workdir(w: &Workdir) -> Option<String> {
+    match w {
+        Workdir::Caller => None,
+        Workdir::Release(dir) => Some(dir.clone()),
+    }
 }
 
 /// What the launcher is made from.
@@ -48,10 +56,17 @@ pub(super) fn launcher_spec(
         env_file: l.env_file.as_ref().map(|f| f.value.clone()),
         stop_timeout: l.stop_timeout,
         args: l.args.clone(),
-        workdir: match &l.workdir {
-            Workdir::Caller => None,
-            Workdir::Release(dir) => Some(dir.clone()),
-        },
+        workdir: workdir(&l.workdir),
+        processes: l
+            .processes
+            .iter()
+            .map(|(name, p)| ProcessSpec {
+                name: name.clone(),
+                bin: p.value.bin.value.clone(),
+                args: p.value.args.clone(),
+                workdir: workdir(p.value.workdir.as_ref().unwrap_or(&l.workdir)),
+            })
+            .collect(),
         commands: l
             .commands
             .iter()
