@@ -34,6 +34,14 @@ pub struct HostOpts {
     /// SSH configuration file, passed to ssh as -F
     #[arg(long, value_name = "FILE", help_heading = "Hosts")]
     pub ssh_config: Option<Utf8PathBuf>,
+
+    /// Only the hosts of this role (deploy.roles), and on them only its processes; repeatable
+    #[arg(long = "role", value_name = "ROLE", help_heading = "Hosts")]
+    pub roles: Vec<String>,
+
+    /// Only the primary host (deploy.primary, else the first host of the first role)
+    #[arg(long, help_heading = "Hosts")]
+    pub primary: bool,
 }
 
 /// How a restart is judged, and how the deploy lock is taken.

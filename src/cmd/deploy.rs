@@ -73,6 +73,8 @@ pub(super) fn flags(
         deadline: restart.health_deadline,
         healthy_for: restart.healthy_for,
         unhealthy_after: restart.unhealthy_after,
+        only_roles: hosts.roles.clone(),
+        primary_only: hosts.primary,
         ..Partial::default()
     }
 }

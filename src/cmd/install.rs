@@ -18,6 +18,8 @@ pub fn run(opts: &InstallOpts, shell: &Output) -> Result<u8> {
         dest: None,
         path: Some(opts.path.to_string()),
         ssh_config: None,
+        roles: Vec::new(),
+        primary: false,
     };
     let settings = super::deploy::flags(&hosts, &opts.health, None, Some(opts.keep))
         .resolve(&release.manifest.name);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::roles::Role;
 use super::whole::Whole;
 pub use crate::config::value::parse_duration;
 use crate::config::value::{self, ConfigError, Origin, duration};
@@ -98,6 +99,15 @@ pub struct Settings {
     pub require_signature: bool,
     /// The release command, hooks and environment sources.
     pub whole: Whole,
+    /// The roles this deploy acts on (`deploy.hosts` as `web`); `hosts` are theirs.
+    pub roles: BTreeMap<String, Role>,
+}
+
+impl Settings {
+    /// The processes `host` runs in this deploy.
+    pub fn processes_of(&self, host: &str) -> Vec<String> {
+        super::roles::processes_of(&self.roles, host)
+    }
 }
 
 /// Settings as read from one table or the flags: what is not given is `None`.
@@ -120,6 +130,11 @@ pub struct Partial {
     pub unhealthy_after: Option<u32>,
     pub require_signature: Option<bool>,
     pub whole: Whole,
+    pub roles: Option<BTreeMap<String, Role>>,
+    /// `--role`: only these roles (flags only).
+    pub only_roles: Vec<String>,
+    /// `--primary`: only the primary host (flags only).
+    pub primary_only: bool,
 }
 
 /// A deploy table: its own settings and its named destinations.
@@ -129,7 +144,7 @@ pub struct DeployTable {
     pub destinations: BTreeMap<String, Partial>,
 }
 
-const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, require-signature, release-command, primary, hooks, env-file, env-command, shared-dirs, destinations";
+const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-config, health, require-signature, release-command, primary, hooks, env-file, env-command, shared-dirs, roles, destinations";
 const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for, unhealthy-after";
 
 /// The `health` table into `p`.
@@ -218,6 +233,7 @@ fn parse_partial(v: &Value, o: &Origin, top: bool) -> Result<DeployTable, Config
             "ssh-config" => p.ssh_config = Some(value::string(item, &ko)?.value),
             "require-signature" => p.require_signature = Some(value::boolean(item, &ko)?),
             "health" => parse_health(item, &ko, p)?,
+            "roles" => p.roles = Some(super::roles::parse(item, &ko)?),
             "destinations" if top => {
                 for (name, dv) in value::table(item, &ko)? {
                     let d = parse_partial(dv, &ko.child(name), false)?;
@@ -257,11 +273,26 @@ impl Partial {
             unhealthy_after: other.unhealthy_after.or(self.unhealthy_after),
             require_signature: other.require_signature.or(self.require_signature),
             whole: self.whole.over(other.whole),
+            roles: other.roles.or(self.roles),
+            only_roles: [self.only_roles, other.only_roles].concat(),
+            primary_only: self.primary_only || other.primary_only,
         }
     }
 
     /// The settings for release `name`, with the defaults for what is still unset.
     pub fn resolve(self, name: &str) -> Settings {
+        let web_hosts = self.hosts.clone().unwrap_or_default();
+        let table = self.roles.clone().unwrap_or_default();
+        let roles = super::roles::effective(&table, &web_hosts, &self.only_roles);
+        let mut hosts = super::roles::hosts_of(&roles);
+        if self.primary_only {
+            let primary = self
+                .whole
+                .primary
+                .clone()
+                .or_else(|| hosts.first().cloned());
+            hosts.retain(|h| Some(h) == primary.as_ref());
+        }
         let service = match self.service.as_deref() {
             Some("systemd") => Service::Systemd {
                 unit: self.unit.unwrap_or_else(|| format!("{name}.service")),
@@ -269,7 +300,7 @@ impl Partial {
             _ => Service::Launcher,
         };
         Settings {
-            hosts: self.hosts.unwrap_or_default(),
+            hosts,
             path: self.path.unwrap_or_else(|| format!("/srv/{name}")),
             keep: self.keep.unwrap_or(5),
             batch: self.batch.unwrap_or(Batch::Count(1)),
@@ -287,6 +318,7 @@ impl Partial {
             },
             require_signature: self.require_signature.unwrap_or(false),
             whole: self.whole,
+            roles,
         }
     }
 }

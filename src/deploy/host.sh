@@ -330,10 +330,15 @@ rb_step_shared_dirs() {
   done
 }
 
-# launcher VERSION NAME COMMAND: run the release's launcher.
+# launcher VERSION NAME COMMAND [PROCESSES]: run the release's launcher, for the host's
+# processes (space-separated, validated names) when given.
 rb_step_launcher() {
   rb_name_ok "$1"
   rb_name_ok "$2"
+  if [ -n "${4:-}" ]; then
+    RELEASE_PROCESSES=$4
+    export RELEASE_PROCESSES
+  fi
   exec "releases/$1/bin/$2" "$3" < /dev/null
 }
 

@@ -25,6 +25,7 @@ pub mod notes;
 mod release_command;
 pub mod resolve;
 mod restart;
+pub mod roles;
 mod session;
 mod stage;
 pub mod state;

@@ -17,13 +17,34 @@ use super::{Event, Options, now};
 
 pub fn service(
     session: &Session,
-    service: &Service,
+    s: &Settings,
     version: &str,
     name: &str,
     command: &str,
 ) -> Result<String> {
-    match service {
-        Service::Launcher => session.step("launcher", &[version, name, command]),
+    match &s.service {
+        Service::Launcher => {
+            // The host's processes when roles name any besides web; without roles the
+            // launcher's own default (every process), so a release with one process gets the
+            // launcher call it always got.
+            let processes = s.processes_of(&session.target.label).join(" ");
+            let by_role = s
+                .roles
+                .values()
+                .any(|r| r.processes.iter().any(|p| p != "web"));
+            // A handover: the launcher's restart is one for a process with a keeper, and
+            // stop → start for the host's other processes.
+            let command = if command == "reload" {
+                "restart"
+            } else {
+                command
+            };
+            let mut args = vec![version, name, command];
+            if by_role {
+                args.push(&processes);
+            }
+            session.step("launcher", &args)
+        }
         Service::Systemd { unit } => {
             let verb = match command {
                 "daemon" => "start",
@@ -125,14 +146,24 @@ fn wait_healthy(session: &Session, s: &Settings, version: &str, name: &str) -> R
     let mut bad_answers = 0;
     let mut last = String::from("no probe finished");
     loop {
-        if let Err(e) = service(session, &s.service, version, name, "status") {
+        if let Err(e) = service(session, s, version, name, "status") {
             let label = format!("{}: ", session.target.label);
             return Err(format!(
                 "it is not running: {}",
                 format!("{e:#}").trim_start_matches(&label)
             ));
         }
-        match probe(session, h, version, name) {
+        // A host without web (a worker) is healthy when it keeps running.
+        let web = s
+            .processes_of(&session.target.label)
+            .iter()
+            .any(|p| p == "web");
+        let probed = if web {
+            probe(session, h, version, name)
+        } else {
+            Ok(())
+        };
+        match probed {
             Ok(()) => {
                 let since = *healthy_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= h.healthy_for {
@@ -170,7 +201,7 @@ pub fn start(
     notes: &HostNotes,
 ) -> Result<(), String> {
     let label = format!("{}: ", session.target.label);
-    service(session, &s.service, version, name, verb)
+    service(session, s, version, name, verb)
         .map_err(|e| format!("{e:#}").trim_start_matches(&label).to_string())?;
     notes.push(Happened::Started {
         version: version.into(),
@@ -204,7 +235,7 @@ pub fn move_host(
         && opts.restart
         && !gapless
     {
-        service(session, &s.service, from, name, "stop")?;
+        service(session, s, from, name, "stop")?;
         notes.push(Happened::Stopped {
             version: from.into(),
         });
@@ -245,7 +276,7 @@ pub fn move_host(
             let log_tail = crate::output::printable(tail.as_bytes(), 20);
             if from.is_none() {
                 // Nothing to go back to: the failed release stops.
-                let _ = service(session, &s.service, to, name, "stop");
+                let _ = service(session, s, to, name, "stop");
             }
             session.log(&Event::Failed {
                 version: to.into(),
@@ -282,7 +313,7 @@ pub fn revert(
     let s = &opts.settings;
     let gapless = handover(session, opts, good);
     if !gapless {
-        let _ = service(session, &s.service, bad, name, "stop");
+        let _ = service(session, s, bad, name, "stop");
     }
     session.step("switch", &[good])?;
     session.log(&Event::Reverted {
@@ -352,7 +383,7 @@ pub fn ensure_running(
     version: &str,
     notes: &HostNotes,
 ) -> Result<Option<Moved>> {
-    if !opts.restart || service(session, &opts.settings.service, version, name, "status").is_ok() {
+    if !opts.restart || service(session, &opts.settings, version, name, "status").is_ok() {
         return Ok(None);
     }
     start(session, &opts.settings, version, name, "daemon", notes).map_err(|why| {

@@ -15,6 +15,7 @@ mod launcher;
 mod load;
 mod memory;
 mod reproducible;
+mod roles;
 mod sbom;
 mod services;
 mod sign;

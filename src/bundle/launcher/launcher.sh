@@ -96,6 +96,10 @@ rb_select() {
   rb_statefile=$RELEASE_TMP/$rb_base.keeper
 }
 rb_select web
+# A deploy names the host's processes (its roles'); this release has only web.
+if [ -z "$rb_multi" ] && [ -n "${RELEASE_PROCESSES:-}" ] && [ "$RELEASE_PROCESSES" != web ]; then
+  rb_die "RELEASE_PROCESSES='$RELEASE_PROCESSES', but this release has one process, web (is [processes] missing from its release table?)"
+fi
 
 # Change to the selected process's working directory.
 rb_cd() {
@@ -630,8 +634,8 @@ rb_known() {
 rb_each() {
   rb_fn=$1
   shift
-  # shellcheck disable=SC2086 # the list of process names, split on purpose
-  [ "$#" -gt 0 ] || set -- $rb_processes
+  # shellcheck disable=SC2086 # lists of process names, split on purpose
+  [ "$#" -gt 0 ] || set -- ${RELEASE_PROCESSES:-$rb_processes}
   for rb_p in "$@"; do
     rb_known "$rb_p" || rb_die "unknown process '$rb_p' (processes: $rb_processes)"
   done

@@ -1,0 +1,164 @@
+//! Processes on their roles over real SSH: web hosts run only `web`, worker hosts only
+//! `worker`, a host with both runs both; the release command runs once, on the primary;
+//! `--role worker` moves only the workers.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::hosts::Hosts;
+use crate::support::*;
+
+/// The roles fixture bundled at `version`.
+fn roles_bundle(scratch: &Scratch, version: &str) -> PathBuf {
+    let src = scratch.join(format!("roles-{version}"));
+    copy_tree(&repo().join("fixtures/roles"), &src);
+    let manifest = src.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, text.replacen("1.0.0", version, 1)).unwrap();
+    let out_dir = scratch.join("bundles");
+    let out = run_tool(
+        &src,
+        &[
+            "--message-format",
+            "json",
+            "-q",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&out);
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(msg["path"].as_str().unwrap())
+}
+
+/// Host `i`'s worker heartbeat: the version writing it, once it is there (within 3 s).
+fn heartbeat(hosts: &Hosts, i: usize, want: &str) -> Option<String> {
+    let file = hosts.root(i).join("shared/heartbeat");
+    let mut last = None;
+    for _ in 0..30 {
+        last = fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.split(' ').next().map(String::from));
+        if last.as_deref() == Some(want) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last
+}
+
+fn version(port: u16) -> Option<String> {
+    std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    Some(http_get(port, "/", Duration::from_secs(5)))
+}
+
+#[test]
+fn processes_run_on_their_roles() {
+    let Some(hosts) = Hosts::start(3, "roles") else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let (v1, v2) = (
+        roles_bundle(&scratch, "1.0.0"),
+        roles_bundle(&scratch, "1.1.0"),
+    );
+    let fx = Fixture::new("roles");
+    fx.append(
+        "Cargo.toml",
+        "\n[package.metadata.release.deploy]\nrelease-command = \"migrate\"\n\n[package.metadata.release.deploy.roles.web]\nhosts = [\"h1\", \"h2\"]\n\n[package.metadata.release.deploy.roles.worker]\nhosts = [\"h2\", \"h3\"]\n",
+    );
+    let mut common = vec![
+        "--ssh-config".to_string(),
+        hosts.ssh_config.display().to_string(),
+        "--path".into(),
+        hosts.path.clone(),
+    ];
+    common.extend(
+        [
+            "--health-url",
+            "http://127.0.0.1:${PORT}/",
+            "--healthy-for",
+            "300ms",
+            "--health-interval",
+            "100ms",
+        ]
+        .map(String::from),
+    );
+    let mut ports = Vec::new();
+    let mut env_args = Vec::new();
+    for i in 1..=3 {
+        let port = free_port();
+        let file = fx.scratch.join(format!("h{i}.env"));
+        let log = hosts.root(i).join("shared/migrations.log");
+        fs::write(
+            &file,
+            format!("PORT={port}\nMIGRATE_LOG={}\n", log.display()),
+        )
+        .unwrap();
+        env_args.extend(["--env-file".to_string(), format!("h{i}={}", file.display())]);
+        ports.push(port);
+    }
+    let deploy = |bundle: &Path, extra: &[&str]| {
+        let mut args = vec!["deploy".to_string(), bundle.display().to_string()];
+        args.extend(common.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let migrations = |i: usize| {
+        fs::read_to_string(hosts.root(i).join("shared/migrations.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    // The first deploy installs each host's shared/env; later ones keep it.
+    let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
+    assert_success(&deploy(&v1, &env_args));
+    assert_eq!(version(ports[0]).as_deref(), Some("1.0.0"), "h1 runs web");
+    assert_eq!(heartbeat(&hosts, 1, "1.0.0"), None, "h1 runs no worker");
+    assert_eq!(version(ports[1]).as_deref(), Some("1.0.0"), "h2 runs web");
+    assert_eq!(
+        heartbeat(&hosts, 2, "1.0.0").as_deref(),
+        Some("1.0.0"),
+        "h2 runs the worker"
+    );
+    assert_eq!(version(ports[2]), None, "h3 runs no web");
+    assert_eq!(
+        heartbeat(&hosts, 3, "1.0.0").as_deref(),
+        Some("1.0.0"),
+        "h3 runs the worker"
+    );
+    assert_eq!(
+        (migrations(1), migrations(2), migrations(3)),
+        (1, 0, 0),
+        "the migration runs once, on the primary"
+    );
+
+    // --role worker: only the worker hosts switch, and on h2 only the worker restarts.
+    let out = deploy(&v2, &["--role", "worker"]);
+    assert_success(&out);
+    assert_eq!(hosts.current(1).as_deref(), Some("1.0.0"));
+    assert_eq!(hosts.current(2).as_deref(), Some("1.1.0"));
+    assert_eq!(hosts.current(3).as_deref(), Some("1.1.0"));
+    assert_eq!(heartbeat(&hosts, 2, "1.1.0").as_deref(), Some("1.1.0"));
+    assert_eq!(heartbeat(&hosts, 3, "1.1.0").as_deref(), Some("1.1.0"));
+    assert_eq!(
+        version(ports[1]).as_deref(),
+        Some("1.0.0"),
+        "h2's web was not part of --role worker"
+    );
+    assert_eq!(version(ports[0]).as_deref(), Some("1.0.0"));
+
+    // The launcher on a host with both: status lists each process.
+    let status = hosts.ssh(
+        2,
+        &format!("{}/current/bin/roles status", hosts.root(2).display()),
+    );
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("[web] running") && text.contains("[worker] running"),
+        "{text}"
+    );
+}
