@@ -412,7 +412,17 @@ fn logs_read_and_follow_every_host(hosts: &Hosts) {
             let _ = tx.send(line.unwrap_or_default());
         }
     });
-    std::thread::sleep(Duration::from_secs(1));
+    // Once h1's tail runs (under a loaded machine the SSH sessions take a moment).
+    let following = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let out = std::process::Command::new("pgrep")
+            .args(["-u", &hosts.users[0], "-x", "tail"])
+            .output()
+            .unwrap();
+        out.status.success()
+    });
+    assert!(following, "no tail started on h1");
+    std::thread::sleep(Duration::from_millis(200));
     append(1, "followed-line\n");
     let seen = std::time::Instant::now();
     let got = rx
