@@ -273,6 +273,14 @@ pub struct ExecOpts {
     #[arg(long, value_name = "N|N%", value_parser = parse_batch)]
     pub batch: Option<crate::deploy::config::Batch>,
 
+    /// The command's output as it is, bytes unprefixed and unescaped (one host only)
+    #[arg(long)]
+    pub raw: bool,
+
+    /// A terminal for a console (`exec -i --primary -- remote`); one host only
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
     #[command(flatten)]
     pub output: OutputOpts,
 

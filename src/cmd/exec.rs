@@ -3,7 +3,7 @@
 
 use std::sync::mpsc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::cli::ExecOpts;
 use crate::deploy::exec::{self, Ended, Line};
@@ -18,6 +18,16 @@ pub fn run(opts: &ExecOpts, shell: &Output) -> Result<u8> {
     let hosts = resolve::hosts(&lookup, flags)?;
     let targets = &hosts.targets;
     let name = release_name(&hosts)?;
+    if opts.raw || opts.interactive {
+        let [target] = targets.as_slice() else {
+            bail!(
+                "--raw and --interactive run on one host, and {} are selected (name one with --host, or use --primary)",
+                targets.len()
+            );
+        };
+        let code = exec::attached(target, &name, &opts.command, opts.interactive)?;
+        return Ok(u8::try_from(code).unwrap_or(1));
+    }
     let batch = opts
         .batch
         .map_or(targets.len(), |b| b.size(targets.len()))

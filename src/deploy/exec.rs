@@ -51,6 +51,24 @@ fn run_one(t: &Target, name: &str, command: &[String], lines: &mpsc::Sender<Line
     streamed(t, "exec", &args, lines, false)
 }
 
+/// `bin/<name> COMMAND ARGS…` on one target with this process's own stdout and stderr (raw
+/// bytes), and with `interactive` its stdin on a terminal too (a console); its exit code.
+pub fn attached(t: &Target, name: &str, command: &[String], interactive: bool) -> Result<i32> {
+    let mut args = vec![name];
+    args.extend(command.iter().map(String::as_str));
+    let mut cmd = match interactive {
+        true => t.transport.terminal_step(&t.path, "exec-tty", &args),
+        false => t.transport.single_step(&t.path, "exec", &args),
+    };
+    if !interactive {
+        cmd.stdin(Stdio::null());
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("{}: cannot run the exec step", t.label))?;
+    Ok(status.code().unwrap_or(-1))
+}
+
 /// Run one host step whose output comes back line by line (to `lines`, as it is written);
 /// its exit code (-1 for a signal, or ssh's own failure). With `hold_stdin` its stdin stays
 /// open until this process ends: a step that follows a log stops when it closes.

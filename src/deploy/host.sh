@@ -23,7 +23,7 @@ rb_name_ok() {
 }
 
 case $rb_step in
-  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|status|keeper|release-command|logs)
+  state|tail|logsize|getenv|check|launcher|systemctl|unlock|verify-release|missing-env|exec|exec-tty|status|keeper|release-command|logs)
     # Steps that only read (or act on what is installed) create nothing.
     if [ ! -d "$rb_path" ]; then
       if [ "$rb_step" = state ]; then
@@ -447,7 +447,7 @@ rb_step_env_file() {
 
 # exec NAME COMMAND [ARGS...]: the current release's launcher, from the release's directory
 # (the launcher reads shared/env itself: the environment the service gets). Arguments are
-# passed as they arrived, never evaluated.
+# passed as they arrived, never evaluated. exec-tty keeps stdin (a console on a terminal).
 rb_step_exec() {
   rb_name_ok "$1"
   rb_cur=$(rb_current)
@@ -455,6 +455,9 @@ rb_step_exec() {
   cd "releases/$rb_cur" || rb_die "releases/$rb_cur is not installed"
   rb_launcher=bin/$1
   shift
+  if [ "$rb_step" = exec-tty ]; then
+    exec "./$rb_launcher" "$@"
+  fi
   exec "./$rb_launcher" "$@" < /dev/null
 }
 
@@ -574,7 +577,7 @@ case $rb_step in
   tail) rb_step_tail "$@" ;;
   prune) rb_step_prune "$@" ;;
   env-file) rb_step_env_file "$@" ;;
-  exec) rb_step_exec "$@" ;;
+  exec|exec-tty) rb_step_exec "$@" ;;
   release-command) rb_step_release_command "$@" ;;
   logs) rb_step_logs "$@" ;;
   status) rb_step_status "$@" ;;

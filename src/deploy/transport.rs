@@ -55,8 +55,13 @@ pub fn quote(text: &str) -> String {
 
 impl Ssh {
     fn base(&self) -> Command {
+        self.base_with("-T")
+    }
+
+    /// `tty`: `-T` (no terminal) or `-t` (a terminal when ours is one).
+    fn base_with(&self, tty: &str) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"]);
+        cmd.args([tty, "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"]);
         if let Some(config) = &self.config {
             cmd.arg("-F").arg(config);
         }
@@ -130,6 +135,20 @@ impl Transport {
     /// socket; it lives as long as this step does).
     pub fn master_step(&self, path: &str, step: &str, args: &[&str]) -> Command {
         self.command(path, step, args, Connection::Master)
+    }
+
+    /// A step on its own connection with a terminal when this process has one (`exec -i`).
+    pub fn terminal_step(&self, path: &str, step: &str, args: &[&str]) -> Command {
+        match self {
+            Transport::Local => self.command(path, step, args, Connection::Own),
+            Transport::Ssh(ssh) => {
+                let mut cmd = ssh.base_with("-t");
+                cmd.arg("--")
+                    .arg(&ssh.dest)
+                    .arg(Ssh::remote(path, step, args));
+                cmd
+            }
+        }
     }
 
     /// A step on its own connection (read-only commands that hold no lock).

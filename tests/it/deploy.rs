@@ -350,6 +350,60 @@ fn exec_runs_launcher_commands_on_every_host(hosts: &Hosts, ports: &[u16]) {
         text.contains(&format!("h2: PORT={} (from env file)", ports[1])),
         "{text}"
     );
+    // --raw: one host's bytes as they are; -i: a terminal (here from `script`).
+    let mut raw: Vec<String> = vec!["exec".into(), "--raw".into()];
+    raw.extend(hosts.args(1));
+    raw.extend(["--", "migrate", "a\u{1}b"].map(String::from));
+    let out = hosts.tool(&raw.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&out);
+    assert_eq!(out.stdout, b"migrate up a\x01b (command: migrate)\n");
+    let mut interactive: Vec<String> = vec!["exec".into(), "-i".into()];
+    interactive.extend(hosts.args(3));
+    let out = hosts.tool(
+        &interactive
+            .iter()
+            .chain(&["--".to_string(), "migrate".to_string()])
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("one host, and 3 are selected"),
+        "{}",
+        stderr(&out)
+    );
+    if have("script") {
+        let mut words = vec![
+            tool().display().to_string(),
+            "release-bundle".into(),
+            "exec".into(),
+            "-i".into(),
+        ];
+        words.extend(hosts.args(1));
+        words.extend(["--", "migrate", "console"].map(String::from));
+        let line: Vec<String> = words
+            .iter()
+            .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+            .collect();
+        let out = std::process::Command::new("script")
+            .args(["-qec", &line.join(" "), "/dev/null"])
+            .current_dir(&hosts.scratch.path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("migrate up console (command: migrate)"),
+            "{text}{}",
+            stderr(&out)
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "script (util-linux) is required in CI"
+        );
+        eprintln!("skipped: exec -i (no `script` for a terminal)");
+    }
+
     // h3's shared/env unreadable by its user: the launcher refuses there, only there.
     let env3 = hosts.root(3).join("shared/env");
     use std::os::unix::fs::PermissionsExt;
