@@ -14,7 +14,9 @@ pub fn run(opts: &StatusOpts, shell: &Output) -> Result<u8> {
     let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None, None);
     let hosts = resolve::hosts(&lookup, flags)?;
     let name = super::exec::release_name(&hosts)?;
-    let all = status::statuses(&hosts.targets, &name, opts.timeout);
+    let settings = &hosts.settings;
+    let expected = |host: &str| settings.processes_of(host);
+    let all = status::statuses(&hosts.targets, &name, opts.timeout, &expected);
     for s in &all {
         if opts.output.message_format == MessageFormat::Json {
             let mut v = serde_json::to_value(s)?;
@@ -45,6 +47,23 @@ fn print_human(s: &HostStatus, shell: &Output) {
         None => "stopped".into(),
     };
     shell.out(format!("{}: current {current}; {process}", s.host));
+    if let Some(k) = &s.keeper {
+        let pid = k.pid.map_or("?".to_string(), |p| p.to_string());
+        let generation = k.generation.map_or("?".to_string(), |g| g.to_string());
+        let state = if k.live { "running" } else { "NOT running" };
+        shell.out(format!(
+            "  keeper: {state} (pid {pid}), generation {generation} serving"
+        ));
+    }
+    for (name, p) in s.processes.iter().filter(|(n, _)| *n != "web") {
+        match p {
+            Some(p) => shell.out(format!(
+                "  {name}: running (pid {}, release {}, up {}s)",
+                p.pid, p.release, p.uptime_secs
+            )),
+            None => shell.out(format!("  {name}: stopped")),
+        }
+    }
     match &s.lock {
         Some(l) => shell.out(format!(
             "  lock: {} ({})",

@@ -528,22 +528,53 @@ rb_step_logs() {
 
 # status NAME: what `status` reports of this host: current, the service's process (pid, the
 # release it runs, seconds up), the deploy lock (whether its holder lives), then the log.
-rb_step_status() {
-  rb_name_ok "$1"
-  printf '@@rb current %s\n' "$(rb_current)"
-  rb_pid=$(cat "shared/tmp/$1.pid" 2>/dev/null) || rb_pid=
+# `@@rb process NAME [PID RELEASE UPTIME]` for process NAME whose pid is $2 (empty, or a
+# dead process: stopped).
+rb_report_process() {
+  rb_pid=$2
   case $rb_pid in ''|*[!0-9]*) rb_pid= ;; esac
   rb_seen=
   [ -n "$rb_pid" ] && rb_seen=$(rb_proc_stat "$rb_pid")
   case $rb_seen in
-    ''|Z\ *|X\ *) printf '@@rb process\n' ;;
+    ''|Z\ *|X\ *) printf '@@rb process %s\n' "$1" ;;
     *)
       rb_exe=$(readlink "/proc/$rb_pid/exe" 2>/dev/null) || rb_exe=
       rb_rel=${rb_exe#"$(pwd -P)"/releases/}
       case $rb_rel in */*) rb_rel=${rb_rel%%/*} ;; *) rb_rel='?' ;; esac
       rb_up=$(( $(date +%s) - $(stat -c %Y "/proc/$rb_pid" 2>/dev/null || date +%s) ))
-      printf '@@rb process %s %s %s\n' "$rb_pid" "$rb_rel" "$rb_up" ;;
+      printf '@@rb process %s %s %s %s\n' "$1" "$rb_pid" "$rb_rel" "$rb_up" ;;
   esac
+}
+
+# A field of the keeper's state file $1: the value after KEY $2.
+rb_state_field() {
+  while IFS=' ' read -r rb_k rb_v; do
+    if [ "$rb_k" = "$2" ]; then
+      printf '%s\n' "$rb_v"
+      return 0
+    fi
+  done < "$1"
+}
+
+rb_step_status() {
+  rb_name_ok "$1"
+  printf '@@rb current %s\n' "$(rb_current)"
+  rb_web=$(cat "shared/tmp/$1.pid" 2>/dev/null) || rb_web=
+  rb_state=shared/tmp/$1.keeper
+  if [ -f "$rb_state" ]; then
+    # With a keeper: the pid file names the keeper, its state the serving generation.
+    rb_live=dead
+    case $(rb_proc_stat "$rb_web" 2>/dev/null) in ''|Z\ *|X\ *) ;; *) rb_live=live ;; esac
+    printf '@@rb keeper %s %s %s\n' "$rb_live" "$rb_web" "$(rb_state_field "$rb_state" generation)"
+    rb_web=$(rb_state_field "$rb_state" pid)
+  fi
+  # A host without web (a worker's) has no pid file for it: nothing to report.
+  [ -z "$rb_web" ] || rb_report_process web "$rb_web"
+  for rb_f in "shared/tmp/$1"-*.pid; do
+    [ -f "$rb_f" ] || continue
+    rb_p=${rb_f#"shared/tmp/$1"-}
+    rb_report_process "${rb_p%.pid}" "$(cat "$rb_f" 2>/dev/null)"
+  done
   if [ -d .deploy/lock ]; then
     rb_holder=$(cat .deploy/lock/holder 2>/dev/null) || rb_holder=
     if rb_holder_alive "$rb_holder"; then rb_live=live; else rb_live=stale; fi

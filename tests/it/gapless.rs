@@ -368,6 +368,23 @@ fn deploys_and_rollbacks_hand_over_without_a_gap() {
         "{rollback}"
     );
 
+    // `status` shows the keeper and the generation serving.
+    let mut args = vec![
+        "status".to_string(),
+        "--message-format".into(),
+        "json".into(),
+    ];
+    args.extend(hosts.args(1));
+    let status = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&status);
+    let report = &json_lines(&status)[0];
+    assert_eq!(report["keeper"]["live"], true, "{report}");
+    assert!(
+        report["keeper"]["generation"].as_u64().unwrap() >= 3,
+        "{report}"
+    );
+    assert_eq!(report["process"]["release"], "1.0.0", "{report}");
+
     // 1.1.0 again, now crashing at start: reverted by a handover back to 1.0.0.
     let crash = format!("PORT={port}\nGAPLESS_CRASH_VERSION=1.1.0\n");
     let crashed = under_load(port, || {

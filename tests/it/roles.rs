@@ -151,6 +151,30 @@ fn processes_run_on_their_roles() {
     );
     assert_eq!(version(ports[0]).as_deref(), Some("1.0.0"));
 
+    // `status`: per host what its roles run; h2's web still runs 1.0.0 under current 1.1.0.
+    let mut args = vec![
+        "status".to_string(),
+        "--message-format".into(),
+        "json".into(),
+    ];
+    args.extend(common.iter().take(4).cloned());
+    let out = fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let reports = json_lines(&out);
+    let of = |h: &str| reports.iter().find(|r| r["host"] == h).unwrap().clone();
+    assert_eq!(of("h1")["problems"], serde_json::json!([]));
+    assert_eq!(
+        of("h3")["problems"],
+        serde_json::json!([]),
+        "h3 runs no web, and none is expected"
+    );
+    assert_eq!(of("h3")["processes"]["worker"]["release"], "1.1.0");
+    let h2 = of("h2")["problems"].to_string();
+    assert!(
+        h2.contains("runs release 1.0.0, not the current 1.1.0"),
+        "{h2}"
+    );
+
     // The launcher on a host with both: status lists each process.
     let status = hosts.ssh(
         2,
