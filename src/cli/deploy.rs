@@ -321,6 +321,10 @@ pub struct LogsOpts {
     #[arg(short = 'f', long)]
     pub follow: bool,
 
+    /// The log of this process (see [processes]) [default: web]
+    #[arg(long, value_name = "PROCESS")]
+    pub process: Option<String>,
+
     /// Only lines holding this fixed string (matched on the host)
     #[arg(long, value_name = "TEXT")]
     pub grep: Option<String>,

@@ -37,6 +37,12 @@ pub fn run(opts: &LogsOpts, shell: &Output) -> Result<u8> {
     let flags = super::deploy::flags(&opts.hosts, &crate::cli::RestartOpts::default(), None, None);
     let hosts = resolve::hosts(&lookup, flags)?;
     let name = super::exec::release_name(&hosts)?;
+    // A process's log is `<name>-<process>.log`; web's is `<name>.log`.
+    let log_name = match opts.process.as_deref() {
+        None | Some("web") => name.clone(),
+        Some(p) if crate::config::layer::is_command_name(p) => format!("{name}-{p}"),
+        Some(p) => bail!("--process {p:?}: not a process name"),
+    };
     let service = &hosts.settings.service;
     let query = Query {
         lines: opts.lines,
@@ -51,7 +57,7 @@ pub fn run(opts: &LogsOpts, shell: &Output) -> Result<u8> {
     let (tx, rx) = mpsc::channel();
     let targets = &hosts.targets;
     let ended = std::thread::scope(|scope| {
-        let worker = scope.spawn(move || logs::logs(targets, &name, service, &query, &tx));
+        let worker = scope.spawn(move || logs::logs(targets, &log_name, service, &query, &tx));
         for line in rx {
             print_line(&line, opts.output.message_format, shell);
         }

@@ -175,6 +175,25 @@ fn processes_run_on_their_roles() {
         "{h2}"
     );
 
+    // `logs --process worker` on the worker hosts.
+    let mut args = vec![
+        "logs".to_string(),
+        "--process".into(),
+        "worker".into(),
+        "--role".into(),
+        "worker".into(),
+    ];
+    args.extend(common.iter().take(4).cloned());
+    let out = fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("h2: worker 1.1.0 started")
+            && text.contains("h3: worker 1.1.0 started")
+            && !text.contains("h1:"),
+        "{text}"
+    );
+
     // The launcher on a host with both: status lists each process.
     let status = hosts.ssh(
         2,
