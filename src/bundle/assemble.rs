@@ -25,6 +25,8 @@ pub struct Bundle {
     pub files: usize,
     /// The OCI image written beside it, when asked for.
     pub image: Option<crate::image::build::Built>,
+    /// The digest of a bundle of the same name with other bytes that this one replaced.
+    pub replaced: Option<String>,
 }
 
 pub fn compression_info(c: Compression) -> CompressionInfo {
@@ -180,13 +182,14 @@ pub fn assemble(
         .with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
     file.sync_all()
         .with_context(|| format!("cannot write `{}`", tmp.path().display()))?;
-    let path = publish(tmp, out_dir, &plan.file_name, &written.sha256)?;
+    let (path, replaced) = publish(tmp, out_dir, &plan.file_name, &written.sha256)?;
     Ok(Bundle {
         path,
         sha256: written.sha256,
         size: written.size,
         files,
         image: None,
+        replaced,
     })
 }
 
@@ -292,15 +295,19 @@ impl Writing<'_> {
 
 /// Move the finished bundle into place with its `.sha256`: the old sidecar goes first, so a
 /// crash between the renames can leave a bundle without a sidecar, but never one with the
-/// wrong sidecar.
+/// wrong sidecar. The digest of a replaced bundle with other bytes, as its sidecar said.
 fn publish(
     tmp: NamedTempFile,
     out_dir: &Utf8Path,
     file_name: &str,
     sha256: &str,
-) -> Result<Utf8PathBuf> {
+) -> Result<(Utf8PathBuf, Option<String>)> {
     let final_path = out_dir.join(file_name);
     let sidecar_path = out_dir.join(format!("{file_name}.sha256"));
+    let replaced = fs::read_to_string(&sidecar_path)
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(String::from))
+        .filter(|old| old != sha256 && final_path.exists());
     let mut sidecar = temp_in(out_dir, &format!("{file_name}.sha256"))?;
     writeln!(sidecar, "{sha256}  {file_name}")
         .and_then(|_| sidecar.as_file().sync_all())
@@ -321,7 +328,7 @@ fn publish(
     if let Ok(dir) = File::open(out_dir) {
         let _ = dir.sync_all();
     }
-    Ok(final_path)
+    Ok((final_path, replaced))
 }
 
 #[cfg(test)]

@@ -327,6 +327,13 @@ impl Run<'_> {
                 started.elapsed().as_secs_f64()
             ),
         );
+        if let Some(old) = &bundle.replaced {
+            shell.warn(format!(
+                "{} replaced a bundle of the same version with other bytes (sha256 {old} before, {} now); a host that installed the old one gets this one as <version>+<id> beside it",
+                display_path(&bundle.path),
+                bundle.sha256
+            ));
+        }
         shell.status(
             "Next",
             format!("cargo release-bundle verify {}", display_path(&bundle.path)),

@@ -31,6 +31,41 @@ pub fn check_staging(target: &Target, state: &HostState, release: &Release) -> R
     }
 }
 
+/// What this release is called on the hosts: its version, unless a host holds that version
+/// from other bytes (a rebuild without a version bump, a config change): then
+/// `<version>+<commit>` (a clean git build) or `<version>+<digest>` (its first 12), the
+/// first that no host holds from other bytes, so both stay side by side and rollback works
+/// between them.
+pub fn release_id(release: &Release, states: &[&HostState]) -> String {
+    let m = &release.manifest;
+    let other_bytes = |id: &str| {
+        states.iter().any(|s| {
+            s.releases.contains_key(id)
+                && s.history()
+                    .digest_of(id)
+                    .is_some_and(|d| d != release.sha256)
+        })
+    };
+    let commit = m.git.as_ref().filter(|g| !g.dirty && g.commit.len() >= 8);
+    let candidates = [
+        Some(m.version.clone()),
+        commit.map(|g| format!("{}+{}", m.version, &g.commit[..8])),
+        Some(format!(
+            "{}+{}",
+            m.version,
+            &release.sha256[..12.min(release.sha256.len())]
+        )),
+    ];
+    let mut last = m.version.clone();
+    for id in candidates.into_iter().flatten() {
+        if !other_bytes(&id) {
+            return id;
+        }
+        last = id;
+    }
+    last
+}
+
 /// Whether `version`, installed on `target` earlier, still matches its SHA256SUMS there
 /// (read-only: for dry runs; a deploy marks a mismatch bad, see `verify_installed`).
 pub fn release_intact(target: &Target, version: &str) -> Result<()> {

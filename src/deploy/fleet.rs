@@ -100,9 +100,30 @@ fn deploy_locked(
     tx: &Notes,
     outcomes: &mut BTreeMap<String, HostOutcome>,
 ) -> Result<()> {
+    prepare(sessions, opts, tx)?;
+    // The same version from other bytes goes beside the installed one, as <version>+<id>.
+    let states: Vec<&HostState> = sessions.iter().map(|s| &s.state).collect();
+    let id = super::checks::release_id(release, &states);
+    if id == release.manifest.version {
+        return deploy_prepared(release, sessions, opts, tx, outcomes);
+    }
+    let named = release
+        .named(&id)
+        .context("cannot reopen the bundle's manifest")?;
+    deploy_prepared(&named, sessions, opts, tx, outcomes)
+}
+
+/// The deploy once every host is locked and prepared: refuse, stage, check, migrate, switch
+/// in batches, prune.
+fn deploy_prepared(
+    release: &Release,
+    sessions: &mut [Session],
+    opts: &Options,
+    tx: &Notes,
+    outcomes: &mut BTreeMap<String, HostOutcome>,
+) -> Result<()> {
     let name = release.manifest.name.as_str();
     let version = release.manifest.version.as_str();
-    prepare(sessions, opts, tx)?;
     // An installed version is never changed: refuse before anything is sent anywhere.
     for s in sessions.iter() {
         check_staging(&s.target, &s.state, release)?;

@@ -63,7 +63,19 @@ pub struct Release<'a> {
     pub manifest_spool: std::fs::File,
 }
 
-impl Release<'_> {
+impl<'a> Release<'a> {
+    /// The same release under another name on the hosts (`<version>+<id>`).
+    pub fn named(&self, id: &str) -> std::io::Result<Release<'a>> {
+        let mut manifest = self.manifest.clone();
+        manifest.version = id.to_string();
+        Ok(Release {
+            bundle: self.bundle,
+            sha256: self.sha256.clone(),
+            manifest,
+            manifest_spool: self.manifest_spool.try_clone()?,
+        })
+    }
+
     /// The bundle's compression, as its file name says (verify checked that the name and the
     /// bytes agree).
     pub fn format(&self) -> crate::archive::Format {

@@ -173,3 +173,31 @@ fn a_profile_section_applies_to_that_profile() {
         stderr(&out)
     );
 }
+
+/// Bundling the same version again with other bytes replaces the bundle and says so.
+#[test]
+fn rebundling_the_same_version_with_other_bytes_says_so() {
+    let fx = Fixture::new("gapless");
+    let out_dir = fx.out();
+    let bundle = |fx: &Fixture| fx.run(&["--out-dir", out_dir.to_str().unwrap()]);
+    assert_success(&bundle(&fx));
+    let again = bundle(&fx);
+    assert_success(&again);
+    assert!(
+        !stderr(&again).contains("replaced a bundle"),
+        "the same bytes: {}",
+        stderr(&again)
+    );
+    fx.edit(
+        "Cargo.toml",
+        "START_DELAY_MS = \"300\"",
+        "START_DELAY_MS = \"301\"",
+    );
+    let changed = bundle(&fx);
+    assert_success(&changed);
+    assert!(
+        stderr(&changed).contains("replaced a bundle of the same version with other bytes"),
+        "{}",
+        stderr(&changed)
+    );
+}

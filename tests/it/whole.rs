@@ -267,6 +267,26 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
         !hook_env.contains("SECRET-FROM-COMMAND"),
         "a hook saw the secret"
     );
+
+    // 1.2.0 again from other bytes (a config change, no version bump): installed beside the
+    // first 1.2.0 as 1.2.0+<digest>, and rollback moves between them.
+    let rebuilt = webapp_at(&scratch, "1.2.0", "CONFIG_ONLY = \"changed\"\n");
+    let digest = sha256_file(&rebuilt);
+    let id = format!("1.2.0+{}", &digest[..12]);
+    assert_success(&run("deploy", Some(&rebuilt), &[]));
+    for i in 1..=2 {
+        assert_eq!(hosts.current(i).as_deref(), Some(id.as_str()));
+        assert!(
+            hosts.root(i).join("releases/1.2.0").is_dir(),
+            "the first 1.2.0 is kept"
+        );
+        assert_eq!(get(ports[i - 1]), "1.2.0");
+    }
+    let config = |port| http_get(port, "/env/CONFIG_ONLY", Duration::from_secs(10));
+    assert_eq!(config(ports[0]), "changed");
+    assert_success(&run("rollback", None, &["--version", "1.2.0"]));
+    assert_eq!(hosts.current(1).as_deref(), Some("1.2.0"));
+    assert_eq!(config(ports[0]), "");
 }
 
 fn get(port: u16) -> String {
