@@ -62,6 +62,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "env-file",
     "stop-timeout",
     "listen",
+    "log-max-size",
+    "log-keep",
     "ready",
     "ready-timeout",
     "launcher",
@@ -127,6 +129,8 @@ pub const BUILTIN_COMMANDS: &[&str] = &[
     "__generation",
     // The sockets' addresses with the host's values (for systemd-unit --socket).
     "__listen",
+    // The daemon's log rotator (reads the service's output from a FIFO).
+    "__rotate",
 ];
 
 /// Where `start` and `daemon` run the service.

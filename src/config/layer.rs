@@ -9,7 +9,7 @@ use super::keys::{
     CARGO_RELEASE_KEYS, Command, HookName, IncludeRule, KNOWN_KEYS, Listen, RELEASE_VARIABLES,
     Ready, Workdir,
 };
-use super::listen::{parse_listen, parse_ready, parse_ready_timeout};
+use super::listen::{parse_listen, parse_ready, parse_ready_timeout, parse_size};
 use super::tables::{
     parse_command, parse_env, parse_hooks, parse_includes, parse_priv, parse_workdir,
 };
@@ -33,6 +33,8 @@ pub struct Layer {
     pub listen: BTreeMap<String, Spanned<Listen>>,
     pub ready: Option<Ready>,
     pub ready_timeout: Option<u32>,
+    pub log_max_size: Option<u64>,
+    pub log_keep: Option<u32>,
     pub args: Option<Vec<Spanned<String>>>,
     pub workdir: Option<Workdir>,
     pub allow_paths: Option<Vec<Spanned<String>>>,
@@ -322,6 +324,9 @@ impl Layer {
             "listen" => self.listen.extend(parse_listen(v, &o)?),
             "ready" => self.ready = Some(parse_ready(v, &o)?),
             "ready-timeout" => self.ready_timeout = Some(parse_ready_timeout(v, &o)?),
+            "log-max-size" => self.log_max_size = Some(parse_size(v, &o)?),
+            // Invariant: the range fits in u32.
+            "log-keep" => self.log_keep = Some(value::integer(v, &o, 1, 1000)?.value as u32),
             "launcher" => self.launcher = Some(value::boolean(v, &o)?),
             "args" => {
                 let args = value::string_list(v, &o)?;
@@ -379,6 +384,8 @@ impl Layer {
             listen: self.listen,
             ready: pick(self.ready, other.ready),
             ready_timeout: pick(self.ready_timeout, other.ready_timeout),
+            log_max_size: pick(self.log_max_size, other.log_max_size),
+            log_keep: pick(self.log_keep, other.log_keep),
             args: pick(self.args, other.args),
             workdir: pick(self.workdir, other.workdir),
             allow_paths: pick(self.allow_paths, other.allow_paths),

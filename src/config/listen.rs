@@ -165,6 +165,41 @@ pub(super) fn parse_ready(v: &Value, o: &Origin) -> Result<Ready> {
     Ok(Ready::AfterMillis(d.as_millis() as u64))
 }
 
+/// `log-max-size`: bytes, as a number or with a `K`, `M` or `G` suffix (powers of 1024);
+/// `0` turns rotation off.
+pub(super) fn parse_size(v: &Value, o: &Origin) -> Result<u64> {
+    let text = match v {
+        Value::Number(_) => return Ok(value::integer(v, o, 0, 1 << 40)?.value as u64),
+        Value::String(s) => s.trim().to_string(),
+        other => {
+            return Err(o.error(format!(
+                "expected a size such as \"10M\", found {}",
+                value::describe(other)
+            )));
+        }
+    };
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => {
+            return Err(o.error(format!(
+                "{text:?} is not a size (e.g. 10M, 512K, 0 for no rotation)"
+            )));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_shl(shift).filter(|s| *s <= 1 << 40))
+        .ok_or_else(|| o.error(format!("{text:?} is not a size up to 1T")))
+}
+
 /// `ready-timeout`: whole seconds, 1 to 3600.
 pub(super) fn parse_ready_timeout(v: &Value, o: &Origin) -> Result<u32> {
     let d = value::duration(v, o)?;
@@ -246,5 +281,13 @@ mod tests {
         assert_eq!(parse_ready_timeout(&json!("90s"), &o).unwrap(), 90);
         assert!(parse_ready_timeout(&json!(0), &o).is_err());
         assert!(parse_ready_timeout(&json!("1500ms"), &o).is_err());
+        assert_eq!(parse_size(&json!("10M"), &o).unwrap(), 10 << 20);
+        assert_eq!(parse_size(&json!(0), &o).unwrap(), 0);
+        assert!(
+            parse_size(&json!("10 MB"), &o)
+                .unwrap_err()
+                .to_string()
+                .contains("is not a size")
+        );
     }
 }

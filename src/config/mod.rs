@@ -86,6 +86,9 @@ pub struct LauncherConfig {
     pub ready: Ready,
     /// Seconds a new generation has to become ready.
     pub ready_timeout: u32,
+    /// The daemon's log is rotated at this size (bytes; 0: never), keeping `log_keep` files.
+    pub log_max_size: u64,
+    pub log_keep: u32,
     /// Arguments `start`/`daemon` give the main binary before the caller's own.
     pub args: Vec<String>,
     /// Where `start`/`daemon` run the service (default: the release root).
@@ -289,6 +292,8 @@ fn finish(
         listen: layer.listen,
         ready: layer.ready.unwrap_or(Ready::AfterMillis(1000)),
         ready_timeout: layer.ready_timeout.unwrap_or(60),
+        log_max_size: layer.log_max_size.unwrap_or(10 << 20),
+        log_keep: layer.log_keep.unwrap_or(5),
         args: layer
             .args
             .unwrap_or_default()

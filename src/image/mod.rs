@@ -589,6 +589,8 @@ mod tests {
             listen: BTreeMap::new(),
             ready: crate::config::Ready::AfterMillis(1000),
             ready_timeout: 60,
+            log_max_size: 0,
+            log_keep: 5,
             args: vec!["--root".into(), "${RELEASE_ROOT}".into()],
             workdir: Workdir::Release("priv".into()),
             commands: BTreeMap::new(),

@@ -28,6 +28,9 @@ const VARS: &[&str] = &[
     "PORT",
     "DATABASE_URL",
     "WEBAPP_CRASH",
+    "WEBAPP_SPAM",
+    "RELEASE_LOG_MAX_SIZE",
+    "RELEASE_LOG_KEEP",
     "WEBAPP_IGNORE_SIGTERM",
     "FAIL_PRE_START",
     "GREETING",
@@ -896,4 +899,80 @@ fn stop_after_an_upgrade_by_hand_stops_the_old_release() {
     let mut stop = rel.command_via(&other_launcher, &["stop"]);
     stop.env("RELEASE_TMP", &elsewhere);
     assert_success(&stop.output().unwrap());
+}
+
+/// The daemon's log is rotated at its size cap while the service writes, between lines: the
+/// files together hold every line once, in order; only `log-keep` old files stay.
+#[test]
+fn the_log_is_rotated_without_losing_a_line() {
+    let rel = Release::new();
+    let n = 60_000;
+    let spam = n.to_string();
+    let env = [
+        ("WEBAPP_SPAM", spam.as_str()),
+        ("RELEASE_LOG_MAX_SIZE", "32768"),
+        ("RELEASE_LOG_KEEP", "1000"),
+    ];
+    assert_success(&rel.run(&["daemon"], &env));
+    let log = rel.root.join("tmp/log/webapp.log");
+    let read_all = || {
+        let mut files: Vec<PathBuf> = (1..=1000)
+            .map(|i| log.with_extension(format!("log.{i}")))
+            .filter(|p| p.exists())
+            .collect();
+        files.reverse();
+        files.push(log.clone());
+        let text: String = files
+            .iter()
+            .map(|p| fs::read_to_string(p).unwrap_or_default())
+            .collect();
+        (files.len(), text)
+    };
+    // Once the last line is there, the writing is over: read the files again at rest (a read
+    // during a rotation can miss the file being moved).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !read_all().1.contains(&format!("line {n}\n")) {
+        assert!(
+            Instant::now() < deadline,
+            "the last line never reached the log"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (count, text) = read_all();
+    let numbered: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+        .collect();
+    assert_eq!(
+        numbered.len() as u64,
+        n,
+        "lines lost or doubled ({count} files)"
+    );
+    assert!(
+        numbered.iter().enumerate().all(|(i, v)| *v == i as u64 + 1),
+        "out of order"
+    );
+    assert!(count > 10, "rotated into {count} files only");
+    for i in 1..count {
+        let size = fs::metadata(log.with_extension(format!("log.{i}")))
+            .unwrap()
+            .len();
+        assert!((32768..32768 + 16).contains(&size), "log.{i}: {size} bytes");
+    }
+    assert_success(&rel.run(&["stop"], &[]));
+    // Only the kept files stay: a second start with log-keep 2.
+    let env = [
+        ("RELEASE_LOG_MAX_SIZE", "32768"),
+        ("RELEASE_LOG_KEEP", "2"),
+        ("WEBAPP_SPAM", spam.as_str()),
+    ];
+    assert_success(&rel.run(&["daemon"], &env));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_success(&rel.run(&["stop"], &[]));
+    assert!(log.with_extension("log.2").exists() && !log.with_extension("log.3").exists());
+    assert!(
+        !rel.root.join("tmp/log/webapp.log.fifo").exists(),
+        "the rotator left its FIFO"
+    );
 }

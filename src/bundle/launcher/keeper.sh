@@ -49,9 +49,9 @@ rb_keeper_daemon() {
   rb_log_from=$(wc -c < "$rb_log") || rb_log_from=0
   rm -f "$rb_statefile"
   if command -v setsid >/dev/null 2>&1; then
-    (rb_keeper run exec setsid) < /dev/null >> "$rb_log" 2>&1 &
+    (rb_keeper run exec setsid) < /dev/null >> "$rb_sink" 2>&1 &
   else
-    (rb_keeper run exec nohup) < /dev/null >> "$rb_log" 2>&1 &
+    (rb_keeper run exec nohup) < /dev/null >> "$rb_sink" 2>&1 &
   fi
   rb_pid=$!
   rb_write_pid "$rb_pid"
@@ -60,6 +60,7 @@ rb_keeper_daemon() {
     if ! rb_alive "$rb_pid" || [ "$rb_waited" -ge $(((rb_ready_timeout + 10) * 10)) ]; then
       kill -TERM "$rb_pid" 2>/dev/null
       rm -f "$rb_pidfile"
+      rb_wait_gone "$rb_rotator"
       rb_err "did not become ready; last lines written to $rb_log:"
       tail -c +"$((rb_log_from + 1))" "$rb_log" | tail -n 20 | tail -c 16384 >&2
       exit 1

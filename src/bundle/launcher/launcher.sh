@@ -24,6 +24,8 @@ rb_multi=
 case $rb_processes in *' '*) rb_multi=1 ;; esac
 rb_tag=
 rb_ready_timeout={{READY_TIMEOUT}}
+rb_log_max_default={{LOG_MAX}}
+rb_log_keep_default={{LOG_KEEP}}
 rb_default_keys=
 rb_pid_kind=
 rb_required_env={{REQUIRED_ENV}}
@@ -119,9 +121,9 @@ rb_launch() {
   if [ "$rb_how" = exec ]; then
     exec "$rb_exe" "$@"
   elif command -v setsid >/dev/null 2>&1; then
-    setsid "$rb_exe" "$@" < /dev/null >> "$rb_log" 2>&1 &
+    setsid "$rb_exe" "$@" < /dev/null >> "$rb_sink" 2>&1 &
   else
-    nohup "$rb_exe" "$@" < /dev/null >> "$rb_log" 2>&1 &
+    nohup "$rb_exe" "$@" < /dev/null >> "$rb_sink" 2>&1 &
   fi
 }
 rb_uid=$(id -u)
@@ -367,6 +369,92 @@ rb_write_pid() {
   fi
 }
 
+# With rotation (log-max-size above 0, RELEASE_LOG_MAX_SIZE overrides): the service writes
+# into a FIFO that a second launcher process (`__rotate`) appends to the log, moving it to
+# .1, .2, ... at the size cap, between lines. Sets rb_sink (where the service writes) and
+# rb_rotator (the rotator's pid, empty without rotation).
+rb_start_rotator() {
+  rb_sink=$rb_log
+  rb_rotator=
+  rb_max=${RELEASE_LOG_MAX_SIZE:-$rb_log_max_default}
+  rb_keep=${RELEASE_LOG_KEEP:-$rb_log_keep_default}
+  case $rb_max in ''|*[!0-9]*) rb_die "RELEASE_LOG_MAX_SIZE must be a number of bytes, not '$rb_max'" ;; esac
+  rb_seconds "$rb_keep" 1000 || rb_die "RELEASE_LOG_KEEP must be a whole number from 1 to 1000, not '$rb_keep'"
+  [ "$rb_max" -gt 0 ] || return 0
+  rb_sink=$rb_log.fifo
+  rm -f "$rb_sink"
+  mkfifo -m 600 "$rb_sink" || rb_die "cannot create $rb_sink"
+  if command -v setsid >/dev/null 2>&1; then
+    setsid "$RELEASE_ROOT/bin/$rb_launcher_file" __rotate "$rb_log" "$rb_max" "$rb_keep" < "$rb_sink" > /dev/null 2>&1 &
+  else
+    nohup "$RELEASE_ROOT/bin/$rb_launcher_file" __rotate "$rb_log" "$rb_max" "$rb_keep" < "$rb_sink" > /dev/null 2>&1 &
+  fi
+  rb_rotator=$!
+}
+
+# Append stdin to the log $1 until every writer is gone, a read at a time (what the service
+# wrote is in the log at once), moving the log aside once it holds $2 bytes, at the end of a
+# line (none is split, lost or written twice), keeping $3 old files.
+rb_rotate() {
+  rb_rlog=$1 rb_max=$2 rb_keep=$3
+  while :; do
+    rb_size=$(wc -c < "$rb_rlog" 2>/dev/null) || rb_size=0
+    if [ "$rb_size" -ge "$rb_max" ]; then
+      rb_finish_line || return 0
+      rb_rotate_files
+      rb_size=0
+    fi
+    rb_room=$((rb_max - rb_size))
+    [ "$rb_room" -le 65536 ] || rb_room=65536
+    dd bs="$rb_room" count=1 >> "$rb_rlog" 2>/dev/null
+    rb_now=$(wc -c < "$rb_rlog" 2>/dev/null) || rb_now=0
+    if [ "$rb_now" = "$rb_size" ]; then
+      rm -f "$rb_rlog.fifo"
+      return 0
+    fi
+  done
+}
+
+# Complete the log's last line from stdin (when it does not end with a newline); fails at
+# the end of the input.
+rb_finish_line() {
+  [ "$(tail -c 1 "$rb_rlog" | od -An -c | tr -d ' ')" != '\n' ] || return 0
+  if IFS= read -r rb_rest; then
+    printf '%s\n' "$rb_rest" >> "$rb_rlog"
+    return 0
+  fi
+  printf '%s' "$rb_rest" >> "$rb_rlog"
+  rm -f "$rb_rlog.fifo"
+  return 1
+}
+
+# log.<keep-1> → log.<keep>, ..., log → log.1; older ones (log.<keep> and beyond, from a
+# larger log-keep before) are removed.
+rb_rotate_files() {
+  for rb_old in "$rb_rlog".[0-9]*; do
+    rb_n=${rb_old##*.}
+    case $rb_n in ''|*[!0-9]*) continue ;; esac
+    [ "$rb_n" -lt "$rb_keep" ] || rm -f "$rb_old"
+  done
+  rb_i=$rb_keep
+  while [ "$rb_i" -gt 1 ]; do
+    rb_j=$((rb_i - 1))
+    [ ! -e "$rb_rlog.$rb_j" ] || mv -f "$rb_rlog.$rb_j" "$rb_rlog.$rb_i"
+    rb_i=$rb_j
+  done
+  mv -f "$rb_rlog" "$rb_rlog.1"
+}
+
+# Wait (at most 2 s) until process $1 is gone: the rotator has written everything.
+rb_wait_gone() {
+  [ -n "$1" ] || return 0
+  rb_w=0
+  while rb_alive "$1" && [ "$rb_w" -lt 20 ]; do
+    rb_nap
+    rb_w=$((rb_w + rb_tick))
+  done
+}
+
 # The log file: a regular file in a checked log/ directory, created 0600.
 rb_open_log() {
   rb_check_dir "$RELEASE_TMP/log" create
@@ -379,6 +467,7 @@ rb_open_log() {
   if [ ! -f "$rb_log" ] || [ -L "$rb_log" ]; then
     rb_die "$rb_log is not a regular file"
   fi
+  rb_start_rotator
 }
 
 # One start or stop at a time: an atomic mkdir lock holding its owner's pid. A lock whose
@@ -492,6 +581,7 @@ rb_daemon() {
   while [ "$rb_waited" -lt $((rb_grace * 10)) ]; do
     if ! rb_alive "$rb_pid"; then
       rm -f "$rb_pidfile"
+      rb_wait_gone "$rb_rotator"
       rb_err "exited during start-up; last lines it wrote to $rb_log:"
       tail -c +"$((rb_log_from + 1))" "$rb_log" | tail -n 20 | tail -c 16384 >&2
       exit 1
@@ -699,6 +789,7 @@ case $rb_command in
     [ -n "$rb_keeper_on" ] || rb_die "reload needs \`listen\` in the release table (a keeper holding the sockets); use restart"
     rb_reload ;;
   __generation) rb_generation "$@" ;;
+  __rotate) rb_rotate "$@" ;;
   __listen)
     # The sockets with this host's values: NAME ADDRESS MODE (for systemd-unit --socket).
     [ -n "$rb_keeper_on" ] || rb_die "this release has no \`listen\`"

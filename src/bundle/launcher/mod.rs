@@ -25,6 +25,9 @@ pub struct LauncherSpec {
     pub required_env: Vec<String>,
     pub env_file: Option<String>,
     pub stop_timeout: u32,
+    /// The daemon's log: rotated at this size (0: never), keeping this many old files.
+    pub log_max_size: u64,
+    pub log_keep: u32,
     /// Arguments `start`/`daemon` give the main binary, before the caller's own; `${RELEASE_*}`
     /// forms are substituted.
     pub args: Vec<String>,
@@ -208,7 +211,7 @@ pub fn render(spec: &LauncherSpec) -> String {
     };
     let keeper_args = spec.keeper.as_ref().map(keeper_args).unwrap_or_default();
     let keeper_functions = fill(KEEPER_FUNCTIONS, &[("KEEPER_ARGS", keeper_args)]);
-    let values: [(&str, String); 21] = [
+    let values: [(&str, String); 23] = [
         ("TITLE", title),
         ("FILE", file_name.to_string()),
         ("NAME", quote(&spec.name)),
@@ -228,6 +231,8 @@ pub fn render(spec: &LauncherSpec) -> String {
             (spec.stop_timeout.max(ready_timeout) + 30).to_string(),
         ),
         ("KEEPER", keeper_on.to_string()),
+        ("LOG_MAX", spec.log_max_size.to_string()),
+        ("LOG_KEEP", spec.log_keep.to_string()),
         ("READY_TIMEOUT", ready_timeout.to_string()),
         ("KEEPER_FUNCTIONS", keeper_functions),
         ("SELECT_CASES", select_cases),

@@ -13,6 +13,8 @@ fn spec() -> LauncherSpec {
         required_env: vec!["PORT".into(), "DATABASE_URL".into()],
         env_file: Some("/etc/billing/env".into()),
         stop_timeout: 30,
+        log_max_size: 10 << 20,
+        log_keep: 5,
         args: vec!["--root=${RELEASE_PRIV}/www".into(), "$HOME".into()],
         workdir: Some("priv/www".into()),
         commands: BTreeMap::from([(

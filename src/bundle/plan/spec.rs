@@ -55,6 +55,8 @@ pub(super) fn launcher_spec(
         required_env: l.required_env.iter().map(|v| v.value.clone()).collect(),
         env_file: l.env_file.as_ref().map(|f| f.value.clone()),
         stop_timeout: l.stop_timeout,
+        log_max_size: l.log_max_size,
+        log_keep: l.log_keep,
         args: l.args.clone(),
         workdir: workdir(&l.workdir),
         processes: l
