@@ -351,7 +351,8 @@ pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
     };
     let hooks = (!opts.restart.skip_hooks).then_some(whole);
     let pair = (Hook::PreDeploy, Hook::PostDeploy);
-    with_hooks(hooks, pair, &hook_env, shell, || {
+    let format = opts.build.output.message_format;
+    with_hooks(hooks, pair, &hook_env, (shell, format), || {
         let env = resolve::env_files(&opts.env_file, targets)
             .and_then(|env| hooks::host_env(env, whole, targets));
         let env = match env {
@@ -375,7 +376,7 @@ pub(super) fn hook_env(flags: &HostOpts, settings: &crate::deploy::config::Setti
     HookEnv {
         destination: flags.dest.clone(),
         hosts: settings.hosts.clone(),
-        roles: vec!["web".into()],
+        roles: settings.roles.keys().cloned().collect(),
         performer: resolve::who(),
         ..HookEnv::default()
     }
@@ -398,15 +399,25 @@ pub(super) fn with_hooks(
     hooks: Option<&Whole>,
     (pre, post): (Hook, Hook),
     env: &HookEnv,
-    shell: &Output,
+    (shell, format): (&Output, MessageFormat),
     work: impl FnOnce() -> (Result<u8>, String),
 ) -> Result<u8> {
+    // Each line a hook writes is in the report.
+    let report = |hook: Hook| {
+        move |line: &str| match format {
+            MessageFormat::Json => shell.json(
+                &serde_json::json!({"reason": "hook-output", "hook": hook.name(), "line": line}),
+            ),
+            _ => shell.status("Hook", format!("{}: {line}", hook.name())),
+        }
+    };
     if let Some(whole) = hooks {
-        crate::deploy::hooks::run(whole, pre, env, None).context("no host was contacted")?;
+        crate::deploy::hooks::run(whole, pre, env, None, &mut report(pre))
+            .context("no host was contacted")?;
     }
     let (result, outcome) = work();
     if let Some(whole) = hooks {
-        let ran = crate::deploy::hooks::run(whole, post, env, Some(&outcome));
+        let ran = crate::deploy::hooks::run(whole, post, env, Some(&outcome), &mut report(post));
         match (ran, &result) {
             (Err(e), Ok(_)) => return Err(e.context("the hosts are as the report says")),
             (Err(e), Err(_)) => shell.error_chain(&e),

@@ -31,7 +31,8 @@ pub fn run(opts: &RollbackOpts, shell: &Output) -> Result<u8> {
     };
     let whole = (!opts.restart.skip_hooks).then_some(&hosts.settings.whole);
     let pair = (Hook::PreRollback, Hook::PostRollback);
-    super::deploy::with_hooks(whole, pair, &env, shell, || {
+    let format = opts.output.message_format;
+    super::deploy::with_hooks(whole, pair, &env, (shell, format), || {
         let mut outcome = String::from("failed");
         let result =
             super::deploy::reporting(opts.output.message_format, shell, "Rolled back", |tx| {

@@ -4,8 +4,7 @@
 //! `deploy.env-file`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::fd::AsFd;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -25,18 +24,23 @@ pub struct HookEnv {
     pub bundle: Option<String>,
 }
 
-/// Run `hook` if configured. Its output goes to stderr (stdout is the report's); a non-zero
-/// exit is an error naming the hook and its code. `outcome` for `post-*` hooks.
-pub fn run(whole: &Whole, hook: Hook, env: &HookEnv, outcome: Option<&str>) -> Result<()> {
+/// Run `hook` if configured; each line it writes (stdout or stderr) goes to `line` as it
+/// comes, for the report. A non-zero exit is an error naming the hook and its code.
+/// `outcome` for `post-*` hooks.
+pub fn run(
+    whole: &Whole,
+    hook: Hook,
+    env: &HookEnv,
+    outcome: Option<&str>,
+    line: &mut dyn FnMut(&str),
+) -> Result<()> {
     let Some(path) = whole.hooks.get(&hook) else {
         return Ok(());
     };
-    let stderr = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("cannot pass stderr to a hook")?;
     let mut cmd = Command::new(path);
-    cmd.stdin(Stdio::null()).stdout(Stdio::from(stderr));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (key, value) in [
         ("NAME", env.name.clone()),
         ("VERSION", env.version.clone()),
@@ -50,9 +54,40 @@ pub fn run(whole: &Whole, hook: Hook, env: &HookEnv, outcome: Option<&str>) -> R
         cmd.env(format!("RELEASE_BUNDLE_{key}"), value);
     }
     let name = hook.name();
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("the {name} hook `{path}` could not run"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let streams: Vec<Box<dyn Read + Send>> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    std::thread::scope(|scope| {
+        for stream in streams {
+            let tx = tx.clone();
+            scope.spawn(move || {
+                for l in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
+                    let _ = tx.send(crate::output::printable(&l, 1).trim_end().to_string());
+                }
+            });
+        }
+        drop(tx);
+        for l in rx {
+            line(&l);
+        }
+    });
+    let status = child
+        .wait()
+        .with_context(|| format!("the {name} hook `{path}`"))?;
     match status.code() {
         Some(0) => Ok(()),
         Some(code) => bail!("the {name} hook `{path}` exited {code}"),

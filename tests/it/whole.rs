@@ -58,7 +58,7 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
     let fx = Fixture::new("webapp");
     let hook_log = fx.scratch.join("hooks.log");
     let hook = format!(
-        "#!/bin/sh\n[ -f {stop} ] && exit 7\nprintf '%s %s %s [%s] %s %s\\n' \"$1\" \"$RELEASE_BUNDLE_NAME\" \"$RELEASE_BUNDLE_VERSION\" \"$RELEASE_BUNDLE_HOSTS\" \"$RELEASE_BUNDLE_ROLES\" \"$RELEASE_BUNDLE_OUTCOME\" >> {log}\nenv >> {log}.env\n",
+        "#!/bin/sh\n[ -f {stop} ] && exit 7\nprintf '%s %s %s [%s] %s %s\\n' \"$1\" \"$RELEASE_BUNDLE_NAME\" \"$RELEASE_BUNDLE_VERSION\" \"$RELEASE_BUNDLE_HOSTS\" \"$RELEASE_BUNDLE_ROLES\" \"$RELEASE_BUNDLE_OUTCOME\" >> {log}\nenv >> {log}.env\necho hello from \"$1\"\n",
         stop = fx.scratch.join("stop").display(),
         log = hook_log.display()
     );
@@ -125,6 +125,13 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
     });
     assert_success(&out);
     assert!(!leaked, "the secret appeared in a command line");
+    let said = json_lines(&out);
+    assert!(
+        said.iter().any(|e| e["reason"] == "hook-output"
+            && e["hook"] == "pre-deploy"
+            && e["line"] == "hello from pre-deploy"),
+        "the hook's output is in the report"
+    );
     let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(
         !shown.contains("SECRET-FROM-COMMAND"),
