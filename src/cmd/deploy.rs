@@ -354,7 +354,7 @@ pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
     let format = opts.build.output.message_format;
     with_hooks(hooks, pair, &hook_env, (shell, format), || {
         let env = resolve::env_files(&opts.env_file, targets)
-            .and_then(|env| hooks::host_env(env, whole, targets));
+            .and_then(|env| hooks::host_env(env, &hosts.settings, targets));
         let env = match env {
             Ok(env) => env,
             Err(e) => return (Err(e), "failed".into()),

@@ -108,6 +108,36 @@ impl Settings {
     pub fn processes_of(&self, host: &str) -> Vec<String> {
         super::roles::processes_of(&self.roles, host)
     }
+
+    /// How `host` is judged healthy: the deploy's health (its URL only where web runs: a
+    /// worker has none), with what the first of its roles that has a `health` table sets
+    /// over it.
+    pub fn health_of(&self, host: &str) -> Health {
+        let mut base = self.health.clone();
+        if !self.processes_of(host).iter().any(|p| p == "web") {
+            base.url = None;
+        }
+        let own = super::roles::first_with(&self.roles, host, |r| r.health.is_some());
+        match own.and_then(|r| r.health.as_deref()) {
+            Some(p) => base.with(p),
+            None => base,
+        }
+    }
+}
+
+impl Health {
+    /// These settings with what `p` sets over them.
+    fn with(self, p: &Partial) -> Health {
+        Health {
+            url: p.url.clone().or(self.url),
+            command: p.command.clone().or(self.command),
+            interval: p.interval.unwrap_or(self.interval),
+            timeout: p.timeout.unwrap_or(self.timeout),
+            deadline: p.deadline.unwrap_or(self.deadline),
+            healthy_for: p.healthy_for.unwrap_or(self.healthy_for),
+            unhealthy_after: p.unhealthy_after.unwrap_or(self.unhealthy_after),
+        }
+    }
 }
 
 /// Settings as read from one table or the flags: what is not given is `None`.
@@ -148,7 +178,22 @@ const KEYS: &str = "hosts, path, keep, batch, on-failure, service, unit, ssh-con
 const HEALTH_KEYS: &str = "url, command, interval, timeout, deadline, healthy-for, unhealthy-after";
 
 /// The `health` table into `p`.
-fn parse_health(v: &Value, o: &Origin, p: &mut Partial) -> Result<(), ConfigError> {
+/// A batch size: a count, or a percentage such as `"25%"`.
+pub(super) fn parse_batch(item: &Value, ko: &Origin) -> Result<Batch, ConfigError> {
+    let text = match item {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => {
+            return Err(ko.error(format!(
+                "expected a count or a percentage such as \"25%\", found {}",
+                value::describe(other)
+            )));
+        }
+    };
+    Batch::parse(&text).map_err(|e| ko.error(e))
+}
+
+pub(super) fn parse_health(v: &Value, o: &Origin, p: &mut Partial) -> Result<(), ConfigError> {
     for (hk, hv) in value::table(v, o)? {
         let ho = o.child(hk);
         match hk.as_str() {
@@ -196,19 +241,7 @@ fn parse_partial(v: &Value, o: &Origin, top: bool) -> Result<DeployTable, Config
                 p.path = Some(s);
             }
             "keep" => p.keep = Some(value::integer(item, &ko, 1, 1000)?.value as usize),
-            "batch" => {
-                let text = match item {
-                    Value::Number(n) => n.to_string(),
-                    Value::String(s) => s.clone(),
-                    other => {
-                        return Err(ko.error(format!(
-                            "expected a count or a percentage such as \"25%\", found {}",
-                            value::describe(other)
-                        )));
-                    }
-                };
-                p.batch = Some(Batch::parse(&text).map_err(|e| ko.error(e))?);
-            }
+            "batch" => p.batch = Some(parse_batch(item, &ko)?),
             "on-failure" => {
                 p.on_failure = Some(match value::string(item, &ko)?.value.as_str() {
                     "revert-host" => OnFailure::RevertHost,

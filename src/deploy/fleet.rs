@@ -243,9 +243,11 @@ fn switch_in_batches(
 ) -> Result<()> {
     let name = release.manifest.name.as_str();
     let version = release.manifest.version.as_str();
-    let size = opts.settings.batch.size(sessions.len());
+    let labels: Vec<&str> = sessions.iter().map(|s| s.target.label.as_str()).collect();
+    let ranges = super::roles::batch_ranges(&labels, &opts.settings.roles, opts.settings.batch);
+    drop(labels);
     let mut switched: Vec<(usize, Option<String>)> = Vec::new();
-    for range in batches(sessions.len(), size) {
+    for range in ranges {
         let results = on_each(&mut sessions[range.clone()], |s| {
             let notes = HostNotes {
                 tx,

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use super::Target;
+use super::config::Settings;
 use super::whole::{Hook, Whole};
 
 /// What a hook is told, as `RELEASE_BUNDLE_<KEY>` variables.
@@ -117,14 +118,16 @@ fn env_command(command: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Each host's `shared/env`: its `--env-file` (per host, else for all), then the env
-/// command's output, then `deploy.env-file`, one after the other. In the env-file grammar
-/// the first line that sets a variable wins, so that is their precedence.
+/// Each host's `shared/env`: its `--env-file` (per host, else for all), then its roles'
+/// `env-file`s, then the env command's output, then `deploy.env-file`, one after the other.
+/// In the env-file grammar the first line that sets a variable wins, so that is their
+/// precedence.
 pub fn host_env(
     from_flags: BTreeMap<String, Vec<u8>>,
-    whole: &Whole,
+    settings: &Settings,
     targets: &[Target],
 ) -> Result<BTreeMap<String, Vec<u8>>> {
+    let whole = &settings.whole;
     let mut shared = Vec::new();
     if let Some(command) = &whole.env_command {
         shared.extend(env_command(command)?);
@@ -136,18 +139,28 @@ pub fn host_env(
         shared.extend(bytes);
         shared.push(b'\n');
     }
-    if shared.is_empty() {
+    let by_role = settings.roles.values().any(|r| r.env_file.is_some());
+    if shared.is_empty() && !by_role {
         return Ok(from_flags);
     }
-    Ok(targets
-        .iter()
-        .map(|t| {
-            let mut env = from_flags.get(&t.label).cloned().unwrap_or_default();
-            if !env.is_empty() {
+    let mut out = BTreeMap::new();
+    for t in targets {
+        let mut env = from_flags.get(&t.label).cloned().unwrap_or_default();
+        env.push(b'\n');
+        for role in settings
+            .roles
+            .values()
+            .filter(|r| r.hosts.contains(&t.label))
+        {
+            if let Some(file) = &role.env_file {
+                let bytes = std::fs::read(file)
+                    .with_context(|| format!("a role's env-file `{file}`: cannot read it"))?;
+                env.extend(bytes);
                 env.push(b'\n');
             }
-            env.extend(&shared);
-            (t.label.clone(), env)
-        })
-        .collect())
+        }
+        env.extend(&shared);
+        out.insert(t.label.clone(), env);
+    }
+    Ok(out)
 }

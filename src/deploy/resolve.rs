@@ -54,6 +54,15 @@ fn parse_table(source: &TableSource<'_>) -> Result<config::DeployTable> {
         }
         if !dir.as_str().is_empty() {
             p.whole = std::mem::take(&mut p.whole).relative_to(&dir);
+            for role in p.roles.iter_mut().flat_map(|r| r.values_mut()) {
+                if let Some(f) = role
+                    .env_file
+                    .as_mut()
+                    .filter(|f| Utf8PathBuf::from(&**f).is_relative())
+                {
+                    *f = dir.join(&*f).to_string();
+                }
+            }
         }
     };
     anchor(&mut table.settings);

@@ -140,7 +140,7 @@ fn probe(
 
 /// Wait until `version` is healthy: alive, probes passing, for `healthy_for` in a row.
 fn wait_healthy(session: &Session, s: &Settings, version: &str, name: &str) -> Result<(), String> {
-    let h = &s.health;
+    let h = &s.health_of(&session.target.label);
     let start = Instant::now();
     let mut healthy_since: Option<Instant> = None;
     let mut bad_answers = 0;
@@ -153,17 +153,9 @@ fn wait_healthy(session: &Session, s: &Settings, version: &str, name: &str) -> R
                 format!("{e:#}").trim_start_matches(&label)
             ));
         }
-        // A host without web (a worker) is healthy when it keeps running.
-        let web = s
-            .processes_of(&session.target.label)
-            .iter()
-            .any(|p| p == "web");
-        let probed = if web {
-            probe(session, h, version, name)
-        } else {
-            Ok(())
-        };
-        match probed {
+        // A host without web (a worker) has no URL (see `health_of`): healthy when it keeps
+        // running and its health command, if any, passes.
+        match probe(session, h, version, name) {
             Ok(()) => {
                 let since = *healthy_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= h.healthy_for {

@@ -6,12 +6,19 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::config::{Batch, Partial, parse_batch, parse_health};
 use crate::config::value::{self, ConfigError, Origin};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
     pub hosts: Vec<String>,
     pub processes: Vec<String>,
+    /// Its own `health` table (over the deploy's).
+    pub health: Option<Box<Partial>>,
+    /// Its own batch size (its hosts switch in batches of this many).
+    pub batch: Option<Batch>,
+    /// A `KEY=VALUE` file for its hosts' `shared/env` (relative to the manifest).
+    pub env_file: Option<String>,
 }
 
 /// `roles = { worker = { hosts = [...], processes = [...] } }`.
@@ -26,13 +33,27 @@ pub fn parse(v: &Value, o: &Origin) -> Result<BTreeMap<String, Role>, ConfigErro
         let mut role = Role {
             hosts: Vec::new(),
             processes: vec![name.clone()],
+            health: None,
+            batch: None,
+            env_file: None,
         };
         for (key, val) in table {
             let ko = ro.child(key);
             match key.as_str() {
                 "hosts" => role.hosts = hosts(val, &ko)?,
                 "processes" => role.processes = processes(val, &ko)?,
-                _ => return Err(ko.error("unknown key in a role (hosts, processes)")),
+                "health" => {
+                    let mut p = Partial::default();
+                    parse_health(val, &ko, &mut p)?;
+                    role.health = Some(Box::new(p));
+                }
+                "batch" => role.batch = Some(parse_batch(val, &ko)?),
+                "env-file" => role.env_file = Some(value::string(val, &ko)?.value),
+                _ => {
+                    return Err(ko.error(
+                        "unknown key in a role (hosts, processes, health, batch, env-file)",
+                    ));
+                }
             }
         }
         if role.hosts.is_empty() {
@@ -79,6 +100,9 @@ pub fn effective(
         let web = Role {
             hosts: web_hosts.to_vec(),
             processes: vec!["web".into()],
+            health: None,
+            batch: None,
+            env_file: None,
         };
         roles.insert("web".into(), web);
     }
@@ -90,10 +114,8 @@ pub fn effective(
 
 /// Every host of `roles`, once: the web role's first, then the others' by role name.
 pub fn hosts_of(roles: &BTreeMap<String, Role>) -> Vec<String> {
-    let web = roles.get("web").into_iter();
-    let others = roles.iter().filter(|(n, _)| *n != "web").map(|(_, r)| r);
     let mut all: Vec<String> = Vec::new();
-    for role in web.chain(others) {
+    for (_, role) in in_order(roles) {
         for h in &role.hosts {
             if !all.contains(h) {
                 all.push(h.clone());
@@ -101,6 +123,51 @@ pub fn hosts_of(roles: &BTreeMap<String, Role>) -> Vec<String> {
         }
     }
     all
+}
+
+/// The roles in the order a deploy takes them: web first, then the others by name.
+fn in_order(roles: &BTreeMap<String, Role>) -> impl Iterator<Item = (&String, &Role)> {
+    let web = roles.get_key_value("web").into_iter();
+    web.chain(roles.iter().filter(|(n, _)| *n != "web"))
+}
+
+/// The first role (in deploy order) holding `host` for which `pick` holds.
+pub fn first_with<'a>(
+    roles: &'a BTreeMap<String, Role>,
+    host: &str,
+    pick: impl Fn(&Role) -> bool,
+) -> Option<&'a Role> {
+    in_order(roles)
+        .map(|(_, r)| r)
+        .find(|r| r.hosts.iter().any(|h| h == host) && pick(r))
+}
+
+/// The batches hosts switch in: consecutive hosts of the same first role together, in
+/// batches of that role's size (else `default`), a percentage of that role's hosts.
+pub fn batch_ranges(
+    labels: &[&str],
+    roles: &BTreeMap<String, Role>,
+    default: Batch,
+) -> Vec<std::ops::Range<usize>> {
+    let first = |h: &str| in_order(roles).find(|(_, r)| r.hosts.iter().any(|x| x == h));
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < labels.len() {
+        let role = first(labels[start]);
+        let name = role.map(|(n, _)| n);
+        let end = (start..labels.len())
+            .find(|&i| first(labels[i]).map(|(n, _)| n) != name)
+            .unwrap_or(labels.len());
+        let batch = role.and_then(|(_, r)| r.batch).unwrap_or(default);
+        let size = batch.size(end - start);
+        let mut s = start;
+        while s < end {
+            ranges.push(s..(s + size).min(end));
+            s += size;
+        }
+        start = end;
+    }
+    ranges
 }
 
 /// The processes `host` runs: those of every role it holds (web when it holds none).
@@ -137,6 +204,14 @@ mod tests {
         assert_eq!(processes_of(&roles, "h1"), ["web"]);
         assert_eq!(processes_of(&roles, "h2"), ["web", "worker"]);
         assert_eq!(processes_of(&roles, "h3"), ["scheduler", "worker"]);
+        let ranges = batch_ranges(&["h1", "h2", "h3"], &roles, Batch::Count(1));
+        assert_eq!(ranges, [0..1, 1..2, 2..3]);
+        let mut batched = roles.clone();
+        batched.get_mut("web").unwrap().batch = Some(Batch::Percent(100));
+        assert_eq!(
+            batch_ranges(&["h1", "h2", "h3"], &batched, Batch::Count(1)),
+            [0..2, 2..3]
+        );
         let only = effective(&table, &["h1".into()], &["worker".into()]);
         assert_eq!(hosts_of(&only), ["h2", "h3"]);
         assert_eq!(processes_of(&only, "h2"), ["worker"]);

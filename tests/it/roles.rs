@@ -67,8 +67,9 @@ fn processes_run_on_their_roles() {
     let fx = Fixture::new("roles");
     fx.append(
         "Cargo.toml",
-        "\n[package.metadata.release.deploy]\nrelease-command = \"migrate\"\n\n[package.metadata.release.deploy.roles.web]\nhosts = [\"h1\", \"h2\"]\n\n[package.metadata.release.deploy.roles.worker]\nhosts = [\"h2\", \"h3\"]\n",
+        "\n[package.metadata.release.deploy]\nrelease-command = \"migrate\"\n\n[package.metadata.release.deploy.roles.web]\nhosts = [\"h1\", \"h2\"]\nbatch = \"100%\"\n\n[package.metadata.release.deploy.roles.worker]\nhosts = [\"h2\", \"h3\"]\nenv-file = \"worker.env\"\n",
     );
+    fs::write(fx.root.join("worker.env"), "WORKER_MODE=fast\n").unwrap();
     let mut common = vec![
         "--ssh-config".to_string(),
         hosts.ssh_config.display().to_string(),
@@ -114,8 +115,36 @@ fn processes_run_on_their_roles() {
     };
 
     // The first deploy installs each host's shared/env; later ones keep it.
-    let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
-    assert_success(&deploy(&v1, &env_args));
+    let mut env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
+    env_args.extend(["--message-format", "json"]);
+    let out = deploy(&v1, &env_args);
+    assert_success(&out);
+    // The web role's batch is 100%: h2 switches before h1 is healthy; h3 (a worker) after.
+    let events: Vec<(String, String)> = json_lines(&out)
+        .iter()
+        .filter(|e| e["reason"] == "deploy-event")
+        .map(|e| {
+            (
+                e["host"].as_str().unwrap_or("").to_string(),
+                e["event"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let at = |host: &str, event: &str| {
+        events
+            .iter()
+            .position(|(h, e)| h == host && e == event)
+            .unwrap_or_else(|| panic!("no {event} on {host}: {events:?}"))
+    };
+    assert!(at("h2", "switched") < at("h1", "healthy"), "{events:?}");
+    assert!(at("h1", "healthy") < at("h3", "switched"), "{events:?}");
+    // The worker role's env-file reaches its hosts only.
+    let shared = |i: usize| fs::read_to_string(hosts.root(i).join("shared/env")).unwrap();
+    assert!(
+        !shared(1).contains("WORKER_MODE")
+            && shared(2).contains("WORKER_MODE=fast")
+            && shared(3).contains("WORKER_MODE=fast")
+    );
     assert_eq!(version(ports[0]).as_deref(), Some("1.0.0"), "h1 runs web");
     assert_eq!(heartbeat(&hosts, 1, "1.0.0"), None, "h1 runs no worker");
     assert_eq!(version(ports[1]).as_deref(), Some("1.0.0"), "h2 runs web");
@@ -193,6 +222,22 @@ fn processes_run_on_their_roles() {
             && !text.contains("h1:"),
         "{text}"
     );
+
+    // A role's own health: the workers' health command fails, so moving them fails and
+    // they go back; the deploy's health (none) would have passed.
+    fx.edit(
+        "Cargo.toml",
+        "env-file = \"worker.env\"\n",
+        "env-file = \"worker.env\"\nhealth = { command = \"false\", deadline = \"2s\" }\n",
+    );
+    let out = deploy(&v1, &["--role", "worker"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the health command failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(hosts.current(3).as_deref(), Some("1.1.0"), "h3 went back");
 
     // The launcher on a host with both: status lists each process.
     let status = hosts.ssh(
