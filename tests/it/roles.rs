@@ -249,4 +249,7 @@ fn processes_run_on_their_roles() {
         text.contains("[web] running") && text.contains("[worker] running"),
         "{text}"
     );
+    // Each process with the release it runs: h2's web still 1.0.0, its worker 1.1.0.
+    assert!(text.contains(", release 1.0.0, up "), "{text}");
+    assert!(text.contains(", release 1.1.0, up "), "{text}");
 }

@@ -749,6 +749,21 @@ rb_restart() {
   rb_daemon "$@"
 }
 
+# With several processes: ", release X, up T" for process $1 (the release its executable
+# belongs to, and how long it has run, as ps says).
+rb_runs() {
+  [ -n "$rb_multi" ] || return 0
+  rb_rel='?'
+  if rb_target=$(readlink "/proc/$1/exe" 2>/dev/null); then
+    case $rb_target in
+      */releases/*/libexec/*) rb_rel=${rb_target%/libexec/*}; rb_rel=${rb_rel##*/} ;;
+      "$RELEASE_ROOT"/libexec/*) rb_rel=$RELEASE_VSN ;;
+    esac
+  fi
+  rb_up=$(ps -o etime= -p "$1" 2>/dev/null | tr -d ' ') || rb_up=
+  printf ', release %s, up %s' "$rb_rel" "${rb_up:-?}"
+}
+
 # status of the selected process: 0 running, 3 not (1: a keeper's orphan).
 rb_status() {
   if [ -n "$rb_keeper_on" ]; then
@@ -756,7 +771,7 @@ rb_status() {
     return
   fi
   if rb_running; then
-    rb_say "$RELEASE_NAME $RELEASE_VSN$rb_tag running (pid $rb_pid)"
+    rb_say "$RELEASE_NAME $RELEASE_VSN$rb_tag running (pid $rb_pid$(rb_runs "$rb_pid"))"
   else
     rb_say "$RELEASE_NAME $RELEASE_VSN$rb_tag not running"
     return 3
