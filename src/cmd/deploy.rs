@@ -353,7 +353,8 @@ pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
     let pair = (Hook::PreDeploy, Hook::PostDeploy);
     let format = opts.build.output.message_format;
     with_hooks(hooks, pair, &hook_env, (shell, format), || {
-        let env = resolve::env_files(&opts.env_file, targets)
+        let selecting = !opts.hosts.roles.is_empty() || opts.hosts.primary;
+        let env = resolve::env_files_selected(&opts.env_file, targets, selecting)
             .and_then(|env| hooks::host_env(env, &hosts.settings, targets));
         let env = match env {
             Ok(env) => env,

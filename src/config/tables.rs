@@ -18,22 +18,36 @@ pub(super) fn parse_workdir(v: &Value, o: &Origin) -> Result<Workdir> {
             true => Workdir::Release(String::new()),
         });
     }
-    let dir = value::string(v, o)?.value;
+    let full = value::string(v, o)?.value;
+    // `${RELEASE_SHARED}/sub`: a directory under shared/ (data that outlives a release).
+    let (shared, dir) = match full.strip_prefix("${RELEASE_SHARED}") {
+        Some(rest) => (true, rest.trim_start_matches('/').to_string()),
+        None => (false, full.clone()),
+    };
     let parts: Vec<&str> = dir
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
     let bad = dir.starts_with('/')
         || parts.contains(&"..")
-        || dir.bytes().any(|b| b.is_ascii_control() || b == b'\\');
+        || dir
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b'\\' || b == b'$');
     if bad {
         return Err(o
-            .error(format!("{dir:?} is not a directory inside the release"))
+            .error(format!("{full:?} is not a directory inside the release"))
             .with_help(
-                "a path relative to the release root (\"\" or \".\" for the root, \"priv/www\"), or false to keep the caller's directory",
+                "a path relative to the release root (\"\" or \".\" for the root, \"priv/www\"), \"${RELEASE_SHARED}/data\", or false to keep the caller's directory",
             ));
     }
-    Ok(Workdir::Release(parts.join("/")))
+    match shared {
+        true => Ok(Workdir::Release(
+            format!("${{RELEASE_SHARED}}/{}", parts.join("/"))
+                .trim_end_matches('/')
+                .to_string(),
+        )),
+        false => Ok(Workdir::Release(parts.join("/"))),
+    }
 }
 
 fn parse_mode(value: &Value, origin: &Origin) -> Result<u32> {
@@ -252,4 +266,29 @@ pub(super) fn parse_includes(v: &Value, o: &Origin) -> Result<Vec<Spanned<Includ
         .enumerate()
         .map(|(i, item)| parse_include(item, &o.index(i)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn workdirs() {
+        let o = Origin::new("app/Cargo.toml", "package.metadata.release.workdir");
+        let ok = |v: Value| parse_workdir(&v, &o).unwrap();
+        assert_eq!(ok(json!("priv/www/")), Workdir::Release("priv/www".into()));
+        assert_eq!(
+            ok(json!("${RELEASE_SHARED}/data")),
+            Workdir::Release("${RELEASE_SHARED}/data".into())
+        );
+        assert_eq!(
+            ok(json!("${RELEASE_SHARED}")),
+            Workdir::Release("${RELEASE_SHARED}".into())
+        );
+        assert_eq!(ok(json!(false)), Workdir::Caller);
+        for bad in ["${RELEASE_SHARED}/../x", "$HOME", "/srv", "a/../../b"] {
+            assert!(parse_workdir(&json!(bad), &o).is_err(), "{bad}");
+        }
+    }
 }

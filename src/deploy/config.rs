@@ -101,6 +101,8 @@ pub struct Settings {
     pub whole: Whole,
     /// The roles this deploy acts on (`deploy.hosts` as `web`); `hosts` are theirs.
     pub roles: BTreeMap<String, Role>,
+    /// Roles are configured: each host's launcher is told which processes are its.
+    pub role_table: bool,
 }
 
 impl Settings {
@@ -351,6 +353,7 @@ impl Partial {
             },
             require_signature: self.require_signature.unwrap_or(false),
             whole: self.whole,
+            role_table: !table.is_empty(),
             roles,
         }
     }

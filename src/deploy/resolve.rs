@@ -253,11 +253,28 @@ pub fn who() -> String {
 /// Env files for hosts: `FILE` for every host, `HOST=FILE` for one (which wins). Read now,
 /// so a missing file fails before anything is locked.
 pub fn env_files(specs: &[String], targets: &[Target]) -> Result<BTreeMap<String, Vec<u8>>> {
+    env_files_selected(specs, targets, false)
+}
+
+/// [`env_files`] when `--role`/`--primary` selected some of the hosts: a `HOST=FILE` for a
+/// host left out is skipped (the same flags serve every deploy), not an error.
+pub fn env_files_selected(
+    specs: &[String],
+    targets: &[Target],
+    selecting: bool,
+) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut all: Option<Vec<u8>> = None;
     let mut one: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for spec in specs {
         let (host, file) = match spec.split_once('=') {
             Some((h, f)) if targets.iter().any(|t| t.label == h) => (Some(h), f),
+            Some((_, f))
+                if selecting
+                    && !std::path::Path::new(spec).exists()
+                    && std::path::Path::new(f).exists() =>
+            {
+                continue;
+            }
             Some((h, _)) if !std::path::Path::new(spec).exists() => {
                 bail!("--env-file {spec}: `{h}` is not one of the hosts being deployed to")
             }

@@ -28,10 +28,7 @@ pub fn service(
             // launcher's own default (every process), so a release with one process gets the
             // launcher call it always got.
             let processes = s.processes_of(&session.target.label).join(" ");
-            let by_role = s
-                .roles
-                .values()
-                .any(|r| r.processes.iter().any(|p| p != "web"));
+            let by_role = s.role_table;
             // A handover: the launcher's restart is one for a process with a keeper, and
             // stop → start for the host's other processes.
             let command = if command == "reload" {
@@ -378,7 +375,8 @@ pub fn ensure_running(
     if !opts.restart || service(session, &opts.settings, version, name, "status").is_ok() {
         return Ok(None);
     }
-    start(session, &opts.settings, version, name, "daemon", notes).map_err(|why| {
+    // `restart`: a process left running from another release is replaced too.
+    start(session, &opts.settings, version, name, "restart", notes).map_err(|why| {
         anyhow::anyhow!(
             "{}: {name} {version} is current but not running, and did not come up: {why}",
             session.target.label

@@ -357,6 +357,7 @@ impl Spec {
     /// for `workdir = false`, is the release root here).
     pub fn working_dir(&self) -> String {
         match &self.workdir {
+            Workdir::Release(rel) if rel.starts_with("${RELEASE_SHARED}") => self.fill(rel),
             Workdir::Release(rel) if !rel.is_empty() => format!("{}/{rel}", self.root),
             _ => self.root.clone(),
         }

@@ -67,7 +67,7 @@ fn processes_run_on_their_roles() {
     let fx = Fixture::new("roles");
     fx.append(
         "Cargo.toml",
-        "\n[package.metadata.release.deploy]\nrelease-command = \"migrate\"\n\n[package.metadata.release.deploy.roles.web]\nhosts = [\"h1\", \"h2\"]\nbatch = \"100%\"\n\n[package.metadata.release.deploy.roles.worker]\nhosts = [\"h2\", \"h3\"]\nenv-file = \"worker.env\"\n",
+        "\n[package.metadata.release.deploy]\nrelease-command = \"migrate\"\nenv-command = \"printf API_TOKEN=sekrit-roles-42\"\n\n[package.metadata.release.deploy.roles.web]\nhosts = [\"h1\", \"h2\"]\nbatch = \"100%\"\n\n[package.metadata.release.deploy.roles.worker]\nhosts = [\"h2\", \"h3\"]\nenv-file = \"worker.env\"\n",
     );
     fs::write(fx.root.join("worker.env"), "WORKER_MODE=fast\n").unwrap();
     let mut common = vec![
@@ -101,9 +101,12 @@ fn processes_run_on_their_roles() {
         env_args.extend(["--env-file".to_string(), format!("h{i}={}", file.display())]);
         ports.push(port);
     }
+    // With env-command configured, each deploy installs shared/env from its sources: the
+    // same --env-file flags go with every deploy (a host left out by --role is skipped).
     let deploy = |bundle: &Path, extra: &[&str]| {
         let mut args = vec!["deploy".to_string(), bundle.display().to_string()];
         args.extend(common.iter().cloned());
+        args.extend(env_args.iter().cloned());
         args.extend(extra.iter().map(|s| s.to_string()));
         fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
@@ -114,10 +117,7 @@ fn processes_run_on_their_roles() {
             .count()
     };
 
-    // The first deploy installs each host's shared/env; later ones keep it.
-    let mut env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
-    env_args.extend(["--message-format", "json"]);
-    let out = deploy(&v1, &env_args);
+    let out = deploy(&v1, &["--message-format", "json"]);
     assert_success(&out);
     // The web role's batch is 100%: h2 switches before h1 is healthy; h3 (a worker) after.
     let events: Vec<(String, String)> = json_lines(&out)
@@ -140,6 +140,12 @@ fn processes_run_on_their_roles() {
     assert!(at("h1", "healthy") < at("h3", "switched"), "{events:?}");
     // The worker role's env-file reaches its hosts only.
     let shared = |i: usize| fs::read_to_string(hosts.root(i).join("shared/env")).unwrap();
+    // The secret from env-command reaches every host's shared/env, and not the report.
+    assert!((1..=3).all(|i| shared(i).contains("API_TOKEN=sekrit-roles-42")));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("sekrit")
+            && !stderr(&out).contains("sekrit")
+    );
     assert!(
         !shared(1).contains("WORKER_MODE")
             && shared(2).contains("WORKER_MODE=fast")
@@ -154,6 +160,12 @@ fn processes_run_on_their_roles() {
         "h2 runs the worker"
     );
     assert_eq!(version(ports[2]), None, "h3 runs no web");
+    // The worker runs in ${RELEASE_SHARED} (its workdir): data that outlives releases.
+    let cwd = fs::read_to_string(hosts.root(3).join("shared/worker-cwd")).unwrap();
+    assert_eq!(
+        Path::new(&cwd),
+        hosts.root(3).join("shared").canonicalize().unwrap()
+    );
     assert_eq!(
         heartbeat(&hosts, 3, "1.0.0").as_deref(),
         Some("1.0.0"),
@@ -204,6 +216,19 @@ fn processes_run_on_their_roles() {
         "{h2}"
     );
 
+    // The launcher on a host with both: status lists each process.
+    let status = hosts.ssh(
+        2,
+        &format!("{}/current/bin/roles status", hosts.root(2).display()),
+    );
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("[web] running") && text.contains("[worker] running"),
+        "{text}"
+    );
+    // Each process with the release it runs: h2's web still 1.0.0, its worker 1.1.0.
+    assert!(text.contains(", release 1.0.0, up "), "{text}");
+    assert!(text.contains(", release 1.1.0, up "), "{text}");
     // `logs --process worker` on the worker hosts.
     let mut args = vec![
         "logs".to_string(),
@@ -223,6 +248,27 @@ fn processes_run_on_their_roles() {
         "{text}"
     );
 
+    // The whole release upgraded with one command, then rolled back with one: the migration
+    // ran once more (the upgrade), not for the rollback.
+    let before = migrations(1) + migrations(2) + migrations(3);
+    assert_success(&deploy(&v2, &[]));
+    assert_eq!(version(ports[0]).as_deref(), Some("1.1.0"));
+    let rollback: Vec<String> = ["rollback".to_string()]
+        .into_iter()
+        .chain(common.iter().cloned())
+        .collect();
+    assert_success(&fx.run(&rollback.iter().map(String::as_str).collect::<Vec<_>>()));
+    for i in 1..=3 {
+        assert_eq!(hosts.current(i).as_deref(), Some("1.0.0"), "h{i}");
+    }
+    assert_eq!(version(ports[0]).as_deref(), Some("1.0.0"));
+    assert_eq!(heartbeat(&hosts, 3, "1.0.0").as_deref(), Some("1.0.0"));
+    let after = migrations(1) + migrations(2) + migrations(3);
+    assert!(
+        after <= before + 1,
+        "the rollback ran the migration ({before} → {after})"
+    );
+
     // A role's own health: the workers' health command fails, so moving them fails and
     // they go back; the deploy's health (none) would have passed.
     fx.edit(
@@ -230,26 +276,12 @@ fn processes_run_on_their_roles() {
         "env-file = \"worker.env\"\n",
         "env-file = \"worker.env\"\nhealth = { command = \"false\", deadline = \"2s\" }\n",
     );
-    let out = deploy(&v1, &["--role", "worker"]);
+    let out = deploy(&v2, &["--role", "worker"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("the health command failed"),
         "{}",
         stderr(&out)
     );
-    assert_eq!(hosts.current(3).as_deref(), Some("1.1.0"), "h3 went back");
-
-    // The launcher on a host with both: status lists each process.
-    let status = hosts.ssh(
-        2,
-        &format!("{}/current/bin/roles status", hosts.root(2).display()),
-    );
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        text.contains("[web] running") && text.contains("[worker] running"),
-        "{text}"
-    );
-    // Each process with the release it runs: h2's web still 1.0.0, its worker 1.1.0.
-    assert!(text.contains(", release 1.0.0, up "), "{text}");
-    assert!(text.contains(", release 1.1.0, up "), "{text}");
+    assert_eq!(hosts.current(3).as_deref(), Some("1.0.0"), "h3 went back");
 }

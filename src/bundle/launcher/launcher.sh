@@ -107,6 +107,9 @@ fi
 rb_cd() {
   case $rb_wd in
     -) ;;
+    '${RELEASE_SHARED}'*)
+      rb_d=$RELEASE_SHARED${rb_wd#'${RELEASE_SHARED}'}
+      cd -- "$rb_d" || rb_die "cannot change to the working directory $rb_d" ;;
     *) cd -- "$RELEASE_ROOT${rb_wd:+/$rb_wd}" || rb_die "cannot change to the working directory $RELEASE_ROOT${rb_wd:+/$rb_wd}" ;;
   esac
 }
@@ -749,11 +752,12 @@ rb_restart() {
   rb_daemon "$@"
 }
 
-# With several processes: ", release X, up T" for process $1 (the release its executable
-# belongs to, and how long it has run, as ps says).
+# With several processes: rb_about=", release X, up T" for process $1 (the release its
+# executable belongs to, in rb_rel, and how long it has run, as ps says).
 rb_runs() {
-  [ -n "$rb_multi" ] || return 0
+  rb_about=
   rb_rel='?'
+  [ -n "$rb_multi" ] || return 0
   if rb_target=$(readlink "/proc/$1/exe" 2>/dev/null); then
     case $rb_target in
       */releases/*/libexec/*) rb_rel=${rb_target%/libexec/*}; rb_rel=${rb_rel##*/} ;;
@@ -761,7 +765,7 @@ rb_runs() {
     esac
   fi
   rb_up=$(ps -o etime= -p "$1" 2>/dev/null | tr -d ' ') || rb_up=
-  printf ', release %s, up %s' "$rb_rel" "${rb_up:-?}"
+  rb_about=", release $rb_rel, up ${rb_up:-?}"
 }
 
 # status of the selected process: 0 running, 3 not (1: a keeper's orphan).
@@ -771,7 +775,12 @@ rb_status() {
     return
   fi
   if rb_running; then
-    rb_say "$RELEASE_NAME $RELEASE_VSN$rb_tag running (pid $rb_pid$(rb_runs "$rb_pid"))"
+    rb_runs "$rb_pid"
+    rb_say "$RELEASE_NAME $RELEASE_VSN$rb_tag running (pid $rb_pid$rb_about)"
+    # With several processes (roles moved apart), one may run another release: not this one.
+    if [ -n "$rb_multi" ] && [ "$rb_rel" != "$RELEASE_VSN" ] && [ "$rb_rel" != '?' ]; then
+      return 1
+    fi
   else
     rb_say "$RELEASE_NAME $RELEASE_VSN$rb_tag not running"
     return 3
