@@ -229,6 +229,27 @@ fn processes_run_on_their_roles() {
     // Each process with the release it runs: h2's web still 1.0.0, its worker 1.1.0.
     assert!(text.contains(", release 1.0.0, up "), "{text}");
     assert!(text.contains(", release 1.1.0, up "), "{text}");
+    // --primary: the primary host only (the web role's first); releases --role: its hosts.
+    let mut args = vec![
+        "status".to_string(),
+        "--primary".into(),
+        "--message-format".into(),
+        "json".into(),
+    ];
+    args.extend(common.iter().take(4).cloned());
+    let reports = json_lines(&fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["host"], "h1");
+    let mut args = vec!["releases".to_string(), "--role".into(), "worker".into()];
+    args.extend(common.iter().take(4).cloned());
+    let out = fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("h2:") && text.contains("h3:") && !text.contains("h1:"),
+        "{text}"
+    );
+
     // `logs --process worker` on the worker hosts.
     let mut args = vec![
         "logs".to_string(),
@@ -284,4 +305,32 @@ fn processes_run_on_their_roles() {
         stderr(&out)
     );
     assert_eq!(hosts.current(3).as_deref(), Some("1.0.0"), "h3 went back");
+
+    // `start worker`: one process in the foreground (as the host's user), until SIGTERM.
+    let launcher = hosts.root(3).join("current/bin/roles");
+    let user = &hosts.users[2];
+    let stop = std::process::Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(&launcher)
+        .args(["stop", "worker"])
+        .output()
+        .unwrap();
+    assert_success(&stop);
+    let mut fg = std::process::Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(&launcher)
+        .args(["start", "worker"])
+        .spawn()
+        .unwrap();
+    let beat = hosts.root(3).join("shared/heartbeat");
+    let _ = fs::remove_file(&beat);
+    let started = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        beat.exists()
+    });
+    let _ = std::process::Command::new("pkill")
+        .args(["-TERM", "-u", user, "-x", "roles-worker"])
+        .status();
+    let _ = fg.wait();
+    assert!(started, "start worker ran no worker");
 }

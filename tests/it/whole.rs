@@ -58,8 +58,9 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
     let fx = Fixture::new("webapp");
     let hook_log = fx.scratch.join("hooks.log");
     let hook = format!(
-        "#!/bin/sh\n[ -f {stop} ] && exit 7\nprintf '%s %s %s [%s] %s %s\\n' \"$1\" \"$RELEASE_BUNDLE_NAME\" \"$RELEASE_BUNDLE_VERSION\" \"$RELEASE_BUNDLE_HOSTS\" \"$RELEASE_BUNDLE_ROLES\" \"$RELEASE_BUNDLE_OUTCOME\" >> {log}\nenv >> {log}.env\necho hello from \"$1\"\n",
+        "#!/bin/sh\n[ -f {stop} ] && exit 7\nprintf '%s %s %s [%s] %s %s\\n' \"$1\" \"$RELEASE_BUNDLE_NAME\" \"$RELEASE_BUNDLE_VERSION\" \"$RELEASE_BUNDLE_HOSTS\" \"$RELEASE_BUNDLE_ROLES\" \"$RELEASE_BUNDLE_OUTCOME\" >> {log}\nenv >> {log}.env\necho hello from \"$1\"\ncase \"$1\" in post-*) [ -f {post} ] && exit 9 ;; esac\nexit 0\n",
         stop = fx.scratch.join("stop").display(),
+        post = fx.scratch.join("post-fails").display(),
         log = hook_log.display()
     );
     fs::create_dir_all(fx.root.join("deploy")).unwrap();
@@ -294,6 +295,16 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
     assert_success(&run("rollback", None, &["--version", "1.2.0"]));
     assert_eq!(hosts.current(1).as_deref(), Some("1.2.0"));
     assert_eq!(config(ports[0]), "");
+    // A failing post-deploy hook: the hosts moved (the report says so), the exit code is not 0.
+    fs::write(fx.scratch.join("post-fails"), "").unwrap();
+    let out = run("deploy", Some(&v2), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the post-deploy hook") && stderr(&out).contains("exited 9"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(hosts.current(1).as_deref(), Some("1.3.0"));
 }
 
 fn get(port: u16) -> String {

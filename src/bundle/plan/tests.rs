@@ -244,6 +244,21 @@ fn errors_name_key_or_path() {
             "app/Cargo.toml: package.metadata.release.commands.migrate.bin: \"nope\" is not one of the shipped binaries",
         ),
         (
+            json!({"processes": {"worker": {"bin": "nope"}}}),
+            none(),
+            "app/Cargo.toml: package.metadata.release.processes.worker.bin: \"nope\" is not one of the shipped binaries",
+        ),
+        (
+            json!({"processes": {"migrate": {"bin": "app"}}, "commands": {"migrate": {"bin": "app"}}}),
+            none(),
+            "app/Cargo.toml: package.metadata.release.processes.migrate: `migrate` is also a command; a process and a command may not share a name",
+        ),
+        (
+            json!({"listen": {"http": "127.0.0.1:1"}, "launcher": false}),
+            none(),
+            "app/Cargo.toml: package.metadata.release.listen.http: `listen` needs the launcher",
+        ),
+        (
             json!({"include": [{"source": "x", "dest": "../../etc/"}]}),
             inc("x"),
             "app/Cargo.toml: package.metadata.release.include[0].dest: \"../../etc/\" leaves the bundle",
