@@ -479,3 +479,25 @@ impl Drop for Hosts {
         }
     }
 }
+
+impl Hosts {
+    /// Per-host env files for the first `n` hosts under `dir`: each its own PORT and a
+    /// MIGRATE_LOG in its shared/; the ports and the `--env-file hN=FILE` flags.
+    pub fn env_files_with_migrations(&self, dir: &Path, n: usize) -> (Vec<u16>, Vec<String>) {
+        let mut ports = Vec::new();
+        let mut args = Vec::new();
+        for i in 1..=n {
+            let port = free_port();
+            let file = dir.join(format!("h{i}.env"));
+            let log = self.root(i).join("shared/migrations.log");
+            fs::write(
+                &file,
+                format!("PORT={port}\nMIGRATE_LOG={}\n", log.display()),
+            )
+            .unwrap();
+            args.extend(["--env-file".to_string(), format!("h{i}={}", file.display())]);
+            ports.push(port);
+        }
+        (ports, args)
+    }
+}

@@ -456,7 +456,7 @@ fn daemon_reports_a_crash_during_start_up() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("webapp: exited during start-up; last lines it wrote to"),
+        err.contains("webapp: exited during start-up; last lines written to"),
         "{err}"
     );
     assert!(

@@ -87,20 +87,7 @@ fn processes_run_on_their_roles() {
         ]
         .map(String::from),
     );
-    let mut ports = Vec::new();
-    let mut env_args = Vec::new();
-    for i in 1..=3 {
-        let port = free_port();
-        let file = fx.scratch.join(format!("h{i}.env"));
-        let log = hosts.root(i).join("shared/migrations.log");
-        fs::write(
-            &file,
-            format!("PORT={port}\nMIGRATE_LOG={}\n", log.display()),
-        )
-        .unwrap();
-        env_args.extend(["--env-file".to_string(), format!("h{i}={}", file.display())]);
-        ports.push(port);
-    }
+    let (ports, env_args) = hosts.env_files_with_migrations(&fx.scratch.path, 3);
     // With env-command configured, each deploy installs shared/env from its sources: the
     // same --env-file flags go with every deploy (a host left out by --role is skipped).
     let deploy = |bundle: &Path, extra: &[&str]| {

@@ -78,20 +78,7 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
             secret_file.display()
         ),
     );
-    let mut env_args = Vec::new();
-    let mut ports = Vec::new();
-    for i in 1..=2 {
-        let port = free_port();
-        let file = fx.scratch.join(format!("h{i}.env"));
-        let log = hosts.root(i).join("shared/migrations.log");
-        fs::write(
-            &file,
-            format!("PORT={port}\nMIGRATE_LOG={}\n", log.display()),
-        )
-        .unwrap();
-        env_args.extend(["--env-file".to_string(), format!("h{i}={}", file.display())]);
-        ports.push(port);
-    }
+    let (ports, env_args) = hosts.env_files_with_migrations(&fx.scratch.path, 2);
     let run = |command: &str, bundle: Option<&Path>, extra: &[&str]| {
         let mut args = vec![command.to_string()];
         args.extend(bundle.map(|b| b.display().to_string()));

@@ -59,11 +59,7 @@ rb_keeper_daemon() {
   until rb_read_state && [ "$rb_s_keeper" = "$rb_pid" ]; do
     if ! rb_alive "$rb_pid" || [ "$rb_waited" -ge $(((rb_ready_timeout + 10) * 10)) ]; then
       kill -TERM "$rb_pid" 2>/dev/null
-      rm -f "$rb_pidfile"
-      rb_wait_gone "$rb_rotator"
-      rb_err "did not become ready; last lines written to $rb_log:"
-      tail -c +"$((rb_log_from + 1))" "$rb_log" | tail -n 20 | tail -c 16384 >&2
-      exit 1
+      rb_start_failed "did not become ready"
     fi
     rb_nap
     rb_waited=$((rb_waited + rb_tick))

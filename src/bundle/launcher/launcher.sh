@@ -448,6 +448,16 @@ rb_rotate_files() {
   mv -f "$rb_rlog" "$rb_rlog.1"
 }
 
+# A daemon that did not come up: no pid file, and the lines it wrote since rb_log_from (once
+# the rotator has written them), then exit 1. $1 = what happened.
+rb_start_failed() {
+  rm -f "$rb_pidfile"
+  rb_wait_gone "$rb_rotator"
+  rb_err "$1; last lines written to $rb_log:"
+  tail -c +"$((rb_log_from + 1))" "$rb_log" | tail -n 20 | tail -c 16384 >&2
+  exit 1
+}
+
 # Wait (at most 2 s) until process $1 is gone: the rotator has written everything.
 rb_wait_gone() {
   [ -n "$1" ] || return 0
@@ -583,11 +593,7 @@ rb_daemon() {
   rb_waited=0
   while [ "$rb_waited" -lt $((rb_grace * 10)) ]; do
     if ! rb_alive "$rb_pid"; then
-      rm -f "$rb_pidfile"
-      rb_wait_gone "$rb_rotator"
-      rb_err "exited during start-up; last lines it wrote to $rb_log:"
-      tail -c +"$((rb_log_from + 1))" "$rb_log" | tail -n 20 | tail -c 16384 >&2
-      exit 1
+      rb_start_failed "exited during start-up"
     fi
     rb_nap
     rb_waited=$((rb_waited + rb_tick))
