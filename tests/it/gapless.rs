@@ -529,6 +529,32 @@ fn systemd_reloads_and_holds_the_sockets() {
         0,
         "systemctl restart with a .socket unit: {restart}"
     );
+
+    // `logs` of a systemd service reads its journal (journald, masked at boot, started here
+    // inside systemd's namespaces only: its /run is private).
+    let journal = systemd.run(
+        "rm -f /run/systemd/system.control/systemd-journald.service /run/systemd/system.control/systemd-journald.socket && systemctl daemon-reload && systemctl start systemd-journald.socket systemd-journald.service && systemctl restart gapless.service",
+    );
+    assert!(journal.status.success(), "{}", stderr(&journal));
+    std::thread::sleep(Duration::from_secs(1));
+    let mut args = vec![
+        "logs".to_string(),
+        "--since".into(),
+        "10m".into(),
+        "--grep".into(),
+        "serving".into(),
+        "-n".into(),
+        "3".into(),
+    ];
+    args.extend(hosts.args(1));
+    let out = fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("h1: ") && text.contains("serving"),
+        "{text}{}",
+        stderr(&out)
+    );
     let _ = systemd.run("systemctl stop gapless.service gapless.socket");
 }
 

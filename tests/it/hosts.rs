@@ -83,7 +83,10 @@ impl Systemd {
             return None;
         }
         // A canary in /tmp: it must outlive systemd's boot.
-        let canary = PathBuf::from(format!("/tmp/rbtest-canary-{}", std::process::id()));
+        // One canary per boot: tests boot systemds side by side.
+        static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let boot = BOOTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let canary = PathBuf::from(format!("/tmp/rbtest-canary-{}-{boot}", std::process::id()));
         fs::write(&canary, "").unwrap();
         // systemd shares this machine's files, so nothing it starts at boot may touch them:
         // it gets its own /run, in which every unit some target wants (and the tmpfiles
@@ -327,9 +330,11 @@ impl Hosts {
             std::os::unix::fs::symlink(&zstd, zbin.join("zstd")).unwrap();
         }
         if setup.systemd.is_some() {
-            // A systemd server has its service manager's client too.
+            // A systemd server has its service manager's clients too.
             for dir in [&bin, &zbin] {
-                std::os::unix::fs::symlink("/usr/bin/systemctl", dir.join("systemctl")).unwrap();
+                for tool in ["systemctl", "journalctl"] {
+                    std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), dir.join(tool)).unwrap();
+                }
             }
         }
         keygen(&scratch.join("host_key"));
