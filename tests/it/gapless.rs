@@ -531,9 +531,9 @@ fn systemd_reloads_and_holds_the_sockets() {
     );
 
     // `logs` of a systemd service reads its journal (journald, masked at boot, started here
-    // inside systemd's namespaces only: its /run is private).
+    // inside systemd's namespaces only, keeping its journal in their private /run).
     let journal = systemd.run(
-        "rm -f /run/systemd/system.control/systemd-journald.service /run/systemd/system.control/systemd-journald.socket && systemctl daemon-reload && systemctl start systemd-journald.socket systemd-journald.service && systemctl restart gapless.service",
+        "mkdir -p /run/systemd/journald.conf.d && printf '[Journal]\\nStorage=volatile\\n' > /run/systemd/journald.conf.d/volatile.conf && rm -f /run/systemd/system.control/systemd-journald.service /run/systemd/system.control/systemd-journald.socket && systemctl daemon-reload && systemctl start systemd-journald.socket systemd-journald.service && systemctl restart gapless.service",
     );
     assert!(journal.status.success(), "{}", stderr(&journal));
     std::thread::sleep(Duration::from_secs(1));
