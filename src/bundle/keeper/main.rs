@@ -309,7 +309,9 @@ impl Keeper {
             }
             Event::Signal(sig) => self.begin_stop(sig as i32),
             Event::Ready(n) => {
-                if self.pending.as_ref().is_some_and(|p| p.generation.n == n) {
+                // Not while stopping: the pending generation was told to stop too.
+                if self.exit.is_none() && self.pending.as_ref().is_some_and(|p| p.generation.n == n)
+                {
                     self.promote();
                 }
             }
