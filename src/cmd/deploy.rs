@@ -436,11 +436,20 @@ fn dry_run(
     format: MessageFormat,
     shell: &Output,
 ) -> Result<u8> {
+    let states: Vec<state::HostState> =
+        fleet::states(targets).into_iter().collect::<Result<_>>()?;
+    // The name the deploy would give it on the hosts (`<version>+<id>` beside other bytes).
+    let id = crate::deploy::checks::release_id(release, &states.iter().collect::<Vec<_>>());
+    let named;
+    let release = if id == release.manifest.version {
+        release
+    } else {
+        named = release.named(&id)?;
+        &named
+    };
     let m = &release.manifest;
-    let size = settings.batch.size(targets.len());
     let mut plan = Vec::new();
-    for (t, state) in targets.iter().zip(fleet::states(targets)) {
-        let state = state?;
+    for (t, state) in targets.iter().zip(states) {
         // The decisions the deploy takes before it sends anything, taken the same way.
         crate::deploy::checks::check_staging(t, &state, release)?;
         if state.releases.contains_key(&m.version) && state.current.as_ref() != Some(&m.version) {
@@ -463,10 +472,12 @@ fn dry_run(
             "start": (state.current.as_deref() != Some(m.version.as_str())).then_some(&m.version),
         }));
     }
-    let batches: Vec<Vec<&str>> = state::batches(targets.len(), size)
-        .into_iter()
-        .map(|r| targets[r].iter().map(|t| t.label.as_str()).collect())
-        .collect();
+    let labels: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
+    let batches: Vec<Vec<&str>> =
+        crate::deploy::roles::batch_ranges(&labels, &settings.roles, settings.batch)
+            .into_iter()
+            .map(|r| targets[r].iter().map(|t| t.label.as_str()).collect())
+            .collect();
     if format == MessageFormat::Json {
         shell.json(&serde_json::json!({
             "reason": "deploy-plan",

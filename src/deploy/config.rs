@@ -321,11 +321,7 @@ impl Partial {
         let roles = super::roles::effective(&table, &web_hosts, &self.only_roles);
         let mut hosts = super::roles::hosts_of(&roles);
         if self.primary_only {
-            let primary = self
-                .whole
-                .primary
-                .clone()
-                .or_else(|| hosts.first().cloned());
+            let primary = super::whole::primary(&self.whole, &hosts).cloned();
             hosts.retain(|h| Some(h) == primary.as_ref());
         }
         let service = match self.service.as_deref() {

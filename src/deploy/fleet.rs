@@ -245,7 +245,6 @@ fn switch_in_batches(
     let version = release.manifest.version.as_str();
     let labels: Vec<&str> = sessions.iter().map(|s| s.target.label.as_str()).collect();
     let ranges = super::roles::batch_ranges(&labels, &opts.settings.roles, opts.settings.batch);
-    drop(labels);
     let mut switched: Vec<(usize, Option<String>)> = Vec::new();
     for range in ranges {
         let results = on_each(&mut sessions[range.clone()], |s| {

@@ -16,8 +16,7 @@ use super::{Event, Options, Release, now};
 /// the only one (`install`).
 fn primary<'a>(sessions: &'a [Session], opts: &Options) -> Option<&'a Session> {
     let s = &opts.settings;
-    let wanted = s.whole.primary.as_ref().or(s.hosts.first());
-    match wanted {
+    match super::whole::primary(&s.whole, &s.hosts) {
         Some(label) => sessions.iter().find(|x| &x.target.label == label),
         None => sessions.first(),
     }

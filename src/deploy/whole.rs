@@ -54,6 +54,12 @@ pub struct Whole {
     pub shared_dirs: Option<Vec<String>>,
 }
 
+/// The primary host among `hosts` (web's first, see `roles::hosts_of`): `deploy.primary`,
+/// else the first host. The one rule, for `--primary` and the release command.
+pub fn primary<'a>(whole: &'a Whole, hosts: &'a [String]) -> Option<&'a String> {
+    whole.primary.as_ref().or(hosts.first())
+}
+
 /// A launcher command's name: what `commands` allows.
 fn is_command_name(s: &str) -> bool {
     crate::config::layer::is_command_name(s)

@@ -268,6 +268,11 @@ fn the_release_command_runs_once_first_with_hooks_and_secrets() {
     let rebuilt = webapp_at(&scratch, "1.2.0", "CONFIG_ONLY = \"changed\"\n");
     let digest = sha256_file(&rebuilt);
     let id = format!("1.2.0+{}", &digest[..12]);
+    // --dry-run decides as the deploy does: beside, under the new name, not refused.
+    let plan = run("deploy", Some(&rebuilt), &["--dry-run"]);
+    assert_success(&plan);
+    let plan = json_lines(&plan);
+    assert_eq!(plan[0]["version"], id.as_str(), "{plan:?}");
     assert_success(&run("deploy", Some(&rebuilt), &[]));
     for i in 1..=2 {
         assert_eq!(hosts.current(i).as_deref(), Some(id.as_str()));
