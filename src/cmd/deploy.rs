@@ -494,28 +494,33 @@ fn dry_run(
         m.name, m.version, release.bundle
     ));
     for p in &plan {
-        let host = p["host"].as_str().unwrap_or_default();
-        let mut line = format!("  {host} ({}):", p["path"].as_str().unwrap_or_default());
-        if p["stage"].as_bool() == Some(true) {
-            line.push_str(&format!(
-                " send {} files ({} before compression), link {} from installed releases;",
-                p["files_to_send"],
-                crate::bundle::human_size(p["bytes_to_send_uncompressed"].as_u64().unwrap_or(0)),
-                p["files_to_link"]
-            ));
-        } else {
-            line.push_str(" already staged;");
-        }
-        match (p["stop"].as_str(), p["start"].as_str()) {
-            (Some(old), Some(new)) => line.push_str(&format!(" stop {old}, switch, start {new}")),
-            (None, Some(new)) => line.push_str(&format!(" switch, start {new}")),
-            _ => line.push_str(" already current; nothing to restart"),
-        }
-        shell.out(line);
+        shell.out(plan_line(p));
     }
     for (i, b) in batches.iter().enumerate() {
         shell.out(format!("  batch {}: {}", i + 1, b.join(", ")));
     }
     shell.out("Nothing was changed (--dry-run).");
     Ok(0)
+}
+
+/// One host's line of the human `--dry-run` plan.
+fn plan_line(p: &serde_json::Value) -> String {
+    let host = p["host"].as_str().unwrap_or_default();
+    let mut line = format!("  {host} ({}):", p["path"].as_str().unwrap_or_default());
+    if p["stage"].as_bool() == Some(true) {
+        line.push_str(&format!(
+            " send {} files ({} before compression), link {} from installed releases;",
+            p["files_to_send"],
+            crate::bundle::human_size(p["bytes_to_send_uncompressed"].as_u64().unwrap_or(0)),
+            p["files_to_link"]
+        ));
+    } else {
+        line.push_str(" already staged;");
+    }
+    match (p["stop"].as_str(), p["start"].as_str()) {
+        (Some(old), Some(new)) => line.push_str(&format!(" stop {old}, switch, start {new}")),
+        (None, Some(new)) => line.push_str(&format!(" switch, start {new}")),
+        _ => line.push_str(" already current; nothing to restart"),
+    }
+    line
 }
