@@ -630,8 +630,8 @@ fn locks_kills_tampering_and_host_keys() {
     );
     assert!(!hosts.root(1).join("releases/1.3.0").exists());
 
-    // A dry run takes the deploy's decisions: 1.2.0 from other bytes is refused as the
-    // deploy refuses it.
+    // A dry run takes the deploy's decisions: 1.2.0 from other bytes would go beside the
+    // installed 1.2.0 as 1.2.0+<id>; nothing changes.
     let mut entries = crate::verify::entries_of(&v1);
     let i = crate::verify::find(&mut entries, "webapp-1.2.0/priv/templates/greeting.txt");
     entries[i].data[0] ^= 0x20;
@@ -647,12 +647,15 @@ fn locks_kills_tampering_and_host_keys() {
     ];
     args.extend(hosts.args(2));
     let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("already installed there from another bundle"),
-        "{}",
-        stderr(&out)
-    );
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Would deploy webapp 1.2.0+"), "{text}");
+    assert!(text.contains("Nothing was changed (--dry-run)."), "{text}");
+    let beside = fs::read_dir(hosts.root(1).join("releases"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("1.2.0+"));
+    assert!(!beside, "the dry run installed something");
 
     // A tampered bundle is refused before any host is touched.
     let tampered = scratch.join("tampered/webapp-1.3.0-x86_64-unknown-linux-gnu.tar.zst");
