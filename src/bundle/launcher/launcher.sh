@@ -458,6 +458,16 @@ rb_start_failed() {
   exit 1
 }
 
+# After the service: wait (at most 2 s) until its rotator has written everything and gone
+# (it removes its FIFO when it ends), so the log is complete once `stop` returns.
+rb_wait_rotator() {
+  rb_w=0
+  while [ -p "$rb_log.fifo" ] && [ "$rb_w" -lt 20 ]; do
+    rb_nap
+    rb_w=$((rb_w + rb_tick))
+  done
+}
+
 # Wait (at most 2 s) until process $1 is gone: the rotator has written everything.
 rb_wait_gone() {
   [ -n "$1" ] || return 0
@@ -672,6 +682,7 @@ rb_stop() {
     rb_term_wait "$rb_pid" "$rb_timeout"
   fi
   rm -f "$rb_pidfile"
+  rb_wait_rotator
   rb_unlock
   rb_say "$RELEASE_NAME $RELEASE_VSN stopped (pid $rb_pid)"
   rb_hook post-stop
