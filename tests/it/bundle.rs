@@ -2,6 +2,7 @@
 //! and the service really running from the extracted bundle.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -22,16 +23,32 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     let out = fx.out();
     let msgs = fx.bundle(&["--out-dir", out.to_str().unwrap()]);
     assert_eq!(msgs.len(), 1);
-    let m = &msgs[0];
     let target = host();
+    let (path, name) = the_report_names_the_bundle(&msgs[0], &out, &target);
+    the_sidecar_and_provenance_name_it(&out, &path, &name);
+    if !(have("sha256sum") && have("zstd") && have("tar") && have("bsdtar")) {
+        return;
+    }
+    let top = gnu_tar_and_bsdtar_extract_the_same_tree(&fx, &out, &path, &name);
+    the_tree_and_its_sums(&top);
+    the_manifest_describes_the_tree(&top, &fx, &target);
+    the_service_runs_without_the_launcher(&top);
+}
+
+/// The JSON report: package, version, profile, target, and the bundle's path, size and digest.
+fn the_report_names_the_bundle(
+    m: &serde_json::Value,
+    out: &Path,
+    target: &str,
+) -> (PathBuf, String) {
     let name = format!("webapp-1.2.0-{target}.tar.zst");
     assert_eq!(m["reason"], "bundle");
     assert_eq!(m["package"], "webapp");
     assert_eq!(m["name"], "webapp");
     assert_eq!(m["version"], "1.2.0");
     assert_eq!(m["profile"], "release");
-    assert_eq!(m["target"], target.as_str());
-    let path = std::path::PathBuf::from(m["path"].as_str().unwrap());
+    assert_eq!(m["target"], target);
+    let path = PathBuf::from(m["path"].as_str().unwrap());
     assert!(path.is_absolute());
     assert_eq!(path, out.join(&name));
     assert_eq!(
@@ -39,11 +56,15 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         fs::metadata(&path).unwrap().len()
     );
     assert_eq!(m["sha256"].as_str().unwrap(), sha256_file(&path));
+    (path, name)
+}
 
+/// `<bundle>.sha256` and `<bundle>.intoto.jsonl` beside it, and nothing else.
+fn the_sidecar_and_provenance_name_it(out: &Path, path: &Path, name: &str) {
     // The sidecar: `<hex>  <file name>`, checked by sha256sum itself.
     let sidecar = fs::read_to_string(out.join(format!("{name}.sha256"))).unwrap();
-    assert_eq!(sidecar, format!("{}  {name}\n", sha256_file(&path)));
-    let only_final = fs::read_dir(&out).unwrap().count();
+    assert_eq!(sidecar, format!("{}  {name}\n", sha256_file(path)));
+    let only_final = fs::read_dir(out).unwrap().count();
     assert_eq!(
         only_final, 3,
         "only the bundle, its sidecar and its provenance are left in the out dir"
@@ -55,23 +76,29 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     .unwrap();
     assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
-    assert_eq!(statement["subject"][0]["name"], name.as_str());
+    assert_eq!(statement["subject"][0]["name"], name);
     assert_eq!(
         statement["subject"][0]["digest"]["sha256"],
-        sha256_file(&path).as_str()
+        sha256_file(path).as_str()
     );
     assert_eq!(
         statement["predicate"]["runDetails"]["builder"]["id"],
         "local"
     );
-    if !(have("sha256sum") && have("zstd") && have("tar") && have("bsdtar")) {
-        return;
-    }
-    sh(&out, "sha256sum", &["-c", &format!("{name}.sha256")]);
-    sh(&out, "zstd", &["-t", "-q", &name]);
+}
 
-    let gnu = extract(&path, &fx.scratch.join("gnu"), "gnu");
-    let bsd = extract(&path, &fx.scratch.join("bsd"), "bsdtar");
+/// Both extractors give one top directory with the same tree, and its sums check.
+fn gnu_tar_and_bsdtar_extract_the_same_tree(
+    fx: &Fixture,
+    out: &Path,
+    path: &Path,
+    name: &str,
+) -> PathBuf {
+    sh(out, "sha256sum", &["-c", &format!("{name}.sha256")]);
+    sh(out, "zstd", &["-t", "-q", name]);
+
+    let gnu = extract(path, &fx.scratch.join("gnu"), "gnu");
+    let bsd = extract(path, &fx.scratch.join("bsd"), "bsdtar");
     assert_eq!(
         listing(&gnu),
         listing(&bsd),
@@ -85,9 +112,13 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         "sha256sum",
         &["-c", "--strict", "SHA256SUMS"],
     );
+    top
+}
 
+/// The extracted tree, modes and links, and SHA256SUMS listing every file but itself.
+fn the_tree_and_its_sums(top: &Path) {
     assert_eq!(
-        listing(&top),
+        listing(top),
         [
             "MANIFEST.json 644",
             "README.md 644",
@@ -141,14 +172,17 @@ fn webapp_bundle_extracts_verifies_and_serves() {
             "MANIFEST.json"
         ]
     );
+}
 
-    let man = manifest(&top);
+/// MANIFEST.json: identity, toolchain, timestamp, compression, and every file's kind and sum.
+fn the_manifest_describes_the_tree(top: &Path, fx: &Fixture, target: &str) {
+    let man = manifest(top);
     assert_eq!(man["format_version"], 1);
     assert_eq!(man["name"], "webapp");
     assert_eq!(man["package"], "webapp");
     assert_eq!(man["version"], "1.2.0");
     assert_eq!(man["profile"], "release");
-    assert_eq!(man["target"], target.as_str());
+    assert_eq!(man["target"], target);
     assert_eq!(man["top_dir"], "webapp-1.2.0");
     assert!(man["rustc"]["release"].as_str().unwrap().starts_with("1."));
     assert_eq!(man["rustc"]["commit_hash"].as_str().unwrap().len(), 40);
@@ -208,9 +242,11 @@ fn webapp_bundle_extracts_verifies_and_serves() {
     }
     let link = files.iter().find(|f| f["kind"] == "symlink").unwrap();
     assert_eq!(link["target"], "index.html");
+}
 
-    // The extracted service runs without the launcher too (finding priv next to its
-    // executable) and serves its priv files over loopback.
+/// The extracted service runs without the launcher too (finding priv next to its executable)
+/// and serves its priv files over loopback.
+fn the_service_runs_without_the_launcher(top: &Path) {
     let port = free_port();
     let child = Command::new(top.join("libexec/webapp"))
         .env("PORT", port.to_string())
@@ -230,7 +266,7 @@ fn webapp_bundle_extracts_verifies_and_serves() {
         index
     );
     let migrate = sh(
-        &top,
+        top,
         &top.join("libexec/webapp-migrate").display().to_string(),
         &["up"],
     );

@@ -59,14 +59,14 @@ fn deploy(hosts: &Hosts, bundle: &Path, n: usize, extra: &[&str]) -> std::proces
 }
 
 /// First deploy to three hosts, an upgrade under load, two kinds of broken release, a
-/// rollback past the bad ones, `releases`, and pruning.
+/// rollback past the bad ones, `releases`, pruning, then `exec`, `logs` and `status` on the
+/// fleet. One fleet, its steps in order: each starts from what the one before left.
 #[test]
 fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
     let Some(hosts) = Hosts::start(3, "fleet") else {
         return;
     };
     let scratch = Scratch::new();
-    let v1 = webapp_bundle().to_path_buf();
     let v2 = webapp_at(&scratch, "1.3.0", "");
     let crashes = webapp_at(&scratch, "1.4.0", "WEBAPP_CRASH = \"1\"\n");
     let silent = webapp_at(&scratch, "1.5.0", "WEBAPP_SILENT = \"1\"\n");
@@ -78,10 +78,45 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none");
 
-    // First deploy, each host with its own env file.
-    let (ports, env_args) = env_files(&hosts, 3);
+    let ports = first_deploy_gives_each_host_its_env(&hosts, webapp_bundle());
+    upgrade_one_host_at_a_time_under_load(&hosts, &ports, &v2);
+    a_release_that_exits_at_once_is_reverted(&hosts, &ports, &crashes);
+    a_release_that_never_answers_is_reverted(&hosts, &ports, &silent);
+    releases_lists_current_and_bad_ones(&hosts);
+    rollback_goes_past_the_bad_releases(&hosts, &ports);
+    revert_all_reverts_the_earlier_batches(&hosts, &ports, &v2);
+    a_redeploy_sends_nothing_and_keep_prunes(&hosts, &ports, &v2);
+    exec_runs_launcher_commands_on_every_host(&hosts, &ports);
+    logs_read_and_follow_every_host(&hosts);
+    status_reports_every_host(&hosts);
+    the_host_log_records_every_event(&hosts);
+}
+
+/// Every host answers with `version`, and its `current` names it.
+fn serving(hosts: &Hosts, ports: &[u16], version: &str) {
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(get(*port, "/env/RELEASE_VSN"), version);
+        assert_eq!(hosts.current(i + 1).as_deref(), Some(version));
+    }
+}
+
+/// Each host's outcome in the deploy summary, in host order.
+fn outcomes(out: &std::process::Output) -> Vec<String> {
+    let s = summary(out);
+    s["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["outcome"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// First deploy, each host with its own env file: the secret is never printed, the env file
+/// is private, the bundle's bytes go as they are where the host has zstd; returns the ports.
+fn first_deploy_gives_each_host_its_env(hosts: &Hosts, v1: &Path) -> Vec<u16> {
+    let (ports, env_args) = env_files(hosts, 3);
     let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
-    let out = deploy(&hosts, &v1, 3, &env_args);
+    let out = deploy(hosts, v1, 3, &env_args);
     assert_success(&out);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("SECRET")
@@ -90,7 +125,7 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
     );
     let s = summary(&out);
     assert_eq!(s["success"], true);
-    let bundle_size = fs::metadata(&v1).unwrap().len();
+    let bundle_size = fs::metadata(v1).unwrap().len();
     for (i, h) in s["hosts"].as_array().unwrap().iter().enumerate() {
         assert_eq!(h["outcome"], "deployed", "{s}");
         let sent = h["bytes_sent"].as_u64().unwrap();
@@ -116,17 +151,18 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
         assert!(root.join("shared/tmp/webapp.pid").is_file());
         assert!(!root.join(".deploy/lock").exists(), "lock released");
     }
-    let old_sums = hosts.root(1).join("releases/1.2.0/SHA256SUMS");
-    let old_binary = hosts.root(1).join("releases/1.2.0/libexec/webapp");
-    let old_digest = sha256_file(&old_binary);
+    ports
+}
 
-    // Upgrade one host at a time while a client keeps asking every host.
+/// Run `work` while a client keeps asking every port; returns its result and how many
+/// requests were answered meanwhile.
+fn asking_every_port<T>(ports: &[u16], work: impl FnOnce() -> T) -> (T, usize) {
     let stop = AtomicBool::new(false);
     let answered = AtomicUsize::new(0);
-    let out = std::thread::scope(|scope| {
+    let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                for port in &ports {
+                for port in ports {
                     if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", *port)) {
                         use std::io::{Read, Write};
                         let _ = s.write_all(b"GET /env/RELEASE_VSN HTTP/1.0\r\n\r\n");
@@ -139,46 +175,49 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        let out = deploy(&hosts, &v2, 3, &["--batch", "1"]);
+        let result = work();
         stop.store(true, Ordering::Relaxed);
-        out
+        result
     });
+    (result, answered.load(Ordering::Relaxed))
+}
+
+/// Upgrade one host at a time while a client keeps asking every host: batches of one (each
+/// host stopped, switched and healthy before the next), the old release untouched, unchanged
+/// files linked rather than sent again.
+fn upgrade_one_host_at_a_time_under_load(hosts: &Hosts, ports: &[u16], v2: &Path) {
+    let old = hosts.root(1).join("releases/1.2.0");
+    let old_digest = sha256_file(&old.join("libexec/webapp"));
+    let (out, answered) = asking_every_port(ports, || deploy(hosts, v2, 3, &["--batch", "1"]));
     assert_success(&out);
-    assert!(
-        answered.load(Ordering::Relaxed) > 10,
-        "the hosts kept answering"
-    );
-    for port in &ports {
-        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.3.0");
-    }
-    // Batches of one: each host was stopped, switched and healthy before the next started.
+    assert!(answered > 10, "the hosts kept answering");
+    serving(hosts, ports, "1.3.0");
     let events = json_lines(&out);
-    let order: Vec<(String, String)> = events
+    let order: Vec<String> = events
         .iter()
         .filter(|e| e["reason"] == "deploy-event")
         .filter(|e| ["stopped", "healthy"].contains(&e["event"].as_str().unwrap()))
         .map(|e| {
-            (
-                e["host"].as_str().unwrap().to_string(),
-                e["event"].as_str().unwrap().to_string(),
+            format!(
+                "{} {}",
+                e["host"].as_str().unwrap(),
+                e["event"].as_str().unwrap()
             )
         })
         .collect();
-    let expect: Vec<(String, String)> = ["h1", "h2", "h3"]
-        .iter()
-        .flat_map(|h| {
-            [
-                (h.to_string(), "stopped".to_string()),
-                (h.to_string(), "healthy".to_string()),
-            ]
-        })
-        .collect();
+    let expect = [
+        "h1 stopped",
+        "h1 healthy",
+        "h2 stopped",
+        "h2 healthy",
+        "h3 stopped",
+        "h3 healthy",
+    ];
     assert_eq!(order, expect);
-    // The old release is untouched; unchanged files were linked, not sent again.
-    assert_eq!(sha256_file(&old_binary), old_digest);
+    assert_eq!(sha256_file(&old.join("libexec/webapp")), old_digest);
     let check = std::process::Command::new("sha256sum")
         .args(["--quiet", "-c", "SHA256SUMS"])
-        .current_dir(old_sums.parent().unwrap())
+        .current_dir(&old)
         .output()
         .unwrap();
     assert!(check.status.success());
@@ -187,10 +226,12 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
         .find(|e| e["event"] == "staged" && e["host"] == "h1")
         .unwrap();
     assert!(staged["files_linked"].as_u64().unwrap() > 3, "{staged}");
+}
 
-    // A release whose binary exits at once: h1 reverted and serving 1.3.0, h2 and h3 not
-    // touched, 1.4.0 marked bad, locks released, exit non-zero with h1's log tail.
-    let out = deploy(&hosts, &crashes, 3, &["--batch", "1"]);
+/// A release whose binary exits at once: h1 reverted and serving 1.3.0, h2 and h3 not
+/// touched, 1.4.0 marked bad, locks released, exit non-zero with h1's log tail.
+fn a_release_that_exits_at_once_is_reverted(hosts: &Hosts, ports: &[u16], crashes: &Path) {
+    let out = deploy(hosts, crashes, 3, &["--batch", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("h1: webapp 1.4.0 did not come up"), "{err}");
@@ -202,34 +243,27 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
         err.contains("crash requested by WEBAPP_CRASH"),
         "the log tail is shown: {err}"
     );
-    let s = summary(&out);
-    let outcomes: Vec<&str> = s["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["reverted", "untouched", "untouched"]);
-    for (i, port) in ports.iter().enumerate() {
-        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.3.0");
-        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.3.0"));
-        assert!(!hosts.root(i + 1).join(".deploy/lock").exists());
+    assert_eq!(outcomes(&out), ["reverted", "untouched", "untouched"]);
+    serving(hosts, ports, "1.3.0");
+    for i in 1..=3 {
+        assert!(!hosts.root(i).join(".deploy/lock").exists());
     }
+}
 
-    // A release that runs but never answers its health URL: the same.
-    let out = deploy(&hosts, &silent, 3, &["--batch", "1"]);
+/// A release that runs but never answers its health URL: the same.
+fn a_release_that_never_answers_is_reverted(hosts: &Hosts, ports: &[u16], silent: &Path) {
+    let out = deploy(hosts, silent, 3, &["--batch", "1"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
         err.contains("h1: webapp 1.5.0 did not come up") && err.contains("did not answer"),
         "{err}"
     );
-    for (i, port) in ports.iter().enumerate() {
-        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.3.0");
-        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.3.0"));
-    }
+    serving(hosts, ports, "1.3.0");
+}
 
-    // `releases` shows each host's versions, the current one, the bad ones.
+/// `releases` shows each host's versions, the current one, the bad ones.
+fn releases_lists_current_and_bad_ones(hosts: &Hosts) {
     let mut args = vec!["releases", "--message-format", "json"];
     let host_args = hosts.args(3);
     args.extend(host_args.iter().map(String::as_str));
@@ -245,47 +279,36 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
     assert!(listed.iter().any(|r| r["host"] == "h3"
         && r["release"]["current"] == true
         && r["release"]["version"] == "1.3.0"));
+}
 
-    // Rollback goes past the bad releases to 1.2.0 on every host.
+/// Rollback goes past the bad releases to 1.2.0 on every host.
+fn rollback_goes_past_the_bad_releases(hosts: &Hosts, ports: &[u16]) {
     let mut args = vec!["rollback"];
+    let host_args = hosts.args(3);
     args.extend(host_args.iter().map(String::as_str));
     args.extend(HEALTH);
-    let out = hosts.tool(&args);
-    assert_success(&out);
-    for (i, port) in ports.iter().enumerate() {
-        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.2.0");
-        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.2.0"));
-    }
+    assert_success(&hosts.tool(&args));
+    serving(hosts, ports, "1.2.0");
+}
 
-    // With revert-all, a failure in the second batch also reverts the first: a health
-    // command that fails on h2 only (it sees h2's shared/env).
+/// With revert-all, a failure in the second batch also reverts the first: a health command
+/// that fails on h2 only (it sees h2's shared/env).
+fn revert_all_reverts_the_earlier_batches(hosts: &Hosts, ports: &[u16], v2: &Path) {
     let check = format!("test \"$PORT\" != {}", ports[1]);
-    let out = deploy(
-        &hosts,
-        &v2,
-        3,
-        &["--batch", "1", "--revert-all", "--health-command", &check],
-    );
+    let args = ["--batch", "1", "--revert-all", "--health-command", &check];
+    let out = deploy(hosts, v2, 3, &args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let s = summary(&out);
-    let outcomes: Vec<&str> = s["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["reverted", "reverted", "untouched"], "{s}");
-    for (i, port) in ports.iter().enumerate() {
-        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.2.0");
-        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.2.0"));
-    }
+    assert_eq!(outcomes(&out), ["reverted", "reverted", "untouched"]);
+    serving(hosts, ports, "1.2.0");
+}
 
-    // Deploying 1.3.0 again sends nothing (it is installed); keep 2 prunes the bad ones first.
-    let out = deploy(&hosts, &v2, 3, &["--batch", "100%", "--keep", "2"]);
+/// Deploying 1.3.0 again sends nothing (it is installed); keep 2 prunes the bad ones first.
+fn a_redeploy_sends_nothing_and_keep_prunes(hosts: &Hosts, ports: &[u16], v2: &Path) {
+    let out = deploy(hosts, v2, 3, &["--batch", "100%", "--keep", "2"]);
     assert_success(&out);
-    for (i, port) in ports.iter().enumerate() {
-        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.3.0");
-        let mut left: Vec<String> = fs::read_dir(hosts.root(i + 1).join("releases"))
+    serving(hosts, ports, "1.3.0");
+    for i in 1..=3 {
+        let mut left: Vec<String> = fs::read_dir(hosts.root(i).join("releases"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -293,17 +316,12 @@ fn a_fleet_is_deployed_upgraded_protected_from_bad_releases_and_rolled_back() {
         assert_eq!(left, ["1.2.0", "1.3.0"]);
     }
     let s = summary(&out);
-    assert!(
-        s["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|h| h["bytes_sent"] == 0),
-        "{s}"
-    );
-    exec_runs_launcher_commands_on_every_host(&hosts, &ports);
-    logs_read_and_follow_every_host(&hosts);
-    status_reports_every_host(&hosts);
+    let hosts_sent = s["hosts"].as_array().unwrap();
+    assert!(hosts_sent.iter().all(|h| h["bytes_sent"] == 0), "{s}");
+}
+
+/// The host's own log has an event of every kind the steps above caused.
+fn the_host_log_records_every_event(hosts: &Hosts) {
     let log = fs::read_to_string(hosts.root(1).join(".deploy/log.jsonl")).unwrap();
     for event in [
         "staged",
@@ -573,28 +591,45 @@ fn deploy_args(hosts: &Hosts, bundle: &Path, n: usize, extra: &[&str]) -> Vec<St
     args
 }
 
-/// `--dry-run` changes nothing; a tampered bundle is refused before anything is sent; a
-/// second deploy is refused by the lock; a deploy killed with SIGKILL mid-switch leaves a
-/// stale lock that the next deploy reports, breaks when asked, and sweeps after; a host
-/// whose key does not match is refused; `systemd-unit` describes the remote layout.
+/// Dry runs, a tampered bundle, `--stage-only`, a lock held by a slow deploy and broken
+/// once its holder is killed, a host key that does not match, and the systemd unit.
 #[test]
 fn locks_kills_tampering_and_host_keys() {
     let Some(hosts) = Hosts::start(2, "locks") else {
         return;
     };
     let scratch = Scratch::new();
-    let v1 = webapp_bundle().to_path_buf();
+    let v1 = webapp_bundle();
     let v2 = webapp_at(&scratch, "1.3.0", "");
     let v3 = webapp_at(&scratch, "1.4.0", "");
 
-    // A dry run reads the hosts and prints the plan; nothing is created on them.
-    let mut args = vec![
-        "deploy".to_string(),
-        v1.display().to_string(),
-        "--dry-run".into(),
-    ];
-    args.extend(hosts.args(2));
-    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    a_dry_run_prints_the_plan_and_creates_nothing(&hosts, v1);
+    let (ports, env_args) = env_files(&hosts, 2);
+    let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
+    assert_success(&deploy(&hosts, v1, 2, &env_args));
+    a_dry_run_of_an_upgrade_says_what_moves(&hosts, &v2);
+    a_dry_run_plans_other_bytes_beside(&hosts, &scratch, v1);
+    a_tampered_bundle_touches_no_host(&hosts, &scratch, &v2);
+    stage_only_sends_and_switches_nothing(&hosts, &ports, &v2);
+    a_slow_deploy_holds_the_lock_until_killed(&hosts, &v2, &v3);
+    the_dead_holders_lock_is_stale_and_broken_when_asked(&hosts, &ports, &v3);
+    a_host_key_that_does_not_match_is_refused(&hosts, &v2);
+    systemd_unit_describes_the_layout(&hosts);
+}
+
+/// The tool run with `first` (the subcommand and its leading words), then `n` hosts' flags
+/// and `rest`.
+fn tool_on_hosts(hosts: &Hosts, first: &[&str], n: usize, rest: &[&str]) -> std::process::Output {
+    let mut args: Vec<String> = first.iter().map(|a| a.to_string()).collect();
+    args.extend(hosts.args(n));
+    args.extend(rest.iter().map(|a| a.to_string()));
+    hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A dry run reads the hosts and prints the plan; nothing is created on them.
+fn a_dry_run_prints_the_plan_and_creates_nothing(hosts: &Hosts, v1: &Path) {
+    let v1 = v1.display().to_string();
+    let out = tool_on_hosts(hosts, &["deploy", &v1, "--dry-run"], 2, &[]);
     assert_success(&out);
     let plan = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -606,20 +641,13 @@ fn locks_kills_tampering_and_host_keys() {
         !hosts.root(1).exists() && !hosts.root(2).exists(),
         "a dry run creates nothing"
     );
+}
 
-    let (ports, env_args) = env_files(&hosts, 2);
-    let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
-    assert_success(&deploy(&hosts, &v1, 2, &env_args));
-
-    // A dry run of an upgrade: what would be sent, stopped and started.
-    let mut args = vec![
-        "deploy".to_string(),
-        v2.display().to_string(),
-        "--dry-run".into(),
-    ];
-    args.extend(hosts.args(2));
-    args.extend(["--message-format".into(), "json".into()]);
-    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+/// A dry run of an upgrade: what would be sent, stopped and started.
+fn a_dry_run_of_an_upgrade_says_what_moves(hosts: &Hosts, v2: &Path) {
+    let v2 = v2.display().to_string();
+    let json = ["--message-format", "json"];
+    let out = tool_on_hosts(hosts, &["deploy", &v2, "--dry-run"], 2, &json);
     assert_success(&out);
     let plan = &json_lines(&out)[0];
     assert_eq!(plan["hosts"][0]["stop"], "1.2.0");
@@ -629,10 +657,12 @@ fn locks_kills_tampering_and_host_keys() {
         "{plan}"
     );
     assert!(!hosts.root(1).join("releases/1.3.0").exists());
+}
 
-    // A dry run takes the deploy's decisions: 1.2.0 from other bytes would go beside the
-    // installed 1.2.0 as 1.2.0+<id>; nothing changes.
-    let mut entries = crate::verify::entries_of(&v1);
+/// A dry run takes the deploy's decisions: 1.2.0 from other bytes would go beside the
+/// installed 1.2.0 as 1.2.0+<id>; nothing changes.
+fn a_dry_run_plans_other_bytes_beside(hosts: &Hosts, scratch: &Scratch, v1: &Path) {
+    let mut entries = crate::verify::entries_of(v1);
     let i = crate::verify::find(&mut entries, "webapp-1.2.0/priv/templates/greeting.txt");
     entries[i].data[0] ^= 0x20;
     entries[i].fix_checksum();
@@ -640,13 +670,8 @@ fn locks_kills_tampering_and_host_keys() {
     let other = scratch.join("other/webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst");
     fs::create_dir_all(other.parent().unwrap()).unwrap();
     crate::verify::write_entries(&entries, &other);
-    let mut args = vec![
-        "deploy".to_string(),
-        other.display().to_string(),
-        "--dry-run".into(),
-    ];
-    args.extend(hosts.args(2));
-    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let other = other.display().to_string();
+    let out = tool_on_hosts(hosts, &["deploy", &other, "--dry-run"], 2, &[]);
     assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Would deploy webapp 1.2.0+"), "{text}");
@@ -656,15 +681,17 @@ fn locks_kills_tampering_and_host_keys() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("1.2.0+"));
     assert!(!beside, "the dry run installed something");
+}
 
-    // A tampered bundle is refused before any host is touched.
+/// A tampered bundle is refused before any host is touched.
+fn a_tampered_bundle_touches_no_host(hosts: &Hosts, scratch: &Scratch, v2: &Path) {
     let tampered = scratch.join("tampered/webapp-1.3.0-x86_64-unknown-linux-gnu.tar.zst");
     fs::create_dir_all(tampered.parent().unwrap()).unwrap();
-    let mut bytes = fs::read(&v2).unwrap();
+    let mut bytes = fs::read(v2).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     fs::write(&tampered, bytes).unwrap();
-    let out = deploy(&hosts, &tampered, 2, &[]);
+    let out = deploy(hosts, &tampered, 2, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("does not verify") && stderr(&out).contains("nothing was deployed"),
@@ -673,10 +700,12 @@ fn locks_kills_tampering_and_host_keys() {
     );
     assert!(!hosts.root(1).join("releases/1.3.0").exists());
     assert_eq!(hosts.current(1).as_deref(), Some("1.2.0"));
+}
 
-    // --stage-only sends 1.3.0 everywhere and switches nothing; the deploy below then
-    // switches without sending it again.
-    let out = deploy(&hosts, &v2, 2, &["--stage-only"]);
+/// --stage-only sends 1.3.0 everywhere and switches nothing; the deploy after it then
+/// switches without sending it again.
+fn stage_only_sends_and_switches_nothing(hosts: &Hosts, ports: &[u16], v2: &Path) {
+    let out = deploy(hosts, v2, 2, &["--stage-only"]);
     assert_success(&out);
     let s = summary(&out);
     for h in s["hosts"].as_array().unwrap() {
@@ -688,15 +717,14 @@ fn locks_kills_tampering_and_host_keys() {
         assert_eq!(hosts.current(i).as_deref(), Some("1.2.0"));
     }
     assert_eq!(get(ports[0], "/env/RELEASE_VSN"), "1.2.0");
+}
 
-    // A deploy that is slow to call its release healthy holds the locks; a second deploy
-    // is refused, naming the holder. Then the first is killed with SIGKILL mid-switch.
-    let args = deploy_args(
-        &hosts,
-        &v2,
-        2,
-        &["--healthy-for", "30s", "--health-deadline", "60s"],
-    );
+/// A deploy that is slow to call its release healthy holds the locks; a second deploy is
+/// refused, naming the holder. Then the first is killed with SIGKILL mid-switch, and a
+/// transfer it might have left behind is put on h2.
+fn a_slow_deploy_holds_the_lock_until_killed(hosts: &Hosts, v2: &Path, v3: &Path) {
+    let slow_health = ["--healthy-for", "30s", "--health-deadline", "60s"];
+    let args = deploy_args(hosts, v2, 2, &slow_health);
     let mut slow = tool_command(&hosts.scratch.path)
         .args(&args)
         .stdout(std::process::Stdio::piped())
@@ -711,7 +739,7 @@ fn locks_kills_tampering_and_host_keys() {
             break;
         }
     }
-    let out = deploy(&hosts, &v3, 2, &[]);
+    let out = deploy(hosts, v3, 2, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -720,18 +748,17 @@ fn locks_kills_tampering_and_host_keys() {
     );
     slow.kill().unwrap();
     slow.wait().unwrap();
-    // A transfer the killed deploy might have left behind.
     let leftover = format!("{}/releases/.incoming-1-1", hosts.path);
-    assert!(
-        hosts
-            .ssh(2, &format!("mkdir -p {leftover}/release"))
-            .status
-            .success()
-    );
-    // The lock holder is gone once its connection is: stale, reported, broken when asked.
+    let made = hosts.ssh(2, &format!("mkdir -p {leftover}/release"));
+    assert!(made.status.success());
+}
+
+/// The lock holder is gone once its connection is: stale, reported, broken when asked, and
+/// the transfer it left is swept.
+fn the_dead_holders_lock_is_stale_and_broken_when_asked(hosts: &Hosts, ports: &[u16], v3: &Path) {
     let mut stale = None;
     for _ in 0..50 {
-        let out = deploy(&hosts, &v3, 2, &[]);
+        let out = deploy(hosts, v3, 2, &[]);
         if stderr(&out).contains("stale") {
             stale = Some(out);
             break;
@@ -741,23 +768,22 @@ fn locks_kills_tampering_and_host_keys() {
     let out = stale.expect("the lock became stale");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--break-lock"), "{}", stderr(&out));
-    let out = deploy(&hosts, &v3, 2, &["--break-lock"]);
+    let out = deploy(hosts, v3, 2, &["--break-lock"]);
     assert_success(&out);
     let events = json_lines(&out);
-    assert!(
-        events
-            .iter()
-            .any(|e| e["event"] == "swept" && e["host"] == "h2"),
-        "{events:?}"
-    );
+    let swept = events
+        .iter()
+        .any(|e| e["event"] == "swept" && e["host"] == "h2");
+    assert!(swept, "{events:?}");
     assert!(!hosts.root(2).join("releases/.incoming-1-1").exists());
-    for (i, port) in ports.iter().enumerate() {
-        assert_eq!(get(*port, "/env/RELEASE_VSN"), "1.4.0");
-        assert_eq!(hosts.current(i + 1).as_deref(), Some("1.4.0"));
-        assert!(!hosts.root(i + 1).join(".deploy/lock").exists());
+    serving(hosts, ports, "1.4.0");
+    for i in 1..=2 {
+        assert!(!hosts.root(i).join(".deploy/lock").exists());
     }
+}
 
-    // A host whose key does not match the pinned one is refused; nothing changes there.
+/// A host whose key does not match the pinned one is refused; nothing changes there.
+fn a_host_key_that_does_not_match_is_refused(hosts: &Hosts, v2: &Path) {
     let other_key = hosts.scratch.join("other_host_key");
     let keygen = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -773,15 +799,10 @@ fn locks_kills_tampering_and_host_keys() {
     fs::write(&bad_known, format!("{host_field} {}\n", other.join(" "))).unwrap();
     let config = fs::read_to_string(&hosts.ssh_config).unwrap();
     let bad_config = hosts.scratch.join("bad_ssh_config");
-    fs::write(
-        &bad_config,
-        config.replace(
-            hosts.scratch.join("known_hosts").to_str().unwrap(),
-            bad_known.to_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    let mut args = deploy_args(&hosts, &v2, 1, &[]);
+    let known_path = hosts.scratch.join("known_hosts");
+    let config = config.replace(known_path.to_str().unwrap(), bad_known.to_str().unwrap());
+    fs::write(&bad_config, config).unwrap();
+    let mut args = deploy_args(hosts, v2, 1, &[]);
     let at = args.iter().position(|a| a == "--ssh-config").unwrap();
     args[at + 1] = bad_config.display().to_string();
     let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -792,30 +813,22 @@ fn locks_kills_tampering_and_host_keys() {
         stderr(&out)
     );
     assert_eq!(hosts.current(1).as_deref(), Some("1.4.0"));
+}
 
-    // The unit for the layout on a host.
-    let mut args = vec!["systemd-unit".to_string()];
-    args.extend(hosts.args(1));
-    let out = hosts.tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+/// The unit for the layout on a host; the service runs as the deploy user unless told
+/// otherwise.
+fn systemd_unit_describes_the_layout(hosts: &Hosts) {
+    let out = tool_on_hosts(hosts, &["systemd-unit"], 1, &[]);
     assert_success(&out);
     let unit = String::from_utf8_lossy(&out.stdout).into_owned();
-    let root = hosts.root(1);
-    assert!(
-        unit.contains(&format!(
-            "ExecStart={}/current/bin/webapp start",
-            root.display()
-        )),
-        "{unit}"
-    );
-    assert!(
-        unit.contains(&format!("EnvironmentFile=-{}/shared/env", root.display())),
-        "{unit}"
-    );
-    // The service runs as the deploy user unless told otherwise.
-    assert!(
-        unit.contains(&format!("\nUser={}\n", hosts.users[0])),
-        "{unit}"
-    );
+    let root = hosts.root(1).display().to_string();
+    for line in [
+        format!("ExecStart={root}/current/bin/webapp start"),
+        format!("EnvironmentFile=-{root}/shared/env"),
+        format!("\nUser={}\n", hosts.users[0]),
+    ] {
+        assert!(unit.contains(&line), "{line}: {unit}");
+    }
 }
 
 /// `[package.metadata.release.deploy]` with a destination: `deploy --dest NAME` without a

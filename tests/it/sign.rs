@@ -56,71 +56,121 @@ fn verify_json(dir: &Path, extra: &[&str]) -> (i32, String) {
     )
 }
 
-#[test]
-fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
-    if !(have("ssh-keygen") && have("ssh-agent") && have("ssh-add")) {
-        return;
-    }
-    let scratch = Scratch::new();
-    let dir = &scratch.path;
-    fs::copy(webapp_bundle(), dir.join(NAME)).unwrap();
-    let alice = keygen(dir, "alice");
-    let mallory = keygen(dir, "mallory");
-    let pubkey = |k: &Path| fs::read_to_string(k.with_extension("pub")).unwrap();
-    fs::write(
-        dir.join("allowed"),
-        format!("alice@example.com namespaces=\"{NS}\" {}", pubkey(&alice)),
-    )
-    .unwrap();
-    let allowed = ["--allowed-signers", "allowed"];
+/// A scratch directory holding a copy of the webapp bundle, the keys of alice and mallory,
+/// and `allowed`, naming alice for our namespace.
+struct Signing {
+    scratch: Scratch,
+    alice: PathBuf,
+    mallory: PathBuf,
+}
 
-    // Unsigned: required signature missing; without the flag nothing is said.
-    let (code, text) = verify_json(dir, &allowed);
+const ALLOWED: [&str; 2] = ["--allowed-signers", "allowed"];
+
+impl Signing {
+    /// `None` (the test returns) where ssh-keygen is missing outside CI.
+    fn new() -> Option<Signing> {
+        if !(have("ssh-keygen") && have("ssh-agent") && have("ssh-add")) {
+            return None;
+        }
+        let scratch = Scratch::new();
+        let dir = &scratch.path;
+        fs::copy(webapp_bundle(), dir.join(NAME)).unwrap();
+        let alice = keygen(dir, "alice");
+        let mallory = keygen(dir, "mallory");
+        let s = Signing {
+            scratch,
+            alice,
+            mallory,
+        };
+        s.allow(&format!("namespaces=\"{NS}\""));
+        Some(s)
+    }
+
+    fn dir(&self) -> &Path {
+        &self.scratch.path
+    }
+
+    /// `allowed` names alice's key with these options.
+    fn allow(&self, options: &str) {
+        let key = fs::read_to_string(self.alice.with_extension("pub")).unwrap();
+        let line = format!("alice@example.com {options} {key}").replace("  ", " ");
+        fs::write(self.dir().join("allowed"), line).unwrap();
+    }
+
+    /// Ours signs the bundle with `key`.
+    fn we_sign(&self, key: &Path) {
+        let args = ["sign", NAME, "--key", key.to_str().unwrap()];
+        assert_success(&run_tool(self.dir(), &args, &[]));
+    }
+
+    /// ssh-keygen signs `signed` as alice in `namespace`, in place of the bundle's signature.
+    fn keygen_signs(&self, namespace: &str, signed: &[u8]) {
+        let args = ["-Y", "sign", "-f", "alice", "-n", namespace, "-q"];
+        let sig = ssh_keygen_stdin(self.dir(), &args, signed);
+        let err = String::from_utf8_lossy(&sig.stderr);
+        assert!(sig.status.success(), "{err}");
+        fs::write(self.dir().join(format!("{NAME}.sig")), &sig.stdout).unwrap();
+    }
+
+    /// The message every signature covers: the bundle's `.sha256` line.
+    fn message(&self) -> String {
+        format!("{}  {NAME}\n", sha256_file(&self.dir().join(NAME)))
+    }
+
+    /// verify with `allowed` refuses the signature as invalid.
+    fn refused(&self, what: &str) {
+        let (code, text) = verify_json(self.dir(), &ALLOWED);
+        assert_eq!(code, 1, "{what}: {text}");
+        let invalid = text.contains("\"code\":\"signature-invalid\"");
+        assert!(invalid, "{what}: {text}");
+    }
+}
+
+/// Unsigned: a required signature is missing. Signed by alice with a key file: valid, origin
+/// checked; without `--allowed-signers` it is reported unchecked.
+#[test]
+fn a_signature_is_required_when_signers_are_given() {
+    let Some(s) = Signing::new() else { return };
+    let (code, text) = verify_json(s.dir(), &ALLOWED);
     assert_eq!(code, 1);
     assert!(text.contains("\"code\":\"signature-missing\""), "{text}");
-
-    // Signed by alice with a key file: valid, and origin is checked.
-    assert_success(&run_tool(
-        dir,
-        &["sign", NAME, "--key", alice.to_str().unwrap()],
-        &[],
-    ));
-    let (code, text) = verify_json(dir, &allowed);
+    s.we_sign(&s.alice);
+    let (code, text) = verify_json(s.dir(), &ALLOWED);
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("\"reference\":\"signature\"") && text.contains("\"origin_checked\":true"),
         "{text}"
     );
     assert!(text.contains("signed by alice@example.com"), "{text}");
-    let (code, text) = verify_json(dir, &[]);
+    let (code, text) = verify_json(s.dir(), &[]);
     assert_eq!(code, 0);
     assert!(text.contains("\"code\":\"signature-unchecked\""), "{text}");
+}
 
-    // ssh-keygen checks ours: the message is the bundle's .sha256 line.
-    let message = format!("{}  {NAME}\n", sha256_file(&dir.join(NAME)));
-    let out = ssh_keygen_stdin(
-        dir,
-        &[
-            "-Y",
-            "verify",
-            "-f",
-            "allowed",
-            "-I",
-            "alice@example.com",
-            "-n",
-            NS,
-            "-s",
-            &format!("{NAME}.sig"),
-        ],
-        message.as_bytes(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// ssh-keygen checks ours (the message is the bundle's .sha256 line), and ours checks
+/// ssh-keygen's, whether made by ssh-keygen itself or through ssh-agent with only the public
+/// key named.
+#[test]
+fn signatures_interoperate_with_ssh_keygen_and_its_agent() {
+    let Some(s) = Signing::new() else { return };
+    s.we_sign(&s.alice);
+    let sig = format!("{NAME}.sig");
+    let args = [
+        "-Y",
+        "verify",
+        "-f",
+        "allowed",
+        "-I",
+        "alice@example.com",
+        "-n",
+        NS,
+        "-s",
+        &sig,
+    ];
+    let out = ssh_keygen_stdin(s.dir(), &args, s.message().as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
 
-    // Ours checks ssh-keygen's, made through ssh-agent with only the public key named.
     let agent = Command::new("ssh-agent").arg("-s").output().unwrap();
     let agent_env = String::from_utf8_lossy(&agent.stdout).into_owned();
     let var = |name: &str| {
@@ -132,104 +182,56 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
     };
     let (sock, pid) = (var("SSH_AUTH_SOCK"), var("SSH_AGENT_PID"));
     let add = Command::new("ssh-add")
-        .arg(&alice)
+        .arg(&s.alice)
         .env("SSH_AUTH_SOCK", &sock)
         .output()
         .unwrap();
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
-    let out = run_tool(
-        dir,
-        &[
-            "sign",
-            NAME,
-            "--key",
-            alice.with_extension("pub").to_str().unwrap(),
-        ],
-        &[("SSH_AUTH_SOCK", &sock)],
-    );
+    let err = String::from_utf8_lossy(&add.stderr);
+    assert!(add.status.success(), "{err}");
+    let public = s.alice.with_extension("pub");
+    let args = ["sign", NAME, "--key", public.to_str().unwrap()];
+    let out = run_tool(s.dir(), &args, &[("SSH_AUTH_SOCK", &sock)]);
     let _ = Command::new("kill").arg(&pid).status();
     assert_success(&out);
-    assert_eq!(verify_json(dir, &allowed).0, 0);
-    // ssh-keygen signs `signed` as alice in `namespace`, in place of the bundle's signature.
-    let keygen_signs = |namespace: &str, signed: &[u8]| {
-        let sig = ssh_keygen_stdin(
-            dir,
-            &["-Y", "sign", "-f", "alice", "-n", namespace, "-q"],
-            signed,
-        );
-        assert!(
-            sig.status.success(),
-            "{}",
-            String::from_utf8_lossy(&sig.stderr)
-        );
-        fs::write(dir.join(format!("{NAME}.sig")), &sig.stdout).unwrap();
-    };
-    // Ours signs the bundle with `key`.
-    let we_sign = |key: &Path| {
-        assert_success(&run_tool(
-            dir,
-            &["sign", NAME, "--key", key.to_str().unwrap()],
-            &[],
-        ));
-    };
-    keygen_signs(NS, message.as_bytes());
-    assert_eq!(verify_json(dir, &allowed).0, 0);
+    assert_eq!(verify_json(s.dir(), &ALLOWED).0, 0);
+    s.keygen_signs(NS, s.message().as_bytes());
+    assert_eq!(verify_json(s.dir(), &ALLOWED).0, 0);
+}
 
-    // Refused: another key, another namespace, an expired key, a changed bundle.
-    let refused = |what: &str, setup: &dyn Fn()| {
-        setup();
-        let (code, text) = verify_json(dir, &allowed);
-        assert_eq!(code, 1, "{what}: {text}");
-        assert!(
-            text.contains("\"code\":\"signature-invalid\""),
-            "{what}: {text}"
-        );
-    };
-    refused("mallory's key", &|| we_sign(&mallory));
-    refused("another namespace", &|| {
-        keygen_signs("file", message.as_bytes())
-    });
-    refused("an expired key", &|| {
-        we_sign(&alice);
-        fs::write(
-            dir.join("allowed"),
-            format!(
-                "alice@example.com valid-before=\"20000101\" {}",
-                pubkey(&alice)
-            ),
-        )
-        .unwrap();
-    });
-    fs::write(
-        dir.join("allowed"),
-        format!("alice@example.com {}", pubkey(&alice)),
-    )
-    .unwrap();
-    assert_eq!(verify_json(dir, &allowed).0, 0, "valid again");
-    refused("a signature of another bundle", &|| {
-        let line = format!(
-            "{}  other-1.0.0-x86_64-unknown-linux-gnu.tar.zst\n",
-            "0".repeat(64)
-        );
-        keygen_signs(NS, line.as_bytes());
-    });
-    // Signed again, valid again: the next refusal is the changed bundle's alone.
-    we_sign(&alice);
-    assert_eq!(verify_json(dir, &allowed).0, 0, "valid again");
-    refused("a changed bundle", &|| {
-        let mut bytes = fs::read(dir.join(NAME)).unwrap();
-        bytes.push(0);
-        fs::write(dir.join(NAME), bytes).unwrap();
-        let _ = fs::remove_file(dir.join(format!("{NAME}.sha256")));
-    });
+/// Refused: another key, another namespace, an expired key, a signature of another bundle,
+/// a changed bundle; each after a valid signature, so each refusal is its own.
+#[test]
+fn wrong_signatures_are_refused() {
+    let Some(s) = Signing::new() else { return };
+    s.we_sign(&s.mallory);
+    s.refused("mallory's key");
+    s.keygen_signs("file", s.message().as_bytes());
+    s.refused("another namespace");
+    s.we_sign(&s.alice);
+    s.allow("valid-before=\"20000101\"");
+    s.refused("an expired key");
+    s.allow("");
+    assert_eq!(verify_json(s.dir(), &ALLOWED).0, 0, "valid again");
+    let line = format!(
+        "{}  other-1.0.0-x86_64-unknown-linux-gnu.tar.zst\n",
+        "0".repeat(64)
+    );
+    s.keygen_signs(NS, line.as_bytes());
+    s.refused("a signature of another bundle");
+    s.we_sign(&s.alice);
+    assert_eq!(verify_json(s.dir(), &ALLOWED).0, 0, "valid again");
+    let mut bytes = fs::read(s.dir().join(NAME)).unwrap();
+    bytes.push(0);
+    fs::write(s.dir().join(NAME), bytes).unwrap();
+    let _ = fs::remove_file(s.dir().join(format!("{NAME}.sha256")));
+    s.refused("a changed bundle");
+}
 
-    // unpack refuses an unsigned bundle when signers are given, and installs nothing.
-    fs::copy(webapp_bundle(), dir.join(NAME)).unwrap();
-    let _ = fs::remove_file(dir.join(format!("{NAME}.sig")));
+/// unpack refuses an unsigned bundle when signers are given, and installs nothing; signed,
+/// it installs.
+#[test]
+fn unpack_requires_a_signature_when_signers_are_given() {
+    let Some(s) = Signing::new() else { return };
     let unpack = || {
         let args = [
             "unpack",
@@ -239,17 +241,50 @@ fn signatures_are_made_and_checked_and_interoperate_with_ssh_keygen() {
             "--allowed-signers",
             "allowed",
         ];
-        run_tool(dir, &args, &[])
+        run_tool(s.dir(), &args, &[])
     };
     let out = unpack();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(!dir.join("installed").exists());
-    assert_success(&run_tool(
-        dir,
-        &["sign", NAME, "--key", alice.to_str().unwrap()],
-        &[],
-    ));
+    assert!(!s.dir().join("installed").exists());
+    s.we_sign(&s.alice);
     assert_success(&unpack());
+}
+
+/// `ssh-keygen -Y verify` of `sig` (in `dir`) over `message`, as alice, against `allowed`.
+fn keygen_verifies(dir: &Path, allowed: &Path, sig: &str, message: &[u8]) {
+    let allowed = allowed.to_str().unwrap();
+    let args = [
+        "-Y",
+        "verify",
+        "-f",
+        allowed,
+        "-I",
+        "alice@example.com",
+        "-n",
+        NS,
+        "-s",
+        sig,
+    ];
+    let check = ssh_keygen_stdin(dir, &args, message);
+    assert!(check.status.success(), "{}", stderr(&check));
+}
+
+/// `verify --message-format json --allowed-signers <allowed>` of the bundle in `dir`.
+fn verify_signed(dir: &Path, allowed: &Path) -> (Option<i32>, String) {
+    let allowed = allowed.to_str().unwrap();
+    let args = [
+        "verify",
+        "--message-format",
+        "json",
+        "--allowed-signers",
+        allowed,
+        NAME,
+    ];
+    let out = run_tool(dir, &args, &[]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// `--sign-key` (or `sign.key`) signs while bundling: the bundle and its provenance, both
@@ -265,19 +300,14 @@ fn signing_at_bundle_time_covers_the_provenance_and_merge_signs_the_sums() {
     fs::create_dir_all(&keys).unwrap();
     let alice = keygen(&keys, "alice");
     let public = fs::read_to_string(alice.with_extension("pub")).unwrap();
-    fs::write(
-        keys.join("allowed"),
-        format!("alice@example.com namespaces=\"{NS}\" {public}"),
-    )
-    .unwrap();
     let allowed = keys.join("allowed");
+    let line = format!("alice@example.com namespaces=\"{NS}\" {public}");
+    fs::write(&allowed, line).unwrap();
     // The key from the manifest, relative to it.
+    let key = alice.display();
     fx.append(
         "Cargo.toml",
-        &format!(
-            "\n[package.metadata.release.sign]\nkey = \"{}\"\n",
-            alice.display()
-        ),
+        &format!("\n[package.metadata.release.sign]\nkey = \"{key}\"\n"),
     );
     let out_dir = fx.scratch.join("out");
     let lines = fx.bundle(&["--out-dir", out_dir.to_str().unwrap()]);
@@ -285,141 +315,80 @@ fn signing_at_bundle_time_covers_the_provenance_and_merge_signs_the_sums() {
     let provenance = PathBuf::from(format!("{}.intoto.jsonl", bundle.display()));
     assert!(PathBuf::from(format!("{}.sig", bundle.display())).is_file());
     assert!(PathBuf::from(format!("{}.sig", provenance.display())).is_file());
-    let (code, json) = {
-        let out = run_tool(
-            &out_dir,
-            &[
-                "verify",
-                "--message-format",
-                "json",
-                "--allowed-signers",
-                allowed.to_str().unwrap(),
-                NAME,
-            ],
-            &[],
-        );
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
-    assert_eq!(code, 0, "{json}");
+    let (code, json) = verify_signed(&out_dir, &allowed);
+    assert_eq!(code, Some(0), "{json}");
     assert!(
         json.contains("\"reference\":\"signature\"") && !json.contains("provenance-unsigned"),
         "{json}"
     );
+    the_provenance_signature_checks_and_vouches_for_it(&out_dir, &allowed, &provenance);
+    merge_signs_the_sums_with_ssh(&fx, &out_dir, &alice, &allowed);
+    merge_signs_the_sums_with_minisign(&fx, &out_dir);
+}
 
-    // Plain ssh-keygen checks the provenance's signature over its sha256 line.
-    let line = format!("{}  {NAME}.intoto.jsonl\n", sha256_file(&provenance));
-    let check = ssh_keygen_stdin(
-        &out_dir,
-        &[
-            "-Y",
-            "verify",
-            "-f",
-            allowed.to_str().unwrap(),
-            "-I",
-            "alice@example.com",
-            "-n",
-            NS,
-            "-s",
-            &format!("{NAME}.intoto.jsonl.sig"),
-        ],
+/// Plain ssh-keygen checks the provenance's signature over its sha256 line; a provenance
+/// changed after signing is refused.
+fn the_provenance_signature_checks_and_vouches_for_it(
+    out_dir: &Path,
+    allowed: &Path,
+    provenance: &Path,
+) {
+    let line = format!("{}  {NAME}.intoto.jsonl\n", sha256_file(provenance));
+    keygen_verifies(
+        out_dir,
+        allowed,
+        &format!("{NAME}.intoto.jsonl.sig"),
         line.as_bytes(),
     );
-    assert!(check.status.success(), "{}", stderr(&check));
-
-    // A provenance changed after signing: the bundle's signature no longer vouches for it.
-    let original = fs::read(&provenance).unwrap();
+    let original = fs::read(provenance).unwrap();
     let mut changed = original.clone();
     let at = changed.iter().position(|&b| b == b'"').unwrap();
     changed.insert(at, b' ');
-    fs::write(&provenance, &changed).unwrap();
-    let out = run_tool(
-        &out_dir,
-        &[
-            "verify",
-            "--message-format",
-            "json",
-            "--allowed-signers",
-            allowed.to_str().unwrap(),
-            NAME,
-        ],
-        &[],
-    );
-    let json = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{json}");
+    fs::write(provenance, &changed).unwrap();
+    let (code, json) = verify_signed(out_dir, allowed);
+    assert_eq!(code, Some(1), "{json}");
     assert!(json.contains("provenance-signature-invalid"), "{json}");
-    fs::write(&provenance, &original).unwrap();
+    fs::write(provenance, &original).unwrap();
+}
 
-    // merge --sign-key: one signature over SHA256SUMS covers every archive; the bundles'
-    // own signatures travel with them.
+/// merge --sign-key: one signature over SHA256SUMS covers every archive; the bundles' own
+/// signatures travel with them.
+fn merge_signs_the_sums_with_ssh(fx: &Fixture, out_dir: &Path, alice: &Path, allowed: &Path) {
     let merged = fx.scratch.join("merged");
-    let out = run_tool(
-        &fx.scratch.path,
-        &[
-            "merge",
-            out_dir.to_str().unwrap(),
-            "--out",
-            merged.to_str().unwrap(),
-            "--sign-key",
-            alice.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&out);
+    let args = [
+        "merge",
+        out_dir.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+        "--sign-key",
+        alice.to_str().unwrap(),
+    ];
+    assert_success(&run_tool(&fx.scratch.path, &args, &[]));
     assert!(merged.join(format!("{NAME}.sig")).is_file());
     let sums = fs::read(merged.join("SHA256SUMS")).unwrap();
-    let check = ssh_keygen_stdin(
-        &merged,
-        &[
-            "-Y",
-            "verify",
-            "-f",
-            allowed.to_str().unwrap(),
-            "-I",
-            "alice@example.com",
-            "-n",
-            NS,
-            "-s",
-            "SHA256SUMS.sig",
-        ],
-        &sums,
-    );
-    assert!(check.status.success(), "{}", stderr(&check));
-    let out = run_tool(
-        &merged,
-        &[
-            "verify",
-            "--allowed-signers",
-            allowed.to_str().unwrap(),
-            NAME,
-        ],
-        &[],
-    );
-    assert_success(&out);
+    keygen_verifies(&merged, allowed, "SHA256SUMS.sig", &sums);
+    let (code, json) = verify_signed(&merged, allowed);
+    assert_eq!(code, Some(0), "{json}");
+}
 
-    // merge --signer minisign: SHA256SUMS.minisig, checked by the minisign tool.
+/// merge --signer minisign: SHA256SUMS.minisig, checked by the minisign tool.
+fn merge_signs_the_sums_with_minisign(fx: &Fixture, out_dir: &Path) {
     if !have("minisign") {
         return;
     }
     let (key, public) = minisign_keypair(&fx.scratch.path);
     let merged = fx.scratch.join("merged-minisign");
-    let out = run_tool(
-        &fx.scratch.path,
-        &[
-            "merge",
-            out_dir.to_str().unwrap(),
-            "--out",
-            merged.to_str().unwrap(),
-            "--sign-key",
-            key.to_str().unwrap(),
-            "--signer",
-            "minisign",
-        ],
-        &[],
-    );
-    assert_success(&out);
+    let args = [
+        "merge",
+        out_dir.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+        "--sign-key",
+        key.to_str().unwrap(),
+        "--signer",
+        "minisign",
+    ];
+    assert_success(&run_tool(&fx.scratch.path, &args, &[]));
     let check = Command::new("minisign")
         .args(["-V", "-p"])
         .arg(&public)
@@ -430,6 +399,33 @@ fn signing_at_bundle_time_covers_the_provenance_and_merge_signs_the_sums() {
     assert!(check.status.success(), "{}", stderr(&check));
 }
 
+/// The minisign tool with `args`, asserting it succeeds.
+fn minisign_tool(args: &[&str]) {
+    let out = Command::new("minisign")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "minisign {args:?}: {}", stderr(&out));
+}
+
+/// A minisign key pair made by the tool (`-G -W`, no password): (public, secret).
+fn minisign_tool_keypair(keys: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (p, s) = (
+        keys.join(format!("{name}.pub")),
+        keys.join(format!("{name}.key")),
+    );
+    minisign_tool(&[
+        "-G",
+        "-W",
+        "-p",
+        p.to_str().unwrap(),
+        "-s",
+        s.to_str().unwrap(),
+    ]);
+    (p, s)
+}
+
 /// minisign both ways: our signature checks with the `minisign` tool and with ours; one the
 /// tool makes checks with ours; a wrong key, a tampered bundle and a signature of another
 /// file are refused.
@@ -438,157 +434,95 @@ fn minisign_signatures_interoperate() {
     if !have("minisign") {
         return;
     }
-    let fx = Fixture::new("webapp");
-    let out_dir = fx.scratch.join("out");
-    let lines = fx.bundle(&["--out-dir", out_dir.to_str().unwrap()]);
-    let bundle = PathBuf::from(lines[0]["path"].as_str().unwrap());
-    let keys = fx.scratch.join("keys");
-    fs::create_dir_all(&keys).unwrap();
-    let keypair = |name: &str| {
-        let (p, s) = (
-            keys.join(format!("{name}.pub")),
-            keys.join(format!("{name}.key")),
-        );
-        let out = Command::new("minisign")
-            .args([
-                "-G",
-                "-W",
-                "-p",
-                p.to_str().unwrap(),
-                "-s",
-                s.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        (p, s)
-    };
-    let (alice_pub, alice) = keypair("alice");
-    let (mallory_pub, mallory) = keypair("mallory");
+    let scratch = Scratch::new();
+    let dir = &scratch.path;
+    let bundle = dir.join(NAME);
+    fs::copy(webapp_bundle(), &bundle).unwrap();
+    let (alice_pub, alice) = minisign_tool_keypair(dir, "alice");
+    let (mallory_pub, mallory) = minisign_tool_keypair(dir, "mallory");
     let verify = |key: &Path| {
-        run_tool(
-            &out_dir,
-            &[
-                "verify",
-                "--message-format",
-                "json",
-                "--minisign-key",
-                key.to_str().unwrap(),
-                NAME,
-            ],
-            &[],
+        let args = [
+            "verify",
+            "--message-format",
+            "json",
+            "--minisign-key",
+            key.to_str().unwrap(),
+            NAME,
+        ];
+        let out = run_tool(dir, &args, &[]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
-
     let sign_minisign = |key: &Path| {
-        run_tool(
-            &out_dir,
-            &[
-                "sign",
-                NAME,
-                "--signer",
-                "minisign",
-                "--key",
-                key.to_str().unwrap(),
-            ],
-            &[],
-        )
+        let args = [
+            "sign",
+            NAME,
+            "--signer",
+            "minisign",
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        assert_success(&run_tool(dir, &args, &[]));
     };
+    let (bundle_arg, sig) = (
+        bundle.to_str().unwrap(),
+        dir.join(format!("{NAME}.minisig")),
+    );
 
     // Ours, checked by ours and by the minisign tool; the trusted comment names the release.
-    assert_success(&sign_minisign(&alice));
-    let sig = out_dir.join(format!("{NAME}.minisig"));
+    sign_minisign(&alice);
     let text = fs::read_to_string(&sig).unwrap();
-    assert!(
-        text.contains(&format!(
-            "trusted comment: file:{NAME}\trelease:webapp 1.2.0\tcommit:"
-        )),
-        "{text}"
-    );
-    let out = verify(&alice_pub);
-    let json = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{json}");
+    let comment = format!("trusted comment: file:{NAME}\trelease:webapp 1.2.0\tcommit:");
+    assert!(text.contains(&comment), "{text}");
+    let (code, json) = verify(&alice_pub);
+    assert_eq!(code, Some(0), "{json}");
     assert!(json.contains("\"reference\":\"signature\""), "{json}");
-    let out = Command::new("minisign")
-        .args([
-            "-V",
-            "-p",
-            alice_pub.to_str().unwrap(),
-            "-m",
-            bundle.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    minisign_tool(&["-V", "-p", alice_pub.to_str().unwrap(), "-m", bundle_arg]);
 
     // A key that did not sign it.
-    let out = verify(&mallory_pub);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("signature-invalid"));
+    let (code, json) = verify(&mallory_pub);
+    assert_eq!(code, Some(1));
+    assert!(json.contains("signature-invalid"), "{json}");
 
-    // The minisign tool's own signature checks with ours.
-    let out = Command::new("minisign")
-        .args([
-            "-S",
-            "-s",
-            mallory.to_str().unwrap(),
-            "-m",
-            bundle.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(verify(&mallory_pub).status.code(), Some(0));
-    // ... and so does one with its own trusted comment (`-t`), which names no file: the
-    // signature covers the bundle's bytes, and the manifest names the release.
-    let out = Command::new("minisign")
-        .args([
-            "-S",
-            "-s",
-            mallory.to_str().unwrap(),
-            "-t",
-            "billing release, signed by CI",
-            "-m",
-            bundle.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = verify(&mallory_pub);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    // The minisign tool's own signature checks with ours; so does one with its own trusted
+    // comment (`-t`), which names no file: the signature covers the bundle's bytes, and the
+    // manifest names the release.
+    minisign_tool(&["-S", "-s", mallory.to_str().unwrap(), "-m", bundle_arg]);
+    assert_eq!(verify(&mallory_pub).0, Some(0));
+    let comment = "billing release, signed by CI";
+    minisign_tool(&[
+        "-S",
+        "-s",
+        mallory.to_str().unwrap(),
+        "-t",
+        comment,
+        "-m",
+        bundle_arg,
+    ]);
+    let (code, json) = verify(&mallory_pub);
+    assert_eq!(code, Some(0), "{json}");
 
     // A signature of another file (copied beside this bundle) is refused, and so is a
     // tampered bundle.
-    let other = out_dir.join("other.txt");
+    let other = dir.join("other.txt");
     fs::write(&other, b"other").unwrap();
-    let out = Command::new("minisign")
-        .args([
-            "-S",
-            "-s",
-            alice.to_str().unwrap(),
-            "-m",
-            other.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    fs::copy(out_dir.join("other.txt.minisig"), &sig).unwrap();
-    assert_eq!(verify(&alice_pub).status.code(), Some(1));
-    assert_success(&sign_minisign(&alice));
+    minisign_tool(&[
+        "-S",
+        "-s",
+        alice.to_str().unwrap(),
+        "-m",
+        other.to_str().unwrap(),
+    ]);
+    fs::copy(dir.join("other.txt.minisig"), &sig).unwrap();
+    assert_eq!(verify(&alice_pub).0, Some(1));
+    sign_minisign(&alice);
     let mut bytes = fs::read(&bundle).unwrap();
     let end = bytes.len() - 1;
     bytes[end] ^= 1;
     fs::write(&bundle, bytes).unwrap();
-    let out = verify(&alice_pub);
-    assert_ne!(out.status.code(), Some(0));
+    assert_ne!(verify(&alice_pub).0, Some(0));
 }
 
 /// A plain (unencrypted) key file, with no agent, is signed with in-process: `sign` works with

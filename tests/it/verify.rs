@@ -494,348 +494,97 @@ fn broken_streams_are_findings_not_panics() {
     );
 }
 
-#[test]
-fn unsafe_constructions_are_caught() {
-    let case = Case::new();
-    let good = good_entries();
-    let like = good
-        .iter()
-        .find(|e| e.name().ends_with("README.md"))
-        .unwrap()
-        .clone();
+/// One crafted construction: what it is, how it edits the good entries, the finding's code
+/// and the path the finding must name (`None`: any path).
+type Construction = (
+    &'static str,
+    Box<dyn Fn(&mut Vec<TarEntry>)>,
+    &'static str,
+    Option<String>,
+);
+
+/// The corpus of unsafe constructions, each built from the good bundle's README.md entry:
+/// inserted right after it, or editing it.
+fn unsafe_constructions(good: &[TarEntry]) -> Vec<Construction> {
     let readme = good
         .iter()
         .position(|e| e.name().ends_with("README.md"))
         .unwrap();
+    let like = good[readme].clone();
     let t = |rel: &str| format!("{TOP}/{rel}");
-    // Each case: entries inserted right after README.md (or replacing it), the expected code
-    // and the path the finding names.
-    type Edit = Box<dyn Fn(&mut Vec<TarEntry>)>;
-    let insert = |raw: TarEntry| -> Edit {
+    // An entry of `kind` named `name` inserted after README.md.
+    let ins = |name: &[u8], kind: u8, mode: u64, data: &[u8], link: &[u8]| {
+        let raw = TarEntry::crafted(&like, name, kind, mode, data, link);
         Box::new(move |e: &mut Vec<TarEntry>| e.insert(readme + 1, raw.clone()))
+            as Box<dyn Fn(&mut Vec<TarEntry>)>
     };
-    let cases: Vec<(&str, Edit, &str, Option<String>)> = vec![
-        (
-            "parent dir",
-            insert(TarEntry::crafted(&like, b"../evil", b'0', 0o644, b"x", b"")),
-            "unsafe-name",
-            None,
-        ),
-        (
-            "absolute",
-            insert(TarEntry::crafted(
-                &like,
-                b"/etc/evil",
-                b'0',
-                0o644,
-                b"x",
-                b"",
-            )),
-            "unsafe-name",
-            None,
-        ),
-        (
-            "backslash",
-            insert(TarEntry::crafted(
-                &like,
-                format!("{TOP}/a\\b").as_bytes(),
-                b'0',
-                0o644,
-                b"x",
-                b"",
-            )),
-            "unsafe-name",
-            None,
-        ),
-        (
-            "control",
-            insert(TarEntry::crafted(
-                &like,
-                format!("{TOP}/a\nb").as_bytes(),
-                b'0',
-                0o644,
-                b"x",
-                b"",
-            )),
-            "unsafe-name",
-            None,
-        ),
-        (
-            "dot",
-            insert(TarEntry::crafted(
-                &like,
-                format!("{TOP}/./a").as_bytes(),
-                b'0',
-                0o644,
-                b"x",
-                b"",
-            )),
-            "unsafe-name",
-            None,
-        ),
-        (
-            "non-utf8",
-            insert(TarEntry::crafted(
-                &like,
-                &[TOP.as_bytes(), b"/caf\xe9"].concat(),
-                b'0',
-                0o644,
-                b"x",
-                b"",
-            )),
-            "name-not-utf8",
-            None,
-        ),
-        (
-            "outside top",
-            insert(TarEntry::crafted(
-                &like,
-                b"other/file",
-                b'0',
-                0o644,
-                b"x",
-                b"",
-            )),
-            "outside-top",
-            Some("other/file".into()),
-        ),
-        (
-            "duplicate",
-            insert(like.clone()),
-            "duplicate",
-            Some(t("README.md")),
-        ),
-        (
-            "case duplicate",
-            insert(TarEntry::crafted(
-                &like,
-                t("README.MD").as_bytes(),
-                b'0',
-                0o644,
-                b"x",
-                b"",
-            )),
-            "case-duplicate",
-            Some(t("README.MD")),
-        ),
-        (
-            "hard link",
-            insert(TarEntry::crafted(
-                &like,
-                t("RL").as_bytes(),
-                b'1',
-                0o644,
-                b"",
-                b"/etc/passwd",
-            )),
-            "hard-link",
-            Some(t("RL")),
-        ),
-        (
-            "device",
-            insert(TarEntry::crafted(
-                &like,
-                t("RD").as_bytes(),
-                b'3',
-                0o644,
-                b"",
-                b"",
-            )),
-            "device",
-            Some(t("RD")),
-        ),
-        (
-            "fifo",
-            insert(TarEntry::crafted(
-                &like,
-                t("RF").as_bytes(),
-                b'6',
-                0o644,
-                b"",
-                b"",
-            )),
-            "fifo",
-            Some(t("RF")),
-        ),
-        (
-            "pax",
-            insert(TarEntry::crafted(
-                &like,
-                t("RP").as_bytes(),
-                b'x',
-                0o644,
-                b"20 path=/etc/passwd\n",
-                b"",
-            )),
-            "pax-extension",
-            Some(t("RP")),
-        ),
-        (
-            "gnu longname",
-            insert(TarEntry::crafted(
-                &like,
-                b"././@LongLink",
-                b'L',
-                0o644,
-                b"x",
-                b"",
-            )),
-            "gnu-extension",
-            Some("././@LongLink".into()),
-        ),
-        (
-            "sparse",
-            insert(TarEntry::crafted(
-                &like,
-                t("RS").as_bytes(),
-                b'S',
-                0o644,
-                b"",
-                b"",
-            )),
-            "sparse",
-            Some(t("RS")),
-        ),
-        (
-            "setuid",
-            insert(TarEntry::crafted(
-                &like,
-                t("RU").as_bytes(),
-                b'0',
-                0o4755,
-                b"x",
-                b"",
-            )),
-            "special-mode",
-            Some(t("RU")),
-        ),
-        (
-            "odd mode",
-            insert(TarEntry::crafted(
-                &like,
-                t("RM").as_bytes(),
-                b'0',
-                0o600,
-                b"x",
-                b"",
-            )),
-            "mode",
-            Some(t("RM")),
-        ),
-        (
-            "absolute symlink",
-            insert(TarEntry::crafted(
-                &like,
-                t("RA").as_bytes(),
-                b'2',
-                0o777,
-                b"",
-                b"/etc/passwd",
-            )),
-            "symlink",
-            Some(t("RA")),
-        ),
-        (
-            "escaping symlink",
-            insert(TarEntry::crafted(
-                &like,
-                t("RE").as_bytes(),
-                b'2',
-                0o777,
-                b"",
-                b"../../etc",
-            )),
-            "symlink-escape",
-            Some(t("RE")),
-        ),
-        (
-            "dangling symlink",
-            insert(TarEntry::crafted(
-                &like,
-                t("RG").as_bytes(),
-                b'2',
-                0o777,
-                b"",
-                b"nowhere",
-            )),
-            "symlink-dangling",
-            Some(t("RG")),
-        ),
-        (
-            "write through symlink",
-            Box::new(move |e: &mut Vec<TarEntry>| {
-                e.insert(
-                    readme + 1,
-                    TarEntry::crafted(&like, t("RW").as_bytes(), b'2', 0o777, b"", b"priv"),
-                );
-                e.insert(
-                    readme + 2,
-                    TarEntry::crafted(&like, t("RW/evil").as_bytes(), b'0', 0o644, b"x", b""),
-                );
-            }),
-            "through-symlink",
-            Some(format!("{TOP}/RW/evil")),
-        ),
-        (
-            "owner",
-            Box::new(move |e: &mut Vec<TarEntry>| {
-                e[readme].set_octal(108, 8, 1000);
-                e[readme].fix_checksum();
-            }),
-            "owner",
-            Some(format!("{TOP}/README.md")),
-        ),
-        (
-            "user name",
-            Box::new(move |e: &mut Vec<TarEntry>| {
-                e[readme].set_field(265, 32, b"alice");
-                e[readme].fix_checksum();
-            }),
-            "owner-name",
-            Some(format!("{TOP}/README.md")),
-        ),
-        (
-            "mtime",
-            Box::new(move |e: &mut Vec<TarEntry>| {
-                e[readme].set_octal(136, 12, 1);
-                e[readme].fix_checksum();
-            }),
-            "mtime",
-            Some(format!("{TOP}/README.md")),
-        ),
-        (
-            "checksum",
-            Box::new(move |e: &mut Vec<TarEntry>| e[readme].header[0] ^= 1),
-            "bad-checksum",
-            None,
-        ),
-        (
-            "order",
-            Box::new(move |e: &mut Vec<TarEntry>| e.swap(readme, readme + 1)),
-            "order",
-            None,
-        ),
-        (
-            "missing parent",
-            Box::new(move |e: &mut Vec<TarEntry>| {
-                let i = e
-                    .iter()
-                    .position(|r| r.name() == format!("{TOP}/share"))
-                    .unwrap();
-                e.remove(i);
-            }),
-            "missing-parent",
-            None,
-        ),
-        (
-            "data after end",
-            Box::new(|_: &mut Vec<TarEntry>| {}),
-            "trailing-data",
-            None,
-        ),
+    // A file named `rel` under the top directory, expected to be named by the finding.
+    let file = |rel: &str, kind: u8, mode: u64, link: &[u8]| {
+        let data: &[u8] = if kind == b'0' { b"x" } else { b"" };
+        ins(t(rel).as_bytes(), kind, mode, data, link)
+    };
+    // README.md's header edited in place.
+    let edit = |f: fn(&mut TarEntry)| {
+        Box::new(move |e: &mut Vec<TarEntry>| {
+            f(&mut e[readme]);
+            e[readme].fix_checksum();
+        }) as Box<dyn Fn(&mut Vec<TarEntry>)>
+    };
+    let on = |rel: &str| Some(t(rel));
+    let through = {
+        let (link, evil) = (
+            TarEntry::crafted(&like, t("RW").as_bytes(), b'2', 0o777, b"", b"priv"),
+            TarEntry::crafted(&like, t("RW/evil").as_bytes(), b'0', 0o644, b"x", b""),
+        );
+        Box::new(move |e: &mut Vec<TarEntry>| {
+            e.insert(readme + 1, link.clone());
+            e.insert(readme + 2, evil.clone());
+        })
+    };
+    let no_share = Box::new(|e: &mut Vec<TarEntry>| {
+        e.retain(|r| r.name() != format!("{TOP}/share"));
+    });
+    // One row per construction, one line each (a table reads down its columns).
+    #[rustfmt::skip]
+    let rows: Vec<Construction> = vec![
+        ("parent dir", ins(b"../evil", b'0', 0o644, b"x", b""), "unsafe-name", None),
+        ("absolute", ins(b"/etc/evil", b'0', 0o644, b"x", b""), "unsafe-name", None),
+        ("backslash", file("a\\b", b'0', 0o644, b""), "unsafe-name", None),
+        ("control", file("a\nb", b'0', 0o644, b""), "unsafe-name", None),
+        ("dot", file("./a", b'0', 0o644, b""), "unsafe-name", None),
+        ("non-utf8", ins(&[TOP.as_bytes(), b"/caf\xe9"].concat(), b'0', 0o644, b"x", b""), "name-not-utf8", None),
+        ("outside top", ins(b"other/file", b'0', 0o644, b"x", b""), "outside-top", Some("other/file".into())),
+        ("duplicate", Box::new(move |e| e.insert(readme + 1, e[readme].clone())), "duplicate", on("README.md")),
+        ("case duplicate", file("README.MD", b'0', 0o644, b""), "case-duplicate", on("README.MD")),
+        ("hard link", file("RL", b'1', 0o644, b"/etc/passwd"), "hard-link", on("RL")),
+        ("device", file("RD", b'3', 0o644, b""), "device", on("RD")),
+        ("fifo", file("RF", b'6', 0o644, b""), "fifo", on("RF")),
+        ("pax", ins(t("RP").as_bytes(), b'x', 0o644, b"20 path=/etc/passwd\n", b""), "pax-extension", on("RP")),
+        ("gnu longname", ins(b"././@LongLink", b'L', 0o644, b"x", b""), "gnu-extension", Some("././@LongLink".into())),
+        ("sparse", file("RS", b'S', 0o644, b""), "sparse", on("RS")),
+        ("setuid", file("RU", b'0', 0o4755, b""), "special-mode", on("RU")),
+        ("odd mode", file("RM", b'0', 0o600, b""), "mode", on("RM")),
+        ("absolute symlink", file("RA", b'2', 0o777, b"/etc/passwd"), "symlink", on("RA")),
+        ("escaping symlink", file("RE", b'2', 0o777, b"../../etc"), "symlink-escape", on("RE")),
+        ("dangling symlink", file("RG", b'2', 0o777, b"nowhere"), "symlink-dangling", on("RG")),
+        ("write through symlink", through, "through-symlink", on("RW/evil")),
+        ("owner", edit(|r| r.set_octal(108, 8, 1000)), "owner", on("README.md")),
+        ("user name", edit(|r| r.set_field(265, 32, b"alice")), "owner-name", on("README.md")),
+        ("mtime", edit(|r| r.set_octal(136, 12, 1)), "mtime", on("README.md")),
+        ("checksum", Box::new(move |e| e[readme].header[0] ^= 1), "bad-checksum", None),
+        ("order", Box::new(move |e| e.swap(readme, readme + 1)), "order", None),
+        ("missing parent", no_share, "missing-parent", None),
+        ("data after end", Box::new(|_| {}), "trailing-data", None),
     ];
+    rows
+}
+
+#[test]
+fn unsafe_constructions_are_caught() {
+    let case = Case::new();
+    let good = good_entries();
     let mut failures = Vec::new();
-    for (what, edit, code, on) in cases {
+    for (what, edit, code, on) in unsafe_constructions(&good) {
         let mut e = good.clone();
         edit(&mut e);
         let mut tar = serialize(&e);
