@@ -33,12 +33,19 @@ fn ssh_keygen(args: &[&str], stdin: &[u8]) -> Result<std::process::Output> {
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run `ssh-keygen` (install OpenSSH's client)")?;
-    child
+    let written = child
         .stdin
         .take()
         .context("ssh-keygen's stdin was not captured")?
-        .write_all(stdin)
-        .context("cannot write to ssh-keygen")?;
+        .write_all(stdin);
+    // ssh-keygen may exit before reading (a key it cannot load): its exit status and stderr,
+    // read below, say why; a broken pipe alone would hide that.
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("cannot write to ssh-keygen");
+        }
+        _ => {}
+    }
     child
         .wait_with_output()
         .context("cannot wait for ssh-keygen")
@@ -50,6 +57,9 @@ fn ssh_keygen(args: &[&str], stdin: &[u8]) -> Result<std::process::Output> {
 /// agents, passphrases and hardware keys go through `ssh-keygen`, as the user's OpenSSH has
 /// them.
 pub fn sign(key: &Utf8Path, message: &str) -> Result<Vec<u8>> {
+    if !key.exists() {
+        bail!("`{key}`: no such signing key");
+    }
     if std::env::var_os("SSH_AUTH_SOCK").is_none()
         && let Ok(private) = ssh_key::PrivateKey::read_openssh_file(key.as_std_path())
         && !private.is_encrypted()
@@ -146,12 +156,11 @@ pub fn configured_key(
         .ok_or_else(|| {
             anyhow::anyhow!("{}: expected a table with `key = \"PATH\"`", section.origin)
         })?;
-    let key = Utf8PathBuf::from(key);
-    Ok(Some(if key.is_relative() {
-        section.dir.join(key)
-    } else {
-        key
-    }))
+    let key = section.dir.join(key);
+    if !key.exists() {
+        bail!("{}: `key`: no such signing key `{key}`", section.origin);
+    }
+    Ok(Some(key))
 }
 
 /// Where a bundle's minisign signature lives.

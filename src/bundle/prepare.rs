@@ -191,6 +191,7 @@ fn plan_package(
         opts.image,
     )?;
     let sign_key = match &opts.sign_key {
+        Some(k) if !k.exists() => bail!("--sign-key: no such signing key `{k}`"),
         Some(k) => Some(k.clone()),
         None => crate::attest::sign::configured_key(ws, package, &opts.profile)?,
     };

@@ -165,13 +165,17 @@ fn a_profile_section_applies_to_that_profile() {
     ]);
     assert!(
         !out.status.success(),
-        "the prod profile's signing key was not used"
+        "the prod profile's signing key was not used: {}",
+        stderr(&out)
     );
     assert!(
         stderr(&out).contains("keys/prod_ed25519"),
         "{}",
         stderr(&out)
     );
+    // A missing key is found before the build: no unsigned bundle is left behind.
+    let left = fs::read_dir(fx.out()).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "a bundle was written without its signature");
 }
 
 /// Bundling the same version again with other bytes replaces the bundle and says so.
