@@ -252,7 +252,14 @@ fn a_release_that_exits_at_once_is_reverted(hosts: &Hosts, ports: &[u16], crashe
 
 /// A release that runs but never answers its health URL: the same.
 fn a_release_that_never_answers_is_reverted(hosts: &Hosts, ports: &[u16], silent: &Path) {
-    let out = deploy(hosts, silent, 3, &["--batch", "1"]);
+    // A shorter deadline than the fleet's: this release is never healthy (reverting h1 to
+    // 1.3.0, which answers at once, needs far less).
+    let out = deploy(
+        hosts,
+        silent,
+        3,
+        &["--batch", "1", "--health-deadline", "2s"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -295,7 +302,16 @@ fn rollback_goes_past_the_bad_releases(hosts: &Hosts, ports: &[u16]) {
 /// that fails on h2 only (it sees h2's shared/env).
 fn revert_all_reverts_the_earlier_batches(hosts: &Hosts, ports: &[u16], v2: &Path) {
     let check = format!("test \"$PORT\" != {}", ports[1]);
-    let args = ["--batch", "1", "--revert-all", "--health-command", &check];
+    // h2 is never healthy, not even back on 1.2.0: a short deadline, waited out twice.
+    let args = [
+        "--batch",
+        "1",
+        "--revert-all",
+        "--health-deadline",
+        "2s",
+        "--health-command",
+        &check,
+    ];
     let out = deploy(hosts, v2, 3, &args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(outcomes(&out), ["reverted", "reverted", "untouched"]);
