@@ -132,7 +132,7 @@ fn plan_refuses_an_undefined_profile() {
         "{}",
         stderr(&out)
     );
-    assert!(stdout_of(&out).is_empty(), "no plan is printed");
+    assert!(stdout(&out).is_empty(), "no plan is printed");
     fs::create_dir_all(fx.root.join(".cargo")).unwrap();
     fs::write(
         fx.root.join(".cargo/config.toml"),
@@ -141,10 +141,6 @@ fn plan_refuses_an_undefined_profile() {
     .unwrap();
     assert_success(&fx.run(&["plan", "--profile", "staging"]));
     assert_success(&fx.run(&["plan", "--profile", "prod"]));
-}
-
-fn stdout_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `profile.<name>.sign` (and `.image`) apply to that profile's bundles: the one section

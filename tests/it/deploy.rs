@@ -936,7 +936,7 @@ fn a_destination_from_the_manifest() {
     if !have("minisign") {
         return;
     }
-    let (key, public) = minisign_keypair(&fx.scratch.path);
+    let (key, public) = minisign_keypair(&fx.scratch.path, "ci");
     // The same bundle the first deploy built (bundling is reproducible), to sign.
     let out = fx.run(&[
         "--message-format",

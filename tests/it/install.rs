@@ -9,13 +9,9 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn tool_at(dir: &Path, args: &[&str]) -> std::process::Output {
-    run_tool(dir, args, &[])
-}
-
 /// `releases --path`, with the deploy times (which vary) cut out of each line.
 fn releases(dir: &Path, path: &str) -> String {
-    let out = tool_at(dir, &["releases", "--path", path]);
+    let out = run_tool(dir, &["releases", "--path", path], &[]);
     assert_success(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let mut cut = String::new();
@@ -61,7 +57,7 @@ fn install_upgrade_revert_and_rollback() {
     let _stop = StopAll(path.clone());
     let get = |what: &str| http_get(port, what, Duration::from_secs(10));
     let install = |bundle: &Path| {
-        tool_at(
+        run_tool(
             &scratch.path,
             &[
                 "install",
@@ -72,10 +68,11 @@ fn install_upgrade_revert_and_rollback() {
                 "--healthy-for",
                 "1",
             ],
+            &[],
         )
     };
 
-    let out = tool_at(
+    let out = run_tool(
         &scratch.path,
         &[
             "install",
@@ -88,6 +85,7 @@ fn install_upgrade_revert_and_rollback() {
             "--env-file",
             env.to_str().unwrap(),
         ],
+        &[],
     );
     assert_success(&out);
     assert!(
@@ -135,7 +133,7 @@ fn install_upgrade_revert_and_rollback() {
     assert_eq!(listed, "1.2.0 ()\n1.3.0 (current)\n1.4.0 (marked bad)\n");
 
     // A dry run says where the rollback goes (past the bad release), and changes nothing.
-    let out = tool_at(&scratch.path, &["rollback", "--path", p, "--dry-run"]);
+    let out = run_tool(&scratch.path, &["rollback", "--path", p, "--dry-run"], &[]);
     assert_success(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("local: 1.3.0 -> 1.2.0"),
@@ -144,15 +142,16 @@ fn install_upgrade_revert_and_rollback() {
     );
     assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
     // Rollback skips the bad release.
-    let out = tool_at(
+    let out = run_tool(
         &scratch.path,
         &["rollback", "--path", p, "--healthy-for", "1500ms"],
+        &[],
     );
     assert_success(&out);
     assert_eq!(get("/env/RELEASE_VSN"), "1.2.0");
 
     // The same bundle again changes nothing; keep 2 prunes the bad release first.
-    let out = tool_at(
+    let out = run_tool(
         &scratch.path,
         &[
             "install",
@@ -165,6 +164,7 @@ fn install_upgrade_revert_and_rollback() {
             "--keep",
             "2",
         ],
+        &[],
     );
     assert_success(&out);
     assert_eq!(get("/env/RELEASE_VSN"), "1.3.0");
@@ -200,7 +200,7 @@ fn the_lock_holds_and_a_changed_bundle_goes_beside() {
         format!("pid={} who=test version=9.9.9\n", std::process::id()),
     )
     .unwrap();
-    let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
+    let out = run_tool(&scratch.path, &["install", &bundle, "--path", p], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("another deploy holds") && stderr(&out).contains("who=test"),
@@ -236,7 +236,7 @@ fn the_lock_holds_and_a_changed_bundle_goes_beside() {
             ),
         )
         .unwrap();
-        let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
+        let out = run_tool(&scratch.path, &["install", &bundle, "--path", p], &[]);
         assert!(
             stderr(&out).contains("is stale") && stderr(&out).contains("--break-lock"),
             "pid {pid}: {}",
@@ -253,7 +253,7 @@ fn the_lock_holds_and_a_changed_bundle_goes_beside() {
         ),
     )
     .unwrap();
-    let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
+    let out = run_tool(&scratch.path, &["install", &bundle, "--path", p], &[]);
     assert!(
         stderr(&out).contains("another deploy holds"),
         "{}",
@@ -269,11 +269,12 @@ fn the_lock_holds_and_a_changed_bundle_goes_beside() {
         format!("pid={dead} who=test version=9.9.9\n"),
     )
     .unwrap();
-    let out = tool_at(&scratch.path, &["install", &bundle, "--path", p]);
+    let out = run_tool(&scratch.path, &["install", &bundle, "--path", p], &[]);
     assert!(stderr(&out).contains("--break-lock"), "{}", stderr(&out));
-    assert_success(&tool_at(
+    assert_success(&run_tool(
         &scratch.path,
         &["install", &bundle, "--path", p, "--break-lock"],
+        &[],
     ));
     assert!(
         !path.join(".deploy/lock").exists(),
@@ -296,9 +297,10 @@ fn the_lock_holds_and_a_changed_bundle_goes_beside() {
     let other = scratch.join("other/webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst");
     fs::create_dir_all(other.parent().unwrap()).unwrap();
     crate::verify::write_entries(&entries, &other);
-    let out = tool_at(
+    let out = run_tool(
         &scratch.path,
         &["install", other.to_str().unwrap(), "--path", p],
+        &[],
     );
     assert_success(&out);
     // Named by the commit it was built from (the tool's own checkout), else its digest.
@@ -323,13 +325,15 @@ fn a_systemd_unit_for_the_layout() {
     let scratch = Scratch::new();
     let path = scratch.join("srv/my app %h $HOME");
     let p = path.to_str().unwrap();
-    assert_success(&tool_at(
+    assert_success(&run_tool(
         &scratch.path,
         &["install", webapp_bundle().to_str().unwrap(), "--path", p],
+        &[],
     ));
-    let out = tool_at(
+    let out = run_tool(
         &scratch.path,
         &["systemd-unit", "--path", p, "--user", "webapp"],
+        &[],
     );
     assert_success(&out);
     let unit = String::from_utf8(out.stdout).unwrap();
@@ -346,13 +350,14 @@ fn a_systemd_unit_for_the_layout() {
     }
     assert!(!unit.contains("PIDFile"), "{unit}");
     // Without --user: the deploy user, and never root unless named.
-    let out = tool_at(&scratch.path, &["systemd-unit", "--path", p]);
+    let out = run_tool(&scratch.path, &["systemd-unit", "--path", p], &[]);
     if current_user() == "root" {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(stderr(&out).contains("--user root"), "{}", stderr(&out));
-        let out = tool_at(
+        let out = run_tool(
             &scratch.path,
             &["systemd-unit", "--path", p, "--user", "root"],
+            &[],
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("\nUser=root\n"));
     } else {
@@ -374,9 +379,10 @@ fn a_systemd_unit_for_the_layout() {
         "the manifest names the release"
     );
     fs::write(&manifest, text).unwrap();
-    let out = tool_at(
+    let out = run_tool(
         &scratch.path,
         &["systemd-unit", "--path", p, "--user", "webapp"],
+        &[],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
@@ -444,13 +450,13 @@ fn failures_are_reported_safely_and_releases_checked_before_switching() {
             env.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        tool_at(&scratch.path, &args)
+        run_tool(&scratch.path, &args, &[])
     };
     // A host without the environment the release requires: refused before the switch, naming
     // the variable, and the release is not marked bad (the host is at fault, not the release).
     let bare = scratch.join("bare.env");
     fs::write(&bare, format!("PORT={port}\n")).unwrap();
-    let out = tool_at(
+    let out = run_tool(
         &scratch.path,
         &[
             "install",
@@ -461,6 +467,7 @@ fn failures_are_reported_safely_and_releases_checked_before_switching() {
             "--env-file",
             bare.to_str().unwrap(),
         ],
+        &[],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -520,7 +527,7 @@ fn failures_are_reported_safely_and_releases_checked_before_switching() {
     let changed = path.join("releases/1.2.0/priv/templates/greeting.txt");
     fs::set_permissions(&changed, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(&changed, "tampered\n").unwrap();
-    let out = tool_at(&scratch.path, &["rollback", "--path", p]);
+    let out = run_tool(&scratch.path, &["rollback", "--path", p], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(

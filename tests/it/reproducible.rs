@@ -291,13 +291,6 @@ fn warnings_for_what_cannot_be_reproduced() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-fn verify_json(dir: &Path, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
-    let mut all = vec!["verify", "--message-format", "json"];
-    all.extend_from_slice(args);
-    let out = run_tool(dir, &all, &[]);
-    (out.status.code().unwrap(), json_lines(&out))
-}
-
 #[test]
 fn verify_rebuild_end_to_end() {
     if !have("git") {
@@ -343,8 +336,13 @@ fn verify_rebuild_end_to_end() {
     fs::create_dir_all(tampered.parent().unwrap()).unwrap();
     write_entries(&entries, &tampered);
     let t = tampered.to_str().unwrap();
-    assert_eq!(verify_json(&fx.root, &[t]).0, 0, "internally consistent");
-    let (code, msgs) = verify_json(&fx.root, &["--rebuild", t]);
+    assert_eq!(
+        verify_json(&fx.root, &[t]).0.status.code(),
+        Some(0),
+        "internally consistent"
+    );
+    let (out, msgs) = verify_json(&fx.root, &["--rebuild", t]);
+    let code = out.status.code().unwrap();
     assert_eq!(code, 1);
     let hit = msgs.iter().find(|m| {
         m["code"] == "rebuild-differs" && m["path"] == format!("{top}/priv/templates/greeting.txt")
@@ -378,7 +376,8 @@ fn verify_rebuild_end_to_end() {
         entries[mi].fix_checksum();
         reseal(&mut entries);
         write_entries(&entries, &tampered);
-        let (code, msgs) = verify_json(&fx.root, &["--rebuild", t]);
+        let (out, msgs) = verify_json(&fx.root, &["--rebuild", t]);
+        let code = out.status.code().unwrap();
         assert_eq!(code, 1);
         let refused = msgs
             .iter()
@@ -488,7 +487,8 @@ fn checkouts_at_two_depths_give_the_same_bytes(profile: &str, rebuild: bool) {
         };
         assert!(!err.contains("warning"), "{err}");
         if bytes.is_empty() && rebuild {
-            let (code, msgs) = verify_json(&app, &["--rebuild", bundle.to_str().unwrap()]);
+            let (out, msgs) = verify_json(&app, &["--rebuild", bundle.to_str().unwrap()]);
+            let code = out.status.code().unwrap();
             assert_eq!(code, 0, "{msgs:#?}");
             assert!(
                 msgs.iter().any(|m| m["code"] == "rebuild-identical"),
@@ -518,7 +518,8 @@ fn a_rebuild_names_a_path_dependency_outside_the_repository() {
     let (bundle, err) = bundle_in(&app, &scratch.join("out"), "022", &[]);
     assert!(err.contains("path dependency `helper`"), "{err}");
     // The rebuild's fresh checkout does not hold the dependency: the failure says why.
-    let (code, msgs) = verify_json(&app, &["--rebuild", bundle.to_str().unwrap()]);
+    let (out, msgs) = verify_json(&app, &["--rebuild", bundle.to_str().unwrap()]);
+    let code = out.status.code().unwrap();
     assert_eq!(code, 1, "{msgs:#?}");
     let named = msgs.iter().any(|m| {
         m["code"] == "rebuild-failed"

@@ -45,15 +45,13 @@ fn ssh_keygen_stdin(dir: &Path, args: &[&str], input: &[u8]) -> std::process::Ou
     child.wait_with_output().unwrap()
 }
 
-fn verify_json(dir: &Path, extra: &[&str]) -> (i32, String) {
-    let mut args = vec!["verify", "--message-format", "json"];
-    args.extend_from_slice(extra);
+/// verify of the bundle `NAME` in `dir` with `extra`: the exit code and the JSON it printed.
+fn verify_text(dir: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = extra.to_vec();
     args.push(NAME);
-    let out = run_tool(dir, &args, &[]);
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (out, _) = verify_json(dir, &args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap(), text)
 }
 
 /// A scratch directory holding a copy of the webapp bundle, the keys of alice and mallory,
@@ -119,7 +117,7 @@ impl Signing {
 
     /// verify with `allowed` refuses the signature as invalid.
     fn refused(&self, what: &str) {
-        let (code, text) = verify_json(self.dir(), &ALLOWED);
+        let (code, text) = verify_text(self.dir(), &ALLOWED);
         assert_eq!(code, 1, "{what}: {text}");
         let invalid = text.contains("\"code\":\"signature-invalid\"");
         assert!(invalid, "{what}: {text}");
@@ -131,18 +129,18 @@ impl Signing {
 #[test]
 fn a_signature_is_required_when_signers_are_given() {
     let Some(s) = Signing::new() else { return };
-    let (code, text) = verify_json(s.dir(), &ALLOWED);
+    let (code, text) = verify_text(s.dir(), &ALLOWED);
     assert_eq!(code, 1);
     assert!(text.contains("\"code\":\"signature-missing\""), "{text}");
     s.we_sign(&s.alice);
-    let (code, text) = verify_json(s.dir(), &ALLOWED);
+    let (code, text) = verify_text(s.dir(), &ALLOWED);
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("\"reference\":\"signature\"") && text.contains("\"origin_checked\":true"),
         "{text}"
     );
     assert!(text.contains("signed by alice@example.com"), "{text}");
-    let (code, text) = verify_json(s.dir(), &[]);
+    let (code, text) = verify_text(s.dir(), &[]);
     assert_eq!(code, 0);
     assert!(text.contains("\"code\":\"signature-unchecked\""), "{text}");
 }
@@ -193,9 +191,9 @@ fn signatures_interoperate_with_ssh_keygen_and_its_agent() {
     let out = run_tool(s.dir(), &args, &[("SSH_AUTH_SOCK", &sock)]);
     let _ = Command::new("kill").arg(&pid).status();
     assert_success(&out);
-    assert_eq!(verify_json(s.dir(), &ALLOWED).0, 0);
+    assert_eq!(verify_text(s.dir(), &ALLOWED).0, 0);
     s.keygen_signs(NS, s.message().as_bytes());
-    assert_eq!(verify_json(s.dir(), &ALLOWED).0, 0);
+    assert_eq!(verify_text(s.dir(), &ALLOWED).0, 0);
 }
 
 /// Refused: another key, another namespace, an expired key, a signature of another bundle,
@@ -211,7 +209,7 @@ fn wrong_signatures_are_refused() {
     s.allow("valid-before=\"20000101\"");
     s.refused("an expired key");
     s.allow("");
-    assert_eq!(verify_json(s.dir(), &ALLOWED).0, 0, "valid again");
+    assert_eq!(verify_text(s.dir(), &ALLOWED).0, 0, "valid again");
     let line = format!(
         "{}  other-1.0.0-x86_64-unknown-linux-gnu.tar.zst\n",
         "0".repeat(64)
@@ -219,7 +217,7 @@ fn wrong_signatures_are_refused() {
     s.keygen_signs(NS, line.as_bytes());
     s.refused("a signature of another bundle");
     s.we_sign(&s.alice);
-    assert_eq!(verify_json(s.dir(), &ALLOWED).0, 0, "valid again");
+    assert_eq!(verify_text(s.dir(), &ALLOWED).0, 0, "valid again");
     let mut bytes = fs::read(s.dir().join(NAME)).unwrap();
     bytes.push(0);
     fs::write(s.dir().join(NAME), bytes).unwrap();
@@ -269,18 +267,9 @@ fn keygen_verifies(dir: &Path, allowed: &Path, sig: &str, message: &[u8]) {
     assert!(check.status.success(), "{}", stderr(&check));
 }
 
-/// `verify --message-format json --allowed-signers <allowed>` of the bundle in `dir`.
+/// `verify --allowed-signers <allowed>` of the bundle in `dir`: exit code and JSON text.
 fn verify_signed(dir: &Path, allowed: &Path) -> (Option<i32>, String) {
-    let allowed = allowed.to_str().unwrap();
-    let args = [
-        "verify",
-        "--message-format",
-        "json",
-        "--allowed-signers",
-        allowed,
-        NAME,
-    ];
-    let out = run_tool(dir, &args, &[]);
+    let (out, _) = verify_json(dir, &["--allowed-signers", allowed.to_str().unwrap(), NAME]);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -376,7 +365,7 @@ fn merge_signs_the_sums_with_minisign(fx: &Fixture, out_dir: &Path) {
     if !have("minisign") {
         return;
     }
-    let (key, public) = minisign_keypair(&fx.scratch.path);
+    let (key, public) = minisign_keypair(&fx.scratch.path, "ci");
     let merged = fx.scratch.join("merged-minisign");
     let args = [
         "merge",
@@ -409,23 +398,6 @@ fn minisign_tool(args: &[&str]) {
     assert!(out.status.success(), "minisign {args:?}: {}", stderr(&out));
 }
 
-/// A minisign key pair made by the tool (`-G -W`, no password): (public, secret).
-fn minisign_tool_keypair(keys: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (p, s) = (
-        keys.join(format!("{name}.pub")),
-        keys.join(format!("{name}.key")),
-    );
-    minisign_tool(&[
-        "-G",
-        "-W",
-        "-p",
-        p.to_str().unwrap(),
-        "-s",
-        s.to_str().unwrap(),
-    ]);
-    (p, s)
-}
-
 /// minisign both ways: our signature checks with the `minisign` tool and with ours; one the
 /// tool makes checks with ours; a wrong key, a tampered bundle and a signature of another
 /// file are refused.
@@ -438,8 +410,8 @@ fn minisign_signatures_interoperate() {
     let dir = &scratch.path;
     let bundle = dir.join(NAME);
     fs::copy(webapp_bundle(), &bundle).unwrap();
-    let (alice_pub, alice) = minisign_tool_keypair(dir, "alice");
-    let (mallory_pub, mallory) = minisign_tool_keypair(dir, "mallory");
+    let (alice, alice_pub) = minisign_keypair(dir, "alice");
+    let (mallory, mallory_pub) = minisign_keypair(dir, "mallory");
     let verify = |key: &Path| {
         let args = [
             "verify",

@@ -163,6 +163,10 @@ pub fn run_tool(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -459,6 +463,16 @@ pub fn current_user() -> String {
 }
 
 /// The JSON objects a command printed on stdout, one per line.
+/// `verify --message-format json` with `args` (the bundle among them), run in `dir`: the
+/// process's output and its findings, one JSON value per line.
+pub fn verify_json(dir: &Path, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let mut all = vec!["verify", "--message-format", "json"];
+    all.extend_from_slice(args);
+    let out = run_tool(dir, &all, &[]);
+    let findings = json_lines(&out);
+    (out, findings)
+}
+
 pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -466,9 +480,13 @@ pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A passwordless minisign key pair made by the `minisign` tool in `dir`: (secret, public).
-pub fn minisign_keypair(dir: &Path) -> (PathBuf, PathBuf) {
-    let (key, public) = (dir.join("ci.key"), dir.join("ci.pub"));
+/// A passwordless minisign key pair `<name>.key`, `<name>.pub` made by the `minisign` tool in
+/// `dir`: (secret, public).
+pub fn minisign_keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, public) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    );
     let made = Command::new("minisign")
         .args(["-G", "-W", "-f", "-s"])
         .arg(&key)

@@ -237,16 +237,11 @@ impl Case {
     }
 }
 
+/// verify of the bundle at `path`, run beside it, with `extra`.
 fn verify(path: &Path, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
-    let mut args = vec!["verify", "--message-format", "json"];
-    args.extend_from_slice(extra);
+    let mut args = extra.to_vec();
     args.push(path.to_str().unwrap());
-    let out = run_tool(path.parent().unwrap(), &args, &[]);
-    let msgs = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (out, msgs)
+    verify_json(path.parent().unwrap(), &args)
 }
 
 /// Assert that verification fails (exit 1, no panic) with a finding `code` on `path`.
