@@ -250,53 +250,66 @@ fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
     let line = webapp_image(&fx, &base, fx.scratch.join("out").to_str().unwrap(), &[]);
     let image = PathBuf::from(line["image"]["path"].as_str().unwrap());
     let digest = line["image"]["digest"].as_str().unwrap().to_string();
-    assert!(
-        image
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .ends_with("-x86_64-unknown-linux-gnu.oci.tar")
-    );
-
+    let file_name = image.file_name().unwrap().to_str().unwrap();
+    assert!(file_name.ends_with("-x86_64-unknown-linux-gnu.oci.tar"));
     // verify passes it.
-    let out = run_tool(&fx.root, &["verify", image.to_str().unwrap()], &[]);
-    assert_success(&out);
-    // The provenance names it beside the bundle, and its base.
+    assert_success(&run_tool(
+        &fx.root,
+        &["verify", image.to_str().unwrap()],
+        &[],
+    ));
+    the_provenance_names_the_image_and_its_base(&line, &image, &digest);
+    skopeo_reads_our_digest_and_config(&image, &digest);
+    umoci_unpacks_the_release_with_its_sums(&fx, &image);
+    merge_makes_a_multi_platform_image(&fx, &image, &digest);
+    // podman loads and runs it; it serves on loopback.
+    let port = free_port();
+    let _container = Container::start(&image, "localhost/webapp:1.2.0", port);
+    let served = http_get(port, "/env/RELEASE_VSN", Duration::from_secs(20));
+    assert_eq!(served, "1.2.0");
+    let index = http_get(port, "/index.html", Duration::from_secs(5));
+    assert!(index.contains("<"), "priv is served");
+}
+
+/// `skopeo <args>`, asserting it succeeds; its standard output.
+fn skopeo(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("skopeo").args(args).output().unwrap();
+    assert!(out.status.success(), "skopeo {args:?}: {}", stderr(&out));
+    out.stdout
+}
+
+/// The provenance names the image beside the bundle, and its base.
+fn the_provenance_names_the_image_and_its_base(
+    line: &serde_json::Value,
+    image: &Path,
+    digest: &str,
+) {
     let bundle = PathBuf::from(line["path"].as_str().unwrap());
-    let statement: serde_json::Value =
-        serde_json::from_slice(&fs::read(format!("{}.intoto.jsonl", bundle.display())).unwrap())
-            .unwrap();
+    let provenance = fs::read(format!("{}.intoto.jsonl", bundle.display())).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&provenance).unwrap();
     let subjects = statement["subject"].as_array().unwrap();
     assert_eq!(subjects.len(), 2, "{statement}");
     assert_eq!(
         subjects[1]["name"],
         image.file_name().unwrap().to_str().unwrap()
     );
-    assert_eq!(
-        subjects[1]["digest"]["sha256"],
-        sha256_file(&image).as_str()
-    );
+    assert_eq!(subjects[1]["digest"]["sha256"], sha256_file(image).as_str());
     let resolved = statement["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
     assert!(
         resolved.contains("base-image") && resolved.contains(&digest[7..]),
         "{resolved}"
     );
+}
 
-    // skopeo reports our manifest digest and config.
+/// skopeo reports our manifest digest and config: user, entrypoint, port, environment, and
+/// three layers (base, priv, the rest).
+fn skopeo_reads_our_digest_and_config(image: &Path, digest: &str) {
     let archive = format!("oci-archive:{}", image.display());
-    let out = Command::new("skopeo")
-        .args(["inspect", &archive])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(inspected["Digest"], digest.as_str());
-    let out = Command::new("skopeo")
-        .args(["inspect", "--config", &archive])
-        .output()
-        .unwrap();
-    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inspected: serde_json::Value =
+        serde_json::from_slice(&skopeo(&["inspect", &archive])).unwrap();
+    assert_eq!(inspected["Digest"], digest);
+    let config = skopeo(&["inspect", "--config", &archive]);
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(config["config"]["User"], "65532:65532");
     assert_eq!(
         config["config"]["Entrypoint"][0],
@@ -314,23 +327,19 @@ fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
             && env.contains(&"RELEASE_PRIV=/opt/webapp/priv"),
         "{env:?}"
     );
-    assert_eq!(
-        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
-        3,
-        "base + priv + the rest"
-    );
+    let layers = config["rootfs"]["diff_ids"].as_array().unwrap().len();
+    assert_eq!(layers, 3, "base + priv + the rest");
+}
 
-    // umoci unpacks a root filesystem whose release matches its SHA256SUMS.
+/// umoci unpacks a root filesystem whose release matches its SHA256SUMS.
+fn umoci_unpacks_the_release_with_its_sums(fx: &Fixture, image: &Path) {
     let layout = fx.scratch.join("layout");
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            &archive,
-            &format!("oci:{}:webapp", layout.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let archive = format!("oci-archive:{}", image.display());
+    skopeo(&[
+        "copy",
+        &archive,
+        &format!("oci:{}:webapp", layout.display()),
+    ]);
     let bundle_dir = fx.scratch.join("bundle");
     let out = Command::new("umoci")
         .args([
@@ -343,28 +352,24 @@ fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let release = bundle_dir.join("rootfs/opt/webapp");
     let out = Command::new("sha256sum")
         .args(["--quiet", "--strict", "-c", "SHA256SUMS"])
-        .current_dir(&release)
+        .current_dir(bundle_dir.join("rootfs/opt/webapp"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", stdout(&out));
+}
 
-    // merge turns the per-target images of a CI matrix into one multi-platform image that
-    // skopeo copies with --all (here one target: this toolchain has no other).
+/// merge turns the per-target images of a CI matrix into one multi-platform image that
+/// skopeo copies with --all (here one target: this toolchain has no other).
+fn merge_makes_a_multi_platform_image(fx: &Fixture, image: &Path, digest: &str) {
     let merged = fx.scratch.join("merged");
-    let job = image.parent().unwrap().to_str().unwrap().to_string();
-    let out = run_tool(
+    let job = image.parent().unwrap().to_str().unwrap();
+    assert_success(&run_tool(
         &fx.root,
-        &["merge", &job, "--out", merged.to_str().unwrap()],
+        &["merge", job, "--out", merged.to_str().unwrap()],
         &[],
-    );
-    assert_success(&out);
+    ));
     let multi = merged.join("webapp-1.2.0.oci.tar");
     assert_success(&run_tool(
         &fx.root,
@@ -373,41 +378,13 @@ fn an_image_that_podman_runs_skopeo_reads_and_umoci_unpacks() {
     ));
     let sums = fs::read_to_string(merged.join("SHA256SUMS")).unwrap();
     assert!(sums.contains("  webapp-1.2.0.oci.tar\n"), "{sums}");
-    let out = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--raw",
-            &format!("oci-archive:{}", multi.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let raw: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(raw["manifests"][0]["digest"], digest.as_str(), "{raw}");
+    let multi = format!("oci-archive:{}", multi.display());
+    let raw: serde_json::Value =
+        serde_json::from_slice(&skopeo(&["inspect", "--raw", &multi])).unwrap();
+    assert_eq!(raw["manifests"][0]["digest"], digest, "{raw}");
     assert_eq!(raw["manifests"][0]["platform"]["architecture"], "amd64");
-    let copied = fx.scratch.join("copied");
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--all",
-            &format!("oci-archive:{}", multi.display()),
-            &format!("oci:{}:webapp", copied.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-
-    // podman loads and runs it; it serves on loopback.
-    let port = free_port();
-    let _container = Container::start(&image, "localhost/webapp:1.2.0", port);
-    assert_eq!(
-        http_get(port, "/env/RELEASE_VSN", Duration::from_secs(20)),
-        "1.2.0"
-    );
-    assert!(
-        http_get(port, "/index.html", Duration::from_secs(5)).contains("<"),
-        "priv is served"
-    );
+    let copied = format!("oci:{}:webapp", fx.scratch.join("copied").display());
+    skopeo(&["copy", "--all", &multi, &copied]);
 }
 
 /// Same source, same image bytes: another checkout, CARGO_HOME, umask and TZ.

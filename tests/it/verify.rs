@@ -690,170 +690,106 @@ fn compression_bombs_are_refused() {
     );
 }
 
-#[test]
-fn unpack_installs_good_bundles_and_refuses_bad_ones() {
-    let case = Case::new();
-    let dest = case.dir.join("opt/webapp");
-    fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    let bundle = webapp_bundle();
-    let out = run_tool(
-        &case.dir.path,
-        &[
-            "unpack",
-            bundle.to_str().unwrap(),
-            "--to",
-            dest.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&out);
-    if have("sha256sum") {
-        sh(&dest, "sha256sum", &["-c", "--quiet", "SHA256SUMS"]);
-    }
-    let mode = |p: &str| {
-        use std::os::unix::fs::PermissionsExt;
-        fs::symlink_metadata(dest.join(p))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777
-    };
-    assert_eq!(
-        (
-            mode(""),
-            mode("bin/webapp"),
-            mode("README.md"),
-            mode("priv")
-        ),
-        (0o755, 0o755, 0o644, 0o755)
-    );
-    assert_eq!(
-        fs::read_link(dest.join("priv/static/latest.html")).unwrap(),
-        Path::new("index.html")
-    );
-    // The unpacked launcher works.
-    let version = std::process::Command::new(dest.join("bin/webapp"))
-        .arg("version")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&version.stdout), "webapp 1.2.0\n");
+/// `unpack <bundle> --to <dest>`, run in the case's directory.
+fn unpack(case: &Case, bundle: &Path, dest: &Path) -> Output {
+    let args = [
+        "unpack",
+        bundle.to_str().unwrap(),
+        "--to",
+        dest.to_str().unwrap(),
+    ];
+    run_tool(&case.dir.path, &args, &[])
+}
 
-    // An existing destination is refused.
-    let again = run_tool(
-        &case.dir.path,
-        &[
-            "unpack",
-            bundle.to_str().unwrap(),
-            "--to",
-            dest.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("already exists"),
-        "{}",
-        stderr(&again)
-    );
-
-    // A bad bundle installs nothing, anywhere.
+/// The good bundle with a link out of the top and a file written through it, and a name
+/// climbing out of the top.
+fn escaping_bundle(case: &Case) -> PathBuf {
     let good = good_entries();
     let readme = good
         .iter()
         .position(|e| e.name().ends_with("README.md"))
         .unwrap();
     let like = good[readme].clone();
+    let t = |rel: &str| format!("{TOP}/{rel}");
     let mut e = good.clone();
-    e.insert(
-        readme + 1,
-        TarEntry::crafted(
-            &like,
-            format!("{TOP}/RW").as_bytes(),
-            b'2',
-            0o777,
-            b"",
-            b"../../../..",
-        ),
+    let crafted = [
+        TarEntry::crafted(&like, t("RW").as_bytes(), b'2', 0o777, b"", b"../../../.."),
+        TarEntry::crafted(&like, t("RW/evil").as_bytes(), b'0', 0o644, b"pwned", b""),
+        TarEntry::crafted(&like, t("../evil2").as_bytes(), b'0', 0o644, b"pwned", b""),
+    ];
+    for (i, entry) in crafted.into_iter().enumerate() {
+        e.insert(readme + 1 + i, entry);
+    }
+    case.bundle(&e)
+}
+
+/// A good bundle installs with its modes, links and sums, and its launcher works; an
+/// existing destination is refused.
+#[test]
+fn unpack_installs_good_bundles() {
+    let case = Case::new();
+    let dest = case.dir.join("opt/webapp");
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    assert_success(&unpack(&case, webapp_bundle(), &dest));
+    if have("sha256sum") {
+        sh(&dest, "sha256sum", &["-c", "--quiet", "SHA256SUMS"]);
+    }
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::symlink_metadata(dest.join(p)).unwrap();
+        meta.permissions().mode() & 0o7777
+    };
+    let modes = [
+        mode(""),
+        mode("bin/webapp"),
+        mode("README.md"),
+        mode("priv"),
+    ];
+    assert_eq!(modes, [0o755, 0o755, 0o644, 0o755]);
+    let link = fs::read_link(dest.join("priv/static/latest.html")).unwrap();
+    assert_eq!(link, Path::new("index.html"));
+    let version = std::process::Command::new(dest.join("bin/webapp"))
+        .arg("version")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&version.stdout), "webapp 1.2.0\n");
+
+    let again = unpack(&case, webapp_bundle(), &dest);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
     );
-    e.insert(
-        readme + 2,
-        TarEntry::crafted(
-            &like,
-            format!("{TOP}/RW/evil").as_bytes(),
-            b'0',
-            0o644,
-            b"pwned",
-            b"",
-        ),
-    );
-    e.insert(
-        readme + 3,
-        TarEntry::crafted(
-            &like,
-            format!("{TOP}/../evil2").as_bytes(),
-            b'0',
-            0o644,
-            b"pwned",
-            b"",
-        ),
-    );
-    let bad = case.bundle(&e);
-    let dest2 = case.dir.join("opt/bad");
-    let out = run_tool(
-        &case.dir.path,
-        &[
-            "unpack",
-            bad.to_str().unwrap(),
-            "--to",
-            dest2.to_str().unwrap(),
-        ],
-        &[],
-    );
+}
+
+/// A bad bundle installs nothing, anywhere, and leaves no temporary directory nor any parent
+/// it created; nor does a destination `x/..`.
+#[test]
+fn unpack_refuses_bad_bundles_and_leaves_nothing() {
+    let case = Case::new();
+    fs::create_dir_all(case.dir.join("opt")).unwrap();
+    let bad = escaping_bundle(&case);
+    let dest = case.dir.join("opt/bad");
+    let out = unpack(&case, &bad, &dest);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("did not verify; nothing was installed"));
-    assert!(!dest2.exists());
-    let opt: Vec<_> = fs::read_dir(case.dir.join("opt"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(opt, ["webapp"], "no temporary directory is left behind");
+    assert!(!dest.exists());
+    let opt = fs::read_dir(case.dir.join("opt")).unwrap().count();
+    assert_eq!(opt, 0, "no temporary directory is left behind");
     for outside in ["evil", "evil2", "opt/evil", "opt/evil2"] {
         assert!(!case.dir.join(outside).exists(), "{outside} was written");
     }
-    // A refusal leaves no parent it created: not for a bad bundle, not for `x/..`.
-    let deep = case.dir.join("new/a/b");
-    let out = run_tool(
-        &case.dir.path,
-        &[
-            "unpack",
-            bad.to_str().unwrap(),
-            "--to",
-            deep.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = unpack(&case, &bad, &case.dir.join("new/a/b"));
     assert_eq!(out.status.code(), Some(1));
     assert!(
         !case.dir.join("new").exists(),
         "parents of a refused unpack"
     );
-    let up = case.dir.join("x/..");
-    let out = run_tool(
-        &case.dir.path,
-        &[
-            "unpack",
-            bundle.to_str().unwrap(),
-            "--to",
-            up.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = unpack(&case, webapp_bundle(), &case.dir.join("x/.."));
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("must name a new directory"),
-        "{}",
-        stderr(&out)
-    );
+    let err = stderr(&out);
+    assert!(err.contains("must name a new directory"), "{err}");
     assert!(!case.dir.join("x").exists());
 }
 
