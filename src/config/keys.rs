@@ -13,7 +13,7 @@ pub struct IncludeRule {
 
 /// A custom launcher command: `migrate = { bin = "billing-migrate", args = ["up"] }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
+pub struct CommandEntry {
     pub bin: Spanned<String>,
     pub args: Vec<String>,
     pub description: Option<String>,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::keys::{
-    CARGO_RELEASE_KEYS, Command, HookName, IncludeRule, KNOWN_KEYS, Listen, RELEASE_VARIABLES,
+    CARGO_RELEASE_KEYS, CommandEntry, HookName, IncludeRule, KNOWN_KEYS, Listen, RELEASE_VARIABLES,
     Ready, Workdir,
 };
 use super::listen::{parse_listen, parse_ready, parse_ready_timeout, parse_size};
@@ -41,7 +41,7 @@ pub struct Layer {
     pub launcher: Option<bool>,
     pub reproducible: Option<bool>,
     pub auditable: Option<bool>,
-    pub commands: BTreeMap<String, Spanned<Command>>,
+    pub commands: BTreeMap<String, Spanned<CommandEntry>>,
     pub hooks: BTreeMap<HookName, Spanned<String>>,
     pub processes: BTreeMap<String, Spanned<super::processes::Process>>,
     pub profiles: BTreeMap<String, Layer>,

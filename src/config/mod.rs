@@ -21,7 +21,7 @@ use std::fmt;
 use camino::Utf8PathBuf;
 use serde_json::Value;
 
-pub use keys::{Command, HookName, IncludeRule, Listen, Ready, Workdir};
+pub use keys::{CommandEntry, HookName, IncludeRule, Listen, Ready, Workdir};
 pub use layer::{Layer, TableKind};
 pub use value::{ConfigError, Origin, Spanned};
 
@@ -93,7 +93,7 @@ pub struct LauncherConfig {
     pub args: Vec<String>,
     /// Where `start`/`daemon` run the service (default: the release root).
     pub workdir: Workdir,
-    pub commands: BTreeMap<String, Spanned<Command>>,
+    pub commands: BTreeMap<String, Spanned<CommandEntry>>,
     pub hooks: BTreeMap<HookName, Spanned<String>>,
     /// Processes besides `web` (the main binary).
     pub processes: BTreeMap<String, Spanned<processes::Process>>,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::keys::{BUILTIN_COMMANDS, Command, HookName, IncludeRule, Workdir};
+use super::keys::{BUILTIN_COMMANDS, CommandEntry, HookName, IncludeRule, Workdir};
 use super::layer::{is_command_name, is_env_name, relative_path, warn_literal_dollars};
 use super::value::{self, Origin, Result, Spanned};
 use super::{ConfigWarning, PrivDir};
@@ -121,7 +121,7 @@ pub(super) fn parse_command(
     name: &str,
     value: &Value,
     origin: &Origin,
-) -> Result<Spanned<Command>> {
+) -> Result<Spanned<CommandEntry>> {
     if !is_command_name(name) {
         return Err(origin.error(format!(
             "{name:?} is not a valid command name (lowercase letters, digits, `-` and `_`)"
@@ -141,7 +141,7 @@ pub(super) fn parse_command(
     let bin = map
         .get("bin")
         .ok_or_else(|| origin.error("missing `bin`"))?;
-    let command = Command {
+    let command = CommandEntry {
         bin: value::string(bin, &origin.child("bin"))?,
         args: match map.get("args") {
             None => Vec::new(),

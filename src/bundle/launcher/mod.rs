@@ -78,6 +78,8 @@ fn keeper_args(keeper: &KeeperSpec) -> String {
     args
 }
 
+/// A custom command as the launcher runs it: the executable under `libexec/`, its fixed
+/// arguments, and its line in the launcher's help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomCommand {
     pub bin: String,
