@@ -340,19 +340,27 @@ fn the_provenance_signature_checks_and_vouches_for_it(
     fs::write(provenance, &original).unwrap();
 }
 
+/// `merge <out_dir> --out <scratch>/<name> --sign-key <key> <extra>`; the merged directory.
+fn merge_signed(fx: &Fixture, out_dir: &Path, name: &str, key: &Path, extra: &[&str]) -> PathBuf {
+    let merged = fx.scratch.join(name);
+    let (from, to) = (out_dir.to_str().unwrap(), merged.to_str().unwrap());
+    let mut args = vec![
+        "merge",
+        from,
+        "--out",
+        to,
+        "--sign-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    assert_success(&run_tool(&fx.scratch.path, &args, &[]));
+    merged
+}
+
 /// merge --sign-key: one signature over SHA256SUMS covers every archive; the bundles' own
 /// signatures travel with them.
 fn merge_signs_the_sums_with_ssh(fx: &Fixture, out_dir: &Path, alice: &Path, allowed: &Path) {
-    let merged = fx.scratch.join("merged");
-    let args = [
-        "merge",
-        out_dir.to_str().unwrap(),
-        "--out",
-        merged.to_str().unwrap(),
-        "--sign-key",
-        alice.to_str().unwrap(),
-    ];
-    assert_success(&run_tool(&fx.scratch.path, &args, &[]));
+    let merged = merge_signed(fx, out_dir, "merged", alice, &[]);
     assert!(merged.join(format!("{NAME}.sig")).is_file());
     let sums = fs::read(merged.join("SHA256SUMS")).unwrap();
     keygen_verifies(&merged, allowed, "SHA256SUMS.sig", &sums);
@@ -366,18 +374,13 @@ fn merge_signs_the_sums_with_minisign(fx: &Fixture, out_dir: &Path) {
         return;
     }
     let (key, public) = minisign_keypair(&fx.scratch.path, "ci");
-    let merged = fx.scratch.join("merged-minisign");
-    let args = [
-        "merge",
-        out_dir.to_str().unwrap(),
-        "--out",
-        merged.to_str().unwrap(),
-        "--sign-key",
-        key.to_str().unwrap(),
-        "--signer",
-        "minisign",
-    ];
-    assert_success(&run_tool(&fx.scratch.path, &args, &[]));
+    let merged = merge_signed(
+        fx,
+        out_dir,
+        "merged-minisign",
+        &key,
+        &["--signer", "minisign"],
+    );
     let check = Command::new("minisign")
         .args(["-V", "-p"])
         .arg(&public)

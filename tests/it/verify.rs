@@ -498,14 +498,19 @@ type Construction = (
     Option<String>,
 );
 
-/// The corpus of unsafe constructions, each built from the good bundle's README.md entry:
-/// inserted right after it, or editing it.
-fn unsafe_constructions(good: &[TarEntry]) -> Vec<Construction> {
+/// Where the good bundle's README.md entry is, and the entry: the model of crafted entries.
+fn readme_entry(good: &[TarEntry]) -> (usize, TarEntry) {
     let readme = good
         .iter()
         .position(|e| e.name().ends_with("README.md"))
         .unwrap();
-    let like = good[readme].clone();
+    (readme, good[readme].clone())
+}
+
+/// The corpus of unsafe constructions, each built from the good bundle's README.md entry:
+/// inserted right after it, or editing it.
+fn unsafe_constructions(good: &[TarEntry]) -> Vec<Construction> {
+    let (readme, like) = readme_entry(good);
     let t = |rel: &str| format!("{TOP}/{rel}");
     // An entry of `kind` named `name` inserted after README.md.
     let ins = |name: &[u8], kind: u8, mode: u64, data: &[u8], link: &[u8]| {
@@ -705,11 +710,7 @@ fn unpack(case: &Case, bundle: &Path, dest: &Path) -> Output {
 /// climbing out of the top.
 fn escaping_bundle(case: &Case) -> PathBuf {
     let good = good_entries();
-    let readme = good
-        .iter()
-        .position(|e| e.name().ends_with("README.md"))
-        .unwrap();
-    let like = good[readme].clone();
+    let (readme, like) = readme_entry(&good);
     let t = |rel: &str| format!("{TOP}/{rel}");
     let mut e = good.clone();
     let crafted = [
