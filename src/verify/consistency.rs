@@ -364,40 +364,8 @@ fn check_sums(
                 };
                 let step = join.step(rel, &mut |r| unlisted(r, &mut pending));
                 findings.append(&mut pending);
-                let p = full(rel);
-                match step {
-                    JoinStep::Pair(r) if r.sha256 != hex => finding(
-                        findings,
-                        Severity::Error,
-                        "checksum-mismatch",
-                        Some(&p),
-                        format!("SHA256SUMS says {hex}, the content hashes to {}", r.sha256),
-                    ),
-                    JoinStep::Pair(_) | JoinStep::Skip => {}
-                    JoinStep::Missing => finding(
-                        findings,
-                        Severity::Error,
-                        "missing",
-                        Some(&p),
-                        "listed in SHA256SUMS but not a file in the archive".into(),
-                    ),
-                    JoinStep::Duplicate => finding(
-                        findings,
-                        Severity::Error,
-                        "sums-duplicate",
-                        Some(&p),
-                        "listed twice in SHA256SUMS".into(),
-                    ),
-                    JoinStep::Unordered => finding(
-                        findings,
-                        Severity::Error,
-                        "sums-order",
-                        Some(&p),
-                        format!(
-                            "SHA256SUMS is out of canonical order at line {}; the rest is not compared",
-                            i + 1
-                        ),
-                    ),
+                if let Some((code, message)) = sums_line_finding(step, hex, i + 1) {
+                    finding(findings, Severity::Error, code, Some(&full(rel)), message);
                 }
             }
             join.rest(&mut |r| unlisted(r, &mut pending))?;
@@ -407,6 +375,28 @@ fn check_sums(
     }
 
     Ok(())
+}
+
+/// The finding for SHA256SUMS line `line`, from its place in the merge-join, if it has one.
+fn sums_line_finding(step: JoinStep, hex: &str, line: usize) -> Option<(&'static str, String)> {
+    match step {
+        JoinStep::Pair(r) if r.sha256 != hex => Some((
+            "checksum-mismatch",
+            format!("SHA256SUMS says {hex}, the content hashes to {}", r.sha256),
+        )),
+        JoinStep::Pair(_) | JoinStep::Skip => None,
+        JoinStep::Missing => Some((
+            "missing",
+            "listed in SHA256SUMS but not a file in the archive".into(),
+        )),
+        JoinStep::Duplicate => Some(("sums-duplicate", "listed twice in SHA256SUMS".into())),
+        JoinStep::Unordered => Some((
+            "sums-order",
+            format!(
+                "SHA256SUMS is out of canonical order at line {line}; the rest is not compared"
+            ),
+        )),
+    }
 }
 
 /// The manifest's own fields against the archive: format version, top directory, file name.

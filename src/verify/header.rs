@@ -46,6 +46,8 @@ impl Checker<'_> {
         ok
     }
 
+    /// Ustar, owner, device numbers, the bundle's one mtime, a mode of this kind's set;
+    /// false when the mode cannot be read (nothing else can be judged).
     fn check_header_values(&mut self, h: &RawHeader, path: &str, kind: u8) -> bool {
         if !h.is_ustar() {
             self.error(
@@ -54,16 +56,30 @@ impl Checker<'_> {
                 "header is not plain ustar (magic `ustar\\0`, version `00`)",
             );
         }
-        let numbers = |f: &mut Self, what: &str, v: Result<u64, String>| -> Option<u64> {
-            match v {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    f.error("bad-header", path, format!("{what} field {e}"));
-                    None
-                }
-            }
+        self.check_owner_and_device(h, path);
+        if let Some(mtime) = self.number(path, "mtime", h.mtime()) {
+            self.check_mtime(path, mtime);
+        }
+        let Some(mode) = self.number(path, "mode", h.mode()) else {
+            return false;
         };
-        let (uid, gid) = (numbers(self, "uid", h.uid()), numbers(self, "gid", h.gid()));
+        self.check_mode(path, kind, mode);
+        true
+    }
+
+    /// A numeric header field's value, or a `bad-header` finding naming it.
+    fn number(&mut self, path: &str, what: &str, value: Result<u64, String>) -> Option<u64> {
+        value
+            .map_err(|e| self.error("bad-header", path, format!("{what} field {e}")))
+            .ok()
+    }
+
+    /// Owned by 0/0 with empty names; device numbers 0/0.
+    fn check_owner_and_device(&mut self, h: &RawHeader, path: &str) {
+        let (uid, gid) = (
+            self.number(path, "uid", h.uid()),
+            self.number(path, "gid", h.gid()),
+        );
         if uid != Some(0) || gid != Some(0) {
             self.error(
                 "owner",
@@ -83,48 +99,46 @@ impl Checker<'_> {
             );
         }
         let (major, minor) = (
-            numbers(self, "devmajor", h.dev_major()),
-            numbers(self, "devminor", h.dev_minor()),
+            self.number(path, "devmajor", h.dev_major()),
+            self.number(path, "devminor", h.dev_minor()),
         );
         if major != Some(0) || minor != Some(0) {
-            self.error(
-                "device-numbers",
-                path,
-                format!(
-                    "expected device numbers 0/0, found {}/{}",
-                    show(major),
-                    show(minor)
-                ),
-            );
+            let found = format!("{}/{}", show(major), show(minor));
+            let message = format!("expected device numbers 0/0, found {found}");
+            self.error("device-numbers", path, message);
         }
-        if let Some(mtime) = numbers(self, "mtime", h.mtime()) {
-            match self.mtime {
-                None => {
-                    self.mtime = Some(mtime);
-                    if let Some(sink) = self.extract.as_deref_mut() {
-                        sink.mtime(mtime);
-                    }
+    }
+
+    /// Every entry has the first entry's mtime (which extraction then gives directories).
+    fn check_mtime(&mut self, path: &str, mtime: u64) {
+        match self.mtime {
+            None => {
+                self.mtime = Some(mtime);
+                if let Some(sink) = self.extract.as_deref_mut() {
+                    sink.mtime(mtime);
                 }
-                Some(first) if first != mtime => self.error(
-                    "mtime",
-                    path,
-                    format!("expected the bundle's single mtime {first}, found {mtime}"),
-                ),
-                Some(_) => {}
             }
+            Some(first) if first != mtime => self.error(
+                "mtime",
+                path,
+                format!("expected the bundle's single mtime {first}, found {mtime}"),
+            ),
+            Some(_) => {}
         }
-        let Some(mode) = numbers(self, "mode", h.mode()) else {
-            return false;
-        };
+    }
+
+    /// No setuid, setgid or sticky bit; otherwise one of the modes this kind may have.
+    fn check_mode(&mut self, path: &str, kind: u8, mode: u64) {
         if mode & 0o7000 != 0 {
             self.error(
                 "special-mode",
                 path,
                 format!("mode {mode:04o} has setuid, setgid or sticky bits"),
             );
+            return;
         }
         let allowed = Kind::from_typeflag(kind).unwrap_or(Kind::File).modes();
-        if mode & 0o7000 == 0 && !allowed.iter().any(|&m| u64::from(m) == mode) {
+        if !allowed.iter().any(|&m| u64::from(m) == mode) {
             let want: Vec<String> = allowed.iter().map(|m| format!("{m:04o}")).collect();
             self.error(
                 "mode",
@@ -132,7 +146,6 @@ impl Checker<'_> {
                 format!("expected mode {}, found {mode:04o}", want.join(" or ")),
             );
         }
-        true
     }
 
     pub(super) fn check_link(&mut self, path: &str, target: &[u8]) -> Option<String> {

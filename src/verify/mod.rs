@@ -167,6 +167,7 @@ pub mod consistency;
 mod entry;
 mod header;
 mod leaks;
+mod placement;
 mod provenance;
 pub mod rebuild;
 mod record;

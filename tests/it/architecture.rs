@@ -1,6 +1,6 @@
 //! The shape the code promises in ARCHITECTURE.md: imports between top-level modules run one
-//! way (no cycles; nothing imports `cmd`; only `main` and `cmd` import `cli`), and no source
-//! file holds more than 600 lines of non-test code.
+//! way (no cycles; nothing imports `cmd`; only `main` and `cmd` import `cli`); no source file
+//! holds more than 500 lines of non-test code, and no function is over 80 lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -133,18 +133,123 @@ fn imports_between_modules_have_no_cycles() {
     }
 }
 
-#[test]
-fn no_source_file_is_over_600_lines_of_non_test_code() {
-    let mut files = Vec::new();
-    sources(&repo().join("src"), &mut files);
-    let big: Vec<String> = files
+/// `code` with comments, string literals and character literals blanked (roughly: enough
+/// that braces and blank lines count as the compiler sees them).
+fn code_only(code: &str) -> String {
+    let (mut out, mut chars) = (String::with_capacity(code.len()), code.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                while chars.peek().is_some_and(|&n| n != '\n') {
+                    chars.next();
+                }
+            }
+            '"' => {
+                out.push('"');
+                while let Some(n) = chars.next() {
+                    match n {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        '\n' => out.push('\n'),
+                        _ => {}
+                    }
+                }
+                out.push('"');
+            }
+            // A character literal ('{', '\'') but not a lifetime ('a).
+            '\'' if code_char_literal(&mut chars) => out.push_str("' '"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// After a `'`: consume a character literal's rest and say so, or leave a lifetime alone.
+fn code_char_literal(chars: &mut std::iter::Peekable<std::str::Chars>) -> bool {
+    let mut ahead = chars.clone();
+    let literal = match ahead.next() {
+        Some('\\') => {
+            ahead.next();
+            ahead.find(|&c| c == '\'').is_some()
+        }
+        Some(_) => ahead.next() == Some('\''),
+        None => false,
+    };
+    if literal {
+        *chars = ahead;
+    }
+    literal
+}
+
+/// Names (a file, a function) with a size in lines.
+type Sizes = Vec<(String, usize)>;
+
+/// Each non-test file's code lines (neither blank nor comment), and each function's length
+/// in lines from its `fn` to its closing brace.
+fn measured() -> (Sizes, Sizes) {
+    let (mut files, mut fns) = (Vec::new(), Vec::new());
+    let mut sources_found = Vec::new();
+    sources(&repo().join("src"), &mut sources_found);
+    for (rel, text) in sources_found
         .iter()
         .filter(|(rel, _)| !rel.ends_with("tests.rs"))
-        .map(|(rel, text)| (rel, non_test(text).lines().count()))
-        .filter(|(_, n)| *n > 600)
+    {
+        let code = code_only(non_test(text));
+        let lines: Vec<&str> = code.lines().collect();
+        files.push((
+            rel.clone(),
+            lines.iter().filter(|l| !l.trim().is_empty()).count(),
+        ));
+        for (i, line) in lines.iter().enumerate() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let Some(at) = words.iter().position(|w| *w == "fn") else {
+                continue;
+            };
+            let before_ok = words[..at]
+                .iter()
+                .all(|w| w.starts_with("pub") || ["const", "async", "unsafe"].contains(w));
+            if !before_ok {
+                continue;
+            }
+            let mut depth = 0i64;
+            for (j, body) in lines.iter().enumerate().skip(i) {
+                depth += body.matches('{').count() as i64 - body.matches('}').count() as i64;
+                if depth <= 0 && (body.contains('}') || body.trim_end().ends_with(';')) {
+                    let name: String = words[at + 1]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    fns.push((format!("{rel}:{} {name}", i + 1), j - i + 1));
+                    break;
+                }
+            }
+        }
+    }
+    (files, fns)
+}
+
+#[test]
+fn no_file_over_500_code_lines_and_no_function_over_80_lines() {
+    let (files, fns) = measured();
+    let big: Vec<String> = files
+        .iter()
+        .filter(|(_, n)| *n > 500)
         .map(|(rel, n)| format!("{rel}: {n}"))
         .collect();
     assert!(big.is_empty(), "split by idea: {big:?}");
+    let long: Vec<String> = fns
+        .iter()
+        .filter(|(_, n)| *n > 80)
+        .map(|(f, n)| format!("{f}: {n} lines"))
+        .collect();
+    assert!(long.is_empty(), "cut along its phases: {long:?}");
+    assert!(
+        fns.len() > 500,
+        "the function count looks wrong: {}",
+        fns.len()
+    );
 }
 
 /// One module convention: a module with submodules is a folder with `mod.rs`, never `x.rs`
