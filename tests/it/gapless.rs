@@ -417,6 +417,63 @@ fn deploys_and_rollbacks_hand_over_without_a_gap() {
     assert_eq!(load::get(port).unwrap(), "1.1.0");
 }
 
+/// The gapless fixture deployed to one host whose service runs under the test's systemd.
+struct UnderSystemd<'a> {
+    systemd: &'a crate::hosts::Systemd,
+    hosts: crate::hosts::Hosts,
+    fx: Fixture,
+    scratch: &'a Scratch,
+    env: PathBuf,
+    port: u16,
+}
+
+impl UnderSystemd<'_> {
+    /// Install the unit `file` printed by `out` in systemd's runtime unit directory.
+    fn install(&self, file: &str, out: Output) {
+        assert_success(&out);
+        let path = self.scratch.join(file);
+        std::fs::write(&path, &out.stdout).unwrap();
+        let installed = format!(
+            "cp {} /run/systemd/system/{file} && systemctl daemon-reload",
+            path.display()
+        );
+        let done = self.systemd.run(&installed);
+        assert!(done.status.success(), "{}", stderr(&done));
+    }
+
+    /// `systemctl`-side `command`, asserting it succeeds.
+    fn run(&self, command: &str) {
+        let done = self.systemd.run(command);
+        assert!(done.status.success(), "{command}: {}", stderr(&done));
+    }
+
+    fn deploy(&self, bundle: &Path) -> Output {
+        let mut args = vec!["deploy".to_string(), bundle.display().to_string()];
+        args.extend(self.hosts.args(1));
+        let health = [
+            "--health-url",
+            "http://127.0.0.1:${PORT}/",
+            "--healthy-for",
+            "300ms",
+        ];
+        args.extend(health.map(String::from));
+        args.extend(["--health-interval", "100ms"].map(String::from));
+        args.extend([
+            "--env-file".to_string(),
+            format!("h1={}", self.env.display()),
+        ]);
+        self.fx
+            .run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn main_pid(&self) -> String {
+        let out = self
+            .systemd
+            .run("systemctl show -P MainPID gapless.service");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
 /// Under a real systemd: the unit runs the keeper (`Type=notify`), a deploy hands over
 /// through `systemctl reload` with the same main process, and with the `.socket` unit from
 /// `systemd-unit --socket` even a restart of the keeper itself refuses no connection.
@@ -433,129 +490,90 @@ fn systemd_reloads_and_holds_the_sockets() {
     let Some(hosts) = crate::hosts::Hosts::start_with(1, "gapless-systemd", setup) else {
         return;
     };
-    let root = hosts.root(1);
     let fx = Fixture::new("gapless");
-    fx.append(
-        "Cargo.toml",
-        &format!(
-            "\n[package.metadata.release.deploy]\nservice = \"systemd\"\npath = \"{}\"\n",
-            root.display()
-        ),
-    );
-    let install = |file: &str, out: Output| {
-        assert_success(&out);
-        let path = scratch.join(file);
-        std::fs::write(&path, &out.stdout).unwrap();
-        let done = systemd.run(&format!(
-            "cp {} /run/systemd/system/{file} && systemctl daemon-reload",
-            path.display()
-        ));
-        assert!(done.status.success(), "{}", stderr(&done));
+    let root = hosts.root(1).display().to_string();
+    let section = "[package.metadata.release.deploy]\nservice = \"systemd\"";
+    fx.append("Cargo.toml", &format!("\n{section}\npath = \"{root}\"\n"));
+    let port = free_port();
+    let env = scratch.join("h1.env");
+    std::fs::write(&env, format!("PORT={port}\n")).unwrap();
+    let s = UnderSystemd {
+        systemd: &systemd,
+        hosts,
+        fx,
+        scratch: &scratch,
+        env,
+        port,
     };
-    let unit = fx.run(&["systemd-unit", "--user", "root"]);
-    let text = String::from_utf8_lossy(&unit.stdout).to_string();
+    let unit = s.fx.run(&["systemd-unit", "--user", "root"]);
+    let text = stdout(&unit);
     assert!(
         text.contains("Type=notify") && text.contains("ExecReload="),
         "{text}"
     );
-    install("gapless.service", unit);
-    let port = free_port();
-    let env = scratch.join("h1.env");
-    std::fs::write(&env, format!("PORT={port}\n")).unwrap();
-    let [v1, v2] = gapless_bundles();
-    let deploy = |bundle: &Path| {
-        let mut args = vec!["deploy".to_string(), bundle.display().to_string()];
-        args.extend(hosts.args(1));
-        args.extend(
-            [
-                "--health-url",
-                "http://127.0.0.1:${PORT}/",
-                "--healthy-for",
-                "300ms",
-                "--health-interval",
-                "100ms",
-            ]
-            .map(String::from),
-        );
-        args.extend(["--env-file".to_string(), format!("h1={}", env.display())]);
-        fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    };
-    let main_pid = || {
-        String::from_utf8_lossy(
-            &systemd
-                .run("systemctl show -P MainPID gapless.service")
-                .stdout,
-        )
-        .trim()
-        .to_string()
-    };
+    s.install("gapless.service", unit);
+    deploys_and_systemctl_reload_hand_over(&s);
+    a_socket_unit_holds_the_port_while_the_keeper_restarts(&s);
+    logs_read_the_journal(&s);
+    let _ = systemd.run("systemctl stop gapless.service gapless.socket");
+}
 
-    assert_success(&deploy(v1));
-    assert_eq!(load::get(port).unwrap(), "1.0.0");
-    let keeper = main_pid();
+/// A deploy reloads through systemctl and a `systemctl reload` hands over: no request lost,
+/// the keeper stays systemd's main process.
+fn deploys_and_systemctl_reload_hand_over(s: &UnderSystemd) {
+    let [v1, v2] = gapless_bundles();
+    assert_success(&s.deploy(v1));
+    assert_eq!(load::get(s.port).unwrap(), "1.0.0");
+    let keeper = s.main_pid();
     let mut out = None;
-    let upgrade = under_load(port, || out = Some(deploy(v2)));
+    let upgrade = under_load(s.port, || out = Some(s.deploy(v2)));
     assert_success(out.as_ref().unwrap());
     assert_eq!(
         upgrade.failed(),
         0,
         "deploy through systemctl reload: {upgrade}"
     );
-    assert_eq!(load::get(port).unwrap(), "1.1.0");
+    assert_eq!(load::get(s.port).unwrap(), "1.1.0");
     assert_eq!(
-        main_pid(),
+        s.main_pid(),
         keeper,
         "the keeper stayed systemd's main process"
     );
-    let reload = under_load(port, || {
-        let done = systemd.run("systemctl reload gapless.service");
-        assert!(done.status.success(), "{}", stderr(&done));
-    });
+    let reload = under_load(s.port, || s.run("systemctl reload gapless.service"));
     assert_eq!(reload.failed(), 0, "systemctl reload: {reload}");
+}
 
-    // systemd holds the socket: restarting the keeper itself queues connections, refuses none.
-    let socket = fx.run(&["systemd-unit", "--socket"]);
-    install("gapless.socket", socket);
-    let done = systemd
-        .run("systemctl stop gapless.service && systemctl start gapless.socket gapless.service");
-    assert!(done.status.success(), "{}", stderr(&done));
-    assert_eq!(load::get(port).unwrap(), "1.1.0");
-    let restart = under_load(port, || {
-        let done = systemd.run("systemctl restart gapless.service");
-        assert!(done.status.success(), "{}", stderr(&done));
-    });
+/// systemd holds the socket: restarting the keeper itself queues connections, refuses none.
+fn a_socket_unit_holds_the_port_while_the_keeper_restarts(s: &UnderSystemd) {
+    s.install("gapless.socket", s.fx.run(&["systemd-unit", "--socket"]));
+    s.run("systemctl stop gapless.service && systemctl start gapless.socket gapless.service");
+    assert_eq!(load::get(s.port).unwrap(), "1.1.0");
+    let restart = under_load(s.port, || s.run("systemctl restart gapless.service"));
     assert_eq!(
         restart.failed(),
         0,
         "systemctl restart with a .socket unit: {restart}"
     );
+}
 
-    // `logs` of a systemd service reads its journal (journald, masked at boot, started here
-    // inside systemd's namespaces only, keeping its journal in their private /run).
-    let journal = systemd.run(
+/// `logs` of a systemd service reads its journal (journald, masked at boot, started here
+/// inside systemd's namespaces only, keeping its journal in their private /run).
+fn logs_read_the_journal(s: &UnderSystemd) {
+    s.run(
         "mkdir -p /run/systemd/journald.conf.d && printf '[Journal]\\nStorage=volatile\\n' > /run/systemd/journald.conf.d/volatile.conf && rm -f /run/systemd/system.control/systemd-journald.service /run/systemd/system.control/systemd-journald.socket && systemctl daemon-reload && systemctl start systemd-journald.socket systemd-journald.service && systemctl restart gapless.service",
     );
-    assert!(journal.status.success(), "{}", stderr(&journal));
     std::thread::sleep(Duration::from_secs(1));
-    let mut args = vec![
-        "logs".to_string(),
-        "--since".into(),
-        "10m".into(),
-        "--grep".into(),
-        "serving".into(),
-        "-n".into(),
-        "3".into(),
-    ];
-    args.extend(hosts.args(1));
-    let out = fx.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut args = vec!["logs", "--since", "10m", "--grep", "serving", "-n", "3"];
+    let host_args = s.hosts.args(1);
+    args.extend(host_args.iter().map(String::as_str));
+    let out = s.fx.run(&args);
     assert_success(&out);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = stdout(&out);
     assert!(
         text.contains("h1: ") && text.contains("serving"),
         "{text}{}",
         stderr(&out)
     );
-    let _ = systemd.run("systemctl stop gapless.service gapless.socket");
 }
 
 /// The figures `benches/gapless.sh` prints: N restarts under load (2 fresh-connection and 2
