@@ -867,89 +867,86 @@ fn a_destination_from_the_manifest() {
     fs::create_dir_all(fx.root.join("deploy")).unwrap();
     fs::copy(&hosts.ssh_config, fx.root.join("deploy/ssh_config")).unwrap();
     let manifest = fx.root.join("Cargo.toml");
-    let mut text = fs::read_to_string(&manifest).unwrap();
-    text.push_str(&table);
+    let text = fs::read_to_string(&manifest).unwrap() + &table;
     fs::write(&manifest, &text).unwrap();
-    let out = fx.run(&[
+    let env_arg = env.to_str().unwrap();
+    let args = [
         "deploy",
         "--dest",
         "staging",
         "--env-file",
-        env.to_str().unwrap(),
+        env_arg,
         "--message-format",
         "json",
-    ]);
+    ];
+    let out = fx.run(&args);
     assert_success(&out);
     assert_eq!(get(port, "/env/RELEASE_VSN"), "1.2.0");
     let summary = summary(&out);
     assert_eq!(summary["hosts"][0]["host"], "h1");
     assert_eq!(summary["hosts"][0]["outcome"], "deployed");
-
-    // From another directory: the manifest's relative ssh-config still applies.
-    let elsewhere = run_tool(
-        &fx.scratch.path,
-        &[
-            "releases",
-            "--dest",
-            "staging",
-            "--manifest-path",
-            fx.root.join("Cargo.toml").to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&elsewhere);
-    let out = fx.run(&["releases", "--dest", "staging"]);
-    assert_success(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1.2.0 (current, deployed 20"));
-
-    let out = fx.run(&["releases", "--dest", "production"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no destination `production`") && stderr(&out).contains("staging"),
-        "{}",
-        stderr(&out)
-    );
-
+    releases_finds_the_destination_from_anywhere(&fx);
+    // A wrong value in the table: named with its file and key.
     fs::write(&manifest, text.replace("keep = 3", "keep = \"all\"")).unwrap();
     let out = fx.run(&["releases", "--dest", "staging"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
+    let named = err.contains("Cargo.toml") && err.contains("package.metadata.release.deploy.keep");
+    assert!(named, "{err}");
+    let required = text.replace("keep = 3", "keep = 3\nrequire-signature = true");
+    fs::write(&manifest, required).unwrap();
+    require_signature_lets_only_checked_bundles_out(&fx, &env);
+}
+
+/// From another directory the manifest's relative ssh-config still applies; an unknown
+/// destination is named, with the ones there are.
+fn releases_finds_the_destination_from_anywhere(fx: &Fixture) {
+    let manifest = fx.root.join("Cargo.toml");
+    let args = [
+        "releases",
+        "--dest",
+        "staging",
+        "--manifest-path",
+        manifest.to_str().unwrap(),
+    ];
+    assert_success(&run_tool(&fx.scratch.path, &args, &[]));
+    let out = fx.run(&["releases", "--dest", "staging"]);
+    assert_success(&out);
+    assert!(stdout(&out).starts_with("1.2.0 (current, deployed 20"));
+    let out = fx.run(&["releases", "--dest", "production"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
     assert!(
-        err.contains("Cargo.toml") && err.contains("package.metadata.release.deploy.keep"),
+        err.contains("no destination `production`") && err.contains("staging"),
         "{err}"
     );
+}
 
-    // `require-signature`: an unsigned bundle, or one not checked against a signer, is refused
-    // before any host is contacted; a signed one checked with --minisign-key goes out.
-    fs::write(
-        &manifest,
-        text.replace("keep = 3", "keep = 3\nrequire-signature = true"),
-    )
-    .unwrap();
+/// `require-signature`: an unsigned bundle, or one not checked against a signer, is refused
+/// before any host is contacted; a signed one checked with --minisign-key goes out.
+fn require_signature_lets_only_checked_bundles_out(fx: &Fixture, env: &Path) {
     let out = fx.run(&["deploy", "--dest", "staging"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("deploy.require-signature is set"),
-        "{}",
-        stderr(&out)
-    );
+    let err = stderr(&out);
+    assert!(err.contains("deploy.require-signature is set"), "{err}");
     if !have("minisign") {
         return;
     }
     let (key, public) = minisign_keypair(&fx.scratch.path, "ci");
     // The same bundle the first deploy built (bundling is reproducible), to sign.
+    let signed_dir = fx.scratch.join("signed");
     let out = fx.run(&[
         "--message-format",
         "json",
         "-q",
         "--out-dir",
-        fx.scratch.join("signed").to_str().unwrap(),
+        signed_dir.to_str().unwrap(),
     ]);
     assert_success(&out);
     let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let copy = std::path::PathBuf::from(msg["path"].as_str().unwrap());
+    let copy = msg["path"].as_str().unwrap();
     let checked = |extra: &[&str]| {
-        let mut args = vec!["deploy", copy.to_str().unwrap(), "--dest", "staging"];
+        let mut args = vec!["deploy", copy, "--dest", "staging"];
         args.extend_from_slice(extra);
         args.extend(["--minisign-key", public.to_str().unwrap()]);
         fx.run(&args)
@@ -957,19 +954,15 @@ fn a_destination_from_the_manifest() {
     let out = checked(&[]);
     assert_eq!(out.status.code(), Some(1), "unsigned: {}", stderr(&out));
     assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
-    let signed = run_tool(
-        &fx.root,
-        &[
-            "sign",
-            copy.to_str().unwrap(),
-            "--signer",
-            "minisign",
-            "--key",
-            key.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&signed);
+    let sign = [
+        "sign",
+        copy,
+        "--signer",
+        "minisign",
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    assert_success(&run_tool(&fx.root, &sign, &[]));
     assert_success(&checked(&["--env-file", env.to_str().unwrap()]));
 }
 
