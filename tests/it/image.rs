@@ -449,7 +449,7 @@ fn two_builds_give_the_same_image() {
 }
 
 /// The entries of an image layout tar, by name.
-fn entries(image: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+fn entries(image: &Path) -> Layout {
     let mut out = std::collections::BTreeMap::new();
     let mut a = tar::Archive::new(fs::File::open(image).unwrap());
     for e in a.entries().unwrap() {
@@ -464,7 +464,7 @@ fn entries(image: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn write_entries(entries: &std::collections::BTreeMap<String, Vec<u8>>, to: &Path) {
+fn write_entries(entries: &Layout, to: &Path) {
     let mut b = tar::Builder::new(fs::File::create(to).unwrap());
     for (name, data) in entries {
         let mut h = tar::Header::new_ustar();
@@ -483,7 +483,7 @@ fn blob_name(digest: &str) -> String {
 /// with `edit`), and
 /// re-seal config, manifest and index so that only the intended flaw remains.
 fn reseal(
-    e: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    e: &mut Layout,
     layer: Option<(usize, Vec<u8>, String)>,
     edit: impl FnOnce(&mut serde_json::Value),
 ) {
@@ -534,19 +534,14 @@ fn verify_catches_tampered_images() {
     let image = PathBuf::from(line["image"]["path"].as_str().unwrap());
     let original = entries(&image);
     let mut i = 0;
-    let mut refused = |e: &std::collections::BTreeMap<String, Vec<u8>>, code: &str| {
+    let mut refused = |e: &Layout, code: &str| {
         i += 1;
         let path = fx.scratch.join(format!("tampered-{i}.oci.tar"));
         write_entries(e, &path);
         let out = run_tool(&fx.root, &["verify", path.to_str().unwrap()], &[]);
         assert_eq!(out.status.code(), Some(1), "{code}: {}", stderr(&out));
-        let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+        let text = format!("{}{}", stderr(&out), stdout(&out));
         assert!(text.contains(&format!("[{code}]")), "{code}: {text}");
-    };
-    let manifest_of = |e: &std::collections::BTreeMap<String, Vec<u8>>| -> serde_json::Value {
-        let index: serde_json::Value = serde_json::from_slice(&e["index.json"]).unwrap();
-        serde_json::from_slice(&e[&blob_name(index["manifests"][0]["digest"].as_str().unwrap())])
-            .unwrap()
     };
 
     // A byte changed in the last layer (the executables).
@@ -588,28 +583,38 @@ fn verify_catches_tampered_images() {
         b.append(&h, &data[..]).unwrap();
         b.finish().unwrap();
     }
-    let diff_id = sha(&raw);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &raw).unwrap();
     let mut e = original.clone();
-    reseal(&mut e, Some((1, gz.finish().unwrap(), diff_id)), |_| {});
+    reseal(&mut e, Some((1, gzip(&raw), sha(&raw))), |_| {});
     refused(&e, "bad-name");
 
-    // An extra top layer replacing the entrypoint, its blob first in the tar: runtimes apply
-    // layers in the manifest's order, so verify does too.
-    let mut e = original.clone();
+    an_extra_top_layer_counts_in_the_manifests_order(&fx, &original);
+}
+
+/// An OCI layout's files by name.
+type Layout = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// The image manifest the layout's index names first.
+fn manifest_of(e: &Layout) -> serde_json::Value {
     let index: serde_json::Value = serde_json::from_slice(&e["index.json"]).unwrap();
-    let mdigest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(&e[&blob_name(&mdigest)]).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    serde_json::from_slice(&e[&blob_name(digest)]).unwrap()
+}
+
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, raw).unwrap();
+    gz.finish().unwrap()
+}
+
+/// An extra top layer replacing the entrypoint, its blob first in the tar: runtimes apply
+/// layers in the manifest's order, so verify does too.
+fn an_extra_top_layer_counts_in_the_manifests_order(fx: &Fixture, original: &Layout) {
+    let mut e = original.clone();
+    let manifest = manifest_of(&e);
     let cdigest = manifest["config"]["digest"].as_str().unwrap();
     let config: serde_json::Value = serde_json::from_slice(&e[&blob_name(cdigest)]).unwrap();
-    let entrypoint = config["config"]["Entrypoint"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let entrypoint = config["config"]["Entrypoint"][0].as_str().unwrap();
+    let entrypoint = entrypoint.trim_start_matches('/').to_string();
     let mut raw = Vec::new();
     {
         let data = b"#!/bin/sh\necho replaced\n";
@@ -620,38 +625,31 @@ fn verify_catches_tampered_images() {
         h.set_uid(0);
         h.set_gid(0);
         let mut b = tar::Builder::new(&mut raw);
-        b.append_data(&mut h, entrypoint.trim_start_matches('/'), &data[..])
-            .unwrap();
+        b.append_data(&mut h, &entrypoint, &data[..]).unwrap();
         b.finish().unwrap();
     }
-    let diff_id = sha(&raw);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &raw).unwrap();
-    let gz = gz.finish().unwrap();
+    let gz = gzip(&raw);
     let n = manifest["layers"].as_array().unwrap().len();
-    reseal(&mut e, Some((n, gz.clone(), diff_id)), |_| {});
+    reseal(&mut e, Some((n, gz.clone(), sha(&raw))), |_| {});
     // The new layer's blob first, then everything else.
     let first = blob_name(&sha(&gz));
     let path = fx.scratch.join("reordered.oci.tar");
-    {
-        let mut b = tar::Builder::new(fs::File::create(&path).unwrap());
-        let mut names: Vec<&String> = e.keys().collect();
-        names.sort_by_key(|n| **n != first);
-        for name in names {
-            let mut h = tar::Header::new_ustar();
-            h.set_mode(0o644);
-            h.set_size(e[name].len() as u64);
-            b.append_data(&mut h, name, &e[name][..]).unwrap();
-        }
-        b.finish().unwrap();
+    let mut b = tar::Builder::new(fs::File::create(&path).unwrap());
+    let mut names: Vec<&String> = e.keys().collect();
+    names.sort_by_key(|n| **n != first);
+    for name in names {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(e[name].len() as u64);
+        b.append_data(&mut h, name, &e[name][..]).unwrap();
     }
+    b.finish().unwrap();
+    drop(b);
     let out = run_tool(&fx.root, &["verify", path.to_str().unwrap()], &[]);
-    let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    let text = format!("{}{}", stderr(&out), stdout(&out));
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("[content-mismatch]") && text.contains(entrypoint.trim_start_matches('/')),
-        "{text}"
-    );
+    let named = text.contains("[content-mismatch]") && text.contains(&entrypoint);
+    assert!(named, "{text}");
 }
 
 /// A glibc executable on `scratch` would not run: `--image` without a base says what to do,
