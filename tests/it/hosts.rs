@@ -283,6 +283,88 @@ fn keygen(path: &Path) {
     );
 }
 
+/// The hosts' PATHs: the first host's (with zstd: transfers to it are zstd, or the bundle's
+/// own bytes), then the others' (only what a stock server has: gzip transfers). A systemd
+/// server has its service manager's clients too.
+fn host_paths(scratch: &Scratch, systemd: bool) -> [PathBuf; 2] {
+    let (zbin, bin) = (scratch.join("hostbin-zstd"), scratch.join("hostbin"));
+    host_bin(&bin);
+    host_bin(&zbin);
+    let zstd = Command::new("sh")
+        .args(["-c", "command -v zstd"])
+        .output()
+        .unwrap();
+    let zstd = String::from_utf8_lossy(&zstd.stdout).trim().to_string();
+    if !zstd.is_empty() {
+        std::os::unix::fs::symlink(&zstd, zbin.join("zstd")).unwrap();
+    }
+    for dir in [&bin, &zbin].into_iter().filter(|_| systemd) {
+        for tool in ["systemctl", "journalctl"] {
+            std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), dir.join(tool)).unwrap();
+        }
+    }
+    [zbin, bin]
+}
+
+/// sshd on `port` of loopback, for `users` only, with keys from the scratch directory; the
+/// first user gets the first PATH, the others the second.
+fn sshd_config(scratch: &Scratch, port: u16, users: &[String], paths: &[PathBuf; 2]) -> String {
+    let s = scratch.path.display();
+    format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {s}/host_key\nPidFile {s}/sshd.pid\nAuthorizedKeysFile {s}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowUsers {}\nMaxSessions 100\nMaxStartups 100\nLogLevel ERROR\nMatch User {}\n  SetEnv PATH={}\nMatch all\n  SetEnv PATH={}\n",
+        users.join(" "),
+        users[0],
+        paths[0].display(),
+        paths[1].display()
+    )
+}
+
+/// The client side: `known_hosts` pinning the host key, and an `ssh -F` file naming
+/// `h1`..`hN`; returns the latter's path.
+fn client_config(scratch: &Scratch, port: u16, users: &[String]) -> PathBuf {
+    let host_pub = fs::read_to_string(scratch.join("host_key.pub")).unwrap();
+    let key_only: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+    let known = format!("[127.0.0.1]:{port} {}\n", key_only.join(" "));
+    fs::write(scratch.join("known_hosts"), known).unwrap();
+    let mut config = String::new();
+    for (i, u) in users.iter().enumerate() {
+        let h = i + 1;
+        config.push_str(&format!(
+            "Host h{h}\n  HostName 127.0.0.1\n  Port {port}\n  User {u}\n"
+        ));
+    }
+    let s = scratch.path.display();
+    config.push_str(&format!(
+        "Host *\n  IdentityFile {s}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {s}/known_hosts\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  ConnectTimeout 10\n"
+    ));
+    let ssh_config = scratch.join("ssh_config");
+    fs::write(&ssh_config, config).unwrap();
+    ssh_config
+}
+
+/// sshd in the foreground (inside the systemd's namespaces when given), once it listens.
+fn start_sshd(scratch: &Scratch, port: u16, systemd: Option<&Systemd>) -> KillOnDrop {
+    let mut sshd = match systemd {
+        Some(systemd) => {
+            let mut c = systemd.enter();
+            c.arg("/usr/sbin/sshd");
+            c
+        }
+        None => Command::new("/usr/sbin/sshd"),
+    };
+    let sshd = sshd
+        .args(["-D", "-e", "-f"])
+        .arg(scratch.join("sshd_config"))
+        .stderr(fs::File::create(scratch.join("sshd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let sshd = KillOnDrop(sshd);
+    wait_for("sshd to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    sshd
+}
+
 impl Hosts {
     /// `n` hosts for the test `name` (its deploy path on each host), or `None` (after saying
     /// why) where they cannot run and `CI` is unset.
@@ -315,95 +397,23 @@ impl Hosts {
             // systemd mounts its own /run.
             assert!(systemd.run("mkdir -p /run/sshd").status.success());
         }
-        let bin = scratch.join("hostbin");
-        host_bin(&bin);
-        // The first host also has zstd (transfers to it are zstd, or the bundle's own bytes);
-        // the others have only what a stock server has (gzip transfers).
-        let zbin = scratch.join("hostbin-zstd");
-        host_bin(&zbin);
-        let zstd = Command::new("sh")
-            .args(["-c", "command -v zstd"])
-            .output()
-            .unwrap();
-        let zstd = String::from_utf8_lossy(&zstd.stdout).trim().to_string();
-        if !zstd.is_empty() {
-            std::os::unix::fs::symlink(&zstd, zbin.join("zstd")).unwrap();
-        }
-        if setup.systemd.is_some() {
-            // A systemd server has its service manager's clients too.
-            for dir in [&bin, &zbin] {
-                for tool in ["systemctl", "journalctl"] {
-                    std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), dir.join(tool)).unwrap();
-                }
-            }
-        }
+        let paths = host_paths(&scratch, setup.systemd.is_some());
         keygen(&scratch.join("host_key"));
         keygen(&scratch.join("client_key"));
-        fs::copy(
-            scratch.join("client_key.pub"),
-            scratch.join("authorized_keys"),
-        )
-        .unwrap();
-        fs::set_permissions(
-            scratch.join("authorized_keys"),
-            fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
+        let authorized = scratch.join("authorized_keys");
+        fs::copy(scratch.join("client_key.pub"), &authorized).unwrap();
+        fs::set_permissions(&authorized, fs::Permissions::from_mode(0o644)).unwrap();
         let port = free_port();
-        let s = scratch.path.display();
-        fs::write(
-            scratch.join("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {s}/host_key\nPidFile {s}/sshd.pid\nAuthorizedKeysFile {s}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowUsers {}\nMaxSessions 100\nMaxStartups 100\nLogLevel ERROR\nMatch User {}\n  SetEnv PATH={}\nMatch all\n  SetEnv PATH={}\n",
-                users.join(" "),
-                users[0],
-                zbin.display(),
-                bin.display()
-            ),
-        )
-        .unwrap();
-        let host_pub = fs::read_to_string(scratch.join("host_key.pub")).unwrap();
-        let key_only: Vec<&str> = host_pub.split_whitespace().take(2).collect();
-        fs::write(
-            scratch.join("known_hosts"),
-            format!("[127.0.0.1]:{port} {}\n", key_only.join(" ")),
-        )
-        .unwrap();
-        let mut config = String::new();
-        for (i, u) in users.iter().enumerate() {
-            config.push_str(&format!(
-                "Host h{}\n  HostName 127.0.0.1\n  Port {port}\n  User {u}\n",
-                i + 1
-            ));
-        }
-        config.push_str(&format!(
-            "Host *\n  IdentityFile {s}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {s}/known_hosts\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  ConnectTimeout 10\n"
-        ));
-        let ssh_config = scratch.join("ssh_config");
-        fs::write(&ssh_config, config).unwrap();
-        let mut sshd = match setup.systemd {
-            Some(systemd) => {
-                let mut c = systemd.enter();
-                c.arg("/usr/sbin/sshd");
-                c
-            }
-            None => Command::new("/usr/sbin/sshd"),
-        };
-        let sshd = sshd
-            .args(["-D", "-e", "-f"])
-            .arg(scratch.join("sshd_config"))
-            .stderr(fs::File::create(scratch.join("sshd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        wait_for("sshd to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        let config = sshd_config(&scratch, port, &users, &paths);
+        fs::write(scratch.join("sshd_config"), config).unwrap();
+        let ssh_config = client_config(&scratch, port, &users);
+        let sshd = start_sshd(&scratch, port, setup.systemd);
         let hosts = Hosts {
             scratch,
             ssh_config,
             users,
             path: format!("rb-tests/{name}/webapp"),
-            sshd: Some(KillOnDrop(sshd)),
+            sshd: Some(sshd),
             under_systemd: setup.systemd.is_some(),
             own_users,
         };
