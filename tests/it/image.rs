@@ -36,100 +36,99 @@ fn base_with(dir: &Path, exe: &Path, shell: bool) -> PathBuf {
     if shell {
         needs.push(PathBuf::from(&busybox));
     }
-    let mut libs: Vec<String> = Vec::new();
-    for program in &needs {
-        let out = Command::new("ldd").arg(program).output().unwrap();
-        assert!(out.status.success(), "ldd {}", program.display());
-        libs.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| {
-                    l.split_whitespace()
-                        .find(|w| w.starts_with('/'))
-                        .map(String::from)
-                }),
-        );
-    }
-    libs.sort();
-    libs.dedup();
     let mut layer = tar::Builder::new(Vec::new());
-    let mut dirs = std::collections::BTreeSet::new();
     {
         // The root itself, named `.`, as umoci writes it: runtimes accept it, so build and
         // verify do.
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Directory);
+        let mut h = base_header(tar::EntryType::Directory, 0o755, 0);
         h.as_old_mut().name[..1].copy_from_slice(b".");
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(0);
         h.set_cksum();
         layer.append(&h, &[][..]).unwrap();
     }
+    let mut dirs = std::collections::BTreeSet::new();
     if shell {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(0);
+        let mut h = base_header(tar::EntryType::Directory, 0o755, 0);
         layer.append_data(&mut h, "bin", &[][..]).unwrap();
         dirs.insert(PathBuf::from("bin"));
     }
-    for lib in &libs {
+    for lib in &shared_libraries(&needs) {
         let rel = lib.trim_start_matches('/');
         let mut at = PathBuf::new();
         for part in Path::new(rel).parent().unwrap().components() {
             at.push(part);
             if dirs.insert(at.clone()) {
-                let mut h = tar::Header::new_ustar();
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                h.set_mtime(0);
+                let mut h = base_header(tar::EntryType::Directory, 0o755, 0);
                 layer.append_data(&mut h, &at, &[][..]).unwrap();
             }
         }
         let data = fs::read(fs::canonicalize(lib).unwrap()).unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o755);
-        h.set_size(data.len() as u64);
-        h.set_mtime(0);
+        let mut h = base_header(tar::EntryType::Regular, 0o755, data.len());
         layer.append_data(&mut h, rel, &data[..]).unwrap();
     }
     if shell {
-        let data = fs::read(&busybox).unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o755);
-        h.set_size(data.len() as u64);
-        h.set_mtime(0);
-        layer.append_data(&mut h, "bin/busybox", &data[..]).unwrap();
-        let list = Command::new(&busybox).arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet == "busybox" {
-                continue;
-            }
-            let mut h = tar::Header::new_ustar();
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_mode(0o777);
-            h.set_size(0);
-            h.set_mtime(0);
-            layer
-                .append_link(&mut h, format!("bin/{applet}"), "busybox")
-                .unwrap();
-        }
+        add_busybox(&mut layer, &busybox);
     }
-    let layer = layer.into_inner().unwrap();
+    write_base_layout(dir, &layer.into_inner().unwrap());
+    dir.to_path_buf()
+}
+
+/// A header of the base layer: this kind, mode and size, mtime 0.
+fn base_header(kind: tar::EntryType, mode: u32, size: usize) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size as u64);
+    h.set_mtime(0);
+    h
+}
+
+/// The shared libraries `programs` load, as `ldd` lists them: sorted, each once.
+fn shared_libraries(programs: &[PathBuf]) -> Vec<String> {
+    let mut libs: Vec<String> = Vec::new();
+    for program in programs {
+        let out = Command::new("ldd").arg(program).output().unwrap();
+        assert!(out.status.success(), "ldd {}", program.display());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let paths = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')));
+        libs.extend(paths.map(String::from));
+    }
+    libs.sort();
+    libs.dedup();
+    libs
+}
+
+/// busybox as `/bin/busybox`, and a link to it for each of its applets.
+fn add_busybox(layer: &mut tar::Builder<Vec<u8>>, busybox: &str) {
+    let data = fs::read(busybox).unwrap();
+    let mut h = base_header(tar::EntryType::Regular, 0o755, data.len());
+    layer.append_data(&mut h, "bin/busybox", &data[..]).unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet == "busybox" {
+            continue;
+        }
+        let mut h = base_header(tar::EntryType::Symlink, 0o777, 0);
+        layer
+            .append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+}
+
+/// An OCI layout in `dir` of one image, ref `base`, whose one layer is `layer`.
+fn write_base_layout(dir: &Path, layer: &[u8]) {
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/usr/bin:/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]},
+        "rootfs": {"type": "layers", "diff_ids": [sha(layer)]},
     });
     let config = serde_json::to_vec(&config).unwrap();
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(&layer), "size": layer.len()}],
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer), "size": layer.len()}],
     });
     let manifest = serde_json::to_vec(&manifest).unwrap();
     let index = serde_json::json!({
@@ -138,12 +137,11 @@ fn base_with(dir: &Path, exe: &Path, shell: bool) -> PathBuf {
                        "annotations": {"org.opencontainers.image.ref.name": "base"}}],
     });
     fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    for blob in [&layer, &config, &manifest] {
+    for blob in [layer, &config, &manifest] {
         fs::write(dir.join("blobs/sha256").join(&sha(blob)[7..]), blob).unwrap();
     }
     fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    dir.to_path_buf()
 }
 
 /// A test base for the webapp fixture `fx` (with busybox as its shell when `shell`): the
