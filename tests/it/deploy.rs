@@ -624,7 +624,7 @@ fn locks_kills_tampering_and_host_keys() {
     let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
     assert_success(&deploy(&hosts, v1, 2, &env_args));
     a_dry_run_of_an_upgrade_says_what_moves(&hosts, &v2);
-    a_dry_run_plans_other_bytes_beside(&hosts, &scratch, v1);
+    a_dry_run_plans_other_bytes_beside(&hosts, &scratch);
     a_tampered_bundle_touches_no_host(&hosts, &scratch, &v2);
     stage_only_sends_and_switches_nothing(&hosts, &ports, &v2);
     a_slow_deploy_holds_the_lock_until_killed(&hosts, &v2, &v3);
@@ -677,15 +677,8 @@ fn a_dry_run_of_an_upgrade_says_what_moves(hosts: &Hosts, v2: &Path) {
 
 /// A dry run takes the deploy's decisions: 1.2.0 from other bytes would go beside the
 /// installed 1.2.0 as 1.2.0+<id>; nothing changes.
-fn a_dry_run_plans_other_bytes_beside(hosts: &Hosts, scratch: &Scratch, v1: &Path) {
-    let mut entries = crate::verify::entries_of(v1);
-    let i = crate::verify::find(&mut entries, "webapp-1.2.0/priv/templates/greeting.txt");
-    entries[i].data[0] ^= 0x20;
-    entries[i].fix_checksum();
-    crate::verify::reseal(&mut entries);
-    let other = scratch.join("other/webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst");
-    fs::create_dir_all(other.parent().unwrap()).unwrap();
-    crate::verify::write_entries(&entries, &other);
+fn a_dry_run_plans_other_bytes_beside(hosts: &Hosts, scratch: &Scratch) {
+    let other = crate::verify::webapp_with_other_bytes(&scratch.path);
     let other = other.display().to_string();
     let out = tool_on_hosts(hosts, &["deploy", &other, "--dry-run"], 2, &[]);
     assert_success(&out);

@@ -178,6 +178,14 @@ fn a_reinstall_changes_nothing_and_keep_prunes(local: &Local, v2: &Path) {
 fn the_lock_holds_and_a_changed_bundle_goes_beside() {
     let scratch = Scratch::new();
     let path = scratch.join("srv");
+    lock_holders_are_judged_live_or_stale(&scratch, &path);
+    another_bundle_of_the_same_version_goes_beside(&scratch, &path);
+}
+
+/// A lock held by a live process is refused, naming the holder; one left by a zombie, by a
+/// process gone, or by a pid reused (another start time) is stale and broken only when
+/// asked, and the install then releases it.
+fn lock_holders_are_judged_live_or_stale(scratch: &Scratch, path: &Path) {
     let p = path.to_str().unwrap();
     let bundle = webapp_bundle().to_str().unwrap().to_string();
     // Held by a live process: refused, naming the holder.
@@ -267,23 +275,19 @@ fn the_lock_holds_and_a_changed_bundle_goes_beside() {
         !path.join(".deploy/lock").exists(),
         "released after the install"
     );
-    // Without --restart: staged and switched, nothing started.
+}
+
+/// Without --restart: staged and switched, nothing started. Another bundle with the same
+/// version goes beside it, as 1.2.0+<id>: installed releases never change, and a rebuild
+/// without a version bump still installs.
+fn another_bundle_of_the_same_version_goes_beside(scratch: &Scratch, path: &Path) {
+    let p = path.to_str().unwrap();
     assert_eq!(
         fs::read_link(path.join("current")).unwrap(),
         Path::new("releases/1.2.0")
     );
-    // Another bundle with the same version goes beside it, as 1.2.0+<digest>: installed
-    // releases never change, and a rebuild without a version bump still installs.
     let before = sha256_file(&path.join("releases/1.2.0/priv/templates/greeting.txt"));
-    let entries = crate::verify::entries_of(webapp_bundle());
-    let mut entries = entries;
-    let i = crate::verify::find(&mut entries, "webapp-1.2.0/priv/templates/greeting.txt");
-    entries[i].data[0] ^= 0x20;
-    entries[i].fix_checksum();
-    crate::verify::reseal(&mut entries);
-    let other = scratch.join("other/webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst");
-    fs::create_dir_all(other.parent().unwrap()).unwrap();
-    crate::verify::write_entries(&entries, &other);
+    let other = crate::verify::webapp_with_other_bytes(&scratch.path);
     let out = run_tool(
         &scratch.path,
         &["install", other.to_str().unwrap(), "--path", p],

@@ -137,6 +137,20 @@ pub fn write_entries(entries: &[TarEntry], bundle: &Path) {
     fs::write(bundle, zstd_compress(&serialize(entries))).unwrap();
 }
 
+/// The webapp bundle, version 1.2.0 still, with one byte of a template changed and its
+/// manifest and sums made to agree: other bytes under the same version, in `dir/other/`.
+pub fn webapp_with_other_bytes(dir: &Path) -> PathBuf {
+    let mut entries = entries_of(webapp_bundle());
+    let i = find(&mut entries, "webapp-1.2.0/priv/templates/greeting.txt");
+    entries[i].data[0] ^= 0x20;
+    entries[i].fix_checksum();
+    reseal(&mut entries);
+    let other = dir.join("other/webapp-1.2.0-x86_64-unknown-linux-gnu.tar.zst");
+    fs::create_dir_all(other.parent().unwrap()).unwrap();
+    write_entries(&entries, &other);
+    other
+}
+
 /// The good webapp bundle, decompressed and split into entries.
 fn good_entries() -> Vec<TarEntry> {
     entries_of(webapp_bundle())
