@@ -326,18 +326,7 @@ fn deploys_and_rollbacks_hand_over_without_a_gap() {
     let deploy = |command: &[&str], env_text: Option<&str>| {
         let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         args.extend(hosts.args(1));
-        let health = "http://127.0.0.1:${PORT}/".to_string();
-        args.extend(
-            [
-                "--health-url",
-                &health,
-                "--healthy-for",
-                "300ms",
-                "--health-interval",
-                "100ms",
-            ]
-            .map(String::from),
-        );
+        args.extend(crate::hosts::QUICK_HEALTH.map(String::from));
         if let Some(text) = env_text {
             std::fs::write(&env, text).unwrap();
             args.extend(["--env-file".to_string(), format!("h1={}", env.display())]);
@@ -450,14 +439,7 @@ impl UnderSystemd<'_> {
     fn deploy(&self, bundle: &Path) -> Output {
         let mut args = vec!["deploy".to_string(), bundle.display().to_string()];
         args.extend(self.hosts.args(1));
-        let health = [
-            "--health-url",
-            "http://127.0.0.1:${PORT}/",
-            "--healthy-for",
-            "300ms",
-        ];
-        args.extend(health.map(String::from));
-        args.extend(["--health-interval", "100ms"].map(String::from));
+        args.extend(crate::hosts::QUICK_HEALTH.map(String::from));
         args.extend([
             "--env-file".to_string(),
             format!("h1={}", self.env.display()),

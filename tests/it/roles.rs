@@ -81,14 +81,7 @@ impl Roles {
             "--path".into(),
             hosts.path.clone(),
         ];
-        let health = [
-            "--health-url",
-            "http://127.0.0.1:${PORT}/",
-            "--healthy-for",
-            "300ms",
-        ];
-        common.extend(health.map(String::from));
-        common.extend(["--health-interval", "100ms"].map(String::from));
+        common.extend(crate::hosts::QUICK_HEALTH.map(String::from));
         let (ports, env_args) = hosts.env_files_with_migrations(&fx.scratch.path, 3);
         Some(Roles {
             hosts,
