@@ -1,5 +1,7 @@
-//! The GitHub Actions recipe in `examples/`: valid YAML with the documented shape, and every
-//! `cargo release-bundle` command it runs parses with this CLI.
+//! The documentation as users meet it: the GitHub Actions recipe in `examples/` (valid YAML
+//! with the documented shape, every `cargo release-bundle` command it runs parses with this
+//! CLI), the README's quick start run verbatim, and the pages by reader (the README leads to
+//! every reference page; every relative link resolves).
 
 use clap::Parser;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -168,4 +170,81 @@ impl Drop for StopOnDrop<'_> {
             .current_dir(self.0)
             .output();
     }
+}
+
+/// A GitHub heading anchor: lower case, punctuation but `-` and `_` dropped, spaces as `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Relative link targets in a Markdown text: `](target)`, without web addresses.
+fn relative_links(text: &str) -> Vec<String> {
+    text.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(target, _)| target.to_string()))
+        .filter(|t| !t.contains("://") && !t.starts_with("mailto:"))
+        .collect()
+}
+
+/// The documentation by reader: the README is at most 300 lines and links every reference
+/// page in docs/; ARCHITECTURE.md fits one screen (at most 700 words); every relative link
+/// in them, CONTRIBUTING.md and docs/ names a file that exists, and a heading there when it
+/// has an anchor.
+#[test]
+fn the_readme_leads_to_every_reference_page_and_links_resolve() {
+    let root = repo();
+    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap();
+    let readme = read("README.md");
+    assert!(
+        readme.lines().count() <= 300,
+        "the README is over 300 lines"
+    );
+    let words = read("ARCHITECTURE.md").split_whitespace().count();
+    assert!(words <= 700, "ARCHITECTURE.md has {words} words");
+    let mut pages = vec![
+        "README.md".to_string(),
+        "ARCHITECTURE.md".into(),
+        "CONTRIBUTING.md".into(),
+    ];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            assert!(
+                readme.contains(&format!("](docs/{name}")),
+                "README does not link docs/{name}"
+            );
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let dir = std::path::Path::new(page).parent().unwrap();
+        for link in relative_links(&read(page)) {
+            let (file, fragment) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if file.is_empty() {
+                root.join(page)
+            } else {
+                root.join(dir).join(file)
+            };
+            let Ok(text) = std::fs::read_to_string(&target) else {
+                broken.push(format!("{page}: {link}"));
+                continue;
+            };
+            let headings = text
+                .lines()
+                .filter_map(|l| l.strip_prefix('#'))
+                .map(|h| anchor(h.trim_start_matches('#')));
+            if !fragment.is_empty() && !headings.collect::<Vec<_>>().contains(&fragment.to_string())
+            {
+                broken.push(format!("{page}: {link} (no such heading)"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links: {broken:#?}");
 }
