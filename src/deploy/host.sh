@@ -257,6 +257,21 @@ rb_fail() {
   rb_die "$@"
 }
 
+# check-sums DIR OUT: check DIR's SHA256SUMS, its report in OUT. GNU's sha256sum is strict
+# about the list's format and reports failures only; busybox's takes no long options.
+rb_check_sums() {
+  if sha256sum --version >/dev/null 2>&1; then
+    (cd "$1" && sha256sum --quiet --strict -c SHA256SUMS) > "$2" 2>&1
+  else
+    (cd "$1" && sha256sum -c SHA256SUMS) > "$2" 2>&1
+  fi
+}
+
+# sums-failed OUT N: the first N lines of a failed check that are not a file's `OK`.
+rb_sums_failed() {
+  grep -v ': OK$' -- "$1" | head -n "$2" >&2
+}
+
 # unpack ID VERSION: hard-link the files the transfer names from installed releases,
 # check every file with sha256sum -c, and only then rename it to releases/VERSION.
 rb_step_unpack() {
@@ -280,7 +295,10 @@ rb_step_unpack() {
       fi
     done < "$rb_dir/links"
   fi
-  (cd "$rb_dir/release" && sha256sum --quiet --strict -c SHA256SUMS >&2) || rb_fail "the release does not match its SHA256SUMS; nothing was installed"
+  if ! rb_check_sums "$rb_dir/release" "$rb_dir/sums.out"; then
+    rb_sums_failed "$rb_dir/sums.out" 20
+    rb_fail "the release does not match its SHA256SUMS; nothing was installed"
+  fi
   mv -T -- "$rb_dir/release" "releases/$rb_version" || rb_fail "cannot rename the release into place"
   rm -rf -- "$rb_dir"
 }
@@ -303,11 +321,11 @@ rb_step_verify_release() {
   rb_name_ok "$1"
   [ -f "releases/$1/SHA256SUMS" ] || rb_die "releases/$1 has no SHA256SUMS"
   rb_out=.deploy/verify.$$
-  if (cd "releases/$1" && sha256sum --quiet --strict -c SHA256SUMS) > "$rb_out" 2>&1; then
+  if rb_check_sums "releases/$1" "$rb_out"; then
     rm -f -- "$rb_out"
     exit 0
   fi
-  head -n 5 -- "$rb_out" >&2
+  rb_sums_failed "$rb_out" 5
   rm -f -- "$rb_out"
   rb_die "releases/$1 no longer matches its SHA256SUMS"
 }

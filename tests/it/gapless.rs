@@ -468,6 +468,7 @@ fn systemd_reloads_and_holds_the_sockets() {
     let setup = crate::hosts::Setup {
         users: Some(vec!["root".into()]),
         systemd: Some(&systemd),
+        ..Default::default()
     };
     let Some(hosts) = crate::hosts::Hosts::start_with(1, "gapless-systemd", setup) else {
         return;

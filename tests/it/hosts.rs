@@ -46,6 +46,8 @@ pub struct Setup<'a> {
     pub users: Option<Vec<String>>,
     /// Run sshd (and so every session) inside this systemd's namespaces.
     pub systemd: Option<&'a Systemd>,
+    /// The hosts' PATH holds busybox's applets only: its sh, coreutils, tar and gzip.
+    pub busybox: bool,
 }
 
 /// A real systemd as PID 1 of its own PID and mount namespaces (as a container runs it),
@@ -241,6 +243,21 @@ fn ensure_user(name: &str) -> bool {
 }
 
 /// The commands a stock server has: sh, coreutils, tar, gzip; nothing else.
+/// A directory of busybox's applets, each a link to busybox.
+fn busybox_bin(dir: &Path) {
+    assert!(have("busybox"), "a busybox host needs busybox");
+    fs::create_dir_all(dir).unwrap();
+    let found = Command::new("sh")
+        .args(["-c", "command -v busybox"])
+        .output()
+        .unwrap();
+    let busybox = PathBuf::from(String::from_utf8_lossy(&found.stdout).trim());
+    let list = Command::new(&busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        std::os::unix::fs::symlink(&busybox, dir.join(applet)).unwrap();
+    }
+}
+
 fn host_bin(dir: &Path) {
     fs::create_dir_all(dir).unwrap();
     let listed = Command::new("dpkg").args(["-L", "coreutils"]).output();
@@ -296,8 +313,13 @@ fn keygen(path: &Path) {
 
 /// The hosts' PATHs: the first host's (with zstd: transfers to it are zstd, or the bundle's
 /// own bytes), then the others' (only what a stock server has: gzip transfers). A systemd
-/// server has its service manager's clients too.
-fn host_paths(scratch: &Scratch, systemd: bool) -> [PathBuf; 2] {
+/// server has its service manager's clients too. With `busybox`, both are busybox alone.
+fn host_paths(scratch: &Scratch, systemd: bool, busybox: bool) -> [PathBuf; 2] {
+    if busybox {
+        let dir = scratch.join("hostbin-busybox");
+        busybox_bin(&dir);
+        return [dir.clone(), dir];
+    }
     let (zbin, bin) = (scratch.join("hostbin-zstd"), scratch.join("hostbin"));
     host_bin(&bin);
     host_bin(&zbin);
@@ -408,7 +430,7 @@ impl Hosts {
             // systemd mounts its own /run.
             assert!(systemd.run("mkdir -p /run/sshd").status.success());
         }
-        let paths = host_paths(&scratch, setup.systemd.is_some());
+        let paths = host_paths(&scratch, setup.systemd.is_some(), setup.busybox);
         keygen(&scratch.join("host_key"));
         keygen(&scratch.join("client_key"));
         let authorized = scratch.join("authorized_keys");
