@@ -470,6 +470,18 @@ pub fn normalize_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
     args
 }
 
+impl TrustOpts {
+    /// The trust policy these flags state.
+    pub fn trust(&self) -> crate::verify::Trust {
+        crate::verify::Trust {
+            sha256: self.sha256.clone(),
+            allowed_signers: self.allowed_signers.clone(),
+            identity: self.identity.clone(),
+            minisign_key: self.minisign_key.clone(),
+        }
+    }
+}
+
 impl CheckOpts {
     /// The verify limits these flags set (their defaults are the library's).
     pub fn limits(&self) -> crate::verify::Limits {

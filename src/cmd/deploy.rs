@@ -2,9 +2,8 @@
 //! is given, verify it, then run the deploy sequence on every host (see `deploy::fleet`).
 
 use anyhow::{Context, Result, bail};
-use camino::Utf8PathBuf;
 
-use crate::cli::{BatchOpts, DeployOpts, HostOpts, ManifestOpts, RestartOpts, TrustOpts};
+use crate::cli::{BatchOpts, DeployOpts, HostOpts, ManifestOpts, RestartOpts};
 use crate::deploy::config::{OnFailure, Partial, Settings};
 use crate::output::MessageFormat;
 use std::sync::mpsc;
@@ -12,13 +11,12 @@ use std::sync::mpsc;
 use crate::bundle;
 use crate::deploy::fleet;
 use crate::deploy::hooks::{self, HookEnv};
-use crate::deploy::notes::{DeploySummary, Happened, Note, Notes};
+use crate::deploy::notes::{DeploySummary, Note, Notes};
+use crate::deploy::render;
 use crate::deploy::resolve::{self, Lookup};
-use crate::deploy::state;
 use crate::deploy::whole::{Hook, Whole};
 use crate::deploy::{Options, Release, Target};
 use crate::output::Output;
-use crate::verify::{self, Limits, Severity};
 
 /// How the sequence runs, from the settings and the flags.
 pub(super) fn options(
@@ -79,171 +77,13 @@ pub(super) fn flags(
     }
 }
 
-/// A verify [`Sink`](crate::verify::Sink) that keeps only `MANIFEST.json`, copied into an
-/// anonymous temporary file as verify streams it: the deploy reads the bundle once to verify
-/// it and to learn its file list.
-#[derive(Default)]
-struct ManifestCatcher {
-    manifest: Option<std::fs::File>,
-}
-
-impl crate::verify::Sink for ManifestCatcher {
-    fn dir(&mut self, _: &str) {}
-    fn symlink(&mut self, _: &str, _: &str) {}
-    fn begin_file(&mut self, rel: &str) -> Option<std::fs::File> {
-        (rel == crate::archive::MANIFEST)
-            .then(|| tempfile::tempfile().ok())
-            .flatten()
-    }
-    fn end_file(&mut self, _: &str, file: std::fs::File, _: u32) {
-        self.manifest = Some(file);
-    }
-    fn fail(&mut self, _: &str, _: std::io::Error) {
-        self.manifest = None;
-    }
-    fn mtime(&mut self, _: u64) {}
-}
-
-/// Verify the bundle as `verify` does, with the same digest and signature checks; its
-/// manifest and digest when it passes.
-pub(super) fn verified<'a>(bundle: &'a Utf8PathBuf, trust: &TrustOpts) -> Result<Release<'a>> {
-    let mut catcher = ManifestCatcher::default();
-    let mut report = verify::verify_file(
-        bundle,
-        trust.sha256.as_deref(),
-        Limits::default(),
-        &[],
-        Some(&mut catcher),
-    )?;
-    verify::check_signature(
-        &mut report,
-        trust.allowed_signers.as_deref(),
-        trust.identity.as_deref(),
-    )?;
-    if let Some(public) = &trust.minisign_key {
-        verify::check_minisign(&mut report, public)?;
-    }
-    if !report.passes(false) {
-        let first = report
-            .findings
-            .iter()
-            .find(|f| f.severity == Severity::Error)
-            .map(|f| f.message.clone())
-            .unwrap_or_default();
-        bail!("`{bundle}` does not verify ({first}); nothing was deployed");
-    }
-    let manifest = report
-        .manifest
-        .with_context(|| format!("`{bundle}`: its manifest names no release"))?;
-    let manifest_spool = catcher
-        .manifest
-        .with_context(|| format!("`{bundle}`: its MANIFEST.json could not be kept"))?;
-    Ok(Release {
-        bundle,
-        sha256: report.sha256,
-        manifest,
-        manifest_spool,
-    })
-}
-
-fn human(note: &Note) -> (&'static str, String) {
-    let h = &note.host;
-    match &note.what {
-        Happened::Locked => ("Locked", h.to_string()),
-        Happened::EnvInstalled => ("Installed", format!("{h}: shared/env (0600)")),
-        Happened::Swept { path } => (
-            "Removed",
-            format!("{h}: {path}, left by a deploy that was killed"),
-        ),
-        Happened::BrokeLock { holder } => ("Broke", format!("{h}: stale lock ({holder})")),
-        Happened::Staged {
-            version,
-            bytes_sent,
-            files_sent,
-            files_linked,
-        } => (
-            "Staged",
-            format!(
-                "{h}: {version} ({} sent: {files_sent} files; {files_linked} linked from installed releases)",
-                crate::bundle::human_size(*bytes_sent)
-            ),
-        ),
-        Happened::AlreadyStaged { version } => {
-            ("Staged", format!("{h}: {version} was already installed"))
-        }
-        Happened::Stopped { version } => ("Stopped", format!("{h}: {version}")),
-        Happened::Switched { from, to } => (
-            "Switched",
-            format!(
-                "{h}: current -> releases/{to}{}",
-                from.as_ref()
-                    .map(|f| format!(" (was {f})"))
-                    .unwrap_or_default()
-            ),
-        ),
-        Happened::Started { version } => ("Started", format!("{h}: {version}")),
-        Happened::Healthy { version } => ("Healthy", format!("{h}: {version}")),
-        Happened::Failed {
-            version,
-            why,
-            log_tail,
-        } => (
-            "Failed",
-            format!(
-                "{h}: {version}: {why}{}",
-                if log_tail.trim().is_empty() {
-                    String::new()
-                } else {
-                    format!("\nlast lines of its log on {h}:\n{}", log_tail.trim_end())
-                }
-            ),
-        ),
-        Happened::Reverted { from, to, healthy } => (
-            "Reverted",
-            format!(
-                "{h}: {from} -> {to}, {}",
-                if *healthy {
-                    "which is serving"
-                } else {
-                    "which also did not come up"
-                }
-            ),
-        ),
-        Happened::MarkedBad { version } => ("Marked bad", format!("{h}: {version}")),
-        Happened::Pruned { version } => ("Pruned", format!("{h}: {version}")),
-        other => human_release_command(h, other),
-    }
-}
-
-/// The release command's notes, in human form.
-fn human_release_command(h: &str, what: &Happened) -> (&'static str, String) {
-    match what {
-        Happened::ReleaseCommand { version, command } => (
-            "Running",
-            format!("{h}: release command `{command}` from {version}"),
-        ),
-        Happened::Output { line, .. } => ("", format!("{h}: {line}")),
-        Happened::ReleaseCommandDone { code: 0, .. } => {
-            ("Ran", format!("{h}: the release command"))
-        }
-        Happened::ReleaseCommandDone { code, .. } => {
-            ("Failed", format!("{h}: the release command exited {code}"))
-        }
-        Happened::ReleaseCommandSkipped { version } => (
-            "Skipped",
-            format!("{h}: the release command of {version} (--skip-release-command)"),
-        ),
-        _ => ("", String::new()),
-    }
-}
-
 fn print_note(note: &Note, format: MessageFormat, shell: &Output) -> Result<()> {
     if format == MessageFormat::Json {
         let mut v = serde_json::to_value(note).context("a note always serializes")?;
         v["reason"] = "deploy-event".into();
         shell.json(&v);
     } else {
-        let (verb, text) = human(note);
+        let (verb, text) = render::note(note);
         if verb == "Failed" {
             shell.warn(text);
         } else {
@@ -308,7 +148,8 @@ pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
             }
         }
     };
-    let release = verified(&bundle, &opts.trust)?;
+    let trust = opts.trust.trust();
+    let release = Release::verified(&bundle, &trust)?;
     let lookup = Lookup {
         manifest_path: opts.build.manifest_path.clone(),
         package: opts.build.package.first().cloned(),
@@ -324,10 +165,7 @@ pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
             "no hosts to deploy to: pass --host HOST (repeatable) or --dest NAME, or set deploy.hosts (to install on this machine, use `install`)"
         );
     }
-    if hosts.settings.require_signature
-        && opts.trust.allowed_signers.is_none()
-        && opts.trust.minisign_key.is_none()
-    {
+    if hosts.settings.require_signature && !trust.names_a_signer() {
         bail!(
             "deploy.require-signature is set and `{bundle}` was not checked against a signer: pass --allowed-signers FILE (SSH signatures) or --minisign-key PUB; nothing was deployed"
         );
@@ -436,91 +274,21 @@ fn dry_run(
     format: MessageFormat,
     shell: &Output,
 ) -> Result<u8> {
-    let states: Vec<state::HostState> =
-        fleet::states(targets).into_iter().collect::<Result<_>>()?;
-    // The name the deploy would give it on the hosts (`<version>+<id>` beside other bytes).
-    let id = crate::deploy::checks::release_id(release, &states.iter().collect::<Vec<_>>());
-    let named;
-    let release = if id == release.manifest.version {
-        release
-    } else {
-        named = release.named(&id)?;
-        &named
-    };
-    let m = &release.manifest;
-    let mut plan = Vec::new();
-    for (t, state) in targets.iter().zip(states) {
-        // The decisions the deploy takes before it sends anything, taken the same way.
-        crate::deploy::checks::check_staging(t, &state, release)?;
-        if state.releases.contains_key(&m.version) && state.current.as_ref() != Some(&m.version) {
-            crate::deploy::checks::release_intact(t, &m.version)
-                .context("the deploy would refuse to switch")?;
-        }
-        let transfer = state::plan_transfer(release, &state)?;
-        let (send_files, send_bytes) = (transfer.files_sent, transfer.bytes_sent_uncompressed);
-        let links = transfer.links;
-        let installed = state.releases.contains_key(&m.version);
-        plan.push(serde_json::json!({
-            "host": t.label,
-            "path": t.path,
-            "current": state.current,
-            "stage": !installed,
-            "files_to_send": if installed { 0 } else { send_files },
-            "bytes_to_send_uncompressed": if installed { 0 } else { send_bytes },
-            "files_to_link": if installed { 0 } else { links.len() },
-            "stop": state.current.as_ref().filter(|c| **c != m.version),
-            "start": (state.current.as_deref() != Some(m.version.as_str())).then_some(&m.version),
-        }));
-    }
-    let labels: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
-    let batches: Vec<Vec<&str>> =
-        crate::deploy::roles::batch_ranges(&labels, &settings.roles, settings.batch)
-            .into_iter()
-            .map(|r| targets[r].iter().map(|t| t.label.as_str()).collect())
-            .collect();
+    let plan = crate::deploy::dry_run::plan(release, targets, settings)?;
     if format == MessageFormat::Json {
-        shell.json(&serde_json::json!({
-            "reason": "deploy-plan",
-            "name": m.name,
-            "version": m.version,
-            "bundle": release.bundle,
-            "hosts": plan,
-            "batches": batches,
-        }));
+        let mut v = serde_json::to_value(&plan).context("a plan always serializes")?;
+        v["reason"] = "deploy-plan".into();
+        shell.json(&v);
         return Ok(0);
     }
-    shell.out(format!(
-        "Would deploy {} {} from {}",
-        m.name, m.version, release.bundle
-    ));
-    for p in &plan {
-        shell.out(plan_line(p));
+    let (name, version, bundle) = (&plan.name, &plan.version, &plan.bundle);
+    shell.out(format!("Would deploy {name} {version} from {bundle}"));
+    for p in &plan.hosts {
+        shell.out(render::plan_line(p));
     }
-    for (i, b) in batches.iter().enumerate() {
+    for (i, b) in plan.batches.iter().enumerate() {
         shell.out(format!("  batch {}: {}", i + 1, b.join(", ")));
     }
     shell.out("Nothing was changed (--dry-run).");
     Ok(0)
-}
-
-/// One host's line of the human `--dry-run` plan.
-fn plan_line(p: &serde_json::Value) -> String {
-    let host = p["host"].as_str().unwrap_or_default();
-    let mut line = format!("  {host} ({}):", p["path"].as_str().unwrap_or_default());
-    if p["stage"].as_bool() == Some(true) {
-        line.push_str(&format!(
-            " send {} files ({} before compression), link {} from installed releases;",
-            p["files_to_send"],
-            crate::bundle::human_size(p["bytes_to_send_uncompressed"].as_u64().unwrap_or(0)),
-            p["files_to_link"]
-        ));
-    } else {
-        line.push_str(" already staged;");
-    }
-    match (p["stop"].as_str(), p["start"].as_str()) {
-        (Some(old), Some(new)) => line.push_str(&format!(" stop {old}, switch, start {new}")),
-        (None, Some(new)) => line.push_str(&format!(" switch, start {new}")),
-        _ => line.push_str(" already current; nothing to restart"),
-    }
-    line
 }

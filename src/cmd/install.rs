@@ -4,15 +4,15 @@
 use anyhow::Result;
 
 use crate::cli::{HostOpts, InstallOpts};
-use crate::deploy::Target;
 use crate::deploy::fleet;
 use crate::deploy::resolve;
 use crate::deploy::transport::Transport;
+use crate::deploy::{Release, Target};
 use crate::output::Output;
 
 /// 0 installed (and healthy when restarted); errors (exit 1) otherwise.
 pub fn run(opts: &InstallOpts, shell: &Output) -> Result<u8> {
-    let release = super::deploy::verified(&opts.bundle, &opts.trust)?;
+    let release = Release::verified(&opts.bundle, &opts.trust.trust())?;
     let hosts = HostOpts {
         hosts: Vec::new(),
         dest: None,

@@ -34,14 +34,7 @@ pub fn run(opts: &UnpackOpts, shell: &Output) -> Result<u8> {
         Some(&mut extractor),
     )?;
     // Before anything is moved into place: a signature, when signers are given.
-    verify::check_signature(
-        &mut report,
-        opts.check.trust.allowed_signers.as_deref(),
-        opts.check.trust.identity.as_deref(),
-    )?;
-    if let Some(public) = &opts.check.trust.minisign_key {
-        verify::check_minisign(&mut report, public)?;
-    }
+    opts.check.trust.trust().check_signatures(&mut report)?;
     if unpack::interrupted() {
         drop(extractor);
         shell.error(format!("interrupted; nothing was installed at `{dest}`"));

@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::cli::VerifyOpts;
 use crate::output::Output;
 use crate::verify::rebuild;
-use crate::verify::{Finding, Report, check_minisign, check_signature, print, verify_file};
+use crate::verify::{Finding, Report, print, verify_file};
 
 /// `verify PATH...`: exit 0 when every bundle passes, 1 when any has findings, 2 on I/O errors.
 pub fn run(opts: &VerifyOpts, shell: &Output) -> Result<u8> {
@@ -46,14 +46,7 @@ fn check(path: &camino::Utf8Path, opts: &VerifyOpts, shell: &Output) -> Result<R
             None,
         )?
     };
-    check_signature(
-        &mut report,
-        opts.check.trust.allowed_signers.as_deref(),
-        opts.check.trust.identity.as_deref(),
-    )?;
-    if let Some(public) = &opts.check.trust.minisign_key {
-        check_minisign(&mut report, public)?;
-    }
+    opts.check.trust.trust().check_signatures(&mut report)?;
     if opts.rebuild && !image {
         match &report.manifest {
             Some(m) if report.passes(false) => {

@@ -15,6 +15,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod dry_run;
 pub mod exec;
 pub mod fleet;
 mod gzip;
@@ -22,7 +23,9 @@ pub mod hooks;
 pub mod keeper;
 pub mod logs;
 pub mod notes;
+mod release;
 mod release_command;
+pub mod render;
 pub mod resolve;
 mod restart;
 pub mod roles;
@@ -37,11 +40,10 @@ pub mod whole;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
-use crate::archive::manifest::Manifest;
 use config::Settings;
+pub use release::Release;
 use transport::Transport;
 
 /// One host: how to reach it and where the layout lives there.
@@ -51,36 +53,6 @@ pub struct Target {
     pub label: String,
     pub transport: Transport,
     pub path: String,
-}
-
-/// The release being deployed: a bundle that verified.
-pub struct Release<'a> {
-    pub bundle: &'a Utf8Path,
-    pub sha256: String,
-    /// Without its file list (see `manifest_spool`).
-    pub manifest: Manifest,
-    /// The bundle's `MANIFEST.json`, for streaming its file list per host.
-    pub manifest_spool: std::fs::File,
-}
-
-impl<'a> Release<'a> {
-    /// The same release under another name on the hosts (`<version>+<id>`).
-    pub fn named(&self, id: &str) -> std::io::Result<Release<'a>> {
-        let mut manifest = self.manifest.clone();
-        manifest.version = id.to_string();
-        Ok(Release {
-            bundle: self.bundle,
-            sha256: self.sha256.clone(),
-            manifest,
-            manifest_spool: self.manifest_spool.try_clone()?,
-        })
-    }
-
-    /// The bundle's compression, as its file name says (verify checked that the name and the
-    /// bytes agree).
-    pub fn format(&self) -> crate::archive::Format {
-        crate::archive::format_of(self.bundle.as_str()).unwrap_or(crate::archive::Format::TarZst)
-    }
 }
 
 /// How a deploy, install or rollback runs.

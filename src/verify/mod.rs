@@ -184,7 +184,7 @@ use stream::{ChannelReader, HashingReader, InputEnd, decompress};
 
 pub use report::print;
 pub use sidecar::Reference;
-pub use signature::{check_minisign, check_signature};
+pub use signature::{Trust, check_minisign, check_signature};
 
 /// Verify one bundle file. `Err` only for I/O problems with the file itself (exit code 2).
 pub fn verify_file(

@@ -2,11 +2,42 @@
 //! or invalid one is an error when signers are given, and a present but unchecked one is said.
 
 use anyhow::Result;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use super::sidecar::Reference;
 use super::{Finding, Report};
 use crate::attest::sign;
+
+/// What a bundle must prove beyond its own consistency: a digest the user expects, and a
+/// signature by one of the allowed SSH signers (as `identity`, when given) or by a minisign
+/// key. `verify`, `unpack`, `install` and `deploy` all check it the same way.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    pub sha256: Option<String>,
+    pub allowed_signers: Option<Utf8PathBuf>,
+    pub identity: Option<String>,
+    pub minisign_key: Option<Utf8PathBuf>,
+}
+
+impl Trust {
+    /// The signatures this policy asks for, checked into `report`'s findings.
+    pub fn check_signatures(&self, report: &mut Report) -> Result<()> {
+        check_signature(
+            report,
+            self.allowed_signers.as_deref(),
+            self.identity.as_deref(),
+        )?;
+        if let Some(public) = &self.minisign_key {
+            check_minisign(report, public)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a signer was named at all (`deploy.require-signature` needs one).
+    pub fn names_a_signer(&self) -> bool {
+        self.allowed_signers.is_some() || self.minisign_key.is_some()
+    }
+}
 
 /// `BUNDLE.minisig` against `--minisign-key`.
 pub fn check_minisign(report: &mut Report, public: &Utf8Path) -> Result<()> {
