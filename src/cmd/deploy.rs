@@ -203,7 +203,7 @@ pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
         let mut outcome = String::from("failed");
         let result = reporting(opts.build.output.message_format, shell, "Deployed", |tx| {
             let summary = fleet::deploy(&release, targets, &options, tx);
-            outcome = outcome_of(&summary).into();
+            outcome = summary.outcome().into();
             summary
         });
         (result, outcome)
@@ -218,16 +218,6 @@ pub(super) fn hook_env(flags: &HostOpts, settings: &crate::deploy::config::Setti
         roles: settings.roles.keys().cloned().collect(),
         performer: resolve::who(),
         ..HookEnv::default()
-    }
-}
-
-/// How a deploy or rollback ended, for `post-*` hooks: `success`, `reverted` (a host went
-/// back) or `failed`.
-pub(super) fn outcome_of(summary: &DeploySummary) -> &'static str {
-    match &summary.error {
-        None => "success",
-        Some(_) if summary.hosts.iter().any(|h| h.outcome == "reverted") => "reverted",
-        Some(_) => "failed",
     }
 }
 

@@ -38,7 +38,7 @@ pub fn run(opts: &RollbackOpts, shell: &Output) -> Result<u8> {
             super::deploy::reporting(opts.output.message_format, shell, "Rolled back", |tx| {
                 let summary =
                     fleet::rollback(&hosts.targets, opts.version.as_deref(), &options, tx);
-                outcome = super::deploy::outcome_of(&summary).into();
+                outcome = summary.outcome().into();
                 summary
             });
         (result, outcome)

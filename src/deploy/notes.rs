@@ -117,3 +117,43 @@ pub struct DeploySummary {
     pub hosts: Vec<HostOutcome>,
     pub error: Option<anyhow::Error>,
 }
+
+impl DeploySummary {
+    /// How it ended, as `post-*` hooks hear it: `success`, `reverted` (a host went back) or
+    /// `failed`.
+    pub fn outcome(&self) -> &'static str {
+        match &self.error {
+            None => "success",
+            Some(_) if self.hosts.iter().any(|h| h.outcome == "reverted") => "reverted",
+            Some(_) => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_ends_in_success_reverted_or_failed() {
+        let host = |outcome: &str| HostOutcome {
+            host: "h1".into(),
+            outcome: outcome.into(),
+            current: None,
+            bytes_sent: 0,
+        };
+        let cases = [
+            (vec!["deployed"], false, "success"),
+            (vec!["reverted", "untouched"], true, "reverted"),
+            (vec!["failed", "untouched"], true, "failed"),
+            (vec![], true, "failed"),
+        ];
+        for (hosts, failed, want) in cases {
+            let summary = DeploySummary {
+                hosts: hosts.into_iter().map(host).collect(),
+                error: failed.then(|| anyhow::anyhow!("stopped")),
+            };
+            assert_eq!(summary.outcome(), want);
+        }
+    }
+}
