@@ -131,23 +131,26 @@ pub(super) fn reporting(
     }
 }
 
+/// The bundle given, or the one bundling the project now makes.
+fn the_bundle(opts: &DeployOpts, shell: &Output) -> Result<camino::Utf8PathBuf> {
+    if let Some(b) = &opts.bundle {
+        return Ok(b.clone());
+    }
+    let mut paths = Vec::new();
+    bundle::bundle(&opts.build.request(), shell, &mut |_, _, bundle| {
+        paths.push(bundle.path.clone())
+    })?;
+    match paths.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!(
+            "deploy takes one bundle, and {} were bundled; select one package with -p",
+            paths.len()
+        ),
+    }
+}
+
 pub fn run(opts: &DeployOpts, shell: &Output) -> Result<u8> {
-    let bundle = match &opts.bundle {
-        Some(b) => b.clone(),
-        None => {
-            let mut paths = Vec::new();
-            bundle::bundle(&opts.build.request(), shell, &mut |_, _, bundle| {
-                paths.push(bundle.path.clone())
-            })?;
-            match paths.as_slice() {
-                [one] => one.clone(),
-                _ => bail!(
-                    "deploy takes one bundle, and {} were bundled; select one package with -p",
-                    paths.len()
-                ),
-            }
-        }
-    };
+    let bundle = the_bundle(opts, shell)?;
     let trust = opts.trust.trust();
     let release = Release::verified(&bundle, &trust)?;
     let lookup = Lookup {
