@@ -140,12 +140,12 @@ pub fn sign_release(key: &Utf8Path, file: &Utf8Path) -> Result<Vec<Utf8PathBuf>>
 }
 
 /// `[package.metadata.release.sign] key = "PATH"` (relative to the manifest's directory; a
-/// `profile.<name>.sign` first), else the workspace's.
+/// `profile.<name>.sign` first), else the workspace's; with where it was set (file: key).
 pub fn configured_key(
     ws: &crate::config::project::Workspace,
     package: &cargo_metadata::Package,
     profile: &str,
-) -> Result<Option<Utf8PathBuf>> {
+) -> Result<Option<(Utf8PathBuf, String)>> {
     let Some(section) = ws.sections(package, "sign", profile).into_iter().next() else {
         return Ok(None);
     };
@@ -156,11 +156,8 @@ pub fn configured_key(
         .ok_or_else(|| {
             anyhow::anyhow!("{}: expected a table with `key = \"PATH\"`", section.origin)
         })?;
-    let key = section.dir.join(key);
-    if !key.exists() {
-        bail!("{}: `key`: no such signing key `{key}`", section.origin);
-    }
-    Ok(Some(key))
+    let origin = format!("{}.key", section.origin);
+    Ok(Some((section.dir.join(key), origin)))
 }
 
 /// Where a bundle's minisign signature lives.

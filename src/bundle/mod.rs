@@ -72,6 +72,13 @@ pub fn bundle(
     // preparation included), so in `--workspace` runs the times add up to the whole run.
     let mut started = Instant::now();
     let mut prepared = prepare(opts, shell)?;
+    // A signing key that is not there fails now, before any build, not after the bundle is
+    // written (which would leave it unsigned under its final name).
+    for p in &prepared.planned {
+        if let Some(key) = p.sign_key.as_ref().filter(|k| !k.exists()) {
+            anyhow::bail!("{}: no such signing key `{key}`", p.sign_key_from);
+        }
+    }
     let env = environment::environment(opts, &mut prepared, shell)?;
     let Prepared {
         ws,

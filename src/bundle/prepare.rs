@@ -54,6 +54,8 @@ pub struct Planned {
     pub image: Option<image::Spec>,
     /// The key to sign with (`--sign-key`, the `sign.key` setting).
     pub sign_key: Option<Utf8PathBuf>,
+    /// Where that key was named: the flag, or the file and table that set it.
+    pub sign_key_from: String,
 }
 
 /// Everything decided before building: the workspace, the toolchain, and one plan per package.
@@ -190,10 +192,12 @@ fn plan_package(
         &opts.profile,
         opts.image,
     )?;
-    let sign_key = match &opts.sign_key {
-        Some(k) if !k.exists() => bail!("--sign-key: no such signing key `{k}`"),
-        Some(k) => Some(k.clone()),
-        None => crate::attest::sign::configured_key(ws, package, &opts.profile)?,
+    let (sign_key, sign_key_from) = match &opts.sign_key {
+        Some(k) => (Some(k.clone()), "--sign-key".to_string()),
+        None => match crate::attest::sign::configured_key(ws, package, &opts.profile)? {
+            Some((key, origin)) => (Some(key), origin),
+            None => (None, String::new()),
+        },
     };
     let config = loaded.config;
     Ok(Planned {
@@ -209,6 +213,7 @@ fn plan_package(
         allow_paths: config.allow_paths,
         image,
         sign_key,
+        sign_key_from,
     })
 }
 

@@ -164,14 +164,19 @@ fn a_profile_section_applies_to_that_profile() {
         "the prod profile's signing key was not used: {}",
         stderr(&out)
     );
+    // The first line names the file, the key that set it and the path.
+    let err = stderr(&out);
+    let first = err.lines().next().unwrap_or_default();
     assert!(
-        stderr(&out).contains("keys/prod_ed25519"),
-        "{}",
-        stderr(&out)
+        first.contains("Cargo.toml: package.metadata.release.profile.prod.sign.key")
+            && first.contains("keys/prod_ed25519"),
+        "{err}"
     );
     // A missing key is found before the build: no unsigned bundle is left behind.
     let left = fs::read_dir(fx.out()).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "a bundle was written without its signature");
+    // Planning needs no key (it signs nothing).
+    assert_success(&fx.run(&["plan", "--profile", "prod"]));
 }
 
 /// Bundling the same version again with other bytes replaces the bundle and says so.
