@@ -192,13 +192,7 @@ fn plan_package(
         &opts.profile,
         opts.image,
     )?;
-    let (sign_key, sign_key_from) = match &opts.sign_key {
-        Some(k) => (Some(k.clone()), "--sign-key".to_string()),
-        None => match crate::attest::sign::configured_key(ws, package, &opts.profile)? {
-            Some((key, origin)) => (Some(key), origin),
-            None => (None, String::new()),
-        },
-    };
+    let (sign_key, sign_key_from) = signing_key(opts, ws, package)?;
     let config = loaded.config;
     Ok(Planned {
         package: package.clone(),
@@ -214,6 +208,22 @@ fn plan_package(
         image,
         sign_key,
         sign_key_from,
+    })
+}
+
+/// The key to sign with and where it was named: `--sign-key`, else the `sign` table.
+fn signing_key(
+    opts: &Request,
+    ws: &project::Workspace,
+    package: &Package,
+) -> Result<(Option<Utf8PathBuf>, String)> {
+    if let Some(k) = &opts.sign_key {
+        return Ok((Some(k.clone()), "--sign-key".to_string()));
+    }
+    let configured = crate::attest::sign::configured_key(ws, package, &opts.profile)?;
+    Ok(match configured {
+        Some((key, origin)) => (Some(key), origin),
+        None => (None, String::new()),
     })
 }
 
