@@ -229,6 +229,36 @@ pub fn move_host(
             version: from.into(),
         });
     }
+    switch(session, from, to, rollback, notes)?;
+    if !opts.restart {
+        return Ok(Moved::Done);
+    }
+    // Where the new process's lines will begin in the shared log (a failure shows those).
+    let log_from = session.step("logsize", &[name]).unwrap_or_default();
+    let verb = if gapless { "reload" } else { "daemon" };
+    match start(session, s, to, name, verb, notes) {
+        Ok(()) => {
+            healthy(session, to, notes)?;
+            Ok(Moved::Done)
+        }
+        Err(why) => {
+            let tail = session
+                .step("tail", &[name, log_from.trim()])
+                .unwrap_or_default();
+            let log_tail = crate::output::printable(tail.as_bytes(), 20);
+            failed(session, opts, (name, from, to), why, log_tail, notes)
+        }
+    }
+}
+
+/// `current` -> `to`, logged on the host as a switch (or a rollback's) and noted.
+fn switch(
+    session: &Session,
+    from: Option<&str>,
+    to: &str,
+    rollback: bool,
+    notes: &HostNotes,
+) -> Result<()> {
     session.step("switch", &[to])?;
     let time = now();
     session.log(&match (rollback, from) {
@@ -247,46 +277,40 @@ pub fn move_host(
         from: from.map(String::from),
         to: to.into(),
     });
-    if !opts.restart {
-        return Ok(Moved::Done);
+    Ok(())
+}
+
+/// `to` did not come up (`why`, its log's new lines in `log_tail`): logged and noted, then
+/// back to `from`, or, with nothing to go back to, stopped.
+fn failed(
+    session: &Session,
+    opts: &Options,
+    (name, from, to): (&str, Option<&str>, &str),
+    why: String,
+    log_tail: String,
+    notes: &HostNotes,
+) -> Result<Moved> {
+    if from.is_none() {
+        let _ = service(session, &opts.settings, to, name, "stop");
     }
-    // Where the new process's lines will begin in the shared log (a failure shows those).
-    let log_from = session.step("logsize", &[name]).unwrap_or_default();
-    let verb = if gapless { "reload" } else { "daemon" };
-    match start(session, s, to, name, verb, notes) {
-        Ok(()) => {
-            healthy(session, to, notes)?;
-            Ok(Moved::Done)
-        }
-        Err(why) => {
-            let tail = session
-                .step("tail", &[name, log_from.trim()])
-                .unwrap_or_default();
-            let log_tail = crate::output::printable(tail.as_bytes(), 20);
-            if from.is_none() {
-                // Nothing to go back to: the failed release stops.
-                let _ = service(session, s, to, name, "stop");
-            }
-            session.log(&Event::Failed {
-                version: to.into(),
-                why: why.clone(),
-                time: now(),
-            })?;
-            notes.push(Happened::Failed {
-                version: to.into(),
-                why: why.clone(),
-                log_tail,
-            });
-            let back = match from {
-                Some(from) => Some((
-                    from.to_string(),
-                    revert(session, opts, name, to, from, notes)?,
-                )),
-                None => None,
-            };
-            Ok(Moved::Reverted(why, back))
-        }
-    }
+    session.log(&Event::Failed {
+        version: to.into(),
+        why: why.clone(),
+        time: now(),
+    })?;
+    notes.push(Happened::Failed {
+        version: to.into(),
+        why: why.clone(),
+        log_tail,
+    });
+    let back = match from {
+        Some(from) => Some((
+            from.to_string(),
+            revert(session, opts, name, to, from, notes)?,
+        )),
+        None => None,
+    };
+    Ok(Moved::Reverted(why, back))
 }
 
 /// Switch back from `bad` to `good` and start it (stopping `bad` first unless `good` takes
