@@ -928,16 +928,8 @@ fn require_signature_lets_only_checked_bundles_out(fx: &Fixture, env: &Path) {
     let (key, public) = minisign_keypair(&fx.scratch.path, "ci");
     // The same bundle the first deploy built (bundling is reproducible), to sign.
     let signed_dir = fx.scratch.join("signed");
-    let out = fx.run(&[
-        "--message-format",
-        "json",
-        "-q",
-        "--out-dir",
-        signed_dir.to_str().unwrap(),
-    ]);
-    assert_success(&out);
-    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let copy = msg["path"].as_str().unwrap();
+    let copy = bundle_into(&fx.root, &signed_dir, &[]);
+    let copy = copy.to_str().unwrap();
     let checked = |extra: &[&str]| {
         let mut args = vec!["deploy", copy, "--dest", "staging"];
         args.extend_from_slice(extra);

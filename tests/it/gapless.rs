@@ -17,25 +17,8 @@ pub fn gapless_bundles() -> &'static [PathBuf; 2] {
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gapless");
         ["1.0.0", "1.1.0"].map(|version| {
             let src = base.join(format!("src-{version}"));
-            let _ = std::fs::remove_dir_all(&src);
-            copy_tree(&repo().join("fixtures/gapless"), &src);
-            let manifest = src.join("Cargo.toml");
-            let text = std::fs::read_to_string(&manifest).unwrap();
-            std::fs::write(&manifest, text.replacen("1.0.0", version, 1)).unwrap();
-            let out = run_tool(
-                &src,
-                &[
-                    "--message-format",
-                    "json",
-                    "-q",
-                    "--out-dir",
-                    base.join("out").to_str().unwrap(),
-                ],
-                &[],
-            );
-            assert_success(&out);
-            let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            PathBuf::from(msg["path"].as_str().unwrap())
+            fixture_at("gapless", &src, version);
+            bundle_into(&src, &base.join("out"), &[])
         })
     })
 }
@@ -54,17 +37,7 @@ impl Releases {
         let dirs = gapless_bundles().clone().map(|bundle| {
             let name = bundle.file_name().unwrap().to_str().unwrap().to_string();
             let to = scratch.join(name.split("-x86").next().unwrap_or(&name));
-            let out = run_tool(
-                &scratch.path,
-                &[
-                    "unpack",
-                    bundle.to_str().unwrap(),
-                    "--to",
-                    to.to_str().unwrap(),
-                ],
-                &[],
-            );
-            assert_success(&out);
+            assert_success(&unpack_to(&scratch.path, &bundle, &to));
             to
         });
         let env_file = scratch.join("env");
@@ -690,16 +663,8 @@ fn a_unix_socket_is_held_with_its_mode_and_removed_at_stop() {
     fx.edit("Cargo.toml", http, &format!("{http}{admin}"));
     let line = fx.bundle(&["-q"]).remove(0);
     let top = fx.scratch.join("release");
-    assert_success(&run_tool(
-        &fx.root,
-        &[
-            "unpack",
-            line["path"].as_str().unwrap(),
-            "--to",
-            top.to_str().unwrap(),
-        ],
-        &[],
-    ));
+    let bundle = PathBuf::from(line["path"].as_str().unwrap());
+    assert_success(&unpack_to(&fx.root, &bundle, &top));
     let tmp = fx.scratch.join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     set_mode(&tmp, 0o700);

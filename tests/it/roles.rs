@@ -12,25 +12,8 @@ use crate::support::*;
 /// The roles fixture bundled at `version`.
 fn roles_bundle(scratch: &Scratch, version: &str) -> PathBuf {
     let src = scratch.join(format!("roles-{version}"));
-    copy_tree(&repo().join("fixtures/roles"), &src);
-    let manifest = src.join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).unwrap();
-    fs::write(&manifest, text.replacen("1.0.0", version, 1)).unwrap();
-    let out_dir = scratch.join("bundles");
-    let out = run_tool(
-        &src,
-        &[
-            "--message-format",
-            "json",
-            "-q",
-            "--out-dir",
-            out_dir.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&out);
-    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    PathBuf::from(msg["path"].as_str().unwrap())
+    fixture_at("roles", &src, version);
+    bundle_into(&src, &scratch.join("bundles"), &[])
 }
 
 /// Host `i`'s worker heartbeat: the version writing it, once it is there (within 3 s).

@@ -394,23 +394,50 @@ pub fn webapp_bundle() -> &'static Path {
         let src = base.join("webapp");
         let _ = fs::remove_dir_all(&src);
         copy_tree(&repo().join("fixtures/webapp"), &src);
-        let out = run_tool(
+        let target = base.join("target");
+        bundle_into(
             &src,
-            &[
-                "--message-format",
-                "json",
-                "--target-dir",
-                base.join("target").to_str().unwrap(),
-                "--out-dir",
-                base.join("out").to_str().unwrap(),
-                "-q",
-            ],
-            &[],
-        );
-        assert_success(&out);
-        let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        PathBuf::from(msg["path"].as_str().unwrap())
+            &base.join("out"),
+            &["--target-dir", target.to_str().unwrap()],
+        )
     })
+}
+
+/// Bundle the project in `src` into `out` (then `extra`), asserting success; the bundle.
+pub fn bundle_into(src: &Path, out: &Path, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "--message-format",
+        "json",
+        "-q",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = run_tool(src, &args, &[]);
+    assert_success(&out);
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(msg["path"].as_str().unwrap())
+}
+
+/// `unpack <bundle> --to <to>`, run in `dir`.
+pub fn unpack_to(dir: &Path, bundle: &Path, to: &Path) -> Output {
+    let args = [
+        "unpack",
+        bundle.to_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+    ];
+    run_tool(dir, &args, &[])
+}
+
+/// `fixtures/<fixture>` copied to `to`, its version (`1.0.0` there) set to `version`.
+pub fn fixture_at(fixture: &str, to: &Path, version: &str) {
+    let _ = fs::remove_dir_all(to);
+    copy_tree(&repo().join("fixtures").join(fixture), to);
+    let manifest = to.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("1.0.0"), "{fixture} is at 1.0.0");
+    fs::write(&manifest, text.replacen("1.0.0", version, 1)).unwrap();
 }
 
 /// Run git in `dir` with a fixed identity and commit date, asserting success; returns stdout.
@@ -445,16 +472,7 @@ pub fn webapp_at(scratch: &Scratch, version: &str, extra: &str) -> PathBuf {
         "[package.metadata.release.env]\n",
         &format!("[package.metadata.release.env]\n{extra}"),
     );
-    let out = fx.run(&[
-        "--message-format",
-        "json",
-        "-q",
-        "--out-dir",
-        scratch.join("bundles").to_str().unwrap(),
-    ]);
-    assert_success(&out);
-    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    PathBuf::from(msg["path"].as_str().unwrap())
+    bundle_into(&fx.root, &scratch.join("bundles"), &[])
 }
 
 /// The name of the user running the tests.
@@ -462,7 +480,6 @@ pub fn current_user() -> String {
     sh(Path::new("/"), "id", &["-un"]).trim().to_string()
 }
 
-/// The JSON objects a command printed on stdout, one per line.
 /// `verify --message-format json` with `args` (the bundle among them), run in `dir`: the
 /// process's output and its findings, one JSON value per line.
 pub fn verify_json(dir: &Path, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
@@ -473,6 +490,7 @@ pub fn verify_json(dir: &Path, args: &[&str]) -> (Output, Vec<serde_json::Value>
     (out, findings)
 }
 
+/// The JSON objects a command printed on stdout, one per line.
 pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -711,13 +711,7 @@ fn compression_bombs_are_refused() {
 
 /// `unpack <bundle> --to <dest>`, run in the case's directory.
 fn unpack(case: &Case, bundle: &Path, dest: &Path) -> Output {
-    let args = [
-        "unpack",
-        bundle.to_str().unwrap(),
-        "--to",
-        dest.to_str().unwrap(),
-    ];
-    run_tool(&case.dir.path, &args, &[])
+    unpack_to(&case.dir.path, bundle, dest)
 }
 
 /// The good bundle with a link out of the top and a file written through it, and a name
@@ -824,17 +818,7 @@ fn unpack_keeps_the_archive_mtime_and_creates_parents() {
         .unwrap();
     let scratch = Scratch::new();
     let to = scratch.join("missing/parents/webapp");
-    let out = run_tool(
-        &scratch.path,
-        &[
-            "unpack",
-            bundle.to_str().unwrap(),
-            "--to",
-            to.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_success(&out);
+    assert_success(&unpack_to(&scratch.path, bundle, &to));
     for rel in [
         "",
         "bin",
